@@ -1,0 +1,137 @@
+//! The messages exchanged once a session or link is open, and their CBOR encoding.
+//!
+//! Every message is a CBOR map with a text field `t` naming its type (`"send"`, `"deliver"`, …)
+//! and short text keys for its fields; PROTOCOL.md gives the schema of each. Three sets:
+//! [`ClientMessage`] (device → server), [`ServerMessage`] (server → device) and [`LinkMessage`]
+//! (server ↔ server over a federation link).
+//!
+//! Versioning rules, enforced by [`decode`]:
+//!
+//! * unknown fields are ignored (a newer peer may add optional fields);
+//! * an unknown `t` is reported as [`DecodeErrorKind::UnknownType`], which the receiver answers
+//!   with error 102 (`unknown_message_type`) and carries on;
+//! * a known `t` whose fields do not match is [`DecodeErrorKind::Malformed`] (error 101);
+//! * counts and lengths beyond the protocol's limits are [`DecodeErrorKind::Limit`] (error 107).
+//!
+//! Where the undecodable message carried a request id (`rid`), the error says so, so the answer
+//! can name the request it refuses.
+
+mod cbor;
+mod client;
+mod common;
+mod link;
+mod server;
+
+pub use client::ClientMessage;
+pub use common::{NextStep, Notice, Presence, PresenceStatus, QueueItem, RequestId, Topic};
+pub use link::LinkMessage;
+pub use server::ServerMessage;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use siren_api::ErrorCode;
+
+pub use cbor::MAX_NESTING;
+pub(crate) use cbor::{decode_cbor, encode_cbor};
+
+/// Why a message could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}")]
+pub struct DecodeError {
+    /// What went wrong.
+    pub kind: DecodeErrorKind,
+    /// The request id, if the message carried a readable one.
+    pub rid: Option<RequestId>,
+}
+
+/// The kinds of decoding failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeErrorKind {
+    /// Not CBOR, not a map with a text `t`, or fields that do not match the type's schema.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// A `t` this side does not know.
+    #[error("unknown message type {0:?}")]
+    UnknownType(String),
+    /// A count or length beyond the protocol's limit.
+    #[error("{what} exceeds the limit of {max}")]
+    Limit {
+        /// Which field.
+        what: &'static str,
+        /// The limit.
+        max: usize,
+    },
+}
+
+impl DecodeError {
+    /// The error code to answer with.
+    pub fn code(&self) -> ErrorCode {
+        match self.kind {
+            DecodeErrorKind::Malformed(_) => ErrorCode::MalformedMessage,
+            DecodeErrorKind::UnknownType(_) => ErrorCode::UnknownMessageType,
+            DecodeErrorKind::Limit { .. } => ErrorCode::LimitExceeded,
+        }
+    }
+}
+
+/// A message set that travels in frames.
+pub trait WireMessage: Serialize + DeserializeOwned {
+    /// Every `t` value of the set.
+    const TYPES: &'static [&'static str];
+
+    /// Checks counts and lengths against the protocol's limits.
+    fn check_limits(&self) -> Result<(), LimitError>;
+}
+
+/// A count or length beyond its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitError {
+    /// Which field.
+    pub what: &'static str,
+    /// The limit.
+    pub max: usize,
+}
+
+/// Returns an error if `len > max`.
+pub(crate) fn limit(what: &'static str, len: usize, max: usize) -> Result<(), LimitError> {
+    if len > max {
+        Err(LimitError { what, max })
+    } else {
+        Ok(())
+    }
+}
+
+/// Encodes a message as CBOR (the payload of one frame, before transport encryption).
+pub fn encode<M: WireMessage>(msg: &M) -> Vec<u8> {
+    encode_cbor(msg)
+}
+
+/// Decodes one message, applying the versioning rules and limits described above.
+pub fn decode<M: WireMessage>(bytes: &[u8]) -> Result<M, DecodeError> {
+    let malformed = |e, rid| DecodeError {
+        kind: DecodeErrorKind::Malformed(e),
+        rid,
+    };
+    let peek = cbor::check_profile(bytes).map_err(|e| malformed(e, None))?;
+    let rid = peek.rid;
+    let t = peek
+        .t
+        .ok_or_else(|| malformed("no text field \"t\" naming the message type".into(), rid))?;
+    if !M::TYPES.contains(&t.as_str()) {
+        return Err(DecodeError {
+            kind: DecodeErrorKind::UnknownType(t),
+            rid,
+        });
+    }
+    let msg: M = cbor::decode_checked(bytes).map_err(|e| malformed(e, rid))?;
+    msg.check_limits()
+        .map_err(|LimitError { what, max }| DecodeError {
+            kind: DecodeErrorKind::Limit { what, max },
+            rid,
+        })?;
+    Ok(msg)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,190 @@
+use super::*;
+use crate::testing::TestRng;
+use ciborium::Value;
+
+fn cbor(v: &Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    ciborium::into_writer(v, &mut out).unwrap();
+    out
+}
+
+fn map(fields: Vec<(&str, Value)>) -> Value {
+    Value::Map(
+        fields
+            .into_iter()
+            .map(|(k, v)| (Value::Text(k.into()), v))
+            .collect(),
+    )
+}
+
+#[test]
+fn simple_messages_round_trip_and_look_as_documented() {
+    let msg = ClientMessage::Lookup {
+        rid: 7,
+        uid: siren_api::Uid::parse("bob@beta.test").unwrap(),
+    };
+    let bytes = encode(&msg);
+    assert_eq!(decode::<ClientMessage>(&bytes).unwrap(), msg);
+    // The documented shape: a map with t, rid, uid.
+    let expected = map(vec![
+        ("t", Value::Text("lookup".into())),
+        ("rid", Value::Integer(7.into())),
+        ("uid", Value::Text("bob@beta.test".into())),
+    ]);
+    assert_eq!(bytes, cbor(&expected));
+    assert_eq!(
+        encode(&ClientMessage::Bye),
+        cbor(&map(vec![("t", Value::Text("bye".into()))]))
+    );
+}
+
+#[test]
+fn unknown_type_is_reported_with_its_rid() {
+    let bytes = cbor(&map(vec![
+        ("t", Value::Text("teleport".into())),
+        ("rid", Value::Integer(42.into())),
+    ]));
+    let err = decode::<ClientMessage>(&bytes).unwrap_err();
+    assert_eq!(err.kind, DecodeErrorKind::UnknownType("teleport".into()));
+    assert_eq!(err.rid, Some(42));
+    assert_eq!(err.code(), ErrorCode::UnknownMessageType);
+    // A server message type is unknown to a server reading client messages.
+    let bytes = encode(&ServerMessage::Pong { rid: 1 });
+    assert!(matches!(
+        decode::<ClientMessage>(&bytes).unwrap_err().kind,
+        DecodeErrorKind::UnknownType(_)
+    ));
+}
+
+#[test]
+fn unknown_fields_are_ignored() {
+    let bytes = cbor(&map(vec![
+        ("t", Value::Text("ping".into())),
+        ("rid", Value::Integer(3.into())),
+        ("from_the_future", Value::Array(vec![Value::Bool(true)])),
+    ]));
+    assert_eq!(
+        decode::<ClientMessage>(&bytes).unwrap(),
+        ClientMessage::Ping { rid: 3 }
+    );
+}
+
+#[test]
+fn malformed_messages_keep_their_rid() {
+    // `lookup` without `uid`.
+    let bytes = cbor(&map(vec![
+        ("t", Value::Text("lookup".into())),
+        ("rid", Value::Integer(9.into())),
+    ]));
+    let err = decode::<ClientMessage>(&bytes).unwrap_err();
+    assert!(matches!(err.kind, DecodeErrorKind::Malformed(_)));
+    assert_eq!(err.rid, Some(9));
+    assert_eq!(err.code(), ErrorCode::MalformedMessage);
+    // An invalid UID is malformed too (parse, don't validate).
+    let bytes = cbor(&map(vec![
+        ("t", Value::Text("lookup".into())),
+        ("rid", Value::Integer(9.into())),
+        ("uid", Value::Text("no at sign".into())),
+    ]));
+    assert!(matches!(
+        decode::<ClientMessage>(&bytes).unwrap_err().kind,
+        DecodeErrorKind::Malformed(_)
+    ));
+    // Not a map, no t, garbage, trailing bytes.
+    for bad in [
+        cbor(&Value::Integer(1.into())),
+        cbor(&map(vec![("rid", Value::Integer(1.into()))])),
+        vec![0xff, 0x00, 0x13],
+        vec![],
+        {
+            let mut b = encode(&ClientMessage::Ping { rid: 1 });
+            b.push(0);
+            b
+        },
+    ] {
+        assert!(
+            matches!(
+                decode::<ClientMessage>(&bad).unwrap_err().kind,
+                DecodeErrorKind::Malformed(_)
+            ),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn hostile_cbor_is_refused_cheaply() {
+    // A byte string claiming 4 GiB with 3 bytes behind it.
+    let mut lying = cbor(&map(vec![
+        ("t", Value::Text("auth_step".into())),
+        ("rid", Value::Integer(1.into())),
+    ]));
+    lying[0] += 1; // one more map entry
+    lying.extend_from_slice(&[
+        0x64, b'd', b'a', b't', b'a', 0x5a, 0xff, 0xff, 0xff, 0xff, 1, 2, 3,
+    ]);
+    assert!(decode::<ClientMessage>(&lying).is_err());
+    // Nesting far beyond any real message.
+    let mut deep = vec![0x81u8; 10_000];
+    deep.push(0x00);
+    assert!(decode::<ClientMessage>(&deep).is_err());
+    let mut deep_in_field = cbor(&map(vec![
+        ("t", Value::Text("ping".into())),
+        ("rid", Value::Integer(1.into())),
+    ]));
+    deep_in_field[0] += 1;
+    deep_in_field.extend_from_slice(&[0x61, b'x']);
+    deep_in_field.extend(std::iter::repeat_n(0x81u8, 10_000));
+    deep_in_field.push(0);
+    assert!(decode::<ClientMessage>(&deep_in_field).is_err());
+}
+
+#[test]
+fn limits_are_enforced() {
+    let acks = ClientMessage::Ack {
+        seqs: (0..(client::MAX_ACKS as u64 + 1)).collect(),
+    };
+    let err = decode::<ClientMessage>(&encode(&acks)).unwrap_err();
+    assert_eq!(
+        err.kind,
+        DecodeErrorKind::Limit {
+            what: "acks",
+            max: client::MAX_ACKS
+        }
+    );
+    assert_eq!(err.code(), ErrorCode::LimitExceeded);
+    let presence = ClientMessage::Publish {
+        rid: 1,
+        presence: Presence {
+            status: PresenceStatus::Away,
+            text: Some("x".repeat(common::MAX_STATUS_TEXT + 1)),
+        },
+    };
+    assert!(matches!(
+        decode::<ClientMessage>(&encode(&presence))
+            .unwrap_err()
+            .kind,
+        DecodeErrorKind::Limit {
+            what: "status text",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn every_type_name_is_distinct() {
+    for types in [
+        ClientMessage::TYPES,
+        ServerMessage::TYPES,
+        LinkMessage::TYPES,
+    ] {
+        let set: std::collections::HashSet<_> = types.iter().collect();
+        assert_eq!(set.len(), types.len());
+    }
+    // Keep the RNG import honest: ids are random.
+    let mut rng = TestRng::seeded(1);
+    assert_ne!(
+        crate::ids::MessageId::random(&mut rng),
+        crate::ids::MessageId::random(&mut rng)
+    );
+}
