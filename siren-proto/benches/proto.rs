@@ -40,7 +40,9 @@ fn primitives(c: &mut Criterion) {
     g.bench_function("x25519_keygen", |b| {
         b.iter(|| PublicKey::from(&StaticSecret::from(black_box([3u8; 32]))))
     });
-    g.bench_function("x25519_dh", |b| b.iter(|| black_box(&a).diffie_hellman(black_box(&b_pub))));
+    g.bench_function("x25519_dh", |b| {
+        b.iter(|| black_box(&a).diffie_hellman(black_box(&b_pub)))
+    });
     let sk = SigningKey::from_bytes(&[5u8; 32]);
     let vk = sk.verifying_key();
     let key = [1u8; 32];
@@ -179,8 +181,14 @@ fn handshakes(c: &mut Criterion) {
     let device = DekSecret::generate(&mut r);
     let sek = server.current.public();
     // One deterministic run to get the messages each role needs from the other.
-    let (init, hello) =
-        Initiator::client(&server.name, &sek, &device, SessionRequest::Open, &mut rng(10)).unwrap();
+    let (init, hello) = Initiator::client(
+        &server.name,
+        &sek,
+        &device,
+        SessionRequest::Open,
+        &mut rng(10),
+    )
+    .unwrap();
     let (waiting, reply) = handshake::read_hello(&server, Role::ClientToServer, &hello)
         .unwrap()
         .reply(&mut rng(11))

@@ -68,6 +68,8 @@ pub mod transcript;
 pub mod transport;
 
 #[cfg(test)]
+mod primitive_vectors;
+#[cfg(test)]
 mod testing;
 
 pub use siren_api;

@@ -318,7 +318,6 @@ pub struct DirectoryListing {
     /// Live devices.
     pub records: Vec<DeviceRecord>,
     /// The most recent revocations (at most [`MAX_LISTED_REVOCATIONS`]).
-    #[serde(default)]
     pub revoked: Vec<DeviceRevocation>,
     /// The newest entry of the chain.
     pub head: ChainHead,

@@ -31,7 +31,6 @@ pub struct Contact {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Whether this contact may subscribe to the owner's presence.
-    #[serde(default)]
     pub presence: bool,
 }
 
@@ -49,10 +48,8 @@ pub struct Roster {
     /// When this version was made, Unix seconds.
     pub ts: u64,
     /// Contacts, without duplicates.
-    #[serde(default)]
     pub contacts: Vec<Contact>,
     /// Blocked users, without duplicates.
-    #[serde(default)]
     pub blocked: Vec<Uid>,
     /// Ed25519 signature by `usk` over [`Roster::signed_bytes`].
     pub sig: Signature,

@@ -35,7 +35,7 @@ pub enum ClientMessage {
         /// The chosen mechanism.
         mech: String,
         /// The mechanism's initial response (may be empty).
-        #[serde(with = "serde_bytes", default)]
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
     /// The next step of the chosen mechanism.

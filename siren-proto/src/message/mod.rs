@@ -107,6 +107,20 @@ pub fn encode<M: WireMessage>(msg: &M) -> Vec<u8> {
     encode_cbor(msg)
 }
 
+/// Encodes any Siren value (a record, an envelope, a roster) in the CBOR profile, e.g. for a
+/// client's cache or for test vectors.
+pub fn encode_value<T: Serialize>(value: &T) -> Vec<u8> {
+    encode_cbor(value)
+}
+
+/// Decodes any Siren value, checking the CBOR profile.
+pub fn decode_value<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    decode_cbor(bytes).map_err(|e| DecodeError {
+        kind: DecodeErrorKind::Malformed(e),
+        rid: None,
+    })
+}
+
 /// Decodes one message, applying the versioning rules and limits described above.
 pub fn decode<M: WireMessage>(bytes: &[u8]) -> Result<M, DecodeError> {
     let malformed = |e, rid| DecodeError {

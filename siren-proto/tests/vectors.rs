@@ -1,0 +1,477 @@
+//! Siren's protocol test vectors (`siren-proto/vectors/siren-v1.json`), documented in
+//! PROTOCOL.md §"Test vectors".
+//!
+//! Every value in the file comes from fixed inputs: the secret keys, every random draw
+//! (ephemeral keys, challenges, nonces) and every timestamp are listed in the file, so another
+//! implementation can feed the same inputs and compare bytes.
+//!
+//! * `cargo test -p siren-proto --test vectors` regenerates the vectors in memory, compares them
+//!   with the file, and checks the file's values independently (opening, verifying, hashing);
+//! * `UPDATE_VECTORS=1 cargo test -p siren-proto --test vectors` rewrites the file after a
+//!   deliberate protocol change (which also needs a new version or label).
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+
+use rand_core::{TryCryptoRng, TryRng};
+use serde_json::{Value, json};
+use siren_api::{ServerName, Uid};
+use siren_proto::approval::{self, ApprovalTranscript, UskTransfer};
+use siren_proto::envelope::{Envelope, Recipient, ReplayWindow, Sender};
+use siren_proto::frame;
+use siren_proto::handshake::{self, Initiator, ResponderKeys, Role, SessionRequest};
+use siren_proto::ids::{MessageId, SessionId};
+use siren_proto::keys::{DekPublic, DekSecret, SekSecret, UskPublic, UskSecret};
+use siren_proto::message::{self, ClientMessage, ServerMessage};
+use siren_proto::records::{DeviceRecordDraft, DeviceRevocation, DirectoryEntry, UserDirectory};
+use siren_proto::roster::{Contact, Roster};
+use siren_proto::transcript::Digest;
+
+/// An RNG that hands out exactly the listed values, in order, and fails the test if asked for
+/// anything else: the vectors list every random draw.
+struct Scripted(VecDeque<Vec<u8>>);
+
+impl Scripted {
+    fn new(draws: &[&[u8]]) -> Self {
+        Scripted(draws.iter().map(|d| d.to_vec()).collect())
+    }
+    fn done(&self) {
+        assert!(self.0.is_empty(), "unused scripted draws: {}", self.0.len());
+    }
+}
+
+impl TryRng for Scripted {
+    type Error = core::convert::Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        panic!("vectors draw only byte strings")
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        panic!("vectors draw only byte strings")
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        let next = self
+            .0
+            .pop_front()
+            .expect("the vectors list every random draw");
+        assert_eq!(next.len(), dst.len(), "scripted draw has the wrong length");
+        dst.copy_from_slice(&next);
+        Ok(())
+    }
+}
+impl TryCryptoRng for Scripted {}
+
+/// Fixed "random" inputs: byte `b` repeated, so they are easy to recognise in the file.
+fn fixed<const N: usize>(b: u8) -> [u8; N] {
+    [b; N]
+}
+
+fn hex(bytes: impl AsRef<[u8]>) -> Value {
+    Value::String(hex::encode(bytes))
+}
+
+fn uid(s: &str) -> Uid {
+    Uid::parse(s).unwrap()
+}
+
+const TS: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+
+fn generate() -> Value {
+    let sek = SekSecret::from_bytes(fixed(0x01));
+    let dek = DekSecret::from_bytes(fixed(0x02));
+    let usk = UskSecret::from_bytes(&fixed(0x03));
+    let bob_dek = DekSecret::from_bytes(fixed(0x05));
+    let alpha = ServerName::parse("alpha.test").unwrap();
+    let alice = uid("alice@alpha.test");
+    let bob = uid("bob@beta.test");
+
+    let keys = json!({
+        "sek_secret": hex(*sek.to_bytes()),
+        "sek_public": hex(sek.public().as_bytes()),
+        "sek_public_base64": sek.public().to_base64(),
+        "sek_key_id": hex(sek.public().key_id()),
+        "dek_secret": hex(*dek.to_bytes()),
+        "dek_public": hex(dek.public().as_bytes()),
+        "usk_seed": hex(*usk.to_bytes()),
+        "usk_public": hex(usk.public().as_bytes()),
+        "usk_public_base64": usk.public().to_base64(),
+    });
+
+    // Client → server handshake, resuming a session, then one transport frame each way.
+    let server = ResponderKeys {
+        name: alpha.clone(),
+        current: SekSecret::from_bytes(fixed(0x01)),
+        retired: vec![],
+    };
+    let (i_eph, r_eph, challenge) = (fixed::<32>(0x11), fixed::<32>(0x12), fixed::<32>(0x13));
+    let sid = SessionId::from_bytes(fixed(0x14));
+    let mut irng = Scripted::new(&[&i_eph]);
+    let (init, hello) = Initiator::client(
+        &alpha,
+        &sek.public(),
+        &dek,
+        SessionRequest::Resume(sid),
+        &mut irng,
+    )
+    .unwrap();
+    irng.done();
+    let mut rrng = Scripted::new(&[&r_eph, &challenge]);
+    let received = handshake::read_hello(&server, Role::ClientToServer, &hello).unwrap();
+    let (waiting, reply) = received.reply(&mut rrng).unwrap();
+    rrng.done();
+    let (mut client, finish) = init.read_reply(&reply).unwrap();
+    let mut srv = waiting.read_finish(&finish).unwrap();
+    assert_eq!(srv.request, SessionRequest::Resume(sid));
+    let welcome = message::encode(&ServerMessage::Welcome {
+        sid,
+        resumed: true,
+        server: alpha.clone(),
+        max_frame: frame::DEFAULT_MAX_FRAME as u32,
+        uid: Some(alice.clone()),
+    });
+    let welcome_frame = frame::encode(&srv.transport.seal(&welcome).unwrap(), 1 << 20).unwrap();
+    let ping = message::encode(&ClientMessage::Ping { rid: 1 });
+    let ping_frame = frame::encode(&client.transport.seal(&ping).unwrap(), 1 << 20).unwrap();
+    let handshake_c2s = json!({
+        "server_name": "alpha.test",
+        "initiator_static_secret (dek)": hex(*dek.to_bytes()),
+        "responder_static_secret (sek)": hex(*sek.to_bytes()),
+        "initiator_ephemeral_secret": hex(i_eph),
+        "responder_ephemeral_secret": hex(r_eph),
+        "challenge": hex(challenge),
+        "resume_session_id": hex(sid.as_bytes()),
+        "hello": hex(&hello),
+        "hello_reply": hex(&reply),
+        "finish": hex(&finish),
+        "handshake_hash": hex(client.handshake_hash.as_bytes()),
+        "server_first_plaintext (welcome)": hex(&welcome),
+        "server_first_frame": hex(&welcome_frame),
+        "client_first_plaintext (ping)": hex(&ping),
+        "client_first_frame": hex(&ping_frame),
+    });
+
+    // Server → server link handshake: beta.test opens a link to alpha.test.
+    let beta_sek = SekSecret::from_bytes(fixed(0x21));
+    let (li_eph, lr_eph, lchallenge) = (fixed::<32>(0x22), fixed::<32>(0x23), fixed::<32>(0x24));
+    let mut irng = Scripted::new(&[&li_eph]);
+    let beta = ServerName::parse("beta.test").unwrap();
+    let (linit, lhello) =
+        Initiator::server(&beta, &beta_sek, &alpha, &sek.public(), &mut irng).unwrap();
+    let mut rrng = Scripted::new(&[&lr_eph, &lchallenge]);
+    let (lwaiting, lreply) = handshake::read_hello(&server, Role::ServerToServer, &lhello)
+        .unwrap()
+        .reply(&mut rrng)
+        .unwrap();
+    let (ldone, lfinish) = linit.read_reply(&lreply).unwrap();
+    lwaiting.read_finish(&lfinish).unwrap();
+    let handshake_s2s = json!({
+        "initiator_name": "beta.test",
+        "responder_name": "alpha.test",
+        "initiator_static_secret (beta sek)": hex(*beta_sek.to_bytes()),
+        "responder_static_secret (alpha sek)": hex(*sek.to_bytes()),
+        "initiator_ephemeral_secret": hex(li_eph),
+        "responder_ephemeral_secret": hex(lr_eph),
+        "challenge": hex(lchallenge),
+        "hello": hex(&lhello),
+        "hello_reply": hex(&lreply),
+        "finish": hex(&lfinish),
+        "handshake_hash": hex(ldone.handshake_hash.as_bytes()),
+    });
+
+    // An envelope from alice's device to bob's device.
+    let env_eph = fixed::<32>(0x31);
+    let msg_id = MessageId::from_bytes(fixed(0x32));
+    let plaintext = b"{\"type\":\"text\",\"body\":\"hello bob\"}";
+    let mut erng = Scripted::new(&[&env_eph]);
+    let env = Envelope::seal(
+        Sender {
+            uid: &alice,
+            usk: &usk,
+            dek: &dek.public(),
+        },
+        &bob,
+        &bob_dek.public(),
+        msg_id,
+        7,
+        plaintext,
+        &mut erng,
+    )
+    .unwrap();
+    erng.done();
+    let envelope = json!({
+        "from": "alice@alpha.test",
+        "sender_usk_seed": hex(*usk.to_bytes()),
+        "sender_dek_public": hex(dek.public().as_bytes()),
+        "to": "bob@beta.test",
+        "recipient_dek_secret": hex(*bob_dek.to_bytes()),
+        "recipient_dek_public": hex(bob_dek.public().as_bytes()),
+        "message_id": hex(msg_id.as_bytes()),
+        "counter": 7,
+        "ephemeral_secret": hex(env_eph),
+        "plaintext": hex(plaintext),
+        "signed_bytes": hex(env.signed_bytes()),
+        "cbor": hex(message::encode_value(&env)),
+    });
+
+    // Directory: alice's first device record, a second, and the revocation of the first.
+    let rec1 = DeviceRecordDraft {
+        uid: alice.clone(),
+        dek: dek.public(),
+        seq: 1,
+        prev: Digest::ZERO,
+        ts: TS,
+        name: Some("laptop".into()),
+    }
+    .sign(&usk);
+    let mut dir = UserDirectory::genesis(rec1.clone()).unwrap();
+    let h1 = dir.head().hash;
+    let rec2 = DeviceRecordDraft {
+        uid: alice.clone(),
+        dek: bob_dek.public(), // any key will do as alice's second device here
+        seq: 2,
+        prev: h1,
+        ts: TS + 60,
+        name: None,
+    }
+    .sign(&usk);
+    dir.apply(DirectoryEntry::Add(rec2.clone())).unwrap();
+    let rev = DeviceRevocation::sign(
+        &usk,
+        alice.clone(),
+        dek.public(),
+        3,
+        dir.head().hash,
+        TS + 120,
+    );
+    dir.apply(DirectoryEntry::Revoke(rev.clone())).unwrap();
+    let directory = json!({
+        "record_1": {
+            "signed_bytes": hex(rec1.signed_bytes()),
+            "cbor": hex(message::encode_value(&rec1)),
+            "entry_hash": hex(DirectoryEntry::Add(rec1.clone()).hash().as_bytes()),
+        },
+        "record_2": {
+            "signed_bytes": hex(rec2.signed_bytes()),
+            "cbor": hex(message::encode_value(&rec2)),
+            "entry_hash": hex(DirectoryEntry::Add(rec2.clone()).hash().as_bytes()),
+        },
+        "revocation_3": {
+            "signed_bytes": hex(rev.signed_bytes()),
+            "cbor": hex(message::encode_value(&rev)),
+            "entry_hash": hex(DirectoryEntry::Revoke(rev.clone()).hash().as_bytes()),
+        },
+        "listing_cbor": hex(message::encode_value(&dir.listing())),
+    });
+
+    // Roster versions 1 and 2.
+    let v1 = Roster::sign_next(&usk, alice.clone(), None, TS, vec![], vec![]);
+    let v2 = Roster::sign_next(
+        &usk,
+        alice.clone(),
+        Some(&v1),
+        TS + 1,
+        vec![Contact {
+            uid: bob.clone(),
+            name: Some("Bob".into()),
+            presence: true,
+        }],
+        vec![uid("mallory@gamma.test")],
+    );
+    let roster = json!({
+        "v1": { "signed_bytes": hex(v1.signed_bytes()), "hash": hex(v1.hash().as_bytes()) },
+        "v2": {
+            "signed_bytes": hex(v2.signed_bytes()),
+            "hash": hex(v2.hash().as_bytes()),
+            "cbor": hex(message::encode_value(&v2)),
+        },
+    });
+
+    // Device approval: alice's existing device `dek` approves a new device.
+    let new_dek = DekSecret::from_bytes(fixed(0x41));
+    let (n_new, n_existing, t_eph) = (fixed::<32>(0x42), fixed::<32>(0x43), fixed::<32>(0x44));
+    let commit = approval::commitment(&alice, &new_dek.public(), &n_new);
+    let transcript = ApprovalTranscript {
+        uid: alice.clone(),
+        new_dek: new_dek.public(),
+        existing_dek: dek.public(),
+        commit,
+        existing_nonce: n_existing,
+        new_nonce: n_new,
+    };
+    let mut trng = Scripted::new(&[&t_eph]);
+    let transfer = UskTransfer::seal(&usk, &transcript, &mut trng).unwrap();
+    trng.done();
+    let approval = json!({
+        "new_dek_secret": hex(*new_dek.to_bytes()),
+        "new_dek_public": hex(new_dek.public().as_bytes()),
+        "new_nonce": hex(n_new),
+        "existing_nonce": hex(n_existing),
+        "commit": hex(commit.as_bytes()),
+        "transcript_hash": hex(transcript.hash().as_bytes()),
+        "short_code": transcript.short_code().to_string(),
+        "transfer_ephemeral_secret": hex(t_eph),
+        "transfer_signed_bytes": hex(transfer.signed_bytes(&transcript)),
+        "transfer_cbor": hex(message::encode_value(&transfer)),
+    });
+
+    json!({
+        "about": "Siren protocol v1 test vectors. Byte strings are hex. See PROTOCOL.md, section Test vectors.",
+        "keys": keys,
+        "handshake_c2s": handshake_c2s,
+        "handshake_s2s": handshake_s2s,
+        "envelope": envelope,
+        "directory": directory,
+        "roster": roster,
+        "approval": approval,
+    })
+}
+
+fn path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("vectors/siren-v1.json")
+}
+
+fn unhex(v: &Value) -> Vec<u8> {
+    hex::decode(v.as_str().expect("hex string")).expect("valid hex")
+}
+
+fn arr<const N: usize>(v: &Value) -> [u8; N] {
+    unhex(v).try_into().expect("right length")
+}
+
+#[test]
+fn vectors_file_matches_the_code() {
+    let generated = serde_json::to_string_pretty(&generate()).unwrap() + "\n";
+    if std::env::var_os("UPDATE_VECTORS").is_some() {
+        std::fs::create_dir_all(path().parent().unwrap()).unwrap();
+        std::fs::write(path(), &generated).unwrap();
+    }
+    let on_disk =
+        std::fs::read_to_string(path()).expect("vectors file exists (UPDATE_VECTORS=1 creates it)");
+    assert!(
+        on_disk == generated,
+        "siren-v1.json differs from what the code produces; a protocol change needs a new \
+         version (then regenerate with UPDATE_VECTORS=1)"
+    );
+}
+
+/// Checks the file's values with the receiving side's code paths: the file, not the
+/// generator, is the reference here.
+#[test]
+fn vectors_file_verifies() {
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(path()).unwrap()).unwrap();
+
+    // The handshake replays from the listed inputs to the listed bytes.
+    let h = &v["handshake_c2s"];
+    let server = ResponderKeys {
+        name: ServerName::parse(h["server_name"].as_str().unwrap()).unwrap(),
+        current: SekSecret::from_bytes(arr(&h["responder_static_secret (sek)"])),
+        retired: vec![],
+    };
+    let dek = DekSecret::from_bytes(arr(&h["initiator_static_secret (dek)"]));
+    let hello = unhex(&h["hello"]);
+    let received = handshake::read_hello(&server, Role::ClientToServer, &hello).unwrap();
+    assert_eq!(received.peer(), &handshake::Peer::Device(dek.public()));
+    let r_eph: [u8; 32] = arr(&h["responder_ephemeral_secret"]);
+    let challenge: [u8; 32] = arr(&h["challenge"]);
+    let (waiting, reply) = received
+        .reply(&mut Scripted::new(&[&r_eph, &challenge]))
+        .unwrap();
+    assert_eq!(reply, unhex(&h["hello_reply"]));
+    let mut done = waiting.read_finish(&unhex(&h["finish"])).unwrap();
+    assert_eq!(
+        done.request,
+        SessionRequest::Resume(SessionId::from_bytes(arr(&h["resume_session_id"])))
+    );
+    assert_eq!(
+        done.handshake_hash.as_bytes(),
+        &arr::<32>(&h["handshake_hash"])
+    );
+    let client_frame = unhex(&h["client_first_frame"]);
+    let len = frame::parse_header(client_frame[..4].try_into().unwrap(), 1 << 20).unwrap();
+    let ping = done.transport.open(&client_frame[4..4 + len]).unwrap();
+    assert_eq!(ping, unhex(&h["client_first_plaintext (ping)"]));
+    assert_eq!(
+        message::decode::<ClientMessage>(&ping).unwrap(),
+        ClientMessage::Ping { rid: 1 }
+    );
+
+    // The envelope opens with the recipient's key and verifies under the sender's USK.
+    let e = &v["envelope"];
+    let env: Envelope = message::decode_value(&unhex(&e["cbor"])).unwrap();
+    let sender_usk = UskSecret::from_bytes(&arr(&e["sender_usk_seed"])).public();
+    let bob_dek = DekSecret::from_bytes(arr(&e["recipient_dek_secret"]));
+    let bob = uid(e["to"].as_str().unwrap());
+    let plain = env
+        .open(
+            Recipient {
+                uid: &bob,
+                dek: &bob_dek,
+            },
+            &sender_usk,
+            &mut ReplayWindow::default(),
+        )
+        .unwrap();
+    assert_eq!(&plain[..], &unhex(&e["plaintext"])[..]);
+    assert_eq!(env.signed_bytes(), unhex(&e["signed_bytes"]));
+    assert_eq!(env.ctr, e["counter"].as_u64().unwrap());
+
+    // Directory entries verify and chain.
+    let d = &v["directory"];
+    let listing: siren_proto::records::DirectoryListing =
+        message::decode_value(&unhex(&d["listing_cbor"])).unwrap();
+    let alice = uid("alice@alpha.test");
+    let check = UserDirectory::check_listing(&alice, &listing, None).unwrap();
+    assert_eq!(check.directory.head().seq, 3);
+    assert_eq!(
+        check.directory.head().hash.as_bytes(),
+        &arr::<32>(&d["revocation_3"]["entry_hash"])
+    );
+    let rec1: siren_proto::records::DeviceRecord =
+        message::decode_value(&unhex(&d["record_1"]["cbor"])).unwrap();
+    rec1.verify().unwrap();
+    let rec2: siren_proto::records::DeviceRecord =
+        message::decode_value(&unhex(&d["record_2"]["cbor"])).unwrap();
+    assert_eq!(
+        rec2.prev.as_bytes(),
+        &arr::<32>(&d["record_1"]["entry_hash"])
+    );
+
+    // The roster verifies and chains.
+    let r = &v["roster"];
+    let v2: Roster = message::decode_value(&unhex(&r["v2"]["cbor"])).unwrap();
+    v2.verify().unwrap();
+    assert_eq!(v2.prev.as_bytes(), &arr::<32>(&r["v1"]["hash"]));
+    assert_eq!(v2.hash().as_bytes(), &arr::<32>(&r["v2"]["hash"]));
+
+    // The approval code and the USK transfer.
+    let a = &v["approval"];
+    let new_dek = DekSecret::from_bytes(arr(&a["new_dek_secret"]));
+    let transcript = ApprovalTranscript {
+        uid: alice.clone(),
+        new_dek: new_dek.public(),
+        existing_dek: DekPublic::from_bytes(arr(&v["keys"]["dek_public"])),
+        commit: Digest::from_bytes(arr(&a["commit"])),
+        existing_nonce: arr(&a["existing_nonce"]),
+        new_nonce: arr(&a["new_nonce"]),
+    };
+    assert!(approval::check_reveal(
+        &transcript.commit,
+        &alice,
+        &new_dek.public(),
+        &transcript.new_nonce
+    ));
+    assert_eq!(
+        transcript.short_code().to_string(),
+        a["short_code"].as_str().unwrap()
+    );
+    let transfer: UskTransfer = message::decode_value(&unhex(&a["transfer_cbor"])).unwrap();
+    let usk_public = UskPublic::from_bytes(&arr(&v["keys"]["usk_public"])).unwrap();
+    let got = transfer
+        .open(
+            &new_dek,
+            &transcript,
+            &usk_public,
+            &[transcript.existing_dek],
+        )
+        .unwrap();
+    assert_eq!(got.public(), usk_public);
+}
