@@ -239,34 +239,37 @@ fn notice() -> impl Strategy<Value = Notice> {
 fn client_message() -> impl Strategy<Value = ClientMessage> {
     let rid = any::<u32>();
     prop_oneof![
-        (rid.clone(), "[a-zA-Z0-9-]{1,20}", vec(any::<u8>(), 0..64))
+        (rid, "[a-zA-Z0-9-]{1,20}", vec(any::<u8>(), 0..64))
             .prop_map(|(rid, mech, data)| ClientMessage::AuthStart { rid, mech, data }),
-        (rid.clone(), vec(any::<u8>(), 0..64))
+        (rid, vec(any::<u8>(), 0..64))
             .prop_map(|(rid, data)| ClientMessage::AuthStep { rid, data }),
-        (rid.clone(), record()).prop_map(|(rid, record)| ClientMessage::Register { rid, record }),
-        (rid.clone(), revocation())
-            .prop_map(|(rid, revocation)| ClientMessage::Revoke { rid, revocation }),
-        (rid.clone(), uid()).prop_map(|(rid, uid)| ClientMessage::Lookup { rid, uid }),
-        (rid.clone(), vec(envelope(), 0..4))
-            .prop_map(|(rid, msgs)| ClientMessage::Send { rid, msgs }),
+        (rid, record()).prop_map(|(rid, record)| ClientMessage::Register { rid, record }),
+        (rid, revocation()).prop_map(|(rid, revocation)| ClientMessage::Revoke { rid, revocation }),
+        (rid, uid()).prop_map(|(rid, uid)| ClientMessage::Lookup { rid, uid }),
+        (rid, vec(envelope(), 0..4)).prop_map(|(rid, msgs)| ClientMessage::Send { rid, msgs }),
         vec(any::<u64>(), 0..10).prop_map(|seqs| ClientMessage::Ack { seqs }),
-        (rid.clone(), vec(topic(), 0..4))
+        (rid, vec(topic(), 0..4))
             .prop_map(|(rid, topics)| ClientMessage::Subscribe { rid, topics }),
-        (rid.clone(), vec(topic(), 0..4))
+        (rid, vec(topic(), 0..4))
             .prop_map(|(rid, topics)| ClientMessage::Unsubscribe { rid, topics }),
-        (rid.clone(), presence())
-            .prop_map(|(rid, presence)| ClientMessage::Publish { rid, presence }),
-        rid.clone().prop_map(|rid| ClientMessage::RosterGet { rid }),
-        (rid.clone(), roster()).prop_map(|(rid, roster)| ClientMessage::RosterPut { rid, roster }),
-        (rid.clone(), digest(), proptest::option::of(text(64)))
+        (rid, presence()).prop_map(|(rid, presence)| ClientMessage::Publish { rid, presence }),
+        rid.prop_map(|rid| ClientMessage::RosterGet { rid }),
+        (rid, roster()).prop_map(|(rid, roster)| ClientMessage::RosterPut { rid, roster }),
+        (rid, digest(), proptest::option::of(text(64)))
             .prop_map(|(rid, commit, name)| ClientMessage::ApprovalRequest { rid, commit, name }),
-        (rid.clone(), dek(), bytes32())
-            .prop_map(|(rid, to, nonce)| ClientMessage::ApprovalChallenge { rid, to, nonce }),
-        (rid.clone(), dek(), bytes32())
-            .prop_map(|(rid, to, nonce)| ClientMessage::ApprovalReveal { rid, to, nonce }),
-        (rid.clone(), transfer())
+        (rid, dek(), bytes32()).prop_map(|(rid, to, nonce)| ClientMessage::ApprovalChallenge {
+            rid,
+            to,
+            nonce
+        }),
+        (rid, dek(), bytes32()).prop_map(|(rid, to, nonce)| ClientMessage::ApprovalReveal {
+            rid,
+            to,
+            nonce
+        }),
+        (rid, transfer())
             .prop_map(|(rid, transfer)| ClientMessage::ApprovalGrant { rid, transfer }),
-        (rid.clone(), dek()).prop_map(|(rid, to)| ClientMessage::ApprovalDeny { rid, to }),
+        (rid, dek()).prop_map(|(rid, to)| ClientMessage::ApprovalDeny { rid, to }),
         rid.prop_map(|rid| ClientMessage::Ping { rid }),
         Just(ClientMessage::Bye),
     ]
@@ -300,19 +303,18 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
                 }
             ),
         vec("[A-Z0-9-]{1,20}", 0..4).prop_map(|mechs| ServerMessage::AuthMechanisms { mechs }),
-        (rid.clone(), vec(any::<u8>(), 0..64))
+        (rid, vec(any::<u8>(), 0..64))
             .prop_map(|(rid, data)| ServerMessage::AuthChallenge { rid, data }),
-        (rid.clone(), uid(), next_step()).prop_map(|(rid, uid, next)| ServerMessage::AuthSuccess {
+        (rid, uid(), next_step()).prop_map(|(rid, uid, next)| ServerMessage::AuthSuccess {
             rid,
             uid,
             next
         }),
-        rid.clone().prop_map(|rid| ServerMessage::Ok { rid }),
-        (proptest::option::of(rid.clone()), any::<u16>(), text(100))
+        rid.prop_map(|rid| ServerMessage::Ok { rid }),
+        (proptest::option::of(rid), any::<u16>(), text(100))
             .prop_map(|(rid, code, msg)| ServerMessage::Error { rid, code, msg }),
-        (rid.clone(), listing())
-            .prop_map(|(rid, listing)| ServerMessage::Directory { rid, listing }),
-        (rid.clone(), vec(any::<[u8; 16]>(), 0..4)).prop_map(|(rid, ids)| ServerMessage::SendAck {
+        (rid, listing()).prop_map(|(rid, listing)| ServerMessage::Directory { rid, listing }),
+        (rid, vec(any::<[u8; 16]>(), 0..4)).prop_map(|(rid, ids)| ServerMessage::SendAck {
             rid,
             ids: ids.into_iter().map(MessageId::from_bytes).collect()
         }),
@@ -330,7 +332,7 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
             from,
             presence
         }),
-        (rid.clone(), proptest::option::of(roster()))
+        (rid, proptest::option::of(roster()))
             .prop_map(|(rid, roster)| ServerMessage::Roster { rid, roster }),
         rid.prop_map(|rid| ServerMessage::Pong { rid }),
     ]
@@ -341,20 +343,25 @@ fn link_message() -> impl Strategy<Value = LinkMessage> {
     prop_oneof![
         (server_name(), any::<u32>())
             .prop_map(|(server, max_frame)| LinkMessage::LinkReady { server, max_frame }),
-        (rid.clone(), uid()).prop_map(|(rid, uid)| LinkMessage::Lookup { rid, uid }),
-        (rid.clone(), listing()).prop_map(|(rid, listing)| LinkMessage::Directory { rid, listing }),
-        (rid.clone(), vec(envelope(), 0..3))
-            .prop_map(|(rid, msgs)| LinkMessage::Deliver { rid, msgs }),
-        (rid.clone(), vec(any::<[u8; 16]>(), 0..4)).prop_map(|(rid, ids)| {
+        (rid, uid()).prop_map(|(rid, uid)| LinkMessage::Lookup { rid, uid }),
+        (rid, listing()).prop_map(|(rid, listing)| LinkMessage::Directory { rid, listing }),
+        (rid, vec(envelope(), 0..3)).prop_map(|(rid, msgs)| LinkMessage::Deliver { rid, msgs }),
+        (rid, vec(any::<[u8; 16]>(), 0..4)).prop_map(|(rid, ids)| {
             LinkMessage::DeliverAck {
                 rid,
                 ids: ids.into_iter().map(MessageId::from_bytes).collect(),
             }
         }),
-        (rid.clone(), uid(), vec(topic(), 0..3))
-            .prop_map(|(rid, from, topics)| LinkMessage::Subscribe { rid, from, topics }),
-        (rid.clone(), uid(), vec(topic(), 0..3))
-            .prop_map(|(rid, from, topics)| LinkMessage::Unsubscribe { rid, from, topics }),
+        (rid, uid(), vec(topic(), 0..3)).prop_map(|(rid, from, topics)| LinkMessage::Subscribe {
+            rid,
+            from,
+            topics
+        }),
+        (rid, uid(), vec(topic(), 0..3)).prop_map(|(rid, from, topics)| LinkMessage::Unsubscribe {
+            rid,
+            from,
+            topics
+        }),
         (vec(uid(), 0..3), topic(), uid(), presence()).prop_map(|(to, topic, from, presence)| {
             LinkMessage::Event {
                 to,
@@ -363,10 +370,10 @@ fn link_message() -> impl Strategy<Value = LinkMessage> {
                 presence,
             }
         }),
-        rid.clone().prop_map(|rid| LinkMessage::Ok { rid }),
-        (proptest::option::of(rid.clone()), any::<u16>(), text(100))
+        rid.prop_map(|rid| LinkMessage::Ok { rid }),
+        (proptest::option::of(rid), any::<u16>(), text(100))
             .prop_map(|(rid, code, msg)| LinkMessage::Error { rid, code, msg }),
-        rid.clone().prop_map(|rid| LinkMessage::Ping { rid }),
+        rid.prop_map(|rid| LinkMessage::Ping { rid }),
         rid.prop_map(|rid| LinkMessage::Pong { rid }),
     ]
 }
