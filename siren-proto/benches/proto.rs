@@ -263,6 +263,26 @@ fn frames(c: &mut Criterion) {
             },
         };
         g.throughput(Throughput::Bytes(size as u64));
+        // Baseline: one secretbox over exactly the frame's plaintext (the CBOR message).
+        let plain = message::encode(&msg);
+        let (key, nonce) = ([1u8; 32], [2u8; 24]);
+        let sealed = XSalsa20Poly1305::new((&key).into())
+            .encrypt((&nonce).into(), &plain[..])
+            .unwrap();
+        g.bench_with_input(BenchmarkId::new("baseline_seal", size), &plain, |b, p| {
+            b.iter(|| {
+                XSalsa20Poly1305::new((&key).into())
+                    .encrypt((&nonce).into(), black_box(&p[..]))
+                    .unwrap()
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("baseline_open", size), &sealed, |b, ct| {
+            b.iter(|| {
+                XSalsa20Poly1305::new((&key).into())
+                    .decrypt((&nonce).into(), black_box(&ct[..]))
+                    .unwrap()
+            })
+        });
         g.bench_with_input(BenchmarkId::new("encode", size), &msg, |b, msg| {
             let (_, mut server) = session_pair(8);
             b.iter(|| {

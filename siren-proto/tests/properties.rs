@@ -389,7 +389,7 @@ fn round_trips<M: WireMessage + PartialEq + std::fmt::Debug>(msg: &M) -> Result<
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
     fn client_messages_round_trip(msg in client_message()) {
@@ -443,7 +443,7 @@ fn flipped_fails<T: serde::Serialize + serde::de::DeserializeOwned>(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
 
     #[test]
     fn flipped_envelope_fails(seed in any::<u64>(), text in vec(any::<u8>(), 0..200), ctr in any::<u64>(), at in any::<usize>(), bit in any::<u8>()) {

@@ -8,6 +8,7 @@
 //! * lengths are definite (no indefinite-length strings, arrays or maps);
 //! * no tags and no floating-point values;
 //! * nesting at most [`MAX_NESTING`] deep;
+//! * the values of the type tags `t` (messages) and `k` (nested variants) are text strings;
 //! * exactly one item per frame: trailing bytes are an error.
 //!
 //! [`check_profile`] walks the item once with `ciborium-ll` (no allocation beyond a small stack)
@@ -38,7 +39,12 @@ struct Level {
     /// Items consumed so far.
     done: usize,
     map: bool,
+    /// The key just read names a type tag, whose value must be text.
+    tag_next: bool,
 }
+
+/// Keys whose values name a variant (serde would also accept a byte string there).
+const TAG_KEYS: [&[u8]; 2] = [b"t", b"k"];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum TopKey {
@@ -56,6 +62,9 @@ pub(crate) fn check_profile(bytes: &[u8]) -> Result<Peek, String> {
     let mut scratch = [0u8; 256];
     loop {
         let is_key = stack.last().is_some_and(|l| l.map && l.done % 2 == 0);
+        let tag_value = stack
+            .last()
+            .is_some_and(|l| l.map && l.done % 2 == 1 && l.tag_next);
         let at_top = stack.len() == 1;
         let offset = dec.offset();
         let header = dec.pull().map_err(|e| match e {
@@ -80,6 +89,9 @@ pub(crate) fn check_profile(bytes: &[u8]) -> Result<Peek, String> {
             _ if is_key && !matches!(header, Header::Text(_)) => {
                 return Err(format!("map key at byte {offset} is not a text string"));
             }
+            _ if tag_value && !matches!(header, Header::Text(_)) => {
+                return Err(format!("type tag at byte {offset} is not a text string"));
+            }
             Header::Text(Some(len)) if is_key => {
                 if len > MAX_KEY_LEN {
                     return Err(format!("map key of {len} bytes at byte {offset}"));
@@ -87,6 +99,9 @@ pub(crate) fn check_profile(bytes: &[u8]) -> Result<Peek, String> {
                 let key = &mut scratch[..len];
                 dec.read_exact(key)
                     .map_err(|_| "truncated CBOR".to_owned())?;
+                if let Some(level) = stack.last_mut() {
+                    level.tag_next = TAG_KEYS.contains(&&*key);
+                }
                 if at_top {
                     top_key = match &*key {
                         b"t" => TopKey::T,
@@ -126,7 +141,12 @@ pub(crate) fn check_profile(bytes: &[u8]) -> Result<Peek, String> {
                     return Err("CBOR nested too deeply".into());
                 }
                 if len > 0 {
-                    stack.push(Level { len, done: 0, map });
+                    stack.push(Level {
+                        len,
+                        done: 0,
+                        map,
+                        tag_next: false,
+                    });
                     continue;
                 }
             }

@@ -64,9 +64,9 @@ pub enum Topic {
     },
 }
 
-/// What a login leads to (tagged by `s`).
+/// What a login leads to (tagged by `k`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "s", rename_all = "snake_case")]
+#[serde(tag = "k", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum NextStep {
     /// This DEK is already registered: the session is ready.
@@ -99,9 +99,9 @@ pub enum QueueItem {
 }
 
 /// Critical notifications, delivered through the queue so an offline device still gets them
-/// (tagged by `n`).
+/// (tagged by `k`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "n", rename_all = "snake_case")]
+#[serde(tag = "k", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Notice {
     /// A user's directory changed (device added or revoked): look them up again.

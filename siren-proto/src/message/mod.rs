@@ -22,10 +22,14 @@ mod common;
 mod link;
 mod server;
 
-pub use client::ClientMessage;
-pub use common::{NextStep, Notice, Presence, PresenceStatus, QueueItem, RequestId, Topic};
-pub use link::LinkMessage;
-pub use server::ServerMessage;
+pub use client::{
+    ClientMessage, MAX_ACKS, MAX_AUTH_DATA, MAX_ENVELOPES, MAX_MECHANISM_NAME, MAX_TOPICS,
+};
+pub use common::{
+    MAX_STATUS_TEXT, NextStep, Notice, Presence, PresenceStatus, QueueItem, RequestId, Topic,
+};
+pub use link::{LinkMessage, MAX_EVENT_RECIPIENTS};
+pub use server::{MAX_ERROR_TEXT, MAX_MECHANISMS, ServerMessage};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

