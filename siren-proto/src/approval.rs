@@ -131,10 +131,10 @@ pub struct UskTransfer {
     /// The new device.
     pub to_dek: DekPublic,
     /// Ephemeral X25519 public key.
-    #[serde(with = "crate::bytes::fixed")]
+    #[serde(with = "crate::strict::fixed")]
     pub eph: [u8; KEY_LEN],
     /// The sealed 32-byte USK seed (tag and ciphertext).
-    #[serde(with = "serde_bytes")]
+    #[serde(with = "crate::strict::bytes")]
     pub ct: Vec<u8>,
     /// Ed25519 signature by the USK over [`UskTransfer::signed_bytes`].
     pub sig: Signature,

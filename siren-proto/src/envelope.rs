@@ -85,10 +85,10 @@ pub struct Envelope {
     /// The sender device's message counter (one step per message, not per copy).
     pub ctr: u64,
     /// The envelope's ephemeral X25519 public key.
-    #[serde(with = "crate::bytes::fixed")]
+    #[serde(with = "crate::strict::fixed")]
     pub eph: [u8; KEY_LEN],
     /// Tag and ciphertext.
-    #[serde(with = "serde_bytes")]
+    #[serde(with = "crate::strict::bytes")]
     pub ct: Vec<u8>,
     /// Ed25519 signature by the sender's USK over [`Envelope::signed_bytes`].
     pub sig: Signature,

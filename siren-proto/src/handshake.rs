@@ -165,30 +165,34 @@ enum Wire {
     Hello {
         v: u16,
         role: Role,
-        srv: String,
-        #[serde(with = "crate::bytes::fixed")]
+        srv: ServerName,
+        #[serde(with = "crate::strict::fixed")]
         kid: [u8; 8],
-        #[serde(with = "crate::bytes::fixed")]
+        #[serde(with = "crate::strict::fixed")]
         e: [u8; KEY_LEN],
-        #[serde(with = "crate::bytes::fixed")]
+        #[serde(with = "crate::strict::fixed")]
         s: [u8; KEY_LEN + crypto::TAG_LEN],
-        #[serde(with = "serde_bytes")]
+        #[serde(with = "crate::strict::bytes")]
         p: Vec<u8>,
     },
     #[serde(rename = "hello_reply")]
     HelloReply {
-        #[serde(with = "crate::bytes::fixed")]
+        #[serde(with = "crate::strict::fixed")]
         e: [u8; KEY_LEN],
-        #[serde(with = "serde_bytes")]
+        #[serde(with = "crate::strict::bytes")]
         p: Vec<u8>,
     },
     #[serde(rename = "finish")]
     Finish {
-        #[serde(with = "serde_bytes")]
+        #[serde(with = "crate::strict::bytes")]
         p: Vec<u8>,
     },
     #[serde(rename = "error")]
-    Error { code: u16, msg: String },
+    Error {
+        code: u16,
+        #[serde(with = "crate::strict::text")]
+        msg: String,
+    },
 }
 
 /// Largest handshake frame we accept: a hello is about 200 bytes.
@@ -227,7 +231,7 @@ struct Payload1 {
 /// Encrypted payload of `hello_reply`.
 #[derive(Debug, Serialize, Deserialize)]
 struct Payload2 {
-    #[serde(with = "crate::bytes::fixed")]
+    #[serde(with = "crate::strict::fixed")]
     ch: [u8; 32],
     #[serde(default, skip_serializing_if = "Option::is_none")]
     rot: Option<Rotation>,
@@ -237,14 +241,14 @@ struct Payload2 {
 #[derive(Debug, Serialize, Deserialize)]
 struct Rotation {
     sek: SekPublic,
-    #[serde(with = "crate::bytes::fixed")]
+    #[serde(with = "crate::strict::fixed")]
     proof: [u8; 32],
 }
 
 /// Encrypted payload of `finish`.
 #[derive(Debug, Serialize, Deserialize)]
 struct Payload3 {
-    #[serde(with = "crate::bytes::fixed")]
+    #[serde(with = "crate::strict::fixed")]
     ch: [u8; 32],
     #[serde(default, skip_serializing_if = "Option::is_none")]
     resume: Option<SessionId>,
@@ -457,7 +461,7 @@ impl Initiator {
         let hello = Wire::Hello {
             v: PROTOCOL_VERSION,
             role,
-            srv: server.as_str().to_owned(),
+            srv: server.clone(),
             kid: server_sek.key_id(),
             e: *e.public(),
             s: s_field,
@@ -587,8 +591,8 @@ pub fn read_hello(
             got: role,
         });
     }
-    if ServerName::parse(&srv).ok().as_ref() != Some(&keys.name) {
-        return Err(HandshakeError::UnknownServer(srv));
+    if srv != keys.name {
+        return Err(HandshakeError::UnknownServer(srv.to_string()));
     }
     let (sek, rotate_to) = if kid == keys.current.public().key_id() {
         (&keys.current, None)

@@ -46,7 +46,7 @@ macro_rules! random_id {
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                crate::bytes::fixed::deserialize(d).map($name)
+                crate::strict::fixed::deserialize(d).map($name)
             }
         }
     };

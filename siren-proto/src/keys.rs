@@ -188,7 +188,7 @@ impl<R: X25519Role> Serialize for X25519Public<R> {
 
 impl<'de, R: X25519Role> Deserialize<'de> for X25519Public<R> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        crate::bytes::fixed::deserialize(d).map(Self::from_bytes)
+        crate::strict::fixed::deserialize(d).map(Self::from_bytes)
     }
 }
 
@@ -355,7 +355,7 @@ impl Serialize for UskPublic {
 
 impl<'de> Deserialize<'de> for UskPublic {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let bytes: [u8; KEY_LEN] = crate::bytes::fixed::deserialize(d)?;
+        let bytes: [u8; KEY_LEN] = crate::strict::fixed::deserialize(d)?;
         UskPublic::from_bytes(&bytes).map_err(serde::de::Error::custom)
     }
 }
@@ -430,7 +430,7 @@ impl Serialize for Signature {
 
 impl<'de> Deserialize<'de> for Signature {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        crate::bytes::fixed::deserialize(d).map(Signature)
+        crate::strict::fixed::deserialize(d).map(Signature)
     }
 }
 

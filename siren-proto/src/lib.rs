@@ -53,7 +53,6 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod approval;
-mod bytes;
 mod crypto;
 pub mod envelope;
 pub mod frame;
@@ -64,6 +63,7 @@ pub mod labels;
 pub mod message;
 pub mod records;
 pub mod roster;
+mod strict;
 pub mod transcript;
 pub mod transport;
 

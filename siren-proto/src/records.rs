@@ -101,7 +101,11 @@ pub struct DeviceRecord {
     /// When the record was made, in seconds since the Unix epoch.
     pub ts: u64,
     /// An optional human-readable device name ("laptop"), at most 64 bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::strict::opt_text"
+    )]
     pub name: Option<String>,
     /// Ed25519 signature by `usk` over [`DeviceRecord::signed_bytes`].
     pub sig: Signature,

@@ -28,7 +28,11 @@ pub struct Contact {
     /// Who.
     pub uid: Uid,
     /// A display name chosen by the roster's owner.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::strict::opt_text"
+    )]
     pub name: Option<String>,
     /// Whether this contact may subscribe to the owner's presence.
     pub presence: bool,

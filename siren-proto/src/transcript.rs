@@ -135,7 +135,7 @@ impl Serialize for Digest {
 
 impl<'de> Deserialize<'de> for Digest {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        crate::bytes::fixed::deserialize(d).map(Digest)
+        crate::strict::fixed::deserialize(d).map(Digest)
     }
 }
 

@@ -33,9 +33,10 @@ pub enum ClientMessage {
         /// Request id.
         rid: RequestId,
         /// The chosen mechanism.
+        #[serde(with = "crate::strict::text")]
         mech: String,
         /// The mechanism's initial response (may be empty).
-        #[serde(with = "serde_bytes")]
+        #[serde(with = "crate::strict::bytes")]
         data: Vec<u8>,
     },
     /// The next step of the chosen mechanism.
@@ -43,7 +44,7 @@ pub enum ClientMessage {
         /// Request id (the same as `auth_start`'s).
         rid: RequestId,
         /// The mechanism's response.
-        #[serde(with = "serde_bytes")]
+        #[serde(with = "crate::strict::bytes")]
         data: Vec<u8>,
     },
     /// Publish this device's DEK in the directory (a signed record continuing the chain).
@@ -119,7 +120,11 @@ pub enum ClientMessage {
         /// Commitment to this device's approval nonce.
         commit: Digest,
         /// A name for this device.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "crate::strict::opt_text"
+        )]
         name: Option<String>,
     },
     /// (Existing device) answer an approval request with a nonce.
@@ -129,7 +134,7 @@ pub enum ClientMessage {
         /// The new device.
         to: DekPublic,
         /// This device's nonce.
-        #[serde(with = "crate::bytes::fixed")]
+        #[serde(with = "crate::strict::fixed")]
         nonce: ApprovalNonce,
     },
     /// (New device) reveal the committed nonce.
@@ -139,7 +144,7 @@ pub enum ClientMessage {
         /// The approving device.
         to: DekPublic,
         /// The nonce.
-        #[serde(with = "crate::bytes::fixed")]
+        #[serde(with = "crate::strict::fixed")]
         nonce: ApprovalNonce,
     },
     /// (Existing device) approve: send the sealed USK.

@@ -38,7 +38,11 @@ pub struct Presence {
     /// Availability.
     pub status: PresenceStatus,
     /// Optional free text ("in a meeting"), at most 256 bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::strict::opt_text"
+    )]
     pub text: Option<String>,
 }
 
@@ -118,7 +122,11 @@ pub enum Notice {
         /// Its commitment to its approval nonce.
         commit: Digest,
         /// Its name, if it gave one.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "crate::strict::opt_text"
+        )]
         name: Option<String>,
     },
     /// An existing device answers an approval request with its nonce (to the new device).
@@ -126,7 +134,7 @@ pub enum Notice {
         /// The approving device.
         from_dek: DekPublic,
         /// Its nonce.
-        #[serde(with = "crate::bytes::fixed")]
+        #[serde(with = "crate::strict::fixed")]
         nonce: ApprovalNonce,
     },
     /// The new device reveals its nonce (to the approving device).
@@ -134,7 +142,7 @@ pub enum Notice {
         /// The new device.
         from_dek: DekPublic,
         /// The nonce it committed to.
-        #[serde(with = "crate::bytes::fixed")]
+        #[serde(with = "crate::strict::fixed")]
         nonce: ApprovalNonce,
     },
     /// The approving device sends the sealed USK (to the new device).

@@ -96,6 +96,7 @@ pub enum LinkMessage {
         /// A stable code from PROTOCOL.md.
         code: u16,
         /// Human-readable text.
+        #[serde(with = "crate::strict::text")]
         msg: String,
     },
     /// Keepalive.

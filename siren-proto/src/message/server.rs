@@ -37,6 +37,7 @@ pub enum ServerMessage {
     /// The authentication mechanisms on offer, most preferred first.
     AuthMechanisms {
         /// Mechanism names.
+        #[serde(with = "crate::strict::text_list")]
         mechs: Vec<String>,
     },
     /// The mechanism's next challenge.
@@ -44,7 +45,7 @@ pub enum ServerMessage {
         /// The `auth_start` request id.
         rid: RequestId,
         /// Mechanism data.
-        #[serde(with = "serde_bytes")]
+        #[serde(with = "crate::strict::bytes")]
         data: Vec<u8>,
     },
     /// Authentication succeeded.
@@ -69,6 +70,7 @@ pub enum ServerMessage {
         /// A stable code from PROTOCOL.md.
         code: u16,
         /// Human-readable text.
+        #[serde(with = "crate::strict::text")]
         msg: String,
     },
     /// A directory listing (answer to `lookup`).
