@@ -133,7 +133,9 @@ fuzz_target!(|data: &[u8]| {
                         };
                         assert_eq!(received.peer(), &expected);
                     }
-                    let _ = received.reply(&mut rng(3)).expect("reply to an accepted hello");
+                    let _ = received
+                        .reply(&mut rng(3))
+                        .expect("reply to an accepted hello");
                 }
                 Err(e) => {
                     assert!(hello != *base, "genuine hello refused: {e}");
