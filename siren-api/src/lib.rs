@@ -5,15 +5,20 @@
 //! to name lives here; everything that moves bytes lives elsewhere (`siren-proto` for the wire
 //! protocol, `siren-host` for sockets and storage).
 //!
-//! Today the crate holds:
+//! The crate holds:
 //!
 //! * [`identity`]: [`ServerName`], [`Username`] and [`Uid`] (`user@server`), parsed once at the
 //!   edge ("parse, don't validate") so that every other crate can rely on their invariants;
 //! * [`error`]: the stable numeric [`ErrorCode`]s that the protocol carries to peers, and the one
 //!   [`Error`] type that plugins return.
 //!
-//! The traits the host calls (authentication mechanisms, credential backends, storage, federation
-//! policy) join them with the single-server work.
+//! * [`auth`]: [`AuthMechanism`](auth::AuthMechanism) (SASL-shaped steps) and the
+//!   [`CredentialBackend`](auth::CredentialBackend) behind password mechanisms;
+//! * [`storage`]: [`Storage`](storage::Storage), the typed stores a server needs, and
+//!   [`KvEngine`](storage::KvEngine), the ordered key-value engine from which the
+//!   `siren-storage-kv` adapter builds every typed store;
+//! * [`federation`]: the [`FederationPolicy`](federation::FederationPolicy) trait;
+//! * [`registry`]: implementations by name, as the configuration selects them.
 //!
 //! # Architecture invariant
 //!
@@ -22,8 +27,12 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod auth;
 pub mod error;
+pub mod federation;
 pub mod identity;
+pub mod registry;
+pub mod storage;
 
 pub use error::{Error, ErrorCode};
 pub use identity::{IdentityError, ServerName, Uid, Username};

@@ -221,11 +221,39 @@ impl Envelope {
 /// Which counters have been accepted from one sender device: the newest, and a bitmap of the
 /// [`REPLAY_WINDOW`] counters below it. Persist it with the contact cache.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredWindow", into = "StoredWindow")]
 pub struct ReplayWindow {
     /// Newest counter accepted, if any.
     newest: Option<u64>,
     /// Bit `i` set: counter `newest - i` was accepted.
     seen: u128,
+}
+
+/// The stored form of a [`ReplayWindow`]: CBOR has no 128-bit integers without tags, so the
+/// bitmap is two 64-bit halves.
+#[derive(Serialize, Deserialize)]
+struct StoredWindow {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    newest: Option<u64>,
+    seen: [u64; 2],
+}
+
+impl From<StoredWindow> for ReplayWindow {
+    fn from(s: StoredWindow) -> Self {
+        ReplayWindow {
+            newest: s.newest,
+            seen: (u128::from(s.seen[0]) << 64) | u128::from(s.seen[1]),
+        }
+    }
+}
+
+impl From<ReplayWindow> for StoredWindow {
+    fn from(w: ReplayWindow) -> Self {
+        StoredWindow {
+            newest: w.newest,
+            seen: [(w.seen >> 64) as u64, w.seen as u64],
+        }
+    }
 }
 
 impl ReplayWindow {

@@ -221,6 +221,15 @@ pub fn error_frame(code: ErrorCode, message: &str) -> Vec<u8> {
     })
 }
 
+/// Reads a plaintext `error` frame (as sent by a responder that refuses a handshake): its code
+/// and text, or `None` if the bytes are not one.
+pub fn decode_error_frame(frame: &[u8]) -> Option<(u16, String)> {
+    match crate::message::decode_cbor::<Wire>(frame) {
+        Ok(Wire::Error { code, msg }) => Some((code, msg)),
+        _ => None,
+    }
+}
+
 /// Encrypted payload of `hello` (KCI-exposed: carries nothing secret).
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Payload1 {

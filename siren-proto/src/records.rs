@@ -335,6 +335,7 @@ pub struct UserDirectory {
     uid: Uid,
     usk: UskPublic,
     head: ChainHead,
+    #[serde(with = "records_by_dek")]
     devices: BTreeMap<DekPublic, DeviceRecord>,
     revoked: Vec<DeviceRevocation>,
 }
@@ -590,6 +591,37 @@ impl UserDirectory {
             added,
             removed,
         })
+    }
+}
+
+/// Stores the live devices as a list (CBOR map keys must be text in Siren's profile); the map
+/// is rebuilt from each record's own DEK.
+mod records_by_dek {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::DeviceRecord;
+    use crate::keys::DekPublic;
+
+    pub(super) fn serialize<S: Serializer>(
+        map: &BTreeMap<DekPublic, DeviceRecord>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.values())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<DekPublic, DeviceRecord>, D::Error> {
+        let list = Vec::<DeviceRecord>::deserialize(d)?;
+        let mut map = BTreeMap::new();
+        for record in list {
+            if map.insert(record.dek, record).is_some() {
+                return Err(serde::de::Error::custom("device listed twice"));
+            }
+        }
+        Ok(map)
     }
 }
 

@@ -56,9 +56,8 @@ impl Direction {
 
 /// Directional keys and counters for one connection.
 pub struct Transport {
-    send: Direction,
-    recv: Direction,
-    failed: bool,
+    sealer: Sealer,
+    opener: Opener,
 }
 
 const I2R: u8 = 1;
@@ -77,30 +76,68 @@ impl Transport {
             (dir(r2i, R2I), dir(i2r, I2R))
         };
         Transport {
-            send,
-            recv,
-            failed: false,
+            sealer: Sealer { dir: send },
+            opener: Opener {
+                dir: recv,
+                failed: false,
+            },
         }
     }
 
     /// Encrypts the next outgoing frame payload.
     pub fn seal(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, TransportError> {
-        if self.send.counter == u64::MAX {
-            return Err(TransportError::CounterExhausted);
-        }
-        let ct = crypto::seal(&self.send.key, &self.send.nonce(), plaintext);
-        self.send.advance()?;
-        Ok(ct)
+        self.sealer.seal(plaintext)
     }
 
+    /// Decrypts the next incoming frame payload. After one failure every later call fails too.
+    pub fn open(&mut self, ciphertext: &[u8]) -> Result<Vec<u8>, TransportError> {
+        self.opener.open(ciphertext)
+    }
+
+    /// Frames sent and received so far.
+    pub fn counters(&self) -> (u64, u64) {
+        (self.sealer.dir.counter, self.opener.dir.counter)
+    }
+
+    /// Splits the transport into its two directions, so that a reader task and a writer task
+    /// can each own one.
+    pub fn split(self) -> (Sealer, Opener) {
+        (self.sealer, self.opener)
+    }
+}
+
+/// The sending direction of a [`Transport`].
+pub struct Sealer {
+    dir: Direction,
+}
+
+impl Sealer {
+    /// Encrypts the next outgoing frame payload.
+    pub fn seal(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, TransportError> {
+        if self.dir.counter == u64::MAX {
+            return Err(TransportError::CounterExhausted);
+        }
+        let ct = crypto::seal(&self.dir.key, &self.dir.nonce(), plaintext);
+        self.dir.advance()?;
+        Ok(ct)
+    }
+}
+
+/// The receiving direction of a [`Transport`].
+pub struct Opener {
+    dir: Direction,
+    failed: bool,
+}
+
+impl Opener {
     /// Decrypts the next incoming frame payload. After one failure every later call fails too.
     pub fn open(&mut self, ciphertext: &[u8]) -> Result<Vec<u8>, TransportError> {
         if self.failed {
             return Err(TransportError::Failed);
         }
-        match crypto::open(&self.recv.key, &self.recv.nonce(), ciphertext) {
+        match crypto::open(&self.dir.key, &self.dir.nonce(), ciphertext) {
             Ok(pt) => {
-                self.recv.advance()?;
+                self.dir.advance()?;
                 Ok(pt)
             }
             Err(_) => {
@@ -109,18 +146,30 @@ impl Transport {
             }
         }
     }
-
-    /// Frames sent and received so far.
-    pub fn counters(&self) -> (u64, u64) {
-        (self.send.counter, self.recv.counter)
-    }
 }
 
 impl fmt::Debug for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Transport")
-            .field("sent", &self.send.counter)
-            .field("received", &self.recv.counter)
+            .field("sent", &self.sealer.dir.counter)
+            .field("received", &self.opener.dir.counter)
+            .field("failed", &self.opener.failed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sealer")
+            .field("sent", &self.dir.counter)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for Opener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Opener")
+            .field("received", &self.dir.counter)
             .field("failed", &self.failed)
             .finish_non_exhaustive()
     }

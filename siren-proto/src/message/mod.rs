@@ -125,6 +125,26 @@ pub fn decode_value<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError>
     })
 }
 
+/// Encodes `deliver { seq, item }` around a queue item that is already encoded (as the queue
+/// stores it, with [`encode_value`]) without decoding it again. The bytes are the same as
+/// `encode(&ServerMessage::Deliver { seq, item })`.
+pub fn encode_deliver(seq: u64, item: &[u8]) -> Vec<u8> {
+    use ciborium_ll::{Encoder, Header};
+    let mut out = Vec::with_capacity(item.len() + 24);
+    {
+        let mut enc = Encoder::from(&mut out);
+        // Writing into a Vec cannot fail.
+        let _ = enc.push(Header::Map(Some(3)));
+        let _ = enc.text("t", None);
+        let _ = enc.text("deliver", None);
+        let _ = enc.text("seq", None);
+        let _ = enc.push(Header::Positive(seq));
+        let _ = enc.text("item", None);
+    }
+    out.extend_from_slice(item);
+    out
+}
+
 /// Decodes one message, applying the versioning rules and limits described above.
 pub fn decode<M: WireMessage>(bytes: &[u8]) -> Result<M, DecodeError> {
     let malformed = |e, rid| DecodeError {

@@ -188,3 +188,27 @@ fn every_type_name_is_distinct() {
         crate::ids::MessageId::random(&mut rng)
     );
 }
+
+#[test]
+fn encode_deliver_matches_the_serde_encoding() {
+    let item = QueueItem::Notice {
+        notice: Notice::ContactRequest {
+            from: siren_api::Uid::parse("eve@x.test").unwrap(),
+        },
+    };
+    for seq in [0u64, 23, 24, 255, 65_536, u64::MAX] {
+        let spliced = encode_deliver(seq, &encode_value(&item));
+        let whole = encode(&ServerMessage::Deliver {
+            seq,
+            item: item.clone(),
+        });
+        assert_eq!(spliced, whole);
+        assert_eq!(
+            decode::<ServerMessage>(&spliced).unwrap(),
+            ServerMessage::Deliver {
+                seq,
+                item: item.clone()
+            }
+        );
+    }
+}

@@ -191,3 +191,15 @@ fn listing_must_be_self_consistent() {
     };
     assert!(UserDirectory::check_listing(&alice(), &empty, None).is_err());
 }
+
+#[test]
+fn directory_state_round_trips_through_the_cbor_profile() {
+    let mut u = User::new(8);
+    let first = u.record(1, Digest::ZERO);
+    let mut dir = UserDirectory::genesis(first).unwrap();
+    dir.apply(DirectoryEntry::Add(u.record(2, dir.head().hash)))
+        .unwrap();
+    let bytes = crate::message::encode_value(&dir);
+    let back: UserDirectory = crate::message::decode_value(&bytes).unwrap();
+    assert_eq!(back, dir);
+}

@@ -1,0 +1,96 @@
+//! Authentication: SASL-shaped mechanisms and the credential backends behind them.
+//!
+//! Two layers, as in Prosody (SASL handlers over auth providers):
+//!
+//! * an [`AuthMechanism`] speaks one wire mechanism (`PLAIN`, a certificate mechanism, a plugin's
+//!   own): it is told the client's responses and answers with a challenge, a success naming the
+//!   user, or a failure ([`AuthStep`]);
+//! * a [`CredentialBackend`] answers "is this the password of that user?" for mechanisms that
+//!   check passwords (argon2id hashes in the store, an LDAP directory, …).
+//!
+//! A mechanism never issues keys: the device generates its DEK and the user's USK itself.
+
+use std::net::IpAddr;
+
+use async_trait::async_trait;
+
+use crate::error::Error;
+use crate::identity::{ServerName, Username};
+
+/// What a mechanism knows about the login attempt.
+#[derive(Debug, Clone)]
+pub struct AuthContext {
+    /// The server being logged in to.
+    pub server: ServerName,
+    /// The client's address, if known (for rate limits and logs).
+    pub peer: Option<IpAddr>,
+    /// The handshake hash of the session, for mechanisms that bind to the channel (a
+    /// certificate mechanism signs it).
+    pub channel_binding: [u8; 32],
+    /// The DEK the session was opened with.
+    pub device_key: [u8; 32],
+}
+
+/// The result of one step of a mechanism.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthStep {
+    /// Send this challenge and wait for the client's next response.
+    Challenge(Vec<u8>),
+    /// The client is authenticated as this user of this server.
+    Success(Username),
+    /// The credentials are refused. Unknown user and wrong credentials must look the same to
+    /// the client, so no reason travels; `attempted` names the account the client tried, if the
+    /// mechanism knows it, for the host's per-account rate limit and logs (never for the client).
+    Failure {
+        /// The account the client tried to log in as.
+        attempted: Option<Username>,
+    },
+}
+
+/// One wire authentication mechanism.
+pub trait AuthMechanism: Send + Sync {
+    /// The name offered to clients (SASL style: upper case, at most 20 characters).
+    fn name(&self) -> &str;
+
+    /// Starts one login attempt.
+    fn begin(&self, ctx: AuthContext) -> Box<dyn AuthExchange>;
+}
+
+/// One login attempt in progress.
+#[async_trait]
+pub trait AuthExchange: Send + Sync {
+    /// Processes the client's next response (the first call gets the initial response of
+    /// `auth_start`, possibly empty). An `Err` means the mechanism could not decide (its backend
+    /// is down); the host then fails the login closed and logs the error.
+    async fn step(&mut self, response: &[u8]) -> Result<AuthStep, Error>;
+}
+
+/// Checks user passwords. Implementations must take the same time and give the same answer
+/// (`Ok(false)`) for an unknown user as for a wrong password.
+#[async_trait]
+pub trait CredentialBackend: Send + Sync {
+    /// Whether `password` is `user`'s password.
+    async fn verify(&self, user: &Username, password: &str) -> Result<bool, Error>;
+
+    /// Whether the user exists.
+    async fn user_exists(&self, user: &Username) -> Result<bool, Error>;
+
+    /// User management, for backends that own their users (a password store does; an LDAP
+    /// directory does not). `None` means the capability is absent.
+    fn admin(&self) -> Option<&dyn CredentialAdmin> {
+        None
+    }
+}
+
+/// User management on a credential backend that owns its users.
+#[async_trait]
+pub trait CredentialAdmin: Send + Sync {
+    /// Creates the user, or replaces the user's password.
+    async fn set_password(&self, user: &Username, password: &str) -> Result<(), Error>;
+
+    /// Deletes the user; `Ok(false)` if there was no such user.
+    async fn delete_user(&self, user: &Username) -> Result<bool, Error>;
+
+    /// All users, sorted.
+    async fn list_users(&self) -> Result<Vec<Username>, Error>;
+}

@@ -1,0 +1,336 @@
+//! Storage: typed stores for what a Siren server keeps, and a generic ordered key-value engine
+//! from which any KV store gets all of them.
+//!
+//! The host uses [`Storage`], the sum of five typed stores. A backend either implements them
+//! directly (PostgreSQL, with real tables) or implements the six methods of [`KvEngine`] and
+//! wraps itself in the `siren-storage-kv` adapter (memory, RocksDB, a researcher's wasm engine).
+//! One conformance suite (`siren-storage-conformance`) checks every backend against the same
+//! promises.
+//!
+//! Values that belong to the protocol (signed directory entries, queue items, rosters) are stored
+//! as the opaque bytes the host hands over: stores never parse them.
+//!
+//! # Durability
+//!
+//! A call that changes state returns only after the change is durable — on disk, the write-ahead
+//! log synced — unless the method says otherwise. Several concurrent writers may share one sync
+//! (group commit). The host acknowledges a message to its sender only after
+//! [`QueueStore::enqueue`] has returned.
+
+use async_trait::async_trait;
+
+use crate::error::Error;
+use crate::identity::Username;
+
+/// A 32-byte device key (a DEK) as a storage key.
+pub type DeviceKey = [u8; 32];
+
+/// Seconds since the Unix epoch.
+pub type UnixTime = u64;
+
+// ---------------------------------------------------------------------------------------------
+// Typed stores.
+
+/// A local user account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The user.
+    pub user: Username,
+    /// When the account was created.
+    pub created: UnixTime,
+    /// The credential of backends that keep it in the store (an argon2id PHC string for the
+    /// password backend), opaque to the store.
+    pub credential: Option<String>,
+}
+
+/// Local user accounts.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// The account, if it exists.
+    async fn account(&self, user: &Username) -> Result<Option<Account>, Error>;
+    /// Creates or replaces an account.
+    async fn put_account(&self, account: &Account) -> Result<(), Error>;
+    /// Deletes an account; `Ok(false)` if there was none.
+    async fn delete_account(&self, user: &Username) -> Result<bool, Error>;
+    /// All accounts' users, sorted.
+    async fn list_accounts(&self) -> Result<Vec<Username>, Error>;
+}
+
+/// Whether a directory entry adds or revokes a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A device record.
+    Add,
+    /// A device revocation.
+    Revoke,
+}
+
+/// One entry of a user's directory chain, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEntry {
+    /// Position in the chain, from 1.
+    pub seq: u64,
+    /// Added or revoked.
+    pub kind: EntryKind,
+    /// The device concerned.
+    pub device: DeviceKey,
+    /// The encoded signed entry (opaque to the store).
+    pub bytes: Vec<u8>,
+}
+
+/// Users' directory chains (PROTOCOL.md §11).
+#[async_trait]
+pub trait DirectoryStore: Send + Sync {
+    /// The user's entries in chain order (empty if the user has none).
+    async fn entries(&self, user: &Username) -> Result<Vec<StoredEntry>, Error>;
+
+    /// Appends an entry. Fails with [`ErrorCode::Rollback`](crate::ErrorCode::Rollback) unless
+    /// `entry.seq` is one more than the last stored entry's (or 1 for a user with none): two
+    /// devices racing to append cannot both win.
+    async fn append_entry(&self, user: &Username, entry: &StoredEntry) -> Result<(), Error>;
+}
+
+/// An item to enqueue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewQueueItem {
+    /// The recipient device.
+    pub device: DeviceKey,
+    /// When the item expires if not acknowledged.
+    pub expires: UnixTime,
+    /// The encoded queue item (opaque to the store).
+    pub bytes: Vec<u8>,
+}
+
+/// An item in a device's queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedItem {
+    /// Its sequence number in the device's queue.
+    pub seq: u64,
+    /// When it expires.
+    pub expires: UnixTime,
+    /// The encoded queue item.
+    pub bytes: Vec<u8>,
+}
+
+/// Per-device message queues (PROTOCOL.md §13).
+#[async_trait]
+pub trait QueueStore: Send + Sync {
+    /// Stores items, atomically and durably, and returns their sequence numbers (in the order
+    /// given; items of one device within one call get increasing numbers in that order). Within
+    /// one device's queue, sequence numbers start at 1, are unique, never reused while an item
+    /// with that number is stored, and higher for a call that starts after another returned.
+    /// (Two overlapping calls may commit in either order; the host pushes new items to live
+    /// sessions itself and uses [`QueueStore::pending`] for the backlog.)
+    async fn enqueue(&self, items: &[NewQueueItem]) -> Result<Vec<u64>, Error>;
+
+    /// Up to `limit` items of `device` with `seq > after`, in sequence order, including expired
+    /// items the sweeper has not removed yet.
+    async fn pending(
+        &self,
+        device: &DeviceKey,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<QueuedItem>, Error>;
+
+    /// Removes acknowledged items; unknown numbers are ignored. Returns how many were removed.
+    /// Need not be synced: an acknowledgement lost in a crash means the item is delivered again,
+    /// and receivers drop duplicates.
+    async fn ack(&self, device: &DeviceKey, seqs: &[u64]) -> Result<usize, Error>;
+
+    /// Removes every item of `device` (it was revoked). Returns how many were removed.
+    async fn purge(&self, device: &DeviceKey) -> Result<usize, Error>;
+
+    /// Removes up to `limit` items that expired at or before `now`. Returns how many.
+    async fn expire(&self, now: UnixTime, limit: usize) -> Result<usize, Error>;
+
+    /// How many items `device` has stored.
+    async fn count(&self, device: &DeviceKey) -> Result<u64, Error>;
+}
+
+/// A resumable session, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The session id.
+    pub id: [u8; 16],
+    /// The DEK it is bound to.
+    pub device: DeviceKey,
+    /// The user it is logged in as, once logged in.
+    pub user: Option<Username>,
+    /// When it was last used; sessions unused for the configured time are forgotten.
+    pub last_seen: UnixTime,
+}
+
+/// Resumable sessions (PROTOCOL.md §9.1).
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// The session, if known.
+    async fn session(&self, id: &[u8; 16]) -> Result<Option<SessionRecord>, Error>;
+    /// Creates or replaces a session.
+    async fn put_session(&self, session: &SessionRecord) -> Result<(), Error>;
+    /// Forgets a session; `Ok(false)` if unknown.
+    async fn delete_session(&self, id: &[u8; 16]) -> Result<bool, Error>;
+    /// Forgets sessions last seen before `cutoff`. Returns how many.
+    async fn expire_sessions(&self, cutoff: UnixTime) -> Result<usize, Error>;
+}
+
+/// A stored roster version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRoster {
+    /// The roster's version.
+    pub version: u64,
+    /// The encoded signed roster (opaque to the store).
+    pub bytes: Vec<u8>,
+}
+
+/// Personal Rosters (PROTOCOL.md §15).
+#[async_trait]
+pub trait RosterStore: Send + Sync {
+    /// The user's roster, if any.
+    async fn roster(&self, user: &Username) -> Result<Option<StoredRoster>, Error>;
+
+    /// Replaces the roster. Fails with [`ErrorCode::Rollback`](crate::ErrorCode::Rollback) unless
+    /// the stored version is `roster.version - 1` (or there is none and `roster.version` is 1).
+    async fn put_roster(&self, user: &Username, roster: &StoredRoster) -> Result<(), Error>;
+}
+
+/// Everything a Siren server stores.
+#[async_trait]
+pub trait Storage:
+    AccountStore + DirectoryStore + QueueStore + SessionStore + RosterStore + Send + Sync
+{
+    /// A short description for logs ("rocksdb at /var/lib/siren").
+    fn describe(&self) -> String;
+
+    /// Makes everything written so far durable (called at shutdown).
+    async fn flush(&self) -> Result<(), Error>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The generic ordered key-value engine.
+
+/// One change in a [`WriteBatch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOp {
+    /// Set `key` to `value`.
+    Put(Vec<u8>, Vec<u8>),
+    /// Remove `key` (no error if absent).
+    Delete(Vec<u8>),
+}
+
+/// Changes applied atomically, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteBatch {
+    /// The changes.
+    pub ops: Vec<WriteOp>,
+}
+
+impl WriteBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a put.
+    pub fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> &mut Self {
+        self.ops.push(WriteOp::Put(key.into(), value.into()));
+        self
+    }
+
+    /// Adds a delete.
+    pub fn delete(&mut self, key: impl Into<Vec<u8>>) -> &mut Self {
+        self.ops.push(WriteOp::Delete(key.into()));
+        self
+    }
+
+    /// Whether the batch has no changes.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// Whether a write must be on disk before [`KvEngine::write`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// The write-ahead log is synced before returning.
+    Synced,
+    /// The write may sit in buffers; a crash may lose it (never torn: batches stay atomic).
+    Buffered,
+}
+
+/// A key range `[start, end)`; an empty `end` means "to the end of the key space".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRange {
+    /// First key included.
+    pub start: Vec<u8>,
+    /// First key excluded (empty: unbounded).
+    pub end: Vec<u8>,
+}
+
+impl KeyRange {
+    /// Every key that starts with `prefix`.
+    pub fn prefix(prefix: &[u8]) -> Self {
+        // The first key after all keys with this prefix: increment the last byte that is not
+        // 0xff and drop what follows; a prefix of only 0xff bytes has no upper bound.
+        let mut end = prefix.to_vec();
+        while let Some(last) = end.pop() {
+            if last != 0xff {
+                end.push(last + 1);
+                break;
+            }
+        }
+        KeyRange {
+            start: prefix.to_vec(),
+            end,
+        }
+    }
+
+    /// Whether `key` lies in the range.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        key >= self.start.as_slice() && (self.end.is_empty() || key < self.end.as_slice())
+    }
+}
+
+/// A key and its value, as [`KvEngine::scan`] returns them.
+pub type KvPair = (Vec<u8>, Vec<u8>);
+
+/// A sorted key-value engine: keys and values are bytes, keys ordered lexicographically.
+///
+/// Calls are blocking; the adapter runs them off the async executor. Implementations must be
+/// safe to call from several threads at once, and batches must be atomic (all or nothing, also
+/// across a crash).
+pub trait KvEngine: Send + Sync + 'static {
+    /// A short description for logs.
+    fn describe(&self) -> String;
+
+    /// The value of `key`.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error>;
+
+    /// Up to `limit` entries in `range`, in key order (or reverse key order).
+    fn scan(&self, range: &KeyRange, limit: usize, reverse: bool) -> Result<Vec<KvPair>, Error>;
+
+    /// Applies a batch atomically.
+    fn write(&self, batch: &WriteBatch, durability: Durability) -> Result<(), Error>;
+
+    /// Makes every earlier write durable.
+    fn flush(&self) -> Result<(), Error>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_ranges() {
+        let r = KeyRange::prefix(b"q/");
+        assert_eq!(r.end, b"q0");
+        assert!(r.contains(b"q/abc"));
+        assert!(!r.contains(b"q0"));
+        assert!(!r.contains(b"q"));
+        let r = KeyRange::prefix(&[1, 0xff, 0xff]);
+        assert_eq!(r.end, vec![2]);
+        assert!(r.contains(&[1, 0xff, 0xff, 7]));
+        let r = KeyRange::prefix(&[0xff]);
+        assert!(r.end.is_empty());
+        assert!(r.contains(&[0xff, 0xff, 0xff]));
+    }
+}

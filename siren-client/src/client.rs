@@ -1,0 +1,594 @@
+//! The client: log in, look users up (verified and cached), send and receive end-to-end
+//! encrypted messages.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use serde::{Deserialize, Serialize};
+use siren_api::{ErrorCode, Uid};
+use siren_net::{Connected, Receiver, Sender, connect};
+use siren_proto::envelope::{Envelope, EnvelopeError, Recipient, Sender as EnvSender};
+use siren_proto::handshake::SessionRequest;
+use siren_proto::ids::{MessageId, SessionId};
+use siren_proto::keys::{DekPublic, DekSecret, UskSecret};
+use siren_proto::message::{
+    self, ClientMessage, NextStep, Notice, QueueItem, RequestId, ServerMessage,
+};
+use siren_proto::records::{DeviceRecordDraft, UserDirectory};
+use siren_proto::transcript::Digest;
+
+use crate::profile::{Profile, Secrets};
+
+/// How long each handshake step and each request may take.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+/// Acknowledgements sent together.
+const ACK_BATCH: usize = 64;
+
+/// The payload inside an envelope (the reference client's format; PROTOCOL.md §12).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Content {
+    /// `"text"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The text.
+    pub body: String,
+    /// When it was written, Unix seconds.
+    pub ts: u64,
+}
+
+/// A message received and opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// Who sent it.
+    pub from: Uid,
+    /// Its id.
+    pub id: MessageId,
+    /// What it says.
+    pub content: Content,
+}
+
+/// Something that arrived on the session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// An end-to-end message, opened and verified.
+    Message(Received),
+    /// A message that was refused (and dropped): who claimed to send it, and why.
+    Refused {
+        /// The claimed sender.
+        from: Uid,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A notification from the server.
+    Notice(Notice),
+    /// Everything that was queued while away has been delivered.
+    Drained,
+}
+
+/// What a lookup found, against the cache.
+#[derive(Debug, Clone)]
+pub struct LookupReport {
+    /// The verified directory.
+    pub directory: UserDirectory,
+    /// Devices new since the last lookup (trust prompt).
+    pub added: Vec<DekPublic>,
+    /// Devices gone since the last lookup (revoked; never used again).
+    pub removed: Vec<DekPublic>,
+}
+
+/// How `login` went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginOutcome {
+    /// First device: a USK was generated and this device registered.
+    CreatedUser,
+    /// This device registered with the USK it already holds.
+    Registered,
+    /// The device was already registered.
+    AlreadyRegistered,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// An open session.
+struct Conn {
+    tx: Sender,
+    rx: Receiver,
+    next_rid: RequestId,
+    /// Messages that arrived while a request waited for its answer.
+    events: VecDeque<ServerMessage>,
+    acks: Vec<u64>,
+}
+
+/// The request id a server answer refers to, if it is an answer.
+fn answer_rid(msg: &ServerMessage) -> Option<RequestId> {
+    match msg {
+        ServerMessage::AuthChallenge { rid, .. }
+        | ServerMessage::AuthSuccess { rid, .. }
+        | ServerMessage::Ok { rid }
+        | ServerMessage::Directory { rid, .. }
+        | ServerMessage::SendAck { rid, .. }
+        | ServerMessage::Roster { rid, .. }
+        | ServerMessage::Pong { rid } => Some(*rid),
+        ServerMessage::Error { rid, .. } => *rid,
+        _ => None,
+    }
+}
+
+/// A server `error` as an error value.
+fn server_error(code: u16, msg: &str) -> anyhow::Error {
+    let name = ErrorCode::from_u16(code).map_or("unknown", |c| c.name());
+    anyhow::anyhow!("server refused: {msg} ({name}, {code})")
+}
+
+impl Conn {
+    async fn recv(&mut self) -> anyhow::Result<ServerMessage> {
+        let msg = siren_net::within(Duration::from_secs(600), self.rx.recv::<ServerMessage>())
+            .await
+            .map_err(|_| anyhow::anyhow!("the server went silent"))??;
+        if let ServerMessage::Error {
+            rid: None,
+            code,
+            msg,
+        } = &msg
+        {
+            return Err(server_error(*code, msg));
+        }
+        Ok(msg)
+    }
+
+    /// Sends a request and waits for its answer (an `error` answer becomes `Err`).
+    async fn request(
+        &mut self,
+        make: impl FnOnce(RequestId) -> ClientMessage,
+    ) -> anyhow::Result<ServerMessage> {
+        self.next_rid = self.next_rid.wrapping_add(1);
+        let rid = self.next_rid;
+        self.tx.send(&make(rid)).await?;
+        loop {
+            let msg = siren_net::within(TIMEOUT, self.recv())
+                .await
+                .map_err(|_| anyhow::anyhow!("no answer from the server within {TIMEOUT:?}"))??;
+            match answer_rid(&msg) {
+                Some(r) if r == rid => {
+                    if let ServerMessage::Error { code, msg, .. } = &msg {
+                        return Err(server_error(*code, msg));
+                    }
+                    return Ok(msg);
+                }
+                _ => self.events.push_back(msg),
+            }
+        }
+    }
+
+    async fn next_event(&mut self) -> anyhow::Result<ServerMessage> {
+        if let Some(msg) = self.events.pop_front() {
+            return Ok(msg);
+        }
+        self.flush_acks().await?;
+        self.recv().await
+    }
+
+    async fn flush_acks(&mut self) -> anyhow::Result<()> {
+        if !self.acks.is_empty() {
+            let seqs = std::mem::take(&mut self.acks);
+            self.tx.send(&ClientMessage::Ack { seqs }).await?;
+        }
+        Ok(())
+    }
+
+    async fn ack(&mut self, seq: u64) -> anyhow::Result<()> {
+        self.acks.push(seq);
+        if self.acks.len() >= ACK_BATCH {
+            self.flush_acks().await?;
+        }
+        Ok(())
+    }
+}
+
+/// A client over one profile.
+pub struct Client {
+    profile: Profile,
+    secrets: Secrets,
+    conn: Option<Conn>,
+    seen: VecDeque<MessageId>,
+    seen_set: BTreeSet<MessageId>,
+}
+
+impl Client {
+    /// A client for an open profile.
+    pub fn new(profile: Profile) -> anyhow::Result<Client> {
+        let secrets = profile.secrets()?;
+        let seen = profile.seen()?;
+        let seen_set = seen.iter().copied().collect();
+        Ok(Client {
+            profile,
+            secrets,
+            conn: None,
+            seen,
+            seen_set,
+        })
+    }
+
+    /// The account.
+    pub fn uid(&self) -> &Uid {
+        &self.profile.settings.uid
+    }
+
+    /// This device's current DEK, if logged in.
+    pub fn device(&self) -> Option<DekPublic> {
+        self.secrets.dek().map(|d| d.public())
+    }
+
+    /// The user's USK, if this device holds it.
+    pub fn usk(&self) -> Option<UskSecret> {
+        self.secrets.usk()
+    }
+
+    async fn open(
+        &self,
+        dek: &DekSecret,
+        request: SessionRequest,
+    ) -> anyhow::Result<(Conn, ServerMessage)> {
+        let s = &self.profile.settings;
+        let Connected {
+            sender,
+            receiver,
+            rotated_sek,
+            ..
+        } = connect(&s.server, s.server_name(), &s.sek()?, dek, request, TIMEOUT)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot open a session with {} at {}",
+                    s.server_name(),
+                    s.server
+                )
+            })?;
+        if rotated_sek.is_some() {
+            eprintln!("note: the server announced a new key; update server_key in profile.toml");
+        }
+        let mut conn = Conn {
+            tx: sender,
+            rx: receiver,
+            next_rid: 0,
+            events: VecDeque::new(),
+            acks: Vec::new(),
+        };
+        let welcome = conn.recv().await?;
+        if let ServerMessage::Welcome { max_frame, .. } = &welcome {
+            conn.tx.set_max_frame(*max_frame as usize);
+        }
+        Ok((conn, welcome))
+    }
+
+    /// Logs in with a password: opens a session with this device's DEK (a new one on the first
+    /// login), authenticates with `PLAIN`, and registers the DEK — creating the user's USK on
+    /// the user's first device.
+    pub async fn login(
+        &mut self,
+        password: &str,
+        device_name: Option<String>,
+    ) -> anyhow::Result<LoginOutcome> {
+        let dek = match self.secrets.dek() {
+            Some(d) => d,
+            None => DekSecret::generate(&mut siren_proto::os_rng()),
+        };
+        let (mut conn, welcome) = self.open(&dek, SessionRequest::Open).await?;
+        let ServerMessage::Welcome { sid, .. } = welcome else {
+            bail!("the server did not start with welcome");
+        };
+        let mechs = match conn.recv().await? {
+            ServerMessage::AuthMechanisms { mechs } => mechs,
+            other => bail!("expected the mechanism list, got {other:?}"),
+        };
+        if !mechs.iter().any(|m| m == "PLAIN") {
+            bail!("the server does not offer password login (it offers {mechs:?})");
+        }
+        let user = self.uid().user().to_string();
+        let creds = format!("\0{user}\0{password}").into_bytes();
+        let mut answer = conn
+            .request(|rid| ClientMessage::AuthStart {
+                rid,
+                mech: "PLAIN".into(),
+                data: creds.clone(),
+            })
+            .await?;
+        if let ServerMessage::AuthChallenge { rid, .. } = answer {
+            answer = conn
+                .request(|_| ClientMessage::AuthStep {
+                    rid,
+                    data: creds.clone(),
+                })
+                .await?;
+        }
+        let ServerMessage::AuthSuccess { uid, next, .. } = answer else {
+            bail!("unexpected answer to login: {answer:?}");
+        };
+        if &uid != self.uid() {
+            bail!("the server logged us in as {uid}, not {}", self.uid());
+        }
+        self.secrets.dek = Some(*dek.to_bytes());
+        self.secrets.session = Some(*sid.as_bytes());
+        let outcome = match next {
+            NextStep::Ready => LoginOutcome::AlreadyRegistered,
+            NextStep::CreateUser => {
+                let usk = UskSecret::generate(&mut siren_proto::os_rng());
+                self.secrets.usk = Some(*usk.to_bytes());
+                // Save before registering: the USK must never be lost once published.
+                self.profile.save_secrets(&self.secrets)?;
+                let record = DeviceRecordDraft {
+                    uid: uid.clone(),
+                    dek: dek.public(),
+                    seq: 1,
+                    prev: Digest::ZERO,
+                    ts: now(),
+                    name: device_name,
+                }
+                .sign(&usk);
+                conn.request(|rid| ClientMessage::Register {
+                    rid,
+                    record: record.clone(),
+                })
+                .await?;
+                LoginOutcome::CreatedUser
+            }
+            NextStep::AwaitApproval { listing } => {
+                let Some(usk) = self.secrets.usk() else {
+                    bail!(
+                        "{uid} already has devices; this device must be approved by one of them \
+                         (device approval arrives in a later version)"
+                    );
+                };
+                let check = UserDirectory::check_listing(&uid, &listing, None).map_err(|e| {
+                    anyhow::anyhow!("the server's listing of {uid} does not verify: {e}")
+                })?;
+                if check.directory.usk() != &usk.public() {
+                    bail!(
+                        "the directory of {uid} is signed by a different USK than this device holds"
+                    );
+                }
+                let head = check.directory.head();
+                let record = DeviceRecordDraft {
+                    uid: uid.clone(),
+                    dek: dek.public(),
+                    seq: head.seq + 1,
+                    prev: head.hash,
+                    ts: now(),
+                    name: device_name,
+                }
+                .sign(&usk);
+                conn.request(|rid| ClientMessage::Register {
+                    rid,
+                    record: record.clone(),
+                })
+                .await?;
+                LoginOutcome::Registered
+            }
+            other => bail!("unsupported login step {other:?}"),
+        };
+        self.profile.save_secrets(&self.secrets)?;
+        self.conn = Some(conn);
+        Ok(outcome)
+    }
+
+    /// Resumes this device's session (after `login`).
+    pub async fn connect(&mut self) -> anyhow::Result<()> {
+        if self.conn.is_some() {
+            return Ok(());
+        }
+        let (Some(dek), Some(sid)) = (self.secrets.dek(), self.secrets.session) else {
+            bail!("not logged in: run `siren login` first");
+        };
+        let (conn, welcome) = self
+            .open(&dek, SessionRequest::Resume(SessionId::from_bytes(sid)))
+            .await?;
+        match welcome {
+            ServerMessage::Welcome { resumed: true, .. } => {
+                self.conn = Some(conn);
+                Ok(())
+            }
+            _ => bail!("the server no longer knows this session: run `siren login` again"),
+        }
+    }
+
+    fn conn(&mut self) -> anyhow::Result<&mut Conn> {
+        self.conn.as_mut().context("not connected")
+    }
+
+    /// Looks `uid` up, verifies every record against one USK, compares with the cache and
+    /// updates it. A changed USK is refused.
+    pub async fn lookup(&mut self, uid: &Uid) -> anyhow::Result<LookupReport> {
+        let answer = self
+            .conn()?
+            .request(|rid| ClientMessage::Lookup {
+                rid,
+                uid: uid.clone(),
+            })
+            .await?;
+        let ServerMessage::Directory { listing, .. } = answer else {
+            bail!("unexpected answer to lookup: {answer:?}");
+        };
+        let mut state = self.profile.contact(uid)?;
+        let check = UserDirectory::check_listing(uid, &listing, state.directory.as_ref())
+            .map_err(|e| anyhow::anyhow!("the directory of {uid} does not verify: {e}"))?;
+        // A device seen removed once is never trusted again, even if the server shows it again.
+        if check.added.iter().any(|d| state.revoked.contains(d)) {
+            bail!("the server lists a revoked device of {uid} as live again; refusing");
+        }
+        state.revoked.extend(check.removed.iter().copied());
+        for gone in &check.removed {
+            state.windows.retain(|(d, _)| d != gone);
+        }
+        state.directory = Some(check.directory.clone());
+        self.profile.save_contact(uid, &state)?;
+        Ok(LookupReport {
+            directory: check.directory,
+            added: check.added,
+            removed: check.removed,
+        })
+    }
+
+    /// Sends `text` to every device of `to`. Returns the message id and the number of devices.
+    pub async fn send_text(&mut self, to: &Uid, text: &str) -> anyhow::Result<(MessageId, usize)> {
+        let report = self.lookup(to).await?;
+        let usk = self.secrets.usk().context("this device has no USK")?;
+        let dek = self.secrets.dek().context("not logged in")?;
+        let content = Content {
+            kind: "text".into(),
+            body: text.to_owned(),
+            ts: now(),
+        };
+        let plaintext = message::encode_value(&content);
+        // The counter is saved before use, so it never repeats even after a crash.
+        self.secrets.counter += 1;
+        let ctr = self.secrets.counter;
+        self.profile.save_secrets(&self.secrets)?;
+        let mut rng = siren_proto::os_rng();
+        let id = MessageId::random(&mut rng);
+        let me = self.uid().clone();
+        let my_dek = dek.public();
+        let mut envelopes = Vec::new();
+        for record in report.directory.devices() {
+            envelopes.push(Envelope::seal(
+                EnvSender {
+                    uid: &me,
+                    usk: &usk,
+                    dek: &my_dek,
+                },
+                to,
+                &record.dek,
+                id,
+                ctr,
+                &plaintext,
+                &mut rng,
+            )?);
+        }
+        let n = envelopes.len();
+        let answer = self
+            .conn()?
+            .request(|rid| ClientMessage::Send {
+                rid,
+                msgs: envelopes.clone(),
+            })
+            .await?;
+        match answer {
+            ServerMessage::SendAck { ids, .. } if ids.contains(&id) => Ok((id, n)),
+            other => bail!("unexpected answer to send: {other:?}"),
+        }
+    }
+
+    /// The next event. In `drain` mode, returns `None` once the queued backlog is delivered.
+    pub async fn next_event(&mut self, drain: bool) -> anyhow::Result<Option<Event>> {
+        loop {
+            let msg = self.conn()?.next_event().await?;
+            match msg {
+                ServerMessage::Deliver { seq, item } => {
+                    let event = self.receive(item).await?;
+                    self.conn()?.ack(seq).await?;
+                    if let Some(event) = event {
+                        return Ok(Some(event));
+                    }
+                }
+                ServerMessage::QueueDrained => {
+                    if drain {
+                        self.conn()?.flush_acks().await?;
+                        return Ok(None);
+                    }
+                    return Ok(Some(Event::Drained));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Opens one queue item. Returns `None` for a duplicate.
+    async fn receive(&mut self, item: QueueItem) -> anyhow::Result<Option<Event>> {
+        let env = match item {
+            QueueItem::Message { env } => env,
+            QueueItem::Notice { notice } => return Ok(Some(Event::Notice(notice))),
+            _ => return Ok(None),
+        };
+        if self.seen_set.contains(&env.id) {
+            return Ok(None);
+        }
+        let refused = |reason: String| {
+            Ok(Some(Event::Refused {
+                from: env.from.clone(),
+                reason,
+            }))
+        };
+        // The sender's device must be live in a verified listing: the cache, or a fresh lookup.
+        let mut state = self.profile.contact(&env.from)?;
+        let known = state
+            .directory
+            .as_ref()
+            .is_some_and(|d| d.is_live(&env.from_dek));
+        if !known {
+            if let Err(e) = self.lookup(&env.from.clone()).await {
+                return refused(format!("cannot verify the sender: {e:#}"));
+            }
+            state = self.profile.contact(&env.from)?;
+        }
+        let Some(directory) = state.directory.clone() else {
+            return refused("the sender has no verified directory".into());
+        };
+        if !directory.is_live(&env.from_dek) || state.revoked.contains(&env.from_dek) {
+            return refused("the sending device is not a live device of the sender".into());
+        }
+        let dek = self.secrets.dek().context("not logged in")?;
+        let me = self.uid().clone();
+        let window = state.window(env.from_dek);
+        let plain = match env.open(
+            Recipient {
+                uid: &me,
+                dek: &dek,
+            },
+            directory.usk(),
+            window,
+        ) {
+            Ok(p) => p,
+            Err(e @ (EnvelopeError::Replay(_) | EnvelopeError::TooOld { .. })) => {
+                return refused(format!("{e}"));
+            }
+            Err(e) => return refused(format!("{e}")),
+        };
+        self.profile.save_contact(&env.from, &state)?;
+        self.seen.push_back(env.id);
+        self.seen_set.insert(env.id);
+        self.profile.save_seen(&mut self.seen)?;
+        if self.seen.len() < self.seen_set.len() {
+            self.seen_set = self.seen.iter().copied().collect();
+        }
+        let content: Content = match message::decode_value(&plain) {
+            Ok(c) => c,
+            Err(e) => return refused(format!("unreadable content: {e}")),
+        };
+        Ok(Some(Event::Message(Received {
+            from: env.from,
+            id: env.id,
+            content,
+        })))
+    }
+
+    /// Pings the server (keeps a listening session alive).
+    pub async fn ping(&mut self) -> anyhow::Result<()> {
+        self.conn()?
+            .request(|rid| ClientMessage::Ping { rid })
+            .await?;
+        Ok(())
+    }
+
+    /// Acknowledges what was processed and closes the session (it stays resumable).
+    pub async fn bye(&mut self) -> anyhow::Result<()> {
+        if let Some(mut conn) = self.conn.take() {
+            conn.flush_acks().await?;
+            conn.tx.send(&ClientMessage::Bye).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,24 @@
+//! The Siren client library, and the `siren` command-line client built on it.
+//!
+//! * [`profile`]: one account on one device in one directory, keys protected at rest;
+//! * [`client`]: log in, look users up (every record verified against one USK, compared with
+//!   the cache), send and receive end-to-end encrypted messages.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use siren_client::{client::Client, profile::Profile};
+//!
+//! let profile = Profile::open(std::path::Path::new("/home/alice/.siren"), None)?;
+//! let mut client = Client::new(profile)?;
+//! client.connect().await?;                      // resume this device's session
+//! let bob = siren_api::Uid::parse("bob@beta.test")?;
+//! let (id, devices) = client.send_text(&bob, "hello").await?;
+//! println!("sent {id} to {devices} devices");
+//! client.bye().await?;
+//! # Ok(()) }
+//! ```
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod client;
+pub mod profile;

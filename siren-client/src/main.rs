@@ -1,0 +1,274 @@
+//! `siren`: the Siren command-line client.
+
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::BufRead as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+use siren_api::Uid;
+use siren_client::client::{Client, Event, LoginOutcome};
+use siren_client::profile::{Profile, Settings};
+use siren_proto::keys::SekPublic;
+
+/// The Siren end-to-end encrypted IM client.
+#[derive(Parser)]
+#[command(name = "siren", version, about)]
+struct Cli {
+    /// Profile directory (one account on this device). Default: $SIREN_PROFILE or ~/.siren.
+    #[arg(long, global = true)]
+    profile: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a profile for an account.
+    Init {
+        /// The account, e.g. alice@alpha.test.
+        uid: String,
+        /// The server's address, host:port.
+        #[arg(long)]
+        server: String,
+        /// The server's key (base64), as `sirend init` printed it.
+        #[arg(long)]
+        server_key: String,
+        /// Protect the keys with a passphrase (from SIREN_PASSPHRASE, or asked for).
+        #[arg(long)]
+        passphrase: bool,
+    },
+    /// Log in with the account's password and register this device.
+    Login {
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// A name for this device, shown to the account's other devices.
+        #[arg(long)]
+        device_name: Option<String>,
+    },
+    /// Send a text message.
+    Send {
+        /// The recipient, e.g. bob@beta.test.
+        uid: String,
+        /// The text.
+        text: String,
+    },
+    /// Print the messages waiting for this device, then exit.
+    Recv,
+    /// Stay connected and print messages as they arrive.
+    Listen,
+    /// Look a user up: verify every device record against one USK and compare with the cache.
+    Lookup {
+        /// The user.
+        uid: String,
+    },
+    /// Show this profile's account and device.
+    Whoami,
+}
+
+fn profile_dir(arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = arg {
+        return Ok(p);
+    }
+    if let Some(p) = std::env::var_os("SIREN_PROFILE") {
+        return Ok(PathBuf::from(p));
+    }
+    let home = std::env::var_os("HOME").context("set --profile, SIREN_PROFILE or HOME")?;
+    Ok(PathBuf::from(home).join(".siren"))
+}
+
+fn passphrase(create: bool) -> anyhow::Result<Option<String>> {
+    if let Ok(p) = std::env::var("SIREN_PASSPHRASE") {
+        return Ok(Some(p));
+    }
+    if !create {
+        return Ok(None);
+    }
+    let first = rpassword::prompt_password("New passphrase: ")?;
+    let again = rpassword::prompt_password("Again: ")?;
+    if first != again {
+        bail!("the passphrases differ");
+    }
+    if first.is_empty() {
+        bail!("empty passphrase");
+    }
+    Ok(Some(first))
+}
+
+fn open_profile(dir: &std::path::Path) -> anyhow::Result<Profile> {
+    let profile = Profile::open(dir, std::env::var("SIREN_PASSPHRASE").ok())?;
+    if profile.is_encrypted()? && std::env::var_os("SIREN_PASSPHRASE").is_none() {
+        let p = rpassword::prompt_password("Passphrase: ")?;
+        drop(profile);
+        return Profile::open(dir, Some(p));
+    }
+    Ok(profile)
+}
+
+fn fingerprint(bytes: &[u8; 32]) -> String {
+    let d = siren_proto::transcript::Digest::of(bytes).to_hex();
+    d.as_bytes()
+        .chunks(4)
+        .take(8)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn print_event(event: &Event) {
+    match event {
+        Event::Message(m) => println!("{}: {}", m.from, m.content.body),
+        Event::Refused { from, reason } => {
+            eprintln!("refused a message claiming to be from {from}: {reason}")
+        }
+        Event::Notice(n) => eprintln!("notice: {n:?}"),
+        Event::Drained => eprintln!("(no more queued messages)"),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let dir = profile_dir(cli.profile)?;
+    match cli.command {
+        Command::Init {
+            uid,
+            server,
+            server_key,
+            passphrase: protect,
+        } => {
+            let uid = Uid::parse(&uid).context("the account")?;
+            SekPublic::from_base64(&server_key).context("--server-key")?;
+            let settings = Settings {
+                uid: uid.clone(),
+                server,
+                server_key,
+            };
+            let pass = if protect { passphrase(true)? } else { None };
+            Profile::create(&dir, settings, pass)?;
+            println!("created the profile for {uid} in {}", dir.display());
+        }
+        Command::Login {
+            password_stdin,
+            device_name,
+        } => {
+            let password = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().lock().read_line(&mut line)?;
+                line.trim_end_matches(['\r', '\n']).to_owned()
+            } else {
+                rpassword::prompt_password("Password: ")?
+            };
+            let mut client = Client::new(open_profile(&dir)?)?;
+            let outcome = client.login(&password, device_name).await?;
+            let uid = client.uid().clone();
+            match outcome {
+                LoginOutcome::CreatedUser => {
+                    println!("logged in as {uid}; created the account's signing key on this device")
+                }
+                LoginOutcome::Registered => println!("logged in as {uid}; registered this device"),
+                LoginOutcome::AlreadyRegistered => println!("logged in as {uid}"),
+            }
+            client.bye().await?;
+        }
+        Command::Send { uid, text } => {
+            let to = Uid::parse(&uid).context("the recipient")?;
+            let mut client = Client::new(open_profile(&dir)?)?;
+            client.connect().await?;
+            let (id, devices) = client.send_text(&to, &text).await?;
+            println!(
+                "sent {id} to {to} ({devices} device{})",
+                if devices == 1 { "" } else { "s" }
+            );
+            client.bye().await?;
+        }
+        Command::Recv => {
+            let mut client = Client::new(open_profile(&dir)?)?;
+            client.connect().await?;
+            while let Some(event) = client.next_event(true).await? {
+                print_event(&event);
+            }
+            client.bye().await?;
+        }
+        Command::Listen => {
+            let mut client = Client::new(open_profile(&dir)?)?;
+            client.connect().await?;
+            eprintln!("listening as {} (Ctrl-C to stop)", client.uid());
+            let mut ping = tokio::time::interval(Duration::from_secs(60));
+            ping.tick().await;
+            loop {
+                tokio::select! {
+                    event = client.next_event(false) => match event? {
+                        Some(e) => print_event(&e),
+                        None => break,
+                    },
+                    _ = ping.tick() => client.ping().await?,
+                    _ = tokio::signal::ctrl_c() => break,
+                }
+            }
+            client.bye().await?;
+        }
+        Command::Lookup { uid } => {
+            let uid = Uid::parse(&uid).context("the user")?;
+            let mut client = Client::new(open_profile(&dir)?)?;
+            client.connect().await?;
+            let report = client.lookup(&uid).await?;
+            let d = &report.directory;
+            println!("{uid}: signing key {}", fingerprint(d.usk().as_bytes()));
+            for record in d.devices() {
+                let new = if report.added.contains(&record.dek) {
+                    "  (new)"
+                } else {
+                    ""
+                };
+                println!(
+                    "  device {}  {}{new}",
+                    fingerprint(record.dek.as_bytes()),
+                    record.name.as_deref().unwrap_or("")
+                );
+            }
+            for gone in &report.removed {
+                println!(
+                    "  device {}  (removed: treated as revoked)",
+                    fingerprint(gone.as_bytes())
+                );
+            }
+            client.bye().await?;
+        }
+        Command::Whoami => {
+            let client = Client::new(open_profile(&dir)?)?;
+            println!("{}", client.uid());
+            match client.device() {
+                Some(d) => println!("device {}", fingerprint(d.as_bytes())),
+                None => println!("not logged in"),
+            }
+            if let Some(usk) = client.usk() {
+                println!("signing key {}", fingerprint(usk.public().as_bytes()));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("siren: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("siren: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! A profile: one account on one device, in one directory.
+//!
+//! ```text
+//! <profile>/profile.toml     uid, server address, pinned server key (not secret)
+//! <profile>/keys             the USK seed, the DEK secret, the session id, the message counter
+//! <profile>/contacts/<uid>   verified directory of each contact, replay windows
+//! <profile>/seen             ids of recently received messages (duplicate detection)
+//! <profile>/lock             held while a `siren` command uses the profile
+//! ```
+//!
+//! Every file is created with mode 0600 inside a 0700 directory. The `keys` file is either
+//! protected by a passphrase (argon2id stretches it into a key, XSalsa20-Poly1305 seals the
+//! file), or, when the profile was created without one, stored in clear and protected only by
+//! the file permissions. The passphrase comes from `SIREN_PASSPHRASE` or a prompt.
+
+use std::collections::VecDeque;
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use crypto_secretbox::aead::Aead;
+use crypto_secretbox::{KeyInit, XSalsa20Poly1305};
+use rand_core::Rng as _;
+use serde::{Deserialize, Serialize};
+use siren_api::{ServerName, Uid};
+use siren_proto::envelope::ReplayWindow;
+use siren_proto::ids::MessageId;
+use siren_proto::keys::{DekPublic, DekSecret, SekPublic, UskSecret};
+use siren_proto::message;
+use siren_proto::records::UserDirectory;
+use zeroize::Zeroizing;
+
+/// `profile.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The account.
+    pub uid: Uid,
+    /// `host:port` of the server.
+    pub server: String,
+    /// The server's SEK, pinned at `siren init` (base64).
+    pub server_key: String,
+}
+
+impl Settings {
+    /// The pinned SEK.
+    pub fn sek(&self) -> anyhow::Result<SekPublic> {
+        SekPublic::from_base64(&self.server_key).context("profile.toml: server_key")
+    }
+
+    /// The server's name (from the UID).
+    pub fn server_name(&self) -> &ServerName {
+        self.uid.server()
+    }
+}
+
+/// The secret state of the profile.
+#[derive(Default, Serialize, Deserialize)]
+pub struct Secrets {
+    /// The user's signing key seed, once created or received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usk: Option<[u8; 32]>,
+    /// This device's current DEK secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dek: Option<[u8; 32]>,
+    /// The session id bound to that DEK.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<[u8; 16]>,
+    /// The last message counter used by this device.
+    #[serde(default)]
+    pub counter: u64,
+}
+
+impl Drop for Secrets {
+    fn drop(&mut self) {
+        use zeroize::Zeroize as _;
+        if let Some(k) = self.usk.as_mut() {
+            k.zeroize();
+        }
+        if let Some(k) = self.dek.as_mut() {
+            k.zeroize();
+        }
+    }
+}
+
+impl Secrets {
+    /// The USK, if this device has it.
+    pub fn usk(&self) -> Option<UskSecret> {
+        self.usk.as_ref().map(UskSecret::from_bytes)
+    }
+
+    /// The DEK, if this device has logged in.
+    pub fn dek(&self) -> Option<DekSecret> {
+        self.dek.map(DekSecret::from_bytes)
+    }
+}
+
+/// What the client remembers about one contact.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct ContactState {
+    /// The last verified directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<UserDirectory>,
+    /// DEKs seen and later removed: never used again.
+    #[serde(default)]
+    pub revoked: Vec<DekPublic>,
+    /// Replay windows per sender device.
+    #[serde(default)]
+    pub windows: Vec<(DekPublic, ReplayWindow)>,
+}
+
+impl ContactState {
+    /// The replay window of one sender device (created empty).
+    pub fn window(&mut self, dek: DekPublic) -> &mut ReplayWindow {
+        let i = match self.windows.iter().position(|(d, _)| *d == dek) {
+            Some(i) => i,
+            None => {
+                self.windows.push((dek, ReplayWindow::default()));
+                self.windows.len() - 1
+            }
+        };
+        &mut self.windows[i].1
+    }
+}
+
+/// The `seen` file.
+#[derive(Serialize, Deserialize)]
+struct SeenIds {
+    ids: VecDeque<MessageId>,
+}
+
+/// How many received message ids are remembered for duplicate detection.
+pub const SEEN_IDS: usize = 10_000;
+
+/// An open profile (holding its lock).
+pub struct Profile {
+    dir: PathBuf,
+    /// `profile.toml`.
+    pub settings: Settings,
+    passphrase: Option<Zeroizing<String>>,
+    _lock: fs::File,
+}
+
+const KEYS_MAGIC: &[u8; 8] = b"SIRENKY1";
+const MODE_PLAIN: u8 = 0;
+const MODE_PASSPHRASE: u8 = 1;
+/// Argon2id cost for the passphrase (19 MiB, 2 passes).
+const KDF_MEMORY_KIB: u32 = 19 * 1024;
+const KDF_ITERATIONS: u32 = 2;
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
+    Ok(())
+}
+
+fn kdf(passphrase: &str, salt: &[u8; 16]) -> anyhow::Result<Zeroizing<[u8; 32]>> {
+    let params = argon2::Params::new(KDF_MEMORY_KIB, KDF_ITERATIONS, 1, Some(32))
+        .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let mut key = Zeroizing::new([0u8; 32]);
+    argon
+        .hash_password_into(passphrase.as_bytes(), salt, key.as_mut())
+        .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
+    Ok(key)
+}
+
+impl Profile {
+    /// Creates a profile directory. With a passphrase, the keys file is encrypted.
+    pub fn create(
+        dir: &Path,
+        settings: Settings,
+        passphrase: Option<String>,
+    ) -> anyhow::Result<Profile> {
+        if dir.join("profile.toml").exists() {
+            bail!("{} already holds a profile", dir.display());
+        }
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir.join("contacts"))
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+        let text = toml::to_string(&settings).context("cannot encode profile.toml")?;
+        write_private(&dir.join("profile.toml"), text.as_bytes())?;
+        let profile = Profile::lock(dir, settings, passphrase.map(Zeroizing::new))?;
+        profile.save_secrets(&Secrets::default())?;
+        Ok(profile)
+    }
+
+    /// Opens an existing profile and takes its lock (so two commands cannot interleave).
+    pub fn open(dir: &Path, passphrase: Option<String>) -> anyhow::Result<Profile> {
+        let text = fs::read_to_string(dir.join("profile.toml")).with_context(|| {
+            format!(
+                "no profile in {} (create one with `siren init`)",
+                dir.display()
+            )
+        })?;
+        let settings: Settings = toml::from_str(&text)
+            .with_context(|| format!("{}/profile.toml is invalid", dir.display()))?;
+        Profile::lock(dir, settings, passphrase.map(Zeroizing::new))
+    }
+
+    fn lock(
+        dir: &Path,
+        settings: Settings,
+        passphrase: Option<Zeroizing<String>>,
+    ) -> anyhow::Result<Profile> {
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(dir.join("lock"))
+            .with_context(|| format!("cannot open {}/lock", dir.display()))?;
+        lock.try_lock().map_err(|_| {
+            anyhow::anyhow!(
+                "the profile {} is in use by another siren command",
+                dir.display()
+            )
+        })?;
+        Ok(Profile {
+            dir: dir.to_owned(),
+            settings,
+            passphrase,
+            _lock: lock,
+        })
+    }
+
+    /// The profile directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether the keys file is passphrase-protected.
+    pub fn is_encrypted(&self) -> anyhow::Result<bool> {
+        let bytes = fs::read(self.dir.join("keys")).context("cannot read the keys file")?;
+        Ok(bytes.get(8) == Some(&MODE_PASSPHRASE))
+    }
+
+    /// Reads the secrets (asking for the passphrase through `passphrase` if needed).
+    pub fn secrets(&self) -> anyhow::Result<Secrets> {
+        let bytes =
+            Zeroizing::new(fs::read(self.dir.join("keys")).context("cannot read the keys file")?);
+        if bytes.len() < 9 || &bytes[..8] != KEYS_MAGIC {
+            bail!("the keys file is not a Siren keys file");
+        }
+        let plain: Zeroizing<Vec<u8>> =
+            match bytes[8] {
+                MODE_PLAIN => Zeroizing::new(bytes[9..].to_vec()),
+                MODE_PASSPHRASE => {
+                    let Some(passphrase) = &self.passphrase else {
+                        bail!("the keys are protected by a passphrase: set SIREN_PASSPHRASE");
+                    };
+                    let rest = &bytes[9..];
+                    if rest.len() < 16 + 24 {
+                        bail!("the keys file is truncated");
+                    }
+                    let (salt, rest) = rest.split_at(16);
+                    let (nonce, ct) = rest.split_at(24);
+                    let salt: [u8; 16] = salt.try_into().context("salt")?;
+                    let key = kdf(passphrase, &salt)?;
+                    let cipher = XSalsa20Poly1305::new(key.as_ref().into());
+                    Zeroizing::new(cipher.decrypt(nonce.into(), ct).map_err(|_| {
+                        anyhow::anyhow!("wrong passphrase (or a damaged keys file)")
+                    })?)
+                }
+                other => bail!("unknown keys file mode {other}"),
+            };
+        message::decode_value(&plain).map_err(|e| anyhow::anyhow!("the keys file is damaged: {e}"))
+    }
+
+    /// Writes the secrets (encrypted if the profile has a passphrase).
+    pub fn save_secrets(&self, secrets: &Secrets) -> anyhow::Result<()> {
+        let plain = Zeroizing::new(message::encode_value(secrets));
+        let mut out = KEYS_MAGIC.to_vec();
+        match &self.passphrase {
+            None => {
+                out.push(MODE_PLAIN);
+                out.extend_from_slice(&plain);
+            }
+            Some(passphrase) => {
+                let mut rng = siren_proto::os_rng();
+                let mut salt = [0u8; 16];
+                let mut nonce = [0u8; 24];
+                rng.fill_bytes(&mut salt);
+                rng.fill_bytes(&mut nonce);
+                let key = kdf(passphrase, &salt)?;
+                let cipher = XSalsa20Poly1305::new(key.as_ref().into());
+                let ct = cipher
+                    .encrypt((&nonce).into(), plain.as_slice())
+                    .map_err(|_| anyhow::anyhow!("cannot encrypt the keys"))?;
+                out.push(MODE_PASSPHRASE);
+                out.extend_from_slice(&salt);
+                out.extend_from_slice(&nonce);
+                out.extend_from_slice(&ct);
+            }
+        }
+        write_private(&self.dir.join("keys"), &out)
+    }
+
+    fn contact_path(&self, uid: &Uid) -> PathBuf {
+        self.dir.join("contacts").join(uid.to_string())
+    }
+
+    /// What the client remembers about `uid`.
+    pub fn contact(&self, uid: &Uid) -> anyhow::Result<ContactState> {
+        match fs::read(self.contact_path(uid)) {
+            Ok(bytes) => message::decode_value(&bytes)
+                .map_err(|e| anyhow::anyhow!("contact cache for {uid} is damaged: {e}")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ContactState::default()),
+            Err(e) => Err(e).with_context(|| format!("cannot read the contact cache for {uid}")),
+        }
+    }
+
+    /// Stores what the client remembers about `uid`.
+    pub fn save_contact(&self, uid: &Uid, state: &ContactState) -> anyhow::Result<()> {
+        write_private(&self.contact_path(uid), &message::encode_value(state))
+    }
+
+    /// Ids of recently received messages, oldest first.
+    pub fn seen(&self) -> anyhow::Result<VecDeque<MessageId>> {
+        match fs::read(self.dir.join("seen")) {
+            Ok(bytes) => message::decode_value::<SeenIds>(&bytes)
+                .map(|s| s.ids)
+                .map_err(|e| anyhow::anyhow!("the seen-ids file is damaged: {e}")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(VecDeque::new()),
+            Err(e) => Err(e).context("cannot read the seen-ids file"),
+        }
+    }
+
+    /// Stores the ids of recently received messages (the newest [`SEEN_IDS`]).
+    pub fn save_seen(&self, seen: &mut VecDeque<MessageId>) -> anyhow::Result<()> {
+        while seen.len() > SEEN_IDS {
+            seen.pop_front();
+        }
+        let file = SeenIds { ids: seen.clone() };
+        write_private(&self.dir.join("seen"), &message::encode_value(&file))
+    }
+}

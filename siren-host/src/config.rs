@@ -1,0 +1,399 @@
+//! `sirend.toml`: the server's configuration.
+//!
+//! Every key has a default, so an empty file (or no file at all) is a working server on
+//! `0.0.0.0:7453` named `localhost`, storing its data under `./siren-data` with RocksDB. Unknown
+//! keys are errors, and every error names the exact key (`limits.queue_ttl_secs: invalid type…`),
+//! so a typo never silently falls back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use siren_api::ServerName;
+
+/// The default port of the SRV record and the listener.
+pub const DEFAULT_PORT: u16 = 7453;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Identity, listener, files.
+    pub server: ServerSection,
+    /// Timeouts and bounds.
+    pub limits: Limits,
+    /// Which store, and where.
+    pub storage: StorageSection,
+    /// Authentication mechanisms and their backends.
+    pub auth: AuthSection,
+    /// Federation (server-to-server links).
+    pub federation: FederationSection,
+    /// Logging.
+    pub log: LogSection,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// This server's DNS name; users are `user@name`.
+    pub name: ServerName,
+    /// Address and port to listen on.
+    pub listen: SocketAddr,
+    /// The SEK file (32 secret bytes, mode 0600), relative to the configuration file.
+    pub key_file: PathBuf,
+    /// SEKs retired by a rotation, still answered so pinned peers learn the new key.
+    pub retired_key_files: Vec<PathBuf>,
+    /// Where the store and other state live, relative to the configuration file.
+    pub data_dir: PathBuf,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            name: ServerName::parse("localhost").unwrap_or_else(|_| unreachable!("valid name")),
+            listen: SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)),
+            key_file: PathBuf::from("sek.key"),
+            retired_key_files: Vec::new(),
+            data_dir: PathBuf::from("siren-data"),
+        }
+    }
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest frame accepted, in bytes.
+    pub max_frame: u32,
+    /// Seconds allowed for each handshake message.
+    pub handshake_timeout_secs: u64,
+    /// Seconds allowed from the handshake to a completed login.
+    pub auth_timeout_secs: u64,
+    /// Seconds of silence after which a session is closed.
+    pub idle_timeout_secs: u64,
+    /// Most simultaneous connections.
+    pub max_connections: usize,
+    /// How long a queued item waits for its device, in seconds (default 7 days).
+    pub queue_ttl_secs: u64,
+    /// How long an unused session stays resumable, in seconds (default 30 days).
+    pub session_ttl_secs: u64,
+    /// How often the sweeper removes expired items and sessions, in seconds.
+    pub sweep_interval_secs: u64,
+    /// Most queue items delivered to a device and not yet acknowledged.
+    pub max_in_flight: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_frame: siren_proto::frame::DEFAULT_MAX_FRAME as u32,
+            handshake_timeout_secs: 10,
+            auth_timeout_secs: 60,
+            idle_timeout_secs: 300,
+            max_connections: 20_000,
+            queue_ttl_secs: 7 * 24 * 3600,
+            session_ttl_secs: 30 * 24 * 3600,
+            sweep_interval_secs: 60,
+            max_in_flight: 256,
+        }
+    }
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    /// The backend's registered name: `rocksdb` (default) or `memory`.
+    pub backend: String,
+    /// The backend's directory (default `<data_dir>/store`).
+    pub path: Option<PathBuf>,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection {
+            backend: "rocksdb".into(),
+            path: None,
+        }
+    }
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// Mechanisms offered, most preferred first.
+    pub mechanisms: Vec<String>,
+    /// The credential backend behind `PLAIN`: `password` (argon2id hashes in the store).
+    pub credentials: String,
+    /// Failed logins allowed per account per minute.
+    pub failures_per_account_per_minute: u32,
+    /// Failed logins allowed per client address per minute.
+    pub failures_per_address_per_minute: u32,
+    /// Argon2id memory cost for new password hashes, in KiB.
+    pub argon2_memory_kib: u32,
+    /// Argon2id iterations for new password hashes.
+    pub argon2_iterations: u32,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            mechanisms: vec!["PLAIN".into()],
+            credentials: "password".into(),
+            failures_per_account_per_minute: 5,
+            failures_per_address_per_minute: 20,
+            argon2_memory_kib: siren_auth_password::Cost::RECOMMENDED.memory_kib,
+            argon2_iterations: siren_auth_password::Cost::RECOMMENDED.iterations,
+        }
+    }
+}
+
+/// `[federation]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct FederationSection {
+    /// Whether this server talks to other servers. Off until federation is implemented; a
+    /// lookup or message for another server is refused with error 500.
+    pub enabled: bool,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// A `tracing` filter: `info`, `debug`, `siren_host=debug,info`, …
+    pub level: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            level: "info".into(),
+        }
+    }
+}
+
+/// A configuration error, naming the key at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {}{message}", if key.is_empty() { String::new() } else { format!("`{key}`: ") })]
+pub struct ConfigError {
+    /// The file.
+    pub file: String,
+    /// The dotted key (`limits.queue_ttl_secs`), empty when the problem is not one key.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Config {
+    /// Parses configuration text. `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let err = |key: String, message: String| ConfigError {
+            file: file.to_owned(),
+            key,
+            message,
+        };
+        let de =
+            toml::de::Deserializer::parse(text).map_err(|e| err(String::new(), e.to_string()))?;
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let key = if key == "." { String::new() } else { key };
+            // toml's message carries a source excerpt; the first line is the sentence.
+            let message = e.inner().message().lines().next().unwrap_or("").to_owned();
+            err(key, message)
+        })?;
+        config
+            .check()
+            .map_err(|(key, message)| err(key.into(), message))?;
+        Ok(config)
+    }
+
+    /// Reads and parses a file, and resolves relative paths against its directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            key: String::new(),
+            message: format!("cannot read: {e}"),
+        })?;
+        let mut config = Config::parse(&text, &path.display().to_string())?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        Ok(config)
+    }
+
+    /// Makes relative paths relative to `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.server.key_file);
+        fix(&mut self.server.data_dir);
+        self.server.retired_key_files.iter_mut().for_each(fix);
+        if let Some(p) = self.storage.path.as_mut() {
+            fix(p);
+        }
+    }
+
+    /// The storage directory.
+    pub fn storage_path(&self) -> PathBuf {
+        self.storage
+            .path
+            .clone()
+            .unwrap_or_else(|| self.server.data_dir.join("store"))
+    }
+
+    /// Checks values that parse but make no sense. Names of backends and mechanisms are checked
+    /// against the registry when the server is assembled ([`crate::registry`]).
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        let l = &self.limits;
+        let positive = [
+            ("limits.handshake_timeout_secs", l.handshake_timeout_secs),
+            ("limits.auth_timeout_secs", l.auth_timeout_secs),
+            ("limits.idle_timeout_secs", l.idle_timeout_secs),
+            ("limits.queue_ttl_secs", l.queue_ttl_secs),
+            ("limits.session_ttl_secs", l.session_ttl_secs),
+            ("limits.sweep_interval_secs", l.sweep_interval_secs),
+            ("limits.max_connections", l.max_connections as u64),
+            ("limits.max_in_flight", l.max_in_flight as u64),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err((key, "must be greater than zero".into()));
+            }
+        }
+        if l.max_frame < 4096 || l.max_frame > 64 << 20 {
+            return Err((
+                "limits.max_frame",
+                format!("must be between 4096 and {} bytes", 64 << 20),
+            ));
+        }
+        if self.auth.mechanisms.is_empty() {
+            return Err(("auth.mechanisms", "offer at least one mechanism".into()));
+        }
+        if self.federation.enabled {
+            return Err((
+                "federation.enabled",
+                "federation is not implemented in this version; set it to false".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The configuration `sirend init` writes: every key with its default, commented.
+    pub fn template(name: &ServerName, listen: SocketAddr) -> String {
+        let d = Config::default();
+        format!(
+            r#"# sirend configuration. Every key is optional; the values shown are the defaults
+# except [server] name and listen. `sirend check-config FILE` validates a file.
+
+[server]
+name = "{name}"                  # users of this server are user@{name}
+listen = "{listen}"
+key_file = "sek.key"             # the Server Encryption Key (keep it secret, mode 0600)
+retired_key_files = []           # old SEKs during a rotation
+data_dir = "siren-data"          # relative paths are relative to this file
+
+[limits]
+max_frame = {max_frame}
+handshake_timeout_secs = {hs}
+auth_timeout_secs = {auth}
+idle_timeout_secs = {idle}
+max_connections = {conns}
+queue_ttl_secs = {ttl}           # undelivered messages expire after this (7 days)
+session_ttl_secs = {sttl}        # unused sessions stop being resumable after this (30 days)
+sweep_interval_secs = {sweep}
+max_in_flight = {inflight}
+
+[storage]
+backend = "rocksdb"              # or "memory" (nothing survives a restart)
+# path = "siren-data/store"
+
+[auth]
+mechanisms = ["PLAIN"]
+credentials = "password"         # argon2id hashes in the store; manage with `sirend user`
+failures_per_account_per_minute = {fpa}
+failures_per_address_per_minute = {fpi}
+
+[federation]
+enabled = false
+
+[log]
+level = "info"
+"#,
+            max_frame = d.limits.max_frame,
+            hs = d.limits.handshake_timeout_secs,
+            auth = d.limits.auth_timeout_secs,
+            idle = d.limits.idle_timeout_secs,
+            conns = d.limits.max_connections,
+            ttl = d.limits.queue_ttl_secs,
+            sttl = d.limits.session_ttl_secs,
+            sweep = d.limits.sweep_interval_secs,
+            inflight = d.limits.max_in_flight,
+            fpa = d.auth.failures_per_account_per_minute,
+            fpi = d.auth.failures_per_address_per_minute,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        assert_eq!(Config::parse("", "x").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn template_parses_to_defaults_with_name_and_listen() {
+        let name = ServerName::parse("alpha.test").unwrap();
+        let listen: SocketAddr = "127.0.0.1:9000".parse().unwrap();
+        let c = Config::parse(&Config::template(&name, listen), "t").unwrap();
+        assert_eq!(c.server.name, name);
+        assert_eq!(c.server.listen, listen);
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.auth, AuthSection::default());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = Config::parse("[limits]\nqueue_ttl_secs = \"soon\"\n", "f.toml").unwrap_err();
+        assert_eq!(e.key, "limits.queue_ttl_secs");
+        assert!(
+            e.to_string()
+                .starts_with("f.toml: `limits.queue_ttl_secs`: "),
+            "{e}"
+        );
+
+        let e = Config::parse("[storage]\nbakend = \"rocksdb\"\n", "f").unwrap_err();
+        assert_eq!(e.key, "storage.bakend");
+        assert!(e.message.contains("unknown field"), "{e}");
+
+        let e = Config::parse("[server]\nname = \"not a name\"\n", "f").unwrap_err();
+        assert_eq!(e.key, "server.name");
+
+        let e = Config::parse("[server]\nlisten = \"nowhere\"\n", "f").unwrap_err();
+        assert_eq!(e.key, "server.listen");
+
+        let e = Config::parse("[limits]\nidle_timeout_secs = 0\n", "f").unwrap_err();
+        assert_eq!(e.key, "limits.idle_timeout_secs");
+
+        let e = Config::parse("[nonsense]\n", "f").unwrap_err();
+        assert!(e.message.contains("unknown field"), "{e}");
+
+        let e = Config::parse("this is not toml", "f").unwrap_err();
+        assert_eq!(e.key, "");
+    }
+
+    #[test]
+    fn relative_paths_follow_the_file() {
+        let mut c = Config::default();
+        c.resolve_paths(Path::new("/etc/siren"));
+        assert_eq!(c.server.key_file, Path::new("/etc/siren/sek.key"));
+        assert_eq!(c.storage_path(), Path::new("/etc/siren/siren-data/store"));
+    }
+}

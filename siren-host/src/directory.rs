@@ -1,0 +1,148 @@
+//! The Directory: each local user's chain of signed device records and revocations.
+//!
+//! The store keeps the entries; this module verifies every entry before it is stored (through
+//! `siren_proto::records::UserDirectory`, the same code clients use), and keeps each user's
+//! verified state in memory so lookups cost no signature checks.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use siren_api::storage::{EntryKind, Storage, StoredEntry};
+use siren_api::{Error, ErrorCode, Username};
+use siren_proto::message;
+use siren_proto::records::{DirectoryEntry, RecordError, UserDirectory};
+
+/// Local users' directories.
+pub struct Directory {
+    storage: Arc<dyn Storage>,
+    cache: Mutex<HashMap<Username, Arc<UserDirectory>>>,
+    /// Serialises appends (rare: one per login or revocation) so the cache and the store move
+    /// together.
+    append: tokio::sync::Mutex<()>,
+}
+
+/// The error code for a refused record, and a message for the client.
+pub fn record_error(e: &RecordError) -> Error {
+    let code = match e {
+        RecordError::BadSignature => ErrorCode::BadSignature,
+        RecordError::KeyMismatch => ErrorCode::KeyMismatch,
+        RecordError::Rollback { .. } | RecordError::Fork { .. } | RecordError::BadGenesis => {
+            ErrorCode::Rollback
+        }
+        RecordError::UnknownDevice => ErrorCode::UnknownDevice,
+        RecordError::Limit { .. } => ErrorCode::LimitExceeded,
+        RecordError::WrongUser { .. } | RecordError::DuplicateDevice => {
+            ErrorCode::UnexpectedMessage
+        }
+        _ => ErrorCode::MalformedMessage,
+    };
+    Error::new(code, e.to_string())
+}
+
+impl Directory {
+    /// A directory over `storage`.
+    pub fn new(storage: Arc<dyn Storage>) -> Self {
+        Directory {
+            storage,
+            cache: Mutex::new(HashMap::new()),
+            append: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn cached(&self, user: &Username) -> Option<Arc<UserDirectory>> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(user)
+            .cloned()
+    }
+
+    fn remember(&self, user: &Username, dir: Arc<UserDirectory>) {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(user.clone(), dir);
+    }
+
+    /// The user's directory, or `None` if the user has never registered a device.
+    pub async fn get(&self, user: &Username) -> Result<Option<Arc<UserDirectory>>, Error> {
+        if let Some(dir) = self.cached(user) {
+            return Ok(Some(dir));
+        }
+        let entries = self.storage.entries(user).await?;
+        let Some(dir) = replay(user, &entries)? else {
+            return Ok(None);
+        };
+        let dir = Arc::new(dir);
+        self.remember(user, dir.clone());
+        Ok(Some(dir))
+    }
+
+    /// Verifies `entry` against the user's chain and stores it. Returns the new directory.
+    pub async fn append(
+        &self,
+        user: &Username,
+        entry: DirectoryEntry,
+    ) -> Result<Arc<UserDirectory>, Error> {
+        let _guard = self.append.lock().await;
+        let next = match self.get(user).await? {
+            None => match &entry {
+                DirectoryEntry::Add(record) => {
+                    UserDirectory::genesis(record.clone()).map_err(|e| record_error(&e))?
+                }
+                DirectoryEntry::Revoke(_) => {
+                    return Err(Error::new(
+                        ErrorCode::UnknownDevice,
+                        "the user has no devices to revoke",
+                    ));
+                }
+            },
+            Some(current) => {
+                let mut next = (*current).clone();
+                next.apply(entry.clone()).map_err(|e| record_error(&e))?;
+                next
+            }
+        };
+        let stored = StoredEntry {
+            seq: entry.seq(),
+            kind: match entry {
+                DirectoryEntry::Add(_) => EntryKind::Add,
+                DirectoryEntry::Revoke(_) => EntryKind::Revoke,
+            },
+            device: match &entry {
+                DirectoryEntry::Add(r) => *r.dek.as_bytes(),
+                DirectoryEntry::Revoke(r) => *r.dek.as_bytes(),
+            },
+            bytes: message::encode_value(&entry),
+        };
+        self.storage.append_entry(user, &stored).await?;
+        let next = Arc::new(next);
+        self.remember(user, next.clone());
+        Ok(next)
+    }
+}
+
+/// Rebuilds a verified directory from stored entries.
+fn replay(user: &Username, entries: &[StoredEntry]) -> Result<Option<UserDirectory>, Error> {
+    let corrupt = |why: String| {
+        Error::new(
+            ErrorCode::Internal,
+            format!("stored directory of {user} is corrupt: {why}"),
+        )
+    };
+    let mut dir: Option<UserDirectory> = None;
+    for stored in entries {
+        let entry: DirectoryEntry =
+            message::decode_value(&stored.bytes).map_err(|e| corrupt(e.to_string()))?;
+        match (&mut dir, entry) {
+            (None, DirectoryEntry::Add(record)) => {
+                dir = Some(UserDirectory::genesis(record).map_err(|e| corrupt(e.to_string()))?);
+            }
+            (None, DirectoryEntry::Revoke(_)) => {
+                return Err(corrupt("starts with a revocation".into()));
+            }
+            (Some(d), entry) => d.apply(entry).map_err(|e| corrupt(e.to_string()))?,
+        }
+    }
+    Ok(dir)
+}

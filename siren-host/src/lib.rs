@@ -1,0 +1,35 @@
+//! `sirend`, the Siren server.
+//!
+//! The binary (`src/main.rs`) is a thin command-line layer over this library:
+//!
+//! | module | what |
+//! |---|---|
+//! | [`config`] | `sirend.toml`, defaults, errors that name the key |
+//! | [`keyfile`] | the SEK file |
+//! | [`registry`] | built-in storage backends, credential backends and mechanisms, by name |
+//! | [`server`] | assembling the parts, the listener, graceful shutdown |
+//! | `session` | one connection: handshake, login, requests, queue delivery |
+//! | [`auth`] | the Authentication Manager, `PLAIN`, failed-login limits |
+//! | [`directory`] | users' signed device chains |
+//! | [`queue`] | durable per-device queues, the TTL sweeper |
+//! | [`hub`] | live sessions, for pushing committed items |
+//! | [`admin`] | `sirend user …`, `sirend init`, DNS records |
+//!
+//! # Architecture invariants
+//!
+//! * No backend-specific code outside [`registry`]: the rest of the host sees `siren-api` traits.
+//! * Never logs payloads, keys, passwords or whole session ids; never stores plaintext.
+//! * A `send` is acknowledged only after the store committed every envelope of it.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod admin;
+pub mod auth;
+pub mod config;
+pub mod directory;
+pub mod hub;
+pub mod keyfile;
+pub mod queue;
+pub mod registry;
+pub mod server;
+mod session;

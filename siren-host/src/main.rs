@@ -1,0 +1,223 @@
+//! `sirend`: the Siren server's command line.
+
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::BufRead as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+use siren_api::{ServerName, Username};
+use siren_host::admin::{self, UserCommand};
+use siren_host::config::{Config, DEFAULT_PORT};
+use siren_host::{keyfile, registry, server};
+
+/// The Siren server.
+#[derive(Parser)]
+#[command(
+    name = "sirend",
+    version,
+    about = "The Siren end-to-end encrypted IM server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a configuration and a new Server Encryption Key, and print the DNS records.
+    Init {
+        /// Directory to write `sirend.toml` and `sek.key` into.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The server's DNS name (users will be user@NAME).
+        #[arg(long, default_value = "localhost")]
+        name: String,
+        /// Address to listen on.
+        #[arg(long, default_value_t = SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)))]
+        listen: SocketAddr,
+    },
+    /// Run the server (default configuration: ./sirend.toml if present, else built-in defaults).
+    Run {
+        /// Configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Check a configuration file; names the exact key that is wrong.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+    /// Print the DNS SRV and TXT records to publish.
+    DnsRecords {
+        /// Configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Manage users of the password backend.
+    User {
+        /// Configuration file.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// List the built-in storage backends, credential backends and mechanisms.
+    Plugins {
+        #[command(subcommand)]
+        action: PluginAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Create a user; the password is read from the terminal or, with --password-stdin, stdin.
+    Add {
+        /// The username (the part before @).
+        name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Change a user's password.
+    Passwd {
+        /// The username.
+        name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Delete a user.
+    Del {
+        /// The username.
+        name: String,
+    },
+    /// List users.
+    List,
+}
+
+#[derive(Subcommand)]
+enum PluginAction {
+    /// Show what is available, from where, with which interface version.
+    List,
+}
+
+/// Loads `--config`, or `./sirend.toml`, or the defaults (paths relative to the current
+/// directory).
+fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    let config = match path {
+        Some(p) => Config::load(p)?,
+        None if Path::new("sirend.toml").exists() => Config::load(Path::new("sirend.toml"))?,
+        None => Config::default(),
+    };
+    registry::check_names(&config).map_err(|(key, e)| anyhow::anyhow!("`{key}`: {}", e.message))?;
+    Ok(config)
+}
+
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    let password = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    } else {
+        let first = rpassword::prompt_password("Password: ").context("cannot read the password")?;
+        let second = rpassword::prompt_password("Again: ").context("cannot read the password")?;
+        if first != second {
+            bail!("the passwords differ");
+        }
+        first
+    };
+    if password.is_empty() {
+        bail!("empty password");
+    }
+    Ok(password)
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SIREN_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sirend: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Init { dir, name, listen } => {
+            let name = ServerName::parse(&name).context("--name")?;
+            print!("{}", admin::init(&dir, &name, listen)?);
+        }
+        Command::Run { config } => {
+            let config = load_config(config.as_deref())?;
+            init_logging(&config.log.level);
+            runtime()?.block_on(server::run(config))?;
+        }
+        Command::CheckConfig { file } => {
+            let config = Config::load(&file)?;
+            registry::check_names(&config).map_err(|(key, e)| {
+                anyhow::anyhow!("{}: `{key}`: {}", file.display(), e.message)
+            })?;
+            println!("{}: ok", file.display());
+        }
+        Command::DnsRecords { config } => {
+            let config = load_config(config.as_deref())?;
+            let sek = keyfile::read(&config.server.key_file)?;
+            print!(
+                "{}",
+                admin::dns_records(
+                    &config.server.name,
+                    config.server.listen.port(),
+                    &sek.public()
+                )
+            );
+        }
+        Command::User { config, action } => {
+            let config = load_config(config.as_deref())?;
+            let user = |n: &str| Username::parse(n).with_context(|| format!("username {n:?}"));
+            let command = match action {
+                UserAction::Add {
+                    name,
+                    password_stdin,
+                } => UserCommand::Add(user(&name)?, read_password(password_stdin)?),
+                UserAction::Passwd {
+                    name,
+                    password_stdin,
+                } => UserCommand::Passwd(user(&name)?, read_password(password_stdin)?),
+                UserAction::Del { name } => UserCommand::Del(user(&name)?),
+                UserAction::List => UserCommand::List,
+            };
+            print!("{}", runtime()?.block_on(admin::user(&config, command))?);
+        }
+        Command::Plugins {
+            action: PluginAction::List,
+        } => {
+            println!("{:<12} {:<10} origin", "kind", "name");
+            for (kind, name, origin) in registry::describe() {
+                println!("{kind:<12} {name:<10} {origin} ({})", registry::INTERFACE);
+            }
+        }
+    }
+    Ok(())
+}

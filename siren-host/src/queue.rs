@@ -1,0 +1,122 @@
+//! The Message Queue: store-and-forward per device, and the background sweeper.
+//!
+//! [`Queue::enqueue`] returns only after the store has committed the items durably; only then
+//! does the session acknowledge the `send`. Committed items are pushed to live sessions through
+//! the [`Hub`]; everything else waits in the store until its device connects, acknowledges it,
+//! or its time to live runs out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use siren_api::Error;
+use siren_api::storage::{NewQueueItem, Storage, UnixTime};
+use siren_proto::envelope::Envelope;
+use siren_proto::keys::DekPublic;
+use siren_proto::message::{self, QueueItem};
+use tokio::sync::watch;
+
+use crate::hub::Hub;
+
+/// Seconds since the Unix epoch.
+pub fn now() -> UnixTime {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Message queues over the store, with live delivery through the hub.
+pub struct Queue {
+    storage: Arc<dyn Storage>,
+    hub: Arc<Hub>,
+    ttl: u64,
+}
+
+impl Queue {
+    /// Queues over `storage`; items live `ttl` seconds.
+    pub fn new(storage: Arc<dyn Storage>, hub: Arc<Hub>, ttl: u64) -> Self {
+        Queue { storage, hub, ttl }
+    }
+
+    /// Stores the envelopes durably (one atomic batch), then offers each to its device's live
+    /// session.
+    pub async fn enqueue(&self, envelopes: Vec<Envelope>) -> Result<(), Error> {
+        self.enqueue_to(
+            envelopes
+                .into_iter()
+                .map(|env| (env.to_dek, QueueItem::Message { env }))
+                .collect(),
+        )
+        .await
+    }
+
+    /// Stores queue items (messages or notices) for the given devices, then offers them to live
+    /// sessions.
+    pub async fn enqueue_to(&self, items: Vec<(DekPublic, QueueItem)>) -> Result<(), Error> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let expires = now().saturating_add(self.ttl);
+        let encoded: Vec<(DekPublic, Arc<[u8]>)> = items
+            .iter()
+            .map(|(dek, item)| (*dek, Arc::from(message::encode_value(item))))
+            .collect();
+        let batch: Vec<NewQueueItem> = encoded
+            .iter()
+            .map(|(dek, bytes)| NewQueueItem {
+                device: *dek.as_bytes(),
+                expires,
+                bytes: bytes.to_vec(),
+            })
+            .collect();
+        let seqs = self.storage.enqueue(&batch).await?;
+        for ((dek, bytes), seq) in encoded.into_iter().zip(seqs) {
+            self.hub.push(&dek, seq, bytes);
+        }
+        Ok(())
+    }
+}
+
+/// Removes expired queue items and stale sessions every `interval`, until shutdown.
+pub async fn sweeper(
+    storage: Arc<dyn Storage>,
+    interval: Duration,
+    session_ttl: u64,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    const BATCH: usize = 10_000;
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let now = now();
+        let mut expired = 0;
+        loop {
+            match storage.expire(now, BATCH).await {
+                Ok(n) => {
+                    expired += n;
+                    if n < BATCH {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "queue sweep failed");
+                    break;
+                }
+            }
+        }
+        if expired > 0 {
+            tracing::info!(expired, "expired queue items removed");
+        }
+        match storage
+            .expire_sessions(now.saturating_sub(session_ttl))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(sessions = n, "stale sessions forgotten"),
+            Err(e) => tracing::warn!(error = %e, "session sweep failed"),
+        }
+    }
+}

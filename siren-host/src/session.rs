@@ -1,0 +1,1047 @@
+//! One client connection: the handshake, then the session's request loop and queue delivery.
+//!
+//! Per connection there are two tasks: a reader that turns frames into decoded messages (at most
+//! a few waiting, so a client that floods requests is slowed down by TCP), and the session task
+//! that answers requests one at a time, delivers queue items and watches the timeouts. Every
+//! error caused by the client's bytes ends in an `error` message or a closed connection, never a
+//! panic.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use siren_api::auth::{AuthContext, AuthExchange, AuthStep};
+use siren_api::storage::SessionRecord;
+use siren_api::{Error, ErrorCode, Uid, Username};
+use siren_net::{NetError, Receiver, Sender, read_frame, within, write_frame};
+use siren_proto::envelope::Envelope;
+use siren_proto::handshake::{self, HandshakeError, Peer, Role, SessionRequest};
+use siren_proto::ids::{MessageId, SessionId};
+use siren_proto::keys::DekPublic;
+use siren_proto::message::{
+    self, ClientMessage, DecodeErrorKind, NextStep, RequestId, ServerMessage,
+};
+use siren_proto::records::{DeviceRecord, DeviceRevocation, DirectoryEntry, UserDirectory};
+use siren_proto::roster::Roster;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::hub::{NO_LAG, Push, Registration};
+use crate::queue::now;
+use crate::server::Shared;
+
+/// Most decoded requests waiting for the session task.
+const INCOMING: usize = 4;
+/// Queue items fetched from the store at a time.
+const PAGE: usize = 64;
+
+/// What the reader task hands to the session task.
+enum Incoming {
+    Message(Box<ClientMessage>),
+    Undecodable(message::DecodeError),
+    /// The stream is over: EOF, a bad frame, or a frame that failed to decrypt.
+    Closed(String, Option<ErrorCode>),
+}
+
+/// Serves one accepted connection to the end. Never panics on the client's input.
+pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, conn: u64) {
+    match handshake(&shared, stream, peer).await {
+        Ok(Some((dek, request, sender, receiver, hash))) => {
+            let (tx, rx) = mpsc::channel(INCOMING);
+            let reader = tokio::spawn(read_loop(receiver, tx));
+            let mut session = Session {
+                shared: shared.clone(),
+                peer,
+                conn,
+                dek,
+                id: SessionId::from_bytes([0; 16]),
+                user: None,
+                usk_registered: false,
+                channel_binding: *hash.as_bytes(),
+                out: sender,
+                exchange: None,
+                inflight: BTreeSet::new(),
+                cursor: None,
+                drained_sent: false,
+                last_activity: Instant::now(),
+                request,
+            };
+            let outcome = session.run(rx).await;
+            reader.abort();
+            session.close(outcome).await;
+        }
+        Ok(None) => {}
+        Err(e) => tracing::debug!(%peer, error = %e, "handshake failed"),
+    }
+}
+
+type Established = (
+    DekPublic,
+    SessionRequest,
+    Sender,
+    Receiver,
+    siren_proto::transcript::Digest,
+);
+
+/// Runs the responder side of the handshake with a deadline on each step. On a refused hello the
+/// client gets a plaintext `error` frame before the connection closes.
+async fn handshake(
+    shared: &Shared,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Result<Option<Established>, NetError> {
+    let step = Duration::from_secs(shared.config.limits.handshake_timeout_secs);
+    let max = shared.config.limits.max_frame as usize;
+    stream.set_nodelay(true)?;
+    let (mut rd, mut wr) = stream.into_split();
+    let hello = within(step, read_frame(&mut rd, handshake::MAX_HANDSHAKE_FRAME)).await??;
+    let received = match handshake::read_hello(&shared.keys, Role::ClientToServer, &hello) {
+        Ok(r) => r,
+        Err(e) => {
+            let (code, text) = match &e {
+                HandshakeError::WrongRole {
+                    got: Role::ServerToServer,
+                    ..
+                } => (
+                    ErrorCode::FederationDisabled,
+                    "federation is disabled on this server".to_owned(),
+                ),
+                other => (other.code(), other.to_string()),
+            };
+            tracing::debug!(%peer, error = %e, "hello refused");
+            let _ = write_frame(
+                &mut wr,
+                &handshake::error_frame(code, &text),
+                handshake::MAX_HANDSHAKE_FRAME,
+            )
+            .await;
+            return Ok(None);
+        }
+    };
+    let (waiting, reply) = received.reply(&mut siren_proto::os_rng())?;
+    write_frame(&mut wr, &reply, handshake::MAX_HANDSHAKE_FRAME).await?;
+    let finish = within(step, read_frame(&mut rd, handshake::MAX_HANDSHAKE_FRAME)).await??;
+    let done = match waiting.read_finish(&finish) {
+        Ok(done) => done,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "finish refused");
+            let _ = write_frame(
+                &mut wr,
+                &handshake::error_frame(e.code(), &e.to_string()),
+                handshake::MAX_HANDSHAKE_FRAME,
+            )
+            .await;
+            return Ok(None);
+        }
+    };
+    let Peer::Device(dek) = done.peer else {
+        return Ok(None);
+    };
+    let (sealer, opener) = done.transport.split();
+    Ok(Some((
+        dek,
+        done.request,
+        Sender::new(wr, sealer, max),
+        Receiver::new(rd, opener, max),
+        done.handshake_hash,
+    )))
+}
+
+/// Reads frames, decrypts and decodes them, and hands them over.
+async fn read_loop(mut receiver: Receiver, tx: mpsc::Sender<Incoming>) {
+    loop {
+        let item = match receiver.recv_plain().await {
+            Ok(plain) => match message::decode::<ClientMessage>(&plain) {
+                Ok(msg) => Incoming::Message(Box::new(msg)),
+                Err(e) => Incoming::Undecodable(e),
+            },
+            Err(NetError::Frame(e)) => {
+                Incoming::Closed(format!("bad frame: {e}"), Some(ErrorCode::BadFrame))
+            }
+            Err(NetError::Transport(e)) => Incoming::Closed(format!("transport: {e}"), None),
+            Err(e) => Incoming::Closed(e.to_string(), None),
+        };
+        let last = matches!(item, Incoming::Closed(..));
+        if tx.send(item).await.is_err() || last {
+            return;
+        }
+    }
+}
+
+/// How a session ended.
+enum Outcome {
+    /// The client left (bye, EOF) or the server is shutting down.
+    Done(&'static str),
+    /// A newer connection resumed this session, or its DEK was revoked.
+    Replaced,
+    /// Something went wrong; the text is for the log.
+    Failed(String),
+}
+
+impl From<NetError> for Outcome {
+    fn from(e: NetError) -> Self {
+        Outcome::Failed(e.to_string())
+    }
+}
+
+/// What a handled request asks the loop to do next.
+enum Flow {
+    Continue,
+    /// The device is logged in and registered: start delivering its queue.
+    Ready,
+    Close(Outcome),
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    conn: u64,
+    dek: DekPublic,
+    id: SessionId,
+    /// Set once logged in.
+    user: Option<Username>,
+    /// Whether this DEK is a live device of `user`.
+    usk_registered: bool,
+    channel_binding: [u8; 32],
+    out: Sender,
+    /// A login in progress: its request id and mechanism state.
+    exchange: Option<(RequestId, Box<dyn AuthExchange>)>,
+    /// Delivered, not yet acknowledged.
+    inflight: BTreeSet<u64>,
+    /// Where the next read of the stored backlog starts (`None`: nothing left to read).
+    cursor: Option<u64>,
+    drained_sent: bool,
+    last_activity: Instant,
+    /// What the handshake asked for (open or resume).
+    request: SessionRequest,
+}
+
+/// One thing the session loop reacts to.
+enum Event {
+    Shutdown,
+    Kicked,
+    Push(Option<Push>),
+    Incoming(Option<Incoming>),
+    Timeout,
+}
+
+/// The live-delivery side of a ready session, split so the loop can wait on each part.
+struct Live {
+    rx: mpsc::Receiver<Push>,
+    lag: Arc<std::sync::atomic::AtomicU64>,
+    kick: Arc<tokio::sync::Notify>,
+}
+
+async fn pushed(live: &mut Option<Live>) -> Option<Push> {
+    match live {
+        Some(l) => l.rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn kicked(kick: Option<Arc<tokio::sync::Notify>>) {
+    match kick {
+        Some(k) => k.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Session {
+    fn uid(&self, user: &Username) -> Uid {
+        Uid::new(user.clone(), self.shared.config.server.name.clone())
+    }
+
+    async fn send(&mut self, msg: &ServerMessage) -> Result<(), Outcome> {
+        self.send_encoded(&message::encode(msg)).await
+    }
+
+    async fn send_encoded(&mut self, plaintext: &[u8]) -> Result<(), Outcome> {
+        let limit = Duration::from_secs(self.shared.config.limits.idle_timeout_secs);
+        within(limit, self.out.send_encoded(plaintext)).await??;
+        Ok(())
+    }
+
+    async fn error(&mut self, rid: Option<RequestId>, e: &Error) -> Result<(), Outcome> {
+        self.send(&ServerMessage::Error {
+            rid,
+            code: e.code.as_u16(),
+            msg: e.message.clone(),
+        })
+        .await
+    }
+
+    async fn ok(&mut self, rid: RequestId) -> Result<(), Outcome> {
+        self.send(&ServerMessage::Ok { rid }).await
+    }
+
+    async fn run(&mut self, mut incoming: mpsc::Receiver<Incoming>) -> Outcome {
+        match self.run_inner(&mut incoming).await {
+            Ok(o) | Err(o) => o,
+        }
+    }
+
+    async fn run_inner(
+        &mut self,
+        incoming: &mut mpsc::Receiver<Incoming>,
+    ) -> Result<Outcome, Outcome> {
+        let limits = self.shared.config.limits.clone();
+        let mut shutdown = self.shared.shutdown.clone();
+        let auth_deadline = Instant::now() + Duration::from_secs(limits.auth_timeout_secs);
+        let idle = Duration::from_secs(limits.idle_timeout_secs);
+        let mut live = match self.start().await? {
+            Flow::Ready => Some(self.go_live()),
+            Flow::Continue => None,
+            Flow::Close(o) => return Ok(o),
+        };
+        loop {
+            if let Some(l) = &live {
+                self.pump(l).await?;
+            }
+            let deadline = if self.user.is_some() && self.usk_registered {
+                self.last_activity + idle
+            } else {
+                (self.last_activity + idle).min(auth_deadline)
+            };
+            let kick = live.as_ref().map(|l| l.kick.clone());
+            let event = tokio::select! {
+                _ = shutdown.changed() => Event::Shutdown,
+                _ = kicked(kick) => Event::Kicked,
+                push = pushed(&mut live) => Event::Push(push),
+                msg = incoming.recv() => Event::Incoming(msg),
+                _ = tokio::time::sleep_until(deadline) => Event::Timeout,
+            };
+            match event {
+                Event::Shutdown => {
+                    let _ = self
+                        .error(
+                            None,
+                            &Error::new(
+                                ErrorCode::ShuttingDown,
+                                "server is shutting down; resume later",
+                            ),
+                        )
+                        .await;
+                    return Ok(Outcome::Done("server shutting down"));
+                }
+                Event::Kicked => return Ok(Outcome::Replaced),
+                Event::Push(Some((seq, item))) => self.on_push(seq, &item, live.as_ref()).await?,
+                Event::Push(None) => return Ok(Outcome::Replaced),
+                Event::Incoming(None) => return Ok(Outcome::Done("reader ended")),
+                Event::Incoming(Some(Incoming::Closed(why, code))) => {
+                    if let Some(code) = code {
+                        let _ = self.error(None, &Error::new(code, why.clone())).await;
+                    }
+                    return Ok(Outcome::Failed(why));
+                }
+                Event::Incoming(Some(Incoming::Undecodable(e))) => {
+                    self.last_activity = Instant::now();
+                    let text = match &e.kind {
+                        DecodeErrorKind::UnknownType(t) => format!("unknown message type {t:?}"),
+                        other => other.to_string(),
+                    };
+                    self.error(e.rid, &Error::new(e.code(), text)).await?;
+                }
+                Event::Incoming(Some(Incoming::Message(msg))) => {
+                    self.last_activity = Instant::now();
+                    match self.handle(*msg).await? {
+                        Flow::Continue => {}
+                        Flow::Ready => {
+                            if live.is_none() {
+                                live = Some(self.go_live());
+                            }
+                        }
+                        Flow::Close(o) => return Ok(o),
+                    }
+                }
+                Event::Timeout => {
+                    let what = if self.user.is_none() {
+                        "login"
+                    } else {
+                        "idle session"
+                    };
+                    let _ = self
+                        .error(
+                            None,
+                            &Error::new(ErrorCode::Timeout, format!("{what} timed out")),
+                        )
+                        .await;
+                    return Ok(Outcome::Done("timed out"));
+                }
+            }
+        }
+    }
+
+    /// Sends `welcome` (resuming if the session id is bound to this DEK) and, for a session that
+    /// still has to log in, the mechanisms on offer.
+    async fn start(&mut self) -> Result<Flow, Outcome> {
+        let mut resumed = None;
+        if let SessionRequest::Resume(id) = self.request {
+            match self.shared.storage.session(id.as_bytes()).await {
+                Ok(Some(rec)) if rec.device == *self.dek.as_bytes() => resumed = Some((id, rec)),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "session lookup failed"),
+            }
+        }
+        let was_resumed = resumed.is_some();
+        let (id, user) = match resumed {
+            Some((id, rec)) => (id, rec.user),
+            None => (SessionId::random(&mut siren_proto::os_rng()), None),
+        };
+        self.id = id;
+        self.user = user.clone();
+        self.save_session().await?;
+        if let Some(u) = &user {
+            self.usk_registered = self.is_registered(u).await?;
+        }
+        let welcome = ServerMessage::Welcome {
+            sid: id,
+            resumed: was_resumed,
+            server: self.shared.config.server.name.clone(),
+            max_frame: self.shared.config.limits.max_frame,
+            uid: user.as_ref().map(|u| self.uid(u)),
+        };
+        self.send(&welcome).await?;
+        tracing::info!(peer = %self.peer, session = ?self.id, resumed = was_resumed, "session opened");
+        if user.is_some() {
+            return Ok(if self.usk_registered {
+                Flow::Ready
+            } else {
+                Flow::Continue
+            });
+        }
+        let mechs = self.shared.auth.names();
+        self.send(&ServerMessage::AuthMechanisms { mechs }).await?;
+        Ok(Flow::Continue)
+    }
+
+    async fn save_session(&mut self) -> Result<(), Outcome> {
+        let rec = SessionRecord {
+            id: *self.id.as_bytes(),
+            device: *self.dek.as_bytes(),
+            user: self.user.clone(),
+            last_seen: now(),
+        };
+        if let Err(e) = self.shared.storage.put_session(&rec).await {
+            tracing::warn!(error = %e, "cannot store session");
+            let _ = self
+                .error(
+                    None,
+                    &Error::new(ErrorCode::Unavailable, "storage unavailable"),
+                )
+                .await;
+            return Err(Outcome::Failed(e.to_string()));
+        }
+        Ok(())
+    }
+
+    async fn is_registered(&self, user: &Username) -> Result<bool, Outcome> {
+        match self.shared.directory.get(user).await {
+            Ok(dir) => Ok(dir.is_some_and(|d| d.is_live(&self.dek))),
+            Err(e) => Err(Outcome::Failed(e.to_string())),
+        }
+    }
+
+    fn go_live(&mut self) -> Live {
+        let Registration { rx, lag, kick } = self.shared.hub.register(self.dek, self.conn);
+        self.cursor = Some(0);
+        self.drained_sent = false;
+        Live { rx, lag, kick }
+    }
+
+    fn max_in_flight(&self) -> usize {
+        self.shared.config.limits.max_in_flight
+    }
+
+    /// Delivers from the stored backlog while there is room in flight.
+    async fn pump(&mut self, live: &Live) -> Result<(), Outcome> {
+        let lag = live.lag.swap(NO_LAG, Ordering::Relaxed);
+        if lag != NO_LAG {
+            let from = lag.saturating_sub(1);
+            self.cursor = Some(self.cursor.map_or(from, |c| c.min(from)));
+        }
+        while let Some(after) = self.cursor {
+            let room = self.max_in_flight().saturating_sub(self.inflight.len());
+            if room == 0 {
+                return Ok(());
+            }
+            let want = room.min(PAGE);
+            let items = match self
+                .shared
+                .storage
+                .pending(self.dek.as_bytes(), after, want)
+                .await
+            {
+                Ok(items) => items,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the queue failed");
+                    return Err(Outcome::Failed(e.to_string()));
+                }
+            };
+            for item in &items {
+                if self.inflight.insert(item.seq) {
+                    self.send_encoded(&message::encode_deliver(item.seq, &item.bytes))
+                        .await?;
+                }
+            }
+            if items.len() < want {
+                self.cursor = None;
+                if !self.drained_sent {
+                    self.drained_sent = true;
+                    self.send(&ServerMessage::QueueDrained).await?;
+                }
+            } else {
+                self.cursor = items.last().map(|i| i.seq);
+            }
+        }
+        Ok(())
+    }
+
+    /// A committed item pushed by the queue: deliver it now if there is room and no backlog,
+    /// otherwise let the backlog read pick it up.
+    async fn on_push(&mut self, seq: u64, item: &[u8], live: Option<&Live>) -> Result<(), Outcome> {
+        if live.is_none() || self.inflight.contains(&seq) {
+            return Ok(());
+        }
+        if self.cursor.is_none() && self.inflight.len() < self.max_in_flight() {
+            self.inflight.insert(seq);
+            return self.send_encoded(&message::encode_deliver(seq, item)).await;
+        }
+        let from = seq.saturating_sub(1);
+        self.cursor = Some(self.cursor.map_or(from, |c| c.min(from)));
+        Ok(())
+    }
+
+    async fn handle(&mut self, msg: ClientMessage) -> Result<Flow, Outcome> {
+        let logged_in = self.user.clone();
+        match (msg, logged_in) {
+            (ClientMessage::Ping { rid }, _) => {
+                self.send(&ServerMessage::Pong { rid }).await?;
+            }
+            (ClientMessage::Bye, _) => return Ok(Flow::Close(Outcome::Done("bye"))),
+            (ClientMessage::AuthStart { rid, mech, data }, None) => {
+                return self.auth_start(rid, &mech, &data).await;
+            }
+            (ClientMessage::AuthStep { rid, data }, None) => {
+                return self.auth_step(rid, &data).await;
+            }
+            (
+                ClientMessage::AuthStart { rid, .. } | ClientMessage::AuthStep { rid, .. },
+                Some(_),
+            ) => {
+                self.error(
+                    Some(rid),
+                    &Error::new(ErrorCode::UnexpectedMessage, "already logged in"),
+                )
+                .await?;
+            }
+            (msg, None) => {
+                let rid = request_id(&msg);
+                self.error(rid, &Error::new(ErrorCode::AuthRequired, "log in first"))
+                    .await?;
+            }
+            (ClientMessage::Register { rid, record }, Some(user)) => {
+                return self.register(rid, &user, record).await;
+            }
+            (ClientMessage::Lookup { rid, uid }, Some(_)) => self.lookup(rid, &uid).await?,
+            (msg, Some(_)) if !self.usk_registered => {
+                let rid = request_id(&msg);
+                self.error(
+                    rid,
+                    &Error::new(
+                        ErrorCode::ApprovalRequired,
+                        "register this device (or have it approved) first",
+                    ),
+                )
+                .await?;
+            }
+            (ClientMessage::Send { rid, msgs }, Some(user)) => {
+                self.send_envelopes(rid, &user, msgs).await?
+            }
+            (ClientMessage::Ack { seqs }, Some(_)) => self.ack(&seqs).await?,
+            (ClientMessage::Revoke { rid, revocation }, Some(user)) => {
+                return self.revoke(rid, &user, revocation).await;
+            }
+            (ClientMessage::RosterGet { rid }, Some(user)) => self.roster_get(rid, &user).await?,
+            (ClientMessage::RosterPut { rid, roster }, Some(user)) => {
+                self.roster_put(rid, &user, roster).await?
+            }
+            (msg, Some(_)) => {
+                let rid = request_id(&msg);
+                self.error(
+                    rid,
+                    &Error::new(
+                        ErrorCode::UnexpectedMessage,
+                        "not supported by this server version yet",
+                    ),
+                )
+                .await?;
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn auth_start(
+        &mut self,
+        rid: RequestId,
+        mech: &str,
+        data: &[u8],
+    ) -> Result<Flow, Outcome> {
+        if self
+            .shared
+            .auth
+            .limiter
+            .address_blocked(Some(self.peer.ip()))
+        {
+            self.error(
+                Some(rid),
+                &Error::new(
+                    ErrorCode::RateLimited,
+                    "too many failed logins; wait a minute",
+                ),
+            )
+            .await?;
+            return Ok(Flow::Continue);
+        }
+        let Some(mechanism) = self.shared.auth.mechanism(mech).cloned() else {
+            self.error(
+                Some(rid),
+                &Error::new(
+                    ErrorCode::UnknownMechanism,
+                    format!("mechanism {mech:?} is not offered"),
+                ),
+            )
+            .await?;
+            return Ok(Flow::Continue);
+        };
+        let ctx = AuthContext {
+            server: self.shared.config.server.name.clone(),
+            peer: Some(self.peer.ip()),
+            channel_binding: self.channel_binding,
+            device_key: *self.dek.as_bytes(),
+        };
+        self.exchange = Some((rid, mechanism.begin(ctx)));
+        self.auth_step(rid, data).await
+    }
+
+    async fn auth_step(&mut self, rid: RequestId, data: &[u8]) -> Result<Flow, Outcome> {
+        let Some((expected, mut exchange)) = self.exchange.take() else {
+            self.error(
+                Some(rid),
+                &Error::new(ErrorCode::UnexpectedMessage, "no login in progress"),
+            )
+            .await?;
+            return Ok(Flow::Continue);
+        };
+        if expected != rid {
+            self.exchange = Some((expected, exchange));
+            self.error(
+                Some(rid),
+                &Error::new(
+                    ErrorCode::UnexpectedMessage,
+                    "wrong request id for this login",
+                ),
+            )
+            .await?;
+            return Ok(Flow::Continue);
+        }
+        let step = match exchange.step(data).await {
+            Ok(step) => step,
+            Err(e) => {
+                tracing::warn!(peer = %self.peer, error = %e, "authentication backend failed");
+                self.error(
+                    Some(rid),
+                    &Error::new(
+                        ErrorCode::Unavailable,
+                        "authentication is unavailable; try again later",
+                    ),
+                )
+                .await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        let limiter = &self.shared.auth.limiter;
+        match step {
+            AuthStep::Challenge(data) => {
+                self.exchange = Some((rid, exchange));
+                self.send(&ServerMessage::AuthChallenge { rid, data })
+                    .await?;
+                Ok(Flow::Continue)
+            }
+            AuthStep::Failure { attempted } => {
+                // Blocked before this attempt: then the answer must not depend on the password.
+                let locked = attempted
+                    .as_ref()
+                    .is_some_and(|u| limiter.account_blocked(u));
+                limiter.failed(Some(self.peer.ip()), attempted.as_ref());
+                tracing::info!(peer = %self.peer, user = ?attempted.as_ref().map(|u| u.to_string()), "login failed");
+                let e = if locked {
+                    Error::new(
+                        ErrorCode::RateLimited,
+                        "too many failed logins; wait a minute",
+                    )
+                } else {
+                    Error::new(ErrorCode::AuthFailed, "authentication failed")
+                };
+                self.error(Some(rid), &e).await?;
+                Ok(Flow::Continue)
+            }
+            AuthStep::Success(user) => {
+                if limiter.account_blocked(&user) {
+                    self.error(
+                        Some(rid),
+                        &Error::new(
+                            ErrorCode::RateLimited,
+                            "too many failed logins; wait a minute",
+                        ),
+                    )
+                    .await?;
+                    return Ok(Flow::Continue);
+                }
+                let dir = match self.shared.directory.get(&user).await {
+                    Ok(dir) => dir,
+                    Err(e) => {
+                        self.error(Some(rid), &e).await?;
+                        return Ok(Flow::Continue);
+                    }
+                };
+                let next = match &dir {
+                    None => NextStep::CreateUser,
+                    Some(d) if d.is_live(&self.dek) => NextStep::Ready,
+                    Some(d) => NextStep::AwaitApproval {
+                        listing: d.listing(),
+                    },
+                };
+                self.usk_registered = matches!(next, NextStep::Ready);
+                self.user = Some(user.clone());
+                self.save_session().await?;
+                tracing::info!(peer = %self.peer, %user, "logged in");
+                let uid = self.uid(&user);
+                self.send(&ServerMessage::AuthSuccess { rid, uid, next })
+                    .await?;
+                Ok(if self.usk_registered {
+                    Flow::Ready
+                } else {
+                    Flow::Continue
+                })
+            }
+        }
+    }
+
+    async fn register(
+        &mut self,
+        rid: RequestId,
+        user: &Username,
+        record: DeviceRecord,
+    ) -> Result<Flow, Outcome> {
+        if record.uid != self.uid(user) || record.dek != self.dek {
+            self.error(
+                Some(rid),
+                &Error::new(
+                    ErrorCode::UnexpectedMessage,
+                    "a record must publish this session's DEK for your own UID",
+                ),
+            )
+            .await?;
+            return Ok(Flow::Continue);
+        }
+        match self
+            .shared
+            .directory
+            .append(user, DirectoryEntry::Add(record))
+            .await
+        {
+            Ok(_) => {
+                self.usk_registered = true;
+                tracing::info!(%user, device = %short(&self.dek), "device registered");
+                self.ok(rid).await?;
+                Ok(Flow::Ready)
+            }
+            Err(e) => {
+                self.error(Some(rid), &e).await?;
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    async fn revoke(
+        &mut self,
+        rid: RequestId,
+        user: &Username,
+        revocation: DeviceRevocation,
+    ) -> Result<Flow, Outcome> {
+        if revocation.uid != self.uid(user) {
+            self.error(
+                Some(rid),
+                &Error::new(
+                    ErrorCode::UnexpectedMessage,
+                    "you can only revoke your own devices",
+                ),
+            )
+            .await?;
+            return Ok(Flow::Continue);
+        }
+        let target = revocation.dek;
+        if let Err(e) = self
+            .shared
+            .directory
+            .append(user, DirectoryEntry::Revoke(revocation))
+            .await
+        {
+            self.error(Some(rid), &e).await?;
+            return Ok(Flow::Continue);
+        }
+        tracing::info!(%user, device = %short(&target), "device revoked");
+        if let Err(e) = self.shared.storage.purge(target.as_bytes()).await {
+            tracing::warn!(error = %e, "purging a revoked device's queue failed");
+        }
+        self.ok(rid).await?;
+        if target == self.dek {
+            self.usk_registered = false;
+            return Ok(Flow::Close(Outcome::Done("own device revoked")));
+        }
+        self.shared.hub.kick(&target);
+        Ok(Flow::Continue)
+    }
+
+    async fn lookup(&mut self, rid: RequestId, uid: &Uid) -> Result<(), Outcome> {
+        if uid.server() != &self.shared.config.server.name {
+            return self
+                .error(
+                    Some(rid),
+                    &Error::new(
+                        ErrorCode::FederationDisabled,
+                        format!("{uid} is on another server and federation is disabled here"),
+                    ),
+                )
+                .await;
+        }
+        match self.shared.directory.get(uid.user()).await {
+            Ok(Some(dir)) => {
+                self.send(&ServerMessage::Directory {
+                    rid,
+                    listing: dir.listing(),
+                })
+                .await
+            }
+            Ok(None) => {
+                self.error(
+                    Some(rid),
+                    &Error::new(ErrorCode::NotFound, format!("no devices for {uid}")),
+                )
+                .await
+            }
+            Err(e) => self.error(Some(rid), &e).await,
+        }
+    }
+
+    async fn send_envelopes(
+        &mut self,
+        rid: RequestId,
+        user: &Username,
+        msgs: Vec<Envelope>,
+    ) -> Result<(), Outcome> {
+        let me = self.uid(user);
+        let own = match self.shared.directory.get(user).await {
+            Ok(Some(dir)) => dir,
+            Ok(None) => {
+                return self
+                    .error(
+                        Some(rid),
+                        &Error::new(ErrorCode::UnknownDevice, "this device is not registered"),
+                    )
+                    .await;
+            }
+            Err(e) => return self.error(Some(rid), &e).await,
+        };
+        let mut ids: Vec<MessageId> = Vec::new();
+        for env in &msgs {
+            if let Err(e) = self.check_envelope(env, &me, &own).await {
+                return self.error(Some(rid), &e).await;
+            }
+            if !ids.contains(&env.id) {
+                ids.push(env.id);
+            }
+        }
+        if let Err(e) = self.shared.queue.enqueue(msgs).await {
+            tracing::warn!(error = %e, "enqueue failed");
+            return self
+                .error(
+                    Some(rid),
+                    &Error::new(
+                        ErrorCode::Unavailable,
+                        "the message store is unavailable; nothing was accepted",
+                    ),
+                )
+                .await;
+        }
+        self.send(&ServerMessage::SendAck { rid, ids }).await
+    }
+
+    /// Checks one envelope of a `send`: the sender is this session, signed by the sender's USK,
+    /// addressed to a live device of a local user.
+    async fn check_envelope(
+        &self,
+        env: &Envelope,
+        me: &Uid,
+        own: &UserDirectory,
+    ) -> Result<(), Error> {
+        if &env.from != me || env.from_dek != self.dek {
+            return Err(Error::new(
+                ErrorCode::ForgedSender,
+                "the sender fields must name this session's user and DEK",
+            ));
+        }
+        env.verify_sender(own.usk()).map_err(|_| {
+            Error::new(
+                ErrorCode::BadSignature,
+                "the envelope is not signed by your USK",
+            )
+        })?;
+        if env.to.server() != &self.shared.config.server.name {
+            return Err(Error::new(
+                ErrorCode::FederationDisabled,
+                format!(
+                    "{} is on another server and federation is disabled here",
+                    env.to
+                ),
+            ));
+        }
+        let dir = self
+            .shared
+            .directory
+            .get(env.to.user())
+            .await?
+            .ok_or_else(|| Error::new(ErrorCode::NotFound, format!("no devices for {}", env.to)))?;
+        if !dir.is_live(&env.to_dek) {
+            return Err(Error::new(
+                ErrorCode::UnknownDevice,
+                format!(
+                    "device {} of {} is not registered; look the user up again",
+                    short(&env.to_dek),
+                    env.to
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn ack(&mut self, seqs: &[u64]) -> Result<(), Outcome> {
+        for seq in seqs {
+            self.inflight.remove(seq);
+        }
+        if let Err(e) = self.shared.storage.ack(self.dek.as_bytes(), seqs).await {
+            tracing::warn!(error = %e, "ack failed");
+        }
+        Ok(())
+    }
+
+    async fn roster_get(&mut self, rid: RequestId, user: &Username) -> Result<(), Outcome> {
+        let roster = match self.shared.storage.roster(user).await {
+            Ok(Some(stored)) => match message::decode_value::<Roster>(&stored.bytes) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!(%user, error = %e, "stored roster is unreadable");
+                    return self
+                        .error(
+                            Some(rid),
+                            &Error::new(ErrorCode::Internal, "stored roster is unreadable"),
+                        )
+                        .await;
+                }
+            },
+            Ok(None) => None,
+            Err(e) => return self.error(Some(rid), &e).await,
+        };
+        self.send(&ServerMessage::Roster { rid, roster }).await
+    }
+
+    async fn roster_put(
+        &mut self,
+        rid: RequestId,
+        user: &Username,
+        roster: Roster,
+    ) -> Result<(), Outcome> {
+        let check =
+            async {
+                let dir =
+                    self.shared.directory.get(user).await?.ok_or_else(|| {
+                        Error::new(ErrorCode::UnknownDevice, "no devices registered")
+                    })?;
+                let current = match self.shared.storage.roster(user).await? {
+                    Some(s) => Some(
+                        message::decode_value::<Roster>(&s.bytes)
+                            .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?,
+                    ),
+                    None => None,
+                };
+                roster
+                    .check_successor(&self.uid(user), dir.usk(), current.as_ref())
+                    .map_err(|e| crate::directory::record_error(&e))?;
+                self.shared
+                    .storage
+                    .put_roster(
+                        user,
+                        &siren_api::storage::StoredRoster {
+                            version: roster.version,
+                            bytes: message::encode_value(&roster),
+                        },
+                    )
+                    .await
+            };
+        match check.await {
+            Ok(()) => self.ok(rid).await,
+            Err(e) => self.error(Some(rid), &e).await,
+        }
+    }
+
+    async fn close(&mut self, outcome: Outcome) {
+        self.shared.hub.unregister(&self.dek, self.conn);
+        if self.user.is_some() {
+            let _ = self.save_session().await;
+        }
+        match outcome {
+            Outcome::Done(why) => {
+                tracing::info!(peer = %self.peer, session = ?self.id, why, "session closed")
+            }
+            Outcome::Replaced => {
+                tracing::info!(peer = %self.peer, session = ?self.id, "session replaced")
+            }
+            Outcome::Failed(why) => {
+                tracing::info!(peer = %self.peer, session = ?self.id, %why, "session ended")
+            }
+        }
+    }
+}
+
+/// The request id of any request.
+fn request_id(msg: &ClientMessage) -> Option<RequestId> {
+    use ClientMessage as C;
+    match msg {
+        C::AuthStart { rid, .. }
+        | C::AuthStep { rid, .. }
+        | C::Register { rid, .. }
+        | C::Revoke { rid, .. }
+        | C::Lookup { rid, .. }
+        | C::Send { rid, .. }
+        | C::Subscribe { rid, .. }
+        | C::Unsubscribe { rid, .. }
+        | C::Publish { rid, .. }
+        | C::RosterGet { rid }
+        | C::RosterPut { rid, .. }
+        | C::ApprovalRequest { rid, .. }
+        | C::ApprovalChallenge { rid, .. }
+        | C::ApprovalReveal { rid, .. }
+        | C::ApprovalGrant { rid, .. }
+        | C::ApprovalDeny { rid, .. }
+        | C::Ping { rid } => Some(*rid),
+        _ => None,
+    }
+}
+
+/// A short, log-safe form of a device key.
+fn short(dek: &DekPublic) -> String {
+    dek.to_base64()[..8].to_owned()
+}

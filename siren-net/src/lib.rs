@@ -1,0 +1,173 @@
+//! The thin tokio driver over `siren-proto`.
+//!
+//! `siren-proto` decides every byte; this crate only moves them: frames on TCP sockets
+//! ([`frames`]), the two directions of an established session ([`Sender`], [`Receiver`]), and
+//! the initiator side of the handshake ([`connect`]), which devices use to reach their server and
+//! (later) servers use to reach each other. `sirend`, the `siren` client, `siren-bench` and the
+//! integration tests share it, so there is one implementation of each step.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod frames;
+
+use std::time::Duration;
+
+use siren_api::ServerName;
+use siren_proto::handshake::{HandshakeError, Initiator, SessionRequest};
+use siren_proto::keys::{DekSecret, SekPublic};
+use siren_proto::message::{self, DecodeError, WireMessage};
+use siren_proto::transcript::Digest;
+use siren_proto::transport::{Opener, Sealer, TransportError};
+use siren_proto::{frame, handshake};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+pub use frames::{ReadError, read_frame, write_frame};
+
+/// Why a session could not be opened or used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetError {
+    /// The socket failed or the peer closed it.
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    /// A frame's length is zero or above the maximum.
+    #[error("frame: {0}")]
+    Frame(#[from] frame::FrameError),
+    /// The handshake failed (including the server refusing it with an error frame).
+    #[error("handshake: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// A frame failed to decrypt: the connection cannot continue.
+    #[error("transport: {0}")]
+    Transport(#[from] TransportError),
+    /// A message could not be decoded.
+    #[error("message: {0}")]
+    Decode(#[from] DecodeError),
+    /// The peer did not answer in time.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+impl From<ReadError> for NetError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Io(e) => NetError::Io(e),
+            ReadError::Frame(e) => NetError::Frame(e),
+        }
+    }
+}
+
+/// The sending direction of an established session.
+pub struct Sender {
+    wr: OwnedWriteHalf,
+    sealer: Sealer,
+    max_frame: usize,
+}
+
+impl Sender {
+    /// Wraps a socket half and its transport direction; frames are limited to `max_frame`.
+    pub fn new(wr: OwnedWriteHalf, sealer: Sealer, max_frame: usize) -> Self {
+        Sender {
+            wr,
+            sealer,
+            max_frame,
+        }
+    }
+
+    /// Encodes, encrypts and writes one message.
+    pub async fn send<M: WireMessage>(&mut self, msg: &M) -> Result<(), NetError> {
+        self.send_encoded(&message::encode(msg)).await
+    }
+
+    /// Encrypts and writes one already-encoded message.
+    pub async fn send_encoded(&mut self, plaintext: &[u8]) -> Result<(), NetError> {
+        let ct = self.sealer.seal(plaintext)?;
+        write_frame(&mut self.wr, &ct, self.max_frame).await?;
+        Ok(())
+    }
+
+    /// Sets the largest frame the peer accepts (from its `welcome`).
+    pub fn set_max_frame(&mut self, max_frame: usize) {
+        self.max_frame = max_frame;
+    }
+}
+
+/// The receiving direction of an established session.
+pub struct Receiver {
+    rd: OwnedReadHalf,
+    opener: Opener,
+    max_frame: usize,
+}
+
+impl Receiver {
+    /// Wraps a socket half and its transport direction; frames above `max_frame` are refused.
+    pub fn new(rd: OwnedReadHalf, opener: Opener, max_frame: usize) -> Self {
+        Receiver {
+            rd,
+            opener,
+            max_frame,
+        }
+    }
+
+    /// Reads and decrypts one frame.
+    pub async fn recv_plain(&mut self) -> Result<Vec<u8>, NetError> {
+        let ct = read_frame(&mut self.rd, self.max_frame).await?;
+        Ok(self.opener.open(&ct)?)
+    }
+
+    /// Reads, decrypts and decodes one message.
+    pub async fn recv<M: WireMessage>(&mut self) -> Result<M, NetError> {
+        let plain = self.recv_plain().await?;
+        Ok(message::decode(&plain)?)
+    }
+}
+
+/// A session opened by [`connect`].
+pub struct Connected {
+    /// Sending half.
+    pub sender: Sender,
+    /// Receiving half.
+    pub receiver: Receiver,
+    /// The server's new SEK, if it announced a rotation: update the pin.
+    pub rotated_sek: Option<SekPublic>,
+    /// The handshake hash (channel binding).
+    pub handshake_hash: Digest,
+}
+
+/// Connects to a server as a device and runs the handshake. Each handshake step may take at
+/// most `step_timeout`.
+pub async fn connect(
+    addr: &str,
+    server: &ServerName,
+    sek: &SekPublic,
+    dek: &DekSecret,
+    request: SessionRequest,
+    step_timeout: Duration,
+) -> Result<Connected, NetError> {
+    let stream = within(step_timeout, TcpStream::connect(addr)).await??;
+    stream.set_nodelay(true)?;
+    let (mut rd, mut wr) = stream.into_split();
+    let (init, hello) = Initiator::client(server, sek, dek, request, &mut siren_proto::os_rng())?;
+    write_frame(&mut wr, &hello, handshake::MAX_HANDSHAKE_FRAME).await?;
+    let reply = within(
+        step_timeout,
+        read_frame(&mut rd, handshake::MAX_HANDSHAKE_FRAME),
+    )
+    .await??;
+    let (done, finish) = init.read_reply(&reply)?;
+    write_frame(&mut wr, &finish, handshake::MAX_HANDSHAKE_FRAME).await?;
+    let (sealer, opener) = done.transport.split();
+    Ok(Connected {
+        sender: Sender::new(wr, sealer, frame::DEFAULT_MAX_FRAME),
+        receiver: Receiver::new(rd, opener, frame::DEFAULT_MAX_FRAME),
+        rotated_sek: done.rotated_sek,
+        handshake_hash: done.handshake_hash,
+    })
+}
+
+/// Runs `fut` with a deadline.
+pub async fn within<T>(limit: Duration, fut: impl Future<Output = T>) -> Result<T, NetError> {
+    tokio::time::timeout(limit, fut)
+        .await
+        .map_err(|_| NetError::Timeout(limit))
+}

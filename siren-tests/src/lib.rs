@@ -1,0 +1,572 @@
+//! The one harness every integration test uses: real `sirend` processes on loopback ports, real
+//! `siren` CLI processes and real library clients, in temporary directories.
+//!
+//! Binaries are found next to the test executable's directory (`target/debug/sirend`,
+//! `target/debug/siren`); `scripts/test.sh` builds them before running the tests.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// A workspace binary built next to the tests.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (`cargo build --workspace --bins`, which scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// A free loopback port (bound, then released for the server to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Extra configuration for a test server.
+#[derive(Clone)]
+pub struct Options {
+    pub name: String,
+    pub queue_ttl_secs: u64,
+    pub sweep_interval_secs: u64,
+    pub handshake_timeout_secs: u64,
+    pub idle_timeout_secs: u64,
+    pub storage: &'static str,
+    pub extra: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            name: "alpha.test".into(),
+            queue_ttl_secs: 7 * 24 * 3600,
+            sweep_interval_secs: 60,
+            handshake_timeout_secs: 10,
+            idle_timeout_secs: 300,
+            storage: "rocksdb",
+            extra: String::new(),
+        }
+    }
+}
+
+/// A server's directory and configuration; started and stopped as a process.
+pub struct Server {
+    pub dir: TempDir,
+    pub addr: SocketAddr,
+    pub name: String,
+    pub sek: String,
+    child: Option<Child>,
+    log: Option<mpsc::Receiver<String>>,
+}
+
+impl Server {
+    /// Writes a configuration (cheap argon2 so logins are fast in tests) and a key.
+    pub fn new(options: Options) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let out = Command::new(binary("sirend"))
+            .args(["init", "--dir"])
+            .arg(dir.path())
+            .args(["--name", &options.name, "--listen", &addr.to_string()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "sirend init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let sek = stdout
+            .split("--server-key ")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .expect("init prints the key")
+            .to_owned();
+        let config = format!(
+            r#"[server]
+name = "{name}"
+listen = "{addr}"
+
+[limits]
+queue_ttl_secs = {ttl}
+sweep_interval_secs = {sweep}
+handshake_timeout_secs = {hs}
+idle_timeout_secs = {idle}
+
+[storage]
+backend = "{storage}"
+
+[auth]
+argon2_memory_kib = 64
+argon2_iterations = 1
+failures_per_account_per_minute = 5
+failures_per_address_per_minute = 50
+
+[log]
+level = "info"
+{extra}
+"#,
+            name = options.name,
+            ttl = options.queue_ttl_secs,
+            sweep = options.sweep_interval_secs,
+            hs = options.handshake_timeout_secs,
+            idle = options.idle_timeout_secs,
+            storage = options.storage,
+            extra = options.extra,
+        );
+        std::fs::write(dir.path().join("sirend.toml"), config).unwrap();
+        Server {
+            dir,
+            addr,
+            name: options.name,
+            sek,
+            child: None,
+            log: None,
+        }
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("sirend.toml")
+    }
+
+    /// `sirend user add NAME` (the server must be stopped: the store takes one process).
+    pub fn add_user(&self, name: &str, password: &str) {
+        let mut child = Command::new(binary("sirend"))
+            .args(["user", "add", name, "--password-stdin", "--config"])
+            .arg(self.config())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "user add: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts `sirend run` and waits until it listens.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let mut child = Command::new(binary("sirend"))
+            .args(["run", "--config"])
+            .arg(self.config())
+            .env("SIREN_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let log_tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = log_tx.send(line);
+            }
+        });
+        let ready = wait_for_line(stdout, "listening on ", Duration::from_secs(60));
+        assert!(
+            ready.is_some(),
+            "sirend did not start; log: {:?}",
+            rx.try_iter().collect::<Vec<_>>()
+        );
+        self.child = Some(child);
+        self.log = Some(rx);
+    }
+
+    /// SIGTERM and wait (graceful shutdown). Returns the exit status success.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        signal(&child, "TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("sirend did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no flush, no goodbye.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(&child, "KILL");
+            let _ = child.wait();
+        }
+    }
+
+    /// Everything the server logged so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log
+            .as_ref()
+            .map(|rx| rx.try_iter().collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status();
+}
+
+/// Reads `stdout` on a thread until a line containing `needle` appears (returns it) or the time
+/// runs out. The rest of the stream is drained in the background.
+fn wait_for_line(stdout: ChildStdout, needle: &str, limit: Duration) -> Option<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + limit;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return Some(line),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+/// A `siren` CLI profile.
+pub struct Cli {
+    pub dir: TempDir,
+    pub uid: String,
+}
+
+/// The result of one CLI command.
+pub struct Output {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Cli {
+    /// `siren init UID --server … --server-key …` in a fresh profile directory.
+    pub fn init(server: &Server, uid: &str) -> Cli {
+        let dir = tempfile::tempdir().unwrap();
+        let cli = Cli {
+            dir,
+            uid: uid.to_owned(),
+        };
+        let out = cli.run(&[
+            "init",
+            uid,
+            "--server",
+            &server.addr.to_string(),
+            "--server-key",
+            &server.sek,
+        ]);
+        assert!(out.ok, "siren init: {}", out.stderr);
+        cli
+    }
+
+    pub fn profile(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(binary("siren"));
+        cmd.arg("--profile").arg(self.dir.path()).args(args);
+        cmd.env_remove("SIREN_PASSPHRASE");
+        cmd
+    }
+
+    /// Runs a command to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with_stdin(args, "")
+    }
+
+    pub fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        Output {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `siren login --password-stdin`, which must succeed.
+    pub fn login(&self, password: &str) -> Output {
+        let out = self.run_with_stdin(&["login", "--password-stdin"], &format!("{password}\n"));
+        assert!(out.ok, "siren login: {}", out.stderr);
+        out
+    }
+
+    /// `siren send`, which must succeed.
+    pub fn send(&self, to: &str, text: &str) {
+        let out = self.run(&["send", to, text]);
+        assert!(out.ok, "siren send: {}", out.stderr);
+    }
+
+    /// `siren recv`: the lines printed.
+    pub fn recv(&self) -> Vec<String> {
+        let out = self.run(&["recv"]);
+        assert!(out.ok, "siren recv: {}", out.stderr);
+        out.stdout.lines().map(str::to_owned).collect()
+    }
+
+    /// Starts `siren listen` in the background.
+    pub fn listen(&self) -> Listener {
+        let mut child = self
+            .command(&["listen"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        // Wait until it is connected (it says so on stderr).
+        let (etx, erx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let mut seen = String::new();
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+                let _ = etx.send(seen.clone());
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match erx.recv_timeout(Duration::from_millis(100)) {
+                Ok(text) if text.contains("listening as") => break,
+                Ok(_) => {}
+                Err(_) if Instant::now() > deadline => panic!("siren listen did not connect"),
+                Err(_) => {}
+            }
+        }
+        Listener { child, lines: rx }
+    }
+}
+
+/// A running `siren listen`.
+pub struct Listener {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Listener {
+    /// The next printed line, within `limit`.
+    pub fn next_line(&self, limit: Duration) -> Option<String> {
+        self.lines.recv_timeout(limit).ok()
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Whether any file under `dir` contains `needle`.
+pub fn any_file_contains(dir: &Path, needle: &[u8]) -> Option<PathBuf> {
+    files_under(dir).into_iter().find(|p| {
+        std::fs::read(p).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+    })
+}
+
+/// Raw protocol access for tests that must misbehave (forged senders, replays, bad frames).
+pub mod raw {
+    use std::time::Duration;
+
+    use siren_api::{ServerName, Uid};
+    use siren_net::{Connected, connect};
+    use siren_proto::handshake::SessionRequest;
+    use siren_proto::keys::{DekSecret, SekPublic, UskSecret};
+    use siren_proto::message::{ClientMessage, NextStep, ServerMessage};
+    use siren_proto::records::DeviceRecordDraft;
+    use siren_proto::transcript::Digest;
+
+    use super::Server;
+
+    /// A logged-in raw session.
+    pub struct Session {
+        pub conn: Connected,
+        pub uid: Uid,
+        pub dek: DekSecret,
+        pub usk: UskSecret,
+        next_rid: u32,
+    }
+
+    pub fn sek(server: &Server) -> SekPublic {
+        SekPublic::from_base64(&server.sek).unwrap()
+    }
+
+    /// Opens a session with a fresh DEK.
+    pub async fn open(server: &Server, dek: &DekSecret) -> Connected {
+        connect(
+            &server.addr.to_string(),
+            &ServerName::parse(&server.name).unwrap(),
+            &sek(server),
+            dek,
+            SessionRequest::Open,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap()
+    }
+
+    impl Session {
+        /// Logs in as a user with no devices yet and registers a fresh DEK with a fresh USK.
+        pub async fn create(server: &Server, user: &str, password: &str) -> Session {
+            let dek = DekSecret::generate(&mut siren_proto::os_rng());
+            let mut conn = open(server, &dek).await;
+            let uid = Uid::parse(&format!("{user}@{}", server.name)).unwrap();
+            assert!(matches!(
+                conn.receiver.recv::<ServerMessage>().await.unwrap(),
+                ServerMessage::Welcome { .. }
+            ));
+            assert!(matches!(
+                conn.receiver.recv::<ServerMessage>().await.unwrap(),
+                ServerMessage::AuthMechanisms { .. }
+            ));
+            conn.sender
+                .send(&ClientMessage::AuthStart {
+                    rid: 1,
+                    mech: "PLAIN".into(),
+                    data: format!("\0{user}\0{password}").into_bytes(),
+                })
+                .await
+                .unwrap();
+            let next = match conn.receiver.recv::<ServerMessage>().await.unwrap() {
+                ServerMessage::AuthSuccess { next, .. } => next,
+                other => panic!("login failed: {other:?}"),
+            };
+            assert_eq!(next, NextStep::CreateUser, "raw sessions create their user");
+            let usk = UskSecret::generate(&mut siren_proto::os_rng());
+            let record = DeviceRecordDraft {
+                uid: uid.clone(),
+                dek: dek.public(),
+                seq: 1,
+                prev: Digest::ZERO,
+                ts: 0,
+                name: Some("raw".into()),
+            }
+            .sign(&usk);
+            conn.sender
+                .send(&ClientMessage::Register { rid: 2, record })
+                .await
+                .unwrap();
+            let mut s = Session {
+                conn,
+                uid,
+                dek,
+                usk,
+                next_rid: 2,
+            };
+            match s.next_answer().await {
+                ServerMessage::Ok { rid: 2 } => s,
+                other => panic!("register failed: {other:?}"),
+            }
+        }
+
+        /// Sends a request with the next request id; returns the id.
+        pub async fn request(&mut self, make: impl FnOnce(u32) -> ClientMessage) -> u32 {
+            self.next_rid += 1;
+            let rid = self.next_rid;
+            self.conn.sender.send(&make(rid)).await.unwrap();
+            rid
+        }
+
+        /// The next message that is not a queue delivery.
+        pub async fn next_answer(&mut self) -> ServerMessage {
+            loop {
+                let msg = tokio::time::timeout(
+                    Duration::from_secs(20),
+                    self.conn.receiver.recv::<ServerMessage>(),
+                )
+                .await
+                .expect("an answer in time")
+                .unwrap();
+                if !matches!(
+                    msg,
+                    ServerMessage::Deliver { .. } | ServerMessage::QueueDrained
+                ) {
+                    return msg;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! [`SessionStore`]: `s/<id>` keys.
+
+use async_trait::async_trait;
+use siren_api::Error;
+use siren_api::storage::{
+    Durability, KeyRange, KvEngine, SessionRecord, SessionStore, UnixTime, WriteBatch,
+};
+
+use crate::layout::{self, SESSIONS};
+use crate::{KvStorage, delete_existing, put, scan_pages};
+
+#[async_trait]
+impl<E: KvEngine> SessionStore for KvStorage<E> {
+    async fn session(&self, id: &[u8; 16]) -> Result<Option<SessionRecord>, Error> {
+        let id = *id;
+        self.run("session", move |inner| {
+            let Some(value) = inner.engine.get(&layout::session_key(&id))? else {
+                return Ok(None);
+            };
+            let (device, last_seen, user) = layout::read_session(&value)?;
+            Ok(Some(SessionRecord {
+                id,
+                device,
+                user,
+                last_seen,
+            }))
+        })
+        .await
+    }
+
+    async fn put_session(&self, session: &SessionRecord) -> Result<(), Error> {
+        let batch = put(
+            layout::session_key(&session.id),
+            layout::session_value(
+                &session.device,
+                session.last_seen,
+                session.user.as_ref().map(|u| u.as_str()),
+            ),
+        );
+        self.run("put_session", move |inner| {
+            inner.engine.write(&batch, Durability::Synced)
+        })
+        .await
+    }
+
+    async fn delete_session(&self, id: &[u8; 16]) -> Result<bool, Error> {
+        let key = layout::session_key(id);
+        self.run("delete_session", move |inner| {
+            delete_existing(&inner.engine, key)
+        })
+        .await
+    }
+
+    /// A scan of every session (there is no index by `last_seen`: `put_session` would have to
+    /// read the old record to move its index key). A session touched while the sweep decides
+    /// about it may still be forgotten: it had been unused for the whole expiry time until then.
+    async fn expire_sessions(&self, cutoff: UnixTime) -> Result<usize, Error> {
+        self.run("expire_sessions", move |inner| {
+            let mut removed = 0;
+            scan_pages(&inner.engine, &KeyRange::prefix(SESSIONS), |page| {
+                let mut batch = WriteBatch::new();
+                for (key, value) in page {
+                    let (_, last_seen, _) = layout::read_session(&value)?;
+                    if last_seen < cutoff {
+                        batch.delete(key);
+                        removed += 1;
+                    }
+                }
+                if batch.is_empty() {
+                    return Ok(());
+                }
+                inner.engine.write(&batch, Durability::Synced)
+            })?;
+            Ok(removed)
+        })
+        .await
+    }
+}
