@@ -57,6 +57,12 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Print the server's public key (SEK), base64, as clients need it.
+    Key {
+        /// Configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Manage users of the password backend.
     User {
         /// Configuration file.
@@ -192,6 +198,10 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                     &sek.public()
                 )
             );
+        }
+        Command::Key { config } => {
+            let config = load_config(config.as_deref())?;
+            println!("{}", keyfile::read(&config.server.key_file)?.public());
         }
         Command::User { config, action } => {
             let config = load_config(config.as_deref())?;
