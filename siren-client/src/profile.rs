@@ -349,3 +349,83 @@ impl Profile {
         write_private(&self.dir.join("seen"), &message::encode_value(&file))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings {
+            uid: Uid::parse("alice@alpha.test").unwrap(),
+            server: "127.0.0.1:7453".into(),
+            server_key: SekPublic::from_bytes([9; 32]).to_base64(),
+        }
+    }
+
+    #[test]
+    fn passphrase_seals_the_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p");
+        let profile = Profile::create(&path, settings(), Some("correct horse".into())).unwrap();
+        let seed = [0x5a; 32];
+        let secrets = Secrets {
+            usk: Some(seed),
+            counter: 7,
+            ..Secrets::default()
+        };
+        profile.save_secrets(&secrets).unwrap();
+        assert!(profile.is_encrypted().unwrap());
+        let raw = fs::read(path.join("keys")).unwrap();
+        assert!(
+            !raw.windows(32).any(|w| w == seed),
+            "the USK seed is in clear"
+        );
+        assert_eq!(
+            fs::metadata(path.join("keys"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        drop(profile);
+
+        let wrong = Profile::open(&path, Some("battery staple".into())).unwrap();
+        let err = wrong.secrets().err().unwrap().to_string();
+        assert!(err.contains("wrong passphrase"), "{err}");
+        drop(wrong);
+        let none = Profile::open(&path, None).unwrap();
+        assert!(none.secrets().is_err());
+        drop(none);
+        let right = Profile::open(&path, Some("correct horse".into())).unwrap();
+        let back = right.secrets().unwrap();
+        assert_eq!(back.usk, Some(seed));
+        assert_eq!(back.counter, 7);
+        // A second command cannot use the profile at the same time.
+        assert!(Profile::open(&path, Some("correct horse".into())).is_err());
+    }
+
+    #[test]
+    fn without_passphrase_keys_are_plain_but_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p");
+        let profile = Profile::create(&path, settings(), None).unwrap();
+        assert!(!profile.is_encrypted().unwrap());
+        assert_eq!(
+            fs::metadata(path.join("keys"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
+        assert!(
+            Profile::create(&path, settings(), None).is_err(),
+            "must not overwrite"
+        );
+    }
+}
