@@ -1,31 +1,25 @@
 //! The hub: which device (DEK) has a live, ready session right now.
 //!
-//! After the queue commits items it pushes them to the recipient's live session through the hub,
-//! so an online device gets a message without the store being polled. A push never blocks: if the
-//! session's small channel is full, the hub records the lowest sequence number it dropped
-//! (`lag`), and the session reads the backlog from the store once it catches up. The store, not
-//! the hub, is the source of truth.
+//! After the queue commits items it tells the recipient's live session through the hub, so an
+//! online device gets a message without the store being polled. A push never blocks and carries
+//! no data: it lowers the session's mark (`lag`, the lowest sequence number committed since the
+//! session last looked) and wakes it; the session then reads from the store from that number on.
+//! The store is the source of truth; an idle session costs the hub two small `Arc`s.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use siren_proto::keys::DekPublic;
-use tokio::sync::{Notify, mpsc};
-
-/// Queue items pushed to a live session: `(seq, encoded queue item)`.
-pub type Push = (u64, Arc<[u8]>);
-
-/// Capacity of each session's push channel.
-const PUSH_CAPACITY: usize = 32;
+use tokio::sync::Notify;
 
 /// No lag recorded.
 pub const NO_LAG: u64 = u64::MAX;
 
 struct Entry {
-    tx: mpsc::Sender<Push>,
     lag: Arc<AtomicU64>,
     kick: Arc<Notify>,
+    wake: Arc<Notify>,
     conn: u64,
 }
 
@@ -37,10 +31,10 @@ pub struct Hub {
 
 /// What a session gets when it registers.
 pub struct Registration {
-    /// Pushed items.
-    pub rx: mpsc::Receiver<Push>,
-    /// Lowest seq dropped because the channel was full, or [`NO_LAG`].
+    /// Lowest seq committed since the session last looked, or [`NO_LAG`].
     pub lag: Arc<AtomicU64>,
+    /// Notified after `lag` was lowered.
+    pub wake: Arc<Notify>,
     /// Notified when the session must close (replaced by a resumption, or its DEK revoked).
     pub kick: Arc<Notify>,
 }
@@ -54,22 +48,22 @@ impl Hub {
 
     /// Registers connection `conn` as the live session of `dek`, kicking any earlier one.
     pub fn register(&self, dek: DekPublic, conn: u64) -> Registration {
-        let (tx, rx) = mpsc::channel(PUSH_CAPACITY);
         let lag = Arc::new(AtomicU64::new(NO_LAG));
         let kick = Arc::new(Notify::new());
+        let wake = Arc::new(Notify::new());
         let old = self.sessions().insert(
             dek,
             Entry {
-                tx,
                 lag: lag.clone(),
                 kick: kick.clone(),
+                wake: wake.clone(),
                 conn,
             },
         );
         if let Some(old) = old {
             old.kick.notify_one();
         }
-        Registration { rx, lag, kick }
+        Registration { lag, kick, wake }
     }
 
     /// Removes `conn`'s registration (if it is still the current one for `dek`).
@@ -80,14 +74,12 @@ impl Hub {
         }
     }
 
-    /// Offers a committed item to `dek`'s live session, if any.
-    pub fn push(&self, dek: &DekPublic, seq: u64, item: Arc<[u8]>) {
+    /// Tells `dek`'s live session, if any, that item `seq` is committed.
+    pub fn push(&self, dek: &DekPublic, seq: u64) {
         let sessions = self.sessions();
-        let Some(entry) = sessions.get(dek) else {
-            return;
-        };
-        if let Err(mpsc::error::TrySendError::Full(_)) = entry.tx.try_send((seq, item)) {
+        if let Some(entry) = sessions.get(dek) {
             entry.lag.fetch_min(seq, Ordering::Relaxed);
+            entry.wake.notify_one();
         }
     }
 
@@ -118,16 +110,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn push_reaches_the_registered_session_and_overflow_is_recorded() {
+    async fn push_lowers_the_mark_and_wakes_the_registered_session() {
         let hub = Hub::default();
-        let mut reg = hub.register(dek(1), 7);
-        hub.push(&dek(1), 5, Arc::from(&b"x"[..]));
-        hub.push(&dek(2), 6, Arc::from(&b"y"[..])); // nobody there: dropped
-        assert_eq!(reg.rx.recv().await.unwrap().0, 5);
-        for seq in 10..10 + PUSH_CAPACITY as u64 + 3 {
-            hub.push(&dek(1), seq, Arc::from(&b"z"[..]));
-        }
-        assert_eq!(reg.lag.load(Ordering::Relaxed), 10 + PUSH_CAPACITY as u64);
+        let reg = hub.register(dek(1), 7);
+        hub.push(&dek(2), 6); // nobody there: nothing happens
+        assert_eq!(reg.lag.load(Ordering::Relaxed), NO_LAG);
+        hub.push(&dek(1), 9);
+        hub.push(&dek(1), 5);
+        hub.push(&dek(1), 8);
+        assert_eq!(reg.lag.load(Ordering::Relaxed), 5);
+        tokio::time::timeout(std::time::Duration::from_secs(1), reg.wake.notified())
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

@@ -1,8 +1,7 @@
 //! The Message Queue: store-and-forward per device, and the background sweeper.
 //!
 //! [`Queue::enqueue`] returns only after the store has committed the items durably; only then
-//! does the session acknowledge the `send`. Committed items are pushed to live sessions through
-//! the [`Hub`]; everything else waits in the store until its device connects, acknowledges it,
+//! does the session acknowledge the `send`. Live sessions are then told through the [`Hub`]; everything else waits in the store until its device connects, acknowledges it,
 //! or its time to live runs out.
 
 use std::sync::Arc;
@@ -56,21 +55,17 @@ impl Queue {
             return Ok(());
         }
         let expires = now().saturating_add(self.ttl);
-        let encoded: Vec<(DekPublic, Arc<[u8]>)> = items
+        let batch: Vec<NewQueueItem> = items
             .iter()
-            .map(|(dek, item)| (*dek, Arc::from(message::encode_value(item))))
-            .collect();
-        let batch: Vec<NewQueueItem> = encoded
-            .iter()
-            .map(|(dek, bytes)| NewQueueItem {
+            .map(|(dek, item)| NewQueueItem {
                 device: *dek.as_bytes(),
                 expires,
-                bytes: bytes.to_vec(),
+                bytes: message::encode_value(item),
             })
             .collect();
         let seqs = self.storage.enqueue(&batch).await?;
-        for ((dek, bytes), seq) in encoded.into_iter().zip(seqs) {
-            self.hub.push(&dek, seq, bytes);
+        for ((dek, _), seq) in items.iter().zip(seqs) {
+            self.hub.push(dek, seq);
         }
         Ok(())
     }

@@ -1,10 +1,12 @@
 //! One client connection: the handshake, then the session's request loop and queue delivery.
 //!
-//! Per connection there are two tasks: a reader that turns frames into decoded messages (at most
-//! a few waiting, so a client that floods requests is slowed down by TCP), and the session task
-//! that answers requests one at a time, delivers queue items and watches the timeouts. Every
-//! error caused by the client's bytes ends in an `error` message or a closed connection, never a
-//! panic.
+//! One task per connection reads frames (cancel-safely, so it can wait on several things at
+//! once), answers requests one at a time, delivers queue items and watches the timeouts. A client
+//! that floods requests is slowed down by TCP: nothing is read while a request is being handled.
+//! Envelopes of consecutive `send`s are committed together while an earlier commit is in flight
+//! (group commit, order kept), and each `send` is acknowledged after the commit that holds it.
+//! Every error caused by the client's bytes ends in an `error` message or a closed connection,
+//! never a panic.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -26,32 +28,21 @@ use siren_proto::message::{
 use siren_proto::records::{DeviceRecord, DeviceRevocation, DirectoryEntry, UserDirectory};
 use siren_proto::roster::Roster;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::hub::{NO_LAG, Push, Registration};
+use crate::hub::{NO_LAG, Registration};
 use crate::queue::now;
 use crate::server::Shared;
 
-/// Most decoded requests waiting for the session task.
-const INCOMING: usize = 4;
+/// Most `send` requests waiting for the next commit; beyond this the session stops reading.
+const MAX_BATCHED: usize = 64;
 /// Queue items fetched from the store at a time.
 const PAGE: usize = 64;
-
-/// What the reader task hands to the session task.
-enum Incoming {
-    Message(Box<ClientMessage>),
-    Undecodable(message::DecodeError),
-    /// The stream is over: EOF, a bad frame, or a frame that failed to decrypt.
-    Closed(String, Option<ErrorCode>),
-}
 
 /// Serves one accepted connection to the end. Never panics on the client's input.
 pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, conn: u64) {
     match handshake(&shared, stream, peer).await {
         Ok(Some((dek, request, sender, receiver, hash))) => {
-            let (tx, rx) = mpsc::channel(INCOMING);
-            let reader = tokio::spawn(read_loop(receiver, tx));
             let mut session = Session {
                 shared: shared.clone(),
                 peer,
@@ -62,15 +53,18 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, con
                 usk_registered: false,
                 channel_binding: *hash.as_bytes(),
                 out: sender,
+                inp: receiver,
                 exchange: None,
                 inflight: BTreeSet::new(),
                 cursor: None,
                 drained_sent: false,
                 last_activity: Instant::now(),
                 request,
+                batch: Vec::new(),
+                batch_rids: Vec::new(),
+                commit: None,
             };
-            let outcome = session.run(rx).await;
-            reader.abort();
+            let outcome = session.run().await;
             session.close(outcome).await;
         }
         Ok(None) => {}
@@ -150,27 +144,6 @@ async fn handshake(
     )))
 }
 
-/// Reads frames, decrypts and decodes them, and hands them over.
-async fn read_loop(mut receiver: Receiver, tx: mpsc::Sender<Incoming>) {
-    loop {
-        let item = match receiver.recv_plain().await {
-            Ok(plain) => match message::decode::<ClientMessage>(&plain) {
-                Ok(msg) => Incoming::Message(Box::new(msg)),
-                Err(e) => Incoming::Undecodable(e),
-            },
-            Err(NetError::Frame(e)) => {
-                Incoming::Closed(format!("bad frame: {e}"), Some(ErrorCode::BadFrame))
-            }
-            Err(NetError::Transport(e)) => Incoming::Closed(format!("transport: {e}"), None),
-            Err(e) => Incoming::Closed(e.to_string(), None),
-        };
-        let last = matches!(item, Incoming::Closed(..));
-        if tx.send(item).await.is_err() || last {
-            return;
-        }
-    }
-}
-
 /// How a session ended.
 enum Outcome {
     /// The client left (bye, EOF) or the server is shutting down.
@@ -207,6 +180,7 @@ struct Session {
     usk_registered: bool,
     channel_binding: [u8; 32],
     out: Sender,
+    inp: Receiver,
     /// A login in progress: its request id and mechanism state.
     exchange: Option<(RequestId, Box<dyn AuthExchange>)>,
     /// Delivered, not yet acknowledged.
@@ -217,34 +191,48 @@ struct Session {
     last_activity: Instant,
     /// What the handshake asked for (open or resume).
     request: SessionRequest,
+    /// Envelopes of `send`s waiting for the next commit, and those requests' ids.
+    batch: Vec<Envelope>,
+    batch_rids: Vec<(RequestId, Vec<MessageId>)>,
+    /// The commit in flight and the requests it answers.
+    commit: Option<Commit>,
 }
+
+/// A queue commit running on its own task.
+type Commit = (
+    tokio::task::JoinHandle<Result<(), Error>>,
+    Vec<(RequestId, Vec<MessageId>)>,
+);
 
 /// One thing the session loop reacts to.
 enum Event {
     Shutdown,
     Kicked,
-    Push(Option<Push>),
-    Incoming(Option<Incoming>),
+    Wake,
+    Frame(Result<Vec<u8>, NetError>),
+    Committed(Result<Result<(), Error>, tokio::task::JoinError>),
     Timeout,
 }
 
-/// The live-delivery side of a ready session, split so the loop can wait on each part.
+/// The live-delivery side of a ready session.
 struct Live {
-    rx: mpsc::Receiver<Push>,
     lag: Arc<std::sync::atomic::AtomicU64>,
     kick: Arc<tokio::sync::Notify>,
+    wake: Arc<tokio::sync::Notify>,
 }
 
-async fn pushed(live: &mut Option<Live>) -> Option<Push> {
-    match live {
-        Some(l) => l.rx.recv().await,
+async fn notified(n: Option<Arc<tokio::sync::Notify>>) {
+    match n {
+        Some(n) => n.notified().await,
         None => std::future::pending().await,
     }
 }
 
-async fn kicked(kick: Option<Arc<tokio::sync::Notify>>) {
-    match kick {
-        Some(k) => k.notified().await,
+async fn committed(
+    commit: &mut Option<Commit>,
+) -> Result<Result<(), Error>, tokio::task::JoinError> {
+    match commit {
+        Some((handle, _)) => handle.await,
         None => std::future::pending().await,
     }
 }
@@ -277,16 +265,13 @@ impl Session {
         self.send(&ServerMessage::Ok { rid }).await
     }
 
-    async fn run(&mut self, mut incoming: mpsc::Receiver<Incoming>) -> Outcome {
-        match self.run_inner(&mut incoming).await {
+    async fn run(&mut self) -> Outcome {
+        match self.run_inner().await {
             Ok(o) | Err(o) => o,
         }
     }
 
-    async fn run_inner(
-        &mut self,
-        incoming: &mut mpsc::Receiver<Incoming>,
-    ) -> Result<Outcome, Outcome> {
+    async fn run_inner(&mut self) -> Result<Outcome, Outcome> {
         let limits = self.shared.config.limits.clone();
         let mut shutdown = self.shared.shutdown.clone();
         let auth_deadline = Instant::now() + Duration::from_secs(limits.auth_timeout_secs);
@@ -306,15 +291,23 @@ impl Session {
                 (self.last_activity + idle).min(auth_deadline)
             };
             let kick = live.as_ref().map(|l| l.kick.clone());
+            let wake = live.as_ref().map(|l| l.wake.clone());
+            let reading = self.batch_rids.len() < MAX_BATCHED;
             let event = tokio::select! {
                 _ = shutdown.changed() => Event::Shutdown,
-                _ = kicked(kick) => Event::Kicked,
-                push = pushed(&mut live) => Event::Push(push),
-                msg = incoming.recv() => Event::Incoming(msg),
+                _ = notified(kick) => Event::Kicked,
+                _ = notified(wake) => Event::Wake,
+                done = committed(&mut self.commit) => Event::Committed(done),
+                frame = self.inp.recv_plain(), if reading => Event::Frame(frame),
                 _ = tokio::time::sleep_until(deadline) => Event::Timeout,
             };
             match event {
                 Event::Shutdown => {
+                    // Answer the sends already taken: their envelopes may be committed.
+                    while self.commit.is_some() {
+                        let done = committed(&mut self.commit).await;
+                        self.finish_commit(done).await?;
+                    }
                     let _ = self
                         .error(
                             None,
@@ -327,33 +320,40 @@ impl Session {
                     return Ok(Outcome::Done("server shutting down"));
                 }
                 Event::Kicked => return Ok(Outcome::Replaced),
-                Event::Push(Some((seq, item))) => self.on_push(seq, &item, live.as_ref()).await?,
-                Event::Push(None) => return Ok(Outcome::Replaced),
-                Event::Incoming(None) => return Ok(Outcome::Done("reader ended")),
-                Event::Incoming(Some(Incoming::Closed(why, code))) => {
-                    if let Some(code) = code {
-                        let _ = self.error(None, &Error::new(code, why.clone())).await;
-                    }
+                Event::Wake => {}
+                Event::Committed(done) => self.finish_commit(done).await?,
+                Event::Frame(Err(NetError::Frame(e))) => {
+                    let why = format!("bad frame: {e}");
+                    let _ = self
+                        .error(None, &Error::new(ErrorCode::BadFrame, why.clone()))
+                        .await;
                     return Ok(Outcome::Failed(why));
                 }
-                Event::Incoming(Some(Incoming::Undecodable(e))) => {
-                    self.last_activity = Instant::now();
-                    let text = match &e.kind {
-                        DecodeErrorKind::UnknownType(t) => format!("unknown message type {t:?}"),
-                        other => other.to_string(),
-                    };
-                    self.error(e.rid, &Error::new(e.code(), text)).await?;
+                Event::Frame(Err(NetError::Io(_))) => {
+                    return Ok(Outcome::Done("connection closed"));
                 }
-                Event::Incoming(Some(Incoming::Message(msg))) => {
+                Event::Frame(Err(e)) => return Ok(Outcome::Failed(e.to_string())),
+                Event::Frame(Ok(plain)) => {
                     self.last_activity = Instant::now();
-                    match self.handle(*msg).await? {
-                        Flow::Continue => {}
-                        Flow::Ready => {
-                            if live.is_none() {
-                                live = Some(self.go_live());
-                            }
+                    match message::decode::<ClientMessage>(&plain) {
+                        Err(e) => {
+                            let text = match &e.kind {
+                                DecodeErrorKind::UnknownType(t) => {
+                                    format!("unknown message type {t:?}")
+                                }
+                                other => other.to_string(),
+                            };
+                            self.error(e.rid, &Error::new(e.code(), text)).await?;
                         }
-                        Flow::Close(o) => return Ok(o),
+                        Ok(msg) => match self.handle(msg).await? {
+                            Flow::Continue => {}
+                            Flow::Ready => {
+                                if live.is_none() {
+                                    live = Some(self.go_live());
+                                }
+                            }
+                            Flow::Close(o) => return Ok(o),
+                        },
                     }
                 }
                 Event::Timeout => {
@@ -372,6 +372,51 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Starts committing the waiting envelopes, unless a commit is already in flight.
+    fn start_commit(&mut self) {
+        if self.commit.is_some() || self.batch_rids.is_empty() {
+            return;
+        }
+        let envelopes = std::mem::take(&mut self.batch);
+        let rids = std::mem::take(&mut self.batch_rids);
+        let shared = self.shared.clone();
+        let handle = tokio::spawn(async move { shared.queue.enqueue(envelopes).await });
+        self.commit = Some((handle, rids));
+    }
+
+    /// Answers the requests of a finished commit and starts the next one.
+    async fn finish_commit(
+        &mut self,
+        done: Result<Result<(), Error>, tokio::task::JoinError>,
+    ) -> Result<(), Outcome> {
+        let Some((_, rids)) = self.commit.take() else {
+            return Ok(());
+        };
+        let failure = match done {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        for (rid, ids) in rids {
+            match &failure {
+                None => self.send(&ServerMessage::SendAck { rid, ids }).await?,
+                Some(why) => {
+                    tracing::warn!(error = %why, "enqueue failed");
+                    self.error(
+                        Some(rid),
+                        &Error::new(
+                            ErrorCode::Unavailable,
+                            "the message store is unavailable; nothing was accepted",
+                        ),
+                    )
+                    .await?;
+                }
+            }
+        }
+        self.start_commit();
+        Ok(())
     }
 
     /// Sends `welcome` (resuming if the session id is bound to this DEK) and, for a session that
@@ -445,10 +490,10 @@ impl Session {
     }
 
     fn go_live(&mut self) -> Live {
-        let Registration { rx, lag, kick } = self.shared.hub.register(self.dek, self.conn);
+        let Registration { lag, kick, wake } = self.shared.hub.register(self.dek, self.conn);
         self.cursor = Some(0);
         self.drained_sent = false;
-        Live { rx, lag, kick }
+        Live { lag, kick, wake }
     }
 
     fn max_in_flight(&self) -> usize {
@@ -480,11 +525,14 @@ impl Session {
                     return Err(Outcome::Failed(e.to_string()));
                 }
             };
-            for item in &items {
-                if self.inflight.insert(item.seq) {
-                    self.send_encoded(&message::encode_deliver(item.seq, &item.bytes))
-                        .await?;
-                }
+            let frames: Vec<Vec<u8>> = items
+                .iter()
+                .filter(|item| self.inflight.insert(item.seq))
+                .map(|item| message::encode_deliver(item.seq, &item.bytes))
+                .collect();
+            if !frames.is_empty() {
+                let limit = Duration::from_secs(self.shared.config.limits.idle_timeout_secs);
+                within(limit, self.out.send_encoded_batch(&frames)).await??;
             }
             if items.len() < want {
                 self.cursor = None;
@@ -496,21 +544,6 @@ impl Session {
                 self.cursor = items.last().map(|i| i.seq);
             }
         }
-        Ok(())
-    }
-
-    /// A committed item pushed by the queue: deliver it now if there is room and no backlog,
-    /// otherwise let the backlog read pick it up.
-    async fn on_push(&mut self, seq: u64, item: &[u8], live: Option<&Live>) -> Result<(), Outcome> {
-        if live.is_none() || self.inflight.contains(&seq) {
-            return Ok(());
-        }
-        if self.cursor.is_none() && self.inflight.len() < self.max_in_flight() {
-            self.inflight.insert(seq);
-            return self.send_encoded(&message::encode_deliver(seq, item)).await;
-        }
-        let from = seq.saturating_sub(1);
-        self.cursor = Some(self.cursor.map_or(from, |c| c.min(from)));
         Ok(())
     }
 
@@ -865,19 +898,10 @@ impl Session {
                 ids.push(env.id);
             }
         }
-        if let Err(e) = self.shared.queue.enqueue(msgs).await {
-            tracing::warn!(error = %e, "enqueue failed");
-            return self
-                .error(
-                    Some(rid),
-                    &Error::new(
-                        ErrorCode::Unavailable,
-                        "the message store is unavailable; nothing was accepted",
-                    ),
-                )
-                .await;
-        }
-        self.send(&ServerMessage::SendAck { rid, ids }).await
+        self.batch.extend(msgs);
+        self.batch_rids.push((rid, ids));
+        self.start_commit();
+        Ok(())
     }
 
     /// Checks one envelope of a `send`: the sender is this session, signed by the sender's USK,

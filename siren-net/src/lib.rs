@@ -86,6 +86,18 @@ impl Sender {
         Ok(())
     }
 
+    /// Encrypts several already-encoded messages and writes them with one write.
+    pub async fn send_encoded_batch(&mut self, plaintexts: &[Vec<u8>]) -> Result<(), NetError> {
+        use tokio::io::AsyncWriteExt as _;
+        let mut out = Vec::with_capacity(plaintexts.iter().map(|p| p.len() + 32).sum());
+        for plain in plaintexts {
+            let ct = self.sealer.seal(plain)?;
+            frame::encode_into(&mut out, &ct, self.max_frame)?;
+        }
+        self.wr.write_all(&out).await?;
+        Ok(())
+    }
+
     /// Sets the largest frame the peer accepts (from its `welcome`).
     pub fn set_max_frame(&mut self, max_frame: usize) {
         self.max_frame = max_frame;
@@ -93,10 +105,19 @@ impl Sender {
 }
 
 /// The receiving direction of an established session.
+///
+/// [`Receiver::recv_plain`] and [`Receiver::recv`] are cancel-safe: a frame's progress lives in
+/// the receiver, so a caller may use them in `tokio::select!` and call again later without losing
+/// bytes. An idle receiver holds no buffer; a frame's buffer is allocated once its length prefix
+/// has been checked against the maximum.
 pub struct Receiver {
     rd: OwnedReadHalf,
     opener: Opener,
     max_frame: usize,
+    header: [u8; frame::HEADER_LEN],
+    header_len: usize,
+    body: Option<Vec<u8>>,
+    body_len: usize,
 }
 
 impl Receiver {
@@ -106,13 +127,45 @@ impl Receiver {
             rd,
             opener,
             max_frame,
+            header: [0; frame::HEADER_LEN],
+            header_len: 0,
+            body: None,
+            body_len: 0,
         }
     }
 
     /// Reads and decrypts one frame.
     pub async fn recv_plain(&mut self) -> Result<Vec<u8>, NetError> {
-        let ct = read_frame(&mut self.rd, self.max_frame).await?;
-        Ok(self.opener.open(&ct)?)
+        use tokio::io::AsyncReadExt as _;
+        let eof = || NetError::Io(std::io::ErrorKind::UnexpectedEof.into());
+        loop {
+            match self.body.as_mut() {
+                None => {
+                    let n = self.rd.read(&mut self.header[self.header_len..]).await?;
+                    if n == 0 {
+                        return Err(eof());
+                    }
+                    self.header_len += n;
+                    if self.header_len == frame::HEADER_LEN {
+                        let len = frame::parse_header(self.header, self.max_frame)?;
+                        self.body = Some(vec![0; len]);
+                        self.body_len = 0;
+                    }
+                }
+                Some(body) => {
+                    let n = self.rd.read(&mut body[self.body_len..]).await?;
+                    if n == 0 {
+                        return Err(eof());
+                    }
+                    self.body_len += n;
+                    if self.body_len == body.len() {
+                        let ct = self.body.take().unwrap_or_default();
+                        self.header_len = 0;
+                        return Ok(self.opener.open(&ct)?);
+                    }
+                }
+            }
+        }
     }
 
     /// Reads, decrypts and decodes one message.
