@@ -13,6 +13,8 @@ use siren_api::Uid;
 use siren_client::client::{Client, Event, LoginOutcome};
 use siren_client::profile::{Profile, Settings};
 use siren_proto::keys::SekPublic;
+use siren_proto::message::Notice;
+use siren_proto::roster::Contact;
 
 /// The Siren end-to-end encrypted IM client.
 #[derive(Parser)]
@@ -68,6 +70,43 @@ enum Command {
     },
     /// Show this profile's account and device.
     Whoami,
+    /// The Personal Roster: contacts and blocked users (signed by this account's USK).
+    Contacts {
+        #[command(subcommand)]
+        action: ContactAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ContactAction {
+    /// List contacts and blocked users.
+    List,
+    /// Add (or update) a contact.
+    Add {
+        /// The contact.
+        uid: String,
+        /// A display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Let this contact see your presence.
+        #[arg(long)]
+        presence: bool,
+    },
+    /// Remove a contact.
+    Remove {
+        /// The contact.
+        uid: String,
+    },
+    /// Block a user: the server drops their messages and presence.
+    Block {
+        /// The user.
+        uid: String,
+    },
+    /// Unblock a user.
+    Unblock {
+        /// The user.
+        uid: String,
+    },
 }
 
 fn profile_dir(arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {
@@ -125,6 +164,9 @@ fn print_event(event: &Event) {
         Event::Refused { from, reason } => {
             eprintln!("refused a message claiming to be from {from}: {reason}")
         }
+        Event::Notice(Notice::ContactRequest { from }) => eprintln!(
+            "contact request from {from} (accept: siren contacts add {from}; refuse: siren contacts block {from})"
+        ),
         Event::Notice(n) => eprintln!("notice: {n:?}"),
         Event::Drained => eprintln!("(no more queued messages)"),
     }
@@ -234,6 +276,98 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "  device {}  (removed: treated as revoked)",
                     fingerprint(gone.as_bytes())
                 );
+            }
+            client.bye().await?;
+        }
+        Command::Contacts { action } => {
+            let mut client = Client::new(open_profile(&dir)?)?;
+            client.connect().await?;
+            let parse = |u: &str| Uid::parse(u).with_context(|| format!("{u:?}"));
+            match action {
+                ContactAction::List => match client.roster().await? {
+                    None => println!("no contacts"),
+                    Some(r) => {
+                        for c in &r.contacts {
+                            let name = c
+                                .name
+                                .as_deref()
+                                .map(|n| format!(" ({n})"))
+                                .unwrap_or_default();
+                            let presence = if c.presence {
+                                "  sees your presence"
+                            } else {
+                                ""
+                            };
+                            println!("contact {}{name}{presence}", c.uid);
+                        }
+                        for b in &r.blocked {
+                            println!("blocked {b}");
+                        }
+                    }
+                },
+                ContactAction::Add {
+                    uid,
+                    name,
+                    presence,
+                } => {
+                    let uid = parse(&uid)?;
+                    let shown = uid.clone();
+                    client
+                        .edit_roster(move |contacts, blocked| {
+                            blocked.retain(|b| b != &uid);
+                            contacts.retain(|c| c.uid != uid);
+                            contacts.push(Contact {
+                                uid,
+                                name,
+                                presence,
+                            });
+                            Ok(())
+                        })
+                        .await?;
+                    println!("added {shown}");
+                }
+                ContactAction::Remove { uid } => {
+                    let uid = parse(&uid)?;
+                    client
+                        .edit_roster(|contacts, _| {
+                            let before = contacts.len();
+                            contacts.retain(|c| c.uid != uid);
+                            if contacts.len() == before {
+                                bail!("{uid} is not a contact");
+                            }
+                            Ok(())
+                        })
+                        .await?;
+                    println!("removed");
+                }
+                ContactAction::Block { uid } => {
+                    let uid = parse(&uid)?;
+                    let shown = uid.clone();
+                    client
+                        .edit_roster(move |contacts, blocked| {
+                            contacts.retain(|c| c.uid != uid);
+                            if !blocked.contains(&uid) {
+                                blocked.push(uid);
+                            }
+                            Ok(())
+                        })
+                        .await?;
+                    println!("blocked {shown}");
+                }
+                ContactAction::Unblock { uid } => {
+                    let uid = parse(&uid)?;
+                    client
+                        .edit_roster(|_, blocked| {
+                            let before = blocked.len();
+                            blocked.retain(|b| b != &uid);
+                            if blocked.len() == before {
+                                bail!("{uid} is not blocked");
+                            }
+                            Ok(())
+                        })
+                        .await?;
+                    println!("unblocked");
+                }
             }
             client.bye().await?;
         }

@@ -26,6 +26,8 @@ pub struct Config {
     pub storage: StorageSection,
     /// Authentication mechanisms and their backends.
     pub auth: AuthSection,
+    /// Rosters: what happens to messages from non-contacts.
+    pub roster: RosterSection,
     /// Federation (server-to-server links).
     pub federation: FederationSection,
     /// Logging.
@@ -148,6 +150,15 @@ impl Default for AuthSection {
             argon2_iterations: siren_auth_password::Cost::RECOMMENDED.iterations,
         }
     }
+}
+
+/// `[roster]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RosterSection {
+    /// A first message from someone not in the recipient's contacts: `request` (delivered after
+    /// a contact-request notice), `accept`, or `refuse`.
+    pub non_contacts: crate::roster::NonContacts,
 }
 
 /// `[federation]`.
@@ -317,6 +328,9 @@ mechanisms = ["PLAIN"]
 credentials = "password"         # argon2id hashes in the store; manage with `sirend user`
 failures_per_account_per_minute = {fpa}
 failures_per_address_per_minute = {fpi}
+
+[roster]
+non_contacts = "request"         # or "accept", "refuse": first messages from non-contacts
 
 [federation]
 enabled = false

@@ -13,6 +13,7 @@
 //! | [`directory`] | users' signed device chains |
 //! | [`queue`] | durable per-device queues, the TTL sweeper |
 //! | [`hub`] | live sessions, for pushing committed items |
+//! | [`roster`] | signed rosters: storing them, blocking, contact requests |
 //! | [`admin`] | `sirend user …`, `sirend init`, DNS records |
 //!
 //! # Architecture invariants
@@ -31,5 +32,6 @@ pub mod hub;
 pub mod keyfile;
 pub mod queue;
 pub mod registry;
+pub mod roster;
 pub mod server;
 mod session;

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::directory::Directory;
 use crate::hub::Hub;
 use crate::queue::{self, Queue};
+use crate::roster::Rosters;
 use crate::{keyfile, registry, session};
 
 /// Everything the sessions share.
@@ -35,6 +36,8 @@ pub struct Shared {
     pub queue: Queue,
     /// Live sessions.
     pub hub: Arc<Hub>,
+    /// Signed rosters.
+    pub rosters: Rosters,
     /// Flips to `true` when the server shuts down.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -87,6 +90,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         directory: Directory::new(storage.clone()),
         queue: Queue::new(storage.clone(), hub.clone(), config.limits.queue_ttl_secs),
         hub,
+        rosters: Rosters::new(storage.clone(), config.roster.non_contacts),
         storage: storage.clone(),
         shutdown: stop_rx.clone(),
         config,

@@ -23,7 +23,7 @@ use siren_proto::handshake::{self, HandshakeError, Peer, Role, SessionRequest};
 use siren_proto::ids::{MessageId, SessionId};
 use siren_proto::keys::DekPublic;
 use siren_proto::message::{
-    self, ClientMessage, DecodeErrorKind, NextStep, RequestId, ServerMessage,
+    self, ClientMessage, DecodeErrorKind, NextStep, Notice, QueueItem, RequestId, ServerMessage,
 };
 use siren_proto::records::{DeviceRecord, DeviceRevocation, DirectoryEntry, UserDirectory};
 use siren_proto::roster::Roster;
@@ -32,6 +32,7 @@ use tokio::time::Instant;
 
 use crate::hub::{NO_LAG, Registration};
 use crate::queue::now;
+use crate::roster::Admission;
 use crate::server::Shared;
 
 /// Most `send` requests waiting for the next commit; beyond this the session stops reading.
@@ -191,8 +192,8 @@ struct Session {
     last_activity: Instant,
     /// What the handshake asked for (open or resume).
     request: SessionRequest,
-    /// Envelopes of `send`s waiting for the next commit, and those requests' ids.
-    batch: Vec<Envelope>,
+    /// Queue items of `send`s waiting for the next commit, and those requests' ids.
+    batch: Vec<(DekPublic, QueueItem)>,
     batch_rids: Vec<(RequestId, Vec<MessageId>)>,
     /// The commit in flight and the requests it answers.
     commit: Option<Commit>,
@@ -379,10 +380,10 @@ impl Session {
         if self.commit.is_some() || self.batch_rids.is_empty() {
             return;
         }
-        let envelopes = std::mem::take(&mut self.batch);
+        let items = std::mem::take(&mut self.batch);
         let rids = std::mem::take(&mut self.batch_rids);
         let shared = self.shared.clone();
-        let handle = tokio::spawn(async move { shared.queue.enqueue(envelopes).await });
+        let handle = tokio::spawn(async move { shared.queue.enqueue_to(items).await });
         self.commit = Some((handle, rids));
     }
 
@@ -890,15 +891,41 @@ impl Session {
             Err(e) => return self.error(Some(rid), &e).await,
         };
         let mut ids: Vec<MessageId> = Vec::new();
-        for env in &msgs {
-            if let Err(e) = self.check_envelope(env, &me, &own).await {
+        let mut items = Vec::with_capacity(msgs.len());
+        for env in msgs {
+            if let Err(e) = self.check_envelope(&env, &me, &own).await {
                 return self.error(Some(rid), &e).await;
             }
             if !ids.contains(&env.id) {
                 ids.push(env.id);
             }
+            let admission = match self
+                .shared
+                .rosters
+                .admit(env.to.user(), &env.to_dek, &me)
+                .await
+            {
+                Ok(a) => a,
+                Err(e) => return self.error(Some(rid), &e).await,
+            };
+            match admission {
+                Admission::Drop => {}
+                Admission::Refuse => {
+                    let e = Error::new(
+                        ErrorCode::Refused,
+                        format!("{} accepts messages only from contacts", env.to),
+                    );
+                    return self.error(Some(rid), &e).await;
+                }
+                Admission::DeliverWithRequest => {
+                    let notice = Notice::ContactRequest { from: me.clone() };
+                    items.push((env.to_dek, QueueItem::Notice { notice }));
+                    items.push((env.to_dek, QueueItem::Message { env }));
+                }
+                Admission::Deliver => items.push((env.to_dek, QueueItem::Message { env })),
+            }
         }
-        self.batch.extend(msgs);
+        self.batch.extend(items);
         self.batch_rids.push((rid, ids));
         self.start_commit();
         Ok(())
@@ -963,23 +990,13 @@ impl Session {
     }
 
     async fn roster_get(&mut self, rid: RequestId, user: &Username) -> Result<(), Outcome> {
-        let roster = match self.shared.storage.roster(user).await {
-            Ok(Some(stored)) => match message::decode_value::<Roster>(&stored.bytes) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    tracing::warn!(%user, error = %e, "stored roster is unreadable");
-                    return self
-                        .error(
-                            Some(rid),
-                            &Error::new(ErrorCode::Internal, "stored roster is unreadable"),
-                        )
-                        .await;
-                }
-            },
-            Ok(None) => None,
-            Err(e) => return self.error(Some(rid), &e).await,
-        };
-        self.send(&ServerMessage::Roster { rid, roster }).await
+        match self.shared.rosters.get(user).await {
+            Ok(roster) => {
+                let roster = roster.map(|r| (*r).clone());
+                self.send(&ServerMessage::Roster { rid, roster }).await
+            }
+            Err(e) => self.error(Some(rid), &e).await,
+        }
     }
 
     async fn roster_put(
@@ -988,34 +1005,20 @@ impl Session {
         user: &Username,
         roster: Roster,
     ) -> Result<(), Outcome> {
-        let check =
-            async {
-                let dir =
-                    self.shared.directory.get(user).await?.ok_or_else(|| {
-                        Error::new(ErrorCode::UnknownDevice, "no devices registered")
-                    })?;
-                let current = match self.shared.storage.roster(user).await? {
-                    Some(s) => Some(
-                        message::decode_value::<Roster>(&s.bytes)
-                            .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?,
-                    ),
-                    None => None,
-                };
-                roster
-                    .check_successor(&self.uid(user), dir.usk(), current.as_ref())
-                    .map_err(|e| crate::directory::record_error(&e))?;
+        let result = match self.shared.directory.get(user).await {
+            Ok(Some(dir)) => {
                 self.shared
-                    .storage
-                    .put_roster(
-                        user,
-                        &siren_api::storage::StoredRoster {
-                            version: roster.version,
-                            bytes: message::encode_value(&roster),
-                        },
-                    )
+                    .rosters
+                    .put(&self.uid(user), dir.usk(), roster)
                     .await
-            };
-        match check.await {
+            }
+            Ok(None) => Err(Error::new(
+                ErrorCode::UnknownDevice,
+                "no devices registered",
+            )),
+            Err(e) => Err(e),
+        };
+        match result {
             Ok(()) => self.ok(rid).await,
             Err(e) => self.error(Some(rid), &e).await,
         }
