@@ -13,7 +13,7 @@ use siren_proto::handshake::SessionRequest;
 use siren_proto::ids::{MessageId, SessionId};
 use siren_proto::keys::{DekPublic, DekSecret, UskSecret};
 use siren_proto::message::{
-    self, ClientMessage, NextStep, Notice, QueueItem, RequestId, ServerMessage,
+    self, ClientMessage, NextStep, Notice, Presence, QueueItem, RequestId, ServerMessage, Topic,
 };
 use siren_proto::records::{DeviceRecordDraft, UserDirectory};
 use siren_proto::roster::{Contact, Roster};
@@ -65,6 +65,13 @@ pub enum Event {
     Notice(Notice),
     /// Everything that was queued while away has been delivered.
     Drained,
+    /// A contact's presence changed (only for subscribed contacts, only while connected).
+    Presence {
+        /// Whose.
+        from: Uid,
+        /// The new presence.
+        presence: Presence,
+    },
 }
 
 /// What a lookup found, against the cache.
@@ -495,6 +502,9 @@ impl Client {
                         return Ok(Some(event));
                     }
                 }
+                ServerMessage::Event { from, presence, .. } => {
+                    return Ok(Some(Event::Presence { from, presence }));
+                }
                 ServerMessage::QueueDrained => {
                     if drain {
                         self.conn()?.flush_acks().await?;
@@ -627,6 +637,32 @@ impl Client {
             })
             .await?;
         Ok(next)
+    }
+
+    /// Publishes this user's presence to the contacts subscribed to it right now.
+    pub async fn publish(&mut self, presence: Presence) -> anyhow::Result<()> {
+        self.conn()?
+            .request(|rid| ClientMessage::Publish {
+                rid,
+                presence: presence.clone(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Subscribes this session to the presence of `uids` (each must share it with this user).
+    pub async fn subscribe(&mut self, uids: &[Uid]) -> anyhow::Result<()> {
+        let topics: Vec<Topic> = uids
+            .iter()
+            .map(|uid| Topic::Presence { uid: uid.clone() })
+            .collect();
+        self.conn()?
+            .request(|rid| ClientMessage::Subscribe {
+                rid,
+                topics: topics.clone(),
+            })
+            .await?;
+        Ok(())
     }
 
     /// Pings the server (keeps a listening session alive).

@@ -13,7 +13,7 @@ use siren_api::Uid;
 use siren_client::client::{Client, Event, LoginOutcome};
 use siren_client::profile::{Profile, Settings};
 use siren_proto::keys::SekPublic;
-use siren_proto::message::Notice;
+use siren_proto::message::{Notice, Presence, PresenceStatus};
 use siren_proto::roster::Contact;
 
 /// The Siren end-to-end encrypted IM client.
@@ -61,8 +61,18 @@ enum Command {
     },
     /// Print the messages waiting for this device, then exit.
     Recv,
-    /// Stay connected and print messages as they arrive.
-    Listen,
+    /// Stay connected and print messages (and watched contacts' presence) as they arrive.
+    Listen {
+        /// Publish this presence while connected: available, away, busy.
+        #[arg(long)]
+        status: Option<String>,
+        /// Free text to go with the status.
+        #[arg(long)]
+        text: Option<String>,
+        /// Watch a contact's presence (they must allow it); repeat for several.
+        #[arg(long)]
+        watch: Vec<String>,
+    },
     /// Look a user up: verify every device record against one USK and compare with the cache.
     Lookup {
         /// The user.
@@ -169,6 +179,18 @@ fn print_event(event: &Event) {
         ),
         Event::Notice(n) => eprintln!("notice: {n:?}"),
         Event::Drained => eprintln!("(no more queued messages)"),
+        Event::Presence { from, presence } => {
+            let status = match presence.status {
+                PresenceStatus::Available => "available",
+                PresenceStatus::Away => "away",
+                PresenceStatus::Busy => "busy",
+                _ => "offline",
+            };
+            match &presence.text {
+                Some(t) => println!("* {from} is {status} ({t})"),
+                None => println!("* {from} is {status}"),
+            }
+        }
     }
 }
 
@@ -234,9 +256,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             client.bye().await?;
         }
-        Command::Listen => {
+        Command::Listen {
+            status,
+            text,
+            watch,
+        } => {
             let mut client = Client::new(open_profile(&dir)?)?;
             client.connect().await?;
+            let watch = watch
+                .iter()
+                .map(|u| Uid::parse(u).with_context(|| format!("--watch {u:?}")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            if !watch.is_empty() {
+                client.subscribe(&watch).await?;
+            }
+            if let Some(status) = status {
+                let status = match status.as_str() {
+                    "available" => PresenceStatus::Available,
+                    "away" => PresenceStatus::Away,
+                    "busy" => PresenceStatus::Busy,
+                    other => bail!("--status must be available, away or busy, not {other:?}"),
+                };
+                client.publish(Presence { status, text }).await?;
+            }
             eprintln!("listening as {} (Ctrl-C to stop)", client.uid());
             let mut ping = tokio::time::interval(Duration::from_secs(60));
             ping.tick().await;

@@ -13,6 +13,7 @@
 //! | [`directory`] | users' signed device chains |
 //! | [`queue`] | durable per-device queues, the TTL sweeper |
 //! | [`hub`] | live sessions, for pushing committed items |
+//! | [`pubsub`] | presence subscriptions of live sessions |
 //! | [`roster`] | signed rosters: storing them, blocking, contact requests |
 //! | [`admin`] | `sirend user …`, `sirend init`, DNS records |
 //!
@@ -30,6 +31,7 @@ pub mod config;
 pub mod directory;
 pub mod hub;
 pub mod keyfile;
+pub mod pubsub;
 pub mod queue;
 pub mod registry;
 pub mod roster;

@@ -16,6 +16,7 @@ use crate::auth::{AuthManager, RateLimiter};
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::hub::Hub;
+use crate::pubsub::PubSub;
 use crate::queue::{self, Queue};
 use crate::roster::Rosters;
 use crate::{keyfile, registry, session};
@@ -38,6 +39,8 @@ pub struct Shared {
     pub hub: Arc<Hub>,
     /// Signed rosters.
     pub rosters: Rosters,
+    /// Presence subscriptions.
+    pub pubsub: PubSub,
     /// Flips to `true` when the server shuts down.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -91,6 +94,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         queue: Queue::new(storage.clone(), hub.clone(), config.limits.queue_ttl_secs),
         hub,
         rosters: Rosters::new(storage.clone(), config.roster.non_contacts),
+        pubsub: PubSub::default(),
         storage: storage.clone(),
         shutdown: stop_rx.clone(),
         config,

@@ -24,6 +24,7 @@ use siren_proto::ids::{MessageId, SessionId};
 use siren_proto::keys::DekPublic;
 use siren_proto::message::{
     self, ClientMessage, DecodeErrorKind, NextStep, Notice, QueueItem, RequestId, ServerMessage,
+    Topic,
 };
 use siren_proto::records::{DeviceRecord, DeviceRevocation, DirectoryEntry, UserDirectory};
 use siren_proto::roster::Roster;
@@ -64,6 +65,8 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, con
                 batch: Vec::new(),
                 batch_rids: Vec::new(),
                 commit: None,
+                inbox: None,
+                counted_ready: false,
             };
             let outcome = session.run().await;
             session.close(outcome).await;
@@ -197,6 +200,10 @@ struct Session {
     batch_rids: Vec<(RequestId, Vec<MessageId>)>,
     /// The commit in flight and the requests it answers.
     commit: Option<Commit>,
+    /// Presence events for this session, once it subscribed to something.
+    inbox: Option<crate::pubsub::Inbox>,
+    /// Whether this session counts as one of its user's ready sessions.
+    counted_ready: bool,
 }
 
 /// A queue commit running on its own task.
@@ -212,7 +219,15 @@ enum Event {
     Wake,
     Frame(Result<Vec<u8>, NetError>),
     Committed(Result<Result<(), Error>, tokio::task::JoinError>),
+    PubSub(Option<ServerMessage>),
     Timeout,
+}
+
+async fn next_pubsub(inbox: &mut Option<crate::pubsub::Inbox>) -> Option<ServerMessage> {
+    match inbox {
+        Some(i) => i.rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The live-delivery side of a ready session.
@@ -299,6 +314,7 @@ impl Session {
                 _ = notified(kick) => Event::Kicked,
                 _ = notified(wake) => Event::Wake,
                 done = committed(&mut self.commit) => Event::Committed(done),
+                ev = next_pubsub(&mut self.inbox) => Event::PubSub(ev),
                 frame = self.inp.recv_plain(), if reading => Event::Frame(frame),
                 _ = tokio::time::sleep_until(deadline) => Event::Timeout,
             };
@@ -323,6 +339,8 @@ impl Session {
                 Event::Kicked => return Ok(Outcome::Replaced),
                 Event::Wake => {}
                 Event::Committed(done) => self.finish_commit(done).await?,
+                Event::PubSub(Some(ev)) => self.send(&ev).await?,
+                Event::PubSub(None) => self.inbox = None,
                 Event::Frame(Err(NetError::Frame(e))) => {
                     let why = format!("bad frame: {e}");
                     let _ = self
@@ -492,6 +510,12 @@ impl Session {
 
     fn go_live(&mut self) -> Live {
         let Registration { lag, kick, wake } = self.shared.hub.register(self.dek, self.conn);
+        if let Some(user) = &self.user
+            && !self.counted_ready
+        {
+            self.shared.pubsub.session_ready(user);
+            self.counted_ready = true;
+        }
         self.cursor = Some(0);
         self.drained_sent = false;
         Live { lag, kick, wake }
@@ -599,6 +623,19 @@ impl Session {
                 return self.revoke(rid, &user, revocation).await;
             }
             (ClientMessage::RosterGet { rid }, Some(user)) => self.roster_get(rid, &user).await?,
+            (ClientMessage::Subscribe { rid, topics }, Some(user)) => {
+                self.subscribe(rid, &user, topics).await?
+            }
+            (ClientMessage::Unsubscribe { rid, topics }, Some(_)) => {
+                for topic in &topics {
+                    self.shared.pubsub.unsubscribe(self.conn, topic.publisher());
+                }
+                self.ok(rid).await?;
+            }
+            (ClientMessage::Publish { rid, presence }, Some(user)) => {
+                self.publish(&self.uid(&user), &presence).await;
+                self.ok(rid).await?;
+            }
             (ClientMessage::RosterPut { rid, roster }, Some(user)) => {
                 self.roster_put(rid, &user, roster).await?
             }
@@ -1024,8 +1061,64 @@ impl Session {
         }
     }
 
+    async fn subscribe(
+        &mut self,
+        rid: RequestId,
+        user: &Username,
+        topics: Vec<Topic>,
+    ) -> Result<(), Outcome> {
+        let me = self.uid(user);
+        // All or nothing: check every topic first.
+        for topic in &topics {
+            let uid = topic.publisher();
+            let refusal = if uid.server() != &self.shared.config.server.name {
+                Some(Error::new(
+                    ErrorCode::FederationDisabled,
+                    format!("{uid} is on another server and federation is disabled here"),
+                ))
+            } else {
+                match self
+                    .shared
+                    .rosters
+                    .shares_presence_with(uid.user(), &me)
+                    .await
+                {
+                    Ok(true) => None,
+                    Ok(false) => Some(Error::new(
+                        ErrorCode::Refused,
+                        format!("{uid} does not share presence with you"),
+                    )),
+                    Err(e) => Some(e),
+                }
+            };
+            if let Some(e) = refusal {
+                return self.error(Some(rid), &e).await;
+            }
+        }
+        for topic in &topics {
+            let uid = topic.publisher();
+            if let Some(inbox) = self.shared.pubsub.subscribe(self.conn, &me, uid) {
+                self.inbox = Some(inbox);
+            }
+        }
+        self.ok(rid).await
+    }
+
+    /// Sends `presence` of `me` to the sessions subscribed right now that may see it.
+    async fn publish(&self, me: &Uid, presence: &siren_proto::message::Presence) {
+        publish_presence(&self.shared, me, presence).await;
+    }
+
     async fn close(&mut self, outcome: Outcome) {
         self.shared.hub.unregister(&self.dek, self.conn);
+        let last =
+            self.shared
+                .pubsub
+                .session_closed(self.conn, self.user.as_ref(), self.counted_ready);
+        if let (true, Some(user)) = (last, &self.user) {
+            let me = self.uid(user);
+            publish_presence(&self.shared, &me, &crate::pubsub::PubSub::offline()).await;
+        }
         if self.user.is_some() {
             let _ = self.save_session().await;
         }
@@ -1039,6 +1132,26 @@ impl Session {
             Outcome::Failed(why) => {
                 tracing::info!(peer = %self.peer, session = ?self.id, %why, "session ended")
             }
+        }
+    }
+}
+
+/// Fans a presence update out to the current subscribers that the publisher's roster allows and
+/// that have not blocked the publisher.
+async fn publish_presence(shared: &Shared, me: &Uid, presence: &siren_proto::message::Presence) {
+    for (subscriber, tx) in shared.pubsub.subscribers(me) {
+        let allowed = shared
+            .rosters
+            .shares_presence_with(me.user(), &subscriber)
+            .await
+            .unwrap_or(false);
+        let blocked = shared
+            .rosters
+            .blocks(subscriber.user(), me)
+            .await
+            .unwrap_or(true);
+        if allowed && !blocked {
+            crate::pubsub::PubSub::deliver(&tx, me, presence);
         }
     }
 }

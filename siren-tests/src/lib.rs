@@ -360,8 +360,15 @@ impl Cli {
 
     /// Starts `siren listen` in the background.
     pub fn listen(&self) -> Listener {
+        self.listen_with(&[])
+    }
+
+    /// Starts `siren listen ARGS…` in the background and waits until it is connected.
+    pub fn listen_with(&self, args: &[&str]) -> Listener {
+        let mut full = vec!["listen"];
+        full.extend_from_slice(args);
         let mut child = self
-            .command(&["listen"])
+            .command(&full)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -68,6 +68,15 @@ pub enum Topic {
     },
 }
 
+impl Topic {
+    /// The user whose events the topic carries.
+    pub fn publisher(&self) -> &Uid {
+        match self {
+            Topic::Presence { uid } => uid,
+        }
+    }
+}
+
 /// What a login leads to (tagged by `k`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "k", rename_all = "snake_case")]

@@ -1,0 +1,205 @@
+//! Publish/subscribe: presence, only to sessions that asked for it, never stored or replayed
+//! (PROTOCOL.md §14).
+//!
+//! A subscription belongs to one live session and ends with it. An event goes to the sessions
+//! subscribed at the moment it is published; a session that is slow to read loses presence
+//! updates rather than slowing anyone down (its small event channel is full: the event is
+//! dropped). When a user's last ready session closes, `offline` is published for them.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use siren_api::{Uid, Username};
+use siren_proto::message::{Presence, PresenceStatus, ServerMessage, Topic};
+use tokio::sync::mpsc;
+
+/// Events waiting for one session.
+const EVENTS: usize = 16;
+
+/// A session's end of its subscriptions.
+pub struct Inbox {
+    /// Events for this session.
+    pub rx: mpsc::Receiver<ServerMessage>,
+}
+
+struct Subscriber {
+    uid: Uid,
+    tx: mpsc::Sender<ServerMessage>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Publisher → (connection → subscriber).
+    subs: HashMap<Uid, HashMap<u64, Subscriber>>,
+    /// Connection → the publishers it subscribed to.
+    by_conn: HashMap<u64, BTreeSet<Uid>>,
+    /// Connection → its sender, created on its first subscription.
+    senders: HashMap<u64, mpsc::Sender<ServerMessage>>,
+    /// Ready sessions per local user.
+    online: HashMap<Username, usize>,
+}
+
+/// Presence subscriptions of live sessions.
+#[derive(Default)]
+pub struct PubSub {
+    state: Mutex<State>,
+}
+
+impl PubSub {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Subscribes connection `conn` (user `uid`) to `publisher`'s presence. Returns the inbox to
+    /// read events from when this is the connection's first subscription.
+    pub fn subscribe(&self, conn: u64, uid: &Uid, publisher: &Uid) -> Option<Inbox> {
+        let mut st = self.state();
+        let mut inbox = None;
+        let tx = match st.senders.get(&conn) {
+            Some(tx) => tx.clone(),
+            None => {
+                let (tx, rx) = mpsc::channel(EVENTS);
+                st.senders.insert(conn, tx.clone());
+                inbox = Some(Inbox { rx });
+                tx
+            }
+        };
+        st.subs.entry(publisher.clone()).or_default().insert(
+            conn,
+            Subscriber {
+                uid: uid.clone(),
+                tx,
+            },
+        );
+        st.by_conn
+            .entry(conn)
+            .or_default()
+            .insert(publisher.clone());
+        inbox
+    }
+
+    /// Ends one subscription.
+    pub fn unsubscribe(&self, conn: u64, publisher: &Uid) {
+        let mut st = self.state();
+        if let Some(m) = st.subs.get_mut(publisher) {
+            m.remove(&conn);
+            if m.is_empty() {
+                st.subs.remove(publisher);
+            }
+        }
+        if let Some(set) = st.by_conn.get_mut(&conn) {
+            set.remove(publisher);
+        }
+    }
+
+    /// The sessions subscribed to `publisher` right now, by subscriber UID.
+    pub fn subscribers(&self, publisher: &Uid) -> Vec<(Uid, mpsc::Sender<ServerMessage>)> {
+        self.state()
+            .subs
+            .get(publisher)
+            .map(|m| m.values().map(|s| (s.uid.clone(), s.tx.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    /// Sends an event to one subscriber; drops it if the session is not keeping up.
+    pub fn deliver(tx: &mpsc::Sender<ServerMessage>, publisher: &Uid, presence: &Presence) {
+        let _ = tx.try_send(ServerMessage::Event {
+            topic: Topic::Presence {
+                uid: publisher.clone(),
+            },
+            from: publisher.clone(),
+            presence: presence.clone(),
+        });
+    }
+
+    /// A ready session of `user` opened.
+    pub fn session_ready(&self, user: &Username) {
+        *self.state().online.entry(user.clone()).or_default() += 1;
+    }
+
+    /// Connection `conn` closed: its subscriptions end. Returns true if it was the last ready
+    /// session of `user` (then the caller publishes `offline`).
+    pub fn session_closed(&self, conn: u64, user: Option<&Username>, was_ready: bool) -> bool {
+        let mut st = self.state();
+        if let Some(publishers) = st.by_conn.remove(&conn) {
+            for p in publishers {
+                if let Some(m) = st.subs.get_mut(&p) {
+                    m.remove(&conn);
+                    if m.is_empty() {
+                        st.subs.remove(&p);
+                    }
+                }
+            }
+        }
+        st.senders.remove(&conn);
+        let (Some(user), true) = (user, was_ready) else {
+            return false;
+        };
+        match st.online.get_mut(user) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            Some(_) => {
+                st.online.remove(user);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The presence published when a user's last session closes.
+    pub fn offline() -> Presence {
+        Presence {
+            status: PresenceStatus::Offline,
+            text: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uid(s: &str) -> Uid {
+        Uid::parse(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn events_reach_current_subscribers_only() {
+        let ps = PubSub::default();
+        let alice = uid("alice@a.test");
+        let mut inbox = ps.subscribe(1, &uid("bob@a.test"), &alice).unwrap();
+        assert!(
+            ps.subscribe(1, &uid("bob@a.test"), &uid("carol@a.test"))
+                .is_none()
+        );
+        let presence = Presence {
+            status: PresenceStatus::Away,
+            text: Some("lunch".into()),
+        };
+        for (_, tx) in ps.subscribers(&alice) {
+            PubSub::deliver(&tx, &alice, &presence);
+        }
+        assert!(matches!(
+            inbox.rx.recv().await,
+            Some(ServerMessage::Event { .. })
+        ));
+        ps.unsubscribe(1, &alice);
+        assert!(ps.subscribers(&alice).is_empty());
+        // Closing drops the remaining subscriptions.
+        assert!(!ps.session_closed(1, None, false));
+        assert!(ps.subscribers(&uid("carol@a.test")).is_empty());
+    }
+
+    #[test]
+    fn last_ready_session_closing_is_reported() {
+        let ps = PubSub::default();
+        let alice = Username::parse("alice").unwrap();
+        ps.session_ready(&alice);
+        ps.session_ready(&alice);
+        assert!(!ps.session_closed(1, Some(&alice), true));
+        assert!(ps.session_closed(2, Some(&alice), true));
+        assert!(!ps.session_closed(3, Some(&alice), false));
+    }
+}
