@@ -219,7 +219,7 @@ enum Event {
     Wake,
     Frame(Result<Vec<u8>, NetError>),
     Committed(Result<Result<(), Error>, tokio::task::JoinError>),
-    PubSub(Option<ServerMessage>),
+    PubSub(Option<Box<ServerMessage>>),
     Timeout,
 }
 
@@ -314,7 +314,7 @@ impl Session {
                 _ = notified(kick) => Event::Kicked,
                 _ = notified(wake) => Event::Wake,
                 done = committed(&mut self.commit) => Event::Committed(done),
-                ev = next_pubsub(&mut self.inbox) => Event::PubSub(ev),
+                ev = next_pubsub(&mut self.inbox) => Event::PubSub(ev.map(Box::new)),
                 frame = self.inp.recv_plain(), if reading => Event::Frame(frame),
                 _ = tokio::time::sleep_until(deadline) => Event::Timeout,
             };
