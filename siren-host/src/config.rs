@@ -84,6 +84,8 @@ pub struct Limits {
     pub sweep_interval_secs: u64,
     /// Most queue items delivered to a device and not yet acknowledged.
     pub max_in_flight: usize,
+    /// How long a new device waits for one of the user's devices to approve it, in seconds.
+    pub approval_timeout_secs: u64,
 }
 
 impl Default for Limits {
@@ -98,6 +100,7 @@ impl Default for Limits {
             session_ttl_secs: 30 * 24 * 3600,
             sweep_interval_secs: 60,
             max_in_flight: 256,
+            approval_timeout_secs: 300,
         }
     }
 }
@@ -270,6 +273,7 @@ impl Config {
             ("limits.sweep_interval_secs", l.sweep_interval_secs),
             ("limits.max_connections", l.max_connections as u64),
             ("limits.max_in_flight", l.max_in_flight as u64),
+            ("limits.approval_timeout_secs", l.approval_timeout_secs),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -318,6 +322,7 @@ queue_ttl_secs = {ttl}           # undelivered messages expire after this (7 day
 session_ttl_secs = {sttl}        # unused sessions stop being resumable after this (30 days)
 sweep_interval_secs = {sweep}
 max_in_flight = {inflight}
+approval_timeout_secs = {approval}  # a new device waits this long for approval
 
 [storage]
 backend = "rocksdb"              # or "memory" (nothing survives a restart)
@@ -347,6 +352,7 @@ level = "info"
             sttl = d.limits.session_ttl_secs,
             sweep = d.limits.sweep_interval_secs,
             inflight = d.limits.max_in_flight,
+            approval = d.limits.approval_timeout_secs,
             fpa = d.auth.failures_per_account_per_minute,
             fpi = d.auth.failures_per_address_per_minute,
         )

@@ -12,10 +12,15 @@ use siren_api::{Error, ErrorCode, Username};
 use siren_proto::message;
 use siren_proto::records::{DirectoryEntry, RecordError, UserDirectory};
 
+/// Most remembered watchers per user.
+const MAX_WATCHERS: usize = 10_000;
+
 /// Local users' directories.
 pub struct Directory {
     storage: Arc<dyn Storage>,
     cache: Mutex<HashMap<Username, Arc<UserDirectory>>>,
+    /// Who looked each user up (in memory): they get a notice when the user's devices change.
+    watchers: Mutex<HashMap<Username, std::collections::HashSet<siren_api::Uid>>>,
     /// Serialises appends (rare: one per login or revocation) so the cache and the store move
     /// together.
     append: tokio::sync::Mutex<()>,
@@ -45,6 +50,7 @@ impl Directory {
         Directory {
             storage,
             cache: Mutex::new(HashMap::new()),
+            watchers: Mutex::new(HashMap::new()),
             append: tokio::sync::Mutex::new(()),
         }
     }
@@ -62,6 +68,25 @@ impl Directory {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(user.clone(), dir);
+    }
+
+    /// Remembers that `looker` looked `user` up.
+    pub fn watch(&self, user: &Username, looker: &siren_api::Uid) {
+        let mut w = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
+        let set = w.entry(user.clone()).or_default();
+        if set.len() < MAX_WATCHERS {
+            set.insert(looker.clone());
+        }
+    }
+
+    /// Everyone who looked `user` up since the server started.
+    pub fn watchers(&self, user: &Username) -> Vec<siren_api::Uid> {
+        self.watchers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(user)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The user's directory, or `None` if the user has never registered a device.

@@ -15,6 +15,7 @@
 //! | [`hub`] | live sessions, for pushing committed items |
 //! | [`pubsub`] | presence subscriptions of live sessions |
 //! | [`roster`] | signed rosters: storing them, blocking, contact requests |
+//! | [`approvals`] | new devices waiting for approval |
 //! | [`admin`] | `sirend user …`, `sirend init`, DNS records |
 //!
 //! # Architecture invariants
@@ -26,6 +27,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod admin;
+pub mod approvals;
 pub mod auth;
 pub mod config;
 pub mod directory;

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
+use crate::approvals::Approvals;
 use crate::auth::{AuthManager, RateLimiter};
 use crate::config::Config;
 use crate::directory::Directory;
@@ -41,6 +42,8 @@ pub struct Shared {
     pub rosters: Rosters,
     /// Presence subscriptions.
     pub pubsub: PubSub,
+    /// New devices waiting for approval.
+    pub approvals: Approvals,
     /// Flips to `true` when the server shuts down.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -95,6 +98,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         hub,
         rosters: Rosters::new(storage.clone(), config.roster.non_contacts),
         pubsub: PubSub::default(),
+        approvals: Approvals::default(),
         storage: storage.clone(),
         shutdown: stop_rx.clone(),
         config,

@@ -67,6 +67,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, con
                 commit: None,
                 inbox: None,
                 counted_ready: false,
+                approval: None,
             };
             let outcome = session.run().await;
             session.close(outcome).await;
@@ -204,6 +205,8 @@ struct Session {
     inbox: Option<crate::pubsub::Inbox>,
     /// Whether this session counts as one of its user's ready sessions.
     counted_ready: bool,
+    /// A pending approval of this (new) device: the request id and its deadline.
+    approval: Option<(RequestId, Instant)>,
 }
 
 /// A queue commit running on its own task.
@@ -301,11 +304,14 @@ impl Session {
             if let Some(l) = &live {
                 self.pump(l).await?;
             }
-            let deadline = if self.user.is_some() && self.usk_registered {
+            let mut deadline = if self.user.is_some() {
                 self.last_activity + idle
             } else {
                 (self.last_activity + idle).min(auth_deadline)
             };
+            if let Some((_, until)) = self.approval {
+                deadline = deadline.min(until);
+            }
             let kick = live.as_ref().map(|l| l.kick.clone());
             let wake = live.as_ref().map(|l| l.wake.clone());
             let reading = self.batch_rids.len() < MAX_BATCHED;
@@ -370,9 +376,24 @@ impl Session {
                                 if live.is_none() {
                                     live = Some(self.go_live());
                                 }
+                                self.count_ready();
                             }
                             Flow::Close(o) => return Ok(o),
                         },
+                    }
+                }
+                Event::Timeout
+                    if self
+                        .approval
+                        .is_some_and(|(_, until)| until <= Instant::now()) =>
+                {
+                    if let Some((rid, _)) = self.approval.take() {
+                        self.shared.approvals.close(&self.dek);
+                        let e = Error::new(
+                            ErrorCode::ApprovalTimeout,
+                            "no device of this account approved this one in time",
+                        );
+                        self.error(Some(rid), &e).await?;
                     }
                 }
                 Event::Timeout => {
@@ -449,6 +470,17 @@ impl Session {
                 Err(e) => tracing::warn!(error = %e, "session lookup failed"),
             }
         }
+        // Only a logged-in session whose DEK is still a live device resumes; anything else
+        // (never logged in, device revoked) starts over with a login.
+        if let Some((_, rec)) = &resumed {
+            let live = match &rec.user {
+                Some(u) => self.is_registered(u).await?,
+                None => false,
+            };
+            if !live {
+                resumed = None;
+            }
+        }
         let was_resumed = resumed.is_some();
         let (id, user) = match resumed {
             Some((id, rec)) => (id, rec.user),
@@ -456,10 +488,8 @@ impl Session {
         };
         self.id = id;
         self.user = user.clone();
+        self.usk_registered = user.is_some();
         self.save_session().await?;
-        if let Some(u) = &user {
-            self.usk_registered = self.is_registered(u).await?;
-        }
         let welcome = ServerMessage::Welcome {
             sid: id,
             resumed: was_resumed,
@@ -470,11 +500,7 @@ impl Session {
         self.send(&welcome).await?;
         tracing::info!(peer = %self.peer, session = ?self.id, resumed = was_resumed, "session opened");
         if user.is_some() {
-            return Ok(if self.usk_registered {
-                Flow::Ready
-            } else {
-                Flow::Continue
-            });
+            return Ok(Flow::Ready);
         }
         let mechs = self.shared.auth.names();
         self.send(&ServerMessage::AuthMechanisms { mechs }).await?;
@@ -510,15 +536,18 @@ impl Session {
 
     fn go_live(&mut self) -> Live {
         let Registration { lag, kick, wake } = self.shared.hub.register(self.dek, self.conn);
-        if let Some(user) = &self.user
-            && !self.counted_ready
-        {
-            self.shared.pubsub.session_ready(user);
-            self.counted_ready = true;
-        }
+        self.count_ready();
         self.cursor = Some(0);
         self.drained_sent = false;
         Live { lag, kick, wake }
+    }
+
+    /// Counts this session as one of its user's ready sessions (for presence), once registered.
+    fn count_ready(&mut self) {
+        if let (Some(user), true, false) = (&self.user, self.usk_registered, self.counted_ready) {
+            self.shared.pubsub.session_ready(user);
+            self.counted_ready = true;
+        }
     }
 
     fn max_in_flight(&self) -> usize {
@@ -603,7 +632,20 @@ impl Session {
             (ClientMessage::Register { rid, record }, Some(user)) => {
                 return self.register(rid, &user, record).await;
             }
-            (ClientMessage::Lookup { rid, uid }, Some(_)) => self.lookup(rid, &uid).await?,
+            (ClientMessage::Lookup { rid, uid }, Some(user)) => {
+                self.lookup(rid, &user, &uid).await?
+            }
+            (ClientMessage::ApprovalRequest { rid, commit, name }, Some(user)) => {
+                self.approval_request(rid, &user, commit, name).await?
+            }
+            (ClientMessage::ApprovalReveal { rid, to, nonce }, Some(user)) => {
+                let ok = !self.usk_registered && self.shared.approvals.is_pending(&self.dek, &user);
+                let notice = Notice::ApprovalReveal {
+                    from_dek: self.dek,
+                    nonce,
+                };
+                self.relay(rid, &user, ok, to, notice).await?
+            }
             (msg, Some(_)) if !self.usk_registered => {
                 let rid = request_id(&msg);
                 self.error(
@@ -623,6 +665,29 @@ impl Session {
                 return self.revoke(rid, &user, revocation).await;
             }
             (ClientMessage::RosterGet { rid }, Some(user)) => self.roster_get(rid, &user).await?,
+            (ClientMessage::ApprovalChallenge { rid, to, nonce }, Some(user)) => {
+                let ok = self.shared.approvals.is_pending(&to, &user);
+                let notice = Notice::ApprovalChallenge {
+                    from_dek: self.dek,
+                    nonce,
+                };
+                self.relay(rid, &user, ok, to, notice).await?
+            }
+            (ClientMessage::ApprovalGrant { rid, transfer }, Some(user)) => {
+                let to = transfer.to_dek;
+                let ok =
+                    transfer.from_dek == self.dek && self.shared.approvals.is_pending(&to, &user);
+                let notice = Notice::ApprovalGrant { transfer };
+                self.relay(rid, &user, ok, to, notice).await?
+            }
+            (ClientMessage::ApprovalDeny { rid, to }, Some(user)) => {
+                let ok = self.shared.approvals.is_pending(&to, &user);
+                let notice = Notice::ApprovalDeny { from_dek: self.dek };
+                self.relay(rid, &user, ok, to, notice).await?;
+                if ok {
+                    self.shared.approvals.close(&to);
+                }
+            }
             (ClientMessage::Subscribe { rid, topics }, Some(user)) => {
                 self.subscribe(rid, &user, topics).await?
             }
@@ -792,11 +857,8 @@ impl Session {
                 let uid = self.uid(&user);
                 self.send(&ServerMessage::AuthSuccess { rid, uid, next })
                     .await?;
-                Ok(if self.usk_registered {
-                    Flow::Ready
-                } else {
-                    Flow::Continue
-                })
+                // A device waiting for approval also receives its queue: the approval notices.
+                Ok(Flow::Ready)
             }
         }
     }
@@ -824,8 +886,14 @@ impl Session {
             .append(user, DirectoryEntry::Add(record))
             .await
         {
-            Ok(_) => {
+            Ok(dir) => {
                 self.usk_registered = true;
+                if self.approval.take().is_some() {
+                    self.shared.approvals.close(&self.dek);
+                }
+                if dir.head().seq > 1 {
+                    self.directory_changed(user, &dir).await;
+                }
                 tracing::info!(%user, device = %short(&self.dek), "device registered");
                 self.ok(rid).await?;
                 Ok(Flow::Ready)
@@ -855,14 +923,17 @@ impl Session {
             return Ok(Flow::Continue);
         }
         let target = revocation.dek;
-        if let Err(e) = self
+        match self
             .shared
             .directory
             .append(user, DirectoryEntry::Revoke(revocation))
             .await
         {
-            self.error(Some(rid), &e).await?;
-            return Ok(Flow::Continue);
+            Ok(dir) => self.directory_changed(user, &dir).await,
+            Err(e) => {
+                self.error(Some(rid), &e).await?;
+                return Ok(Flow::Continue);
+            }
         }
         tracing::info!(%user, device = %short(&target), "device revoked");
         if let Err(e) = self.shared.storage.purge(target.as_bytes()).await {
@@ -877,7 +948,7 @@ impl Session {
         Ok(Flow::Continue)
     }
 
-    async fn lookup(&mut self, rid: RequestId, uid: &Uid) -> Result<(), Outcome> {
+    async fn lookup(&mut self, rid: RequestId, user: &Username, uid: &Uid) -> Result<(), Outcome> {
         if uid.server() != &self.shared.config.server.name {
             return self
                 .error(
@@ -891,6 +962,9 @@ impl Session {
         }
         match self.shared.directory.get(uid.user()).await {
             Ok(Some(dir)) => {
+                if uid.user() != user {
+                    self.shared.directory.watch(uid.user(), &self.uid(user));
+                }
                 self.send(&ServerMessage::Directory {
                     rid,
                     listing: dir.listing(),
@@ -1061,6 +1135,132 @@ impl Session {
         }
     }
 
+    /// A new device asks the user's existing devices for approval.
+    async fn approval_request(
+        &mut self,
+        rid: RequestId,
+        user: &Username,
+        commit: siren_proto::transcript::Digest,
+        name: Option<String>,
+    ) -> Result<(), Outcome> {
+        if self.usk_registered {
+            let e = Error::new(
+                ErrorCode::UnexpectedMessage,
+                "this device is already registered",
+            );
+            return self.error(Some(rid), &e).await;
+        }
+        let devices: Vec<DekPublic> = match self.shared.directory.get(user).await {
+            Ok(Some(dir)) => dir.devices().map(|r| r.dek).collect(),
+            Ok(None) => Vec::new(),
+            Err(e) => return self.error(Some(rid), &e).await,
+        };
+        if devices.is_empty() {
+            let e = Error::new(
+                ErrorCode::NotFound,
+                "the account has no device that could approve",
+            );
+            return self.error(Some(rid), &e).await;
+        }
+        if !self.shared.approvals.open(self.dek, user.clone()) {
+            let e = Error::new(
+                ErrorCode::RateLimited,
+                "too many approvals pending; try later",
+            );
+            return self.error(Some(rid), &e).await;
+        }
+        let items = devices
+            .into_iter()
+            .map(|d| {
+                let notice = Notice::ApprovalRequest {
+                    new_dek: self.dek,
+                    commit,
+                    name: name.clone(),
+                };
+                (d, QueueItem::Notice { notice })
+            })
+            .collect();
+        if let Err(e) = self.shared.queue.enqueue_to(items).await {
+            self.shared.approvals.close(&self.dek);
+            return self.error(Some(rid), &e).await;
+        }
+        let wait = Duration::from_secs(self.shared.config.limits.approval_timeout_secs);
+        self.approval = Some((rid, Instant::now() + wait));
+        tracing::info!(%user, device = %short(&self.dek), "device waits for approval");
+        self.ok(rid).await
+    }
+
+    /// Relays an approval message to device `to` of the same user, if `allowed`.
+    async fn relay(
+        &mut self,
+        rid: RequestId,
+        user: &Username,
+        allowed: bool,
+        to: DekPublic,
+        notice: Notice,
+    ) -> Result<(), Outcome> {
+        let target_ok = allowed
+            && (self.shared.approvals.is_pending(&to, user)
+                || self
+                    .shared
+                    .directory
+                    .get(user)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some_and(|d| d.is_live(&to)));
+        if !target_ok {
+            let e = Error::new(
+                ErrorCode::UnexpectedMessage,
+                "no approval of that device is pending for this account",
+            );
+            return self.error(Some(rid), &e).await;
+        }
+        match self
+            .shared
+            .queue
+            .enqueue_to(vec![(to, QueueItem::Notice { notice })])
+            .await
+        {
+            Ok(()) => self.ok(rid).await,
+            Err(e) => self.error(Some(rid), &e).await,
+        }
+    }
+
+    /// Tells the user's other devices, and everyone who looked the user up, that the user's
+    /// devices changed.
+    async fn directory_changed(&self, user: &Username, dir: &UserDirectory) {
+        let uid = self.uid(user);
+        let mut targets: Vec<DekPublic> = dir
+            .devices()
+            .map(|r| r.dek)
+            .filter(|d| *d != self.dek)
+            .collect();
+        for watcher in self.shared.directory.watchers(user) {
+            if let Ok(Some(wdir)) = self.shared.directory.get(watcher.user()).await {
+                targets.extend(wdir.devices().map(|r| r.dek));
+            }
+        }
+        let notice = Notice::DirectoryChanged {
+            uid,
+            head: dir.head(),
+        };
+        let items = targets
+            .into_iter()
+            .map(|d| {
+                (
+                    d,
+                    QueueItem::Notice {
+                        notice: notice.clone(),
+                    },
+                )
+            })
+            .collect();
+        if let Err(e) = self.shared.queue.enqueue_to(items).await {
+            tracing::warn!(%user, error = %e, "could not queue directory-change notices");
+        }
+    }
+
     async fn subscribe(
         &mut self,
         rid: RequestId,
@@ -1111,6 +1311,9 @@ impl Session {
 
     async fn close(&mut self, outcome: Outcome) {
         self.shared.hub.unregister(&self.dek, self.conn);
+        if self.approval.take().is_some() {
+            self.shared.approvals.close(&self.dek);
+        }
         let last =
             self.shared
                 .pubsub
