@@ -8,6 +8,7 @@ use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 use siren_api::{ErrorCode, Uid};
 use siren_net::{Connected, Receiver, Sender, connect};
+use siren_proto::approval::{self, ApprovalTranscript, ShortCode, UskTransfer};
 use siren_proto::envelope::{Envelope, EnvelopeError, Recipient, Sender as EnvSender};
 use siren_proto::handshake::SessionRequest;
 use siren_proto::ids::{MessageId, SessionId};
@@ -15,11 +16,11 @@ use siren_proto::keys::{DekPublic, DekSecret, UskSecret};
 use siren_proto::message::{
     self, ClientMessage, NextStep, Notice, Presence, QueueItem, RequestId, ServerMessage, Topic,
 };
-use siren_proto::records::{DeviceRecordDraft, UserDirectory};
+use siren_proto::records::{DeviceRecordDraft, DeviceRevocation, UserDirectory};
 use siren_proto::roster::{Contact, Roster};
 use siren_proto::transcript::Digest;
 
-use crate::profile::{Profile, Secrets};
+use crate::profile::{Profile, Secrets, SeenRequest};
 
 /// How long each handshake step and each request may take.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
@@ -90,8 +91,10 @@ pub struct LookupReport {
 pub enum LoginOutcome {
     /// First device: a USK was generated and this device registered.
     CreatedUser,
-    /// This device registered with the USK it already holds.
+    /// This device registered a new DEK with the USK it already holds.
     Registered,
+    /// Another device approved this one and handed over the USK.
+    Approved,
     /// The device was already registered.
     AlreadyRegistered,
 }
@@ -274,18 +277,25 @@ impl Client {
         Ok((conn, welcome))
     }
 
-    /// Logs in with a password: opens a session with this device's DEK (a new one on the first
-    /// login), authenticates with `PLAIN`, and registers the DEK — creating the user's USK on
-    /// the user's first device.
+    /// Logs in with a password on this device with a fresh DEK (the spec's "freshly generated
+    /// with each session"), and registers it:
+    ///
+    /// * the user's first device creates the USK;
+    /// * a device that already holds the USK registers the new DEK with it, then drains the old
+    ///   DEK's queue (the messages are returned) and revokes the old DEK;
+    /// * a device without the USK asks the user's other devices for approval; `on_code` gets the
+    ///   six-digit code to compare with the approving device.
     pub async fn login(
         &mut self,
         password: &str,
         device_name: Option<String>,
-    ) -> anyhow::Result<LoginOutcome> {
-        let dek = match self.secrets.dek() {
-            Some(d) => d,
-            None => DekSecret::generate(&mut siren_proto::os_rng()),
+        on_code: &mut dyn FnMut(ShortCode),
+    ) -> anyhow::Result<(LoginOutcome, Vec<Event>)> {
+        let old = match (self.secrets.dek(), self.secrets.session) {
+            (Some(dek), Some(sid)) => Some((dek, SessionId::from_bytes(sid))),
+            _ => None,
         };
+        let dek = DekSecret::generate(&mut siren_proto::os_rng());
         let (mut conn, welcome) = self.open(&dek, SessionRequest::Open).await?;
         let ServerMessage::Welcome { sid, .. } = welcome else {
             bail!("the server did not start with welcome");
@@ -320,8 +330,7 @@ impl Client {
         if &uid != self.uid() {
             bail!("the server logged us in as {uid}, not {}", self.uid());
         }
-        self.secrets.dek = Some(*dek.to_bytes());
-        self.secrets.session = Some(*sid.as_bytes());
+        self.conn = Some(conn);
         let outcome = match next {
             NextStep::Ready => LoginOutcome::AlreadyRegistered,
             NextStep::CreateUser => {
@@ -329,59 +338,299 @@ impl Client {
                 self.secrets.usk = Some(*usk.to_bytes());
                 // Save before registering: the USK must never be lost once published.
                 self.profile.save_secrets(&self.secrets)?;
-                let record = DeviceRecordDraft {
-                    uid: uid.clone(),
-                    dek: dek.public(),
-                    seq: 1,
-                    prev: Digest::ZERO,
-                    ts: now(),
-                    name: device_name,
-                }
-                .sign(&usk);
-                conn.request(|rid| ClientMessage::Register {
-                    rid,
-                    record: record.clone(),
-                })
-                .await?;
+                self.register(&usk, &dek, 1, Digest::ZERO, device_name)
+                    .await?;
                 LoginOutcome::CreatedUser
             }
             NextStep::AwaitApproval { listing } => {
-                let Some(usk) = self.secrets.usk() else {
-                    bail!(
-                        "{uid} already has devices; this device must be approved by one of them \
-                         (device approval arrives in a later version)"
-                    );
-                };
                 let check = UserDirectory::check_listing(&uid, &listing, None).map_err(|e| {
                     anyhow::anyhow!("the server's listing of {uid} does not verify: {e}")
                 })?;
-                if check.directory.usk() != &usk.public() {
+                let directory = check.directory;
+                let (usk, outcome) = match self.secrets.usk() {
+                    Some(usk) => (usk, LoginOutcome::Registered),
+                    None => {
+                        let usk = self
+                            .await_approval(&dek, &directory, device_name.clone(), on_code)
+                            .await?;
+                        self.secrets.usk = Some(*usk.to_bytes());
+                        self.profile.save_secrets(&self.secrets)?;
+                        (usk, LoginOutcome::Approved)
+                    }
+                };
+                if directory.usk() != &usk.public() {
                     bail!(
                         "the directory of {uid} is signed by a different USK than this device holds"
                     );
                 }
-                let head = check.directory.head();
-                let record = DeviceRecordDraft {
-                    uid: uid.clone(),
-                    dek: dek.public(),
-                    seq: head.seq + 1,
-                    prev: head.hash,
-                    ts: now(),
-                    name: device_name,
-                }
-                .sign(&usk);
-                conn.request(|rid| ClientMessage::Register {
-                    rid,
-                    record: record.clone(),
-                })
-                .await?;
-                LoginOutcome::Registered
+                let head = directory.head();
+                self.register(&usk, &dek, head.seq + 1, head.hash, device_name)
+                    .await?;
+                outcome
             }
             other => bail!("unsupported login step {other:?}"),
         };
+        self.secrets.dek = Some(*dek.to_bytes());
+        self.secrets.session = Some(*sid.as_bytes());
         self.profile.save_secrets(&self.secrets)?;
-        self.conn = Some(conn);
-        Ok(outcome)
+        // The old DEK of this device: deliver what waits for it, then revoke it.
+        let mut drained = Vec::new();
+        if let Some((old_dek, old_sid)) = old
+            && old_dek.public() != dek.public()
+        {
+            drained = self.retire(&old_dek, old_sid).await?;
+        }
+        Ok((outcome, drained))
+    }
+
+    async fn register(
+        &mut self,
+        usk: &UskSecret,
+        dek: &DekSecret,
+        seq: u64,
+        prev: Digest,
+        name: Option<String>,
+    ) -> anyhow::Result<()> {
+        let record = DeviceRecordDraft {
+            uid: self.uid().clone(),
+            dek: dek.public(),
+            seq,
+            prev,
+            ts: now(),
+            name,
+        }
+        .sign(usk);
+        self.conn()?
+            .request(|rid| ClientMessage::Register {
+                rid,
+                record: record.clone(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Drains the queue of this device's previous DEK through its old session, then revokes it
+    /// from the new session. Returns what was delivered to the old DEK.
+    async fn retire(&mut self, old: &DekSecret, old_sid: SessionId) -> anyhow::Result<Vec<Event>> {
+        let mut events = Vec::new();
+        let new_conn = self.conn.take();
+        let new_secrets = (self.secrets.dek, self.secrets.session);
+        if let Ok((conn, ServerMessage::Welcome { resumed: true, .. })) =
+            self.open(old, SessionRequest::Resume(old_sid)).await
+        {
+            self.conn = Some(conn);
+            self.secrets.dek = Some(*old.to_bytes());
+            let drained = async {
+                while let Some(e) = self.next_event(true).await? {
+                    events.push(e);
+                }
+                self.bye().await
+            }
+            .await;
+            self.secrets.dek = new_secrets.0;
+            self.secrets.session = new_secrets.1;
+            drained?;
+        }
+        self.conn = new_conn;
+        self.revoke(&old.public()).await?;
+        Ok(events)
+    }
+
+    /// Revokes one of this account's devices (signed with the USK).
+    pub async fn revoke(&mut self, device: &DekPublic) -> anyhow::Result<()> {
+        let usk = self.secrets.usk().context("this device has no USK")?;
+        let me = self.uid().clone();
+        let own = self.lookup(&me).await?.directory;
+        if !own.is_live(device) {
+            bail!("that device is not a live device of {me}");
+        }
+        let head = own.head();
+        let revocation = DeviceRevocation::sign(&usk, me, *device, head.seq + 1, head.hash, now());
+        self.conn()?
+            .request(|rid| ClientMessage::Revoke {
+                rid,
+                revocation: revocation.clone(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The next approval notice for this (new) device, pinging while waiting.
+    async fn next_notice(&mut self) -> anyhow::Result<Notice> {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(30), self.next_event(false)).await {
+                Ok(Ok(Some(Event::Notice(n)))) => return Ok(n),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => self.ping().await?,
+            }
+        }
+    }
+
+    /// The new device's side of an approval (PROTOCOL.md §16): commit, answer the first
+    /// challenge with the reveal, show the code, and open the USK transfer.
+    async fn await_approval(
+        &mut self,
+        dek: &DekSecret,
+        directory: &UserDirectory,
+        name: Option<String>,
+        on_code: &mut dyn FnMut(ShortCode),
+    ) -> anyhow::Result<UskSecret> {
+        let uid = self.uid().clone();
+        let mut rng = siren_proto::os_rng();
+        let new_nonce = approval::random_nonce(&mut rng);
+        let commit = approval::commitment(&uid, &dek.public(), &new_nonce);
+        self.conn()?
+            .request(|rid| ClientMessage::ApprovalRequest {
+                rid,
+                commit,
+                name: name.clone(),
+            })
+            .await?;
+        let published: Vec<DekPublic> = directory.devices().map(|r| r.dek).collect();
+        let mut transcript: Option<ApprovalTranscript> = None;
+        loop {
+            match self.next_notice().await? {
+                Notice::ApprovalChallenge { from_dek, nonce } if transcript.is_none() => {
+                    if !published.contains(&from_dek) {
+                        continue; // not one of the user's published devices
+                    }
+                    self.conn()?
+                        .request(|rid| ClientMessage::ApprovalReveal {
+                            rid,
+                            to: from_dek,
+                            nonce: new_nonce,
+                        })
+                        .await?;
+                    let t = ApprovalTranscript {
+                        uid: uid.clone(),
+                        new_dek: dek.public(),
+                        existing_dek: from_dek,
+                        commit,
+                        existing_nonce: nonce,
+                        new_nonce,
+                    };
+                    on_code(t.short_code());
+                    transcript = Some(t);
+                }
+                Notice::ApprovalGrant { transfer } => {
+                    let Some(t) = &transcript else { continue };
+                    return transfer
+                        .open(dek, t, directory.usk(), &published)
+                        .map_err(|e| {
+                            anyhow::anyhow!(
+                                "the signing key sent by the other device does not check out: {e}"
+                            )
+                        });
+                }
+                Notice::ApprovalDeny { .. } => bail!("the other device denied this login"),
+                _ => {}
+            }
+        }
+    }
+
+    /// The approving side: waits up to `wait` for an approval request, answers it, and when the
+    /// new device reveals its nonce, asks `decide` (given the new device's name and the code)
+    /// whether to hand over the USK.
+    pub async fn approve_next(
+        &mut self,
+        wait: Duration,
+        decide: &mut dyn FnMut(Option<&str>, ShortCode) -> bool,
+    ) -> anyhow::Result<bool> {
+        let usk = self.secrets.usk().context("this device has no USK")?;
+        let my_dek = self.secrets.dek().context("not logged in")?.public();
+        let uid = self.uid().clone();
+        let deadline = tokio::time::Instant::now() + wait;
+        // (new device, its commitment and name, our nonce)
+        let mut pending: Option<(DekPublic, Digest, Option<String>, approval::ApprovalNonce)> =
+            None;
+        // Requests that `recv` or `listen` already took from the queue, newest first: the first
+        // one the server still has pending is answered.
+        let saved = self.profile.approval_requests()?;
+        self.profile.save_approval_requests(Vec::new())?;
+        for req in saved.into_iter().rev() {
+            let nonce = approval::random_nonce(&mut siren_proto::os_rng());
+            let to = req.new_dek;
+            if self
+                .conn()?
+                .request(|rid| ClientMessage::ApprovalChallenge { rid, to, nonce })
+                .await
+                .is_ok()
+            {
+                pending = Some((req.new_dek, req.commit, req.name, nonce));
+                break;
+            }
+        }
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let notice = match tokio::time::timeout(
+                left.min(Duration::from_secs(30)),
+                self.next_event(false),
+            )
+            .await
+            {
+                Ok(Ok(Some(Event::Notice(n)))) => n,
+                Ok(Ok(_)) => continue,
+                Ok(Err(e)) => return Err(e),
+                Err(_) if left.is_zero() => bail!("no approval request arrived within {wait:?}"),
+                Err(_) => {
+                    self.ping().await?;
+                    continue;
+                }
+            };
+            match notice {
+                Notice::ApprovalRequest {
+                    new_dek,
+                    commit,
+                    name,
+                } => {
+                    let nonce = approval::random_nonce(&mut siren_proto::os_rng());
+                    let sent = self
+                        .conn()?
+                        .request(|rid| ClientMessage::ApprovalChallenge {
+                            rid,
+                            to: new_dek,
+                            nonce,
+                        })
+                        .await;
+                    if sent.is_ok() {
+                        pending = Some((new_dek, commit, name, nonce));
+                    } // else: a stale request (that device gave up); wait for another
+                }
+                Notice::ApprovalReveal { from_dek, nonce } => {
+                    let Some((new_dek, commit, name, existing_nonce)) = pending.clone() else {
+                        continue;
+                    };
+                    if from_dek != new_dek {
+                        continue;
+                    }
+                    let genuine = approval::check_reveal(&commit, &uid, &new_dek, &nonce);
+                    let t = ApprovalTranscript {
+                        uid: uid.clone(),
+                        new_dek,
+                        existing_dek: my_dek,
+                        commit,
+                        existing_nonce,
+                        new_nonce: nonce,
+                    };
+                    if genuine && decide(name.as_deref(), t.short_code()) {
+                        let transfer = UskTransfer::seal(&usk, &t, &mut siren_proto::os_rng())?;
+                        self.conn()?
+                            .request(|rid| ClientMessage::ApprovalGrant {
+                                rid,
+                                transfer: transfer.clone(),
+                            })
+                            .await?;
+                        return Ok(true);
+                    }
+                    self.conn()?
+                        .request(|rid| ClientMessage::ApprovalDeny { rid, to: new_dek })
+                        .await?;
+                    return Ok(false);
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Resumes this device's session (after `login`).
@@ -502,6 +751,7 @@ impl Client {
                         return Ok(Some(event));
                     }
                 }
+                ServerMessage::Error { code, msg, .. } => return Err(server_error(code, &msg)),
                 ServerMessage::Event { from, presence, .. } => {
                     return Ok(Some(Event::Presence { from, presence }));
                 }
@@ -521,7 +771,25 @@ impl Client {
     async fn receive(&mut self, item: QueueItem) -> anyhow::Result<Option<Event>> {
         let env = match item {
             QueueItem::Message { env } => env,
-            QueueItem::Notice { notice } => return Ok(Some(Event::Notice(notice))),
+            QueueItem::Notice { notice } => {
+                if let Notice::ApprovalRequest {
+                    new_dek,
+                    commit,
+                    name,
+                } = &notice
+                {
+                    // Kept so that `devices approve` can answer it after `recv` took it.
+                    let mut saved = self.profile.approval_requests()?;
+                    saved.retain(|r| &r.new_dek != new_dek);
+                    saved.push(SeenRequest {
+                        new_dek: *new_dek,
+                        commit: *commit,
+                        name: name.clone(),
+                    });
+                    self.profile.save_approval_requests(saved)?;
+                }
+                return Ok(Some(Event::Notice(notice)));
+            }
             _ => return Ok(None),
         };
         if self.seen_set.contains(&env.id) {

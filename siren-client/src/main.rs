@@ -80,10 +80,45 @@ enum Command {
     },
     /// Show this profile's account and device.
     Whoami,
+    /// This account's devices.
+    Devices {
+        #[command(subcommand)]
+        action: DeviceAction,
+    },
     /// The Personal Roster: contacts and blocked users (signed by this account's USK).
     Contacts {
         #[command(subcommand)]
         action: ContactAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceAction {
+    /// List the account's devices.
+    List,
+    /// Wait for a new device's approval request, compare codes, and send it the signing key.
+    Approve {
+        /// The code the new device shows (six digits); without it, you are asked.
+        #[arg(long)]
+        code: Option<String>,
+        /// Read the code the new device shows from standard input once this device has computed
+        /// its own (for scripts: the code is known only after the exchange started).
+        #[arg(long, conflicts_with = "code")]
+        code_stdin: bool,
+        /// How long to wait for a request, in seconds.
+        #[arg(long, default_value_t = 120)]
+        wait: u64,
+    },
+    /// Wait for a new device's approval request and refuse it.
+    Deny {
+        /// How long to wait for a request, in seconds.
+        #[arg(long, default_value_t = 120)]
+        wait: u64,
+    },
+    /// Revoke a device (by the start of its fingerprint, as `devices list` shows it).
+    Revoke {
+        /// Fingerprint prefix, e.g. "3e44 28c4" or "3e4428c4".
+        device: String,
     },
 }
 
@@ -177,6 +212,13 @@ fn print_event(event: &Event) {
         Event::Notice(Notice::ContactRequest { from }) => eprintln!(
             "contact request from {from} (accept: siren contacts add {from}; refuse: siren contacts block {from})"
         ),
+        Event::Notice(Notice::DirectoryChanged { uid, .. }) => eprintln!(
+            "the devices of {uid} changed (senders re-check them; see: siren lookup {uid})"
+        ),
+        Event::Notice(Notice::ApprovalRequest { name, .. }) => eprintln!(
+            "a new device ({}) asks to join this account: siren devices approve",
+            name.as_deref().unwrap_or("unnamed")
+        ),
         Event::Notice(n) => eprintln!("notice: {n:?}"),
         Event::Drained => eprintln!("(no more queued messages)"),
         Event::Presence { from, presence } => {
@@ -226,13 +268,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 rpassword::prompt_password("Password: ")?
             };
             let mut client = Client::new(open_profile(&dir)?)?;
-            let outcome = client.login(&password, device_name).await?;
+            let mut show_code = |code: siren_proto::approval::ShortCode| {
+                println!("approval code: {code}");
+                println!("compare it with the code on your other device, and approve there");
+                use std::io::Write as _;
+                let _ = std::io::stdout().flush();
+            };
+            let (outcome, drained) = client.login(&password, device_name, &mut show_code).await?;
             let uid = client.uid().clone();
+            for event in &drained {
+                print_event(event);
+            }
             match outcome {
                 LoginOutcome::CreatedUser => {
                     println!("logged in as {uid}; created the account's signing key on this device")
                 }
                 LoginOutcome::Registered => println!("logged in as {uid}; registered this device"),
+                LoginOutcome::Approved => {
+                    println!(
+                        "logged in as {uid}; approved by another device, which sent the signing key"
+                    )
+                }
                 LoginOutcome::AlreadyRegistered => println!("logged in as {uid}"),
             }
             client.bye().await?;
@@ -318,6 +374,102 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "  device {}  (removed: treated as revoked)",
                     fingerprint(gone.as_bytes())
                 );
+            }
+            client.bye().await?;
+        }
+        Command::Devices { action } => {
+            let mut client = Client::new(open_profile(&dir)?)?;
+            client.connect().await?;
+            let me = client.uid().clone();
+            match action {
+                DeviceAction::List => {
+                    let report = client.lookup(&me).await?;
+                    let mine = client.device();
+                    for record in report.directory.devices() {
+                        let this = if Some(record.dek) == mine {
+                            "  (this device)"
+                        } else {
+                            ""
+                        };
+                        println!(
+                            "{}  {}{this}",
+                            fingerprint(record.dek.as_bytes()),
+                            record.name.as_deref().unwrap_or("")
+                        );
+                    }
+                }
+                DeviceAction::Approve {
+                    code,
+                    code_stdin,
+                    wait,
+                } => {
+                    let expected =
+                        code.map(|c| c.chars().filter(char::is_ascii_digit).collect::<String>());
+                    let mut decide =
+                        |name: Option<&str>, shown: siren_proto::approval::ShortCode| {
+                            let digits = format!("{:06}", shown.value());
+                            eprintln!("new device {}: code {shown}", name.unwrap_or("(unnamed)"));
+                            if code_stdin {
+                                let mut line = String::new();
+                                if std::io::stdin().lock().read_line(&mut line).is_err() {
+                                    return false;
+                                }
+                                let given: String =
+                                    line.chars().filter(char::is_ascii_digit).collect();
+                                return given == digits;
+                            }
+                            match &expected {
+                                Some(c) => c == &digits,
+                                None => rpassword::prompt_password(
+                                    "Does the new device show the same code? [y/N] ",
+                                )
+                                .map(|a| a.trim().eq_ignore_ascii_case("y"))
+                                .unwrap_or(false),
+                            }
+                        };
+                    if client
+                        .approve_next(Duration::from_secs(wait), &mut decide)
+                        .await?
+                    {
+                        println!("approved: the new device received the signing key");
+                    } else {
+                        client.bye().await?;
+                        bail!(
+                            "the codes did not match (or you refused): the new device was denied"
+                        );
+                    }
+                }
+                DeviceAction::Deny { wait } => {
+                    client
+                        .approve_next(Duration::from_secs(wait), &mut |_, _| false)
+                        .await?;
+                    println!("denied");
+                }
+                DeviceAction::Revoke { device } => {
+                    let prefix: String = device.chars().filter(|c| !c.is_whitespace()).collect();
+                    let report = client.lookup(&me).await?;
+                    let matches: Vec<_> = report
+                        .directory
+                        .devices()
+                        .filter(|r| {
+                            fingerprint(r.dek.as_bytes())
+                                .replace(' ', "")
+                                .starts_with(&prefix)
+                        })
+                        .map(|r| r.dek)
+                        .collect();
+                    let [target] = matches.as_slice() else {
+                        bail!(
+                            "{} devices match {device:?}; give more of the fingerprint",
+                            matches.len()
+                        );
+                    };
+                    if Some(*target) == client.device() {
+                        bail!("this is the device you are using; revoke it from another one");
+                    }
+                    client.revoke(target).await?;
+                    println!("revoked {}", fingerprint(target.as_bytes()));
+                }
             }
             client.bye().await?;
         }

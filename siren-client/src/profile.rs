@@ -125,6 +125,23 @@ impl ContactState {
     }
 }
 
+/// An approval request seen by `recv` or `listen`, kept for `siren devices approve`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenRequest {
+    /// The new device.
+    pub new_dek: DekPublic,
+    /// Its commitment.
+    pub commit: siren_proto::transcript::Digest,
+    /// Its name, if given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct SeenRequests {
+    requests: Vec<SeenRequest>,
+}
+
 /// The `seen` file.
 #[derive(Serialize, Deserialize)]
 struct SeenIds {
@@ -327,6 +344,27 @@ impl Profile {
     /// Stores what the client remembers about `uid`.
     pub fn save_contact(&self, uid: &Uid, state: &ContactState) -> anyhow::Result<()> {
         write_private(&self.contact_path(uid), &message::encode_value(state))
+    }
+
+    /// Approval requests received and not yet answered, oldest first.
+    pub fn approval_requests(&self) -> anyhow::Result<Vec<SeenRequest>> {
+        match fs::read(self.dir.join("approvals")) {
+            Ok(bytes) => message::decode_value::<SeenRequests>(&bytes)
+                .map(|s| s.requests)
+                .map_err(|e| anyhow::anyhow!("the approvals file is damaged: {e}")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e).context("cannot read the approvals file"),
+        }
+    }
+
+    /// Stores the unanswered approval requests (the newest 16).
+    pub fn save_approval_requests(&self, mut requests: Vec<SeenRequest>) -> anyhow::Result<()> {
+        let excess = requests.len().saturating_sub(16);
+        requests.drain(..excess);
+        write_private(
+            &self.dir.join("approvals"),
+            &message::encode_value(&SeenRequests { requests }),
+        )
     }
 
     /// Ids of recently received messages, oldest first.

@@ -632,6 +632,8 @@ impl Session {
             (ClientMessage::Register { rid, record }, Some(user)) => {
                 return self.register(rid, &user, record).await;
             }
+            // A device waiting for approval acknowledges its approval notices too.
+            (ClientMessage::Ack { seqs }, Some(_)) => self.ack(&seqs).await?,
             (ClientMessage::Lookup { rid, uid }, Some(user)) => {
                 self.lookup(rid, &user, &uid).await?
             }
@@ -660,7 +662,6 @@ impl Session {
             (ClientMessage::Send { rid, msgs }, Some(user)) => {
                 self.send_envelopes(rid, &user, msgs).await?
             }
-            (ClientMessage::Ack { seqs }, Some(_)) => self.ack(&seqs).await?,
             (ClientMessage::Revoke { rid, revocation }, Some(user)) => {
                 return self.revoke(rid, &user, revocation).await;
             }

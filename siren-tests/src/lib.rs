@@ -49,6 +49,7 @@ pub struct Options {
     pub sweep_interval_secs: u64,
     pub handshake_timeout_secs: u64,
     pub idle_timeout_secs: u64,
+    pub approval_timeout_secs: u64,
     pub storage: &'static str,
     pub extra: String,
 }
@@ -61,6 +62,7 @@ impl Default for Options {
             sweep_interval_secs: 60,
             handshake_timeout_secs: 10,
             idle_timeout_secs: 300,
+            approval_timeout_secs: 60,
             storage: "rocksdb",
             extra: String::new(),
         }
@@ -110,6 +112,7 @@ queue_ttl_secs = {ttl}
 sweep_interval_secs = {sweep}
 handshake_timeout_secs = {hs}
 idle_timeout_secs = {idle}
+approval_timeout_secs = {approval}
 
 [storage]
 backend = "{storage}"
@@ -129,6 +132,7 @@ level = "info"
             sweep = options.sweep_interval_secs,
             hs = options.handshake_timeout_secs,
             idle = options.idle_timeout_secs,
+            approval = options.approval_timeout_secs,
             storage = options.storage,
             extra = options.extra,
         );
@@ -358,6 +362,33 @@ impl Cli {
         out.stdout.lines().map(str::to_owned).collect()
     }
 
+    /// Starts a command in the background with `stdin` written to it.
+    pub fn spawn(&self, args: &[&str], stdin: &str) -> Running {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(stdin.as_bytes()).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            child,
+            lines: rx,
+            stdin: Some(input),
+        }
+    }
+
     /// Starts `siren listen` in the background.
     pub fn listen(&self) -> Listener {
         self.listen_with(&[])
@@ -407,6 +438,53 @@ impl Cli {
             }
         }
         Listener { child, lines: rx }
+    }
+}
+
+/// A command running in the background.
+pub struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stdin: Option<std::process::ChildStdin>,
+}
+
+impl Running {
+    /// Writes a line to the command's standard input.
+    pub fn write_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// The next line on stdout, within `limit`.
+    pub fn next_line(&self, limit: Duration) -> Option<String> {
+        self.lines.recv_timeout(limit).ok()
+    }
+
+    /// Waits for the command to end (at most `limit`); its success, the rest of stdout, stderr.
+    pub fn finish(mut self, limit: Duration) -> Output {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("the command did not finish within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut stderr);
+        }
+        let stdout: Vec<String> = self.lines.try_iter().collect();
+        Output {
+            ok: status.success(),
+            stdout: stdout.join("\n"),
+            stderr,
+        }
     }
 }
 
