@@ -12,7 +12,7 @@ use siren_proto::approval::{self, ApprovalTranscript, ShortCode, UskTransfer};
 use siren_proto::envelope::{Envelope, EnvelopeError, Recipient, Sender as EnvSender};
 use siren_proto::handshake::SessionRequest;
 use siren_proto::ids::{MessageId, SessionId};
-use siren_proto::keys::{DekPublic, DekSecret, UskSecret};
+use siren_proto::keys::{DekPublic, DekSecret, SekPublic, UskPublic, UskSecret};
 use siren_proto::message::{
     self, ClientMessage, NextStep, Notice, Presence, QueueItem, RequestId, ServerMessage, Topic,
 };
@@ -208,9 +208,39 @@ pub struct Client {
     conn: Option<Conn>,
     seen: VecDeque<MessageId>,
     seen_set: BTreeSet<MessageId>,
+    last_lookup: Option<LookupReport>,
 }
 
 impl Client {
+    /// The lookup the last `send_text` made (new and removed devices of the recipient).
+    pub fn last_lookup(&self) -> Option<&LookupReport> {
+        self.last_lookup.as_ref()
+    }
+
+    /// The USK seed as a recovery key (base64), to keep offline: with it a new device joins
+    /// without another device's approval.
+    pub fn recovery_key(&self) -> anyhow::Result<String> {
+        let usk = self
+            .secrets
+            .usk()
+            .context("this device has no signing key")?;
+        Ok(SekPublic::from_bytes(*usk.to_bytes()).to_base64())
+    }
+
+    /// Stores a recovery key in a profile that has no signing key yet; the next `login`
+    /// registers this device with it.
+    pub fn import_recovery_key(&mut self, key: &str) -> anyhow::Result<UskPublic> {
+        if self.secrets.usk.is_some() {
+            bail!("this profile already has a signing key");
+        }
+        let seed = SekPublic::from_base64(key.trim())
+            .context("a recovery key is 44 characters of base64")?;
+        let usk = UskSecret::from_bytes(seed.as_bytes());
+        self.secrets.usk = Some(*usk.to_bytes());
+        self.profile.save_secrets(&self.secrets)?;
+        Ok(usk.public())
+    }
+
     /// A client for an open profile.
     pub fn new(profile: Profile) -> anyhow::Result<Client> {
         let secrets = profile.secrets()?;
@@ -222,6 +252,7 @@ impl Client {
             conn: None,
             seen,
             seen_set,
+            last_lookup: None,
         })
     }
 
@@ -690,9 +721,11 @@ impl Client {
         })
     }
 
-    /// Sends `text` to every device of `to`. Returns the message id and the number of devices.
+    /// Sends `text` to every device of `to`. Returns the message id and the number of devices;
+    /// [`Client::last_lookup`] tells which devices were new or gone.
     pub async fn send_text(&mut self, to: &Uid, text: &str) -> anyhow::Result<(MessageId, usize)> {
         let report = self.lookup(to).await?;
+        self.last_lookup = Some(report.clone());
         let usk = self.secrets.usk().context("this device has no USK")?;
         let dek = self.secrets.dek().context("not logged in")?;
         let content = Content {

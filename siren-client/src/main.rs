@@ -80,6 +80,11 @@ enum Command {
     },
     /// Show this profile's account and device.
     Whoami,
+    /// The recovery key: the account's signing key, to keep offline for when no device is left.
+    Recovery {
+        #[command(subcommand)]
+        action: RecoveryAction,
+    },
     /// This account's devices.
     Devices {
         #[command(subcommand)]
@@ -89,6 +94,18 @@ enum Command {
     Contacts {
         #[command(subcommand)]
         action: ContactAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum RecoveryAction {
+    /// Print the recovery key (anyone holding it controls the account: keep it offline).
+    Export,
+    /// Store a recovery key in this (new) profile; then `siren login` registers this device
+    /// without another device's approval.
+    Import {
+        /// The key `siren recovery export` printed.
+        key: String,
     },
 }
 
@@ -203,6 +220,24 @@ fn fingerprint(bytes: &[u8; 32]) -> String {
         .join(" ")
 }
 
+/// Tells the user about devices of a contact that appeared or disappeared since the last lookup.
+fn warn_changes(uid: &Uid, report: &siren_client::client::LookupReport) {
+    for d in &report.removed {
+        eprintln!(
+            "note: device {} of {uid} is gone; it is treated as revoked",
+            fingerprint(d.as_bytes())
+        );
+    }
+    if !report.added.is_empty() && report.added.len() < report.directory.devices().count() {
+        for d in &report.added {
+            eprintln!(
+                "note: {uid} has a new device {}; if unexpected, compare safety numbers (siren lookup {uid})",
+                fingerprint(d.as_bytes())
+            );
+        }
+    }
+}
+
 fn print_event(event: &Event) {
     match event {
         Event::Message(m) => println!("{}: {}", m.from, m.content.body),
@@ -298,6 +333,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut client = Client::new(open_profile(&dir)?)?;
             client.connect().await?;
             let (id, devices) = client.send_text(&to, &text).await?;
+            if let Some(report) = client.last_lookup() {
+                warn_changes(&to, report);
+            }
             println!(
                 "sent {id} to {to} ({devices} device{})",
                 if devices == 1 { "" } else { "s" }
@@ -357,6 +395,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let report = client.lookup(&uid).await?;
             let d = &report.directory;
             println!("{uid}: signing key {}", fingerprint(d.usk().as_bytes()));
+            if let Some(usk) = client.usk() {
+                let me = client.uid().clone();
+                let number =
+                    siren_proto::approval::safety_number((&me, &usk.public()), (&uid, d.usk()));
+                println!("  safety number with {me}: {number}");
+            }
             for record in d.devices() {
                 let new = if report.added.contains(&record.dek) {
                     "  (new)"
@@ -376,6 +420,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             client.bye().await?;
+        }
+        Command::Recovery { action } => {
+            let mut client = Client::new(open_profile(&dir)?)?;
+            match action {
+                RecoveryAction::Export => println!("{}", client.recovery_key()?),
+                RecoveryAction::Import { key } => {
+                    let usk = client.import_recovery_key(&key)?;
+                    println!(
+                        "stored the signing key {}; now run `siren login`",
+                        fingerprint(usk.as_bytes())
+                    );
+                }
+            }
         }
         Command::Devices { action } => {
             let mut client = Client::new(open_profile(&dir)?)?;

@@ -123,6 +123,32 @@ impl fmt::Display for ShortCode {
     }
 }
 
+/// The safety number of two users: 40 digits (8 groups of 5) that both compute from their UIDs
+/// and USKs, in the same order whoever computes it. Equal numbers on both sides mean neither
+/// user sees a key the server slipped in.
+pub fn safety_number(a: (&Uid, &UskPublic), b: (&Uid, &UskPublic)) -> String {
+    let (first, second) = if (a.0, a.1.as_bytes()) <= (b.0, b.1.as_bytes()) {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    let mut t = Transcript::new(labels::SAFETY_NUMBER);
+    t.text(&first.0.to_string())
+        .fixed(first.1.as_bytes())
+        .text(&second.0.to_string())
+        .fixed(second.1.as_bytes());
+    let d = t.digest();
+    d.as_bytes()
+        .chunks(4)
+        .map(|c| {
+            let mut b = [0u8; 4];
+            b.copy_from_slice(c);
+            format!("{:05}", u32::from_be_bytes(b) % 100_000)
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The USK, sealed by an existing device to a new device's DEK.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UskTransfer {
@@ -347,6 +373,24 @@ mod tests {
             &s.new.public(),
             &bad
         ));
+    }
+
+    #[test]
+    fn safety_number_is_symmetric_and_key_dependent() {
+        let mut rng = TestRng::seeded(6);
+        let (a, b) = (
+            Uid::parse("a@x.test").unwrap(),
+            Uid::parse("b@y.test").unwrap(),
+        );
+        let (ka, kb, kc) = (
+            UskSecret::generate(&mut rng).public(),
+            UskSecret::generate(&mut rng).public(),
+            UskSecret::generate(&mut rng).public(),
+        );
+        let n = safety_number((&a, &ka), (&b, &kb));
+        assert_eq!(n, safety_number((&b, &kb), (&a, &ka)));
+        assert_eq!(n.len(), 8 * 5 + 7);
+        assert_ne!(n, safety_number((&a, &ka), (&b, &kc)));
     }
 
     #[test]

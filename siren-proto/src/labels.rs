@@ -29,6 +29,8 @@ pub const APPROVAL_COMMIT: &str = "siren/v1/approval-commit";
 pub const APPROVAL_TRANSCRIPT: &str = "siren/v1/approval-transcript";
 /// SHA-256 from which the six-digit short authentication code is taken.
 pub const APPROVAL_CODE: &str = "siren/v1/approval-code";
+/// SHA-256 from which the safety number of two users is taken.
+pub const SAFETY_NUMBER: &str = "siren/v1/safety-number";
 /// SHA-256 key id of an X25519 public key (names a SEK in the hello).
 pub const KEY_ID: &str = "siren/v1/key-id";
 
@@ -57,6 +59,7 @@ pub const ALL: &[&str] = &[
     APPROVAL_COMMIT,
     APPROVAL_TRANSCRIPT,
     APPROVAL_CODE,
+    SAFETY_NUMBER,
     KEY_ID,
     HANDSHAKE_PROTOCOL,
     HANDSHAKE_PROLOGUE,

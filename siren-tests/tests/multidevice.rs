@@ -178,3 +178,39 @@ fn logging_in_again_rotates_the_dek_after_draining_the_old_one() {
     bob.send("alice@alpha.test", "to the new key");
     assert_eq!(alice.recv(), vec!["bob@alpha.test: to the new key"]);
 }
+
+#[test]
+fn the_recovery_key_brings_the_account_back_without_another_device() {
+    let s = server(Options::default());
+    let old = Cli::init(&s, "alice@alpha.test");
+    old.login("pw-a");
+    let out = old.run(&["recovery", "export"]);
+    let key = out.stdout.trim().to_owned();
+    assert_eq!(key.len(), 44, "{key} {}", out.stderr);
+    // The old device is lost; a new one imports the key and logs in without approval.
+    let new = Cli::init(&s, "alice@alpha.test");
+    assert!(new.run(&["recovery", "import", &key]).ok);
+    let out = new.login("pw-a");
+    assert!(
+        out.stdout.contains("registered this device"),
+        "{}",
+        out.stdout
+    );
+    // Same signing key: contacts see no key change, and the safety numbers agree.
+    let bob = Cli::init(&s, "bob@alpha.test");
+    bob.login("pw-b");
+    let from_bob = bob.run(&["lookup", "alice@alpha.test"]).stdout;
+    let from_alice = new.run(&["lookup", "bob@alpha.test"]).stdout;
+    let number = |out: &str| {
+        out.lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("safety number with ")
+                    .map(|r| r.split(": ").nth(1).unwrap_or("").to_owned())
+            })
+            .expect("a safety number")
+    };
+    assert_eq!(number(&from_bob), number(&from_alice));
+    bob.send("alice@alpha.test", "welcome back");
+    assert_eq!(new.recv(), vec!["bob@alpha.test: welcome back"]);
+}

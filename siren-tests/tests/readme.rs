@@ -16,16 +16,23 @@ fn readme_walkthrough_works_as_written() {
         .find("<!-- walkthrough:end -->")
         .expect("walkthrough end marker");
     let section = &readme[start..end];
-    let script = section
+    // Every sh block of the walkthrough, in order, as one script.
+    let script: String = section
         .split("```sh\n")
-        .nth(1)
-        .and_then(|s| s.split("```").next())
-        .expect("a sh block");
+        .skip(1)
+        .filter_map(|s| s.split("```").next())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        script.contains("devices approve"),
+        "the walkthrough covers a second device"
+    );
     let bin_dir = binary("sirend").parent().unwrap().to_owned();
     let port = free_port().to_string();
     let script = script
         .replace("/var/tmp/siren-target/debug", bin_dir.to_str().unwrap())
         .replace("7453", &port);
+    // `cat presence.out` must show the presence lines; checked below from the file.
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new("bash")
         .args(["-e", "-c", &format!("set -m\n{script}\nwait")])
@@ -43,6 +50,24 @@ fn readme_walkthrough_works_as_written() {
         "bob did not receive the message:\n{stdout}"
     );
     assert!(stdout.contains("alice@alpha.test: signing key"), "{stdout}");
+    assert!(stdout.contains("approved by another device"), "{stdout}");
+    assert!(
+        !stdout.contains("can you hear me?"),
+        "a blocked message arrived:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("bob@alpha.test: to both of your devices"),
+        "{stdout}"
+    );
+    let presence = std::fs::read_to_string(dir.path().join("presence.out")).unwrap();
+    assert_eq!(
+        presence.lines().collect::<Vec<_>>(),
+        vec![
+            "* bob@alpha.test is away (lunch)",
+            "* bob@alpha.test is offline"
+        ],
+        "{presence}"
+    );
     let log = std::fs::read_to_string(dir.path().join("alpha/log")).unwrap();
     assert!(
         log.contains("store flushed"),
