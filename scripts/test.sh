@@ -3,11 +3,40 @@
 #
 # Needs libclang (RocksDB's bindings); .ci/run installs it, README.md says how.
 # Uses a shared target directory outside the checkout (so a fresh clone does not rebuild every
-# dependency), then runs every test of the workspace. Services that later backends need
-# (PostgreSQL, slapd, a DNS server) are started here on loopback and stopped on exit.
+# dependency), then runs every test of the workspace. The services the backends are proven
+# against (PostgreSQL, OpenLDAP slapd) are installed if missing (apt), started here on loopback
+# ports in a temporary directory, and stopped on exit; the DNS tests start their own dnsmasq.
+# The wasm sample plugins are built first (scripts/build-plugins.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/siren-target}"
-# The integration tests (siren-tests) start the real `sirend` and `siren` binaries.
+
+services=$(mktemp -d /tmp/siren-services.XXXXXX)
+# PostgreSQL runs as the postgres user, which must be able to reach its directory.
+chmod 755 "$services"
+stop_services() {
+  scripts/services/postgres.sh stop "$services/postgres" >/dev/null 2>&1 || true
+  scripts/services/slapd.sh stop "$services/slapd" >/dev/null 2>&1 || true
+  rm -rf "$services"
+}
+trap stop_services EXIT
+
+echo "== services: PostgreSQL, slapd (in $services)"
+scripts/services/postgres.sh start "$services/postgres"
+# shellcheck disable=SC1091
+source "$services/postgres/postgres.env"
+scripts/services/slapd.sh start "$services/slapd"
+# shellcheck disable=SC1091
+source "$services/slapd/slapd.env"
+
+if [ -x scripts/build-plugins.sh ]; then
+  echo "== wasm plugins (scripts/build-plugins.sh)"
+  scripts/build-plugins.sh
+fi
+
+# The integration tests (siren-tests) start the real `sirend` and `siren` binaries, and the
+# native-plugin tests load the cdylibs: build everything first.
+echo "== build"
 cargo build --workspace --all-targets --locked
-exec cargo test --workspace --locked "$@"
+echo "== tests"
+cargo test --workspace --locked "$@"

@@ -18,6 +18,8 @@
 //!   [`KvEngine`](storage::KvEngine), the ordered key-value engine from which the
 //!   `siren-storage-kv` adapter builds every typed store;
 //! * [`federation`]: the [`FederationPolicy`](federation::FederationPolicy) trait;
+//! * [`hooks`]: the [`MessageFilter`](hooks::MessageFilter) and
+//!   [`DirectoryHook`](hooks::DirectoryHook) a deployment adds to filter or observe;
 //! * [`registry`]: implementations by name, as the configuration selects them.
 //!
 //! # Architecture invariant
@@ -30,6 +32,7 @@
 pub mod auth;
 pub mod error;
 pub mod federation;
+pub mod hooks;
 pub mod identity;
 pub mod registry;
 pub mod storage;

@@ -193,10 +193,27 @@ pub trait RosterStore: Send + Sync {
     async fn put_roster(&self, user: &Username, roster: &StoredRoster) -> Result<(), Error>;
 }
 
+/// Whole-store enumeration and verbatim import, for copying one store into another
+/// (`sirend migrate-store`). Not used while serving.
+#[async_trait]
+pub trait ExportStore: Send + Sync {
+    /// Every user with at least one directory entry, sorted.
+    async fn directory_users(&self) -> Result<Vec<Username>, Error>;
+    /// Every user with a roster, sorted.
+    async fn roster_users(&self) -> Result<Vec<Username>, Error>;
+    /// Every device with at least one queued item, sorted.
+    async fn queue_devices(&self) -> Result<Vec<DeviceKey>, Error>;
+    /// Every session, sorted by id.
+    async fn sessions(&self) -> Result<Vec<SessionRecord>, Error>;
+    /// Stores `roster` as the user's roster whatever its version, if the user has none yet;
+    /// fails with [`ErrorCode::Rollback`](crate::ErrorCode::Rollback) if the user has one.
+    async fn import_roster(&self, user: &Username, roster: &StoredRoster) -> Result<(), Error>;
+}
+
 /// Everything a Siren server stores.
 #[async_trait]
 pub trait Storage:
-    AccountStore + DirectoryStore + QueueStore + SessionStore + RosterStore + Send + Sync
+    AccountStore + DirectoryStore + QueueStore + SessionStore + RosterStore + ExportStore + Send + Sync
 {
     /// A short description for logs ("rocksdb at /var/lib/siren").
     fn describe(&self) -> String;

@@ -18,10 +18,12 @@ mod relay;
 mod server;
 mod sessions;
 mod stats;
+mod stores;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -45,6 +47,11 @@ struct Cli {
     /// Run only these measurements (comma-separated); all by default.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Part>,
+    /// PostgreSQL server for the `stores` comparison: an admin URL (`postgres://…/postgres`);
+    /// a fresh database is created with `psql` and dropped afterwards. Without it, `stores`
+    /// is skipped.
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
     /// Internal: run the bare idle server of the memory baseline (the bench starts it).
     #[arg(long, hide = true)]
     idle_server: bool,
@@ -61,6 +68,8 @@ enum Part {
     Handshake,
     /// Server memory per idle session.
     Sessions,
+    /// RocksDB against PostgreSQL: enqueue, drain, lookup through the storage trait.
+    Stores,
 }
 
 /// Sizes of one benchmark run.
@@ -194,6 +203,18 @@ fn real_main(cli: &Cli) -> anyhow::Result<()> {
         if wants(Part::Sessions) {
             memory(&bin, &sizes, &mut report).await?;
         }
+        if wants(Part::Stores) {
+            let url = cli
+                .postgres
+                .clone()
+                .or_else(|| std::env::var("SIREN_BENCH_POSTGRES_URL").ok());
+            match url {
+                Some(url) => compare_stores(&url, cli.quick, &mut report).await?,
+                None => {
+                    report.note("stores: skipped (give --postgres URL or SIREN_BENCH_POSTGRES_URL)")
+                }
+            }
+        }
         anyhow::Ok(())
     })?;
     report.note(format!(
@@ -203,6 +224,86 @@ fn real_main(cli: &Cli) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     ));
     print(&report, cli.quick);
+    Ok(())
+}
+
+/// Runs `psql URL -c SQL`.
+fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
+    let out = std::process::Command::new("psql")
+        .args([url, "-q", "-c", sql])
+        .output()
+        .context("cannot run psql")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
+}
+
+/// The same store workload on RocksDB and PostgreSQL.
+async fn compare_stores(admin_url: &str, quick: bool, report: &mut Report) -> anyhow::Result<()> {
+    eprintln!("stores…");
+    let workload = stores::Workload {
+        items: if quick { 2_000 } else { 20_000 },
+        concurrency: 16,
+        users: if quick { 200 } else { 2_000 },
+        lookups: if quick { 2_000 } else { 20_000 },
+    };
+    let dir = tempfile::tempdir()?;
+    let rocks = Arc::new(
+        siren_storage_rocksdb::open(dir.path().join("store"))
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let rocks = stores::measure(rocks, workload).await?;
+    let db = format!("siren_bench_{}", std::process::id());
+    psql(admin_url, &format!("CREATE DATABASE {db}"))?;
+    let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
+    let pg = async {
+        let store = siren_storage_postgres::open(&siren_storage_postgres::PgConfig::new(format!(
+            "{base}/{db}"
+        )))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        stores::measure(Arc::new(store), workload).await
+    }
+    .await;
+    psql(
+        admin_url,
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    )?;
+    let pg = pg?;
+    for (what, p, r) in [
+        (
+            format!(
+                "store: durable 1-item enqueues/s, {} writers (PostgreSQL vs RocksDB)",
+                workload.concurrency
+            ),
+            pg.enqueue,
+            rocks.enqueue,
+        ),
+        (
+            "store: items drained/s, 256-item pages read + acked".to_owned(),
+            pg.drain,
+            rocks.drain,
+        ),
+        (
+            "store: directory lookups/s (3 entries per user)".to_owned(),
+            pg.lookup,
+            rocks.lookup,
+        ),
+    ] {
+        report.rows.push(Row::new(
+            what,
+            fmt_rate(p),
+            format!("{} (RocksDB)", fmt_rate(r)),
+            percent(p / r),
+        ));
+    }
+    report.note(format!(
+        "stores: {} items of 512 B, {} users, {} lookups, one process, both stores on this machine's disk; PostgreSQL over loopback TCP with a pool",
+        workload.items, workload.users, workload.lookups
+    ));
     Ok(())
 }
 

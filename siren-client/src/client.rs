@@ -21,6 +21,7 @@ use siren_proto::roster::{Contact, Roster};
 use siren_proto::transcript::Digest;
 
 use crate::profile::{Profile, Secrets, SeenRequest};
+use crate::x509::{self, ClientCert};
 
 /// How long each handshake step and each request may take.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
@@ -86,6 +87,23 @@ pub struct LookupReport {
     pub removed: Vec<DekPublic>,
 }
 
+/// How a device proves it may log in to its account.
+#[derive(Debug, Clone, Copy)]
+pub enum Credentials<'a> {
+    /// The account's password (mechanism `PLAIN`).
+    Password(&'a str),
+    /// A password sent in `PLAIN`'s format (RFC 4616) under another mechanism name, for
+    /// password mechanisms a deployment adds as a plugin.
+    PasswordVia {
+        /// The mechanism's name.
+        mechanism: &'a str,
+        /// The password.
+        password: &'a str,
+    },
+    /// A client certificate and its key (mechanism `X509`).
+    Certificate(&'a ClientCert),
+}
+
 /// How `login` went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginOutcome {
@@ -113,6 +131,8 @@ struct Conn {
     /// Messages that arrived while a request waited for its answer.
     events: VecDeque<ServerMessage>,
     acks: Vec<u64>,
+    /// The handshake hash (what the `X509` mechanism signs).
+    channel_binding: [u8; 32],
 }
 
 /// The request id a server answer refers to, if it is an answer.
@@ -281,6 +301,7 @@ impl Client {
             sender,
             receiver,
             rotated_sek,
+            handshake_hash,
             ..
         } = connect(&s.server, s.server_name(), &s.sek()?, dek, request, TIMEOUT)
             .await
@@ -300,6 +321,7 @@ impl Client {
             next_rid: 0,
             events: VecDeque::new(),
             acks: Vec::new(),
+            channel_binding: *handshake_hash.as_bytes(),
         };
         let welcome = conn.recv().await?;
         if let ServerMessage::Welcome { max_frame, .. } = &welcome {
@@ -322,6 +344,17 @@ impl Client {
         device_name: Option<String>,
         on_code: &mut dyn FnMut(ShortCode),
     ) -> anyhow::Result<(LoginOutcome, Vec<Event>)> {
+        self.login_with(Credentials::Password(password), device_name, on_code)
+            .await
+    }
+
+    /// [`Client::login`] with a password or a client certificate.
+    pub async fn login_with(
+        &mut self,
+        credentials: Credentials<'_>,
+        device_name: Option<String>,
+        on_code: &mut dyn FnMut(ShortCode),
+    ) -> anyhow::Result<(LoginOutcome, Vec<Event>)> {
         let old = match (self.secrets.dek(), self.secrets.session) {
             (Some(dek), Some(sid)) => Some((dek, SessionId::from_bytes(sid))),
             _ => None,
@@ -335,15 +368,27 @@ impl Client {
             ServerMessage::AuthMechanisms { mechs } => mechs,
             other => bail!("expected the mechanism list, got {other:?}"),
         };
-        if !mechs.iter().any(|m| m == "PLAIN") {
-            bail!("the server does not offer password login (it offers {mechs:?})");
+        let (mech, what) = match credentials {
+            Credentials::Password(_) => ("PLAIN", "password login"),
+            Credentials::PasswordVia { mechanism, .. } => (mechanism, "that mechanism"),
+            Credentials::Certificate(_) => (x509::MECHANISM, "certificate login (X509)"),
+        };
+        if !mechs.iter().any(|m| m == mech) {
+            bail!("the server does not offer {what} (it offers {mechs:?})");
         }
-        let user = self.uid().user().to_string();
-        let creds = format!("\0{user}\0{password}").into_bytes();
+        let creds = match credentials {
+            Credentials::Password(password) | Credentials::PasswordVia { password, .. } => {
+                let user = self.uid().user().to_string();
+                format!("\0{user}\0{password}").into_bytes()
+            }
+            Credentials::Certificate(cert) => {
+                cert.response(&conn.channel_binding, dek.public().as_bytes(), self.uid())
+            }
+        };
         let mut answer = conn
             .request(|rid| ClientMessage::AuthStart {
                 rid,
-                mech: "PLAIN".into(),
+                mech: mech.into(),
                 data: creds.clone(),
             })
             .await?;

@@ -2,7 +2,8 @@
 //!
 //! * [`profile`]: one account on one device in one directory, keys protected at rest;
 //! * [`client`]: log in, look users up (every record verified against one USK, compared with
-//!   the cache), send and receive end-to-end encrypted messages.
+//!   the cache), send and receive end-to-end encrypted messages;
+//! * [`x509`]: client certificates for the `X509` login mechanism.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -22,3 +23,4 @@
 
 pub mod client;
 pub mod profile;
+pub mod x509;

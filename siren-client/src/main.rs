@@ -10,8 +10,9 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use siren_api::Uid;
-use siren_client::client::{Client, Event, LoginOutcome};
+use siren_client::client::{Client, Credentials, Event, LoginOutcome};
 use siren_client::profile::{Profile, Settings};
+use siren_client::x509::ClientCert;
 use siren_proto::keys::SekPublic;
 use siren_proto::message::{Notice, Presence, PresenceStatus};
 use siren_proto::roster::Contact;
@@ -43,14 +44,25 @@ enum Command {
         #[arg(long)]
         passphrase: bool,
     },
-    /// Log in with the account's password and register this device.
+    /// Log in with the account's password (or a client certificate) and register this device.
     Login {
         /// Read the password from the first line of standard input.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "cert")]
         password_stdin: bool,
+        /// Log in with this client certificate (PEM: the certificate, then intermediates)
+        /// instead of a password (mechanism X509).
+        #[arg(long, requires = "key")]
+        cert: Option<PathBuf>,
+        /// The certificate's private key (PEM; PKCS#8 Ed25519 or P-256, or SEC1 P-256).
+        #[arg(long, requires = "cert")]
+        key: Option<PathBuf>,
         /// A name for this device, shown to the account's other devices.
         #[arg(long)]
         device_name: Option<String>,
+        /// Send the password with this mechanism instead of PLAIN (same message format, for a
+        /// password mechanism the server added as a plugin).
+        #[arg(long, conflicts_with = "cert")]
+        mechanism: Option<String>,
     },
     /// Send a text message.
     Send {
@@ -293,14 +305,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Login {
             password_stdin,
+            cert,
+            key,
             device_name,
+            mechanism,
         } => {
-            let password = if password_stdin {
+            let certificate = match (cert, key) {
+                (Some(cert), Some(key)) => Some(ClientCert::load(&cert, &key)?),
+                _ => None,
+            };
+            let password = if certificate.is_some() {
+                String::new()
+            } else if password_stdin {
                 let mut line = String::new();
                 std::io::stdin().lock().read_line(&mut line)?;
                 line.trim_end_matches(['\r', '\n']).to_owned()
             } else {
                 rpassword::prompt_password("Password: ")?
+            };
+            let credentials = match &certificate {
+                Some(cert) => Credentials::Certificate(cert),
+                None => match &mechanism {
+                    Some(mechanism) => Credentials::PasswordVia {
+                        mechanism,
+                        password: &password,
+                    },
+                    None => Credentials::Password(&password),
+                },
             };
             let mut client = Client::new(open_profile(&dir)?)?;
             let mut show_code = |code: siren_proto::approval::ShortCode| {
@@ -309,7 +340,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 use std::io::Write as _;
                 let _ = std::io::stdout().flush();
             };
-            let (outcome, drained) = client.login(&password, device_name, &mut show_code).await?;
+            let (outcome, drained) = client
+                .login_with(credentials, device_name, &mut show_code)
+                .await?;
             let uid = client.uid().clone();
             for event in &drained {
                 print_event(event);

@@ -56,7 +56,7 @@ async fn user_admin(
 ) -> anyhow::Result<std::sync::Arc<dyn siren_api::auth::CredentialBackend>> {
     std::fs::create_dir_all(&config.server.data_dir)
         .with_context(|| format!("cannot create {}", config.server.data_dir.display()))?;
-    let storage = registry::open_storage(config).map_err(|e| {
+    let storage = registry::open_storage(config).await.map_err(|e| {
         anyhow::anyhow!("{e}\n(is sirend running? stop it first: the store allows one process)")
     })?;
     let backend = registry::open_credentials(config, storage)

@@ -32,6 +32,13 @@ pub struct Config {
     pub federation: FederationSection,
     /// Logging.
     pub log: LogSection,
+    /// Plugins loaded from files (`[[plugins]]`), each registered under its name next to the
+    /// built-in implementations.
+    pub plugins: Vec<PluginSection>,
+    /// The directory relative paths are resolved against (the configuration file's); not a
+    /// key of the file.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
 }
 
 /// `[server]`.
@@ -113,6 +120,9 @@ pub struct StorageSection {
     pub backend: String,
     /// The backend's directory (default `<data_dir>/store`).
     pub path: Option<PathBuf>,
+    /// Settings of the selected backend (`[storage.options]`): each backend documents its keys
+    /// and refuses unknown ones.
+    pub options: toml::Table,
 }
 
 impl Default for StorageSection {
@@ -120,6 +130,7 @@ impl Default for StorageSection {
         StorageSection {
             backend: "rocksdb".into(),
             path: None,
+            options: toml::Table::new(),
         }
     }
 }
@@ -140,6 +151,9 @@ pub struct AuthSection {
     pub argon2_memory_kib: u32,
     /// Argon2id iterations for new password hashes.
     pub argon2_iterations: u32,
+    /// Settings of mechanisms and credential backends, by their registered name
+    /// (`[auth.options.ldap]`, `[auth.options.X509]`).
+    pub options: std::collections::BTreeMap<String, toml::Table>,
 }
 
 impl Default for AuthSection {
@@ -151,6 +165,7 @@ impl Default for AuthSection {
             failures_per_address_per_minute: 20,
             argon2_memory_kib: siren_auth_password::Cost::RECOMMENDED.memory_kib,
             argon2_iterations: siren_auth_password::Cost::RECOMMENDED.iterations,
+            options: Default::default(),
         }
     }
 }
@@ -171,6 +186,55 @@ pub struct FederationSection {
     /// Whether this server talks to other servers. Off until federation is implemented; a
     /// lookup or message for another server is refused with error 500.
     pub enabled: bool,
+}
+
+/// What a plugin implements.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginKind {
+    /// A credential backend (`[auth] credentials = NAME`).
+    Credentials,
+    /// An authentication mechanism (`[auth] mechanisms = [NAME]`).
+    Mechanism,
+    /// A storage engine (`[storage] backend = NAME`).
+    Storage,
+    /// A federation policy (`[federation] policy = NAME`).
+    Federation,
+    /// A message filter (sees routing metadata, never payloads).
+    MessageFilter,
+    /// A directory event hook (observes device additions and revocations).
+    DirectoryHook,
+}
+
+/// One `[[plugins]]` entry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSection {
+    /// The name the rest of the configuration selects it by.
+    pub name: String,
+    /// What it implements.
+    pub kind: PluginKind,
+    /// A native shared library (C ABI, see plugins/native/siren_plugin.h).
+    pub native: Option<PathBuf>,
+    /// A WebAssembly component (sandboxed, see plugins/wit/).
+    pub wasm: Option<PathBuf>,
+    /// Memory limit of a wasm plugin instance, in MiB.
+    #[serde(default = "default_plugin_memory")]
+    pub memory_limit_mib: u64,
+    /// CPU deadline of one wasm plugin call, in milliseconds.
+    #[serde(default = "default_plugin_deadline")]
+    pub deadline_ms: u64,
+    /// Settings handed to the plugin as `key = value` strings.
+    #[serde(default)]
+    pub config: std::collections::BTreeMap<String, String>,
+}
+
+fn default_plugin_memory() -> u64 {
+    64
+}
+
+fn default_plugin_deadline() -> u64 {
+    100
 }
 
 /// `[log]`.
@@ -239,6 +303,7 @@ impl Config {
 
     /// Makes relative paths relative to `base`.
     pub fn resolve_paths(&mut self, base: &Path) {
+        self.base_dir = base.to_owned();
         let fix = |p: &mut PathBuf| {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -247,6 +312,14 @@ impl Config {
         fix(&mut self.server.key_file);
         fix(&mut self.server.data_dir);
         self.server.retired_key_files.iter_mut().for_each(fix);
+        for plugin in &mut self.plugins {
+            if let Some(p) = plugin.native.as_mut() {
+                fix(p);
+            }
+            if let Some(p) = plugin.wasm.as_mut() {
+                fix(p);
+            }
+        }
         if let Some(p) = self.storage.path.as_mut() {
             fix(p);
         }
@@ -288,6 +361,24 @@ impl Config {
         }
         if self.auth.mechanisms.is_empty() {
             return Err(("auth.mechanisms", "offer at least one mechanism".into()));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for plugin in &self.plugins {
+            if plugin.native.is_some() == plugin.wasm.is_some() {
+                return Err((
+                    "plugins",
+                    format!(
+                        "plugin {:?}: give exactly one of `native` (a shared library) or `wasm` (a component)",
+                        plugin.name
+                    ),
+                ));
+            }
+            if !names.insert((plugin.kind, plugin.name.clone())) {
+                return Err((
+                    "plugins",
+                    format!("two plugins of one kind are called {:?}", plugin.name),
+                ));
+            }
         }
         if self.federation.enabled {
             return Err((

@@ -71,8 +71,22 @@ enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
-    /// List the built-in storage backends, credential backends and mechanisms.
+    /// Copy every account, device, roster, queued message and session from one store into
+    /// another, empty, one; verified by counts and checksums. Stop the server first.
+    MigrateStore {
+        /// The configuration whose store is copied (its [storage] section).
+        #[arg(long)]
+        from: PathBuf,
+        /// The configuration whose (empty) store receives the copy.
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// List the storage backends, credential backends and mechanisms: built in, and the
+    /// configuration's plugins.
     Plugins {
+        /// Configuration file.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
         #[command(subcommand)]
         action: PluginAction,
     },
@@ -185,6 +199,8 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             registry::check_names(&config).map_err(|(key, e)| {
                 anyhow::anyhow!("{}: `{key}`: {}", file.display(), e.message)
             })?;
+            registry::check_plugins(&config)
+                .map_err(|e| anyhow::anyhow!("{}: {}", file.display(), e.message))?;
             println!("{}: ok", file.display());
         }
         Command::DnsRecords { config } => {
@@ -220,12 +236,49 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             };
             print!("{}", runtime()?.block_on(admin::user(&config, command))?);
         }
+        Command::MigrateStore { from, to } => {
+            let from_config = load_config(Some(&from))?;
+            let to_config = load_config(Some(&to))?;
+            if from_config.storage == to_config.storage
+                && from_config.storage_path() == to_config.storage_path()
+            {
+                bail!("--from and --to name the same store");
+            }
+            let summary = runtime()?.block_on(async {
+                let open = |c: &Config, which: &Path| {
+                    let c = c.clone();
+                    let which = which.display().to_string();
+                    async move {
+                        std::fs::create_dir_all(&c.server.data_dir).with_context(|| {
+                            format!("cannot create {}", c.server.data_dir.display())
+                        })?;
+                        registry::open_storage(&c)
+                            .await
+                            .map_err(|e| anyhow::anyhow!("{which}: {e}"))
+                    }
+                };
+                let source = open(&from_config, &from).await?;
+                let target = open(&to_config, &to).await?;
+                siren_host::migrate::migrate(source, target)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+            })?;
+            println!(
+                "copied {} ({}) into {} ({}): {summary}; verified",
+                from_config.storage.backend,
+                from.display(),
+                to_config.storage.backend,
+                to.display()
+            );
+        }
         Command::Plugins {
+            config,
             action: PluginAction::List,
         } => {
-            println!("{:<12} {:<10} origin", "kind", "name");
-            for (kind, name, origin) in registry::describe() {
-                println!("{kind:<12} {name:<10} {origin} ({})", registry::INTERFACE);
+            let config = load_config(config.as_deref())?;
+            println!("{:<12} {:<14} origin", "kind", "name");
+            for (kind, name, origin) in registry::describe(&config) {
+                println!("{kind:<12} {name:<14} {origin}");
             }
         }
     }

@@ -44,8 +44,21 @@ pub struct Shared {
     pub pubsub: PubSub,
     /// New devices waiting for approval.
     pub approvals: Approvals,
+    /// Message filters (plugins), asked about every `send`.
+    pub filters: Vec<Arc<dyn siren_api::hooks::MessageFilter>>,
+    /// Directory hooks (plugins), told about device additions and revocations.
+    pub directory_hooks: Vec<Arc<dyn siren_api::hooks::DirectoryHook>>,
     /// Flips to `true` when the server shuts down.
     pub shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    /// Tells every directory hook about an event (a hook's failure is logged by its adapter).
+    pub fn directory_event(&self, event: siren_api::hooks::DirectoryEvent) {
+        for hook in &self.directory_hooks {
+            hook.event(&event);
+        }
+    }
 }
 
 /// How long connections get to finish after a shutdown signal.
@@ -68,7 +81,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     std::fs::create_dir_all(&config.server.data_dir)
         .with_context(|| format!("cannot create {}", config.server.data_dir.display()))?;
-    let storage = registry::open_storage(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    registry::check_plugins(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let filters = registry::open_filters(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let directory_hooks =
+        registry::open_directory_hooks(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let storage = registry::open_storage(&config)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let credentials = registry::open_credentials(&config, storage.clone())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -99,6 +118,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         rosters: Rosters::new(storage.clone(), config.roster.non_contacts),
         pubsub: PubSub::default(),
         approvals: Approvals::default(),
+        filters,
+        directory_hooks,
         storage: storage.clone(),
         shutdown: stop_rx.clone(),
         config,

@@ -15,6 +15,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use siren_api::auth::{AuthContext, AuthExchange, AuthStep};
+use siren_api::hooks::{DirectoryEvent, FilterDecision, RoutingMeta};
 use siren_api::storage::SessionRecord;
 use siren_api::{Error, ErrorCode, Uid, Username};
 use siren_net::{NetError, Receiver, Sender, read_frame, within, write_frame};
@@ -896,6 +897,10 @@ impl Session {
                     self.directory_changed(user, &dir).await;
                 }
                 tracing::info!(%user, device = %short(&self.dek), "device registered");
+                self.shared.directory_event(DirectoryEvent::DeviceAdded {
+                    uid: self.uid(user),
+                    device: *self.dek.as_bytes(),
+                });
                 self.ok(rid).await?;
                 Ok(Flow::Ready)
             }
@@ -937,6 +942,10 @@ impl Session {
             }
         }
         tracing::info!(%user, device = %short(&target), "device revoked");
+        self.shared.directory_event(DirectoryEvent::DeviceRevoked {
+            uid: self.uid(user),
+            device: *target.as_bytes(),
+        });
         if let Err(e) = self.shared.storage.purge(target.as_bytes()).await {
             tracing::warn!(error = %e, "purging a revoked device's queue failed");
         }
@@ -1037,9 +1046,64 @@ impl Session {
                 Admission::Deliver => items.push((env.to_dek, QueueItem::Message { env })),
             }
         }
+        if let Err(e) = self.filter(&me, &items) {
+            return self.error(Some(rid), &e).await;
+        }
         self.batch.extend(items);
         self.batch_rids.push((rid, ids));
         self.start_commit();
+        Ok(())
+    }
+
+    /// Asks the configured message filters about each recipient of a `send` (routing metadata
+    /// only: who, to whom, how many devices, how many bytes, when). A denial refuses the whole
+    /// `send` with the filter's reason; a delay refuses it with `rate_limited` and the seconds
+    /// to wait, so the client retries (nothing is held in the server's memory).
+    fn filter(&self, me: &Uid, items: &[(DekPublic, QueueItem)]) -> Result<(), Error> {
+        if self.shared.filters.is_empty() {
+            return Ok(());
+        }
+        let mut per_recipient: Vec<(Uid, u32, u64)> = Vec::new();
+        for (_, item) in items {
+            let QueueItem::Message { env } = item else {
+                continue;
+            };
+            let size = env.ct.len() as u64;
+            match per_recipient.iter_mut().find(|(uid, _, _)| uid == &env.to) {
+                Some((_, devices, bytes)) => {
+                    *devices += 1;
+                    *bytes += size;
+                }
+                None => per_recipient.push((env.to.clone(), 1, size)),
+            }
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        for (recipient, devices, bytes) in per_recipient {
+            let meta = RoutingMeta {
+                sender: me.clone(),
+                recipient,
+                recipient_devices: devices,
+                payload_size: bytes,
+                timestamp: now,
+            };
+            for filter in &self.shared.filters {
+                match filter.check(&meta) {
+                    FilterDecision::Allow => {}
+                    FilterDecision::Deny(reason) => {
+                        tracing::info!(filter = filter.name(), sender = %meta.sender, recipient = %meta.recipient, %reason, "message refused by a filter");
+                        return Err(Error::new(ErrorCode::Refused, format!("refused: {reason}")));
+                    }
+                    FilterDecision::Delay(secs) => {
+                        return Err(Error::new(
+                            ErrorCode::RateLimited,
+                            format!("too many messages; retry in {secs} s"),
+                        ));
+                    }
+                }
+            }
+        }
         Ok(())
     }
 

@@ -3,11 +3,13 @@
 //! `siren-proto` decides every byte; this crate only moves them: frames on TCP sockets
 //! ([`frames`]), the two directions of an established session ([`Sender`], [`Receiver`]), and
 //! the initiator side of the handshake ([`connect`]), which devices use to reach their server and
-//! (later) servers use to reach each other. `sirend`, the `siren` client, `siren-bench` and the
+//! (later) servers use to reach each other, and DNS discovery of servers ([`discovery`]: SRV
+//! targets and the published SEKs, PROTOCOL.md §4). `sirend`, the `siren` client, `siren-bench` and the
 //! integration tests share it, so there is one implementation of each step.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod discovery;
 pub mod frames;
 
 use std::time::Duration;

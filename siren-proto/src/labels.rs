@@ -33,6 +33,8 @@ pub const APPROVAL_CODE: &str = "siren/v1/approval-code";
 pub const SAFETY_NUMBER: &str = "siren/v1/safety-number";
 /// SHA-256 key id of an X25519 public key (names a SEK in the hello).
 pub const KEY_ID: &str = "siren/v1/key-id";
+/// Signature by a client certificate's key in the `X509` login mechanism.
+pub const X509_AUTH: &str = "siren/v1/x509-auth";
 
 /// The handshake's protocol name: the initial transcript hash is `SHA-256` of this string.
 pub const HANDSHAKE_PROTOCOL: &str = "Siren_IK_25519_XSalsa20Poly1305_SHA256_v1";
@@ -61,6 +63,7 @@ pub const ALL: &[&str] = &[
     APPROVAL_CODE,
     SAFETY_NUMBER,
     KEY_ID,
+    X509_AUTH,
     HANDSHAKE_PROTOCOL,
     HANDSHAKE_PROLOGUE,
     HANDSHAKE_MESSAGE_KEY,

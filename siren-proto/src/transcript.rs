@@ -92,6 +92,24 @@ impl Transcript {
     }
 }
 
+/// The bytes a device signs with its certificate's key in the `X509` login mechanism
+/// (PROTOCOL.md §9.2):
+/// `label("siren/v1/x509-auth") || channel_binding || device_key || var(uid)`.
+///
+/// `channel_binding` is the session's handshake hash and `device_key` the DEK the session was
+/// opened with, so a proof made for one handshake is worthless in any other.
+pub fn x509_auth(
+    channel_binding: &[u8; 32],
+    device_key: &[u8; 32],
+    uid: &siren_api::Uid,
+) -> Vec<u8> {
+    let mut t = Transcript::new(crate::labels::X509_AUTH);
+    t.fixed(channel_binding)
+        .fixed(device_key)
+        .text(&uid.to_string());
+    t.0
+}
+
 /// A SHA-256 value: record hashes, roster hashes, commitments.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Digest([u8; 32]);
@@ -155,6 +173,19 @@ mod tests {
         let mut z = Transcript::new("u");
         z.text("ab").text("c");
         assert_ne!(x.digest(), z.digest());
+    }
+
+    #[test]
+    fn x509_auth_layout() {
+        let uid = siren_api::Uid::parse("alice@alpha.test").unwrap();
+        let bytes = x509_auth(&[1; 32], &[2; 32], &uid);
+        let mut expected = vec![18u8];
+        expected.extend_from_slice(b"siren/v1/x509-auth");
+        expected.extend_from_slice(&[1; 32]);
+        expected.extend_from_slice(&[2; 32]);
+        expected.extend_from_slice(&[0, 0, 0, 16]);
+        expected.extend_from_slice(b"alice@alpha.test");
+        assert_eq!(bytes, expected);
     }
 
     #[test]

@@ -51,6 +51,10 @@ pub struct Options {
     pub idle_timeout_secs: u64,
     pub approval_timeout_secs: u64,
     pub storage: &'static str,
+    /// Lines added to `[storage]` (e.g. a `[storage.options]` table goes in `extra`).
+    pub storage_lines: String,
+    /// Lines added to `[auth]` (`mechanisms = …`, `credentials = …`).
+    pub auth_lines: String,
     pub extra: String,
 }
 
@@ -64,6 +68,8 @@ impl Default for Options {
             idle_timeout_secs: 300,
             approval_timeout_secs: 60,
             storage: "rocksdb",
+            storage_lines: String::new(),
+            auth_lines: String::new(),
             extra: String::new(),
         }
     }
@@ -116,8 +122,10 @@ approval_timeout_secs = {approval}
 
 [storage]
 backend = "{storage}"
+{storage_lines}
 
 [auth]
+{auth_lines}
 argon2_memory_kib = 64
 argon2_iterations = 1
 failures_per_account_per_minute = 5
@@ -134,6 +142,8 @@ level = "info"
             idle = options.idle_timeout_secs,
             approval = options.approval_timeout_secs,
             storage = options.storage,
+            storage_lines = options.storage_lines,
+            auth_lines = options.auth_lines,
             extra = options.extra,
         );
         std::fs::write(dir.path().join("sirend.toml"), config).unwrap();
@@ -168,6 +178,27 @@ level = "info"
             "user add: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// Runs `sirend ARGS` (e.g. `check-config`, `migrate-store`) to completion.
+    pub fn sirend(args: &[&str]) -> Output {
+        let out = Command::new(binary("sirend")).args(args).output().unwrap();
+        Output {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `sirend run` that must fail at start-up: returns what it printed on stderr.
+    pub fn start_failure(&self) -> String {
+        let out = Command::new(binary("sirend"))
+            .args(["run", "--config"])
+            .arg(self.config())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "sirend started, but should not have");
+        String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
     /// Starts `sirend run` and waits until it listens.
@@ -225,6 +256,21 @@ level = "info"
             signal(&child, "KILL");
             let _ = child.wait();
         }
+    }
+
+    /// Waits (up to 10 s) until the server logged a line containing `needle`; returns the whole
+    /// log so far.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let mut log = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            log.extend(self.log_lines());
+            if log.iter().any(|l| l.contains(needle)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        log.join("\n")
     }
 
     /// Everything the server logged so far.
@@ -347,6 +393,11 @@ impl Cli {
         let out = self.run_with_stdin(&["login", "--password-stdin"], &format!("{password}\n"));
         assert!(out.ok, "siren login: {}", out.stderr);
         out
+    }
+
+    /// `siren login --password-stdin`, which may fail.
+    pub fn try_login(&self, password: &str) -> Output {
+        self.run_with_stdin(&["login", "--password-stdin"], &format!("{password}\n"))
     }
 
     /// `siren send`, which must succeed.

@@ -36,6 +36,7 @@
 pub mod accounts;
 pub mod directory;
 pub mod engine;
+pub mod export;
 pub mod persistence;
 pub mod queue;
 pub mod roster;
@@ -145,6 +146,9 @@ macro_rules! __storage_checks {
             roster::roster_users_independent,
             roster::roster_concurrent_puts_one_wins,
             accounts::storage_describe_and_flush,
+            export::export_empty,
+            export::export_lists_everything_once,
+            export::export_import_roster,
         }
     };
 }
@@ -249,6 +253,7 @@ mod tests {
             ("accounts", include_str!("accounts.rs")),
             ("directory", include_str!("directory.rs")),
             ("engine", include_str!("engine.rs")),
+            ("export", include_str!("export.rs")),
             ("persistence", include_str!("persistence.rs")),
             ("queue", include_str!("queue.rs")),
             ("roster", include_str!("roster.rs")),

@@ -51,6 +51,7 @@
 
 mod accounts;
 mod directory;
+mod export;
 mod layout;
 mod queue;
 mod roster;

@@ -1,0 +1,212 @@
+//! Plugins in a real `sirend`: WebAssembly components (credentials, a mechanism, a KV storage
+//! engine) and their sandbox, and clear start-up errors for broken plugins. The components are
+//! built by scripts/build-plugins.sh into `$CARGO_TARGET_DIR/plugins/` (scripts/test.sh runs it).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use siren_tests::{Cli, Options, Server, binary};
+
+fn wasm(name: &str) -> PathBuf {
+    let target = binary("sirend")
+        .parent()
+        .and_then(|d| d.parent())
+        .unwrap()
+        .to_owned();
+    let path = target.join("plugins").join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build-plugins.sh (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+fn plugin(name: &str, kind: &str, file: &str, config: &str) -> String {
+    format!(
+        "\n[[plugins]]\nname = \"{name}\"\nkind = \"{kind}\"\nwasm = \"{}\"\ndeadline_ms = 200\nmemory_limit_mib = 16\n[plugins.config]\n{config}\n",
+        wasm(file).display()
+    )
+}
+
+#[test]
+fn logins_go_through_a_wasm_credential_plugin_and_a_wasm_mechanism() {
+    let mut s = Server::new(Options {
+        auth_lines: "mechanisms = [\"STATIC\", \"PLAIN\"]\ncredentials = \"corp\"".into(),
+        extra: format!(
+            "{}{}",
+            plugin(
+                "corp",
+                "credentials",
+                "credentials-static",
+                "users = \"alice:pw1,bob:pw2\""
+            ),
+            plugin(
+                "STATIC",
+                "mechanism",
+                "auth-static",
+                "users = \"carol:pw3\""
+            )
+        ),
+        ..Options::default()
+    });
+    let listed = Server::sirend(&["plugins", "list", "--config", s.config().to_str().unwrap()]);
+    assert!(listed.ok, "{}", listed.stderr);
+    for name in ["corp", "STATIC"] {
+        assert!(
+            listed
+                .stdout
+                .lines()
+                .any(|l| l.contains(name) && l.contains("siren:plugin@0.1.0")),
+            "{}",
+            listed.stdout
+        );
+    }
+    s.start();
+    let alice = Cli::init(&s, "alice@alpha.test");
+    assert!(
+        alice.login("pw1").ok,
+        "PLAIN over the wasm credential backend"
+    );
+    let wrong = Cli::init(&s, "bob@alpha.test");
+    assert!(!wrong.try_login("pw1").ok);
+    let carol = Cli::init(&s, "carol@alpha.test");
+    let out = carol.run_with_stdin(
+        &["login", "--password-stdin", "--mechanism", "STATIC"],
+        "pw3\n",
+    );
+    assert!(out.ok, "the wasm mechanism: {}", out.stderr);
+    alice.send("carol@alpha.test", "through plugins");
+    assert_eq!(carol.recv(), vec!["alice@alpha.test: through plugins"]);
+}
+
+#[test]
+fn a_looping_or_memory_hungry_plugin_fails_that_call_and_the_server_goes_on() {
+    let mut s = Server::new(Options {
+        auth_lines: "credentials = \"bad\"".into(),
+        extra: plugin("bad", "credentials", "misbehaving-credentials", ""),
+        ..Options::default()
+    });
+    s.start();
+    let alice = Cli::init(&s, "alice@alpha.test");
+    assert!(alice.try_login("ecila").ok);
+    let listener = alice.listen();
+
+    let looping = Cli::init(&s, "loop@alpha.test");
+    let start = Instant::now();
+    assert!(
+        !looping.try_login("x").ok,
+        "a looping verifier cannot log anyone in"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "the call was cut off ({:?})",
+        start.elapsed()
+    );
+    let hog = Cli::init(&s, "hog@alpha.test");
+    assert!(!hog.try_login("x").ok);
+
+    // Everyone else carries on: the live session, and new logins through the same plugin.
+    let bob = Cli::init(&s, "bob@alpha.test");
+    assert!(bob.login("bob").ok);
+    bob.send("alice@alpha.test", "still here");
+    assert_eq!(
+        listener.next_line(Duration::from_secs(10)).as_deref(),
+        Some("bob@alpha.test: still here")
+    );
+    let log = s.wait_for_log("memory limit");
+    assert!(log.contains("deadline"), "the log says why:\n{log}");
+    assert!(log.contains("memory limit"), "the log says why:\n{log}");
+}
+
+#[test]
+fn a_wasm_kv_engine_stores_everything() {
+    let mut s = Server::new(Options {
+        storage: "researcher-kv",
+        auth_lines: "credentials = \"corp\"".into(),
+        extra: format!(
+            "{}{}",
+            plugin("researcher-kv", "storage", "kv-memory", ""),
+            plugin(
+                "corp",
+                "credentials",
+                "credentials-static",
+                "users = \"alice:pw1,bob:pw2\""
+            )
+        ),
+        ..Options::default()
+    });
+    s.start();
+    let alice = Cli::init(&s, "alice@alpha.test");
+    assert!(alice.login("pw1").ok);
+    let bob = Cli::init(&s, "bob@alpha.test");
+    assert!(bob.login("pw2").ok);
+    alice.send("bob@alpha.test", "kept in a wasm store");
+    assert_eq!(bob.recv(), vec!["alice@alpha.test: kept in a wasm store"]);
+}
+
+#[test]
+fn broken_plugins_stop_the_server_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let corrupt = dir.path().join("corrupt.wasm");
+    std::fs::write(&corrupt, b"\0asm\x01\0\0\0 not really").unwrap();
+    let cases = [
+        (
+            format!(
+                "\n[[plugins]]\nname = \"corp\"\nkind = \"credentials\"\nwasm = \"{}\"\n",
+                corrupt.display()
+            ),
+            vec!["corp", "corrupt.wasm"],
+        ),
+        (
+            plugin("corp", "credentials", "wrong-version", ""),
+            vec!["0.2.0", "0.1.0"],
+        ),
+        (
+            plugin("corp", "credentials", "federation-allowlist", ""),
+            vec!["corp", "not a"],
+        ),
+    ];
+    for (extra, needles) in cases {
+        let s = Server::new(Options {
+            extra,
+            ..Options::default()
+        });
+        let err = s.start_failure();
+        for needle in needles {
+            assert!(err.contains(needle), "{needle:?} missing from: {err}");
+        }
+    }
+}
+
+#[test]
+fn a_wasm_message_filter_rate_limits_senders() {
+    let mut s = Server::new(Options {
+        extra: plugin(
+            "ratelimit",
+            "message_filter",
+            "rate-limit-filter",
+            "limit = \"2\"\nwindow_secs = \"3600\"",
+        ),
+        ..Options::default()
+    });
+    s.add_user("alice", "pw-a");
+    s.add_user("bob", "pw-b");
+    s.start();
+    let alice = Cli::init(&s, "alice@alpha.test");
+    alice.login("pw-a");
+    let bob = Cli::init(&s, "bob@alpha.test");
+    bob.login("pw-b");
+    alice.send("bob@alpha.test", "one");
+    alice.send("bob@alpha.test", "two");
+    let third = alice.run(&["send", "bob@alpha.test", "three"]);
+    assert!(!third.ok, "the third message in the window is held back");
+    assert!(third.stderr.contains("retry in"), "{}", third.stderr);
+    // Bob is not limited by alice's count.
+    bob.send("alice@alpha.test", "hi");
+    assert_eq!(
+        bob.recv().len() + alice.recv().len(),
+        3,
+        "two from alice, one from bob"
+    );
+}
