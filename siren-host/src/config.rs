@@ -180,12 +180,27 @@ pub struct RosterSection {
 }
 
 /// `[federation]`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct FederationSection {
-    /// Whether this server talks to other servers. Off until federation is implemented; a
-    /// lookup or message for another server is refused with error 500.
+    /// Whether this server talks to other servers. Off: a lookup, message or subscription for a
+    /// user of another server is refused with error 500 (a closed deployment).
     pub enabled: bool,
+    /// Which peers: `open` (any), `allowlist` or `denylist` (of `peers`), or the name of a
+    /// federation policy plugin. Applies to outbound and inbound links alike.
+    pub policy: String,
+    /// The servers `allowlist` allows or `denylist` refuses.
+    pub peers: Vec<ServerName>,
+}
+
+impl Default for FederationSection {
+    fn default() -> Self {
+        FederationSection {
+            enabled: false,
+            policy: "open".into(),
+            peers: Vec::new(),
+        }
+    }
 }
 
 /// What a plugin implements.
@@ -380,12 +395,6 @@ impl Config {
                 ));
             }
         }
-        if self.federation.enabled {
-            return Err((
-                "federation.enabled",
-                "federation is not implemented in this version; set it to false".into(),
-            ));
-        }
         Ok(())
     }
 
@@ -429,7 +438,9 @@ failures_per_address_per_minute = {fpi}
 non_contacts = "request"         # or "accept", "refuse": first messages from non-contacts
 
 [federation]
-enabled = false
+enabled = false                  # a closed deployment: no other servers
+policy = "open"                  # or "allowlist", "denylist" (of peers), or a policy plugin's name
+peers = []
 
 [log]
 level = "info"

@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use siren_api::auth::{AuthMechanism, CredentialBackend};
+use siren_api::federation::{Decision, Direction, FederationPolicy};
 use siren_api::registry::{Origin, Registry};
 use siren_api::storage::Storage;
-use siren_api::{Error, ErrorCode};
+use siren_api::{Error, ErrorCode, ServerName};
 
 use crate::config::{Config, PluginKind, PluginSection};
 
@@ -398,6 +399,20 @@ pub fn mechanisms(config: &Config) -> Registry<MechanismEntry> {
 /// Checks every name in `config` against the registries, and each selected backend's settings;
 /// the error names the key.
 pub fn check_names(config: &Config) -> Result<(), (String, Error)> {
+    let policy = config.federation.policy.as_str();
+    if !["open", "allowlist", "denylist"].contains(&policy)
+        && !plugins_of(config, PluginKind::Federation).any(|p| p.name == policy)
+    {
+        return Err((
+            "federation.policy".to_owned(),
+            Error::new(
+                ErrorCode::Internal,
+                format!(
+                    "unknown policy {policy:?}; available: open, allowlist, denylist, or a federation plugin's name"
+                ),
+            ),
+        ));
+    }
     let storage = storage(config);
     let entry = storage
         .get(&config.storage.backend)
@@ -484,6 +499,64 @@ pub fn check_plugins(config: &Config) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// A built-in policy: every peer, or only (or all but) the listed ones.
+struct ListPolicy {
+    name: &'static str,
+    peers: Vec<ServerName>,
+    allow_listed: bool,
+}
+
+impl FederationPolicy for ListPolicy {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn decide(&self, peer: &ServerName, _: Direction) -> Decision {
+        let listed = self.peers.contains(peer);
+        if listed == self.allow_listed {
+            Decision::Allow
+        } else if self.allow_listed {
+            Decision::Deny(format!("{peer} is not in the allowlist"))
+        } else {
+            Decision::Deny(format!("{peer} is in the denylist"))
+        }
+    }
+}
+
+/// The federation policy `[federation] policy` names: `open`, `allowlist`, `denylist`, or a
+/// `kind = "federation"` plugin.
+pub fn open_federation_policy(config: &Config) -> Result<Arc<dyn FederationPolicy>, Error> {
+    let f = &config.federation;
+    let list = |name, allow_listed| -> Arc<dyn FederationPolicy> {
+        Arc::new(ListPolicy {
+            name,
+            peers: f.peers.clone(),
+            allow_listed,
+        })
+    };
+    match f.policy.as_str() {
+        // `open` is a denylist with nothing in it.
+        "open" => Ok(list("open", false)),
+        "allowlist" => Ok(list("allowlist", true)),
+        "denylist" => Ok(list("denylist", false)),
+        name => match plugins_of(config, PluginKind::Federation).find(|p| p.name == name) {
+            Some(section) => {
+                let loaded = wasm_runtime()?.federation_policy(name, &wasm_config(section)?)?;
+                Ok(Arc::new(loaded))
+            }
+            None => Err(Error::new(
+                ErrorCode::Internal,
+                format!(
+                    "`federation.policy`: unknown policy {name:?}; available: open, allowlist, denylist{}",
+                    plugins_of(config, PluginKind::Federation)
+                        .map(|p| format!(", {}", p.name))
+                        .collect::<String>()
+                ),
+            )),
+        },
+    }
 }
 
 /// Every message filter of the configuration (`kind = "message_filter"`), in order.

@@ -44,6 +44,8 @@ pub struct Shared {
     pub pubsub: PubSub,
     /// New devices waiting for approval.
     pub approvals: Approvals,
+    /// Which peer servers this server may talk to.
+    pub federation: Arc<dyn siren_api::federation::FederationPolicy>,
     /// Message filters (plugins), asked about every `send`.
     pub filters: Vec<Arc<dyn siren_api::hooks::MessageFilter>>,
     /// Directory hooks (plugins), told about device additions and revocations.
@@ -53,6 +55,36 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Why a request about `uid`, a user of another server, cannot be served: federation is
+    /// off (500), the policy refuses that server (501), or — allowed — links to other servers
+    /// are not implemented in this version yet (106).
+    pub fn remote_refusal(&self, uid: &siren_api::Uid) -> siren_api::Error {
+        use siren_api::federation::{Decision, Direction};
+        use siren_api::{Error, ErrorCode};
+        let peer = uid.server();
+        if !self.config.federation.enabled {
+            return Error::new(
+                ErrorCode::FederationDisabled,
+                format!("{uid} is on another server and federation is disabled here"),
+            );
+        }
+        match self.federation.decide(peer, Direction::Outbound) {
+            Decision::Deny(reason) => {
+                tracing::info!(%peer, policy = self.federation.name(), %reason, "federation refused by policy");
+                Error::new(
+                    ErrorCode::FederationDenied,
+                    format!("this server's federation policy does not allow {peer}"),
+                )
+            }
+            Decision::Allow => Error::new(
+                ErrorCode::UnexpectedMessage,
+                format!(
+                    "{peer} is allowed, but links to other servers are not implemented in this version yet"
+                ),
+            ),
+        }
+    }
+
     /// Tells every directory hook about an event (a hook's failure is logged by its adapter).
     pub fn directory_event(&self, event: siren_api::hooks::DirectoryEvent) {
         for hook in &self.directory_hooks {
@@ -83,6 +115,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create {}", config.server.data_dir.display()))?;
     registry::check_plugins(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let filters = registry::open_filters(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let federation =
+        registry::open_federation_policy(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let directory_hooks =
         registry::open_directory_hooks(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let storage = registry::open_storage(&config)
@@ -120,6 +154,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         approvals: Approvals::default(),
         filters,
         directory_hooks,
+        federation,
         storage: storage.clone(),
         shutdown: stop_rx.clone(),
         config,

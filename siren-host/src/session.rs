@@ -961,13 +961,7 @@ impl Session {
     async fn lookup(&mut self, rid: RequestId, user: &Username, uid: &Uid) -> Result<(), Outcome> {
         if uid.server() != &self.shared.config.server.name {
             return self
-                .error(
-                    Some(rid),
-                    &Error::new(
-                        ErrorCode::FederationDisabled,
-                        format!("{uid} is on another server and federation is disabled here"),
-                    ),
-                )
+                .error(Some(rid), &self.shared.remote_refusal(uid))
                 .await;
         }
         match self.shared.directory.get(uid.user()).await {
@@ -1128,13 +1122,7 @@ impl Session {
             )
         })?;
         if env.to.server() != &self.shared.config.server.name {
-            return Err(Error::new(
-                ErrorCode::FederationDisabled,
-                format!(
-                    "{} is on another server and federation is disabled here",
-                    env.to
-                ),
-            ));
+            return Err(self.shared.remote_refusal(&env.to));
         }
         let dir = self
             .shared
@@ -1337,10 +1325,7 @@ impl Session {
         for topic in &topics {
             let uid = topic.publisher();
             let refusal = if uid.server() != &self.shared.config.server.name {
-                Some(Error::new(
-                    ErrorCode::FederationDisabled,
-                    format!("{uid} is on another server and federation is disabled here"),
-                ))
+                Some(self.shared.remote_refusal(uid))
             } else {
                 match self
                     .shared

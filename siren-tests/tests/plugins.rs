@@ -210,3 +210,52 @@ fn a_wasm_message_filter_rate_limits_senders() {
         "two from alice, one from bob"
     );
 }
+
+#[test]
+fn the_federation_policy_is_asked_before_anything_goes_to_another_server() {
+    // A wasm allowlist policy: beta.test allowed, gamma.test not.
+    let mut s = Server::new(Options {
+        extra: format!(
+            "\n[federation]\nenabled = true\npolicy = \"partners\"\n{}",
+            plugin(
+                "partners",
+                "federation",
+                "federation-allowlist",
+                "peers = \"beta.test\""
+            )
+        ),
+        ..Options::default()
+    });
+    s.add_user("alice", "pw-a");
+    s.start();
+    let alice = Cli::init(&s, "alice@alpha.test");
+    alice.login("pw-a");
+    let denied = alice.run(&["lookup", "carol@gamma.test"]);
+    assert!(!denied.ok);
+    assert!(
+        denied.stderr.contains("federation_denied"),
+        "{}",
+        denied.stderr
+    );
+    let allowed = alice.run(&["lookup", "bob@beta.test"]);
+    assert!(!allowed.ok, "no server-to-server links yet");
+    assert!(
+        !allowed.stderr.contains("federation_denied") && allowed.stderr.contains("beta.test"),
+        "{}",
+        allowed.stderr
+    );
+    let log = s.wait_for_log("federation refused by policy");
+    assert!(log.contains("gamma.test"), "{log}");
+}
+
+#[test]
+fn a_closed_deployment_refuses_other_servers() {
+    let mut s = Server::new(Options::default());
+    s.add_user("alice", "pw-a");
+    s.start();
+    let alice = Cli::init(&s, "alice@alpha.test");
+    alice.login("pw-a");
+    let out = alice.run(&["send", "bob@beta.test", "hi"]);
+    assert!(!out.ok);
+    assert!(out.stderr.contains("federation_disabled"), "{}", out.stderr);
+}

@@ -1,9 +1,15 @@
 //! A federation policy that talks only to the peers listed in its configuration:
 //!
 //! ```toml
-//! [federation.wasm]
-//! path = ".../federation-allowlist.wasm"
-//! [federation.wasm.config]
+//! [federation]
+//! enabled = true
+//! policy = "partners"
+//!
+//! [[plugins]]
+//! name = "partners"
+//! kind = "federation"
+//! wasm = ".../federation-allowlist.wasm"
+//! [plugins.config]
 //! peers = "beta.test, gamma.test"
 //! ```
 
