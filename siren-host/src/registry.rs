@@ -623,6 +623,26 @@ pub fn describe(config: &Config) -> Vec<(String, String, String)> {
     for (name, origin, _) in mechanisms(config).entries() {
         out.push(("mechanism".into(), name.to_owned(), describe_origin(origin)));
     }
+    for policy in ["open", "allowlist", "denylist"] {
+        out.push((
+            "federation".into(),
+            policy.to_owned(),
+            describe_origin(&Origin::BuiltIn),
+        ));
+    }
+    for (kind, label) in [
+        (PluginKind::Federation, "federation"),
+        (PluginKind::MessageFilter, "filter"),
+        (PluginKind::DirectoryHook, "hook"),
+    ] {
+        for plugin in plugins_of(config, kind) {
+            out.push((
+                label.into(),
+                plugin.name.clone(),
+                describe_origin(&plugin_origin(plugin)),
+            ));
+        }
+    }
     out
 }
 
