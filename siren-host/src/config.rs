@@ -388,6 +388,17 @@ impl Config {
                     ),
                 ));
             }
+            if plugin.kind == PluginKind::Federation
+                && ["open", "allowlist", "denylist"].contains(&plugin.name.as_str())
+            {
+                return Err((
+                    "plugins",
+                    format!(
+                        "plugin name {:?} is a built-in federation policy; choose another",
+                        plugin.name
+                    ),
+                ));
+            }
             if !names.insert((plugin.kind, plugin.name.clone())) {
                 return Err((
                     "plugins",

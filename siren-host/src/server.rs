@@ -58,7 +58,7 @@ impl Shared {
     /// Why a request about `uid`, a user of another server, cannot be served: federation is
     /// off (500), the policy refuses that server (501), or — allowed — links to other servers
     /// are not implemented in this version yet (106).
-    pub fn remote_refusal(&self, uid: &siren_api::Uid) -> siren_api::Error {
+    pub async fn remote_refusal(&self, uid: &siren_api::Uid) -> siren_api::Error {
         use siren_api::federation::{Decision, Direction};
         use siren_api::{Error, ErrorCode};
         let peer = uid.server();
@@ -68,7 +68,15 @@ impl Shared {
                 format!("{uid} is on another server and federation is disabled here"),
             );
         }
-        match self.federation.decide(peer, Direction::Outbound) {
+        // A policy plugin's call blocks (up to its deadline): off the async executor. A
+        // failed task denies (fail closed).
+        let policy = self.federation.clone();
+        let asked = peer.clone();
+        let decision =
+            tokio::task::spawn_blocking(move || policy.decide(&asked, Direction::Outbound))
+                .await
+                .unwrap_or_else(|e| Decision::Deny(format!("the policy task failed: {e}")));
+        match decision {
             Decision::Deny(reason) => {
                 tracing::info!(%peer, policy = self.federation.name(), %reason, "federation refused by policy");
                 Error::new(

@@ -961,7 +961,7 @@ impl Session {
     async fn lookup(&mut self, rid: RequestId, user: &Username, uid: &Uid) -> Result<(), Outcome> {
         if uid.server() != &self.shared.config.server.name {
             return self
-                .error(Some(rid), &self.shared.remote_refusal(uid))
+                .error(Some(rid), &self.shared.remote_refusal(uid).await)
                 .await;
         }
         match self.shared.directory.get(uid.user()).await {
@@ -1007,10 +1007,17 @@ impl Session {
         };
         let mut ids: Vec<MessageId> = Vec::new();
         let mut items = Vec::with_capacity(msgs.len());
-        for env in msgs {
-            if let Err(e) = self.check_envelope(&env, &me, &own).await {
+        // Every check that can refuse the `send` comes before anything is remembered about it
+        // (the contact-request marks of `admit`).
+        for env in &msgs {
+            if let Err(e) = self.check_envelope(env, &me, &own).await {
                 return self.error(Some(rid), &e).await;
             }
+        }
+        if let Err(e) = self.filter(&me, &msgs).await {
+            return self.error(Some(rid), &e).await;
+        }
+        for env in msgs {
             if !ids.contains(&env.id) {
                 ids.push(env.id);
             }
@@ -1040,9 +1047,6 @@ impl Session {
                 Admission::Deliver => items.push((env.to_dek, QueueItem::Message { env })),
             }
         }
-        if let Err(e) = self.filter(&me, &items) {
-            return self.error(Some(rid), &e).await;
-        }
         self.batch.extend(items);
         self.batch_rids.push((rid, ids));
         self.start_commit();
@@ -1053,15 +1057,12 @@ impl Session {
     /// only: who, to whom, how many devices, how many bytes, when). A denial refuses the whole
     /// `send` with the filter's reason; a delay refuses it with `rate_limited` and the seconds
     /// to wait, so the client retries (nothing is held in the server's memory).
-    fn filter(&self, me: &Uid, items: &[(DekPublic, QueueItem)]) -> Result<(), Error> {
+    async fn filter(&self, me: &Uid, msgs: &[Envelope]) -> Result<(), Error> {
         if self.shared.filters.is_empty() {
             return Ok(());
         }
         let mut per_recipient: Vec<(Uid, u32, u64)> = Vec::new();
-        for (_, item) in items {
-            let QueueItem::Message { env } = item else {
-                continue;
-            };
+        for env in msgs {
             let size = env.ct.len() as u64;
             match per_recipient.iter_mut().find(|(uid, _, _)| uid == &env.to) {
                 Some((_, devices, bytes)) => {
@@ -1074,31 +1075,46 @@ impl Session {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        for (recipient, devices, bytes) in per_recipient {
-            let meta = RoutingMeta {
+        let metas: Vec<RoutingMeta> = per_recipient
+            .into_iter()
+            .map(|(recipient, devices, bytes)| RoutingMeta {
                 sender: me.clone(),
                 recipient,
                 recipient_devices: devices,
                 payload_size: bytes,
                 timestamp: now,
-            };
-            for filter in &self.shared.filters {
-                match filter.check(&meta) {
-                    FilterDecision::Allow => {}
-                    FilterDecision::Deny(reason) => {
-                        tracing::info!(filter = filter.name(), sender = %meta.sender, recipient = %meta.recipient, %reason, "message refused by a filter");
-                        return Err(Error::new(ErrorCode::Refused, format!("refused: {reason}")));
-                    }
-                    FilterDecision::Delay(secs) => {
-                        return Err(Error::new(
-                            ErrorCode::RateLimited,
-                            format!("too many messages; retry in {secs} s"),
-                        ));
+            })
+            .collect();
+        // Plugin calls block (up to their deadline): off the async executor.
+        let filters = self.shared.filters.clone();
+        let verdict = tokio::task::spawn_blocking(move || {
+            for meta in &metas {
+                for filter in &filters {
+                    match filter.check(meta) {
+                        FilterDecision::Allow => {}
+                        FilterDecision::Deny(reason) => {
+                            tracing::info!(filter = filter.name(), sender = %meta.sender, recipient = %meta.recipient, %reason, "message refused by a filter");
+                            return Err(Error::new(ErrorCode::Refused, format!("refused: {reason}")));
+                        }
+                        FilterDecision::Delay(secs) => {
+                            return Err(Error::new(
+                                ErrorCode::RateLimited,
+                                format!("too many messages; retry in {secs} s"),
+                            ));
+                        }
                     }
                 }
             }
+            Ok(())
+        })
+        .await;
+        match verdict {
+            Ok(result) => result,
+            Err(e) => Err(Error::new(
+                ErrorCode::Internal,
+                format!("a message filter task failed: {e}"),
+            )),
         }
-        Ok(())
     }
 
     /// Checks one envelope of a `send`: the sender is this session, signed by the sender's USK,
@@ -1122,7 +1138,7 @@ impl Session {
             )
         })?;
         if env.to.server() != &self.shared.config.server.name {
-            return Err(self.shared.remote_refusal(&env.to));
+            return Err(self.shared.remote_refusal(&env.to).await);
         }
         let dir = self
             .shared
@@ -1325,7 +1341,7 @@ impl Session {
         for topic in &topics {
             let uid = topic.publisher();
             let refusal = if uid.server() != &self.shared.config.server.name {
-                Some(self.shared.remote_refusal(uid))
+                Some(self.shared.remote_refusal(uid).await)
             } else {
                 match self
                     .shared

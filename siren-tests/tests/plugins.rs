@@ -259,3 +259,54 @@ fn a_closed_deployment_refuses_other_servers() {
     assert!(!out.ok);
     assert!(out.stderr.contains("federation_disabled"), "{}", out.stderr);
 }
+
+#[test]
+fn a_held_back_first_message_still_arrives_as_a_contact_request() {
+    // One message per 2-second window: alice's message to carol uses the window, so her first
+    // message to bob is held back. Nothing about that refused `send` may be remembered: when
+    // she sends again, bob still gets the contact request.
+    let mut s = Server::new(Options {
+        extra: plugin(
+            "ratelimit",
+            "message_filter",
+            "rate-limit-filter",
+            "limit = \"1\"\nwindow_secs = \"2\"",
+        ),
+        ..Options::default()
+    });
+    for (user, pw) in [("alice", "pw-a"), ("bob", "pw-b"), ("carol", "pw-c")] {
+        s.add_user(user, pw);
+    }
+    s.start();
+    let alice = Cli::init(&s, "alice@alpha.test");
+    alice.login("pw-a");
+    let bob = Cli::init(&s, "bob@alpha.test");
+    bob.login("pw-b");
+    let carol = Cli::init(&s, "carol@alpha.test");
+    carol.login("pw-c");
+    // Start at the beginning of a window, so the two sends below share it.
+    while !std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .is_multiple_of(2)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    alice.send("carol@alpha.test", "uses the window");
+    let held = alice.run(&["send", "bob@alpha.test", "hello stranger"]);
+    assert!(
+        !held.ok && held.stderr.contains("retry in"),
+        "{}",
+        held.stderr
+    );
+    std::thread::sleep(Duration::from_millis(2100));
+    alice.send("bob@alpha.test", "hello stranger");
+    let out = bob.run(&["recv"]);
+    assert!(
+        out.stderr.contains("contact request from alice@alpha.test"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stdout.trim(), "alice@alpha.test: hello stranger");
+}

@@ -289,7 +289,6 @@ impl Inner {
             )
         })?;
         let identity = user_named(&ee_der, self.identity, &self.server);
-        let attempted = identity.as_ref().ok();
 
         let intermediates: Vec<CertificateDer<'_>> = intermediates
             .iter()
@@ -304,7 +303,10 @@ impl Inner {
             None,
             None,
         )
-        .map_err(|e| refuse(chain_reason(e), attempted))?;
+        // A name from a certificate whose chain does not verify is anyone's to write: it is not
+        // reported as the account attempted, so forged certificates cannot use up a real user's
+        // per-account login limit.
+        .map_err(|e| refuse(chain_reason(e), None))?;
 
         let user = identity.map_err(|reason| refuse(reason, None))?;
         let uid = Uid::new(user.clone(), self.server.clone());

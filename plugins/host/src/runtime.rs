@@ -378,6 +378,8 @@ const PANIC_PREFIX: &str = "plugin panicked: ";
 /// The memory and table limits of one instance.
 struct Limits {
     memory_bytes: usize,
+    /// Bytes of every linear memory of the instance together (a component may have several).
+    used: usize,
     /// Set when a growth was refused during the current call.
     exceeded: bool,
 }
@@ -385,16 +387,19 @@ struct Limits {
 impl ResourceLimiter for Limits {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        // Refused growth makes `memory.grow` return -1, as the spec says; a guest that cannot
-        // cope traps, and the flag turns that trap into a "memory limit" error.
-        if desired > self.memory_bytes {
+        // The limit is for the instance: all its memories together. Refused growth makes
+        // `memory.grow` return -1, as the spec says; a guest that cannot cope traps, and the
+        // flag turns that trap into a "memory limit" error.
+        let total = self.used.saturating_sub(current).saturating_add(desired);
+        if total > self.memory_bytes {
             self.exceeded = true;
             return Ok(false);
         }
+        self.used = total;
         Ok(true)
     }
 
@@ -610,6 +615,7 @@ impl<K: Kind> Plugin<K> {
                 plugin: self.name.clone(),
                 limits: Limits {
                     memory_bytes: (self.memory_limit_mib as usize) << 20,
+                    used: 0,
                     exceeded: false,
                 },
                 logs_this_call: 0,
