@@ -30,16 +30,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Create a profile for an account.
+    /// Create a profile for an account. Without --server, the server is found through DNS
+    /// (`_siren._tcp.<domain>` SRV and the `_siren-key.<domain>` TXT key).
     Init {
         /// The account, e.g. alice@alpha.test.
         uid: String,
-        /// The server's address, host:port.
+        /// The server's address, host:port (skips the DNS SRV lookup).
         #[arg(long)]
-        server: String,
-        /// The server's key (base64), as `sirend init` printed it.
+        server: Option<String>,
+        /// The server's key (base64), as `sirend init` printed it. With DNS discovery, the key
+        /// DNS publishes must match it; without it, the published key is pinned (first use).
         #[arg(long)]
-        server_key: String,
+        server_key: Option<String>,
+        /// The DNS server to ask (host:port), instead of the system's resolver.
+        #[arg(long)]
+        dns: Option<std::net::SocketAddr>,
         /// Protect the keys with a passphrase (from SIREN_PASSPHRASE, or asked for).
         #[arg(long)]
         passphrase: bool,
@@ -290,10 +295,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             uid,
             server,
             server_key,
+            dns,
             passphrase: protect,
         } => {
             let uid = Uid::parse(&uid).context("the account")?;
-            SekPublic::from_base64(&server_key).context("--server-key")?;
+            let given = server_key
+                .as_deref()
+                .map(|k| SekPublic::from_base64(k).context("--server-key"))
+                .transpose()?;
+            let (server, server_key) = match (server, given) {
+                (Some(server), Some(key)) => (server, key),
+                (server, given) => discover_server(&uid, server, given, dns).await?,
+            };
+            let server_key = server_key.to_base64();
             let settings = Settings {
                 uid: uid.clone(),
                 server,
@@ -668,6 +682,53 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Finds the account's server through DNS (PROTOCOL.md §4): the SRV targets in order until one
+/// accepts a connection (unless `server` is given), and the published key, which must match
+/// `given` if there is one, or is pinned from now on.
+async fn discover_server(
+    uid: &Uid,
+    server: Option<String>,
+    given: Option<SekPublic>,
+    dns: Option<std::net::SocketAddr>,
+) -> anyhow::Result<(String, SekPublic)> {
+    use siren_net::discovery::{self, Resolver, ResolverConfig};
+    let config = ResolverConfig {
+        nameservers: dns.into_iter().collect(),
+        ..ResolverConfig::default()
+    };
+    let resolver = Resolver::new(&config)?;
+    let domain = uid.server();
+    let found = discovery::discover(&resolver, domain)
+        .await
+        .with_context(|| format!("cannot find the server of {domain} in DNS"))?;
+    let key = match given {
+        Some(key) if found.publishes(&key) => key,
+        Some(_) => bail!(
+            "DNS publishes another key for {domain} than --server-key: refusing (check with the server's operator)"
+        ),
+        None => match found.keys.as_slice() {
+            [key] => *key,
+            _ => bail!(
+                "DNS publishes {} keys for {domain} (a key rotation?); give the current one with --server-key",
+                found.keys.len()
+            ),
+        },
+    };
+    let server = match server {
+        Some(server) => server,
+        None => {
+            let reached =
+                discovery::connect_any(&resolver, &found.targets, Duration::from_secs(5)).await?;
+            println!("found {domain} at {} ({})", reached.target, reached.addr);
+            reached.addr.to_string()
+        }
+    };
+    if given.is_none() {
+        println!("pinned the key DNS publishes for {domain}: {key}");
+    }
+    Ok((server, key))
 }
 
 fn main() -> ExitCode {

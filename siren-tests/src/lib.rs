@@ -706,3 +706,79 @@ pub mod raw {
         }
     }
 }
+
+/// A dnsmasq on loopback of one test's own (`scripts/services/dnsmasq.sh`, which installs it
+/// with apt-get when missing), answering for `*.test` from the records given; stopped on drop.
+pub struct Dns {
+    dir: TempDir,
+    /// Where it answers (UDP and TCP).
+    pub addr: SocketAddr,
+}
+
+/// Starts are serialised: the first may install dnsmasq with apt-get, which takes a lock.
+static DNS_START: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+impl Dns {
+    fn script() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/services/dnsmasq.sh")
+    }
+
+    fn run(&self, action: &str) {
+        let out = Command::new("bash")
+            .arg(Self::script())
+            .arg(action)
+            .arg(self.dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "scripts/services/dnsmasq.sh {action} failed (these tests need dnsmasq; the script installs it as root):\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts dnsmasq with `records` (dnsmasq option lines: `srv-host=…`, `txt-record=…`,
+    /// `host-record=…`).
+    pub fn start(records: &str) -> Dns {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("records.conf"), records).unwrap();
+        let mut dns = Dns {
+            dir,
+            addr: "127.0.0.1:0".parse().unwrap(),
+        };
+        {
+            let _guard = DNS_START.lock().unwrap_or_else(|e| e.into_inner());
+            dns.run("start");
+        }
+        let env = std::fs::read_to_string(dns.dir.path().join("dnsmasq.env")).unwrap();
+        dns.addr = env
+            .trim()
+            .strip_prefix("export SIREN_TEST_DNS=")
+            .unwrap_or_else(|| panic!("unexpected dnsmasq.env: {env:?}"))
+            .parse()
+            .unwrap();
+        dns
+    }
+
+    /// The records that make `server` findable: SRV, an A record for its name, the key TXT.
+    pub fn records_for(server: &Server) -> String {
+        format!(
+            "srv-host=_siren._tcp.{name},{name},{port},10,0\nhost-record={name},{ip}\ntxt-record=_siren-key.{name},\"v=siren1; k={key}\"\n",
+            name = server.name,
+            port = server.addr.port(),
+            ip = server.addr.ip(),
+            key = server.sek
+        )
+    }
+}
+
+impl Drop for Dns {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(Self::script())
+            .arg("stop")
+            .arg(self.dir.path())
+            .status();
+    }
+}
