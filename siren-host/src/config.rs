@@ -191,6 +191,8 @@ pub struct FederationSection {
     pub policy: String,
     /// The servers `allowlist` allows or `denylist` refuses.
     pub peers: Vec<ServerName>,
+    /// DNS servers to find peers with (`host:port`); empty: the system's resolver.
+    pub dns: Vec<SocketAddr>,
 }
 
 impl Default for FederationSection {
@@ -199,6 +201,7 @@ impl Default for FederationSection {
             enabled: false,
             policy: "open".into(),
             peers: Vec::new(),
+            dns: Vec::new(),
         }
     }
 }
@@ -452,6 +455,7 @@ non_contacts = "request"         # or "accept", "refuse": first messages from no
 enabled = false                  # a closed deployment: no other servers
 policy = "open"                  # or "allowlist", "denylist" (of peers), or a policy plugin's name
 peers = []
+dns = []                         # DNS servers for finding peers (host:port); [] = the system's
 
 [log]
 level = "info"

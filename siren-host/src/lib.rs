@@ -33,6 +33,7 @@ pub mod config;
 pub mod directory;
 pub mod hub;
 pub mod keyfile;
+pub mod links;
 pub mod migrate;
 pub mod pubsub;
 pub mod queue;

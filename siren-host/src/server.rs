@@ -46,6 +46,8 @@ pub struct Shared {
     pub approvals: Approvals,
     /// Which peer servers this server may talk to.
     pub federation: Arc<dyn siren_api::federation::FederationPolicy>,
+    /// Links to peer servers.
+    pub links: crate::links::Links,
     /// Message filters (plugins), asked about every `send`.
     pub filters: Vec<Arc<dyn siren_api::hooks::MessageFilter>>,
     /// Directory hooks (plugins), told about device additions and revocations.
@@ -59,37 +61,52 @@ impl Shared {
     /// off (500), the policy refuses that server (501), or — allowed — links to other servers
     /// are not implemented in this version yet (106).
     pub async fn remote_refusal(&self, uid: &siren_api::Uid) -> siren_api::Error {
-        use siren_api::federation::{Decision, Direction};
+        match self
+            .remote_allowed(uid.server(), siren_api::federation::Direction::Outbound)
+            .await
+        {
+            Err(e) => e,
+            Ok(()) => siren_api::Error::new(
+                siren_api::ErrorCode::UnexpectedMessage,
+                format!(
+                    "{} is allowed, but this request is not carried over server links in this version yet",
+                    uid.server()
+                ),
+            ),
+        }
+    }
+
+    /// Whether this server may talk to `peer` in `direction`: federation on (else 500) and the
+    /// policy allows it (else 501).
+    pub async fn remote_allowed(
+        &self,
+        peer: &siren_api::ServerName,
+        direction: siren_api::federation::Direction,
+    ) -> Result<(), siren_api::Error> {
+        use siren_api::federation::Decision;
         use siren_api::{Error, ErrorCode};
-        let peer = uid.server();
         if !self.config.federation.enabled {
-            return Error::new(
+            return Err(Error::new(
                 ErrorCode::FederationDisabled,
-                format!("{uid} is on another server and federation is disabled here"),
-            );
+                format!("{peer} is another server and federation is disabled here"),
+            ));
         }
         // A policy plugin's call blocks (up to its deadline): off the async executor. A
         // failed task denies (fail closed).
         let policy = self.federation.clone();
         let asked = peer.clone();
-        let decision =
-            tokio::task::spawn_blocking(move || policy.decide(&asked, Direction::Outbound))
-                .await
-                .unwrap_or_else(|e| Decision::Deny(format!("the policy task failed: {e}")));
+        let decision = tokio::task::spawn_blocking(move || policy.decide(&asked, direction))
+            .await
+            .unwrap_or_else(|e| Decision::Deny(format!("the policy task failed: {e}")));
         match decision {
             Decision::Deny(reason) => {
-                tracing::info!(%peer, policy = self.federation.name(), %reason, "federation refused by policy");
-                Error::new(
+                tracing::info!(%peer, ?direction, policy = self.federation.name(), %reason, "federation refused by policy");
+                Err(Error::new(
                     ErrorCode::FederationDenied,
                     format!("this server's federation policy does not allow {peer}"),
-                )
+                ))
             }
-            Decision::Allow => Error::new(
-                ErrorCode::UnexpectedMessage,
-                format!(
-                    "{peer} is allowed, but links to other servers are not implemented in this version yet"
-                ),
-            ),
+            Decision::Allow => Ok(()),
         }
     }
 
@@ -125,6 +142,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let filters = registry::open_filters(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let federation =
         registry::open_federation_policy(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let links = crate::links::Links::new(
+        config.server.name.clone(),
+        siren_proto::keys::SekSecret::from_bytes(*sek.to_bytes()),
+        &siren_net::discovery::ResolverConfig {
+            nameservers: config.federation.dns.clone(),
+            ..Default::default()
+        },
+        Duration::from_secs(config.limits.handshake_timeout_secs),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let directory_hooks =
         registry::open_directory_hooks(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let storage = registry::open_storage(&config)
@@ -163,6 +190,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         filters,
         directory_hooks,
         federation,
+        links,
         storage: storage.clone(),
         shutdown: stop_rx.clone(),
         config,

@@ -89,7 +89,7 @@ type Established = (
 /// Runs the responder side of the handshake with a deadline on each step. On a refused hello the
 /// client gets a plaintext `error` frame before the connection closes.
 async fn handshake(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     stream: TcpStream,
     peer: SocketAddr,
 ) -> Result<Option<Established>, NetError> {
@@ -100,6 +100,13 @@ async fn handshake(
     let hello = within(step, read_frame(&mut rd, handshake::MAX_HANDSHAKE_FRAME)).await??;
     let received = match handshake::read_hello(&shared.keys, Role::ClientToServer, &hello) {
         Ok(r) => r,
+        Err(HandshakeError::WrongRole {
+            got: Role::ServerToServer,
+            ..
+        }) if shared.config.federation.enabled => {
+            inbound_link(shared, &hello, rd, wr, peer, step, max).await?;
+            return Ok(None);
+        }
         Err(e) => {
             let (code, text) = match &e {
                 HandshakeError::WrongRole {
@@ -148,6 +155,64 @@ async fn handshake(
         Receiver::new(rd, opener, max),
         done.handshake_hash,
     )))
+}
+
+/// The responder side of a peer server's link: the claimed name's key must be its pinned or
+/// DNS-published SEK and the federation policy must allow it (inbound), before the reply; then
+/// the link is served until it closes.
+async fn inbound_link(
+    shared: &Arc<Shared>,
+    hello: &[u8],
+    mut rd: tokio::net::tcp::OwnedReadHalf,
+    mut wr: tokio::net::tcp::OwnedWriteHalf,
+    addr: SocketAddr,
+    step: Duration,
+    max: usize,
+) -> Result<(), NetError> {
+    let refuse = |code: ErrorCode, text: String| handshake::error_frame(code, &text);
+    let received = match handshake::read_hello(&shared.keys, Role::ServerToServer, hello) {
+        Ok(r) => r,
+        Err(e) => {
+            let frame = refuse(e.code(), e.to_string());
+            let _ = write_frame(&mut wr, &frame, handshake::MAX_HANDSHAKE_FRAME).await;
+            return Ok(());
+        }
+    };
+    let Peer::Server { name, sek } = received.peer().clone() else {
+        return Ok(());
+    };
+    let checked = match shared
+        .remote_allowed(&name, siren_api::federation::Direction::Inbound)
+        .await
+    {
+        Ok(()) => shared.links.check_peer_key(&name, &sek).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = checked {
+        tracing::warn!(%addr, peer = %name, error = %e, "link refused");
+        let frame = refuse(e.code, e.message);
+        let _ = write_frame(&mut wr, &frame, handshake::MAX_HANDSHAKE_FRAME).await;
+        return Ok(());
+    }
+    let (waiting, reply) = received.reply(&mut siren_proto::os_rng())?;
+    write_frame(&mut wr, &reply, handshake::MAX_HANDSHAKE_FRAME).await?;
+    let finish = within(step, read_frame(&mut rd, handshake::MAX_HANDSHAKE_FRAME)).await??;
+    let done = match waiting.read_finish(&finish) {
+        Ok(done) => done,
+        Err(e) => {
+            tracing::warn!(%addr, peer = %name, error = %e, "link handshake failed");
+            return Ok(());
+        }
+    };
+    let (sealer, opener) = done.transport.split();
+    crate::links::serve_inbound(
+        shared.clone(),
+        name,
+        Sender::new(wr, sealer, max),
+        Receiver::new(rd, opener, max),
+    )
+    .await;
+    Ok(())
 }
 
 /// How a session ended.
@@ -960,9 +1025,18 @@ impl Session {
 
     async fn lookup(&mut self, rid: RequestId, user: &Username, uid: &Uid) -> Result<(), Outcome> {
         if uid.server() != &self.shared.config.server.name {
-            return self
-                .error(Some(rid), &self.shared.remote_refusal(uid).await)
-                .await;
+            let proxied = match self
+                .shared
+                .remote_allowed(uid.server(), siren_api::federation::Direction::Outbound)
+                .await
+            {
+                Ok(()) => self.shared.links.lookup(uid).await,
+                Err(e) => Err(e),
+            };
+            return match proxied {
+                Ok(listing) => self.send(&ServerMessage::Directory { rid, listing }).await,
+                Err(e) => self.error(Some(rid), &e).await,
+            };
         }
         match self.shared.directory.get(uid.user()).await {
             Ok(Some(dir)) => {

@@ -199,10 +199,36 @@ pub async fn connect(
     request: SessionRequest,
     step_timeout: Duration,
 ) -> Result<Connected, NetError> {
-    let stream = within(step_timeout, TcpStream::connect(addr)).await??;
+    let (init, hello) = Initiator::client(server, sek, dek, request, &mut siren_proto::os_rng())?;
+    run_initiator(TcpStream::connect(addr), init, hello, step_timeout).await
+}
+
+/// Opens a federation link (role `s2s`, PROTOCOL.md §17): this server `own`, proving its SEK
+/// `own_sek`, connects to `peer` at `addr`, whose SEK must be `peer_sek`.
+pub async fn connect_link(
+    addr: std::net::SocketAddr,
+    own: &ServerName,
+    own_sek: &siren_proto::keys::SekSecret,
+    peer: &ServerName,
+    peer_sek: &SekPublic,
+    step_timeout: Duration,
+) -> Result<Connected, NetError> {
+    let (init, hello) =
+        Initiator::server(own, own_sek, peer, peer_sek, &mut siren_proto::os_rng())?;
+    run_initiator(TcpStream::connect(addr), init, hello, step_timeout).await
+}
+
+/// Connects, sends `hello`, reads the reply, sends `finish`: the initiator's side of the
+/// handshake with a deadline on each step.
+async fn run_initiator(
+    connecting: impl Future<Output = std::io::Result<TcpStream>>,
+    init: Initiator,
+    hello: Vec<u8>,
+    step_timeout: Duration,
+) -> Result<Connected, NetError> {
+    let stream = within(step_timeout, connecting).await??;
     stream.set_nodelay(true)?;
     let (mut rd, mut wr) = stream.into_split();
-    let (init, hello) = Initiator::client(server, sek, dek, request, &mut siren_proto::os_rng())?;
     write_frame(&mut wr, &hello, handshake::MAX_HANDSHAKE_FRAME).await?;
     let reply = within(
         step_timeout,

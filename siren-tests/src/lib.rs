@@ -761,6 +761,12 @@ impl Dns {
         dns
     }
 
+    /// Replaces every record (the script restarts dnsmasq on the same port).
+    pub fn rewrite(&self, records: &str) {
+        std::fs::write(self.dir.path().join("records.conf"), records).unwrap();
+        self.run("reload");
+    }
+
     /// The records that make `server` findable: SRV, an A record for its name, the key TXT.
     pub fn records_for(server: &Server) -> String {
         format!(

@@ -1,0 +1,327 @@
+//! Server-to-server links (PROTOCOL.md §17): outbound links to peers, found through DNS and
+//! authenticated by the peer's SEK, and the inbound side that answers a peer's requests.
+//!
+//! This version carries proxied directory lookups; deliveries and presence across servers come
+//! next. A peer's SEK is pinned on first use (in memory for the life of the process); a later
+//! link whose DNS key differs from the pin is refused and logged loudly.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use siren_api::{Error, ErrorCode, ServerName, Uid};
+use siren_net::discovery::{self, Resolver, ResolverConfig};
+use siren_net::{NetError, Receiver, Sender};
+use siren_proto::keys::{SekPublic, SekSecret};
+use siren_proto::message::LinkMessage;
+use siren_proto::records::DirectoryListing;
+use tokio::sync::oneshot;
+
+/// How long a request over a link may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Requests waiting for their answer, by request id.
+type Pending = Arc<Mutex<HashMap<u32, oneshot::Sender<LinkMessage>>>>;
+
+/// One open outbound link.
+struct Link {
+    sender: tokio::sync::Mutex<Sender>,
+    pending: Pending,
+    next_rid: AtomicU32,
+    /// Set to false by the reader task when the link is gone.
+    alive: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// This server's outbound links and peer pins.
+pub struct Links {
+    name: ServerName,
+    sek: SekSecret,
+    resolver: Resolver,
+    step: Duration,
+    links: tokio::sync::Mutex<HashMap<ServerName, Arc<Link>>>,
+    pins: Mutex<HashMap<ServerName, SekPublic>>,
+}
+
+fn link_error(peer: &ServerName, what: impl std::fmt::Display) -> Error {
+    Error::new(ErrorCode::PeerUnreachable, format!("{peer}: {what}"))
+}
+
+impl Links {
+    /// Links for server `name` with key `sek`, resolving peers with `resolver`.
+    pub fn new(
+        name: ServerName,
+        sek: SekSecret,
+        resolver: &ResolverConfig,
+        step: Duration,
+    ) -> Result<Links, Error> {
+        let resolver = Resolver::new(resolver)
+            .map_err(|e| Error::new(ErrorCode::Internal, format!("`federation.dns`: {e}")))?;
+        Ok(Links {
+            name,
+            sek,
+            resolver,
+            step,
+            links: tokio::sync::Mutex::new(HashMap::new()),
+            pins: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The key pinned for `peer`, if any.
+    fn pin(&self, peer: &ServerName) -> Option<SekPublic> {
+        self.pins
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(peer)
+            .copied()
+    }
+
+    /// Whether `sek` is `peer`'s key: its pin, or (first use) a key its DNS publishes, which is
+    /// then pinned. A key that differs from the pin is refused (error 503) and logged.
+    pub async fn check_peer_key(&self, peer: &ServerName, sek: &SekPublic) -> Result<(), Error> {
+        match self.pin(peer) {
+            Some(pin) if &pin == sek => return Ok(()),
+            Some(pin) => {
+                tracing::error!(%peer, pinned = %pin, offered = %sek, "a peer's key differs from its pin: link refused");
+                return Err(Error::new(
+                    ErrorCode::PeerKeyMismatch,
+                    format!("{peer}'s key differs from the pinned key"),
+                ));
+            }
+            None => {}
+        }
+        let published = discovery::lookup_keys(&self.resolver, peer)
+            .await
+            .map_err(|e| link_error(peer, e))?;
+        if !published.contains(sek) {
+            tracing::error!(%peer, offered = %sek, "a server's key is not the one its DNS publishes: refused");
+            return Err(Error::new(
+                ErrorCode::PeerKeyMismatch,
+                format!("{peer} does not publish that key"),
+            ));
+        }
+        self.pins
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(peer.clone(), *sek);
+        Ok(())
+    }
+
+    /// The pinned (or DNS-published, then pinned) key of `peer`.
+    async fn peer_key(&self, peer: &ServerName) -> Result<SekPublic, Error> {
+        if let Some(pin) = self.pin(peer) {
+            let published = discovery::lookup_keys(&self.resolver, peer)
+                .await
+                .unwrap_or_default();
+            if !published.is_empty() && !published.contains(&pin) {
+                tracing::error!(%peer, pinned = %pin, "DNS now publishes another key for a pinned peer: link refused");
+                return Err(Error::new(
+                    ErrorCode::PeerKeyMismatch,
+                    format!("{peer}'s DNS key differs from the pinned key"),
+                ));
+            }
+            return Ok(pin);
+        }
+        let keys = discovery::lookup_keys(&self.resolver, peer)
+            .await
+            .map_err(|e| link_error(peer, e))?;
+        let [key] = keys.as_slice() else {
+            return Err(link_error(peer, "DNS publishes more than one key"));
+        };
+        self.check_peer_key(peer, key).await?;
+        Ok(*key)
+    }
+
+    /// The open link to `peer`, or a new one.
+    async fn link(&self, peer: &ServerName) -> Result<Arc<Link>, Error> {
+        let mut links = self.links.lock().await;
+        if let Some(link) = links.get(peer)
+            && link.alive.load(Ordering::Acquire)
+        {
+            return Ok(link.clone());
+        }
+        let key = self.peer_key(peer).await?;
+        let (targets, _) =
+            discovery::lookup_targets(&self.resolver, peer, &mut siren_proto::os_rng())
+                .await
+                .map_err(|e| link_error(peer, e))?;
+        let reached = discovery::connect_any(&self.resolver, &targets, self.step)
+            .await
+            .map_err(|e| link_error(peer, e))?;
+        drop(reached.stream);
+        let connected =
+            siren_net::connect_link(reached.addr, &self.name, &self.sek, peer, &key, self.step)
+                .await
+                .map_err(|e| link_error(peer, e))?;
+        let mut receiver = connected.receiver;
+        match siren_net::within(self.step, receiver.recv::<LinkMessage>()).await {
+            Ok(Ok(LinkMessage::LinkReady { server, .. })) if &server == peer => {}
+            Ok(Ok(other)) => return Err(link_error(peer, format!("unexpected {other:?}"))),
+            Ok(Err(e)) | Err(e) => return Err(link_error(peer, e)),
+        }
+        tracing::info!(%peer, addr = %reached.addr, "link opened");
+        let link = Arc::new(Link {
+            sender: tokio::sync::Mutex::new(connected.sender),
+            pending: Pending::default(),
+            next_rid: AtomicU32::new(1),
+            alive: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        });
+        tokio::spawn(read_answers(
+            peer.clone(),
+            receiver,
+            link.pending.clone(),
+            link.alive.clone(),
+        ));
+        links.insert(peer.clone(), link.clone());
+        Ok(link)
+    }
+
+    /// Asks `peer`'s server for `uid`'s directory listing.
+    pub async fn lookup(&self, uid: &Uid) -> Result<DirectoryListing, Error> {
+        let peer = uid.server();
+        let link = self.link(peer).await?;
+        let rid = link.next_rid.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        link.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(rid, tx);
+        let sent = link
+            .sender
+            .lock()
+            .await
+            .send(&LinkMessage::Lookup {
+                rid,
+                uid: uid.clone(),
+            })
+            .await;
+        if let Err(e) = sent {
+            link.alive.store(false, Ordering::Release);
+            return Err(link_error(peer, e));
+        }
+        match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+            Ok(Ok(LinkMessage::Directory { listing, .. })) => Ok(listing),
+            Ok(Ok(LinkMessage::Error { code, msg, .. })) => Err(Error::new(
+                ErrorCode::from_u16(code).unwrap_or(ErrorCode::Internal),
+                format!("{peer}: {msg}"),
+            )),
+            Ok(Ok(other)) => Err(link_error(peer, format!("unexpected answer {other:?}"))),
+            Ok(Err(_)) => Err(link_error(peer, "the link closed")),
+            Err(_) => Err(link_error(peer, "no answer in time")),
+        }
+    }
+}
+
+/// Reads a link's answers and hands each to the request waiting for it.
+async fn read_answers(
+    peer: ServerName,
+    mut receiver: Receiver,
+    pending: Pending,
+    alive: Arc<std::sync::atomic::AtomicBool>,
+) {
+    loop {
+        let message = match receiver.recv::<LinkMessage>().await {
+            Ok(m) => m,
+            Err(e) => {
+                if !matches!(e, NetError::Io(_)) {
+                    tracing::warn!(%peer, error = %e, "link failed");
+                }
+                break;
+            }
+        };
+        let rid = match &message {
+            LinkMessage::Directory { rid, .. }
+            | LinkMessage::DeliverAck { rid, .. }
+            | LinkMessage::Ok { rid } => Some(*rid),
+            LinkMessage::Error { rid, .. } => *rid,
+            _ => None,
+        };
+        if let Some(rid) = rid {
+            let waiting = pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&rid);
+            if let Some(tx) = waiting {
+                let _ = tx.send(message);
+            }
+        }
+    }
+    alive.store(false, Ordering::Release);
+    // Dropping the waiting senders fails their requests ("the link closed").
+    pending
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clear();
+    tracing::info!(%peer, "link closed");
+}
+
+/// Serves a peer's link after the handshake: answers its lookups of this server's users.
+pub async fn serve_inbound(
+    shared: Arc<crate::server::Shared>,
+    peer: ServerName,
+    mut sender: Sender,
+    mut receiver: Receiver,
+) {
+    let ready = LinkMessage::LinkReady {
+        server: shared.config.server.name.clone(),
+        max_frame: shared.config.limits.max_frame,
+    };
+    if sender.send(&ready).await.is_err() {
+        return;
+    }
+    tracing::info!(%peer, "inbound link ready");
+    let idle = Duration::from_secs(shared.config.limits.idle_timeout_secs);
+    loop {
+        let message = match tokio::time::timeout(idle, receiver.recv::<LinkMessage>()).await {
+            Ok(Ok(m)) => m,
+            Ok(Err(_)) | Err(_) => break,
+        };
+        let answer = match message {
+            LinkMessage::Lookup { rid, uid } => {
+                if uid.server() != &shared.config.server.name {
+                    LinkMessage::Error {
+                        rid: Some(rid),
+                        code: ErrorCode::NotFound.as_u16(),
+                        msg: format!("{uid} is not a user of this server"),
+                    }
+                } else {
+                    match shared.directory.get(uid.user()).await {
+                        Ok(Some(dir)) => LinkMessage::Directory {
+                            rid,
+                            listing: dir.listing(),
+                        },
+                        Ok(None) => LinkMessage::Error {
+                            rid: Some(rid),
+                            code: ErrorCode::NotFound.as_u16(),
+                            msg: format!("no devices for {uid}"),
+                        },
+                        Err(e) => LinkMessage::Error {
+                            rid: Some(rid),
+                            code: e.code.as_u16(),
+                            msg: e.message,
+                        },
+                    }
+                }
+            }
+            LinkMessage::Ping { rid } => LinkMessage::Pong { rid },
+            other => LinkMessage::Error {
+                rid: request_id(&other),
+                code: ErrorCode::UnexpectedMessage.as_u16(),
+                msg: "not implemented on links in this version yet".into(),
+            },
+        };
+        if sender.send(&answer).await.is_err() {
+            break;
+        }
+    }
+    tracing::info!(%peer, "inbound link closed");
+}
+
+fn request_id(message: &LinkMessage) -> Option<u32> {
+    match message {
+        LinkMessage::Deliver { rid, .. }
+        | LinkMessage::Subscribe { rid, .. }
+        | LinkMessage::Unsubscribe { rid, .. } => Some(*rid),
+        _ => None,
+    }
+}
