@@ -152,9 +152,29 @@ fn answer_rid(msg: &ServerMessage) -> Option<RequestId> {
 
 /// A server `error` as an error value.
 fn server_error(code: u16, msg: &str) -> anyhow::Error {
-    let name = ErrorCode::from_u16(code).map_or("unknown", |c| c.name());
-    anyhow::anyhow!("server refused: {msg} ({name}, {code})")
+    anyhow::Error::new(ServerRefused {
+        code,
+        msg: msg.to_owned(),
+    })
 }
+
+/// A request the server answered with an error (PROTOCOL.md §18).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerRefused {
+    /// The stable error code.
+    pub code: u16,
+    /// The server's text.
+    pub msg: String,
+}
+
+impl std::fmt::Display for ServerRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = ErrorCode::from_u16(self.code).map_or("unknown", |c| c.name());
+        write!(f, "server refused: {} ({name}, {})", self.msg, self.code)
+    }
+}
+
+impl std::error::Error for ServerRefused {}
 
 impl Conn {
     async fn recv(&mut self) -> anyhow::Result<ServerMessage> {
@@ -769,7 +789,26 @@ impl Client {
     /// Sends `text` to every device of `to`. Returns the message id and the number of devices;
     /// [`Client::last_lookup`] tells which devices were new or gone.
     pub async fn send_text(&mut self, to: &Uid, text: &str) -> anyhow::Result<(MessageId, usize)> {
-        let report = self.lookup(to).await?;
+        let report = match self.lookup(to).await {
+            Ok(report) => report,
+            // The recipient's server is unreachable: our server keeps the message in its outbox
+            // until it is back, sealed to the devices last verified for the recipient.
+            Err(e)
+                if e.downcast_ref::<ServerRefused>()
+                    .is_some_and(|r| r.code == ErrorCode::PeerUnreachable.as_u16()) =>
+            {
+                let cached = self.profile.contact(to)?.directory;
+                match cached {
+                    Some(directory) => LookupReport {
+                        directory,
+                        added: Vec::new(),
+                        removed: Vec::new(),
+                    },
+                    None => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
         self.last_lookup = Some(report.clone());
         let usk = self.secrets.usk().context("this device has no USK")?;
         let dek = self.secrets.dek().context("not logged in")?;

@@ -41,6 +41,8 @@ pub struct Links {
     step: Duration,
     links: tokio::sync::Mutex<HashMap<ServerName, Arc<Link>>>,
     pins: Mutex<HashMap<ServerName, SekPublic>>,
+    /// Peers whose outbox worker runs.
+    workers: Mutex<std::collections::HashSet<ServerName>>,
 }
 
 fn link_error(peer: &ServerName, what: impl std::fmt::Display) -> Error {
@@ -64,6 +66,7 @@ impl Links {
             step,
             links: tokio::sync::Mutex::new(HashMap::new()),
             pins: Mutex::new(HashMap::new()),
+            workers: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -179,6 +182,25 @@ impl Links {
     /// Asks `peer`'s server for `uid`'s directory listing.
     pub async fn lookup(&self, uid: &Uid) -> Result<DirectoryListing, Error> {
         let peer = uid.server();
+        match self
+            .request(peer, |rid| LinkMessage::Lookup {
+                rid,
+                uid: uid.clone(),
+            })
+            .await?
+        {
+            LinkMessage::Directory { listing, .. } => Ok(listing),
+            other => Err(link_error(peer, format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// Sends a request over the link to `peer` and waits for its answer; an `error` answer
+    /// becomes an `Err` with the peer's code.
+    async fn request(
+        &self,
+        peer: &ServerName,
+        make: impl FnOnce(u32) -> LinkMessage,
+    ) -> Result<LinkMessage, Error> {
         let link = self.link(peer).await?;
         let rid = link.next_rid.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -186,26 +208,17 @@ impl Links {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(rid, tx);
-        let sent = link
-            .sender
-            .lock()
-            .await
-            .send(&LinkMessage::Lookup {
-                rid,
-                uid: uid.clone(),
-            })
-            .await;
+        let sent = link.sender.lock().await.send(&make(rid)).await;
         if let Err(e) = sent {
             link.alive.store(false, Ordering::Release);
             return Err(link_error(peer, e));
         }
         match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
-            Ok(Ok(LinkMessage::Directory { listing, .. })) => Ok(listing),
             Ok(Ok(LinkMessage::Error { code, msg, .. })) => Err(Error::new(
                 ErrorCode::from_u16(code).unwrap_or(ErrorCode::Internal),
                 format!("{peer}: {msg}"),
             )),
-            Ok(Ok(other)) => Err(link_error(peer, format!("unexpected answer {other:?}"))),
+            Ok(Ok(answer)) => Ok(answer),
             Ok(Err(_)) => Err(link_error(peer, "the link closed")),
             Err(_) => Err(link_error(peer, "no answer in time")),
         }
@@ -304,6 +317,15 @@ pub async fn serve_inbound(
                 }
             }
             LinkMessage::Ping { rid } => LinkMessage::Pong { rid },
+            LinkMessage::Deliver { rid, msgs } => match accept_delivery(&shared, &peer, msgs).await
+            {
+                Ok(ids) => LinkMessage::DeliverAck { rid, ids },
+                Err(e) => LinkMessage::Error {
+                    rid: Some(rid),
+                    code: e.code.as_u16(),
+                    msg: e.message,
+                },
+            },
             other => LinkMessage::Error {
                 rid: request_id(&other),
                 code: ErrorCode::UnexpectedMessage.as_u16(),
@@ -317,11 +339,211 @@ pub async fn serve_inbound(
     tracing::info!(%peer, "inbound link closed");
 }
 
+/// Checks a peer's envelopes (sent by its users, to live devices of ours, not blocked) and
+/// commits them to the recipients' queues; returns the ids accepted. Nothing is acknowledged
+/// before the commit. The recipients' devices verify each sender's signature (E2E).
+async fn accept_delivery(
+    shared: &Arc<crate::server::Shared>,
+    peer: &ServerName,
+    msgs: Vec<siren_proto::envelope::Envelope>,
+) -> Result<Vec<siren_proto::ids::MessageId>, Error> {
+    use crate::roster::Admission;
+    use siren_proto::message::{Notice, QueueItem};
+    let mut ids = Vec::new();
+    let mut items = Vec::new();
+    let mut live_msgs = Vec::with_capacity(msgs.len());
+    for env in msgs {
+        if env.from.server() != peer {
+            return Err(Error::new(
+                ErrorCode::ForgedSender,
+                format!("{} is not a user of {peer}", env.from),
+            ));
+        }
+        if env.to.server() != &shared.config.server.name {
+            return Err(Error::new(
+                ErrorCode::NotFound,
+                format!("{} is not a user of this server", env.to),
+            ));
+        }
+        let live = shared
+            .directory
+            .get(env.to.user())
+            .await?
+            .is_some_and(|dir| dir.is_live(&env.to_dek));
+        if !ids.contains(&env.id) {
+            ids.push(env.id);
+        }
+        // A device revoked meanwhile: accepted, with nothing to deliver it to.
+        if live {
+            live_msgs.push(env);
+        }
+    }
+    for env in live_msgs {
+        match shared
+            .rosters
+            .admit(env.to.user(), &env.to_dek, &env.from)
+            .await?
+        {
+            Admission::Drop | Admission::Refuse => {}
+            Admission::DeliverWithRequest => {
+                let notice = Notice::ContactRequest {
+                    from: env.from.clone(),
+                };
+                items.push((env.to_dek, QueueItem::Notice { notice }));
+                items.push((env.to_dek, QueueItem::Message { env }));
+            }
+            Admission::Deliver => items.push((env.to_dek, QueueItem::Message { env })),
+        }
+    }
+    shared.queue.enqueue_to(items).await?;
+    Ok(ids)
+}
+
 fn request_id(message: &LinkMessage) -> Option<u32> {
     match message {
         LinkMessage::Deliver { rid, .. }
         | LinkMessage::Subscribe { rid, .. }
         | LinkMessage::Unsubscribe { rid, .. } => Some(*rid),
         _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outbound deliveries: a persisted queue per peer, drained over the link.
+
+/// The queue that holds envelopes waiting for `peer`: an ordinary device queue in the store,
+/// named by a key no device can have (a hash of a label and the peer's name), so it gets the
+/// store's durability, order and expiry with no new table.
+pub fn outbox_key(peer: &ServerName) -> siren_proto::keys::DekPublic {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"siren/v1/outbox\0");
+    h.update(peer.as_str().as_bytes());
+    siren_proto::keys::DekPublic::from_bytes(h.finalize().into())
+}
+
+/// The hub registration id of outbox workers (sessions count up from 1).
+const OUTBOX_CONN: u64 = u64::MAX;
+
+/// Envelopes sent per `deliver`.
+const DELIVER_BATCH: usize = 64;
+
+/// Longest wait between attempts to reach a peer.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+impl Links {
+    /// Starts the worker that drains `peer`'s outbox, unless it runs already.
+    pub fn ensure_worker(&self, shared: &Arc<crate::server::Shared>, peer: &ServerName) {
+        let mut workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+        if workers.insert(peer.clone()) {
+            tokio::spawn(run_outbox(shared.clone(), peer.clone()));
+        }
+    }
+
+    /// Sends envelopes over the link and waits for the peer's commit.
+    async fn deliver(
+        &self,
+        peer: &ServerName,
+        msgs: Vec<siren_proto::envelope::Envelope>,
+    ) -> Result<(), Error> {
+        match self
+            .request(peer, |rid| LinkMessage::Deliver { rid, msgs })
+            .await?
+        {
+            LinkMessage::DeliverAck { .. } => Ok(()),
+            other => Err(link_error(peer, format!("unexpected answer {other:?}"))),
+        }
+    }
+}
+
+/// Drains `peer`'s outbox for the life of the server: reads the stored envelopes in order,
+/// delivers them, and removes them only after the peer acknowledged its commit. While the peer
+/// is unreachable it retries with exponential backoff (1 s doubling to 30 s); new envelopes
+/// wake it at once. Expired envelopes are removed by the sweeper like any queue item.
+async fn run_outbox(shared: Arc<crate::server::Shared>, peer: ServerName) {
+    let key = outbox_key(&peer);
+    let registration = shared.hub.register(key, OUTBOX_CONN);
+    let mut backoff = Duration::from_secs(1);
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        registration
+            .lag
+            .store(crate::hub::NO_LAG, Ordering::Relaxed);
+        let page = match shared
+            .storage
+            .pending(key.as_bytes(), 0, DELIVER_BATCH)
+            .await
+        {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "cannot read the outbox");
+                Vec::new()
+            }
+        };
+        let mut seqs = Vec::new();
+        let mut msgs = Vec::new();
+        for item in &page {
+            seqs.push(item.seq);
+            if let Ok(siren_proto::message::QueueItem::Message { env }) =
+                siren_proto::message::decode_value(&item.bytes)
+            {
+                msgs.push(env);
+            }
+        }
+        let wait = if page.is_empty() {
+            None
+        } else {
+            let delivered = if msgs.is_empty() {
+                Ok(())
+            } else {
+                shared.links.deliver(&peer, msgs).await
+            };
+            match delivered {
+                Ok(()) => {
+                    if let Err(e) = shared.storage.ack(key.as_bytes(), &seqs).await {
+                        tracing::warn!(%peer, error = %e, "cannot remove delivered envelopes");
+                    }
+                    backoff = Duration::from_secs(1);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::info!(%peer, error = %e, retry_in = ?backoff, "peer unreachable; envelopes stay queued");
+                    let wait = backoff;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    Some(wait)
+                }
+            }
+        };
+        let woken = registration.wake.notified();
+        tokio::select! {
+            _ = woken, if wait.is_none() => {}
+            _ = tokio::time::sleep(wait.unwrap_or(MAX_BACKOFF)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Starts outbox workers for every peer with envelopes waiting (after a restart).
+pub async fn resume_outboxes(shared: &Arc<crate::server::Shared>) {
+    let devices = match shared.storage.queue_devices().await {
+        Ok(devices) => devices,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list queues to resume outboxes");
+            return;
+        }
+    };
+    for device in devices {
+        let Ok(page) = shared.storage.pending(&device, 0, 1).await else {
+            continue;
+        };
+        let Some(item) = page.first() else { continue };
+        if let Ok(siren_proto::message::QueueItem::Message { env }) =
+            siren_proto::message::decode_value(&item.bytes)
+        {
+            let peer = env.to.server();
+            if peer != &shared.config.server.name && outbox_key(peer).as_bytes() == &device {
+                shared.links.ensure_worker(shared, peer);
+            }
+        }
     }
 }

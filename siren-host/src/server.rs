@@ -195,6 +195,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         shutdown: stop_rx.clone(),
         config,
     });
+    crate::links::resume_outboxes(&shared).await;
     tracing::info!(
         name = %shared.config.server.name,
         listen = %local,

@@ -1095,6 +1095,12 @@ impl Session {
             if !ids.contains(&env.id) {
                 ids.push(env.id);
             }
+            if env.to.server() != &self.shared.config.server.name {
+                let peer = env.to.server().clone();
+                items.push((crate::links::outbox_key(&peer), QueueItem::Message { env }));
+                self.shared.links.ensure_worker(&self.shared, &peer);
+                continue;
+            }
             let admission = match self
                 .shared
                 .rosters
@@ -1212,7 +1218,12 @@ impl Session {
             )
         })?;
         if env.to.server() != &self.shared.config.server.name {
-            return Err(self.shared.remote_refusal(&env.to).await);
+            // For another server: allowed by the policy, it waits in that server's outbox; the
+            // receiving server checks the device and the recipient's roster.
+            return self
+                .shared
+                .remote_allowed(env.to.server(), siren_api::federation::Direction::Outbound)
+                .await;
         }
         let dir = self
             .shared

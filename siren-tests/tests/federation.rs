@@ -10,6 +10,42 @@ fn server(name: &str) -> Server {
     })
 }
 
+/// What `cli` receives until `n` messages arrived (or 30 s passed): messages between servers
+/// travel on after the sender's `send` returned.
+fn receive(cli: &Cli, n: usize) -> Vec<String> {
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while got.len() < n && std::time::Instant::now() < deadline {
+        got.extend(cli.recv());
+        if got.len() < n {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    got
+}
+
+/// Two servers with one user each, federated through one DNS server, started.
+fn two_servers(
+    (a, a_user): (&str, &str),
+    (b, b_user): (&str, &str),
+    a_policy: &str,
+) -> (Server, Server, Dns) {
+    let mut first = server(a);
+    let mut second = server(b);
+    first.add_user(a_user, "pw-1");
+    second.add_user(b_user, "pw-2");
+    let dns = Dns::start(&format!(
+        "{}{}",
+        Dns::records_for(&first),
+        Dns::records_for(&second)
+    ));
+    federate(&first, &dns, a_policy);
+    federate(&second, &dns, "");
+    first.start();
+    second.start();
+    (first, second, dns)
+}
+
 /// Turns federation on, finding peers through `dns`, with `policy` lines.
 fn federate(s: &Server, dns: &Dns, policy: &str) {
     let config = std::fs::read_to_string(s.config()).unwrap();
@@ -25,23 +61,11 @@ fn federate(s: &Server, dns: &Dns, policy: &str) {
 
 #[test]
 fn a_lookup_of_a_user_on_another_server_goes_over_a_link() {
-    let mut alpha = server("alpha.test");
-    let mut beta = server("beta.test");
-    alpha.add_user("alice", "pw-a");
-    beta.add_user("bob", "pw-b");
-    let dns = Dns::start(&format!(
-        "{}{}",
-        Dns::records_for(&alpha),
-        Dns::records_for(&beta)
-    ));
-    federate(&alpha, &dns, "");
-    federate(&beta, &dns, "");
-    alpha.start();
-    beta.start();
+    let (alpha, mut beta, dns) = two_servers(("alpha.test", "alice"), ("beta.test", "bob"), "");
     let alice = Cli::init(&alpha, "alice@alpha.test");
-    alice.login("pw-a");
+    alice.login("pw-1");
     let bob = Cli::init(&beta, "bob@beta.test");
-    bob.login("pw-b");
+    bob.login("pw-2");
     let whoami = bob.run(&["whoami"]).stdout;
 
     let out = alice.run(&["lookup", "bob@beta.test"]);
@@ -96,28 +120,16 @@ fn a_lookup_of_a_user_on_another_server_goes_over_a_link() {
 
 #[test]
 fn an_allowlist_refuses_other_servers_in_both_directions() {
-    let mut alpha = server("alpha.test");
-    let mut gamma = server("gamma.test");
-    alpha.add_user("alice", "pw-a");
-    gamma.add_user("carol", "pw-c");
-    let dns = Dns::start(&format!(
-        "{}{}",
-        Dns::records_for(&alpha),
-        Dns::records_for(&gamma)
-    ));
     // alpha talks only to beta.test; gamma is open.
-    federate(
-        &alpha,
-        &dns,
+    let (alpha, gamma, _dns) = two_servers(
+        ("alpha.test", "alice"),
+        ("gamma.test", "carol"),
         "policy = \"allowlist\"\npeers = [\"beta.test\"]",
     );
-    federate(&gamma, &dns, "");
-    alpha.start();
-    gamma.start();
     let alice = Cli::init(&alpha, "alice@alpha.test");
-    alice.login("pw-a");
+    alice.login("pw-1");
     let carol = Cli::init(&gamma, "carol@gamma.test");
-    carol.login("pw-c");
+    carol.login("pw-2");
 
     // Outbound: alpha does not ask gamma.
     let out = alice.run(&["lookup", "carol@gamma.test"]);
@@ -134,4 +146,40 @@ fn an_allowlist_refuses_other_servers_in_both_directions() {
         out.stderr
     );
     assert!(alpha.wait_for_log("link refused").contains("gamma.test"));
+}
+
+#[test]
+fn messages_cross_servers_and_wait_while_the_peer_is_down() {
+    let (mut alpha, mut beta, _dns) =
+        two_servers(("alpha.test", "alice"), ("beta.test", "bob"), "");
+    let alice = Cli::init(&alpha, "alice@alpha.test");
+    alice.login("pw-1");
+    let bob = Cli::init(&beta, "bob@beta.test");
+    bob.login("pw-2");
+
+    alice.send("bob@beta.test", "hello across");
+    assert_eq!(receive(&bob, 1), vec!["alice@alpha.test: hello across"]);
+    bob.send("alice@alpha.test", "and back");
+    assert_eq!(receive(&alice, 1), vec!["bob@beta.test: and back"]);
+
+    // beta goes down; alice's messages are accepted (committed to alpha's outbox) and wait.
+    assert!(beta.stop());
+    alice.send("bob@beta.test", "while you were away 1");
+    alice.send("bob@beta.test", "while you were away 2");
+    assert!(
+        alpha.stop(),
+        "alpha restarts with the envelopes still queued"
+    );
+    alpha.start();
+    beta.start();
+    assert_eq!(
+        receive(&bob, 2),
+        vec![
+            "alice@alpha.test: while you were away 1",
+            "alice@alpha.test: while you were away 2"
+        ],
+        "delivered once each, in order"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(bob.recv().is_empty(), "nothing twice");
 }
