@@ -43,6 +43,34 @@ pub struct Links {
     pins: Mutex<HashMap<ServerName, SekPublic>>,
     /// Peers whose outbox worker runs.
     workers: Mutex<std::collections::HashSet<ServerName>>,
+    /// Where the pins are kept (`<data_dir>/peer-keys.toml`).
+    pin_file: std::path::PathBuf,
+}
+
+/// Reads the pinned peer keys (`name = "base64 SEK"` lines); a missing file is no pins.
+fn load_pins(path: &std::path::Path) -> Result<HashMap<ServerName, SekPublic>, Error> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
+        Err(e) => {
+            return Err(Error::new(
+                ErrorCode::Internal,
+                format!("cannot read {}: {e}", path.display()),
+            ));
+        }
+    };
+    let bad = |what: String| Error::new(ErrorCode::Internal, format!("{}: {what}", path.display()));
+    let table: toml::Table = text.parse().map_err(|e| bad(format!("{e}")))?;
+    let mut pins = HashMap::new();
+    for (name, value) in table {
+        let peer = ServerName::parse(&name).map_err(|e| bad(format!("{name}: {e}")))?;
+        let key = value
+            .as_str()
+            .and_then(|k| SekPublic::from_base64(k).ok())
+            .ok_or_else(|| bad(format!("{name}: not a base64 key")))?;
+        pins.insert(peer, key);
+    }
+    Ok(pins)
 }
 
 fn link_error(peer: &ServerName, what: impl std::fmt::Display) -> Error {
@@ -56,7 +84,10 @@ impl Links {
         sek: SekSecret,
         resolver: &ResolverConfig,
         step: Duration,
+        data_dir: &std::path::Path,
     ) -> Result<Links, Error> {
+        let pin_file = data_dir.join("peer-keys.toml");
+        let pins = load_pins(&pin_file)?;
         let resolver = Resolver::new(resolver)
             .map_err(|e| Error::new(ErrorCode::Internal, format!("`federation.dns`: {e}")))?;
         Ok(Links {
@@ -65,9 +96,26 @@ impl Links {
             resolver,
             step,
             links: tokio::sync::Mutex::new(HashMap::new()),
-            pins: Mutex::new(HashMap::new()),
+            pins: Mutex::new(pins),
             workers: Mutex::new(std::collections::HashSet::new()),
+            pin_file,
         })
+    }
+
+    /// Pins `key` for `peer` and saves every pin (written to a temporary file, then renamed).
+    fn set_pin(&self, peer: &ServerName, key: SekPublic) {
+        let mut pins = self.pins.lock().unwrap_or_else(PoisonError::into_inner);
+        pins.insert(peer.clone(), key);
+        let mut table = toml::Table::new();
+        for (name, key) in pins.iter() {
+            table.insert(name.to_string(), toml::Value::String(key.to_base64()));
+        }
+        let tmp = self.pin_file.with_extension("toml.tmp");
+        let saved = std::fs::write(&tmp, table.to_string())
+            .and_then(|()| std::fs::rename(&tmp, &self.pin_file));
+        if let Err(e) = saved {
+            tracing::warn!(file = %self.pin_file.display(), error = %e, "cannot save the peer pins");
+        }
     }
 
     /// The key pinned for `peer`, if any.
@@ -103,10 +151,7 @@ impl Links {
                 format!("{peer} does not publish that key"),
             ));
         }
-        self.pins
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(peer.clone(), *sek);
+        self.set_pin(peer, *sek);
         Ok(())
     }
 
@@ -156,6 +201,11 @@ impl Links {
             siren_net::connect_link(reached.addr, &self.name, &self.sek, peer, &key, self.step)
                 .await
                 .map_err(|e| link_error(peer, e))?;
+        if let Some(new) = connected.rotated_sek {
+            // Proven inside a handshake made with the pinned key (PROTOCOL.md §7.6).
+            tracing::info!(%peer, old = %key, new = %new, "peer rotated its key; pin updated");
+            self.set_pin(peer, new);
+        }
         let mut receiver = connected.receiver;
         match siren_net::within(self.step, receiver.recv::<LinkMessage>()).await {
             Ok(Ok(LinkMessage::LinkReady { server, .. })) if &server == peer => {}

@@ -150,6 +150,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             ..Default::default()
         },
         Duration::from_secs(config.limits.handshake_timeout_secs),
+        &config.server.data_dir,
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let directory_hooks =

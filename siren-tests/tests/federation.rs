@@ -61,7 +61,7 @@ fn federate(s: &Server, dns: &Dns, policy: &str) {
 
 #[test]
 fn a_lookup_of_a_user_on_another_server_goes_over_a_link() {
-    let (alpha, mut beta, dns) = two_servers(("alpha.test", "alice"), ("beta.test", "bob"), "");
+    let (mut alpha, mut beta, dns) = two_servers(("alpha.test", "alice"), ("beta.test", "bob"), "");
     let alice = Cli::init(&alpha, "alice@alpha.test");
     alice.login("pw-1");
     let bob = Cli::init(&beta, "bob@beta.test");
@@ -94,7 +94,8 @@ fn a_lookup_of_a_user_on_another_server_goes_over_a_link() {
     );
 
     // beta's DNS now names another key (a server claiming beta.test without its SEK, or a
-    // hijacked zone): with the link gone, alpha refuses the pinned peer's new key.
+    // hijacked zone): with the link gone — both servers restarted, so the pin must have been
+    // saved — alpha refuses the pinned peer's new key.
     let impostor = server("beta.test");
     dns.rewrite(&format!(
         "{}{}",
@@ -102,6 +103,8 @@ fn a_lookup_of_a_user_on_another_server_goes_over_a_link() {
         Dns::records_for(&impostor)
     ));
     assert!(beta.stop());
+    assert!(alpha.stop());
+    alpha.start();
     beta.start();
     let refused = alice.run(&["lookup", "bob@beta.test"]);
     assert!(!refused.ok);
@@ -182,4 +185,35 @@ fn messages_cross_servers_and_wait_while_the_peer_is_down() {
     );
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert!(bob.recv().is_empty(), "nothing twice");
+}
+
+#[test]
+fn a_server_claiming_another_name_without_its_key_is_refused() {
+    let (alpha, beta, dns) = two_servers(("alpha.test", "alice"), ("beta.test", "bob"), "");
+    let alice = Cli::init(&alpha, "alice@alpha.test");
+    alice.login("pw-1");
+    // A second "beta.test" with its own key (not the one DNS publishes), federated too.
+    let mut impostor = server("beta.test");
+    impostor.add_user("mallory", "pw-m");
+    federate(&impostor, &dns, "");
+    impostor.start();
+    let mallory = Cli::init(&impostor, "mallory@beta.test");
+    mallory.login("pw-m");
+    let out = mallory.run(&["lookup", "alice@alpha.test"]);
+    assert!(
+        !out.ok,
+        "alpha must refuse the impostor's link: {}",
+        out.stdout
+    );
+    assert!(
+        alpha
+            .wait_for_log("not the one its DNS publishes")
+            .contains("beta.test"),
+        "alpha logs the refusal"
+    );
+    // The real beta.test still gets through.
+    let bob = Cli::init(&beta, "bob@beta.test");
+    bob.login("pw-2");
+    let out = bob.run(&["lookup", "alice@alpha.test"]);
+    assert!(out.ok, "{}", out.stderr);
 }
