@@ -788,3 +788,17 @@ impl Drop for Dns {
             .status();
     }
 }
+
+/// The first ```sh block of a Markdown file of the repository (`examples/…/README.md`): the
+/// walkthrough the example tests run as written.
+pub fn walkthrough(path_in_repo: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path_in_repo);
+    let text = std::fs::read_to_string(&path).unwrap();
+    text.split("```sh\n")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .unwrap_or_else(|| panic!("no sh block in {}", path.display()))
+        .to_owned()
+}

@@ -4,18 +4,13 @@
 
 use std::process::Command;
 
-use siren_tests::{binary, free_port};
+use siren_tests::{binary, free_port, walkthrough};
 
 #[test]
 fn the_enterprise_ldap_example_works_as_written() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let example = format!("{root}/examples/enterprise-ldap");
-    let readme = std::fs::read_to_string(format!("{example}/README.md")).unwrap();
-    let script = readme
-        .split("```sh\n")
-        .nth(1)
-        .and_then(|s| s.split("```").next())
-        .expect("the walkthrough block");
+    let script = walkthrough("examples/enterprise-ldap/README.md");
     let (ldap_port, siren_port) = (free_port().to_string(), free_port().to_string());
     let port = |text: &str| {
         text.replace("3389", &ldap_port)
@@ -37,7 +32,7 @@ fn the_enterprise_ldap_example_works_as_written() {
     .unwrap();
     let work = tempfile::tempdir().unwrap();
     let bin_dir = binary("sirend").parent().unwrap().to_owned();
-    let script = port(script)
+    let script = port(&script)
         .replace("/var/tmp/siren-target/debug", bin_dir.to_str().unwrap())
         .replace("/tmp/siren-ldap", work.path().join("run").to_str().unwrap());
     let out = Command::new("bash")

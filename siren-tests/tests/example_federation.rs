@@ -1,0 +1,51 @@
+//! `examples/federation/README.md`, run as written: three sirend processes, dnsmasq from the
+//! project's script, clients that find their servers in DNS, messages across servers, and
+//! gamma's allowlist. Only the ports, the binaries' directory and the working directory are
+//! adapted to the test machine.
+
+use std::process::Command;
+
+use siren_tests::{binary, free_port, walkthrough};
+
+#[test]
+fn the_federation_example_works_as_written() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let script = walkthrough("examples/federation/README.md");
+    let work = tempfile::tempdir().unwrap();
+    let bin_dir = binary("sirend").parent().unwrap().to_owned();
+    let mut script = script
+        .replace("/var/tmp/siren-target/debug", bin_dir.to_str().unwrap())
+        .replace("/tmp/siren-fed", work.path().join("run").to_str().unwrap());
+    for port in ["7461", "7462", "7463"] {
+        script = script.replace(port, &free_port().to_string());
+    }
+    let out = Command::new("bash")
+        .args(["-c", &format!("set -m\n{script}\nwait")])
+        .current_dir(std::fs::canonicalize(root).unwrap())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let _ = Command::new(format!("{root}/scripts/services/dnsmasq.sh"))
+        .arg("stop")
+        .arg(work.path().join("run/dns"))
+        .output();
+    let all = format!("--- stdout\n{stdout}\n--- stderr\n{stderr}");
+    assert!(stdout.contains("found alpha.test at"), "{all}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l == "alice@alpha.test: hello from alpha"),
+        "bob got alice's message:\n{all}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l == "alice@alpha.test: hello from alpha too"),
+        "carol got alice's message:\n{all}"
+    );
+    assert!(
+        stdout.contains("refused, as configured") && stderr.contains("federation_denied"),
+        "gamma refuses beta:\n{all}"
+    );
+}
