@@ -225,6 +225,7 @@ impl Links {
             link.pending.clone(),
             link.alive.clone(),
         ));
+        tokio::spawn(keepalive(peer.clone(), Arc::downgrade(&link)));
         links.insert(peer.clone(), link.clone());
         Ok(link)
     }
@@ -271,6 +272,33 @@ impl Links {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(_)) => Err(link_error(peer, "the link closed")),
             Err(_) => Err(link_error(peer, "no answer in time")),
+        }
+    }
+}
+
+/// How often an open outbound link is pinged (well inside the peer's idle timeout).
+const KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// Pings the link every [`KEEPALIVE`] so an idle link stays open and a dead one is noticed
+/// (the next request then opens a new link); ends with the link.
+async fn keepalive(peer: ServerName, link: std::sync::Weak<Link>) {
+    loop {
+        tokio::time::sleep(KEEPALIVE).await;
+        let Some(link) = link.upgrade() else { return };
+        if !link.alive.load(Ordering::Acquire) {
+            return;
+        }
+        let rid = link.next_rid.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = link
+            .sender
+            .lock()
+            .await
+            .send(&LinkMessage::Ping { rid })
+            .await
+        {
+            tracing::info!(%peer, error = %e, "link lost");
+            link.alive.store(false, Ordering::Release);
+            return;
         }
     }
 }
