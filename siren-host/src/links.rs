@@ -6,7 +6,7 @@
 //! link whose DNS key differs from the pin is refused and logged loudly.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -45,6 +45,9 @@ pub struct Links {
     workers: Mutex<std::collections::HashSet<ServerName>>,
     /// Where the pins are kept (`<data_dir>/peer-keys.toml`).
     pin_file: std::path::PathBuf,
+    /// Presence events peers send over outbound links, for [`deliver_events`].
+    events: tokio::sync::mpsc::UnboundedSender<(ServerName, LinkMessage)>,
+    events_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(ServerName, LinkMessage)>>>,
 }
 
 /// Reads the pinned peer keys (`name = "base64 SEK"` lines); a missing file is no pins.
@@ -88,6 +91,7 @@ impl Links {
     ) -> Result<Links, Error> {
         let pin_file = data_dir.join("peer-keys.toml");
         let pins = load_pins(&pin_file)?;
+        let (events, events_rx) = tokio::sync::mpsc::unbounded_channel();
         let resolver = Resolver::new(resolver)
             .map_err(|e| Error::new(ErrorCode::Internal, format!("`federation.dns`: {e}")))?;
         Ok(Links {
@@ -99,6 +103,8 @@ impl Links {
             pins: Mutex::new(pins),
             workers: Mutex::new(std::collections::HashSet::new()),
             pin_file,
+            events,
+            events_rx: Mutex::new(Some(events_rx)),
         })
     }
 
@@ -224,6 +230,7 @@ impl Links {
             receiver,
             link.pending.clone(),
             link.alive.clone(),
+            self.events.clone(),
         ));
         tokio::spawn(keepalive(peer.clone(), Arc::downgrade(&link)));
         links.insert(peer.clone(), link.clone());
@@ -243,6 +250,37 @@ impl Links {
             LinkMessage::Directory { listing, .. } => Ok(listing),
             other => Err(link_error(peer, format!("unexpected answer {other:?}"))),
         }
+    }
+
+    /// Subscribes `from` (a local user) to presence topics of `peer`'s users; the peer checks
+    /// each publisher's roster and sends events over this server's link to it.
+    pub async fn subscribe(
+        &self,
+        peer: &ServerName,
+        from: &Uid,
+        topics: Vec<siren_proto::message::Topic>,
+    ) -> Result<(), Error> {
+        match self
+            .request(peer, |rid| LinkMessage::Subscribe {
+                rid,
+                from: from.clone(),
+                topics,
+            })
+            .await?
+        {
+            LinkMessage::Ok { .. } => Ok(()),
+            other => Err(link_error(peer, format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// The receiving end of the peers' presence events (taken once, by the server).
+    pub fn take_events(
+        &self,
+    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<(ServerName, LinkMessage)>> {
+        self.events_rx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// Sends a request over the link to `peer` and waits for its answer; an `error` answer
@@ -309,6 +347,7 @@ async fn read_answers(
     mut receiver: Receiver,
     pending: Pending,
     alive: Arc<std::sync::atomic::AtomicBool>,
+    events: tokio::sync::mpsc::UnboundedSender<(ServerName, LinkMessage)>,
 ) {
     loop {
         let message = match receiver.recv::<LinkMessage>().await {
@@ -320,6 +359,10 @@ async fn read_answers(
                 break;
             }
         };
+        if matches!(message, LinkMessage::Event { .. }) {
+            let _ = events.send((peer.clone(), message));
+            continue;
+        }
         let rid = match &message {
             LinkMessage::Directory { rid, .. }
             | LinkMessage::DeliverAck { rid, .. }
@@ -353,68 +396,97 @@ pub async fn serve_inbound(
     mut sender: Sender,
     mut receiver: Receiver,
 ) {
+    // One writer: answers and presence events share the link.
+    let (out, mut queued) = tokio::sync::mpsc::channel::<LinkMessage>(256);
+    let writer = tokio::spawn(async move {
+        while let Some(message) = queued.recv().await {
+            if sender.send(&message).await.is_err() {
+                break;
+            }
+        }
+    });
     let ready = LinkMessage::LinkReady {
         server: shared.config.server.name.clone(),
         max_frame: shared.config.limits.max_frame,
     };
-    if sender.send(&ready).await.is_err() {
+    if out.send(ready).await.is_err() {
         return;
     }
     tracing::info!(%peer, "inbound link ready");
     let idle = Duration::from_secs(shared.config.limits.idle_timeout_secs);
+    let mut remote: HashMap<Uid, u64> = HashMap::new();
     loop {
         let message = match tokio::time::timeout(idle, receiver.recv::<LinkMessage>()).await {
             Ok(Ok(m)) => m,
             Ok(Err(_)) | Err(_) => break,
         };
+        let failed = |rid: u32, e: Error| LinkMessage::Error {
+            rid: Some(rid),
+            code: e.code.as_u16(),
+            msg: e.message,
+        };
         let answer = match message {
-            LinkMessage::Lookup { rid, uid } => {
-                if uid.server() != &shared.config.server.name {
-                    LinkMessage::Error {
-                        rid: Some(rid),
-                        code: ErrorCode::NotFound.as_u16(),
-                        msg: format!("{uid} is not a user of this server"),
-                    }
-                } else {
-                    match shared.directory.get(uid.user()).await {
-                        Ok(Some(dir)) => LinkMessage::Directory {
-                            rid,
-                            listing: dir.listing(),
-                        },
-                        Ok(None) => LinkMessage::Error {
-                            rid: Some(rid),
-                            code: ErrorCode::NotFound.as_u16(),
-                            msg: format!("no devices for {uid}"),
-                        },
-                        Err(e) => LinkMessage::Error {
-                            rid: Some(rid),
-                            code: e.code.as_u16(),
-                            msg: e.message,
-                        },
-                    }
-                }
-            }
+            LinkMessage::Lookup { rid, uid } => lookup_local(&shared, rid, uid).await,
             LinkMessage::Ping { rid } => LinkMessage::Pong { rid },
             LinkMessage::Deliver { rid, msgs } => match accept_delivery(&shared, &peer, msgs).await
             {
                 Ok(ids) => LinkMessage::DeliverAck { rid, ids },
-                Err(e) => LinkMessage::Error {
-                    rid: Some(rid),
-                    code: e.code.as_u16(),
-                    msg: e.message,
-                },
+                Err(e) => failed(rid, e),
             },
+            LinkMessage::Subscribe { rid, from, topics } => {
+                match subscribe_remote(&shared, &peer, from, topics, &mut remote, &out).await {
+                    Ok(()) => LinkMessage::Ok { rid },
+                    Err(e) => failed(rid, e),
+                }
+            }
+            LinkMessage::Unsubscribe { rid, from, topics } => {
+                if let Some(conn) = remote.get(&from) {
+                    for topic in &topics {
+                        shared.pubsub.unsubscribe(*conn, topic.publisher());
+                    }
+                }
+                LinkMessage::Ok { rid }
+            }
             other => LinkMessage::Error {
                 rid: request_id(&other),
                 code: ErrorCode::UnexpectedMessage.as_u16(),
-                msg: "not implemented on links in this version yet".into(),
+                msg: "not expected on a link".into(),
             },
         };
-        if sender.send(&answer).await.is_err() {
+        if out.send(answer).await.is_err() {
             break;
         }
     }
+    for conn in remote.values() {
+        shared.pubsub.session_closed(*conn, None, false);
+    }
+    drop(out);
+    let _ = writer.await;
     tracing::info!(%peer, "inbound link closed");
+}
+
+/// Answers a peer's lookup of one of our users.
+async fn lookup_local(shared: &crate::server::Shared, rid: u32, uid: Uid) -> LinkMessage {
+    let not_found = |msg: String| LinkMessage::Error {
+        rid: Some(rid),
+        code: ErrorCode::NotFound.as_u16(),
+        msg,
+    };
+    if uid.server() != &shared.config.server.name {
+        return not_found(format!("{uid} is not a user of this server"));
+    }
+    match shared.directory.get(uid.user()).await {
+        Ok(Some(dir)) => LinkMessage::Directory {
+            rid,
+            listing: dir.listing(),
+        },
+        Ok(None) => not_found(format!("no devices for {uid}")),
+        Err(e) => LinkMessage::Error {
+            rid: Some(rid),
+            code: e.code.as_u16(),
+            msg: e.message,
+        },
+    }
 }
 
 /// Checks a peer's envelopes (sent by its users, to live devices of ours, not blocked) and
@@ -624,4 +696,100 @@ pub async fn resume_outboxes(shared: &Arc<crate::server::Shared>) {
             }
         }
     }
+}
+
+/// Hands presence events from peers to the local sessions subscribed to them: only events of
+/// the peer's own users, only to the subscribers the peer named, never from a user the
+/// subscriber blocked.
+pub async fn deliver_events(
+    shared: Arc<crate::server::Shared>,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<(ServerName, LinkMessage)>,
+) {
+    while let Some((peer, message)) = events.recv().await {
+        let LinkMessage::Event {
+            to, from, presence, ..
+        } = message
+        else {
+            continue;
+        };
+        if from.server() != &peer {
+            tracing::warn!(%peer, publisher = %from, "a peer sent presence of another server's user; dropped");
+            continue;
+        }
+        for (subscriber, tx) in shared.pubsub.subscribers(&from) {
+            if !to.contains(&subscriber) {
+                continue;
+            }
+            let blocked = shared
+                .rosters
+                .blocks(subscriber.user(), &from)
+                .await
+                .unwrap_or(true);
+            if !blocked {
+                crate::pubsub::PubSub::deliver(&tx, &from, &presence);
+            }
+        }
+    }
+}
+
+/// Connection ids of remote subscribers in the pub/sub tables (sessions count up from 1).
+static REMOTE_CONN: AtomicU64 = AtomicU64::new(u64::MAX / 2);
+
+/// A peer's subscription request: every topic must be one of our users who shares presence
+/// with the subscriber (a user of that peer); events then go back over this link.
+async fn subscribe_remote(
+    shared: &Arc<crate::server::Shared>,
+    peer: &ServerName,
+    from: Uid,
+    topics: Vec<siren_proto::message::Topic>,
+    remote: &mut HashMap<Uid, u64>,
+    out: &tokio::sync::mpsc::Sender<LinkMessage>,
+) -> Result<(), Error> {
+    if from.server() != peer {
+        return Err(Error::new(
+            ErrorCode::ForgedSender,
+            format!("{from} is not a user of {peer}"),
+        ));
+    }
+    for topic in &topics {
+        let publisher = topic.publisher();
+        let shares = publisher.server() == &shared.config.server.name
+            && shared
+                .rosters
+                .shares_presence_with(publisher.user(), &from)
+                .await?;
+        if !shares {
+            return Err(Error::new(
+                ErrorCode::Refused,
+                format!("{publisher} does not share presence with {from}"),
+            ));
+        }
+    }
+    let conn = *remote
+        .entry(from.clone())
+        .or_insert_with(|| REMOTE_CONN.fetch_add(1, Ordering::Relaxed));
+    for topic in &topics {
+        if let Some(mut inbox) = shared.pubsub.subscribe(conn, &from, topic.publisher()) {
+            let (out, to) = (out.clone(), from.clone());
+            tokio::spawn(async move {
+                while let Some(siren_proto::message::ServerMessage::Event {
+                    topic,
+                    from,
+                    presence,
+                }) = inbox.rx.recv().await
+                {
+                    let event = LinkMessage::Event {
+                        to: vec![to.clone()],
+                        topic,
+                        from,
+                        presence,
+                    };
+                    if out.send(event).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    }
+    Ok(())
 }

@@ -197,6 +197,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config,
     });
     crate::links::resume_outboxes(&shared).await;
+    if let Some(events) = shared.links.take_events() {
+        tokio::spawn(crate::links::deliver_events(shared.clone(), events));
+    }
     tracing::info!(
         name = %shared.config.server.name,
         listen = %local,

@@ -1422,11 +1422,20 @@ impl Session {
         topics: Vec<Topic>,
     ) -> Result<(), Outcome> {
         let me = self.uid(user);
-        // All or nothing: check every topic first.
+        // All or nothing: check every topic first (a peer checks its users' topics itself).
+        let mut remote: std::collections::BTreeMap<siren_api::ServerName, Vec<Topic>> =
+            Default::default();
         for topic in &topics {
             let uid = topic.publisher();
             let refusal = if uid.server() != &self.shared.config.server.name {
-                Some(self.shared.remote_refusal(uid).await)
+                remote
+                    .entry(uid.server().clone())
+                    .or_default()
+                    .push(topic.clone());
+                self.shared
+                    .remote_allowed(uid.server(), siren_api::federation::Direction::Outbound)
+                    .await
+                    .err()
             } else {
                 match self
                     .shared
@@ -1443,6 +1452,11 @@ impl Session {
                 }
             };
             if let Some(e) = refusal {
+                return self.error(Some(rid), &e).await;
+            }
+        }
+        for (peer, peer_topics) in remote {
+            if let Err(e) = self.shared.links.subscribe(&peer, &me, peer_topics).await {
                 return self.error(Some(rid), &e).await;
             }
         }
@@ -1499,11 +1513,13 @@ async fn publish_presence(shared: &Shared, me: &Uid, presence: &siren_proto::mes
             .shares_presence_with(me.user(), &subscriber)
             .await
             .unwrap_or(false);
-        let blocked = shared
-            .rosters
-            .blocks(subscriber.user(), me)
-            .await
-            .unwrap_or(true);
+        // A subscriber of another server: its server applies its blocking.
+        let blocked = subscriber.server() == &shared.config.server.name
+            && shared
+                .rosters
+                .blocks(subscriber.user(), me)
+                .await
+                .unwrap_or(true);
         if allowed && !blocked {
             crate::pubsub::PubSub::deliver(&tx, me, presence);
         }

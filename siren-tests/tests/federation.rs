@@ -217,3 +217,36 @@ fn a_server_claiming_another_name_without_its_key_is_refused() {
     let out = bob.run(&["lookup", "alice@alpha.test"]);
     assert!(out.ok, "{}", out.stderr);
 }
+
+#[test]
+fn presence_crosses_servers_only_where_the_roster_allows() {
+    let (alpha, beta, _dns) = two_servers(("alpha.test", "alice"), ("beta.test", "bob"), "");
+    let alice = Cli::init(&alpha, "alice@alpha.test");
+    alice.login("pw-1");
+    let bob = Cli::init(&beta, "bob@beta.test");
+    bob.login("pw-2");
+    let wait = std::time::Duration::from_secs(10);
+
+    // Without bob's permission, alice's subscription is refused by beta.
+    let refused = alice.run(&["listen", "--watch", "bob@beta.test"]);
+    assert!(
+        !refused.ok && refused.stderr.contains("refused"),
+        "{}",
+        refused.stderr
+    );
+
+    let added = bob.run(&["contacts", "add", "alice@alpha.test", "--presence"]);
+    assert!(added.ok, "{}", added.stderr);
+    let watcher = alice.listen_with(&["--watch", "bob@beta.test"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let publisher = bob.listen_with(&["--status", "busy", "--text", "meeting"]);
+    assert_eq!(
+        watcher.next_line(wait).as_deref(),
+        Some("* bob@beta.test is busy (meeting)")
+    );
+    drop(publisher);
+    assert_eq!(
+        watcher.next_line(wait).as_deref(),
+        Some("* bob@beta.test is offline")
+    );
+}
