@@ -250,3 +250,77 @@ fn presence_crosses_servers_only_where_the_roster_allows() {
         Some("* bob@beta.test is offline")
     );
 }
+
+#[test]
+fn a_rotated_key_proven_by_the_old_one_is_accepted_and_pinned() {
+    let (alpha, mut beta, dns) = two_servers(("alpha.test", "alice"), ("beta.test", "bob"), "");
+    let alice = Cli::init(&alpha, "alice@alpha.test");
+    alice.login("pw-1");
+    let bob = Cli::init(&beta, "bob@beta.test");
+    bob.login("pw-2");
+    assert!(
+        alice.run(&["lookup", "bob@beta.test"]).ok,
+        "alpha pins beta's first key"
+    );
+
+    // beta rotates: a new key, the old one retired (still answered, so pinned peers learn the
+    // new key through a handshake made with the old one); DNS publishes both for a while.
+    assert!(beta.stop());
+    let fresh = server("beta.test"); // only for its newly made key file
+    let dir = beta.dir.path();
+    std::fs::rename(dir.join("sek.key"), dir.join("old.key")).unwrap();
+    std::fs::copy(fresh.dir.path().join("sek.key"), dir.join("sek.key")).unwrap();
+    let config = std::fs::read_to_string(beta.config()).unwrap();
+    std::fs::write(
+        beta.config(),
+        config.replace(
+            "[server]\n",
+            "[server]\nretired_key_files = [\"old.key\"]\n",
+        ),
+    )
+    .unwrap();
+    let both = format!(
+        "{}{}txt-record=_siren-key.beta.test,\"v=siren1; k={}\"\n",
+        Dns::records_for(&alpha),
+        Dns::records_for(&beta),
+        fresh.sek
+    );
+    dns.rewrite(&both);
+    beta.start();
+    let out = alice.run(&["lookup", "bob@beta.test"]);
+    assert!(out.ok, "the rotation is accepted: {}", out.stderr);
+    assert!(alpha.wait_for_log("pin updated").contains(&fresh.sek));
+
+    // Later DNS publishes only the new key: the pin already is the new key.
+    let mut only_new = Dns::records_for(&alpha);
+    only_new.push_str(&Dns::records_for(&beta).replace(&beta.sek, &fresh.sek));
+    dns.rewrite(&only_new);
+    assert!(beta.stop());
+    beta.start();
+    let out = alice.run(&["lookup", "bob@beta.test"]);
+    assert!(out.ok, "the new key is pinned: {}", out.stderr);
+}
+
+#[test]
+fn a_closed_deployment_refuses_peers_that_connect_to_it() {
+    // alpha with federation off, beta on: beta's users cannot reach alpha's.
+    let mut alpha = server("alpha.test");
+    let mut beta = server("beta.test");
+    alpha.add_user("alice", "pw-1");
+    beta.add_user("bob", "pw-2");
+    let dns = Dns::start(&format!(
+        "{}{}",
+        Dns::records_for(&alpha),
+        Dns::records_for(&beta)
+    ));
+    federate(&beta, &dns, "");
+    alpha.start();
+    beta.start();
+    let alice = Cli::init(&alpha, "alice@alpha.test");
+    alice.login("pw-1");
+    let bob = Cli::init(&beta, "bob@beta.test");
+    bob.login("pw-2");
+    let out = bob.run(&["lookup", "alice@alpha.test"]);
+    assert!(!out.ok);
+    assert!(out.stderr.contains("federation_disabled"), "{}", out.stderr);
+}
