@@ -142,11 +142,20 @@ pub async fn enroll(target: &Target, account: &Account) -> anyhow::Result<(Devic
     conn.sender
         .send(&ClientMessage::Register { rid: 2, record })
         .await?;
-    match recv(&mut conn).await? {
-        ServerMessage::Ok { rid: 2 } => {}
-        other => bail!("registering a device of {user} failed: {other:?}"),
+    // A device that is not registered yet already gets its queue (approval notices), so its
+    // `queue_drained` may come before the answer to `register`.
+    let mut was_drained = false;
+    loop {
+        match recv(&mut conn).await? {
+            ServerMessage::Ok { rid: 2 } => break,
+            ServerMessage::QueueDrained => was_drained = true,
+            ServerMessage::Deliver { .. } => {}
+            other => bail!("registering a device of {user} failed: {other:?}"),
+        }
     }
-    drained(&mut conn).await?;
+    if !was_drained {
+        drained(&mut conn).await?;
+    }
     Ok((Device { dek, sid }, conn))
 }
 

@@ -70,6 +70,8 @@ enum Part {
     Sessions,
     /// RocksDB against PostgreSQL: enqueue, drain, lookup through the storage trait.
     Stores,
+    /// Relay between two federated servers beside relay on one server.
+    Federation,
 }
 
 /// Sizes of one benchmark run.
@@ -203,6 +205,9 @@ fn real_main(cli: &Cli) -> anyhow::Result<()> {
         if wants(Part::Sessions) {
             memory(&bin, &sizes, &mut report).await?;
         }
+        if wants(Part::Federation) {
+            federation(&bin, &sizes, &mut report).await?;
+        }
         if wants(Part::Stores) {
             let url = cli
                 .postgres
@@ -225,6 +230,92 @@ fn real_main(cli: &Cli) -> anyhow::Result<()> {
     ));
     print(&report, cli.quick);
     Ok(())
+}
+
+/// Runs `scripts/services/dnsmasq.sh ACTION DIR` (from the repository root).
+fn dnsmasq(action: &str, dir: &Path) -> anyhow::Result<()> {
+    let out = std::process::Command::new("bash")
+        .arg("scripts/services/dnsmasq.sh")
+        .arg(action)
+        .arg(dir)
+        .output()
+        .context(
+            "cannot run scripts/services/dnsmasq.sh (run siren-bench from the repository root)",
+        )?;
+    anyhow::ensure!(
+        out.status.success(),
+        "dnsmasq.sh {action}: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
+}
+
+/// 1:1 relay with the receiver on another, federated server, beside 1:1 relay on one server,
+/// same run, same load.
+async fn federation(bin: &Path, sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
+    eprintln!("federation…");
+    let dns_dir = tempfile::tempdir()?;
+    std::fs::write(dns_dir.path().join("records.conf"), "")?;
+    dnsmasq("start", dns_dir.path())?;
+    let result = async {
+        let env = std::fs::read_to_string(dns_dir.path().join("dnsmasq.env"))?;
+        let dns = env
+            .trim()
+            .strip_prefix("export SIREN_TEST_DNS=")
+            .context("unexpected dnsmasq.env")?
+            .to_owned();
+        let mut alpha = Server::new(bin, "alpha.test")?;
+        let mut beta = Server::new(bin, "beta.test")?;
+        let fed = format!("\n[federation]\nenabled = true\ndns = [\"{dns}\"]\n");
+        alpha.append_config(&fed)?;
+        beta.append_config(&fed)?;
+        alpha.add_users(&["alice", "carol", "dave"])?;
+        beta.add_users(&["bob"])?;
+        alpha.start()?;
+        beta.start()?;
+        let (a, b) = (alpha.target()?, beta.target()?);
+        let mut records = String::new();
+        for t in [&a, &b] {
+            let port = t.addr.rsplit(':').next().unwrap_or("7453");
+            records.push_str(&format!(
+                "srv-host=_siren._tcp.{n},{n},{port},10,0\nhost-record={n},127.0.0.1\ntxt-record=_siren-key.{n},\"v=siren1; k={k}\"\n",
+                n = t.name,
+                k = t.sek
+            ));
+        }
+        std::fs::write(dns_dir.path().join("records.conf"), records)?;
+        dnsmasq("reload", dns_dir.path())?;
+        let pid = alpha.pid()?;
+        let load = &sizes.load;
+        let (alice, carol) = (Account::new(&a, "alice")?, Account::new(&a, "carol")?);
+        let local = relay::siren_pair(&a, &alice, &carol).await?;
+        let local = relay::siren(local, pid, load, |_| Vec::new()).await?;
+        let (dave, bob) = (Account::new(&a, "dave")?, Account::new(&b, "bob")?);
+        let across = relay::siren_pair_across(&a, &b, &dave, &bob).await?;
+        let across = relay::siren(across, pid, load, |_| Vec::new()).await?;
+        let (Some(l), Some(x)) = (local.runs.first(), across.runs.first()) else {
+            anyhow::bail!("the relays returned no runs");
+        };
+        report.rows.push(Row::new(
+            "1:1 relay across two servers (delivered msgs/s)",
+            fmt_rate(x.rate),
+            format!("{} (same server)", fmt_rate(l.rate)),
+            percent(x.rate / l.rate),
+        ));
+        for (what, s, b) in [
+            ("relay latency p50 across servers, at max rate", x.p50, l.p50),
+            ("relay latency p99 across servers, at max rate", x.p99, l.p99),
+        ] {
+            report.rows.push(Row::new(what, fmt_ms(s), format!("{} (same server)", fmt_ms(b)), times(s, b)));
+        }
+        report.note(
+            "federation: two sirend on loopback found through dnsmasq; every cross-server message is committed to alpha's outbox, sent over the link and committed by beta before bob gets it",
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = dnsmasq("stop", dns_dir.path());
+    result
 }
 
 /// Runs `psql URL -c SQL`.

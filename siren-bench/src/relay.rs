@@ -355,8 +355,19 @@ pub async fn siren_pair(
     from: &Account,
     to: &Account,
 ) -> anyhow::Result<SirenPair> {
-    let (sender_device, mut sender) = client::enroll(target, from).await?;
-    let (_, receiver) = client::enroll(target, to).await?;
+    siren_pair_across(target, target, from, to).await
+}
+
+/// A sender on `from_target` and a receiver on `to_target` (the same server, or two federated
+/// ones: then every message crosses a server-to-server link).
+pub async fn siren_pair_across(
+    from_target: &Target,
+    to_target: &Target,
+    from: &Account,
+    to: &Account,
+) -> anyhow::Result<SirenPair> {
+    let (sender_device, mut sender) = client::enroll(from_target, from).await?;
+    let (_, receiver) = client::enroll(to_target, to).await?;
     let listing = client::lookup(&mut sender, 3, &to.uid).await?;
     let [record] = listing.records.as_slice() else {
         bail!("expected one device for {}", to.uid);

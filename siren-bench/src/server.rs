@@ -95,6 +95,9 @@ argon2_iterations = 1
 failures_per_account_per_minute = 5
 failures_per_address_per_minute = 50
 
+[roster]
+non_contacts = "accept"    # the bench's users are strangers; contact requests are not measured
+
 [log]
 level = "info"
 "#
@@ -112,6 +115,14 @@ level = "info"
         let key = server.admin(&["key"], None)?;
         server.sek = SekPublic::from_base64(key.trim()).context("sirend key printed no key")?;
         Ok(server)
+    }
+
+    /// Appends configuration text (e.g. a `[federation]` section) before the server starts.
+    pub fn append_config(&self, text: &str) -> anyhow::Result<()> {
+        let mut config =
+            std::fs::read_to_string(self.config()).context("cannot read sirend.toml")?;
+        config.push_str(text);
+        std::fs::write(self.config(), config).context("cannot write sirend.toml")
     }
 
     fn config(&self) -> PathBuf {
