@@ -57,25 +57,6 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Why a request about `uid`, a user of another server, cannot be served: federation is
-    /// off (500), the policy refuses that server (501), or — allowed — links to other servers
-    /// are not implemented in this version yet (106).
-    pub async fn remote_refusal(&self, uid: &siren_api::Uid) -> siren_api::Error {
-        match self
-            .remote_allowed(uid.server(), siren_api::federation::Direction::Outbound)
-            .await
-        {
-            Err(e) => e,
-            Ok(()) => siren_api::Error::new(
-                siren_api::ErrorCode::UnexpectedMessage,
-                format!(
-                    "{} is allowed, but this request is not carried over server links in this version yet",
-                    uid.server()
-                ),
-            ),
-        }
-    }
-
     /// Whether this server may talk to `peer` in `direction`: federation on (else 500) and the
     /// policy allows it (else 501).
     pub async fn remote_allowed(
