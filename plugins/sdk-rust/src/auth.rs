@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 
-use crate::{Config, Slot};
+use crate::Config;
 
 use wit::exports::siren::plugin::auth_mechanism as api;
 pub use wit::exports::siren::plugin::auth_mechanism::{AuthContext, AuthStep};
@@ -52,37 +52,12 @@ impl<T: AuthMechanism> api::Guest for Glue<T> {
     }
 }
 
-#[doc(hidden)]
-pub mod wit {
-    wit_bindgen::generate!({
-        world: "auth-plugin",
-        path: "../wit",
-        pub_export_macro: true,
-        export_macro_name: "__export_auth_mechanism_world",
-        default_bindings_module: "siren_plugin_sdk::auth::wit",
-        runtime_path: "siren_plugin_sdk::__rt::wit_bindgen::rt",
-    });
-}
-
-std::thread_local! {
-    static PLUGIN: Slot<dyn AuthMechanism> = const { Slot::new() };
-}
-
-/// Connects a plugin type to the generated bindings; use [`crate::export_auth_mechanism!`].
-#[doc(hidden)]
-pub struct Glue<T>(core::marker::PhantomData<T>);
-
-impl<T: AuthMechanism> wit::Guest for Glue<T> {
-    fn interface_version() -> String {
-        crate::INTERFACE_VERSION.to_string()
-    }
-
-    fn init(config: Vec<(String, String)>) -> Result<(), String> {
-        crate::__install_panic_hook();
-        let plugin = T::init(&Config::from_pairs(config))?;
-        PLUGIN.with(|slot| slot.set(Box::new(plugin)));
-        Ok(())
-    }
+crate::plugin_world! {
+    trait: AuthMechanism,
+    world: "auth-plugin",
+    export_macro_name: "__export_auth_mechanism_world",
+    default_bindings_module: "siren_plugin_sdk::auth::wit",
+    doc: "Connects a plugin type to the generated bindings; use [`crate::export_auth_mechanism!`].",
 }
 
 /// Exports `$plugin` (a type implementing [`AuthMechanism`]) as this component's auth mechanism.

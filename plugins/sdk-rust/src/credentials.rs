@@ -1,7 +1,7 @@
 //! Credential backend plugins (world `credentials-plugin`): password checks behind the
 //! server's password mechanisms.
 
-use crate::{Config, Slot};
+use crate::Config;
 
 /// A credential backend.
 pub trait Credentials: 'static {
@@ -28,37 +28,12 @@ impl<T: Credentials> wit::exports::siren::plugin::credentials::Guest for Glue<T>
     }
 }
 
-#[doc(hidden)]
-pub mod wit {
-    wit_bindgen::generate!({
-        world: "credentials-plugin",
-        path: "../wit",
-        pub_export_macro: true,
-        export_macro_name: "__export_credentials_world",
-        default_bindings_module: "siren_plugin_sdk::credentials::wit",
-        runtime_path: "siren_plugin_sdk::__rt::wit_bindgen::rt",
-    });
-}
-
-std::thread_local! {
-    static PLUGIN: Slot<dyn Credentials> = const { Slot::new() };
-}
-
-/// Connects a plugin type to the generated bindings; use [`crate::export_credentials!`].
-#[doc(hidden)]
-pub struct Glue<T>(core::marker::PhantomData<T>);
-
-impl<T: Credentials> wit::Guest for Glue<T> {
-    fn interface_version() -> String {
-        crate::INTERFACE_VERSION.to_string()
-    }
-
-    fn init(config: Vec<(String, String)>) -> Result<(), String> {
-        crate::__install_panic_hook();
-        let plugin = T::init(&Config::from_pairs(config))?;
-        PLUGIN.with(|slot| slot.set(Box::new(plugin)));
-        Ok(())
-    }
+crate::plugin_world! {
+    trait: Credentials,
+    world: "credentials-plugin",
+    export_macro_name: "__export_credentials_world",
+    default_bindings_module: "siren_plugin_sdk::credentials::wit",
+    doc: "Connects a plugin type to the generated bindings; use [`crate::export_credentials!`].",
 }
 
 /// Exports `$plugin` (a type implementing [`Credentials`]) as this component's credential backend.

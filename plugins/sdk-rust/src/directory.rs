@@ -1,7 +1,7 @@
 //! Directory hook plugins (world `directory-plugin`): told when a user's device is added or
 //! revoked. Observe only.
 
-use crate::{Config, Slot};
+use crate::Config;
 
 pub use wit::exports::siren::plugin::directory_hook::{DeviceChange, DirectoryEvent};
 
@@ -22,37 +22,12 @@ impl<T: DirectoryHook> wit::exports::siren::plugin::directory_hook::Guest for Gl
     }
 }
 
-#[doc(hidden)]
-pub mod wit {
-    wit_bindgen::generate!({
-        world: "directory-plugin",
-        path: "../wit",
-        pub_export_macro: true,
-        export_macro_name: "__export_directory_hook_world",
-        default_bindings_module: "siren_plugin_sdk::directory::wit",
-        runtime_path: "siren_plugin_sdk::__rt::wit_bindgen::rt",
-    });
-}
-
-std::thread_local! {
-    static PLUGIN: Slot<dyn DirectoryHook> = const { Slot::new() };
-}
-
-/// Connects a plugin type to the generated bindings; use [`crate::export_directory_hook!`].
-#[doc(hidden)]
-pub struct Glue<T>(core::marker::PhantomData<T>);
-
-impl<T: DirectoryHook> wit::Guest for Glue<T> {
-    fn interface_version() -> String {
-        crate::INTERFACE_VERSION.to_string()
-    }
-
-    fn init(config: Vec<(String, String)>) -> Result<(), String> {
-        crate::__install_panic_hook();
-        let plugin = T::init(&Config::from_pairs(config))?;
-        PLUGIN.with(|slot| slot.set(Box::new(plugin)));
-        Ok(())
-    }
+crate::plugin_world! {
+    trait: DirectoryHook,
+    world: "directory-plugin",
+    export_macro_name: "__export_directory_hook_world",
+    default_bindings_module: "siren_plugin_sdk::directory::wit",
+    doc: "Connects a plugin type to the generated bindings; use [`crate::export_directory_hook!`].",
 }
 
 /// Exports `$plugin` (a type implementing [`DirectoryHook`]) as this component's directory hook.

@@ -1,7 +1,7 @@
 //! Federation policy plugins (world `federation-plugin`): which peer servers this server talks
 //! to, asked in both directions.
 
-use crate::{Config, Slot};
+use crate::Config;
 
 pub use wit::exports::siren::plugin::federation_policy::{Decision, Direction};
 
@@ -22,37 +22,12 @@ impl<T: FederationPolicy> wit::exports::siren::plugin::federation_policy::Guest 
     }
 }
 
-#[doc(hidden)]
-pub mod wit {
-    wit_bindgen::generate!({
-        world: "federation-plugin",
-        path: "../wit",
-        pub_export_macro: true,
-        export_macro_name: "__export_federation_policy_world",
-        default_bindings_module: "siren_plugin_sdk::federation::wit",
-        runtime_path: "siren_plugin_sdk::__rt::wit_bindgen::rt",
-    });
-}
-
-std::thread_local! {
-    static PLUGIN: Slot<dyn FederationPolicy> = const { Slot::new() };
-}
-
-/// Connects a plugin type to the generated bindings; use [`crate::export_federation_policy!`].
-#[doc(hidden)]
-pub struct Glue<T>(core::marker::PhantomData<T>);
-
-impl<T: FederationPolicy> wit::Guest for Glue<T> {
-    fn interface_version() -> String {
-        crate::INTERFACE_VERSION.to_string()
-    }
-
-    fn init(config: Vec<(String, String)>) -> Result<(), String> {
-        crate::__install_panic_hook();
-        let plugin = T::init(&Config::from_pairs(config))?;
-        PLUGIN.with(|slot| slot.set(Box::new(plugin)));
-        Ok(())
-    }
+crate::plugin_world! {
+    trait: FederationPolicy,
+    world: "federation-plugin",
+    export_macro_name: "__export_federation_policy_world",
+    default_bindings_module: "siren_plugin_sdk::federation::wit",
+    doc: "Connects a plugin type to the generated bindings; use [`crate::export_federation_policy!`].",
 }
 
 /// Exports `$plugin` (a type implementing [`FederationPolicy`]) as this component's federation policy.

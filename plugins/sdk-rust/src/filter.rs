@@ -1,7 +1,7 @@
 //! Message filter plugins (world `filter-plugin`): a decision on every routed message, from
 //! its routing metadata only (never a payload).
 
-use crate::{Config, Slot};
+use crate::Config;
 
 pub use wit::exports::siren::plugin::message_filter::{FilterDecision, RoutingMeta};
 
@@ -22,37 +22,12 @@ impl<T: MessageFilter> wit::exports::siren::plugin::message_filter::Guest for Gl
     }
 }
 
-#[doc(hidden)]
-pub mod wit {
-    wit_bindgen::generate!({
-        world: "filter-plugin",
-        path: "../wit",
-        pub_export_macro: true,
-        export_macro_name: "__export_message_filter_world",
-        default_bindings_module: "siren_plugin_sdk::filter::wit",
-        runtime_path: "siren_plugin_sdk::__rt::wit_bindgen::rt",
-    });
-}
-
-std::thread_local! {
-    static PLUGIN: Slot<dyn MessageFilter> = const { Slot::new() };
-}
-
-/// Connects a plugin type to the generated bindings; use [`crate::export_message_filter!`].
-#[doc(hidden)]
-pub struct Glue<T>(core::marker::PhantomData<T>);
-
-impl<T: MessageFilter> wit::Guest for Glue<T> {
-    fn interface_version() -> String {
-        crate::INTERFACE_VERSION.to_string()
-    }
-
-    fn init(config: Vec<(String, String)>) -> Result<(), String> {
-        crate::__install_panic_hook();
-        let plugin = T::init(&Config::from_pairs(config))?;
-        PLUGIN.with(|slot| slot.set(Box::new(plugin)));
-        Ok(())
-    }
+crate::plugin_world! {
+    trait: MessageFilter,
+    world: "filter-plugin",
+    export_macro_name: "__export_message_filter_world",
+    default_bindings_module: "siren_plugin_sdk::filter::wit",
+    doc: "Connects a plugin type to the generated bindings; use [`crate::export_message_filter!`].",
 }
 
 /// Exports `$plugin` (a type implementing [`MessageFilter`]) as this component's message filter.

@@ -1,7 +1,7 @@
 //! Key-value engine plugins (world `kv-plugin`): a sorted map of bytes from which the server
 //! builds every store it needs.
 
-use crate::{Config, Slot};
+use crate::Config;
 
 pub use wit::exports::siren::plugin::kv_engine::{Durability, KeyRange, KvPair, WriteOp};
 
@@ -55,37 +55,12 @@ impl<T: KvEngine> wit::exports::siren::plugin::kv_engine::Guest for Glue<T> {
     }
 }
 
-#[doc(hidden)]
-pub mod wit {
-    wit_bindgen::generate!({
-        world: "kv-plugin",
-        path: "../wit",
-        pub_export_macro: true,
-        export_macro_name: "__export_kv_engine_world",
-        default_bindings_module: "siren_plugin_sdk::kv::wit",
-        runtime_path: "siren_plugin_sdk::__rt::wit_bindgen::rt",
-    });
-}
-
-std::thread_local! {
-    static PLUGIN: Slot<dyn KvEngine> = const { Slot::new() };
-}
-
-/// Connects a plugin type to the generated bindings; use [`crate::export_kv_engine!`].
-#[doc(hidden)]
-pub struct Glue<T>(core::marker::PhantomData<T>);
-
-impl<T: KvEngine> wit::Guest for Glue<T> {
-    fn interface_version() -> String {
-        crate::INTERFACE_VERSION.to_string()
-    }
-
-    fn init(config: Vec<(String, String)>) -> Result<(), String> {
-        crate::__install_panic_hook();
-        let plugin = T::init(&Config::from_pairs(config))?;
-        PLUGIN.with(|slot| slot.set(Box::new(plugin)));
-        Ok(())
-    }
+crate::plugin_world! {
+    trait: KvEngine,
+    world: "kv-plugin",
+    export_macro_name: "__export_kv_engine_world",
+    default_bindings_module: "siren_plugin_sdk::kv::wit",
+    doc: "Connects a plugin type to the generated bindings; use [`crate::export_kv_engine!`].",
 }
 
 /// Exports `$plugin` (a type implementing [`KvEngine`]) as this component's KV engine.

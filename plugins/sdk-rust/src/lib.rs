@@ -53,6 +53,53 @@ pub mod __rt {
     pub use wit_bindgen;
 }
 
+/// The part every world's module shares: the generated bindings (`wit`), the plugin value kept
+/// between calls, and the world-level exports `interface-version` and `init`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! plugin_world {
+    (
+        trait: $trait:ident,
+        world: $world:literal,
+        export_macro_name: $export:literal,
+        default_bindings_module: $module:literal,
+        doc: $doc:literal,
+    ) => {
+        #[doc(hidden)]
+        pub mod wit {
+            wit_bindgen::generate!({
+                world: $world,
+                path: "../wit",
+                pub_export_macro: true,
+                export_macro_name: $export,
+                default_bindings_module: $module,
+                runtime_path: "siren_plugin_sdk::__rt::wit_bindgen::rt",
+            });
+        }
+
+        std::thread_local! {
+            static PLUGIN: $crate::Slot<dyn $trait> = const { $crate::Slot::new() };
+        }
+
+        #[doc = $doc]
+        #[doc(hidden)]
+        pub struct Glue<T>(core::marker::PhantomData<T>);
+
+        impl<T: $trait> wit::Guest for Glue<T> {
+            fn interface_version() -> String {
+                $crate::INTERFACE_VERSION.to_string()
+            }
+
+            fn init(config: Vec<(String, String)>) -> Result<(), String> {
+                $crate::__install_panic_hook();
+                let plugin = T::init(&$crate::Config::from_pairs(config))?;
+                PLUGIN.with(|slot| slot.set(Box::new(plugin)));
+                Ok(())
+            }
+        }
+    };
+}
+
 #[cfg(feature = "auth")]
 pub mod auth;
 #[cfg(feature = "credentials")]
