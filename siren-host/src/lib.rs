@@ -7,8 +7,11 @@
 //! | [`config`] | `sirend.toml`, defaults, errors that name the key |
 //! | [`keyfile`] | the SEK file |
 //! | [`registry`] | built-in storage backends, credential backends and mechanisms, by name |
+//! | [`shared`] | what sessions and federation tasks share |
 //! | [`server`] | assembling the parts, the listener, graceful shutdown |
-//! | `session` | one connection: handshake, login, requests, queue delivery |
+//! | `session` | one connection: handshake, login, requests, queue delivery (a module per capability) |
+//! | [`links`] | server-to-server links: discovery, pinned keys, requests |
+//! | [`federation`] | what links carry: the inbound side, outboxes, presence events |
 //! | [`auth`] | the Authentication Manager, `PLAIN`, failed-login limits |
 //! | [`directory`] | users' signed device chains |
 //! | [`queue`] | durable per-device queues, the TTL sweeper |
@@ -31,6 +34,7 @@ pub mod approvals;
 pub mod auth;
 pub mod config;
 pub mod directory;
+pub mod federation;
 pub mod hub;
 pub mod keyfile;
 pub mod links;
@@ -41,3 +45,4 @@ pub mod registry;
 pub mod roster;
 pub mod server;
 mod session;
+pub mod shared;

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use siren_api::storage::Storage;
 use siren_proto::handshake::ResponderKeys;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
@@ -20,84 +19,8 @@ use crate::hub::Hub;
 use crate::pubsub::PubSub;
 use crate::queue::{self, Queue};
 use crate::roster::Rosters;
+use crate::shared::Shared;
 use crate::{keyfile, registry, session};
-
-/// Everything the sessions share.
-pub struct Shared {
-    /// The configuration.
-    pub config: Config,
-    /// The SEK (and retired ones).
-    pub keys: ResponderKeys,
-    /// The store.
-    pub storage: Arc<dyn Storage>,
-    /// Mechanisms and login limits.
-    pub auth: AuthManager,
-    /// Local users' device chains.
-    pub directory: Directory,
-    /// Message queues.
-    pub queue: Queue,
-    /// Live sessions.
-    pub hub: Arc<Hub>,
-    /// Signed rosters.
-    pub rosters: Rosters,
-    /// Presence subscriptions.
-    pub pubsub: PubSub,
-    /// New devices waiting for approval.
-    pub approvals: Approvals,
-    /// Which peer servers this server may talk to.
-    pub federation: Arc<dyn siren_api::federation::FederationPolicy>,
-    /// Links to peer servers.
-    pub links: crate::links::Links,
-    /// Message filters (plugins), asked about every `send`.
-    pub filters: Vec<Arc<dyn siren_api::hooks::MessageFilter>>,
-    /// Directory hooks (plugins), told about device additions and revocations.
-    pub directory_hooks: Vec<Arc<dyn siren_api::hooks::DirectoryHook>>,
-    /// Flips to `true` when the server shuts down.
-    pub shutdown: watch::Receiver<bool>,
-}
-
-impl Shared {
-    /// Whether this server may talk to `peer` in `direction`: federation on (else 500) and the
-    /// policy allows it (else 501).
-    pub async fn remote_allowed(
-        &self,
-        peer: &siren_api::ServerName,
-        direction: siren_api::federation::Direction,
-    ) -> Result<(), siren_api::Error> {
-        use siren_api::federation::Decision;
-        use siren_api::{Error, ErrorCode};
-        if !self.config.federation.enabled {
-            return Err(Error::new(
-                ErrorCode::FederationDisabled,
-                format!("{peer} is another server and federation is disabled here"),
-            ));
-        }
-        // A policy plugin's call blocks (up to its deadline): off the async executor. A
-        // failed task denies (fail closed).
-        let policy = self.federation.clone();
-        let asked = peer.clone();
-        let decision = tokio::task::spawn_blocking(move || policy.decide(&asked, direction))
-            .await
-            .unwrap_or_else(|e| Decision::Deny(format!("the policy task failed: {e}")));
-        match decision {
-            Decision::Deny(reason) => {
-                tracing::info!(%peer, ?direction, policy = self.federation.name(), %reason, "federation refused by policy");
-                Err(Error::new(
-                    ErrorCode::FederationDenied,
-                    format!("this server's federation policy does not allow {peer}"),
-                ))
-            }
-            Decision::Allow => Ok(()),
-        }
-    }
-
-    /// Tells every directory hook about an event (a hook's failure is logged by its adapter).
-    pub fn directory_event(&self, event: siren_api::hooks::DirectoryEvent) {
-        for hook in &self.directory_hooks {
-            hook.event(&event);
-        }
-    }
-}
 
 /// How long connections get to finish after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -177,9 +100,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         shutdown: stop_rx.clone(),
         config,
     });
-    crate::links::resume_outboxes(&shared).await;
+    crate::federation::outbox::resume_outboxes(&shared).await;
     if let Some(events) = shared.links.take_events() {
-        tokio::spawn(crate::links::deliver_events(shared.clone(), events));
+        tokio::spawn(crate::federation::presence::deliver_events(
+            shared.clone(),
+            events,
+        ));
     }
     tracing::info!(
         name = %shared.config.server.name,

@@ -1,0 +1,308 @@
+//! The inbound side of a federation link (PROTOCOL.md §17): the responder's checks before the
+//! handshake reply (the claimed name's key, the federation policy), then serving the peer's
+//! requests — lookups of our users, deliveries to them, presence subscriptions — over one writer.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use siren_api::{Error, ErrorCode, ServerName, Uid};
+use siren_net::{NetError, Receiver, Sender, read_frame, within, write_frame};
+use siren_proto::handshake::{self, Peer, Role};
+use siren_proto::message::LinkMessage;
+
+use crate::shared::Shared;
+
+/// The responder side of a peer server's link: the claimed name's key must be its pinned or
+/// DNS-published SEK and the federation policy must allow it (inbound), before the reply; then
+/// the link is served until it closes.
+pub async fn accept(
+    shared: &Arc<Shared>,
+    hello: &[u8],
+    mut rd: tokio::net::tcp::OwnedReadHalf,
+    mut wr: tokio::net::tcp::OwnedWriteHalf,
+    addr: SocketAddr,
+    step: Duration,
+    max: usize,
+) -> Result<(), NetError> {
+    let refuse = |code: ErrorCode, text: String| handshake::error_frame(code, &text);
+    let received = match handshake::read_hello(&shared.keys, Role::ServerToServer, hello) {
+        Ok(r) => r,
+        Err(e) => {
+            let frame = refuse(e.code(), e.to_string());
+            let _ = write_frame(&mut wr, &frame, handshake::MAX_HANDSHAKE_FRAME).await;
+            return Ok(());
+        }
+    };
+    let Peer::Server { name, sek } = received.peer().clone() else {
+        return Ok(());
+    };
+    let checked = match shared
+        .remote_allowed(&name, siren_api::federation::Direction::Inbound)
+        .await
+    {
+        Ok(()) => shared.links.check_peer_key(&name, &sek).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = checked {
+        tracing::warn!(%addr, peer = %name, error = %e, "link refused");
+        let frame = refuse(e.code, e.message);
+        let _ = write_frame(&mut wr, &frame, handshake::MAX_HANDSHAKE_FRAME).await;
+        return Ok(());
+    }
+    let (waiting, reply) = received.reply(&mut siren_proto::os_rng())?;
+    write_frame(&mut wr, &reply, handshake::MAX_HANDSHAKE_FRAME).await?;
+    let finish = within(step, read_frame(&mut rd, handshake::MAX_HANDSHAKE_FRAME)).await??;
+    let done = match waiting.read_finish(&finish) {
+        Ok(done) => done,
+        Err(e) => {
+            tracing::warn!(%addr, peer = %name, error = %e, "link handshake failed");
+            return Ok(());
+        }
+    };
+    let (sealer, opener) = done.transport.split();
+    serve(
+        shared.clone(),
+        name,
+        Sender::new(wr, sealer, max),
+        Receiver::new(rd, opener, max),
+    )
+    .await;
+    Ok(())
+}
+
+/// Serves a peer's link after the handshake: answers its lookups of this server's users.
+pub async fn serve(
+    shared: Arc<Shared>,
+    peer: ServerName,
+    mut sender: Sender,
+    mut receiver: Receiver,
+) {
+    // One writer: answers and presence events share the link.
+    let (out, mut queued) = tokio::sync::mpsc::channel::<LinkMessage>(256);
+    let writer = tokio::spawn(async move {
+        while let Some(message) = queued.recv().await {
+            if sender.send(&message).await.is_err() {
+                break;
+            }
+        }
+    });
+    let ready = LinkMessage::LinkReady {
+        server: shared.config.server.name.clone(),
+        max_frame: shared.config.limits.max_frame,
+    };
+    if out.send(ready).await.is_err() {
+        return;
+    }
+    tracing::info!(%peer, "inbound link ready");
+    let idle = Duration::from_secs(shared.config.limits.idle_timeout_secs);
+    let mut remote: HashMap<Uid, u64> = HashMap::new();
+    loop {
+        let message = match tokio::time::timeout(idle, receiver.recv::<LinkMessage>()).await {
+            Ok(Ok(m)) => m,
+            Ok(Err(_)) | Err(_) => break,
+        };
+        let failed = |rid: u32, e: Error| LinkMessage::Error {
+            rid: Some(rid),
+            code: e.code.as_u16(),
+            msg: e.message,
+        };
+        let answer = match message {
+            LinkMessage::Lookup { rid, uid } => lookup_local(&shared, rid, uid).await,
+            LinkMessage::Ping { rid } => LinkMessage::Pong { rid },
+            LinkMessage::Deliver { rid, msgs } => match accept_delivery(&shared, &peer, msgs).await
+            {
+                Ok(ids) => LinkMessage::DeliverAck { rid, ids },
+                Err(e) => failed(rid, e),
+            },
+            LinkMessage::Subscribe { rid, from, topics } => {
+                match subscribe_remote(&shared, &peer, from, topics, &mut remote, &out).await {
+                    Ok(()) => LinkMessage::Ok { rid },
+                    Err(e) => failed(rid, e),
+                }
+            }
+            LinkMessage::Unsubscribe { rid, from, topics } => {
+                if let Some(conn) = remote.get(&from) {
+                    for topic in &topics {
+                        shared.pubsub.unsubscribe(*conn, topic.publisher());
+                    }
+                }
+                LinkMessage::Ok { rid }
+            }
+            other => LinkMessage::Error {
+                rid: request_id(&other),
+                code: ErrorCode::UnexpectedMessage.as_u16(),
+                msg: "not expected on a link".into(),
+            },
+        };
+        if out.send(answer).await.is_err() {
+            break;
+        }
+    }
+    for conn in remote.values() {
+        shared.pubsub.session_closed(*conn, None, false);
+    }
+    drop(out);
+    let _ = writer.await;
+    tracing::info!(%peer, "inbound link closed");
+}
+
+/// Answers a peer's lookup of one of our users.
+async fn lookup_local(shared: &Shared, rid: u32, uid: Uid) -> LinkMessage {
+    let not_found = |msg: String| LinkMessage::Error {
+        rid: Some(rid),
+        code: ErrorCode::NotFound.as_u16(),
+        msg,
+    };
+    if uid.server() != &shared.config.server.name {
+        return not_found(format!("{uid} is not a user of this server"));
+    }
+    match shared.directory.get(uid.user()).await {
+        Ok(Some(dir)) => LinkMessage::Directory {
+            rid,
+            listing: dir.listing(),
+        },
+        Ok(None) => not_found(format!("no devices for {uid}")),
+        Err(e) => LinkMessage::Error {
+            rid: Some(rid),
+            code: e.code.as_u16(),
+            msg: e.message,
+        },
+    }
+}
+
+/// Checks a peer's envelopes (sent by its users, to live devices of ours, not blocked) and
+/// commits them to the recipients' queues; returns the ids accepted. Nothing is acknowledged
+/// before the commit. The recipients' devices verify each sender's signature (E2E).
+async fn accept_delivery(
+    shared: &Arc<Shared>,
+    peer: &ServerName,
+    msgs: Vec<siren_proto::envelope::Envelope>,
+) -> Result<Vec<siren_proto::ids::MessageId>, Error> {
+    use crate::roster::Admission;
+    use siren_proto::message::{Notice, QueueItem};
+    let mut ids = Vec::new();
+    let mut items = Vec::new();
+    let mut live_msgs = Vec::with_capacity(msgs.len());
+    for env in msgs {
+        if env.from.server() != peer {
+            return Err(Error::new(
+                ErrorCode::ForgedSender,
+                format!("{} is not a user of {peer}", env.from),
+            ));
+        }
+        if env.to.server() != &shared.config.server.name {
+            return Err(Error::new(
+                ErrorCode::NotFound,
+                format!("{} is not a user of this server", env.to),
+            ));
+        }
+        let live = shared
+            .directory
+            .get(env.to.user())
+            .await?
+            .is_some_and(|dir| dir.is_live(&env.to_dek));
+        if !ids.contains(&env.id) {
+            ids.push(env.id);
+        }
+        // A device revoked meanwhile: accepted, with nothing to deliver it to.
+        if live {
+            live_msgs.push(env);
+        }
+    }
+    for env in live_msgs {
+        match shared
+            .rosters
+            .admit(env.to.user(), &env.to_dek, &env.from)
+            .await?
+        {
+            Admission::Drop | Admission::Refuse => {}
+            Admission::DeliverWithRequest => {
+                let notice = Notice::ContactRequest {
+                    from: env.from.clone(),
+                };
+                items.push((env.to_dek, QueueItem::Notice { notice }));
+                items.push((env.to_dek, QueueItem::Message { env }));
+            }
+            Admission::Deliver => items.push((env.to_dek, QueueItem::Message { env })),
+        }
+    }
+    shared.queue.enqueue_to(items).await?;
+    Ok(ids)
+}
+
+/// The request id of any request.
+fn request_id(message: &LinkMessage) -> Option<u32> {
+    match message {
+        LinkMessage::Deliver { rid, .. }
+        | LinkMessage::Subscribe { rid, .. }
+        | LinkMessage::Unsubscribe { rid, .. } => Some(*rid),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Connection ids of remote subscribers in the pub/sub tables (sessions count up from 1).
+static REMOTE_CONN: AtomicU64 = AtomicU64::new(u64::MAX / 2);
+
+/// A peer's subscription request: every topic must be one of our users who shares presence
+/// with the subscriber (a user of that peer); events then go back over this link.
+async fn subscribe_remote(
+    shared: &Arc<Shared>,
+    peer: &ServerName,
+    from: Uid,
+    topics: Vec<siren_proto::message::Topic>,
+    remote: &mut HashMap<Uid, u64>,
+    out: &tokio::sync::mpsc::Sender<LinkMessage>,
+) -> Result<(), Error> {
+    if from.server() != peer {
+        return Err(Error::new(
+            ErrorCode::ForgedSender,
+            format!("{from} is not a user of {peer}"),
+        ));
+    }
+    for topic in &topics {
+        let publisher = topic.publisher();
+        let shares = publisher.server() == &shared.config.server.name
+            && shared
+                .rosters
+                .shares_presence_with(publisher.user(), &from)
+                .await?;
+        if !shares {
+            return Err(Error::new(
+                ErrorCode::Refused,
+                format!("{publisher} does not share presence with {from}"),
+            ));
+        }
+    }
+    let conn = *remote
+        .entry(from.clone())
+        .or_insert_with(|| REMOTE_CONN.fetch_add(1, Ordering::Relaxed));
+    for topic in &topics {
+        if let Some(mut inbox) = shared.pubsub.subscribe(conn, &from, topic.publisher()) {
+            let (out, to) = (out.clone(), from.clone());
+            tokio::spawn(async move {
+                while let Some(siren_proto::message::ServerMessage::Event {
+                    topic,
+                    from,
+                    presence,
+                }) = inbox.rx.recv().await
+                {
+                    let event = LinkMessage::Event {
+                        to: vec![to.clone()],
+                        topic,
+                        from,
+                        presence,
+                    };
+                    if out.send(event).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    }
+    Ok(())
+}

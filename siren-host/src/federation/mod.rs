@@ -1,0 +1,11 @@
+//! Federation (PROTOCOL.md §17): what travels over the links of [`crate::links`].
+//!
+//! | module | what |
+//! |---|---|
+//! | [`inbound`] | a peer's link to us: the responder's checks, then its lookups, deliveries and subscriptions |
+//! | [`outbox`] | envelopes for a peer's users: a persisted queue per peer, one worker draining it |
+//! | [`presence`] | presence events peers send us, handed to the local subscribers |
+
+pub mod inbound;
+pub mod outbox;
+pub mod presence;

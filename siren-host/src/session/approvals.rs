@@ -1,0 +1,105 @@
+//! Adding a device (PROTOCOL.md §16): a new device's request, and relaying the approval
+//! exchange between devices of the same user while an approval is pending.
+
+use std::time::Duration;
+
+use siren_api::{Error, ErrorCode, Username};
+use siren_proto::keys::DekPublic;
+use siren_proto::message::{Notice, QueueItem, RequestId};
+use tokio::time::Instant;
+
+use super::{Outcome, Session, short};
+
+impl Session {
+    /// A new device asks the user's existing devices for approval.
+    pub(super) async fn approval_request(
+        &mut self,
+        rid: RequestId,
+        user: &Username,
+        commit: siren_proto::transcript::Digest,
+        name: Option<String>,
+    ) -> Result<(), Outcome> {
+        if self.usk_registered {
+            let e = Error::new(
+                ErrorCode::UnexpectedMessage,
+                "this device is already registered",
+            );
+            return self.error(Some(rid), &e).await;
+        }
+        let devices: Vec<DekPublic> = match self.shared.directory.get(user).await {
+            Ok(Some(dir)) => dir.devices().map(|r| r.dek).collect(),
+            Ok(None) => Vec::new(),
+            Err(e) => return self.error(Some(rid), &e).await,
+        };
+        if devices.is_empty() {
+            let e = Error::new(
+                ErrorCode::NotFound,
+                "the account has no device that could approve",
+            );
+            return self.error(Some(rid), &e).await;
+        }
+        if !self.shared.approvals.open(self.dek, user.clone()) {
+            let e = Error::new(
+                ErrorCode::RateLimited,
+                "too many approvals pending; try later",
+            );
+            return self.error(Some(rid), &e).await;
+        }
+        let items = devices
+            .into_iter()
+            .map(|d| {
+                let notice = Notice::ApprovalRequest {
+                    new_dek: self.dek,
+                    commit,
+                    name: name.clone(),
+                };
+                (d, QueueItem::Notice { notice })
+            })
+            .collect();
+        if let Err(e) = self.shared.queue.enqueue_to(items).await {
+            self.shared.approvals.close(&self.dek);
+            return self.error(Some(rid), &e).await;
+        }
+        let wait = Duration::from_secs(self.shared.config.limits.approval_timeout_secs);
+        self.approval = Some((rid, Instant::now() + wait));
+        tracing::info!(%user, device = %short(&self.dek), "device waits for approval");
+        self.ok(rid).await
+    }
+
+    /// Relays an approval message to device `to` of the same user, if `allowed`.
+    pub(super) async fn relay(
+        &mut self,
+        rid: RequestId,
+        user: &Username,
+        allowed: bool,
+        to: DekPublic,
+        notice: Notice,
+    ) -> Result<(), Outcome> {
+        let target_ok = allowed
+            && (self.shared.approvals.is_pending(&to, user)
+                || self
+                    .shared
+                    .directory
+                    .get(user)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some_and(|d| d.is_live(&to)));
+        if !target_ok {
+            let e = Error::new(
+                ErrorCode::UnexpectedMessage,
+                "no approval of that device is pending for this account",
+            );
+            return self.error(Some(rid), &e).await;
+        }
+        match self
+            .shared
+            .queue
+            .enqueue_to(vec![(to, QueueItem::Notice { notice })])
+            .await
+        {
+            Ok(()) => self.ok(rid).await,
+            Err(e) => self.error(Some(rid), &e).await,
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! Queue delivery to the device and `send` from it (PROTOCOL.md §12, §13): the backlog read page
+//! by page, group commit of `send`s, message filters, acknowledgements.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use siren_api::hooks::{FilterDecision, RoutingMeta};
+use siren_api::{Error, ErrorCode, Uid, Username};
+use siren_net::within;
+use siren_proto::envelope::Envelope;
+use siren_proto::ids::MessageId;
+use siren_proto::message::{self, Notice, QueueItem, RequestId, ServerMessage};
+use siren_proto::records::UserDirectory;
+
+use super::{Live, Outcome, Session, short};
+use crate::hub::{NO_LAG, Registration};
+use crate::roster::Admission;
+
+/// Most `send` requests waiting for the next commit; beyond this the session stops reading.
+pub(super) const MAX_BATCHED: usize = 64;
+/// Queue items fetched from the store at a time.
+const PAGE: usize = 64;
+
+impl Session {
+    /// Starts committing the waiting envelopes, unless a commit is already in flight.
+    pub(super) fn start_commit(&mut self) {
+        if self.commit.is_some() || self.batch_rids.is_empty() {
+            return;
+        }
+        let items = std::mem::take(&mut self.batch);
+        let rids = std::mem::take(&mut self.batch_rids);
+        let shared = self.shared.clone();
+        let handle = tokio::spawn(async move { shared.queue.enqueue_to(items).await });
+        self.commit = Some((handle, rids));
+    }
+
+    /// Answers the requests of a finished commit and starts the next one.
+    pub(super) async fn finish_commit(
+        &mut self,
+        done: Result<Result<(), Error>, tokio::task::JoinError>,
+    ) -> Result<(), Outcome> {
+        let Some((_, rids)) = self.commit.take() else {
+            return Ok(());
+        };
+        let failure = match done {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        for (rid, ids) in rids {
+            match &failure {
+                None => self.send(&ServerMessage::SendAck { rid, ids }).await?,
+                Some(why) => {
+                    tracing::warn!(error = %why, "enqueue failed");
+                    self.error(
+                        Some(rid),
+                        &Error::new(
+                            ErrorCode::Unavailable,
+                            "the message store is unavailable; nothing was accepted",
+                        ),
+                    )
+                    .await?;
+                }
+            }
+        }
+        self.start_commit();
+        Ok(())
+    }
+
+    pub(super) fn go_live(&mut self) -> Live {
+        let Registration { lag, kick, wake } = self.shared.hub.register(self.dek, self.conn);
+        self.count_ready();
+        self.cursor = Some(0);
+        self.drained_sent = false;
+        Live { lag, kick, wake }
+    }
+
+    /// Counts this session as one of its user's ready sessions (for presence), once registered.
+    pub(super) fn count_ready(&mut self) {
+        if let (Some(user), true, false) = (&self.user, self.usk_registered, self.counted_ready) {
+            self.shared.pubsub.session_ready(user);
+            self.counted_ready = true;
+        }
+    }
+
+    pub(super) fn max_in_flight(&self) -> usize {
+        self.shared.config.limits.max_in_flight
+    }
+
+    /// Delivers from the stored backlog while there is room in flight.
+    pub(super) async fn pump(&mut self, live: &Live) -> Result<(), Outcome> {
+        let lag = live.lag.swap(NO_LAG, Ordering::Relaxed);
+        if lag != NO_LAG {
+            let from = lag.saturating_sub(1);
+            self.cursor = Some(self.cursor.map_or(from, |c| c.min(from)));
+        }
+        while let Some(after) = self.cursor {
+            let room = self.max_in_flight().saturating_sub(self.inflight.len());
+            if room == 0 {
+                return Ok(());
+            }
+            let want = room.min(PAGE);
+            let items = match self
+                .shared
+                .storage
+                .pending(self.dek.as_bytes(), after, want)
+                .await
+            {
+                Ok(items) => items,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the queue failed");
+                    return Err(Outcome::Failed(e.to_string()));
+                }
+            };
+            let frames: Vec<Vec<u8>> = items
+                .iter()
+                .filter(|item| self.inflight.insert(item.seq))
+                .map(|item| message::encode_deliver(item.seq, &item.bytes))
+                .collect();
+            if !frames.is_empty() {
+                let limit = Duration::from_secs(self.shared.config.limits.idle_timeout_secs);
+                within(limit, self.out.send_encoded_batch(&frames)).await??;
+            }
+            if items.len() < want {
+                self.cursor = None;
+                if !self.drained_sent {
+                    self.drained_sent = true;
+                    self.send(&ServerMessage::QueueDrained).await?;
+                }
+            } else {
+                self.cursor = items.last().map(|i| i.seq);
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn send_envelopes(
+        &mut self,
+        rid: RequestId,
+        user: &Username,
+        msgs: Vec<Envelope>,
+    ) -> Result<(), Outcome> {
+        let me = self.uid(user);
+        let own = match self.shared.directory.get(user).await {
+            Ok(Some(dir)) => dir,
+            Ok(None) => {
+                return self
+                    .error(
+                        Some(rid),
+                        &Error::new(ErrorCode::UnknownDevice, "this device is not registered"),
+                    )
+                    .await;
+            }
+            Err(e) => return self.error(Some(rid), &e).await,
+        };
+        let mut ids: Vec<MessageId> = Vec::new();
+        let mut items = Vec::with_capacity(msgs.len());
+        // Every check that can refuse the `send` comes before anything is remembered about it
+        // (the contact-request marks of `admit`).
+        for env in &msgs {
+            if let Err(e) = self.check_envelope(env, &me, &own).await {
+                return self.error(Some(rid), &e).await;
+            }
+        }
+        if let Err(e) = self.filter(&me, &msgs).await {
+            return self.error(Some(rid), &e).await;
+        }
+        for env in msgs {
+            if !ids.contains(&env.id) {
+                ids.push(env.id);
+            }
+            if env.to.server() != &self.shared.config.server.name {
+                let peer = env.to.server().clone();
+                items.push((
+                    crate::federation::outbox::outbox_key(&peer),
+                    QueueItem::Message { env },
+                ));
+                crate::federation::outbox::ensure_worker(&self.shared, &peer);
+                continue;
+            }
+            let admission = match self
+                .shared
+                .rosters
+                .admit(env.to.user(), &env.to_dek, &me)
+                .await
+            {
+                Ok(a) => a,
+                Err(e) => return self.error(Some(rid), &e).await,
+            };
+            match admission {
+                Admission::Drop => {}
+                Admission::Refuse => {
+                    let e = Error::new(
+                        ErrorCode::Refused,
+                        format!("{} accepts messages only from contacts", env.to),
+                    );
+                    return self.error(Some(rid), &e).await;
+                }
+                Admission::DeliverWithRequest => {
+                    let notice = Notice::ContactRequest { from: me.clone() };
+                    items.push((env.to_dek, QueueItem::Notice { notice }));
+                    items.push((env.to_dek, QueueItem::Message { env }));
+                }
+                Admission::Deliver => items.push((env.to_dek, QueueItem::Message { env })),
+            }
+        }
+        self.batch.extend(items);
+        self.batch_rids.push((rid, ids));
+        self.start_commit();
+        Ok(())
+    }
+
+    /// Asks the configured message filters about each recipient of a `send` (routing metadata
+    /// only: who, to whom, how many devices, how many bytes, when). A denial refuses the whole
+    /// `send` with the filter's reason; a delay refuses it with `rate_limited` and the seconds
+    /// to wait, so the client retries (nothing is held in the server's memory).
+    pub(super) async fn filter(&self, me: &Uid, msgs: &[Envelope]) -> Result<(), Error> {
+        if self.shared.filters.is_empty() {
+            return Ok(());
+        }
+        let mut per_recipient: Vec<(Uid, u32, u64)> = Vec::new();
+        for env in msgs {
+            let size = env.ct.len() as u64;
+            match per_recipient.iter_mut().find(|(uid, _, _)| uid == &env.to) {
+                Some((_, devices, bytes)) => {
+                    *devices += 1;
+                    *bytes += size;
+                }
+                None => per_recipient.push((env.to.clone(), 1, size)),
+            }
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let metas: Vec<RoutingMeta> = per_recipient
+            .into_iter()
+            .map(|(recipient, devices, bytes)| RoutingMeta {
+                sender: me.clone(),
+                recipient,
+                recipient_devices: devices,
+                payload_size: bytes,
+                timestamp: now,
+            })
+            .collect();
+        // Plugin calls block (up to their deadline): off the async executor.
+        let filters = self.shared.filters.clone();
+        let verdict = tokio::task::spawn_blocking(move || {
+            for meta in &metas {
+                for filter in &filters {
+                    match filter.check(meta) {
+                        FilterDecision::Allow => {}
+                        FilterDecision::Deny(reason) => {
+                            tracing::info!(filter = filter.name(), sender = %meta.sender, recipient = %meta.recipient, %reason, "message refused by a filter");
+                            return Err(Error::new(ErrorCode::Refused, format!("refused: {reason}")));
+                        }
+                        FilterDecision::Delay(secs) => {
+                            return Err(Error::new(
+                                ErrorCode::RateLimited,
+                                format!("too many messages; retry in {secs} s"),
+                            ));
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await;
+        match verdict {
+            Ok(result) => result,
+            Err(e) => Err(Error::new(
+                ErrorCode::Internal,
+                format!("a message filter task failed: {e}"),
+            )),
+        }
+    }
+
+    /// Checks one envelope of a `send`: the sender is this session, signed by the sender's USK,
+    /// addressed to a live device of a local user.
+    pub(super) async fn check_envelope(
+        &self,
+        env: &Envelope,
+        me: &Uid,
+        own: &UserDirectory,
+    ) -> Result<(), Error> {
+        if &env.from != me || env.from_dek != self.dek {
+            return Err(Error::new(
+                ErrorCode::ForgedSender,
+                "the sender fields must name this session's user and DEK",
+            ));
+        }
+        env.verify_sender(own.usk()).map_err(|_| {
+            Error::new(
+                ErrorCode::BadSignature,
+                "the envelope is not signed by your USK",
+            )
+        })?;
+        if env.to.server() != &self.shared.config.server.name {
+            // For another server: allowed by the policy, it waits in that server's outbox; the
+            // receiving server checks the device and the recipient's roster.
+            return self
+                .shared
+                .remote_allowed(env.to.server(), siren_api::federation::Direction::Outbound)
+                .await;
+        }
+        let dir = self
+            .shared
+            .directory
+            .get(env.to.user())
+            .await?
+            .ok_or_else(|| Error::new(ErrorCode::NotFound, format!("no devices for {}", env.to)))?;
+        if !dir.is_live(&env.to_dek) {
+            return Err(Error::new(
+                ErrorCode::UnknownDevice,
+                format!(
+                    "device {} of {} is not registered; look the user up again",
+                    short(&env.to_dek),
+                    env.to
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(super) async fn ack(&mut self, seqs: &[u64]) -> Result<(), Outcome> {
+        for seq in seqs {
+            self.inflight.remove(seq);
+        }
+        if let Err(e) = self.shared.storage.ack(self.dek.as_bytes(), seqs).await {
+            tracing::warn!(error = %e, "ack failed");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,93 @@
+//! The responder side of the handshake for client connections (PROTOCOL.md §7); a hello in the
+//! `s2s` role is handed to [`crate::federation::inbound`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use siren_api::ErrorCode;
+use siren_net::{NetError, Receiver, Sender, read_frame, within, write_frame};
+use siren_proto::handshake::{self, HandshakeError, Peer, Role, SessionRequest};
+use siren_proto::keys::DekPublic;
+use tokio::net::TcpStream;
+
+use crate::shared::Shared;
+
+pub(super) type Established = (
+    DekPublic,
+    SessionRequest,
+    Sender,
+    Receiver,
+    siren_proto::transcript::Digest,
+);
+
+/// Runs the responder side of the handshake with a deadline on each step. On a refused hello the
+/// client gets a plaintext `error` frame before the connection closes.
+pub(super) async fn handshake(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Result<Option<Established>, NetError> {
+    let step = Duration::from_secs(shared.config.limits.handshake_timeout_secs);
+    let max = shared.config.limits.max_frame as usize;
+    stream.set_nodelay(true)?;
+    let (mut rd, mut wr) = stream.into_split();
+    let hello = within(step, read_frame(&mut rd, handshake::MAX_HANDSHAKE_FRAME)).await??;
+    let received = match handshake::read_hello(&shared.keys, Role::ClientToServer, &hello) {
+        Ok(r) => r,
+        Err(HandshakeError::WrongRole {
+            got: Role::ServerToServer,
+            ..
+        }) if shared.config.federation.enabled => {
+            crate::federation::inbound::accept(shared, &hello, rd, wr, peer, step, max).await?;
+            return Ok(None);
+        }
+        Err(e) => {
+            let (code, text) = match &e {
+                HandshakeError::WrongRole {
+                    got: Role::ServerToServer,
+                    ..
+                } => (
+                    ErrorCode::FederationDisabled,
+                    "federation is disabled on this server".to_owned(),
+                ),
+                other => (other.code(), other.to_string()),
+            };
+            tracing::debug!(%peer, error = %e, "hello refused");
+            let _ = write_frame(
+                &mut wr,
+                &handshake::error_frame(code, &text),
+                handshake::MAX_HANDSHAKE_FRAME,
+            )
+            .await;
+            return Ok(None);
+        }
+    };
+    let (waiting, reply) = received.reply(&mut siren_proto::os_rng())?;
+    write_frame(&mut wr, &reply, handshake::MAX_HANDSHAKE_FRAME).await?;
+    let finish = within(step, read_frame(&mut rd, handshake::MAX_HANDSHAKE_FRAME)).await??;
+    let done = match waiting.read_finish(&finish) {
+        Ok(done) => done,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "finish refused");
+            let _ = write_frame(
+                &mut wr,
+                &handshake::error_frame(e.code(), &e.to_string()),
+                handshake::MAX_HANDSHAKE_FRAME,
+            )
+            .await;
+            return Ok(None);
+        }
+    };
+    let Peer::Device(dek) = done.peer else {
+        return Ok(None);
+    };
+    let (sealer, opener) = done.transport.split();
+    Ok(Some((
+        dek,
+        done.request,
+        Sender::new(wr, sealer, max),
+        Receiver::new(rd, opener, max),
+        done.handshake_hash,
+    )))
+}

@@ -1,0 +1,232 @@
+//! Opening a session (new or resumed) and logging in (PROTOCOL.md §9).
+
+use siren_api::auth::{AuthContext, AuthStep};
+use siren_api::storage::SessionRecord;
+use siren_api::{Error, ErrorCode, Username};
+use siren_proto::handshake::SessionRequest;
+use siren_proto::ids::SessionId;
+use siren_proto::message::{NextStep, RequestId, ServerMessage};
+
+use super::{Flow, Outcome, Session};
+use crate::queue::now;
+
+impl Session {
+    /// Sends `welcome` (resuming if the session id is bound to this DEK) and, for a session that
+    /// still has to log in, the mechanisms on offer.
+    pub(super) async fn start(&mut self) -> Result<Flow, Outcome> {
+        let mut resumed = None;
+        if let SessionRequest::Resume(id) = self.request {
+            match self.shared.storage.session(id.as_bytes()).await {
+                Ok(Some(rec)) if rec.device == *self.dek.as_bytes() => resumed = Some((id, rec)),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "session lookup failed"),
+            }
+        }
+        // Only a logged-in session whose DEK is still a live device resumes; anything else
+        // (never logged in, device revoked) starts over with a login.
+        if let Some((_, rec)) = &resumed {
+            let live = match &rec.user {
+                Some(u) => self.is_registered(u).await?,
+                None => false,
+            };
+            if !live {
+                resumed = None;
+            }
+        }
+        let was_resumed = resumed.is_some();
+        let (id, user) = match resumed {
+            Some((id, rec)) => (id, rec.user),
+            None => (SessionId::random(&mut siren_proto::os_rng()), None),
+        };
+        self.id = id;
+        self.user = user.clone();
+        self.usk_registered = user.is_some();
+        self.save_session().await?;
+        let welcome = ServerMessage::Welcome {
+            sid: id,
+            resumed: was_resumed,
+            server: self.shared.config.server.name.clone(),
+            max_frame: self.shared.config.limits.max_frame,
+            uid: user.as_ref().map(|u| self.uid(u)),
+        };
+        self.send(&welcome).await?;
+        tracing::info!(peer = %self.peer, session = ?self.id, resumed = was_resumed, "session opened");
+        if user.is_some() {
+            return Ok(Flow::Ready);
+        }
+        let mechs = self.shared.auth.names();
+        self.send(&ServerMessage::AuthMechanisms { mechs }).await?;
+        Ok(Flow::Continue)
+    }
+
+    pub(super) async fn save_session(&mut self) -> Result<(), Outcome> {
+        let rec = SessionRecord {
+            id: *self.id.as_bytes(),
+            device: *self.dek.as_bytes(),
+            user: self.user.clone(),
+            last_seen: now(),
+        };
+        if let Err(e) = self.shared.storage.put_session(&rec).await {
+            tracing::warn!(error = %e, "cannot store session");
+            let _ = self
+                .error(
+                    None,
+                    &Error::new(ErrorCode::Unavailable, "storage unavailable"),
+                )
+                .await;
+            return Err(Outcome::Failed(e.to_string()));
+        }
+        Ok(())
+    }
+
+    pub(super) async fn is_registered(&self, user: &Username) -> Result<bool, Outcome> {
+        match self.shared.directory.get(user).await {
+            Ok(dir) => Ok(dir.is_some_and(|d| d.is_live(&self.dek))),
+            Err(e) => Err(Outcome::Failed(e.to_string())),
+        }
+    }
+
+    pub(super) async fn auth_start(
+        &mut self,
+        rid: RequestId,
+        mech: &str,
+        data: &[u8],
+    ) -> Result<Flow, Outcome> {
+        if self
+            .shared
+            .auth
+            .limiter
+            .address_blocked(Some(self.peer.ip()))
+        {
+            self.error(
+                Some(rid),
+                &Error::new(
+                    ErrorCode::RateLimited,
+                    "too many failed logins; wait a minute",
+                ),
+            )
+            .await?;
+            return Ok(Flow::Continue);
+        }
+        let Some(mechanism) = self.shared.auth.mechanism(mech).cloned() else {
+            self.error(
+                Some(rid),
+                &Error::new(
+                    ErrorCode::UnknownMechanism,
+                    format!("mechanism {mech:?} is not offered"),
+                ),
+            )
+            .await?;
+            return Ok(Flow::Continue);
+        };
+        let ctx = AuthContext {
+            server: self.shared.config.server.name.clone(),
+            peer: Some(self.peer.ip()),
+            channel_binding: self.channel_binding,
+            device_key: *self.dek.as_bytes(),
+        };
+        self.exchange = Some((rid, mechanism.begin(ctx)));
+        self.auth_step(rid, data).await
+    }
+
+    pub(super) async fn auth_step(&mut self, rid: RequestId, data: &[u8]) -> Result<Flow, Outcome> {
+        let Some((expected, mut exchange)) = self.exchange.take() else {
+            self.error(
+                Some(rid),
+                &Error::new(ErrorCode::UnexpectedMessage, "no login in progress"),
+            )
+            .await?;
+            return Ok(Flow::Continue);
+        };
+        if expected != rid {
+            self.exchange = Some((expected, exchange));
+            self.error(
+                Some(rid),
+                &Error::new(
+                    ErrorCode::UnexpectedMessage,
+                    "wrong request id for this login",
+                ),
+            )
+            .await?;
+            return Ok(Flow::Continue);
+        }
+        let step = match exchange.step(data).await {
+            Ok(step) => step,
+            Err(e) => {
+                tracing::warn!(peer = %self.peer, error = %e, "authentication backend failed");
+                self.error(
+                    Some(rid),
+                    &Error::new(
+                        ErrorCode::Unavailable,
+                        "authentication is unavailable; try again later",
+                    ),
+                )
+                .await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        let limiter = &self.shared.auth.limiter;
+        match step {
+            AuthStep::Challenge(data) => {
+                self.exchange = Some((rid, exchange));
+                self.send(&ServerMessage::AuthChallenge { rid, data })
+                    .await?;
+                Ok(Flow::Continue)
+            }
+            AuthStep::Failure { attempted } => {
+                // Blocked before this attempt: then the answer must not depend on the password.
+                let locked = attempted
+                    .as_ref()
+                    .is_some_and(|u| limiter.account_blocked(u));
+                limiter.failed(Some(self.peer.ip()), attempted.as_ref());
+                tracing::info!(peer = %self.peer, user = ?attempted.as_ref().map(|u| u.to_string()), "login failed");
+                let e = if locked {
+                    Error::new(
+                        ErrorCode::RateLimited,
+                        "too many failed logins; wait a minute",
+                    )
+                } else {
+                    Error::new(ErrorCode::AuthFailed, "authentication failed")
+                };
+                self.error(Some(rid), &e).await?;
+                Ok(Flow::Continue)
+            }
+            AuthStep::Success(user) => {
+                if limiter.account_blocked(&user) {
+                    self.error(
+                        Some(rid),
+                        &Error::new(
+                            ErrorCode::RateLimited,
+                            "too many failed logins; wait a minute",
+                        ),
+                    )
+                    .await?;
+                    return Ok(Flow::Continue);
+                }
+                let dir = match self.shared.directory.get(&user).await {
+                    Ok(dir) => dir,
+                    Err(e) => {
+                        self.error(Some(rid), &e).await?;
+                        return Ok(Flow::Continue);
+                    }
+                };
+                let next = match &dir {
+                    None => NextStep::CreateUser,
+                    Some(d) if d.is_live(&self.dek) => NextStep::Ready,
+                    Some(d) => NextStep::AwaitApproval {
+                        listing: d.listing(),
+                    },
+                };
+                self.usk_registered = matches!(next, NextStep::Ready);
+                self.user = Some(user.clone());
+                self.save_session().await?;
+                tracing::info!(peer = %self.peer, %user, "logged in");
+                let uid = self.uid(&user);
+                self.send(&ServerMessage::AuthSuccess { rid, uid, next })
+                    .await?;
+                // A device waiting for approval also receives its queue: the approval notices.
+                Ok(Flow::Ready)
+            }
+        }
+    }
+}

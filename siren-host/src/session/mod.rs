@@ -1,0 +1,523 @@
+//! One client connection: the handshake, then the session's request loop and queue delivery.
+//!
+//! One task per connection reads frames (cancel-safely, so it can wait on several things at
+//! once), answers requests one at a time, delivers queue items and watches the timeouts. A client
+//! that floods requests is slowed down by TCP: nothing is read while a request is being handled.
+//! Envelopes of consecutive `send`s are committed together while an earlier commit is in flight
+//! (group commit, order kept), and each `send` is acknowledged after the commit that holds it.
+//! Every error caused by the client's bytes ends in an `error` message or a closed connection,
+//! never a panic.
+
+//! The request handling is split by capability, each module adding its part of `impl Session`
+//! (the shape of Prosody's modules): [`handshake`] (the responder side), [`login`] (welcome,
+//! resumption, mechanisms), [`devices`] (register, revoke, lookup), [`delivery`] (the queue to the
+//! device, `send` from it), [`roster`], [`approvals`] and [`presence`]. This file keeps the
+//! session core: the state, the event loop and the dispatch of requests.
+
+mod approvals;
+mod delivery;
+mod devices;
+mod handshake;
+mod login;
+mod presence;
+mod roster;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use siren_api::auth::AuthExchange;
+use siren_api::{Error, ErrorCode, Uid, Username};
+use siren_net::{NetError, Receiver, Sender, within};
+use siren_proto::handshake::SessionRequest;
+use siren_proto::ids::{MessageId, SessionId};
+use siren_proto::keys::DekPublic;
+use siren_proto::message::{
+    self, ClientMessage, DecodeErrorKind, Notice, QueueItem, RequestId, ServerMessage,
+};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::shared::Shared;
+
+/// Serves one accepted connection to the end. Never panics on the client's input.
+pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, conn: u64) {
+    match handshake::handshake(&shared, stream, peer).await {
+        Ok(Some((dek, request, sender, receiver, hash))) => {
+            let mut session = Session {
+                shared: shared.clone(),
+                peer,
+                conn,
+                dek,
+                id: SessionId::from_bytes([0; 16]),
+                user: None,
+                usk_registered: false,
+                channel_binding: *hash.as_bytes(),
+                out: sender,
+                inp: receiver,
+                exchange: None,
+                inflight: BTreeSet::new(),
+                cursor: None,
+                drained_sent: false,
+                last_activity: Instant::now(),
+                request,
+                batch: Vec::new(),
+                batch_rids: Vec::new(),
+                commit: None,
+                inbox: None,
+                counted_ready: false,
+                approval: None,
+            };
+            let outcome = session.run().await;
+            session.close(outcome).await;
+        }
+        Ok(None) => {}
+        Err(e) => tracing::debug!(%peer, error = %e, "handshake failed"),
+    }
+}
+
+/// How a session ended.
+enum Outcome {
+    /// The client left (bye, EOF) or the server is shutting down.
+    Done(&'static str),
+    /// A newer connection resumed this session, or its DEK was revoked.
+    Replaced,
+    /// Something went wrong; the text is for the log.
+    Failed(String),
+}
+
+impl From<NetError> for Outcome {
+    fn from(e: NetError) -> Self {
+        Outcome::Failed(e.to_string())
+    }
+}
+
+/// What a handled request asks the loop to do next.
+enum Flow {
+    Continue,
+    /// The device is logged in and registered: start delivering its queue.
+    Ready,
+    Close(Outcome),
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    conn: u64,
+    dek: DekPublic,
+    id: SessionId,
+    /// Set once logged in.
+    user: Option<Username>,
+    /// Whether this DEK is a live device of `user`.
+    usk_registered: bool,
+    channel_binding: [u8; 32],
+    out: Sender,
+    inp: Receiver,
+    /// A login in progress: its request id and mechanism state.
+    exchange: Option<(RequestId, Box<dyn AuthExchange>)>,
+    /// Delivered, not yet acknowledged.
+    inflight: BTreeSet<u64>,
+    /// Where the next read of the stored backlog starts (`None`: nothing left to read).
+    cursor: Option<u64>,
+    drained_sent: bool,
+    last_activity: Instant,
+    /// What the handshake asked for (open or resume).
+    request: SessionRequest,
+    /// Queue items of `send`s waiting for the next commit, and those requests' ids.
+    batch: Vec<(DekPublic, QueueItem)>,
+    batch_rids: Vec<(RequestId, Vec<MessageId>)>,
+    /// The commit in flight and the requests it answers.
+    commit: Option<Commit>,
+    /// Presence events for this session, once it subscribed to something.
+    inbox: Option<crate::pubsub::Inbox>,
+    /// Whether this session counts as one of its user's ready sessions.
+    counted_ready: bool,
+    /// A pending approval of this (new) device: the request id and its deadline.
+    approval: Option<(RequestId, Instant)>,
+}
+
+/// A queue commit running on its own task.
+type Commit = (
+    tokio::task::JoinHandle<Result<(), Error>>,
+    Vec<(RequestId, Vec<MessageId>)>,
+);
+
+/// One thing the session loop reacts to.
+enum Event {
+    Shutdown,
+    Kicked,
+    Wake,
+    Frame(Result<Vec<u8>, NetError>),
+    Committed(Result<Result<(), Error>, tokio::task::JoinError>),
+    PubSub(Option<Box<ServerMessage>>),
+    Timeout,
+}
+
+async fn next_pubsub(inbox: &mut Option<crate::pubsub::Inbox>) -> Option<ServerMessage> {
+    match inbox {
+        Some(i) => i.rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The live-delivery side of a ready session.
+struct Live {
+    lag: Arc<std::sync::atomic::AtomicU64>,
+    kick: Arc<tokio::sync::Notify>,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+async fn notified(n: Option<Arc<tokio::sync::Notify>>) {
+    match n {
+        Some(n) => n.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn committed(
+    commit: &mut Option<Commit>,
+) -> Result<Result<(), Error>, tokio::task::JoinError> {
+    match commit {
+        Some((handle, _)) => handle.await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Session {
+    fn uid(&self, user: &Username) -> Uid {
+        Uid::new(user.clone(), self.shared.config.server.name.clone())
+    }
+
+    async fn send(&mut self, msg: &ServerMessage) -> Result<(), Outcome> {
+        self.send_encoded(&message::encode(msg)).await
+    }
+
+    async fn send_encoded(&mut self, plaintext: &[u8]) -> Result<(), Outcome> {
+        let limit = Duration::from_secs(self.shared.config.limits.idle_timeout_secs);
+        within(limit, self.out.send_encoded(plaintext)).await??;
+        Ok(())
+    }
+
+    async fn error(&mut self, rid: Option<RequestId>, e: &Error) -> Result<(), Outcome> {
+        self.send(&ServerMessage::Error {
+            rid,
+            code: e.code.as_u16(),
+            msg: e.message.clone(),
+        })
+        .await
+    }
+
+    async fn ok(&mut self, rid: RequestId) -> Result<(), Outcome> {
+        self.send(&ServerMessage::Ok { rid }).await
+    }
+
+    async fn run(&mut self) -> Outcome {
+        match self.run_inner().await {
+            Ok(o) | Err(o) => o,
+        }
+    }
+
+    async fn run_inner(&mut self) -> Result<Outcome, Outcome> {
+        let limits = self.shared.config.limits.clone();
+        let mut shutdown = self.shared.shutdown.clone();
+        let auth_deadline = Instant::now() + Duration::from_secs(limits.auth_timeout_secs);
+        let idle = Duration::from_secs(limits.idle_timeout_secs);
+        let mut live = match self.start().await? {
+            Flow::Ready => Some(self.go_live()),
+            Flow::Continue => None,
+            Flow::Close(o) => return Ok(o),
+        };
+        loop {
+            if let Some(l) = &live {
+                self.pump(l).await?;
+            }
+            let mut deadline = if self.user.is_some() {
+                self.last_activity + idle
+            } else {
+                (self.last_activity + idle).min(auth_deadline)
+            };
+            if let Some((_, until)) = self.approval {
+                deadline = deadline.min(until);
+            }
+            let kick = live.as_ref().map(|l| l.kick.clone());
+            let wake = live.as_ref().map(|l| l.wake.clone());
+            let reading = self.batch_rids.len() < delivery::MAX_BATCHED;
+            let event = tokio::select! {
+                _ = shutdown.changed() => Event::Shutdown,
+                _ = notified(kick) => Event::Kicked,
+                _ = notified(wake) => Event::Wake,
+                done = committed(&mut self.commit) => Event::Committed(done),
+                ev = next_pubsub(&mut self.inbox) => Event::PubSub(ev.map(Box::new)),
+                frame = self.inp.recv_plain(), if reading => Event::Frame(frame),
+                _ = tokio::time::sleep_until(deadline) => Event::Timeout,
+            };
+            match event {
+                Event::Shutdown => {
+                    // Answer the sends already taken: their envelopes may be committed.
+                    while self.commit.is_some() {
+                        let done = committed(&mut self.commit).await;
+                        self.finish_commit(done).await?;
+                    }
+                    let _ = self
+                        .error(
+                            None,
+                            &Error::new(
+                                ErrorCode::ShuttingDown,
+                                "server is shutting down; resume later",
+                            ),
+                        )
+                        .await;
+                    return Ok(Outcome::Done("server shutting down"));
+                }
+                Event::Kicked => return Ok(Outcome::Replaced),
+                Event::Wake => {}
+                Event::Committed(done) => self.finish_commit(done).await?,
+                Event::PubSub(Some(ev)) => self.send(&ev).await?,
+                Event::PubSub(None) => self.inbox = None,
+                Event::Frame(Err(NetError::Frame(e))) => {
+                    let why = format!("bad frame: {e}");
+                    let _ = self
+                        .error(None, &Error::new(ErrorCode::BadFrame, why.clone()))
+                        .await;
+                    return Ok(Outcome::Failed(why));
+                }
+                Event::Frame(Err(NetError::Io(_))) => {
+                    return Ok(Outcome::Done("connection closed"));
+                }
+                Event::Frame(Err(e)) => return Ok(Outcome::Failed(e.to_string())),
+                Event::Frame(Ok(plain)) => {
+                    self.last_activity = Instant::now();
+                    match message::decode::<ClientMessage>(&plain) {
+                        Err(e) => {
+                            let text = match &e.kind {
+                                DecodeErrorKind::UnknownType(t) => {
+                                    format!("unknown message type {t:?}")
+                                }
+                                other => other.to_string(),
+                            };
+                            self.error(e.rid, &Error::new(e.code(), text)).await?;
+                        }
+                        Ok(msg) => match self.handle(msg).await? {
+                            Flow::Continue => {}
+                            Flow::Ready => {
+                                if live.is_none() {
+                                    live = Some(self.go_live());
+                                }
+                                self.count_ready();
+                            }
+                            Flow::Close(o) => return Ok(o),
+                        },
+                    }
+                }
+                Event::Timeout
+                    if self
+                        .approval
+                        .is_some_and(|(_, until)| until <= Instant::now()) =>
+                {
+                    if let Some((rid, _)) = self.approval.take() {
+                        self.shared.approvals.close(&self.dek);
+                        let e = Error::new(
+                            ErrorCode::ApprovalTimeout,
+                            "no device of this account approved this one in time",
+                        );
+                        self.error(Some(rid), &e).await?;
+                    }
+                }
+                Event::Timeout => {
+                    let what = if self.user.is_none() {
+                        "login"
+                    } else {
+                        "idle session"
+                    };
+                    let _ = self
+                        .error(
+                            None,
+                            &Error::new(ErrorCode::Timeout, format!("{what} timed out")),
+                        )
+                        .await;
+                    return Ok(Outcome::Done("timed out"));
+                }
+            }
+        }
+    }
+
+    /// Starts committing the waiting envelopes, unless a commit is already in flight.
+    async fn handle(&mut self, msg: ClientMessage) -> Result<Flow, Outcome> {
+        let logged_in = self.user.clone();
+        match (msg, logged_in) {
+            (ClientMessage::Ping { rid }, _) => {
+                self.send(&ServerMessage::Pong { rid }).await?;
+            }
+            (ClientMessage::Bye, _) => return Ok(Flow::Close(Outcome::Done("bye"))),
+            (ClientMessage::AuthStart { rid, mech, data }, None) => {
+                return self.auth_start(rid, &mech, &data).await;
+            }
+            (ClientMessage::AuthStep { rid, data }, None) => {
+                return self.auth_step(rid, &data).await;
+            }
+            (
+                ClientMessage::AuthStart { rid, .. } | ClientMessage::AuthStep { rid, .. },
+                Some(_),
+            ) => {
+                self.error(
+                    Some(rid),
+                    &Error::new(ErrorCode::UnexpectedMessage, "already logged in"),
+                )
+                .await?;
+            }
+            (msg, None) => {
+                let rid = request_id(&msg);
+                self.error(rid, &Error::new(ErrorCode::AuthRequired, "log in first"))
+                    .await?;
+            }
+            (ClientMessage::Register { rid, record }, Some(user)) => {
+                return self.register(rid, &user, record).await;
+            }
+            // A device waiting for approval acknowledges its approval notices too.
+            (ClientMessage::Ack { seqs }, Some(_)) => self.ack(&seqs).await?,
+            (ClientMessage::Lookup { rid, uid }, Some(user)) => {
+                self.lookup(rid, &user, &uid).await?
+            }
+            (ClientMessage::ApprovalRequest { rid, commit, name }, Some(user)) => {
+                self.approval_request(rid, &user, commit, name).await?
+            }
+            (ClientMessage::ApprovalReveal { rid, to, nonce }, Some(user)) => {
+                let ok = !self.usk_registered && self.shared.approvals.is_pending(&self.dek, &user);
+                let notice = Notice::ApprovalReveal {
+                    from_dek: self.dek,
+                    nonce,
+                };
+                self.relay(rid, &user, ok, to, notice).await?
+            }
+            (msg, Some(_)) if !self.usk_registered => {
+                let rid = request_id(&msg);
+                self.error(
+                    rid,
+                    &Error::new(
+                        ErrorCode::ApprovalRequired,
+                        "register this device (or have it approved) first",
+                    ),
+                )
+                .await?;
+            }
+            (ClientMessage::Send { rid, msgs }, Some(user)) => {
+                self.send_envelopes(rid, &user, msgs).await?
+            }
+            (ClientMessage::Revoke { rid, revocation }, Some(user)) => {
+                return self.revoke(rid, &user, revocation).await;
+            }
+            (ClientMessage::RosterGet { rid }, Some(user)) => self.roster_get(rid, &user).await?,
+            (ClientMessage::ApprovalChallenge { rid, to, nonce }, Some(user)) => {
+                let ok = self.shared.approvals.is_pending(&to, &user);
+                let notice = Notice::ApprovalChallenge {
+                    from_dek: self.dek,
+                    nonce,
+                };
+                self.relay(rid, &user, ok, to, notice).await?
+            }
+            (ClientMessage::ApprovalGrant { rid, transfer }, Some(user)) => {
+                let to = transfer.to_dek;
+                let ok =
+                    transfer.from_dek == self.dek && self.shared.approvals.is_pending(&to, &user);
+                let notice = Notice::ApprovalGrant { transfer };
+                self.relay(rid, &user, ok, to, notice).await?
+            }
+            (ClientMessage::ApprovalDeny { rid, to }, Some(user)) => {
+                let ok = self.shared.approvals.is_pending(&to, &user);
+                let notice = Notice::ApprovalDeny { from_dek: self.dek };
+                self.relay(rid, &user, ok, to, notice).await?;
+                if ok {
+                    self.shared.approvals.close(&to);
+                }
+            }
+            (ClientMessage::Subscribe { rid, topics }, Some(user)) => {
+                self.subscribe(rid, &user, topics).await?
+            }
+            (ClientMessage::Unsubscribe { rid, topics }, Some(_)) => {
+                for topic in &topics {
+                    self.shared.pubsub.unsubscribe(self.conn, topic.publisher());
+                }
+                self.ok(rid).await?;
+            }
+            (ClientMessage::Publish { rid, presence }, Some(user)) => {
+                self.publish(&self.uid(&user), &presence).await;
+                self.ok(rid).await?;
+            }
+            (ClientMessage::RosterPut { rid, roster }, Some(user)) => {
+                self.roster_put(rid, &user, roster).await?
+            }
+            (msg, Some(_)) => {
+                let rid = request_id(&msg);
+                self.error(
+                    rid,
+                    &Error::new(
+                        ErrorCode::UnexpectedMessage,
+                        "not supported by this server version yet",
+                    ),
+                )
+                .await?;
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn close(&mut self, outcome: Outcome) {
+        self.shared.hub.unregister(&self.dek, self.conn);
+        if self.approval.take().is_some() {
+            self.shared.approvals.close(&self.dek);
+        }
+        let last =
+            self.shared
+                .pubsub
+                .session_closed(self.conn, self.user.as_ref(), self.counted_ready);
+        if let (true, Some(user)) = (last, &self.user) {
+            let me = self.uid(user);
+            presence::publish_presence(&self.shared, &me, &crate::pubsub::PubSub::offline()).await;
+        }
+        if self.user.is_some() {
+            let _ = self.save_session().await;
+        }
+        match outcome {
+            Outcome::Done(why) => {
+                tracing::info!(peer = %self.peer, session = ?self.id, why, "session closed")
+            }
+            Outcome::Replaced => {
+                tracing::info!(peer = %self.peer, session = ?self.id, "session replaced")
+            }
+            Outcome::Failed(why) => {
+                tracing::info!(peer = %self.peer, session = ?self.id, %why, "session ended")
+            }
+        }
+    }
+}
+
+/// The request id of any request.
+fn request_id(msg: &ClientMessage) -> Option<RequestId> {
+    use ClientMessage as C;
+    match msg {
+        C::AuthStart { rid, .. }
+        | C::AuthStep { rid, .. }
+        | C::Register { rid, .. }
+        | C::Revoke { rid, .. }
+        | C::Lookup { rid, .. }
+        | C::Send { rid, .. }
+        | C::Subscribe { rid, .. }
+        | C::Unsubscribe { rid, .. }
+        | C::Publish { rid, .. }
+        | C::RosterGet { rid }
+        | C::RosterPut { rid, .. }
+        | C::ApprovalRequest { rid, .. }
+        | C::ApprovalChallenge { rid, .. }
+        | C::ApprovalReveal { rid, .. }
+        | C::ApprovalGrant { rid, .. }
+        | C::ApprovalDeny { rid, .. }
+        | C::Ping { rid } => Some(*rid),
+        _ => None,
+    }
+}
+
+/// A short, log-safe form of a device key.
+fn short(dek: &DekPublic) -> String {
+    dek.to_base64()[..8].to_owned()
+}

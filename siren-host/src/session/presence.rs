@@ -1,0 +1,95 @@
+//! Presence (PROTOCOL.md §14): subscriptions of this session, local and on peer servers, and
+//! publishing.
+
+use siren_api::{Error, ErrorCode, Uid, Username};
+use siren_proto::message::{RequestId, Topic};
+
+use super::{Outcome, Session};
+use crate::shared::Shared;
+
+impl Session {
+    pub(super) async fn subscribe(
+        &mut self,
+        rid: RequestId,
+        user: &Username,
+        topics: Vec<Topic>,
+    ) -> Result<(), Outcome> {
+        let me = self.uid(user);
+        // All or nothing: check every topic first (a peer checks its users' topics itself).
+        let mut remote: std::collections::BTreeMap<siren_api::ServerName, Vec<Topic>> =
+            Default::default();
+        for topic in &topics {
+            let uid = topic.publisher();
+            let refusal = if uid.server() != &self.shared.config.server.name {
+                remote
+                    .entry(uid.server().clone())
+                    .or_default()
+                    .push(topic.clone());
+                self.shared
+                    .remote_allowed(uid.server(), siren_api::federation::Direction::Outbound)
+                    .await
+                    .err()
+            } else {
+                match self
+                    .shared
+                    .rosters
+                    .shares_presence_with(uid.user(), &me)
+                    .await
+                {
+                    Ok(true) => None,
+                    Ok(false) => Some(Error::new(
+                        ErrorCode::Refused,
+                        format!("{uid} does not share presence with you"),
+                    )),
+                    Err(e) => Some(e),
+                }
+            };
+            if let Some(e) = refusal {
+                return self.error(Some(rid), &e).await;
+            }
+        }
+        for (peer, peer_topics) in remote {
+            if let Err(e) = self.shared.links.subscribe(&peer, &me, peer_topics).await {
+                return self.error(Some(rid), &e).await;
+            }
+        }
+        for topic in &topics {
+            let uid = topic.publisher();
+            if let Some(inbox) = self.shared.pubsub.subscribe(self.conn, &me, uid) {
+                self.inbox = Some(inbox);
+            }
+        }
+        self.ok(rid).await
+    }
+
+    /// Sends `presence` of `me` to the sessions subscribed right now that may see it.
+    pub(super) async fn publish(&self, me: &Uid, presence: &siren_proto::message::Presence) {
+        publish_presence(&self.shared, me, presence).await;
+    }
+}
+
+/// Fans a presence update out to the current subscribers that the publisher's roster allows and
+/// that have not blocked the publisher.
+pub(super) async fn publish_presence(
+    shared: &Shared,
+    me: &Uid,
+    presence: &siren_proto::message::Presence,
+) {
+    for (subscriber, tx) in shared.pubsub.subscribers(me) {
+        let allowed = shared
+            .rosters
+            .shares_presence_with(me.user(), &subscriber)
+            .await
+            .unwrap_or(false);
+        // A subscriber of another server: its server applies its blocking.
+        let blocked = subscriber.server() == &shared.config.server.name
+            && shared
+                .rosters
+                .blocks(subscriber.user(), me)
+                .await
+                .unwrap_or(true);
+        if allowed && !blocked {
+            crate::pubsub::PubSub::deliver(&tx, me, presence);
+        }
+    }
+}
