@@ -214,6 +214,9 @@ async fn replayed_handshake_is_refused() {
 async fn bad_frames_garbage_truncated_and_stalled_handshakes() {
     let s = server(Options {
         handshake_timeout_secs: 2,
+        // Room for the fifty stalled connections below from this one address.
+        limits_lines: "unauthenticated_per_address = 64\nhandshakes_per_address_per_second = 100\n"
+            .into(),
         ..Options::default()
     });
     // Stalled: connect and say nothing. Open many, to show others are not starved.
@@ -233,12 +236,26 @@ async fn bad_frames_garbage_truncated_and_stalled_handshakes() {
         Some(ErrorCode::MalformedMessage.as_u16())
     );
     closed_within(&mut garbage, Duration::from_secs(5)).await;
-    // An oversized length prefix: closed without reading 2 GiB.
+    // An oversized length prefix: error 100, closed without reading 2 GiB.
     let mut huge = TcpStream::connect(s.addr).await.unwrap();
     huge.write_all(&[0x7f, 0xff, 0xff, 0xff, 1, 2, 3])
         .await
         .unwrap();
+    let refusal = siren_net::read_frame(&mut huge, 4096).await.unwrap();
+    assert_eq!(
+        handshake::decode_error_frame(&refusal).map(|(code, _)| code),
+        Some(ErrorCode::BadFrame.as_u16())
+    );
     closed_within(&mut huge, Duration::from_secs(5)).await;
+    // A zero-length frame: error 100 too (PROTOCOL.md §5).
+    let mut empty = TcpStream::connect(s.addr).await.unwrap();
+    empty.write_all(&[0, 0, 0, 0]).await.unwrap();
+    let refusal = siren_net::read_frame(&mut empty, 4096).await.unwrap();
+    assert_eq!(
+        handshake::decode_error_frame(&refusal).map(|(code, _)| code),
+        Some(ErrorCode::BadFrame.as_u16())
+    );
+    closed_within(&mut empty, Duration::from_secs(5)).await;
     // Truncated: half a header, then the client goes away.
     let mut truncated = TcpStream::connect(s.addr).await.unwrap();
     truncated.write_all(&[0, 0]).await.unwrap();

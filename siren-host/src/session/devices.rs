@@ -9,6 +9,10 @@ use siren_proto::records::{DeviceRecord, DeviceRevocation, DirectoryEntry, UserD
 
 use super::{Flow, Outcome, Session, short};
 
+/// Most `directory_changed` notices one change of a user's devices queues (own devices first,
+/// then the devices of the users who looked the user up most recently).
+const MAX_NOTICES_PER_CHANGE: usize = 4_096;
+
 impl Session {
     pub(super) async fn register(
         &mut self,
@@ -27,6 +31,10 @@ impl Session {
             .await?;
             return Ok(Flow::Continue);
         }
+        if let Err(e) = self.take_directory_change(user) {
+            self.error(Some(rid), &e).await?;
+            return Ok(Flow::Continue);
+        }
         match self
             .shared
             .directory
@@ -35,6 +43,7 @@ impl Session {
         {
             Ok(dir) => {
                 self.usk_registered = true;
+                self.save_session().await?;
                 if self.approval.take().is_some() {
                     self.shared.approvals.close(&self.dek);
                 }
@@ -50,10 +59,31 @@ impl Session {
                 Ok(Flow::Ready)
             }
             Err(e) => {
+                self.give_back_directory_change(user);
                 self.error(Some(rid), &e).await?;
                 Ok(Flow::Continue)
             }
         }
+    }
+
+    /// Takes one of `user`'s directory changes for this hour (error 203 when none is left).
+    fn take_directory_change(&self, user: &Username) -> Result<(), Error> {
+        self.shared
+            .directory_changes
+            .take(user, 1.0)
+            .map_err(|wait| {
+                Error::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "too many device registrations and revocations for this account; retry in {} s",
+                        crate::rate::wait_secs(wait)
+                    ),
+                )
+            })
+    }
+
+    fn give_back_directory_change(&self, user: &Username) {
+        self.shared.directory_changes.give_back(user, 1.0);
     }
 
     pub(super) async fn revoke(
@@ -74,6 +104,10 @@ impl Session {
             return Ok(Flow::Continue);
         }
         let target = revocation.dek;
+        if let Err(e) = self.take_directory_change(user) {
+            self.error(Some(rid), &e).await?;
+            return Ok(Flow::Continue);
+        }
         match self
             .shared
             .directory
@@ -82,6 +116,7 @@ impl Session {
         {
             Ok(dir) => self.directory_changed(user, &dir).await,
             Err(e) => {
+                self.give_back_directory_change(user);
                 self.error(Some(rid), &e).await?;
                 return Ok(Flow::Continue);
             }
@@ -94,6 +129,7 @@ impl Session {
         if let Err(e) = self.shared.storage.purge(target.as_bytes()).await {
             tracing::warn!(error = %e, "purging a revoked device's queue failed");
         }
+        self.shared.queue.usage.forget(&target);
         self.ok(rid).await?;
         if target == self.dek {
             self.usk_registered = false;
@@ -154,11 +190,17 @@ impl Session {
             .map(|r| r.dek)
             .filter(|d| *d != self.dek)
             .collect();
+        // Newest watchers first, up to a bound per change (changes are rate-limited per user).
         for watcher in self.shared.directory.watchers(user) {
+            if targets.len() >= MAX_NOTICES_PER_CHANGE {
+                tracing::info!(%user, "directory-change notices capped");
+                break;
+            }
             if let Ok(Some(wdir)) = self.shared.directory.get(watcher.user()).await {
                 targets.extend(wdir.devices().map(|r| r.dek));
             }
         }
+        targets.truncate(MAX_NOTICES_PER_CHANGE);
         let notice = Notice::DirectoryChanged {
             uid,
             head: dir.head(),

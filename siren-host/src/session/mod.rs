@@ -22,7 +22,7 @@ mod login;
 mod presence;
 mod roster;
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,10 +39,18 @@ use siren_proto::message::{
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::admission::Ticket;
+use crate::hub::{Kick, KickSignal};
 use crate::shared::Shared;
 
 /// Serves one accepted connection to the end. Never panics on the client's input.
-pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, conn: u64) {
+pub async fn serve(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    conn: u64,
+    ticket: Ticket,
+) {
     match handshake::handshake(&shared, stream, peer).await {
         Ok(Some((dek, request, sender, receiver, hash))) => {
             let mut session = Session {
@@ -57,17 +65,19 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, con
                 out: sender,
                 inp: receiver,
                 exchange: None,
-                inflight: BTreeSet::new(),
+                inflight: BTreeMap::new(),
                 cursor: None,
                 drained_sent: false,
                 last_activity: Instant::now(),
                 request,
                 batch: Vec::new(),
                 batch_rids: Vec::new(),
+                batch_reserved: Vec::new(),
                 commit: None,
                 inbox: None,
                 counted_ready: false,
                 approval: None,
+                ticket,
             };
             let outcome = session.run().await;
             session.close(outcome).await;
@@ -116,8 +126,8 @@ struct Session {
     inp: Receiver,
     /// A login in progress: its request id and mechanism state.
     exchange: Option<(RequestId, Box<dyn AuthExchange>)>,
-    /// Delivered, not yet acknowledged.
-    inflight: BTreeSet<u64>,
+    /// Delivered, not yet acknowledged: sequence number → stored size (for the quota).
+    inflight: BTreeMap<u64, u64>,
     /// Where the next read of the stored backlog starts (`None`: nothing left to read).
     cursor: Option<u64>,
     drained_sent: bool,
@@ -127,6 +137,8 @@ struct Session {
     /// Queue items of `send`s waiting for the next commit, and those requests' ids.
     batch: Vec<(DekPublic, QueueItem)>,
     batch_rids: Vec<(RequestId, Vec<MessageId>)>,
+    /// Quota reserved for the batch's messages (given back if the commit fails).
+    batch_reserved: Vec<(DekPublic, u64)>,
     /// The commit in flight and the requests it answers.
     commit: Option<Commit>,
     /// Presence events for this session, once it subscribed to something.
@@ -135,6 +147,8 @@ struct Session {
     counted_ready: bool,
     /// A pending approval of this (new) device: the request id and its deadline.
     approval: Option<(RequestId, Instant)>,
+    /// This connection's place under the limits on anonymous connections.
+    ticket: Ticket,
 }
 
 /// A queue commit running on its own task.
@@ -146,7 +160,7 @@ type Commit = (
 /// One thing the session loop reacts to.
 enum Event {
     Shutdown,
-    Kicked,
+    Kicked(Kick),
     Wake,
     Frame(Result<Vec<u8>, NetError>),
     Committed(Result<Result<(), Error>, tokio::task::JoinError>),
@@ -164,8 +178,15 @@ async fn next_pubsub(inbox: &mut Option<crate::pubsub::Inbox>) -> Option<ServerM
 /// The live-delivery side of a ready session.
 struct Live {
     lag: Arc<std::sync::atomic::AtomicU64>,
-    kick: Arc<tokio::sync::Notify>,
+    kick: KickSignal,
     wake: Arc<tokio::sync::Notify>,
+}
+
+async fn kicked(k: Option<KickSignal>) -> Kick {
+    match k {
+        Some(k) => k.wait().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn notified(n: Option<Arc<tokio::sync::Notify>>) {
@@ -245,7 +266,7 @@ impl Session {
             let reading = self.batch_rids.len() < delivery::MAX_BATCHED;
             let event = tokio::select! {
                 _ = shutdown.changed() => Event::Shutdown,
-                _ = notified(kick) => Event::Kicked,
+                why = kicked(kick) => Event::Kicked(why),
                 _ = notified(wake) => Event::Wake,
                 done = committed(&mut self.commit) => Event::Committed(done),
                 ev = next_pubsub(&mut self.inbox) => Event::PubSub(ev.map(Box::new)),
@@ -270,7 +291,21 @@ impl Session {
                         .await;
                     return Ok(Outcome::Done("server shutting down"));
                 }
-                Event::Kicked => return Ok(Outcome::Replaced),
+                Event::Kicked(Kick::Replaced) => return Ok(Outcome::Replaced),
+                Event::Kicked(Kick::Revoked) => {
+                    // Said before closing, so the device can tell a revocation from a network
+                    // failure (PROTOCOL.md §11).
+                    let _ = self
+                        .error(
+                            None,
+                            &Error::new(
+                                ErrorCode::DeviceRevoked,
+                                "this device was revoked by another device of the account",
+                            ),
+                        )
+                        .await;
+                    return Ok(Outcome::Done("device revoked"));
+                }
                 Event::Wake => {}
                 Event::Committed(done) => self.finish_commit(done).await?,
                 Event::PubSub(Some(ev)) => self.send(&ev).await?,
@@ -376,7 +411,11 @@ impl Session {
             }
             // A device waiting for approval acknowledges its approval notices too.
             (ClientMessage::Ack { seqs }, Some(_)) => self.ack(&seqs).await?,
-            (ClientMessage::Lookup { rid, uid }, Some(user)) => {
+            // Before its DEK is registered, a device may look up only its own account
+            // (PROTOCOL.md §9.2): to check the listing it was shown.
+            (ClientMessage::Lookup { rid, uid }, Some(user))
+                if self.usk_registered || uid == self.uid(&user) =>
+            {
                 self.lookup(rid, &user, &uid).await?
             }
             (ClientMessage::ApprovalRequest { rid, commit, name }, Some(user)) => {
@@ -475,7 +514,7 @@ impl Session {
             let me = self.uid(user);
             presence::publish_presence(&self.shared, &me, &crate::pubsub::PubSub::offline()).await;
         }
-        if self.user.is_some() {
+        if self.user.is_some() && self.usk_registered {
             let _ = self.save_session().await;
         }
         match outcome {
