@@ -35,7 +35,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use siren_api::ErrorCode;
 
-pub use cbor::MAX_NESTING;
+pub use cbor::{MAX_KEY_LEN, MAX_MAP_ENTRIES, MAX_NESTING};
 pub(crate) use cbor::{decode_cbor, encode_cbor};
 
 /// Why a message could not be decoded.
