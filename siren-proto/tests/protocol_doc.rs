@@ -66,7 +66,10 @@ fn limits_match() {
         ),
         ("| CBOR nesting | 32 levels |", message::MAX_NESTING == 32),
         ("| map key | 64 bytes |", message::MAX_KEY_LEN == 64),
-        ("| map entries | 64 per map |", message::MAX_MAP_ENTRIES == 64),
+        (
+            "| map entries | 64 per map |",
+            message::MAX_MAP_ENTRIES == 64,
+        ),
         (
             "| auth data per step | 8192 bytes |",
             message::MAX_AUTH_DATA == 8192,

@@ -170,10 +170,9 @@ pub(crate) fn check_profile(bytes: &[u8]) -> Result<Peek, String> {
                 skip(&mut dec, len)?;
                 if is_key && let Some(level) = stack.last_mut() {
                     let key = text.as_bytes();
-                    match level
-                        .keys
-                        .binary_search_by(|&(s, l)| bytes.get(s..s + l).unwrap_or_default().cmp(key))
-                    {
+                    match level.keys.binary_search_by(|&(s, l)| {
+                        bytes.get(s..s + l).unwrap_or_default().cmp(key)
+                    }) {
                         Ok(_) => {
                             return Err(format!("map key {text:?} at byte {offset} appears twice"));
                         }
@@ -351,7 +350,11 @@ mod tests {
     fn only_false_and_true_among_simple_values() {
         assert!(check_profile(&ping_with(&[0xf4])).is_ok());
         assert!(check_profile(&ping_with(&[0xf5])).is_ok());
-        assert!(check_profile(&ping_with(&[0xf6])).unwrap_err().contains("null"));
+        assert!(
+            check_profile(&ping_with(&[0xf6]))
+                .unwrap_err()
+                .contains("null")
+        );
         assert!(
             check_profile(&ping_with(&[0xf7]))
                 .unwrap_err()
