@@ -13,7 +13,7 @@ use siren_proto::handshake::SessionRequest;
 use siren_proto::ids::{MessageId, SessionId};
 use siren_proto::keys::{DekPublic, DekSecret, SekPublic, UskPublic, UskSecret};
 use siren_proto::message::{
-    self, ClientMessage, NextStep, Notice, Presence, QueueItem, RequestId, ServerMessage, Topic,
+    ClientMessage, NextStep, Notice, Presence, QueueItem, RequestId, ServerMessage, Topic,
 };
 use siren_proto::plaintext::Plaintext;
 use siren_proto::records::{DeviceRecordDraft, DeviceRevocation, UserDirectory};
