@@ -305,7 +305,11 @@ fn subscribe(topic: Vec<u8>) -> Vec<u8> {
 }
 
 /// (what, decoder, bytes, error, rid)
-fn refused_cbor() -> Vec<(&'static str, &'static str, Vec<u8>, u16, Option<u32>)> {
+/// A refused item: what it shows, which message set decodes it, its bytes, the error code and
+/// the `rid` of the answer.
+type Refused = (&'static str, &'static str, Vec<u8>, u16, Option<u32>);
+
+fn refused_cbor() -> Vec<Refused> {
     let ping = ping();
     let commit = bytes(&[0x2a; 32]);
     vec![
@@ -830,7 +834,7 @@ fn refused_c2s_reply(all: &Value, reply: &[u8]) -> HandshakeError {
         &mut Scripted::new(&[&unhex(&h["initiator_ephemeral_secret"])]),
     )
     .unwrap();
-    init.read_reply(reply).err().expect("reply refused")
+    init.read_reply(reply).expect_err("reply refused")
 }
 
 /// The rotation vector's initiator (pinned to the retired key), reading `reply`.
@@ -844,7 +848,7 @@ fn refused_rotation_reply(all: &Value, reply: &[u8]) -> HandshakeError {
         &mut Scripted::new(&[&unhex(&r["initiator_ephemeral_secret"])]),
     )
     .unwrap();
-    init.read_reply(reply).err().expect("reply refused")
+    init.read_reply(reply).expect_err("reply refused")
 }
 
 fn refused_envelope(all: &Value, cbor: &[u8]) -> EnvelopeError {
@@ -858,8 +862,7 @@ fn refused_envelope(all: &Value, cbor: &[u8]) -> EnvelopeError {
         &UskSecret::from_bytes(&arr(&e["sender_usk_seed"])).public(),
         &mut ReplayWindow::default(),
     )
-    .err()
-    .expect("envelope refused")
+    .expect_err("envelope refused")
 }
 
 fn refused_seal(all: &Value, to_dek: [u8; 32]) -> EnvelopeError {
@@ -878,8 +881,7 @@ fn refused_seal(all: &Value, to_dek: [u8; 32]) -> EnvelopeError {
         b"",
         &mut Scripted::new(&[&unhex(&e["ephemeral_secret"])]),
     )
-    .err()
-    .expect("sealing refused")
+    .expect_err("sealing refused")
 }
 
 fn refused_transfer(all: &Value, cbor: &[u8]) -> TransferError {
@@ -893,8 +895,7 @@ fn refused_transfer(all: &Value, cbor: &[u8]) -> TransferError {
             &UskSecret::from_bytes(&arr(&a["usk_seed"])).public(),
             &[t.existing_dek],
         )
-        .err()
-        .expect("transfer refused")
+        .expect_err("transfer refused")
 }
 
 const ZERO_DH: KeyError = KeyError::NonContributory;
