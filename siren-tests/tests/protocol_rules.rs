@@ -5,9 +5,10 @@
 
 use std::time::Duration;
 
-use siren_api::Uid;
+use siren_api::{ServerName, Uid};
 use siren_net::Connected;
 use siren_proto::envelope::{Envelope, Sender};
+use siren_proto::handshake::SessionRequest;
 use siren_proto::ids::{MessageId, SessionId};
 use siren_proto::keys::{DekPublic, DekSecret};
 use siren_proto::message::{self, ClientMessage, NextStep, QueueItem, ServerMessage};
@@ -39,9 +40,24 @@ fn plain(user: &str, password: &str) -> Vec<u8> {
     format!("\0{user}\0{password}").into_bytes()
 }
 
-/// Opens a session with `dek` and reads `welcome` and the mechanisms.
-async fn open(s: &Server, dek: &DekSecret) -> (Connected, SessionId, bool) {
-    let mut conn = raw::open(s, dek).await;
+/// Opens a session with `dek` (new, or resuming `resume`) and reads `welcome` and, unless it
+/// resumed, the mechanisms. Returns the session id and whether it resumed.
+async fn open(
+    s: &Server,
+    dek: &DekSecret,
+    resume: Option<SessionId>,
+) -> (Connected, SessionId, bool) {
+    let request = resume.map_or(SessionRequest::Open, SessionRequest::Resume);
+    let mut conn = siren_net::connect(
+        &s.addr.to_string(),
+        &ServerName::parse(&s.name).unwrap(),
+        &raw::sek(s),
+        dek,
+        request,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
     let ServerMessage::Welcome { sid, resumed, .. } = recv(&mut conn).await else {
         panic!("no welcome")
     };
@@ -54,9 +70,8 @@ async fn open(s: &Server, dek: &DekSecret) -> (Connected, SessionId, bool) {
     (conn, sid, resumed)
 }
 
-/// Opens a session with `dek` and logs in with PLAIN in one round.
-async fn login(s: &Server, dek: &DekSecret, user: &str, password: &str) -> (Connected, NextStep) {
-    let (mut conn, _, _) = open(s, dek).await;
+/// Logs in on an open session with PLAIN in one round; returns the next step.
+async fn authenticate(conn: &mut Connected, user: &str, password: &str) -> NextStep {
     conn.sender
         .send(&ClientMessage::AuthStart {
             rid: 1,
@@ -65,10 +80,17 @@ async fn login(s: &Server, dek: &DekSecret, user: &str, password: &str) -> (Conn
         })
         .await
         .unwrap();
-    match recv(&mut conn).await {
-        ServerMessage::AuthSuccess { rid: 1, next, .. } => (conn, next),
+    match recv(conn).await {
+        ServerMessage::AuthSuccess { rid: 1, next, .. } => next,
         other => panic!("login failed: {other:?}"),
     }
+}
+
+/// Opens a new session with `dek` and logs in.
+async fn login(s: &Server, dek: &DekSecret, user: &str, password: &str) -> (Connected, NextStep) {
+    let (mut conn, _, _) = open(s, dek, None).await;
+    let next = authenticate(&mut conn, user, password).await;
+    (conn, next)
 }
 
 fn error_code(msg: &ServerMessage) -> Option<(Option<u32>, u16)> {
@@ -196,7 +218,7 @@ async fn plain_takes_one_round_or_two() {
     assert_eq!(next, NextStep::CreateUser);
 
     let two = DekSecret::generate(&mut siren_proto::os_rng());
-    let (mut conn, _, _) = open(&s, &two).await;
+    let (mut conn, _, _) = open(&s, &two, None).await;
     for (password, success) in [("wrong", false), ("pw-a", true)] {
         conn.sender
             .send(&ClientMessage::AuthStart {
@@ -288,22 +310,11 @@ async fn a_revoked_deks_queue_is_purged() {
     let mut bob = Session::create(&s, "bob", "pw-b").await;
     // Alice's first device logs in, registers, remembers its session id and leaves.
     let old = DekSecret::generate(&mut siren_proto::os_rng());
-    let (mut conn, old_sid, _) = open(&s, &old).await;
-    conn.sender
-        .send(&ClientMessage::AuthStart {
-            rid: 1,
-            mech: "PLAIN".into(),
-            data: plain("alice", "pw-a"),
-        })
-        .await
-        .unwrap();
-    assert!(matches!(
-        recv(&mut conn).await,
-        ServerMessage::AuthSuccess {
-            next: NextStep::CreateUser,
-            ..
-        }
-    ));
+    let (mut conn, old_sid, _) = open(&s, &old, None).await;
+    assert_eq!(
+        authenticate(&mut conn, "alice", "pw-a").await,
+        NextStep::CreateUser
+    );
     let usk = siren_proto::keys::UskSecret::generate(&mut siren_proto::os_rng());
     let alice = Uid::parse("alice@alpha.test").unwrap();
     let first = DeviceRecordDraft {
@@ -376,42 +387,12 @@ async fn a_revoked_deks_queue_is_purged() {
         Some(304)
     );
     // The old key's session does not resume, and logging in with it finds an empty queue.
-    let (mut conn, sid, resumed) = {
-        let mut conn = siren_net::connect(
-            &s.addr.to_string(),
-            &siren_api::ServerName::parse(&s.name).unwrap(),
-            &raw::sek(&s),
-            &old,
-            siren_proto::handshake::SessionRequest::Resume(old_sid),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
-        match recv(&mut conn).await {
-            ServerMessage::Welcome { sid, resumed, .. } => (conn, sid, resumed),
-            other => panic!("{other:?}"),
-        }
-    };
+    let (mut conn, sid, resumed) = open(&s, &old, Some(old_sid)).await;
     assert!(!resumed);
     assert_ne!(sid, old_sid);
     assert!(matches!(
-        recv(&mut conn).await,
-        ServerMessage::AuthMechanisms { .. }
-    ));
-    conn.sender
-        .send(&ClientMessage::AuthStart {
-            rid: 1,
-            mech: "PLAIN".into(),
-            data: plain("alice", "pw-a"),
-        })
-        .await
-        .unwrap();
-    assert!(matches!(
-        recv(&mut conn).await,
-        ServerMessage::AuthSuccess {
-            next: NextStep::AwaitApproval { .. },
-            ..
-        }
+        authenticate(&mut conn, "alice", "pw-a").await,
+        NextStep::AwaitApproval { .. }
     ));
     assert_eq!(backlog(&mut conn).await, Vec::<u64>::new());
 }
