@@ -5,7 +5,6 @@ use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use serde::{Deserialize, Serialize};
 use siren_api::{ErrorCode, Uid};
 use siren_net::{Connected, Receiver, Sender, connect};
 use siren_proto::approval::{self, ApprovalTranscript, ShortCode, UskTransfer};
@@ -14,8 +13,9 @@ use siren_proto::handshake::SessionRequest;
 use siren_proto::ids::{MessageId, SessionId};
 use siren_proto::keys::{DekPublic, DekSecret, SekPublic, UskPublic, UskSecret};
 use siren_proto::message::{
-    self, ClientMessage, NextStep, Notice, Presence, QueueItem, RequestId, ServerMessage, Topic,
+    ClientMessage, NextStep, Notice, Presence, QueueItem, RequestId, ServerMessage, Topic,
 };
+use siren_proto::plaintext::Plaintext;
 use siren_proto::records::{DeviceRecordDraft, DeviceRevocation, UserDirectory};
 use siren_proto::roster::{Contact, Roster};
 use siren_proto::transcript::Digest;
@@ -28,18 +28,6 @@ pub const TIMEOUT: Duration = Duration::from_secs(30);
 /// Acknowledgements sent together.
 const ACK_BATCH: usize = 64;
 
-/// The payload inside an envelope (the reference client's format; PROTOCOL.md §12).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Content {
-    /// `"text"`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The text.
-    pub body: String,
-    /// When it was written, Unix seconds.
-    pub ts: u64,
-}
-
 /// A message received and opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {
@@ -47,8 +35,8 @@ pub struct Received {
     pub from: Uid,
     /// Its id.
     pub id: MessageId,
-    /// What it says.
-    pub content: Content,
+    /// What it says (a text, or a type this client cannot show: PROTOCOL.md §12).
+    pub content: Plaintext,
 }
 
 /// Something that arrived on the session.
@@ -812,12 +800,11 @@ impl Client {
         self.last_lookup = Some(report.clone());
         let usk = self.secrets.usk().context("this device has no USK")?;
         let dek = self.secrets.dek().context("not logged in")?;
-        let content = Content {
-            kind: "text".into(),
+        let plaintext = Plaintext::Text {
             body: text.to_owned(),
             ts: now(),
-        };
-        let plaintext = message::encode_value(&content);
+        }
+        .encode();
         // The counter is saved before use, so it never repeats even after a crash.
         self.secrets.counter += 1;
         let ctr = self.secrets.counter;
@@ -960,7 +947,7 @@ impl Client {
         if self.seen.len() < self.seen_set.len() {
             self.seen_set = self.seen.iter().copied().collect();
         }
-        let content: Content = match message::decode_value(&plain) {
+        let content = match Plaintext::decode(&plain) {
             Ok(c) => c,
             Err(e) => return refused(format!("unreadable content: {e}")),
         };

@@ -15,6 +15,7 @@ use siren_client::profile::{Profile, Settings};
 use siren_client::x509::ClientCert;
 use siren_proto::keys::SekPublic;
 use siren_proto::message::{Notice, Presence, PresenceStatus};
+use siren_proto::plaintext::Plaintext;
 use siren_proto::roster::Contact;
 
 /// The Siren end-to-end encrypted IM client.
@@ -257,7 +258,14 @@ fn warn_changes(uid: &Uid, report: &siren_client::client::LookupReport) {
 
 fn print_event(event: &Event) {
     match event {
-        Event::Message(m) => println!("{}: {}", m.from, m.content.body),
+        Event::Message(m) => match &m.content {
+            Plaintext::Text { body, .. } => println!("{}: {body}", m.from),
+            Plaintext::Unsupported { kind } => println!(
+                "{}: (unsupported message of type {kind:?}; a newer client can show it)",
+                m.from
+            ),
+            _ => println!("{}: (unsupported message)", m.from),
+        },
         Event::Refused { from, reason } => {
             eprintln!("refused a message claiming to be from {from}: {reason}")
         }

@@ -120,11 +120,11 @@ async fn replayed_envelope_is_delivered_only_once() {
     };
     assert_eq!(rid, lookup);
     let bob_dek = listing.records[0].dek;
-    let content = siren_proto::message::encode_value(&siren_client::client::Content {
-        kind: "text".into(),
+    let content = siren_proto::plaintext::Plaintext::Text {
         body: "only once".into(),
         ts: 0,
-    });
+    }
+    .encode();
     let env = Envelope::seal(
         Sender {
             uid: &alice.uid,
