@@ -18,9 +18,10 @@ use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 use siren_api::{ErrorCode, Uid};
 use siren_net::{Connected, Receiver, Sender, connect};
+use siren_proto::approval::ShortCode;
 use siren_proto::handshake::SessionRequest;
 use siren_proto::ids::{MessageId, SessionId};
-use siren_proto::keys::{DekPublic, DekSecret, UskSecret};
+use siren_proto::keys::{DekPublic, DekSecret, UskPublic, UskSecret};
 use siren_proto::message::{ClientMessage, Notice, Presence, RequestId, ServerMessage};
 use siren_proto::records::UserDirectory;
 
@@ -106,6 +107,20 @@ pub enum Credentials<'a> {
     },
     /// A client certificate and its key (mechanism `X509`).
     Certificate(&'a ClientCert),
+}
+
+/// What the person at a new device sees and answers while one of their existing devices
+/// approves it (PROTOCOL.md §16).
+pub trait ApprovalPrompt {
+    /// Shows the six-digit code to compare with the approving device.
+    fn show_code(&mut self, code: ShortCode);
+
+    /// The USK arrived and checks out against the listing the server sent (`usk` is its public
+    /// key; show its fingerprint, which the account's existing devices show too). Returns
+    /// whether the person confirms that they approved `code` on one of their existing devices:
+    /// only then is the USK stored and this device registered. A server can invent the
+    /// approving device and hand over a USK it holds itself; this question is what catches it.
+    fn confirm(&mut self, code: ShortCode, usk: &UskPublic) -> bool;
 }
 
 /// How `login` went.

@@ -2,7 +2,7 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::BufRead as _;
+use std::io::{BufRead as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,10 +10,12 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use siren_api::Uid;
-use siren_client::client::{Client, Credentials, Event, LoginOutcome};
+use siren_client::client::{ApprovalPrompt, Client, Credentials, Event, LoginOutcome};
+use siren_client::fingerprint::fingerprint;
 use siren_client::profile::{Profile, Settings};
 use siren_client::x509::ClientCert;
-use siren_proto::keys::SekPublic;
+use siren_proto::approval::ShortCode;
+use siren_proto::keys::{SekPublic, UskPublic};
 use siren_proto::message::{Notice, Presence, PresenceStatus};
 use siren_proto::roster::Contact;
 
@@ -50,8 +52,12 @@ enum Command {
         passphrase: bool,
     },
     /// Log in with the account's password (or a client certificate) and register this device.
+    /// A new device of an account that has devices waits for one of them to approve it, shows
+    /// the signing key it received, and asks (on standard input) whether you approved the code
+    /// on one of your devices: answer y only if you did.
     Login {
-        /// Read the password from the first line of standard input.
+        /// Read the password from the first line of standard input (the answer to the approval
+        /// question, on a new device, is the next line).
         #[arg(long, conflicts_with = "cert")]
         password_stdin: bool,
         /// Log in with this client certificate (PEM: the certificate, then intermediates)
@@ -227,14 +233,31 @@ fn open_profile(dir: &std::path::Path) -> anyhow::Result<Profile> {
     Ok(profile)
 }
 
-fn fingerprint(bytes: &[u8; 32]) -> String {
-    let d = siren_proto::transcript::Digest::of(bytes).to_hex();
-    d.as_bytes()
-        .chunks(4)
-        .take(8)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
+/// `siren login`'s side of an approval: the code and the arrived signing key on stdout, the
+/// person's confirmation from stdin (the terminal, or the line after the password with
+/// `--password-stdin`).
+struct LoginPrompt;
+
+impl ApprovalPrompt for LoginPrompt {
+    fn show_code(&mut self, code: ShortCode) {
+        println!("approval code: {code}");
+        println!("compare it with the code on your other device, and approve there");
+        let _ = std::io::stdout().flush();
+    }
+
+    fn confirm(&mut self, code: ShortCode, usk: &UskPublic) -> bool {
+        println!(
+            "signing key {} received; your other devices show theirs (siren whoami): they must match",
+            fingerprint(usk.as_bytes())
+        );
+        println!("did you approve code {code} on one of your other devices? [y/N]");
+        let _ = std::io::stdout().flush();
+        let mut line = String::new();
+        if std::io::stdin().lock().read_line(&mut line).is_err() {
+            return false;
+        }
+        matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+    }
 }
 
 /// Tells the user about devices of a contact that appeared or disappeared since the last lookup.
@@ -348,14 +371,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
             };
             let mut client = Client::new(open_profile(&dir)?)?;
-            let mut show_code = |code: siren_proto::approval::ShortCode| {
-                println!("approval code: {code}");
-                println!("compare it with the code on your other device, and approve there");
-                use std::io::Write as _;
-                let _ = std::io::stdout().flush();
-            };
             let (outcome, drained) = client
-                .login_with(credentials, device_name, &mut show_code)
+                .login_with(credentials, device_name, &mut LoginPrompt)
                 .await?;
             let uid = client.uid().clone();
             for event in &drained {
@@ -488,6 +505,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             match action {
                 DeviceAction::List => {
                     let report = client.lookup(&me).await?;
+                    println!(
+                        "signing key {}",
+                        fingerprint(report.directory.usk().as_bytes())
+                    );
                     let mine = client.device();
                     for record in report.directory.devices() {
                         let this = if Some(record.dek) == mine {
@@ -535,7 +556,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .approve_next(Duration::from_secs(wait), &mut decide)
                         .await?
                     {
-                        println!("approved: the new device received the signing key");
+                        let usk = client.usk().context("this device has no signing key")?;
+                        println!(
+                            "approved: the new device received the signing key {}; it must show the same",
+                            fingerprint(usk.public().as_bytes())
+                        );
                     } else {
                         client.bye().await?;
                         bail!(

@@ -81,7 +81,7 @@ pub enum RecordError {
     /// the cached listing did not show it as live: it was revoked, and the revocation was left
     /// out.
     #[error(
-        "a device that was not live at version {have} is listed as live again (record version {got}): its revocation was left out"
+        "a device that was not live at version {have} is listed as live again (record version {got}): it was revoked, and the revocation was left out"
     )]
     Resurrected {
         /// The cached head's version.

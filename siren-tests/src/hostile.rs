@@ -275,8 +275,19 @@ pub fn with_client<T>(profile: &Path, f: impl AsyncFnOnce(&mut Client) -> T) -> 
         .enable_all()
         .build()
         .unwrap();
+    // The profile's lock can outlive a command briefly: a process another test thread forks
+    // at that moment holds a copy of the descriptor until it execs.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let opened = loop {
+        match Profile::open(profile, None) {
+            Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("in use") => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => break other.unwrap(),
+        }
+    };
     rt.block_on(async {
-        let mut client = Client::new(Profile::open(profile, None).unwrap()).unwrap();
+        let mut client = Client::new(opened).unwrap();
         client.connect().await.unwrap();
         let out = f(&mut client).await;
         client.bye().await.unwrap();

@@ -532,7 +532,12 @@ impl Running {
         if let Some(mut e) = self.child.stderr.take() {
             let _ = e.read_to_string(&mut stderr);
         }
-        let stdout: Vec<String> = self.lines.try_iter().collect();
+        // Everything the command printed: the reader ends at the pipe's end (waited for, so
+        // the last lines are not lost to a race with the exit).
+        let mut stdout = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            stdout.push(line);
+        }
         Output {
             ok: status.success(),
             stdout: stdout.join("\n"),

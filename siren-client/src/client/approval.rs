@@ -10,7 +10,7 @@ use siren_proto::message::{ClientMessage, Notice};
 use siren_proto::records::UserDirectory;
 use siren_proto::transcript::Digest;
 
-use super::{Client, Event};
+use super::{ApprovalPrompt, Client, Event};
 
 impl Client {
     /// The next approval notice for this (new) device, pinging while waiting.
@@ -26,14 +26,15 @@ impl Client {
     }
 
     /// The new device's side of an approval (PROTOCOL.md §16): commit, answer the first
-    /// challenge with the reveal, show the code, and open the USK transfer.
+    /// challenge with the reveal, show the code, and open the USK transfer. Returns the USK and
+    /// the code shown; the caller asks the person to confirm before keeping the USK.
     pub(super) async fn await_approval(
         &mut self,
         dek: &DekSecret,
         directory: &UserDirectory,
         name: Option<String>,
-        on_code: &mut dyn FnMut(ShortCode),
-    ) -> anyhow::Result<UskSecret> {
+        prompt: &mut dyn ApprovalPrompt,
+    ) -> anyhow::Result<(UskSecret, ShortCode)> {
         let uid = self.uid().clone();
         let mut rng = siren_proto::os_rng();
         let new_nonce = approval::random_nonce(&mut rng);
@@ -68,18 +69,19 @@ impl Client {
                         existing_nonce: nonce,
                         new_nonce,
                     };
-                    on_code(t.short_code());
+                    prompt.show_code(t.short_code());
                     transcript = Some(t);
                 }
                 Notice::ApprovalGrant { transfer } => {
                     let Some(t) = &transcript else { continue };
-                    return transfer
+                    let usk = transfer
                         .open(dek, t, directory.usk(), &published)
                         .map_err(|e| {
                             anyhow::anyhow!(
                                 "the signing key sent by the other device does not check out: {e}"
                             )
-                        });
+                        })?;
+                    return Ok((usk, t.short_code()));
                 }
                 Notice::ApprovalDeny { .. } => bail!("the other device denied this login"),
                 _ => {}

@@ -2,15 +2,15 @@
 //! registering directly, and retiring the device's previous DEK; the recovery key.
 
 use anyhow::{Context as _, bail};
-use siren_proto::approval::ShortCode;
 use siren_proto::handshake::SessionRequest;
 use siren_proto::ids::SessionId;
 use siren_proto::keys::{DekSecret, SekPublic, UskPublic, UskSecret};
 use siren_proto::message::{ClientMessage, NextStep, ServerMessage};
-use siren_proto::records::{DeviceRecordDraft, UserDirectory};
+use siren_proto::records::{DeviceRecordDraft, DirectoryEntry};
 use siren_proto::transcript::Digest;
 
-use super::{Client, Credentials, Event, LoginOutcome, now};
+use super::{ApprovalPrompt, Client, Credentials, Event, LoginOutcome, now};
+use crate::fingerprint::fingerprint;
 use crate::x509;
 
 impl Client {
@@ -20,15 +20,16 @@ impl Client {
     /// * the user's first device creates the USK;
     /// * a device that already holds the USK registers the new DEK with it, then drains the old
     ///   DEK's queue (the messages are returned) and revokes the old DEK;
-    /// * a device without the USK asks the user's other devices for approval; `on_code` gets the
-    ///   six-digit code to compare with the approving device.
+    /// * a device without the USK asks the user's other devices for approval: `prompt` shows
+    ///   the six-digit code to compare with the approving device, and once the USK arrived, asks
+    ///   the person to confirm they approved the code on one of their devices (PROTOCOL.md §16).
     pub async fn login(
         &mut self,
         password: &str,
         device_name: Option<String>,
-        on_code: &mut dyn FnMut(ShortCode),
+        prompt: &mut dyn ApprovalPrompt,
     ) -> anyhow::Result<(LoginOutcome, Vec<Event>)> {
-        self.login_with(Credentials::Password(password), device_name, on_code)
+        self.login_with(Credentials::Password(password), device_name, prompt)
             .await
     }
 
@@ -37,7 +38,7 @@ impl Client {
         &mut self,
         credentials: Credentials<'_>,
         device_name: Option<String>,
-        on_code: &mut dyn FnMut(ShortCode),
+        prompt: &mut dyn ApprovalPrompt,
     ) -> anyhow::Result<(LoginOutcome, Vec<Event>)> {
         let old = match (self.secrets.dek(), self.secrets.session) {
             (Some(dek), Some(sid)) => Some((dek, SessionId::from_bytes(sid))),
@@ -94,27 +95,31 @@ impl Client {
         let outcome = match next {
             NextStep::Ready => LoginOutcome::AlreadyRegistered,
             NextStep::CreateUser => {
+                self.check_new_account()?;
                 let usk = UskSecret::generate(&mut siren_proto::os_rng());
-                self.secrets.usk = Some(*usk.to_bytes());
-                // Save before registering: the USK must never be lost once published.
-                self.profile.save_secrets(&self.secrets)?;
+                // Saved before registering: the USK must never be lost once published.
+                self.adopt_usk(&usk)?;
                 self.register(&usk, &dek, 1, Digest::ZERO, device_name)
                     .await?;
                 LoginOutcome::CreatedUser
             }
             NextStep::AwaitApproval { listing } => {
-                let check = UserDirectory::check_listing(&uid, &listing, None).map_err(|e| {
-                    anyhow::anyhow!("the server's listing of {uid} does not verify: {e}")
-                })?;
-                let directory = check.directory;
+                // Checked against what this profile remembers of its own account, like any
+                // lookup: a device that holds the USK never signs on top of an old listing.
+                let verified = self.verify_listing(&uid, &listing)?;
+                let directory = verified.report.directory.clone();
                 let (usk, outcome) = match self.secrets.usk() {
                     Some(usk) => (usk, LoginOutcome::Registered),
                     None => {
-                        let usk = self
-                            .await_approval(&dek, &directory, device_name.clone(), on_code)
+                        let (usk, code) = self
+                            .await_approval(&dek, &directory, device_name.clone(), prompt)
                             .await?;
-                        self.secrets.usk = Some(*usk.to_bytes());
-                        self.profile.save_secrets(&self.secrets)?;
+                        let fp = fingerprint(usk.public().as_bytes());
+                        if !prompt.confirm(code, &usk.public()) {
+                            bail!(
+                                "not confirmed: the signing key {fp} was not stored and this device was not registered (if you approved code {code} on none of your devices, the approval did not come from you: do not trust this server)"
+                            );
+                        }
                         (usk, LoginOutcome::Approved)
                     }
                 };
@@ -122,6 +127,10 @@ impl Client {
                     bail!(
                         "the directory of {uid} is signed by a different USK than this device holds"
                     );
+                }
+                self.remember(verified)?;
+                if outcome == LoginOutcome::Approved {
+                    self.adopt_usk(&usk)?;
                 }
                 let head = directory.head();
                 self.register(&usk, &dek, head.seq + 1, head.hash, device_name)
@@ -143,6 +152,7 @@ impl Client {
         Ok((outcome, drained))
     }
 
+    /// Registers `dek` with a record signed by `usk`, and moves the own-account cache along.
     async fn register(
         &mut self,
         usk: &UskSecret,
@@ -166,7 +176,41 @@ impl Client {
                 record: record.clone(),
             })
             .await?;
+        self.remember_own_entry(DirectoryEntry::Add(record))
+    }
+
+    /// Before making a new USK for `create_user`: the server says the account has no devices,
+    /// which a profile that holds the account's USK, or has seen its directory, knows is false
+    /// (a lying server, or one restored from an old backup).
+    fn check_new_account(&self) -> anyhow::Result<()> {
+        let uid = self.uid();
+        if let Some(usk) = self.secrets.usk() {
+            bail!(
+                "the server says {uid} has no devices yet (create_user), but this device holds the account's signing key {}: refusing to make a new one (a restored or lying server?)",
+                fingerprint(usk.public().as_bytes())
+            );
+        }
+        if let Some(known) = self.profile.contact(uid)?.directory {
+            bail!(
+                "the server says {uid} has no devices yet (create_user), but this profile has seen its directory at version {} with signing key {}: refusing to make a new key (a restored or lying server?)",
+                known.head().seq,
+                fingerprint(known.usk().as_bytes())
+            );
+        }
         Ok(())
+    }
+
+    /// Stores the account's USK in a profile that has none. A USK is never replaced: every
+    /// path that obtains one (creation, approval, recovery key) goes through here.
+    fn adopt_usk(&mut self, usk: &UskSecret) -> anyhow::Result<()> {
+        if let Some(held) = self.secrets.usk() {
+            bail!(
+                "this profile already holds the signing key {}; it is never replaced",
+                fingerprint(held.public().as_bytes())
+            );
+        }
+        self.secrets.usk = Some(*usk.to_bytes());
+        self.profile.save_secrets(&self.secrets)
     }
 
     /// Drains the queue of this device's previous DEK through its old session, then revokes it
@@ -209,14 +253,10 @@ impl Client {
     /// Stores a recovery key in a profile that has no signing key yet; the next `login`
     /// registers this device with it.
     pub fn import_recovery_key(&mut self, key: &str) -> anyhow::Result<UskPublic> {
-        if self.secrets.usk.is_some() {
-            bail!("this profile already has a signing key");
-        }
         let seed = SekPublic::from_base64(key.trim())
             .context("a recovery key is 44 characters of base64")?;
         let usk = UskSecret::from_bytes(seed.as_bytes());
-        self.secrets.usk = Some(*usk.to_bytes());
-        self.profile.save_secrets(&self.secrets)?;
+        self.adopt_usk(&usk)?;
         Ok(usk.public())
     }
 }

@@ -1,4 +1,8 @@
 //! The Personal Roster (PROTOCOL.md §15): read it verified, sign the next version.
+//!
+//! The server is not trusted to return the newest version: the profile keeps the highest
+//! (version, hash) it has seen, refuses an older or a different roster, and so never signs an
+//! edit on top of an old one (which would silently undo a block).
 
 use anyhow::{Context as _, bail};
 use siren_api::Uid;
@@ -6,6 +10,7 @@ use siren_proto::message::{ClientMessage, ServerMessage};
 use siren_proto::roster::{Contact, Roster};
 
 use super::{Client, now};
+use crate::profile::RosterSeen;
 
 impl Client {
     /// The account's roster as stored on the server, verified against this device's USK (the
@@ -18,7 +23,15 @@ impl Client {
         let ServerMessage::Roster { roster, .. } = answer else {
             bail!("unexpected answer to roster_get: {answer:?}");
         };
+        let seen = self.profile.roster_seen()?;
         let Some(roster) = roster else {
+            if let Some(seen) = seen {
+                bail!(
+                    "the server has no roster for {}, but this device saw version {}: refusing (a rollback)",
+                    self.uid(),
+                    seen.version
+                );
+            }
             return Ok(None);
         };
         let usk = self.secrets.usk().context("this device has no USK")?;
@@ -28,6 +41,24 @@ impl Client {
         roster
             .verify()
             .map_err(|e| anyhow::anyhow!("the stored roster does not verify: {e}"))?;
+        let got = RosterSeen {
+            version: roster.version,
+            hash: roster.hash(),
+        };
+        match seen {
+            Some(seen) if got.version < seen.version => bail!(
+                "the server returned roster version {}, older than version {} this device saw: refusing (a rollback)",
+                got.version,
+                seen.version
+            ),
+            Some(seen) if got.version == seen.version && got.hash != seen.hash => bail!(
+                "the server returned a roster version {} that differs from the version {} this device saw: refusing (a fork)",
+                got.version,
+                seen.version
+            ),
+            Some(seen) if seen == got => {}
+            _ => self.profile.save_roster_seen(&got)?,
+        }
         Ok(Some(roster))
     }
 
@@ -58,6 +89,10 @@ impl Client {
                 roster: next.clone(),
             })
             .await?;
+        self.profile.save_roster_seen(&RosterSeen {
+            version: next.version,
+            hash: next.hash(),
+        })?;
         Ok(next)
     }
 }
