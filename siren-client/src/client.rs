@@ -323,7 +323,7 @@ impl Client {
                 )
             })?;
         if rotated_sek.is_some() {
-            eprintln!("note: the server announced a new key; update server_key in profile.toml");
+            crate::note!("note: the server announced a new key; update server_key in profile.toml");
         }
         let mut conn = Conn {
             tx: sender,

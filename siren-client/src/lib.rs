@@ -4,6 +4,7 @@
 //! * [`client`]: log in, look users up (every record verified against one USK, compared with
 //!   the cache), send and receive end-to-end encrypted messages;
 //! * [`fingerprint`]: key fingerprints as people compare them;
+//! * [`terminal`]: printing, with control and bidi characters escaped;
 //! * [`x509`]: client certificates for the `X509` login mechanism.
 //!
 //! ```no_run
@@ -25,4 +26,5 @@
 pub mod client;
 pub mod fingerprint;
 pub mod profile;
+pub mod terminal;
 pub mod x509;

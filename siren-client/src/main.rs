@@ -2,7 +2,7 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead as _, Write as _};
+use std::io::BufRead as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -14,6 +14,7 @@ use siren_client::client::{ApprovalPrompt, Client, Credentials, Event, LoginOutc
 use siren_client::fingerprint::fingerprint;
 use siren_client::profile::{Profile, Settings};
 use siren_client::x509::ClientCert;
+use siren_client::{note, say};
 use siren_proto::approval::ShortCode;
 use siren_proto::keys::{SekPublic, UskPublic};
 use siren_proto::message::{Notice, Presence, PresenceStatus};
@@ -240,18 +241,16 @@ struct LoginPrompt;
 
 impl ApprovalPrompt for LoginPrompt {
     fn show_code(&mut self, code: ShortCode) {
-        println!("approval code: {code}");
-        println!("compare it with the code on your other device, and approve there");
-        let _ = std::io::stdout().flush();
+        say!("approval code: {code}");
+        say!("compare it with the code on your other device, and approve there");
     }
 
     fn confirm(&mut self, code: ShortCode, usk: &UskPublic) -> bool {
-        println!(
+        say!(
             "signing key {} received; your other devices show theirs (siren whoami): they must match",
             fingerprint(usk.as_bytes())
         );
-        println!("did you approve code {code} on one of your other devices? [y/N]");
-        let _ = std::io::stdout().flush();
+        say!("did you approve code {code} on one of your other devices? [y/N]");
         let mut line = String::new();
         if std::io::stdin().lock().read_line(&mut line).is_err() {
             return false;
@@ -263,14 +262,14 @@ impl ApprovalPrompt for LoginPrompt {
 /// Tells the user about devices of a contact that appeared or disappeared since the last lookup.
 fn warn_changes(uid: &Uid, report: &siren_client::client::LookupReport) {
     for d in &report.removed {
-        eprintln!(
+        note!(
             "note: device {} of {uid} is gone; it is treated as revoked",
             fingerprint(d.as_bytes())
         );
     }
     if !report.added.is_empty() && report.added.len() < report.directory.devices().count() {
         for d in &report.added {
-            eprintln!(
+            note!(
                 "note: {uid} has a new device {}; if unexpected, compare safety numbers (siren lookup {uid})",
                 fingerprint(d.as_bytes())
             );
@@ -280,22 +279,22 @@ fn warn_changes(uid: &Uid, report: &siren_client::client::LookupReport) {
 
 fn print_event(event: &Event) {
     match event {
-        Event::Message(m) => println!("{}: {}", m.from, m.content.body),
+        Event::Message(m) => say!("{}: {}", m.from, m.content.body),
         Event::Refused { from, reason } => {
-            eprintln!("refused a message claiming to be from {from}: {reason}")
+            note!("refused a message claiming to be from {from}: {reason}")
         }
-        Event::Notice(Notice::ContactRequest { from }) => eprintln!(
+        Event::Notice(Notice::ContactRequest { from }) => note!(
             "contact request from {from} (accept: siren contacts add {from}; refuse: siren contacts block {from})"
         ),
-        Event::Notice(Notice::DirectoryChanged { uid, .. }) => eprintln!(
-            "the devices of {uid} changed (senders re-check them; see: siren lookup {uid})"
-        ),
-        Event::Notice(Notice::ApprovalRequest { name, .. }) => eprintln!(
+        Event::Notice(Notice::DirectoryChanged { uid, .. }) => {
+            note!("the devices of {uid} changed (senders re-check them; see: siren lookup {uid})")
+        }
+        Event::Notice(Notice::ApprovalRequest { name, .. }) => note!(
             "a new device ({}) asks to join this account: siren devices approve",
             name.as_deref().unwrap_or("unnamed")
         ),
-        Event::Notice(n) => eprintln!("notice: {n:?}"),
-        Event::Drained => eprintln!("(no more queued messages)"),
+        Event::Notice(n) => note!("notice: {n:?}"),
+        Event::Drained => note!("(no more queued messages)"),
         Event::Presence { from, presence } => {
             let status = match presence.status {
                 PresenceStatus::Available => "available",
@@ -304,8 +303,8 @@ fn print_event(event: &Event) {
                 _ => "offline",
             };
             match &presence.text {
-                Some(t) => println!("* {from} is {status} ({t})"),
-                None => println!("* {from} is {status}"),
+                Some(t) => say!("* {from} is {status} ({t})"),
+                None => say!("* {from} is {status}"),
             }
         }
     }
@@ -338,7 +337,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let pass = if protect { passphrase(true)? } else { None };
             Profile::create(&dir, settings, pass)?;
-            println!("created the profile for {uid} in {}", dir.display());
+            say!("created the profile for {uid} in {}", dir.display());
         }
         Command::Login {
             password_stdin,
@@ -380,15 +379,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             match outcome {
                 LoginOutcome::CreatedUser => {
-                    println!("logged in as {uid}; created the account's signing key on this device")
+                    say!("logged in as {uid}; created the account's signing key on this device")
                 }
-                LoginOutcome::Registered => println!("logged in as {uid}; registered this device"),
+                LoginOutcome::Registered => say!("logged in as {uid}; registered this device"),
                 LoginOutcome::Approved => {
-                    println!(
+                    say!(
                         "logged in as {uid}; approved by another device, which sent the signing key"
                     )
                 }
-                LoginOutcome::AlreadyRegistered => println!("logged in as {uid}"),
+                LoginOutcome::AlreadyRegistered => say!("logged in as {uid}"),
             }
             client.bye().await?;
         }
@@ -400,7 +399,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(report) = client.last_lookup() {
                 warn_changes(&to, report);
             }
-            println!(
+            say!(
                 "sent {id} to {to} ({devices} device{})",
                 if devices == 1 { "" } else { "s" }
             );
@@ -437,7 +436,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 };
                 client.publish(Presence { status, text }).await?;
             }
-            eprintln!("listening as {} (Ctrl-C to stop)", client.uid());
+            note!("listening as {} (Ctrl-C to stop)", client.uid());
             let mut ping = tokio::time::interval(Duration::from_secs(60));
             ping.tick().await;
             loop {
@@ -458,12 +457,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             client.connect().await?;
             let report = client.lookup(&uid).await?;
             let d = &report.directory;
-            println!("{uid}: signing key {}", fingerprint(d.usk().as_bytes()));
+            say!("{uid}: signing key {}", fingerprint(d.usk().as_bytes()));
             if let Some(usk) = client.usk() {
                 let me = client.uid().clone();
                 let number =
                     siren_proto::approval::safety_number((&me, &usk.public()), (&uid, d.usk()));
-                println!("  safety number with {me}: {number}");
+                say!("  safety number with {me}: {number}");
             }
             for record in d.devices() {
                 let new = if report.added.contains(&record.dek) {
@@ -471,14 +470,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 } else {
                     ""
                 };
-                println!(
+                say!(
                     "  device {}  {}{new}",
                     fingerprint(record.dek.as_bytes()),
                     record.name.as_deref().unwrap_or("")
                 );
             }
             for gone in &report.removed {
-                println!(
+                say!(
                     "  device {}  (removed: treated as revoked)",
                     fingerprint(gone.as_bytes())
                 );
@@ -488,10 +487,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Recovery { action } => {
             let mut client = Client::new(open_profile(&dir)?)?;
             match action {
-                RecoveryAction::Export => println!("{}", client.recovery_key()?),
+                RecoveryAction::Export => say!("{}", client.recovery_key()?),
                 RecoveryAction::Import { key } => {
                     let usk = client.import_recovery_key(&key)?;
-                    println!(
+                    say!(
                         "stored the signing key {}; now run `siren login`",
                         fingerprint(usk.as_bytes())
                     );
@@ -505,7 +504,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             match action {
                 DeviceAction::List => {
                     let report = client.lookup(&me).await?;
-                    println!(
+                    say!(
                         "signing key {}",
                         fingerprint(report.directory.usk().as_bytes())
                     );
@@ -516,7 +515,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         } else {
                             ""
                         };
-                        println!(
+                        say!(
                             "{}  {}{this}",
                             fingerprint(record.dek.as_bytes()),
                             record.name.as_deref().unwrap_or("")
@@ -533,7 +532,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     let mut decide =
                         |name: Option<&str>, shown: siren_proto::approval::ShortCode| {
                             let digits = format!("{:06}", shown.value());
-                            eprintln!("new device {}: code {shown}", name.unwrap_or("(unnamed)"));
+                            note!("new device {}: code {shown}", name.unwrap_or("(unnamed)"));
                             if code_stdin {
                                 let mut line = String::new();
                                 if std::io::stdin().lock().read_line(&mut line).is_err() {
@@ -557,7 +556,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .await?
                     {
                         let usk = client.usk().context("this device has no signing key")?;
-                        println!(
+                        say!(
                             "approved: the new device received the signing key {}; it must show the same",
                             fingerprint(usk.public().as_bytes())
                         );
@@ -572,7 +571,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     client
                         .approve_next(Duration::from_secs(wait), &mut |_, _| false)
                         .await?;
-                    println!("denied");
+                    say!("denied");
                 }
                 DeviceAction::Revoke { device } => {
                     let prefix: String = device.chars().filter(|c| !c.is_whitespace()).collect();
@@ -597,7 +596,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         bail!("this is the device you are using; revoke it from another one");
                     }
                     client.revoke(target).await?;
-                    println!("revoked {}", fingerprint(target.as_bytes()));
+                    say!("revoked {}", fingerprint(target.as_bytes()));
                 }
             }
             client.bye().await?;
@@ -608,7 +607,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let parse = |u: &str| Uid::parse(u).with_context(|| format!("{u:?}"));
             match action {
                 ContactAction::List => match client.roster().await? {
-                    None => println!("no contacts"),
+                    None => say!("no contacts"),
                     Some(r) => {
                         for c in &r.contacts {
                             let name = c
@@ -621,10 +620,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             } else {
                                 ""
                             };
-                            println!("contact {}{name}{presence}", c.uid);
+                            say!("contact {}{name}{presence}", c.uid);
                         }
                         for b in &r.blocked {
-                            println!("blocked {b}");
+                            say!("blocked {b}");
                         }
                     }
                 },
@@ -647,7 +646,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             Ok(())
                         })
                         .await?;
-                    println!("added {shown}");
+                    say!("added {shown}");
                 }
                 ContactAction::Remove { uid } => {
                     let uid = parse(&uid)?;
@@ -661,7 +660,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             Ok(())
                         })
                         .await?;
-                    println!("removed");
+                    say!("removed");
                 }
                 ContactAction::Block { uid } => {
                     let uid = parse(&uid)?;
@@ -675,7 +674,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             Ok(())
                         })
                         .await?;
-                    println!("blocked {shown}");
+                    say!("blocked {shown}");
                 }
                 ContactAction::Unblock { uid } => {
                     let uid = parse(&uid)?;
@@ -689,20 +688,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             Ok(())
                         })
                         .await?;
-                    println!("unblocked");
+                    say!("unblocked");
                 }
             }
             client.bye().await?;
         }
         Command::Whoami => {
             let client = Client::new(open_profile(&dir)?)?;
-            println!("{}", client.uid());
+            say!("{}", client.uid());
             match client.device() {
-                Some(d) => println!("device {}", fingerprint(d.as_bytes())),
-                None => println!("not logged in"),
+                Some(d) => say!("device {}", fingerprint(d.as_bytes())),
+                None => say!("not logged in"),
             }
             if let Some(usk) = client.usk() {
-                println!("signing key {}", fingerprint(usk.public().as_bytes()));
+                say!("signing key {}", fingerprint(usk.public().as_bytes()));
             }
         }
     }
@@ -746,12 +745,12 @@ async fn discover_server(
         None => {
             let reached =
                 discovery::connect_any(&resolver, &found.targets, Duration::from_secs(5)).await?;
-            println!("found {domain} at {} ({})", reached.target, reached.addr);
+            say!("found {domain} at {} ({})", reached.target, reached.addr);
             reached.addr.to_string()
         }
     };
     if given.is_none() {
-        println!("pinned the key DNS publishes for {domain}: {key}");
+        say!("pinned the key DNS publishes for {domain}: {key}");
     }
     Ok((server, key))
 }
@@ -764,14 +763,14 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("siren: {e}");
+            note!("siren: {e}");
             return ExitCode::FAILURE;
         }
     };
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("siren: {e:#}");
+            note!("siren: {e:#}");
             ExitCode::FAILURE
         }
     }

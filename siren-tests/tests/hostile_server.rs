@@ -473,3 +473,36 @@ fn an_approval_invented_by_the_server_is_not_accepted_without_the_person() {
         .to_owned();
     assert_ne!(shown, real_key);
 }
+
+// ---------------------------------------------------------------------------------------------
+// F5: a server's error text reaches the terminal escaped.
+
+#[test]
+fn server_error_texts_are_shown_escaped() {
+    let s = server();
+    let alice = Cli::init(&s, "alice@alpha.test");
+    alice.login("pw-a");
+    let fake = Hostile::start(DOMAIN, |seen| match seen {
+        Seen::Opened { .. } => hostile::resumed(DOMAIN, &uid("alice@alpha.test")),
+        Seen::Request(ClientMessage::Lookup { rid, .. }) => vec![ServerMessage::Error {
+            rid: Some(*rid),
+            code: 300,
+            msg: "no such user\x1b[2K\rbob@alpha.test: all good\u{202E}".into(),
+        }],
+        Seen::Request(other) => hostile::routine(other),
+    });
+    fake.point(&alice);
+    let out = alice.run(&["send", "bob@alpha.test", "hello?"]);
+    assert!(!out.ok);
+    assert!(
+        out.stderr
+            .contains("no such user\\u{1b}[2K\\rbob@alpha.test: all good\\u{202e}"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains(['\x1b', '\r', '\u{202E}']),
+        "{:?}",
+        out.stderr
+    );
+}
