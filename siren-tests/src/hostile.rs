@@ -237,34 +237,10 @@ pub fn routine(msg: &ClientMessage) -> Vec<ServerMessage> {
         | ClientMessage::Unsubscribe { rid, .. }
         | ClientMessage::Publish { rid, .. } => vec![ServerMessage::Ok { rid: *rid }],
         other => vec![ServerMessage::Error {
-            rid: request_id(other),
+            rid: other.request_id(),
             code: ErrorCode::Unavailable.as_u16(),
             msg: format!("the hostile server has no answer scripted for {other:?}"),
         }],
-    }
-}
-
-/// The request id of a client message, if it has one.
-pub fn request_id(msg: &ClientMessage) -> Option<u32> {
-    match msg {
-        ClientMessage::AuthStart { rid, .. }
-        | ClientMessage::AuthStep { rid, .. }
-        | ClientMessage::Register { rid, .. }
-        | ClientMessage::Revoke { rid, .. }
-        | ClientMessage::Lookup { rid, .. }
-        | ClientMessage::Send { rid, .. }
-        | ClientMessage::Subscribe { rid, .. }
-        | ClientMessage::Unsubscribe { rid, .. }
-        | ClientMessage::Publish { rid, .. }
-        | ClientMessage::RosterGet { rid }
-        | ClientMessage::RosterPut { rid, .. }
-        | ClientMessage::ApprovalRequest { rid, .. }
-        | ClientMessage::ApprovalChallenge { rid, .. }
-        | ClientMessage::ApprovalReveal { rid, .. }
-        | ClientMessage::ApprovalGrant { rid, .. }
-        | ClientMessage::ApprovalDeny { rid, .. }
-        | ClientMessage::Ping { rid } => Some(*rid),
-        _ => None,
     }
 }
 

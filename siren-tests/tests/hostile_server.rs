@@ -50,6 +50,13 @@ fn lookup(cli: &Cli, who: &Uid) -> DirectoryListing {
     })
 }
 
+/// Whether the client sent the fake a `register`.
+fn registered(fake: &Hostile) -> bool {
+    fake.received()
+        .iter()
+        .any(|m| matches!(m, ClientMessage::Register { .. }))
+}
+
 fn assert_refused(out: &Output, what: &str, needle: &str) {
     assert!(!out.ok, "{what} must fail:\n{}\n{}", out.stdout, out.stderr);
     assert!(
@@ -233,13 +240,7 @@ fn an_own_listing_that_leaves_out_a_revocation_is_refused() {
     fake.point(&bob.laptop);
     let out = bob.laptop.try_login("pw-b");
     assert_refused(&out, "login after the lie", "revoked");
-    assert!(
-        !fake
-            .received()
-            .iter()
-            .any(|m| matches!(m, ClientMessage::Register { .. })),
-        "registered on top of the lie"
-    );
+    assert!(!registered(&fake), "registered on top of the lie");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -351,13 +352,7 @@ fn create_user_never_replaces_a_signing_key() {
         Some(&key),
         "the USK was replaced"
     );
-    assert!(
-        !fake
-            .received()
-            .iter()
-            .any(|m| matches!(m, ClientMessage::Register { .. })),
-        "registered a new USK"
-    );
+    assert!(!registered(&fake), "registered a new USK");
     // Nor does a recovery key replace it.
     let other = SekPublic::from_bytes([7; 32]).to_base64();
     let out = alice.run(&["recovery", "import", &other]);
@@ -450,13 +445,7 @@ fn an_approval_invented_by_the_server_is_not_accepted_without_the_person() {
     );
     assert!(out.stdout.contains("approval code: "), "{}", out.stdout);
     assert_refused(&out, "a login approved by nobody", "not confirmed");
-    assert!(
-        !fake
-            .received()
-            .iter()
-            .any(|m| matches!(m, ClientMessage::Register { .. })),
-        "registered with the server's USK"
-    );
+    assert!(!registered(&fake), "registered with the server's USK");
     assert_eq!(
         whoami(&phone, "signing key "),
         None,
