@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod hostile;
+
 /// A workspace binary built next to the tests.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
@@ -562,7 +564,12 @@ impl Running {
         if let Some(mut e) = self.child.stderr.take() {
             let _ = e.read_to_string(&mut stderr);
         }
-        let stdout: Vec<String> = self.lines.try_iter().collect();
+        // Everything the command printed: the reader ends at the pipe's end (waited for, so
+        // the last lines are not lost to a race with the exit).
+        let mut stdout = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            stdout.push(line);
+        }
         Output {
             ok: status.success(),
             stdout: stdout.join("\n"),

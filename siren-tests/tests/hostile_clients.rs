@@ -314,3 +314,59 @@ async fn oversized_and_unknown_messages_in_a_session() {
     assert_eq!(error_code(&answer), Some(ErrorCode::BadFrame.as_u16()));
     assert!(alice.conn.receiver.recv::<ServerMessage>().await.is_err());
 }
+
+/// F5: what other users write reaches the terminal escaped, through the real server: a message
+/// that erases its own line and starts a fake one, a device name, a presence text.
+#[test]
+fn control_characters_from_other_users_are_shown_escaped() {
+    let s = server(Options::default());
+    let alice = Cli::init(&s, "alice@alpha.test");
+    let out = alice.run_with_stdin(
+        &[
+            "login",
+            "--password-stdin",
+            "--device-name",
+            "phone\x1b[2K\r",
+        ],
+        "pw-a\n",
+    );
+    assert!(out.ok, "{}", out.stderr);
+    let bob = Cli::init(&s, "bob@alpha.test");
+    bob.login("pw-b");
+    let raw = ['\x1b', '\r', '\u{7}', '\u{202E}', '\u{2066}'];
+
+    alice.send(
+        "bob@alpha.test",
+        "hi\x1b[2K\rmallory@alpha.test: the boss says pay\u{202E}em",
+    );
+    let got = bob.run(&["recv"]);
+    assert!(got.ok, "{}", got.stderr);
+    assert_eq!(
+        got.stdout,
+        "alice@alpha.test: hi\\u{1b}[2K\\rmallory@alpha.test: the boss says pay\\u{202e}em\n"
+    );
+    let look = bob.run(&["lookup", "alice@alpha.test"]);
+    assert!(
+        look.stdout.contains("phone\\u{1b}[2K\\r"),
+        "{}",
+        look.stdout
+    );
+
+    let out = alice.run(&["contacts", "add", "bob@alpha.test", "--presence"]);
+    assert!(out.ok, "{}", out.stderr);
+    let watcher = bob.listen_with(&["--watch", "alice@alpha.test"]);
+    let _publisher = alice.listen_with(&[
+        "--status",
+        "away",
+        "--text",
+        "\x1b]0;pwned\x07\u{2066}lunch",
+    ]);
+    let line = watcher.next_line(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        line,
+        "* alice@alpha.test is away (\\u{1b}]0;pwned\\u{7}\\u{2066}lunch)"
+    );
+    for shown in [&got.stdout, &got.stderr, &look.stdout, &look.stderr, &line] {
+        assert!(!shown.contains(raw), "raw control characters in {shown:?}");
+    }
+}

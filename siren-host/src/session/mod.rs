@@ -402,7 +402,7 @@ impl Session {
                 .await?;
             }
             (msg, None) => {
-                let rid = request_id(&msg);
+                let rid = msg.request_id();
                 self.error(rid, &Error::new(ErrorCode::AuthRequired, "log in first"))
                     .await?;
             }
@@ -430,7 +430,7 @@ impl Session {
                 self.relay(rid, &user, ok, to, notice).await?
             }
             (msg, Some(_)) if !self.usk_registered => {
-                let rid = request_id(&msg);
+                let rid = msg.request_id();
                 self.error(
                     rid,
                     &Error::new(
@@ -487,7 +487,7 @@ impl Session {
                 self.roster_put(rid, &user, roster).await?
             }
             (msg, Some(_)) => {
-                let rid = request_id(&msg);
+                let rid = msg.request_id();
                 self.error(
                     rid,
                     &Error::new(
@@ -528,31 +528,6 @@ impl Session {
                 tracing::info!(peer = %self.peer, session = ?self.id, %why, "session ended")
             }
         }
-    }
-}
-
-/// The request id of any request.
-fn request_id(msg: &ClientMessage) -> Option<RequestId> {
-    use ClientMessage as C;
-    match msg {
-        C::AuthStart { rid, .. }
-        | C::AuthStep { rid, .. }
-        | C::Register { rid, .. }
-        | C::Revoke { rid, .. }
-        | C::Lookup { rid, .. }
-        | C::Send { rid, .. }
-        | C::Subscribe { rid, .. }
-        | C::Unsubscribe { rid, .. }
-        | C::Publish { rid, .. }
-        | C::RosterGet { rid }
-        | C::RosterPut { rid, .. }
-        | C::ApprovalRequest { rid, .. }
-        | C::ApprovalChallenge { rid, .. }
-        | C::ApprovalReveal { rid, .. }
-        | C::ApprovalGrant { rid, .. }
-        | C::ApprovalDeny { rid, .. }
-        | C::Ping { rid } => Some(*rid),
-        _ => None,
     }
 }
 
