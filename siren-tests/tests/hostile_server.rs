@@ -3,7 +3,7 @@
 //! `sirend` earlier in the same test, or invented by the fake. The client must refuse each lie
 //! and not act on it.
 
-use siren_api::Uid;
+use siren_api::{ErrorCode, Uid};
 use siren_proto::approval::{self, ApprovalTranscript, UskTransfer};
 use siren_proto::envelope::{Envelope, Sender};
 use siren_proto::ids::MessageId;
@@ -493,4 +493,43 @@ fn server_error_texts_are_shown_escaped() {
         "{:?}",
         out.stderr
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// A server checking too many logins at once says so (207); the client asks again.
+
+#[test]
+fn a_busy_login_is_tried_again() {
+    let s = server();
+    let alice = Cli::init(&s, "alice@alpha.test");
+    let mut starts = 0;
+    let fake = Hostile::start(DOMAIN, move |seen| match seen {
+        Seen::Opened { .. } => hostile::login_offered(DOMAIN),
+        Seen::Request(ClientMessage::AuthStart { rid, .. }) => {
+            starts += 1;
+            if starts < 3 {
+                vec![ServerMessage::Error {
+                    rid: Some(*rid),
+                    code: ErrorCode::LoginBusy.as_u16(),
+                    msg: "busy".into(),
+                }]
+            } else {
+                vec![ServerMessage::AuthSuccess {
+                    rid: *rid,
+                    uid: uid("alice@alpha.test"),
+                    next: NextStep::Ready,
+                }]
+            }
+        }
+        Seen::Request(other) => hostile::routine(other),
+    });
+    fake.point(&alice);
+    let out = alice.try_login("pw-a");
+    assert!(out.ok, "login after two busy answers: {}", out.stderr);
+    let starts = fake
+        .received()
+        .iter()
+        .filter(|m| matches!(m, ClientMessage::AuthStart { .. }))
+        .count();
+    assert_eq!(starts, 3);
 }

@@ -1,7 +1,10 @@
 //! Logging in: a fresh DEK per login, the first device creating the USK, a device with the USK
 //! registering directly, and retiring the device's previous DEK; the recovery key.
 
+use std::time::Duration;
+
 use anyhow::{Context as _, bail};
+use siren_api::ErrorCode;
 use siren_proto::handshake::SessionRequest;
 use siren_proto::ids::SessionId;
 use siren_proto::keys::{DekSecret, SekPublic, UskPublic, UskSecret};
@@ -9,7 +12,7 @@ use siren_proto::message::{ClientMessage, NextStep, ServerMessage};
 use siren_proto::records::{DeviceRecordDraft, DirectoryEntry};
 use siren_proto::transcript::Digest;
 
-use super::{ApprovalPrompt, Client, Credentials, Event, LoginOutcome, now};
+use super::{ApprovalPrompt, Client, Credentials, Event, LoginOutcome, ServerRefused, now};
 use crate::fingerprint::fingerprint;
 use crate::x509;
 
@@ -70,21 +73,41 @@ impl Client {
                 cert.response(&conn.channel_binding, dek.public().as_bytes(), self.uid())
             }
         };
-        let mut answer = conn
-            .request(|rid| ClientMessage::AuthStart {
-                rid,
-                mech: mech.into(),
-                data: creds.clone(),
-            })
-            .await?;
-        if let ServerMessage::AuthChallenge { rid, .. } = answer {
-            answer = conn
-                .request(|_| ClientMessage::AuthStep {
-                    rid,
-                    data: creds.clone(),
-                })
-                .await?;
-        }
+        // A server checking too many logins at once answers 207 (`login_busy`) without
+        // checking: try again after a growing pause (PROTOCOL.md §9.2).
+        let mut pause = Duration::from_millis(250);
+        let answer = loop {
+            let attempt = async {
+                let mut answer = conn
+                    .request(|rid| ClientMessage::AuthStart {
+                        rid,
+                        mech: mech.into(),
+                        data: creds.clone(),
+                    })
+                    .await?;
+                if let ServerMessage::AuthChallenge { rid, .. } = answer {
+                    answer = conn
+                        .request(|_| ClientMessage::AuthStep {
+                            rid,
+                            data: creds.clone(),
+                        })
+                        .await?;
+                }
+                anyhow::Ok(answer)
+            }
+            .await;
+            match attempt {
+                Err(e)
+                    if pause < Duration::from_secs(8)
+                        && e.downcast_ref::<ServerRefused>()
+                            .is_some_and(|r| r.code == ErrorCode::LoginBusy.as_u16()) =>
+                {
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                other => break other?,
+            }
+        };
         let ServerMessage::AuthSuccess { uid, next, .. } = answer else {
             bail!("unexpected answer to login: {answer:?}");
         };
