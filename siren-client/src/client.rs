@@ -185,9 +185,22 @@ impl std::error::Error for ServerRefused {}
 
 impl Conn {
     async fn recv(&mut self) -> anyhow::Result<ServerMessage> {
-        let msg = siren_net::within(Duration::from_secs(600), self.rx.recv::<ServerMessage>())
-            .await
-            .map_err(|_| anyhow::anyhow!("the server went silent"))??;
+        let msg = loop {
+            let received =
+                siren_net::within(Duration::from_secs(600), self.rx.recv::<ServerMessage>())
+                    .await
+                    .map_err(|_| anyhow::anyhow!("the server went silent"))?;
+            match received {
+                // A message type a newer server added: skipped (PROTOCOL.md §21); the frame
+                // itself was authentic, so the session goes on.
+                Err(siren_net::NetError::Decode(e))
+                    if matches!(
+                        e.kind,
+                        siren_proto::message::DecodeErrorKind::UnknownType(_)
+                    ) => {}
+                other => break other?,
+            }
+        };
         if let ServerMessage::Error {
             rid: None,
             code,

@@ -48,7 +48,15 @@ pub enum Seen<'a> {
     Request(&'a ClientMessage),
 }
 
-type Script = Box<dyn FnMut(Seen<'_>) -> Vec<ServerMessage> + Send>;
+/// One thing the fake sends: a message, or raw plaintext bytes (a message from a newer protocol
+/// revision the typed API cannot express), sealed in a transport frame like any message.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    Message(ServerMessage),
+    Raw(Vec<u8>),
+}
+
+type Script = Box<dyn FnMut(Seen<'_>) -> Vec<Reply> + Send>;
 
 /// A running fake server; stopped on drop.
 pub struct Hostile {
@@ -63,7 +71,17 @@ impl Hostile {
     /// Starts a fake server for the domain `name` (the clients' UIDs name it) on a loopback port.
     pub fn start(
         name: &str,
-        script: impl FnMut(Seen<'_>) -> Vec<ServerMessage> + Send + 'static,
+        mut script: impl FnMut(Seen<'_>) -> Vec<ServerMessage> + Send + 'static,
+    ) -> Hostile {
+        Hostile::start_raw(name, move |seen| {
+            script(seen).into_iter().map(Reply::Message).collect()
+        })
+    }
+
+    /// [`Hostile::start`] with a script that may also send raw bytes.
+    pub fn start_raw(
+        name: &str,
+        script: impl FnMut(Seen<'_>) -> Vec<Reply> + Send + 'static,
     ) -> Hostile {
         let keys = ResponderKeys {
             name: ServerName::parse(name).unwrap(),
@@ -173,8 +191,8 @@ async fn serve(
         dek: &dek,
         request: &done.request,
     });
-    for msg in opened {
-        if tx.send(&msg).await.is_err() {
+    for reply in opened {
+        if send(&mut tx, reply).await.is_err() {
             return;
         }
     }
@@ -185,10 +203,17 @@ async fn serve(
         }
         let answers = (script.lock().unwrap())(Seen::Request(&msg));
         for answer in answers {
-            if tx.send(&answer).await.is_err() {
+            if send(&mut tx, answer).await.is_err() {
                 return;
             }
         }
+    }
+}
+
+async fn send(tx: &mut Sender, reply: Reply) -> Result<(), siren_net::NetError> {
+    match reply {
+        Reply::Message(msg) => tx.send(&msg).await,
+        Reply::Raw(bytes) => tx.send_encoded(&bytes).await,
     }
 }
 

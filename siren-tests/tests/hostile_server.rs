@@ -533,3 +533,98 @@ fn a_busy_login_is_tried_again() {
         .count();
     assert_eq!(starts, 3);
 }
+
+// ---------------------------------------------------------------------------------------------
+// A newer server's message types, queue item kinds and notice kinds are skipped (and queued
+// ones acknowledged), not fatal (PROTOCOL.md §13, §21).
+
+fn cbor(value: ciborium::Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    ciborium::into_writer(&value, &mut out).unwrap();
+    out
+}
+
+fn text(s: &str) -> ciborium::Value {
+    ciborium::Value::Text(s.into())
+}
+
+#[test]
+fn what_a_newer_server_adds_is_skipped() {
+    use ciborium::Value::{Integer, Map};
+    use siren_tests::hostile::Reply;
+    let s = server();
+    let alice = Cli::init(&s, "alice@alpha.test");
+    alice.login("pw-a");
+    let deliver = |seq: u64, item: ciborium::Value| {
+        Reply::Raw(cbor(Map(vec![
+            (text("t"), text("deliver")),
+            (text("seq"), Integer(seq.into())),
+            (text("item"), item),
+        ])))
+    };
+    let fake = Hostile::start_raw(DOMAIN, move |seen| match seen {
+        Seen::Opened { .. } => {
+            let mut replies: Vec<Reply> = hostile::resumed(DOMAIN, &uid("alice@alpha.test"))
+                .into_iter()
+                .map(Reply::Message)
+                .collect();
+            replies.extend([
+                Reply::Raw(cbor(Map(vec![(text("t"), text("teleport"))]))),
+                Reply::Message(hostile::deliver(
+                    1,
+                    QueueItem::Notice {
+                        notice: Notice::ContactRequest {
+                            from: uid("bob@alpha.test"),
+                        },
+                    },
+                )),
+                deliver(
+                    2,
+                    Map(vec![
+                        (text("k"), text("notice")),
+                        (
+                            text("notice"),
+                            Map(vec![
+                                (text("k"), text("from_the_future")),
+                                (text("x"), Integer(1.into())),
+                            ]),
+                        ),
+                    ]),
+                ),
+                deliver(3, Map(vec![(text("k"), text("hologram"))])),
+                Reply::Message(hostile::deliver(
+                    4,
+                    QueueItem::Notice {
+                        notice: Notice::ContactRequest {
+                            from: uid("carol@alpha.test"),
+                        },
+                    },
+                )),
+                Reply::Message(ServerMessage::QueueDrained),
+            ]);
+            replies
+        }
+        Seen::Request(other) => hostile::routine(other)
+            .into_iter()
+            .map(Reply::Message)
+            .collect(),
+    });
+    fake.point(&alice);
+    let out = alice.run(&["recv"]);
+    assert!(out.ok, "{}", out.stderr);
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        all.contains("bob@alpha.test") && all.contains("carol@alpha.test"),
+        "{all}"
+    );
+    let acked: Vec<u64> = fake
+        .received()
+        .into_iter()
+        .filter_map(|m| match m {
+            ClientMessage::Ack { seqs } => Some(seqs),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(acked, vec![1, 2, 3, 4], "every queued item is acknowledged");
+}
