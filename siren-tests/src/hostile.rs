@@ -51,6 +51,7 @@ pub enum Seen<'a> {
 /// One thing the fake sends: a message, or raw plaintext bytes (a message from a newer protocol
 /// revision the typed API cannot express), sealed in a transport frame like any message.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // a test script's replies: a few, short-lived
 pub enum Reply {
     Message(ServerMessage),
     Raw(Vec<u8>),
