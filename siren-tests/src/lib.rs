@@ -174,16 +174,7 @@ level = "info"
 
     /// The running server's resident memory, in bytes (Linux `/proc`).
     pub fn rss(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
-        let kib: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))?
-            .trim()
-            .strip_suffix("kB")?
-            .trim()
-            .parse()
-            .ok()?;
-        Some(kib * 1024)
+        rss_of(self.pid()?)
     }
 
     pub fn config(&self) -> PathBuf {
@@ -598,6 +589,20 @@ impl Drop for Listener {
     }
 }
 
+/// A process's resident memory, in bytes (Linux `/proc`).
+pub fn rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
 /// Every file under `dir`, recursively.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -722,29 +727,15 @@ pub mod raw {
     impl Session {
         /// Logs in as a user with no devices yet and registers a fresh DEK with a fresh USK.
         pub async fn create(server: &Server, user: &str, password: &str) -> Session {
-            let dek = DekSecret::generate(&mut siren_proto::os_rng());
-            let mut conn = open(server, &dek).await;
+            let (dek, answer) = login_from(
+                server,
+                std::net::IpAddr::from([127, 0, 0, 1]),
+                user,
+                password,
+            )
+            .await;
+            let (mut conn, next) = answer.unwrap_or_else(|code| panic!("login failed: {code}"));
             let uid = Uid::parse(&format!("{user}@{}", server.name)).unwrap();
-            assert!(matches!(
-                conn.receiver.recv::<ServerMessage>().await.unwrap(),
-                ServerMessage::Welcome { .. }
-            ));
-            assert!(matches!(
-                conn.receiver.recv::<ServerMessage>().await.unwrap(),
-                ServerMessage::AuthMechanisms { .. }
-            ));
-            conn.sender
-                .send(&ClientMessage::AuthStart {
-                    rid: 1,
-                    mech: "PLAIN".into(),
-                    data: format!("\0{user}\0{password}").into_bytes(),
-                })
-                .await
-                .unwrap();
-            let next = match conn.receiver.recv::<ServerMessage>().await.unwrap() {
-                ServerMessage::AuthSuccess { next, .. } => next,
-                other => panic!("login failed: {other:?}"),
-            };
             assert_eq!(next, NextStep::CreateUser, "raw sessions create their user");
             let usk = UskSecret::generate(&mut siren_proto::os_rng());
             let record = DeviceRecordDraft {

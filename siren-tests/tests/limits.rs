@@ -13,7 +13,7 @@ use siren_proto::keys::DekSecret;
 use siren_proto::message::{ClientMessage, NextStep, ServerMessage, Topic};
 use siren_proto::records::DeviceRecordDraft;
 use siren_tests::raw::{self, Session};
-use siren_tests::{Options, Server};
+use siren_tests::{Options, Server, rss_of};
 
 fn addr(last: u8) -> IpAddr {
     IpAddr::from([127, 0, 0, last])
@@ -123,19 +123,6 @@ async fn parallel_logins_keep_memory_bounded_and_others_get_in() {
         .count();
     assert!(refused > 0, "every attempt was hashed: {answers:?}");
     assert!(answers.iter().all(Option::is_some), "a guess got in");
-}
-
-fn rss_of(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .strip_suffix("kB")?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
 }
 
 /// F2: handshakes that never log in leave nothing in the store; a logged-in session is stored.

@@ -31,17 +31,8 @@ impl Session {
             .await?;
             return Ok(Flow::Continue);
         }
-        if let Err(e) = self.take_directory_change(user) {
-            self.error(Some(rid), &e).await?;
-            return Ok(Flow::Continue);
-        }
-        match self
-            .shared
-            .directory
-            .append(user, DirectoryEntry::Add(record))
-            .await
-        {
-            Ok(dir) => {
+        match self.append(rid, user, DirectoryEntry::Add(record)).await? {
+            Some(dir) => {
                 self.usk_registered = true;
                 self.save_session().await?;
                 if self.approval.take().is_some() {
@@ -58,32 +49,37 @@ impl Session {
                 self.ok(rid).await?;
                 Ok(Flow::Ready)
             }
-            Err(e) => {
-                self.give_back_directory_change(user);
-                self.error(Some(rid), &e).await?;
-                Ok(Flow::Continue)
-            }
+            None => Ok(Flow::Continue),
         }
     }
 
-    /// Takes one of `user`'s directory changes for this hour (error 203 when none is left).
-    fn take_directory_change(&self, user: &Username) -> Result<(), Error> {
-        self.shared
-            .directory_changes
-            .take(user, 1.0)
-            .map_err(|wait| {
-                Error::new(
-                    ErrorCode::RateLimited,
-                    format!(
-                        "too many device registrations and revocations for this account; retry in {} s",
-                        crate::rate::wait_secs(wait)
-                    ),
-                )
-            })
-    }
-
-    fn give_back_directory_change(&self, user: &Username) {
-        self.shared.directory_changes.give_back(user, 1.0);
+    /// Appends an entry to `user`'s chain, within the user's rate of device changes; the new
+    /// directory, or `None` after answering `rid` with the refusal.
+    async fn append(
+        &mut self,
+        rid: RequestId,
+        user: &Username,
+        entry: DirectoryEntry,
+    ) -> Result<Option<std::sync::Arc<UserDirectory>>, Outcome> {
+        let changes = &self.shared.directory_changes;
+        let refused = match changes.take(user, 1.0) {
+            Err(wait) => Error::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "too many device registrations and revocations for this account; retry in {} s",
+                    crate::rate::wait_secs(wait)
+                ),
+            ),
+            Ok(()) => match self.shared.directory.append(user, entry).await {
+                Ok(dir) => return Ok(Some(dir)),
+                Err(e) => {
+                    self.shared.directory_changes.give_back(user, 1.0);
+                    e
+                }
+            },
+        };
+        self.error(Some(rid), &refused).await?;
+        Ok(None)
     }
 
     pub(super) async fn revoke(
@@ -104,22 +100,12 @@ impl Session {
             return Ok(Flow::Continue);
         }
         let target = revocation.dek;
-        if let Err(e) = self.take_directory_change(user) {
-            self.error(Some(rid), &e).await?;
-            return Ok(Flow::Continue);
-        }
         match self
-            .shared
-            .directory
-            .append(user, DirectoryEntry::Revoke(revocation))
-            .await
+            .append(rid, user, DirectoryEntry::Revoke(revocation))
+            .await?
         {
-            Ok(dir) => self.directory_changed(user, &dir).await,
-            Err(e) => {
-                self.give_back_directory_change(user);
-                self.error(Some(rid), &e).await?;
-                return Ok(Flow::Continue);
-            }
+            Some(dir) => self.directory_changed(user, &dir).await,
+            None => return Ok(Flow::Continue),
         }
         tracing::info!(%user, device = %short(&target), "device revoked");
         self.shared.directory_event(DirectoryEvent::DeviceRevoked {
