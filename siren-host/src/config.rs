@@ -424,7 +424,8 @@ name = "{name}"                  # users of this server are user@{name}
 listen = "{listen}"
 key_file = "sek.key"             # the Server Encryption Key (keep it secret, mode 0600)
 retired_key_files = []           # old SEKs during a rotation
-data_dir = "siren-data"          # relative paths are relative to this file
+data_dir = "siren-data"          # relative paths are relative to this file; mode 0700
+                                 # (sirend refuses a data directory other users can read)
 
 [limits]
 max_frame = {max_frame}

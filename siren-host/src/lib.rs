@@ -6,6 +6,7 @@
 //! |---|---|
 //! | [`config`] | `sirend.toml`, defaults, errors that name the key |
 //! | [`keyfile`] | the SEK file |
+//! | [`filemodes`] | private files: the umask, refusing a key, data directory or store others can read |
 //! | [`registry`] | built-in storage backends, credential backends and mechanisms, by name |
 //! | [`shared`] | what sessions and federation tasks share |
 //! | [`server`] | assembling the parts, the listener, graceful shutdown |
@@ -35,6 +36,7 @@ pub mod auth;
 pub mod config;
 pub mod directory;
 pub mod federation;
+pub mod filemodes;
 pub mod hub;
 pub mod keyfile;
 pub mod links;

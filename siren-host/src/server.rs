@@ -20,7 +20,7 @@ use crate::pubsub::PubSub;
 use crate::queue::{self, Queue};
 use crate::roster::Rosters;
 use crate::shared::Shared;
-use crate::{keyfile, registry, session};
+use crate::{filemodes, keyfile, registry, session};
 
 /// How long connections get to finish after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -40,8 +40,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .iter()
         .map(|p| keyfile::read(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    std::fs::create_dir_all(&config.server.data_dir)
-        .with_context(|| format!("cannot create {}", config.server.data_dir.display()))?;
+    // The store holds password hashes and everything else sirend keeps: only its own user may
+    // read it (files are created private by the umask; directories made by hand are checked).
+    filemodes::create_private_dir(&config.server.data_dir)?;
+    filemodes::refuse_shared(
+        &config.server.data_dir,
+        "data directory",
+        filemodes::PRIVATE_DIR,
+    )?;
+    let store_dir = config.storage_path();
+    if store_dir.exists() {
+        filemodes::refuse_shared(&store_dir, "store directory", filemodes::PRIVATE_DIR)?;
+    }
     registry::check_plugins(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let filters = registry::open_filters(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let federation =
