@@ -153,4 +153,19 @@ impl DirectoryStore for PgStorage {
             // Entry `seq - 1` was committed after the statement took its snapshot: again.
         }
     }
+
+    async fn delete_entries(&self, user: &Username) -> Result<usize, Error> {
+        let op = "delete_entries";
+        let db = |e: tokio_postgres::Error| self.db_error(op, &e);
+        let client = self.client(op).await?;
+        let statement = client
+            .prepare_cached("DELETE FROM directory_entries WHERE username = $1")
+            .await
+            .map_err(db)?;
+        let deleted = client
+            .execute(&statement, &[&user.as_str()])
+            .await
+            .map_err(db)?;
+        Ok(rows(deleted))
+    }
 }
