@@ -73,6 +73,9 @@ error_codes! {
     ApprovalDenied = 205, "approval_denied";
     /// No existing device answered the approval request in time.
     ApprovalTimeout = 206, "approval_timeout";
+    /// The account was deleted, its password changed or it was disabled: the session ends and
+    /// cannot be resumed; log in again.
+    CredentialsChanged = 208, "credentials_changed";
     /// The user (or the requested record) does not exist.
     NotFound = 300, "not_found";
     /// A signature did not verify.

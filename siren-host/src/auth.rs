@@ -91,6 +91,11 @@ impl AuthExchange for PlainExchange {
             })
         }
     }
+
+    /// The password was checked by the credential backend: sessions end with the account.
+    fn checked_by_credentials(&self) -> bool {
+        true
+    }
 }
 
 /// Counts failures per key over a sliding minute.

@@ -151,6 +151,9 @@ pub struct AuthSection {
     pub argon2_memory_kib: u32,
     /// Argon2id iterations for new password hashes.
     pub argon2_iterations: u32,
+    /// How often the accounts of live sessions are checked again with the credential backend
+    /// (deleted, password changed, removed from the directory), in seconds.
+    pub recheck_interval_secs: u64,
     /// Settings of mechanisms and credential backends, by their registered name
     /// (`[auth.options.ldap]`, `[auth.options.X509]`).
     pub options: std::collections::BTreeMap<String, toml::Table>,
@@ -165,6 +168,7 @@ impl Default for AuthSection {
             failures_per_address_per_minute: 20,
             argon2_memory_kib: siren_auth_password::Cost::RECOMMENDED.memory_kib,
             argon2_iterations: siren_auth_password::Cost::RECOMMENDED.iterations,
+            recheck_interval_secs: 60,
             options: Default::default(),
         }
     }
@@ -365,6 +369,7 @@ impl Config {
             ("limits.max_connections", l.max_connections as u64),
             ("limits.max_in_flight", l.max_in_flight as u64),
             ("limits.approval_timeout_secs", l.approval_timeout_secs),
+            ("auth.recheck_interval_secs", self.auth.recheck_interval_secs),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -448,6 +453,9 @@ mechanisms = ["PLAIN"]
 credentials = "password"         # argon2id hashes in the store; manage with `sirend user`
 failures_per_account_per_minute = {fpa}
 failures_per_address_per_minute = {fpi}
+argon2_memory_kib = {argon2_m}          # cost of new password hashes; a login rehashes older ones
+argon2_iterations = {argon2_t}
+recheck_interval_secs = {recheck}       # live sessions end within this of `sirend user del`/`passwd`
 
 [roster]
 non_contacts = "request"         # or "accept", "refuse": first messages from non-contacts
@@ -473,6 +481,9 @@ level = "info"
             approval = d.limits.approval_timeout_secs,
             fpa = d.auth.failures_per_account_per_minute,
             fpi = d.auth.failures_per_address_per_minute,
+            argon2_m = d.auth.argon2_memory_kib,
+            argon2_t = d.auth.argon2_iterations,
+            recheck = d.auth.recheck_interval_secs,
         )
     }
 }

@@ -14,6 +14,7 @@
 //! | [`links`] | server-to-server links: discovery, pinned keys, requests |
 //! | [`federation`] | what links carry: the inbound side, outboxes, presence events |
 //! | [`auth`] | the Authentication Manager, `PLAIN`, failed-login limits |
+//! | [`accounts`] | sessions end with their account: the resume check, the periodic re-check, ending a user's sessions, deleting a user's data |
 //! | [`directory`] | users' signed device chains |
 //! | [`queue`] | durable per-device queues, the TTL sweeper |
 //! | [`hub`] | live sessions, for pushing committed items |
@@ -30,6 +31,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod accounts;
 pub mod admin;
 pub mod approvals;
 pub mod auth;

@@ -75,8 +75,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let credentials = registry::open_credentials(&config, storage.clone())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mechanisms =
-        registry::open_mechanisms(&config, credentials).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mechanisms = registry::open_mechanisms(&config, credentials.clone())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let listener = TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -96,6 +96,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 config.auth.failures_per_account_per_minute,
             ),
         ),
+        credentials,
         directory: Directory::new(storage.clone()),
         queue: Queue::new(storage.clone(), hub.clone(), config.limits.queue_ttl_secs),
         hub,
@@ -134,6 +135,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         shared.config.limits.session_ttl_secs,
         stop_rx.clone(),
     ));
+    let account_watch = tokio::spawn(crate::accounts::watch(shared.clone()));
     let limit = Arc::new(Semaphore::new(shared.config.limits.max_connections));
     let next_conn = AtomicU64::new(1);
     let mut connections = JoinSet::new();
@@ -186,6 +188,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         connections.shutdown().await;
     }
     let _ = sweeper.await;
+    let _ = account_watch.await;
     storage
         .flush()
         .await

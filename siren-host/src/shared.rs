@@ -26,6 +26,8 @@ pub struct Shared {
     pub storage: Arc<dyn Storage>,
     /// Mechanisms and login limits.
     pub auth: AuthManager,
+    /// The credential backend, asked whether the accounts of sessions still exist.
+    pub credentials: Arc<dyn siren_api::auth::CredentialBackend>,
     /// Local users' device chains.
     pub directory: Directory,
     /// Message queues.

@@ -52,6 +52,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, con
                 dek,
                 id: SessionId::from_bytes([0; 16]),
                 user: None,
+                credential_stamp: None,
                 usk_registered: false,
                 channel_binding: *hash.as_bytes(),
                 out: sender,
@@ -83,6 +84,9 @@ enum Outcome {
     Done(&'static str),
     /// A newer connection resumed this session, or its DEK was revoked.
     Replaced,
+    /// The server ended the session (its account was deleted or its password changed): the
+    /// client was told why, and the session is not kept resumable.
+    Ended(String),
     /// Something went wrong; the text is for the log.
     Failed(String),
 }
@@ -109,6 +113,9 @@ struct Session {
     id: SessionId,
     /// Set once logged in.
     user: Option<Username>,
+    /// The account's credential stamp at login, when the credential backend decided the login
+    /// (see [`crate::accounts`]).
+    credential_stamp: Option<u64>,
     /// Whether this DEK is a live device of `user`.
     usk_registered: bool,
     channel_binding: [u8; 32],
@@ -164,13 +171,20 @@ async fn next_pubsub(inbox: &mut Option<crate::pubsub::Inbox>) -> Option<ServerM
 /// The live-delivery side of a ready session.
 struct Live {
     lag: Arc<std::sync::atomic::AtomicU64>,
-    kick: Arc<tokio::sync::Notify>,
+    kick: Arc<crate::hub::Kick>,
     wake: Arc<tokio::sync::Notify>,
 }
 
 async fn notified(n: Option<Arc<tokio::sync::Notify>>) {
     match n {
         Some(n) => n.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn kicked(k: Option<Arc<crate::hub::Kick>>) {
+    match k {
+        Some(k) => k.notified().await,
         None => std::future::pending().await,
     }
 }
@@ -224,7 +238,7 @@ impl Session {
         let auth_deadline = Instant::now() + Duration::from_secs(limits.auth_timeout_secs);
         let idle = Duration::from_secs(limits.idle_timeout_secs);
         let mut live = match self.start().await? {
-            Flow::Ready => Some(self.go_live()),
+            Flow::Ready => self.user.clone().map(|u| self.go_live(&u)),
             Flow::Continue => None,
             Flow::Close(o) => return Ok(o),
         };
@@ -245,7 +259,7 @@ impl Session {
             let reading = self.batch_rids.len() < delivery::MAX_BATCHED;
             let event = tokio::select! {
                 _ = shutdown.changed() => Event::Shutdown,
-                _ = notified(kick) => Event::Kicked,
+                _ = kicked(kick) => Event::Kicked,
                 _ = notified(wake) => Event::Wake,
                 done = committed(&mut self.commit) => Event::Committed(done),
                 ev = next_pubsub(&mut self.inbox) => Event::PubSub(ev.map(Box::new)),
@@ -270,7 +284,14 @@ impl Session {
                         .await;
                     return Ok(Outcome::Done("server shutting down"));
                 }
-                Event::Kicked => return Ok(Outcome::Replaced),
+                Event::Kicked => {
+                    // Ended (208 and the like) rather than replaced: say why before closing.
+                    if let Some(e) = live.as_ref().and_then(|l| l.kick.ending()) {
+                        let _ = self.error(None, &e).await;
+                        return Ok(Outcome::Ended(e.message));
+                    }
+                    return Ok(Outcome::Replaced);
+                }
                 Event::Wake => {}
                 Event::Committed(done) => self.finish_commit(done).await?,
                 Event::PubSub(Some(ev)) => self.send(&ev).await?,
@@ -302,7 +323,7 @@ impl Session {
                             Flow::Continue => {}
                             Flow::Ready => {
                                 if live.is_none() {
-                                    live = Some(self.go_live());
+                                    live = self.user.clone().map(|u| self.go_live(&u));
                                 }
                                 self.count_ready();
                             }
@@ -475,7 +496,11 @@ impl Session {
             let me = self.uid(user);
             presence::publish_presence(&self.shared, &me, &crate::pubsub::PubSub::offline()).await;
         }
-        if self.user.is_some() {
+        if let Outcome::Ended(_) = outcome {
+            if let Err(e) = self.shared.storage.delete_session(self.id.as_bytes()).await {
+                tracing::warn!(error = %e, "cannot forget an ended session");
+            }
+        } else if self.user.is_some() {
             let _ = self.save_session().await;
         }
         match outcome {
@@ -484,6 +509,9 @@ impl Session {
             }
             Outcome::Replaced => {
                 tracing::info!(peer = %self.peer, session = ?self.id, "session replaced")
+            }
+            Outcome::Ended(why) => {
+                tracing::info!(peer = %self.peer, session = ?self.id, %why, "session ended by the server")
             }
             Outcome::Failed(why) => {
                 tracing::info!(peer = %self.peer, session = ?self.id, %why, "session ended")
