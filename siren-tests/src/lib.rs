@@ -488,7 +488,11 @@ impl Cli {
                 Err(_) => {}
             }
         }
-        Listener { child, lines: rx }
+        Listener {
+            child,
+            lines: rx,
+            stderr: erx,
+        }
     }
 }
 
@@ -543,12 +547,40 @@ impl Running {
 pub struct Listener {
     child: Child,
     lines: mpsc::Receiver<String>,
+    /// Everything printed on stderr so far, each time more arrives.
+    stderr: mpsc::Receiver<String>,
 }
 
 impl Listener {
     /// The next printed line, within `limit`.
     pub fn next_line(&self, limit: Duration) -> Option<String> {
         self.lines.recv_timeout(limit).ok()
+    }
+
+    /// Waits (up to `limit`) for `siren listen` to end by itself (the server closed the
+    /// session); its success and stderr (stdout is read with [`Listener::next_line`]), or `None`
+    /// if it still runs.
+    pub fn exited(&mut self, limit: Duration) -> Option<Output> {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // The reader thread ends at EOF; its last message is the whole of stderr.
+        let mut stderr = String::new();
+        while let Ok(seen) = self.stderr.recv_timeout(Duration::from_secs(5)) {
+            stderr = seen;
+        }
+        Some(Output {
+            ok: status.success(),
+            stdout: String::new(),
+            stderr,
+        })
     }
 }
 
