@@ -333,6 +333,29 @@ fn a_fresh_server_leaves_no_file_other_users_can_read() {
     }
 }
 
+/// `sirend run` that must refuse to start: its stderr. Fails (rather than waits) if it runs.
+fn refused_start(server: &Server) -> String {
+    let mut child = Command::new(siren_tests::binary("sirend"))
+        .args(["run", "--config"])
+        .arg(server.config())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("sirend started on a data directory or store that others can read");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn a_data_directory_or_store_others_can_read_stops_the_server() {
     let s = Server::new(Options::default());
@@ -340,14 +363,14 @@ fn a_data_directory_or_store_others_can_read_stops_the_server() {
     let data = s.dir.path().join("siren-data");
     let store = data.join("store");
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let err = s.start_failure();
+    let err = refused_start(&s);
     assert!(
         err.contains(&format!("chmod 700 {}", data.display())),
         "{err}"
     );
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
     std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o750)).unwrap();
-    let err = s.start_failure();
+    let err = refused_start(&s);
     assert!(
         err.contains("store directory") && err.contains(&format!("chmod 700 {}", store.display())),
         "{err}"
