@@ -68,10 +68,7 @@ pub async fn stamp_at_login(
     match shared.credentials.account_status(user).await {
         Ok(AccountStatus::Active { stamp }) => Ok(Some(stamp)),
         Ok(AccountStatus::Unknowable) => Ok(None),
-        Ok(AccountStatus::Gone) => Err(Error::new(
-            ErrorCode::AuthFailed,
-            "authentication failed",
-        )),
+        Ok(AccountStatus::Gone) => Err(Error::new(ErrorCode::AuthFailed, "authentication failed")),
         Err(e) => {
             tracing::warn!(%user, error = %e, "cannot read the account after its login");
             Err(unavailable())
@@ -101,14 +98,10 @@ pub async fn check_resume(shared: &Shared, session: &SessionRecord) -> Result<Re
     let (Some(user), Some(stamp)) = (&session.user, session.credential_stamp) else {
         return Ok(Resume::Allowed);
     };
-    let status = shared
-        .credentials
-        .account_status(user)
-        .await
-        .map_err(|e| {
-            tracing::warn!(%user, error = %e, "cannot check the account of a resuming session");
-            unavailable()
-        })?;
+    let status = shared.credentials.account_status(user).await.map_err(|e| {
+        tracing::warn!(%user, error = %e, "cannot check the account of a resuming session");
+        unavailable()
+    })?;
     Ok(match refusal(status, stamp) {
         None => Resume::Allowed,
         Some(why) => Resume::Refused(why),

@@ -369,7 +369,10 @@ impl Config {
             ("limits.max_connections", l.max_connections as u64),
             ("limits.max_in_flight", l.max_in_flight as u64),
             ("limits.approval_timeout_secs", l.approval_timeout_secs),
-            ("auth.recheck_interval_secs", self.auth.recheck_interval_secs),
+            (
+                "auth.recheck_interval_secs",
+                self.auth.recheck_interval_secs,
+            ),
         ];
         for (key, value) in positive {
             if value == 0 {

@@ -34,8 +34,8 @@ pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
 /// Refuses `path` (a file or directory, named `what` in the message) if any user other than its
 /// owner may read, write or enter it; the message gives the `chmod` that makes it `private`.
 pub fn refuse_shared(path: &Path, what: &str, private: u32) -> anyhow::Result<()> {
-    let meta = fs::metadata(path)
-        .with_context(|| format!("cannot read the {what} {}", path.display()))?;
+    let meta =
+        fs::metadata(path).with_context(|| format!("cannot read the {what} {}", path.display()))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         bail!(

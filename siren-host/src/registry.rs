@@ -373,7 +373,7 @@ fn password_choice_key(config: &Config) -> Option<[u8; 32]> {
     Some(
         Sha256::new()
             .chain_update(b"siren/v1/password-dummy-cost-key")
-            .chain_update(&*sek.to_bytes())
+            .chain_update(sek.to_bytes().as_slice())
             .finalize()
             .into(),
     )

@@ -108,7 +108,11 @@ fn a_deleted_user_cannot_resume_send_or_be_found() {
     // Deleting again: there is no such user.
     assert!(s.stop());
     let again = sirend_user(&s, &["del", "alice"], "");
-    assert!(!again.ok && again.stderr.contains("no user alice"), "{}", again.stderr);
+    assert!(
+        !again.ok && again.stderr.contains("no user alice"),
+        "{}",
+        again.stderr
+    );
 }
 
 #[test]
@@ -181,7 +185,11 @@ fn on_postgresql_user_del_closes_the_live_session_with_error_208() {
         ended.stderr
     );
     let send = alice.run(&["send", "bob@alpha.test", "still here?"]);
-    assert!(!send.ok && send.stderr.contains(NO_SESSION), "{}", send.stderr);
+    assert!(
+        !send.ok && send.stderr.contains(NO_SESSION),
+        "{}",
+        send.stderr
+    );
     // The running server no longer answers for alice's old chain.
     let lookup = bob.run(&["lookup", "alice@alpha.test"]);
     assert!(
@@ -232,7 +240,9 @@ fn ldap(tool: &str, ldif: &str) {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("{tool}: {e} (ldap-utils is installed by scripts/services/slapd.sh)"));
+        .unwrap_or_else(|e| {
+            panic!("{tool}: {e} (ldap-utils is installed by scripts/services/slapd.sh)")
+        });
     child
         .stdin
         .take()

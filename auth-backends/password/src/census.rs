@@ -115,7 +115,11 @@ mod tests {
     #[test]
     fn choices_follow_the_counts_and_are_stable_per_name() {
         let census = Census::new([7; 32]);
-        assert_eq!(census.cost_for(&name(0), cost(1)), cost(1), "empty: fallback");
+        assert_eq!(
+            census.cost_for(&name(0), cost(1)),
+            cost(1),
+            "empty: fallback"
+        );
         census.replace(BTreeMap::from([(cost(8), 3), (cost(16), 1)]));
         let mut seen = BTreeMap::new();
         for i in 0..4000 {
@@ -124,7 +128,10 @@ mod tests {
             *seen.entry(chosen).or_insert(0u32) += 1;
         }
         // Only costs in use, about 3:1 (binomial, 4000 draws: far inside these bounds).
-        assert_eq!(seen.keys().copied().collect::<Vec<_>>(), [cost(8), cost(16)]);
+        assert_eq!(
+            seen.keys().copied().collect::<Vec<_>>(),
+            [cost(8), cost(16)]
+        );
         assert!((2700..3300).contains(&seen[&cost(8)]), "{seen:?}");
 
         // Every hash moved to the new cost: the old one is no longer chosen.

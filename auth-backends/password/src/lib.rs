@@ -477,7 +477,9 @@ mod tests {
     /// fixed key and its census taken.
     async fn after_a_cost_change(names: &[&str]) -> (Arc<dyn AccountStore>, PasswordBackend) {
         let store: Arc<dyn AccountStore> = Arc::new(siren_storage_memory::storage());
-        let old = PasswordBackend::with_cost(store.clone(), OLD).await.unwrap();
+        let old = PasswordBackend::with_cost(store.clone(), OLD)
+            .await
+            .unwrap();
         for name in names {
             old.set_password(&user(name), &format!("pw-{name}"))
                 .await
@@ -493,7 +495,10 @@ mod tests {
     async fn a_successful_login_rehashes_at_the_configured_cost() {
         let (store, backend) = after_a_cost_change(&["alice", "bob"]).await;
         let before = stored(&store, "alice").await;
-        assert_eq!(Cost::of_phc(before.credential.as_deref().unwrap()), Some(OLD));
+        assert_eq!(
+            Cost::of_phc(before.credential.as_deref().unwrap()),
+            Some(OLD)
+        );
         // A wrong password changes nothing.
         assert!(!backend.verify(&user("alice"), "wrong").await.unwrap());
         assert_eq!(stored(&store, "alice").await, before);
@@ -506,7 +511,11 @@ mod tests {
         assert_eq!(after.credential_stamp, before.credential_stamp);
         assert_eq!(after.created, before.created);
         assert!(backend.verify(&user("alice"), "pw-alice").await.unwrap());
-        assert_eq!(stored(&store, "alice").await, after, "already current: no rehash");
+        assert_eq!(
+            stored(&store, "alice").await,
+            after,
+            "already current: no rehash"
+        );
         // bob did not log in: his hash keeps the old parameters.
         let bob = stored(&store, "bob").await;
         assert_eq!(Cost::of_phc(bob.credential.as_deref().unwrap()), Some(OLD));
@@ -516,9 +525,15 @@ mod tests {
     async fn a_rehash_never_undoes_a_password_change() {
         let (store, backend) = after_a_cost_change(&["alice"]).await;
         let old_phc = stored(&store, "alice").await.credential.unwrap();
-        backend.set_password(&user("alice"), "changed").await.unwrap();
+        backend
+            .set_password(&user("alice"), "changed")
+            .await
+            .unwrap();
         // The login that verified the old password finishes its rehash after the change.
-        backend.inner.rehash(&user("alice"), &old_phc, "pw-alice").await;
+        backend
+            .inner
+            .rehash(&user("alice"), &old_phc, "pw-alice")
+            .await;
         assert!(backend.verify(&user("alice"), "changed").await.unwrap());
         assert!(!backend.verify(&user("alice"), "pw-alice").await.unwrap());
     }
@@ -529,7 +544,12 @@ mod tests {
         // Every account is still at the old cost: so is every unknown user, although the
         // configured cost is the new one.
         for i in 0..50 {
-            assert!(!backend.verify(&user(&format!("nobody{i}")), "x").await.unwrap());
+            assert!(
+                !backend
+                    .verify(&user(&format!("nobody{i}")), "x")
+                    .await
+                    .unwrap()
+            );
         }
         let costs = dummy_costs(&backend);
         assert_eq!(costs.len(), 50);
@@ -540,7 +560,12 @@ mod tests {
 
         // alice and bob log in (rehashed): two accounts at the new cost, one at the old.
         for name in ["alice", "bob"] {
-            assert!(backend.verify(&user(name), &format!("pw-{name}")).await.unwrap());
+            assert!(
+                backend
+                    .verify(&user(name), &format!("pw-{name}"))
+                    .await
+                    .unwrap()
+            );
         }
         let names: Vec<String> = (0..300).map(|i| format!("probe{i}")).collect();
         for name in &names {
@@ -550,7 +575,10 @@ mod tests {
         let at_new = first.iter().filter(|c| **c == NEW).count();
         assert!(first.iter().all(|c| *c == NEW || *c == OLD), "{first:?}");
         // About two thirds at the new cost (binomial, 300 draws: far inside these bounds).
-        assert!((150..250).contains(&at_new), "{at_new} of 300 at the new cost");
+        assert!(
+            (150..250).contains(&at_new),
+            "{at_new} of 300 at the new cost"
+        );
         // The same name is always checked at the same cost.
         for name in &names {
             assert!(!backend.verify(&user(name), "y").await.unwrap());
@@ -564,8 +592,7 @@ mod tests {
         let backend = PasswordBackend::with_cost(store, CHEAP).await.unwrap();
         let alice = user("alice");
         backend.set_password(&alice, "one").await.unwrap();
-        let AccountStatus::Active { stamp: first } =
-            backend.account_status(&alice).await.unwrap()
+        let AccountStatus::Active { stamp: first } = backend.account_status(&alice).await.unwrap()
         else {
             panic!("alice exists");
         };

@@ -69,10 +69,12 @@ impl Session {
 
     /// Registers the (logged-in) session in the hub and starts reading its backlog.
     pub(super) fn go_live(&mut self, user: &Username) -> Live {
-        let Registration { lag, kick, wake } =
-            self.shared
-                .hub
-                .register_session(self.dek, self.conn, user.clone(), self.credential_stamp);
+        let Registration { lag, kick, wake } = self.shared.hub.register_session(
+            self.dek,
+            self.conn,
+            user.clone(),
+            self.credential_stamp,
+        );
         self.count_ready();
         self.cursor = Some(0);
         self.drained_sent = false;

@@ -50,7 +50,10 @@ pub async fn roster_delete(storage: Arc<dyn Storage>) {
         storage.put_roster(&user("alice"), &roster(2, "v2")).await,
         "put_roster v2",
     );
-    assert!(ok(storage.delete_roster(&user("alice")).await, "delete_roster"));
+    assert!(ok(
+        storage.delete_roster(&user("alice")).await,
+        "delete_roster"
+    ));
     assert_eq!(ok(storage.roster(&user("alice")).await, "roster"), None);
     assert_eq!(
         ok(storage.roster(&user("bob")).await, "roster"),

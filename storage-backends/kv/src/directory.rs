@@ -1,9 +1,7 @@
 //! [`DirectoryStore`]: `d/<username>/<seq>` keys, appended by compare-and-set.
 
 use async_trait::async_trait;
-use siren_api::storage::{
-    DirectoryStore, Durability, KeyRange, KvEngine, StoredEntry, WriteBatch,
-};
+use siren_api::storage::{DirectoryStore, Durability, KeyRange, KvEngine, StoredEntry, WriteBatch};
 use siren_api::{Error, ErrorCode, Username};
 
 use crate::layout;

@@ -312,7 +312,11 @@ pub(crate) fn read_session(value: &[u8]) -> Result<SessionFields, Error> {
         Some(name) => Some(Username::parse(name).map_err(|e| corrupt("session", e))?),
     };
     // Logged in before stamps were stored: checked against the stamp of unchanged accounts.
-    let stamp = if stamped { stamp } else { user.as_ref().map(|_| 0) };
+    let stamp = if stamped {
+        stamp
+    } else {
+        user.as_ref().map(|_| 0)
+    };
     Ok((device, last_seen, user, stamp))
 }
 
@@ -358,7 +362,10 @@ mod tests {
             read_account(&v).unwrap(),
             (12, 7, Some("$argon2id$x".into()))
         );
-        assert_eq!(read_account(&account_value(1, 0, None)).unwrap(), (1, 0, None));
+        assert_eq!(
+            read_account(&account_value(1, 0, None)).unwrap(),
+            (1, 0, None)
+        );
         // An empty credential is not an absent one.
         assert_eq!(
             read_account(&account_value(1, u64::MAX, Some(""))).unwrap(),
