@@ -9,51 +9,18 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use siren_tests::{Cli, Options, Output, Server};
+use siren_tests::{Cli, Options, Server, postgres_database, run_to_end, service_env};
 
 /// How long a live session may take to notice its account changed, with
 /// `recheck_interval_secs = 1`: generous, since the machine is shared (not a timing assertion:
 /// the session must end at all, which it never did before).
 const ENDS_WITHIN: Duration = Duration::from_secs(60);
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run the tests through scripts/test.sh, which starts PostgreSQL and slapd")
-    })
-}
-
 fn unique() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos()
-}
-
-/// `sirend user ARGS… --config <server's>` with `stdin`.
-fn sirend_user(server: &Server, args: &[&str], stdin: &str) -> Output {
-    use std::io::Write as _;
-    let mut child = Command::new(siren_tests::binary("sirend"))
-        .arg("user")
-        .args(args)
-        .arg("--config")
-        .arg(server.config())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    Output {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
 }
 
 /// A server with alice and bob logged in, one device each.
@@ -71,6 +38,13 @@ fn alice_and_bob(options: Options) -> (Server, Cli, Cli) {
 
 const NO_SESSION: &str = "no longer knows this session";
 
+/// `siren ARGS…` on `cli`, which must fail because the session is not resumable.
+fn cannot_resume(cli: &Cli, args: &[&str]) {
+    let out = cli.run(args);
+    assert!(!out.ok, "{args:?} worked on the old session");
+    assert!(out.stderr.contains(NO_SESSION), "{}", out.stderr);
+}
+
 // ---------------------------------------------------------------------------------------------
 // F3 with RocksDB: the server is stopped while `sirend user` runs, and the resume check does
 // the work after the restart.
@@ -83,7 +57,7 @@ fn a_deleted_user_cannot_resume_send_or_be_found() {
     assert_eq!(bob.recv(), vec!["alice@alpha.test: before"]);
     assert!(s.stop());
 
-    let out = sirend_user(&s, &["del", "alice"], "");
+    let out = s.user_command(&["del", "alice"], "");
     assert!(out.ok, "{}", out.stderr);
     assert!(
         out.stdout.contains("deleted alice@alpha.test: 1 devices"),
@@ -93,9 +67,8 @@ fn a_deleted_user_cannot_resume_send_or_be_found() {
     s.start();
 
     // alice's device: no resumption (so no send, no receive), no new login.
-    let send = alice.run(&["send", "bob@alpha.test", "after"]);
-    assert!(!send.ok);
-    assert!(send.stderr.contains(NO_SESSION), "{}", send.stderr);
+    cannot_resume(&alice, &["send", "bob@alpha.test", "after"]);
+    cannot_resume(&alice, &["recv"]);
     assert!(!alice.try_login("alice-1").ok);
     // For everyone else alice is gone: lookups answer 300, nothing can be sent to her.
     let lookup = bob.run(&["lookup", "alice@alpha.test"]);
@@ -107,7 +80,7 @@ fn a_deleted_user_cannot_resume_send_or_be_found() {
     assert!(bob.recv().is_empty());
     // Deleting again: there is no such user.
     assert!(s.stop());
-    let again = sirend_user(&s, &["del", "alice"], "");
+    let again = s.user_command(&["del", "alice"], "");
     assert!(
         !again.ok && again.stderr.contains("no user alice"),
         "{}",
@@ -119,14 +92,12 @@ fn a_deleted_user_cannot_resume_send_or_be_found() {
 fn after_a_password_reset_old_devices_must_log_in_with_the_new_password() {
     let (mut s, alice, bob) = alice_and_bob(Options::default());
     assert!(s.stop());
-    let out = sirend_user(&s, &["passwd", "alice", "--password-stdin"], "alice-2\n");
+    let out = s.user_command(&["passwd", "alice", "--password-stdin"], "alice-2\n");
     assert!(out.ok, "{}", out.stderr);
     assert!(out.stdout.contains("must log in again"), "{}", out.stdout);
     s.start();
 
-    let send = alice.run(&["send", "bob@alpha.test", "with the old session"]);
-    assert!(!send.ok);
-    assert!(send.stderr.contains(NO_SESSION), "{}", send.stderr);
+    cannot_resume(&alice, &["send", "bob@alpha.test", "with the old session"]);
     assert!(!alice.try_login("alice-1").ok, "the old password");
     alice.login("alice-2");
     alice.send("bob@alpha.test", "with the new password");
@@ -139,30 +110,13 @@ fn after_a_password_reset_old_devices_must_log_in_with_the_new_password() {
 // ---------------------------------------------------------------------------------------------
 // F3 with PostgreSQL: `sirend user` runs while the server does.
 
-/// A fresh database on the test cluster; returns its URL.
-fn database() -> String {
-    let admin = env("SIREN_TEST_POSTGRES_URL");
-    let name = format!("siren_acct_{}_{}", std::process::id(), unique());
-    let out = Command::new("psql")
-        .args([&admin, "-q", "-c", &format!("CREATE DATABASE {name}")])
-        .output()
-        .expect("psql");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let base = admin.rsplit_once('/').unwrap().0;
-    format!("{base}/{name}")
-}
-
 fn on_postgres(recheck_secs: u64) -> Options {
     Options {
         storage: "postgres",
         auth_lines: format!("recheck_interval_secs = {recheck_secs}"),
         extra: format!(
             "\n[storage.options]\nurl = \"{}\"\npool_size = 4\n",
-            database()
+            postgres_database()
         ),
         ..Options::default()
     }
@@ -172,7 +126,7 @@ fn on_postgres(recheck_secs: u64) -> Options {
 fn on_postgresql_user_del_closes_the_live_session_with_error_208() {
     let (s, alice, bob) = alice_and_bob(on_postgres(1));
     let mut listener = alice.listen();
-    let out = sirend_user(&s, &["del", "alice"], "");
+    let out = s.user_command(&["del", "alice"], "");
     assert!(out.ok, "{}", out.stderr);
 
     let ended = listener
@@ -184,12 +138,7 @@ fn on_postgresql_user_del_closes_the_live_session_with_error_208() {
         "the client is told why, not a network error: {}",
         ended.stderr
     );
-    let send = alice.run(&["send", "bob@alpha.test", "still here?"]);
-    assert!(
-        !send.ok && send.stderr.contains(NO_SESSION),
-        "{}",
-        send.stderr
-    );
+    cannot_resume(&alice, &["send", "bob@alpha.test", "still here?"]);
     // The running server no longer answers for alice's old chain.
     let lookup = bob.run(&["lookup", "alice@alpha.test"]);
     assert!(
@@ -205,7 +154,7 @@ fn on_postgresql_a_session_saved_after_a_password_change_does_not_resume() {
     // password's session and the server.
     let (s, alice, bob) = alice_and_bob(on_postgres(3600));
     let listener = alice.listen();
-    let out = sirend_user(&s, &["passwd", "alice", "--password-stdin"], "alice-2\n");
+    let out = s.user_command(&["passwd", "alice", "--password-stdin"], "alice-2\n");
     assert!(out.ok, "{}", out.stderr);
     // The live session outlived the change; when it closes, the server stores it again (with
     // the stamp of the old password).
@@ -213,9 +162,10 @@ fn on_postgresql_a_session_saved_after_a_password_change_does_not_resume() {
     let log = s.wait_for_log("connection closed");
     assert!(log.contains("connection closed"), "{log}");
 
-    let send = alice.run(&["send", "bob@alpha.test", "with the old password's session"]);
-    assert!(!send.ok);
-    assert!(send.stderr.contains(NO_SESSION), "{}", send.stderr);
+    cannot_resume(
+        &alice,
+        &["send", "bob@alpha.test", "with the old password's session"],
+    );
     alice.login("alice-2");
     alice.send("bob@alpha.test", "logged in again");
     assert_eq!(bob.recv(), vec!["alice@alpha.test: logged in again"]);
@@ -225,35 +175,21 @@ fn on_postgresql_a_session_saved_after_a_password_change_does_not_resume() {
 // F3 with LDAP: the directory owns the users; deleting an entry there ends resumption.
 
 fn ldap(tool: &str, ldif: &str) {
-    use std::io::Write as _;
-    let mut child = Command::new(tool)
-        .args([
-            "-x",
-            "-H",
-            &env("SIREN_TEST_LDAP_URL"),
-            "-D",
-            "cn=admin,dc=example,dc=test",
-            "-w",
-            "admin-password",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("{tool}: {e} (ldap-utils is installed by scripts/services/slapd.sh)")
-        });
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(ldif.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut cmd = Command::new(tool);
+    cmd.args([
+        "-x",
+        "-H",
+        &service_env("SIREN_TEST_LDAP_URL"),
+        "-D",
+        "cn=admin,dc=example,dc=test",
+        "-w",
+        "admin-password",
+    ]);
+    let out = run_to_end(cmd, ldif);
     assert!(
-        out.status.success(),
-        "{tool}: {}",
-        String::from_utf8_lossy(&out.stderr)
+        out.ok,
+        "{tool} (ldap-utils, installed by scripts/services/slapd.sh): {}",
+        out.stderr
     );
 }
 
@@ -281,7 +217,7 @@ service_dn = "cn=siren,ou=services,dc=example,dc=test"
 service_password = "siren-service-password"
 timeout_secs = 5
 "#,
-            env("SIREN_TEST_LDAP_URL")
+            service_env("SIREN_TEST_LDAP_URL")
         ),
         ..Options::default()
     });
@@ -291,9 +227,7 @@ timeout_secs = 5
     assert!(user.recv().is_empty(), "resumes while the entry exists");
 
     ldap("ldapdelete", &format!("{dn}\n"));
-    let recv = user.run(&["recv"]);
-    assert!(!recv.ok, "resumed after the directory entry was deleted");
-    assert!(recv.stderr.contains(NO_SESSION), "{}", recv.stderr);
+    cannot_resume(&user, &["recv"]);
     let log = s.wait_for_log("resumption refused");
     assert!(log.contains("the account no longer exists"), "{log}");
 }

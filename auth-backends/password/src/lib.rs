@@ -114,14 +114,7 @@ impl PasswordBackend {
     /// A backend with explicit cost parameters (tests use a cheap cost), choosing the cost of
     /// unknown users with a random key (see [`PasswordBackend::with_cost_and_key`]).
     pub async fn with_cost(accounts: Arc<dyn AccountStore>, cost: Cost) -> Result<Self, Error> {
-        let mut key = [0u8; 32];
-        getrandom::fill(&mut key).map_err(|e| {
-            Error::new(
-                ErrorCode::Internal,
-                format!("no randomness from the system: {e}"),
-            )
-        })?;
-        Self::with_cost_and_key(accounts, cost, key).await
+        Self::with_cost_and_key(accounts, cost, random()?).await
     }
 
     /// A backend whose choice of cost for unknown users is keyed with `key`, a secret that stays
@@ -224,17 +217,22 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// A new credential stamp: random, so that it never repeats, not even for an account deleted
-/// and created again.
-fn new_stamp() -> Result<u64, Error> {
-    let mut bytes = [0u8; 8];
+/// `N` random bytes from the system.
+fn random<const N: usize>() -> Result<[u8; N], Error> {
+    let mut bytes = [0u8; N];
     getrandom::fill(&mut bytes).map_err(|e| {
         Error::new(
             ErrorCode::Internal,
             format!("no randomness from the system: {e}"),
         )
     })?;
-    Ok(u64::from_be_bytes(bytes))
+    Ok(bytes)
+}
+
+/// A new credential stamp: random, so that it never repeats, not even for an account deleted
+/// and created again.
+fn new_stamp() -> Result<u64, Error> {
+    random().map(u64::from_be_bytes)
 }
 
 async fn blocking<T: Send + 'static>(

@@ -58,22 +58,7 @@ impl<E: KvEngine> SessionStore for KvStorage<E> {
     /// about it may still be forgotten: it had been unused for the whole expiry time until then.
     async fn expire_sessions(&self, cutoff: UnixTime) -> Result<usize, Error> {
         self.run("expire_sessions", move |inner| {
-            let mut removed = 0;
-            scan_pages(&inner.engine, &KeyRange::prefix(SESSIONS), |page| {
-                let mut batch = WriteBatch::new();
-                for (key, value) in page {
-                    let (_, last_seen, _, _) = layout::read_session(&value)?;
-                    if last_seen < cutoff {
-                        batch.delete(key);
-                        removed += 1;
-                    }
-                }
-                if batch.is_empty() {
-                    return Ok(());
-                }
-                inner.engine.write(&batch, Durability::Synced)
-            })?;
-            Ok(removed)
+            delete_where(&inner.engine, |(_, last_seen, _, _)| *last_seen < cutoff)
         })
         .await
     }
@@ -87,23 +72,33 @@ impl<E: KvEngine> SessionStore for KvStorage<E> {
     ) -> Result<usize, Error> {
         let (user, device) = (user.clone(), device.copied());
         self.run("delete_user_sessions", move |inner| {
-            let mut removed = 0;
-            scan_pages(&inner.engine, &KeyRange::prefix(SESSIONS), |page| {
-                let mut batch = WriteBatch::new();
-                for (key, value) in page {
-                    let (bound, _, owner, _) = layout::read_session(&value)?;
-                    if owner.as_ref() == Some(&user) && device.is_none_or(|d| d == bound) {
-                        batch.delete(key);
-                        removed += 1;
-                    }
-                }
-                if batch.is_empty() {
-                    return Ok(());
-                }
-                inner.engine.write(&batch, Durability::Synced)
-            })?;
-            Ok(removed)
+            delete_where(&inner.engine, |(bound, _, owner, _)| {
+                owner.as_ref() == Some(&user) && device.is_none_or(|d| d == *bound)
+            })
         })
         .await
     }
+}
+
+/// Deletes every session whose stored fields `doomed` selects, a page at a time (one synced
+/// batch per page); how many.
+fn delete_where<E: KvEngine>(
+    engine: &E,
+    doomed: impl Fn(&layout::SessionFields) -> bool,
+) -> Result<usize, Error> {
+    let mut removed = 0;
+    scan_pages(engine, &KeyRange::prefix(SESSIONS), |page| {
+        let mut batch = WriteBatch::new();
+        for (key, value) in page {
+            if doomed(&layout::read_session(&value)?) {
+                batch.delete(key);
+                removed += 1;
+            }
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        engine.write(&batch, Durability::Synced)
+    })?;
+    Ok(removed)
 }

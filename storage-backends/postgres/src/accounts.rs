@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use siren_api::storage::{Account, AccountStore};
 use siren_api::{Error, Username};
 
-use crate::{PgStorage, error, rows, stamp_from_db, stamp_to_db, time_from_db, time_to_db};
+use crate::{PgStorage, error, stamp_from_db, stamp_to_db, time_from_db, time_to_db};
 
 /// A stored username (the schema keeps only what [`Username::parse`] accepted).
 pub(crate) fn username(what: &str, name: &str) -> Result<Username, Error> {
@@ -68,18 +68,11 @@ impl AccountStore for PgStorage {
     }
 
     async fn delete_account(&self, user: &Username) -> Result<bool, Error> {
-        let op = "delete_account";
-        let db = |e: tokio_postgres::Error| self.db_error(op, &e);
-        let client = self.client(op).await?;
-        let statement = client
-            .prepare_cached("DELETE FROM accounts WHERE username = $1")
-            .await
-            .map_err(db)?;
-        let deleted = client
-            .execute(&statement, &[&user.as_str()])
-            .await
-            .map_err(db)?;
-        Ok(rows(deleted) > 0)
+        let sql = "DELETE FROM accounts WHERE username = $1";
+        Ok(self
+            .change("delete_account", sql, &[&user.as_str()])
+            .await?
+            > 0)
     }
 
     /// One `UPDATE … WHERE credential = old`: of a rehash and a password change racing, the
@@ -90,20 +83,9 @@ impl AccountStore for PgStorage {
         old: &str,
         new: &str,
     ) -> Result<bool, Error> {
-        let op = "update_credential";
-        let db = |e: tokio_postgres::Error| self.db_error(op, &e);
-        let client = self.client(op).await?;
-        let statement = client
-            .prepare_cached(
-                "UPDATE accounts SET credential = $3 WHERE username = $1 AND credential = $2",
-            )
-            .await
-            .map_err(db)?;
-        let changed = client
-            .execute(&statement, &[&user.as_str(), &old, &new])
-            .await
-            .map_err(db)?;
-        Ok(rows(changed) > 0)
+        let sql = "UPDATE accounts SET credential = $3 WHERE username = $1 AND credential = $2";
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&user.as_str(), &old, &new];
+        Ok(self.change("update_credential", sql, &params).await? > 0)
     }
 
     async fn list_accounts(&self) -> Result<Vec<Username>, Error> {

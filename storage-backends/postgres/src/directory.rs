@@ -155,17 +155,7 @@ impl DirectoryStore for PgStorage {
     }
 
     async fn delete_entries(&self, user: &Username) -> Result<usize, Error> {
-        let op = "delete_entries";
-        let db = |e: tokio_postgres::Error| self.db_error(op, &e);
-        let client = self.client(op).await?;
-        let statement = client
-            .prepare_cached("DELETE FROM directory_entries WHERE username = $1")
-            .await
-            .map_err(db)?;
-        let deleted = client
-            .execute(&statement, &[&user.as_str()])
-            .await
-            .map_err(db)?;
-        Ok(rows(deleted))
+        let sql = "DELETE FROM directory_entries WHERE username = $1";
+        self.change("delete_entries", sql, &[&user.as_str()]).await
     }
 }

@@ -330,6 +330,21 @@ impl PgStorage {
         error::db_error(op, &self.target, e)
     }
 
+    /// Runs one statement of `op` that changes rows (prepared once per connection); how many
+    /// rows it changed.
+    async fn change(
+        &self,
+        op: &str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<usize, Error> {
+        let db = |e: tokio_postgres::Error| self.db_error(op, &e);
+        let client = self.client(op).await?;
+        let statement = client.prepare_cached(sql).await.map_err(db)?;
+        let changed = client.execute(&statement, params).await.map_err(db)?;
+        Ok(rows(changed))
+    }
+
     /// Warns when the server may acknowledge a commit before it is on disk.
     async fn check_durability(&self) -> Result<(), Error> {
         let op = "open";

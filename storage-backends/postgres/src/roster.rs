@@ -96,17 +96,7 @@ impl RosterStore for PgStorage {
     }
 
     async fn delete_roster(&self, user: &Username) -> Result<bool, Error> {
-        let op = "delete_roster";
-        let db = |e: tokio_postgres::Error| self.db_error(op, &e);
-        let client = self.client(op).await?;
-        let statement = client
-            .prepare_cached("DELETE FROM rosters WHERE username = $1")
-            .await
-            .map_err(db)?;
-        let deleted = client
-            .execute(&statement, &[&user.as_str()])
-            .await
-            .map_err(db)?;
-        Ok(rows(deleted) > 0)
+        let sql = "DELETE FROM rosters WHERE username = $1";
+        Ok(self.change("delete_roster", sql, &[&user.as_str()]).await? > 0)
     }
 }

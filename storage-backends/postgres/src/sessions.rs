@@ -78,15 +78,8 @@ impl SessionStore for PgStorage {
     }
 
     async fn delete_session(&self, id: &[u8; 16]) -> Result<bool, Error> {
-        let op = "delete_session";
-        let db = |e: tokio_postgres::Error| self.db_error(op, &e);
-        let client = self.client(op).await?;
-        let statement = client
-            .prepare_cached("DELETE FROM sessions WHERE id = $1")
-            .await
-            .map_err(db)?;
-        let deleted = client.execute(&statement, &[&&id[..]]).await.map_err(db)?;
-        Ok(rows(deleted) > 0)
+        let sql = "DELETE FROM sessions WHERE id = $1";
+        Ok(self.change("delete_session", sql, &[&&id[..]]).await? > 0)
     }
 
     /// One `DELETE` through the `last_seen` index.
@@ -117,19 +110,9 @@ impl SessionStore for PgStorage {
         user: &Username,
         device: Option<&DeviceKey>,
     ) -> Result<usize, Error> {
-        let op = "delete_user_sessions";
-        let db = |e: tokio_postgres::Error| self.db_error(op, &e);
-        let client = self.client(op).await?;
-        let statement = client
-            .prepare_cached(
-                "DELETE FROM sessions WHERE username = $1 AND ($2::bytea IS NULL OR device = $2)",
-            )
+        let sql = "DELETE FROM sessions WHERE username = $1 AND ($2::bytea IS NULL OR device = $2)";
+        let device = device.map(|d| &d[..]);
+        self.change("delete_user_sessions", sql, &[&user.as_str(), &device])
             .await
-            .map_err(db)?;
-        let removed = client
-            .execute(&statement, &[&user.as_str(), &device.map(|d| &d[..])])
-            .await
-            .map_err(db)?;
-        Ok(rows(removed))
     }
 }
