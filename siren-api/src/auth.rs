@@ -63,6 +63,33 @@ pub trait AuthExchange: Send + Sync {
     /// `auth_start`, possibly empty). An `Err` means the mechanism could not decide (its backend
     /// is down); the host then fails the login closed and logs the error.
     async fn step(&mut self, response: &[u8]) -> Result<AuthStep, Error>;
+
+    /// Whether a [`AuthStep::Success`] of this exchange was decided by the server's
+    /// [`CredentialBackend`] (a password checked there). The host then remembers the account's
+    /// [`AccountStatus`] with the session and refuses to resume it once the account is gone or
+    /// its credential changed. A mechanism that decides by itself (a certificate) says `false`.
+    fn checked_by_credentials(&self) -> bool {
+        false
+    }
+}
+
+/// What a credential backend knows about an account now: whether a session that logged in
+/// earlier may continue (PROTOCOL.md §9.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountStatus {
+    /// The account exists. `stamp` changes whenever its credential is replaced (a password
+    /// change) and never otherwise; a backend that cannot tell says 0 always, and then only
+    /// the account's existence is checked.
+    Active {
+        /// The credential stamp.
+        stamp: u64,
+    },
+    /// No such account (deleted, or no longer allowed to log in, as a directory user removed
+    /// from the required group).
+    Gone,
+    /// The backend cannot look an account up without the user's credentials (an LDAP
+    /// directory bound directly as the user): sessions it let in are not re-checked.
+    Unknowable,
 }
 
 /// Checks user passwords. Implementations must take the same time and give the same answer
@@ -74,6 +101,18 @@ pub trait CredentialBackend: Send + Sync {
 
     /// Whether the user exists.
     async fn user_exists(&self, user: &Username) -> Result<bool, Error>;
+
+    /// The account's status now, for sessions that logged in through this backend: asked when
+    /// such a session resumes and, while it is live, periodically. An `Err` (the backend
+    /// is unreachable) keeps live sessions and makes resumptions wait. By default: the account
+    /// exists (stamp 0) or it is gone, by [`CredentialBackend::user_exists`].
+    async fn account_status(&self, user: &Username) -> Result<AccountStatus, Error> {
+        Ok(if self.user_exists(user).await? {
+            AccountStatus::Active { stamp: 0 }
+        } else {
+            AccountStatus::Gone
+        })
+    }
 
     /// User management, for backends that own their users (a password store does; an LDAP
     /// directory does not). `None` means the capability is absent.

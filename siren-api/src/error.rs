@@ -75,6 +75,9 @@ error_codes! {
     ApprovalTimeout = 206, "approval_timeout";
     /// Too many logins are being checked right now; nothing was checked. Retry in a moment.
     LoginBusy = 207, "login_busy";
+    /// The account was deleted, its password changed or it was disabled: the session ends and
+    /// cannot be resumed; log in again.
+    CredentialsChanged = 208, "credentials_changed";
     /// The user (or the requested record) does not exist.
     NotFound = 300, "not_found";
     /// A signature did not verify.

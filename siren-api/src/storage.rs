@@ -41,6 +41,11 @@ pub struct Account {
     /// The credential of backends that keep it in the store (an argon2id PHC string for the
     /// password backend), opaque to the store.
     pub credential: Option<String>,
+    /// Changes whenever the credential is replaced (a new password), never when it is only
+    /// re-encoded (a rehash with new argon2 parameters). Sessions remember it at login and stop
+    /// being resumable once it changed (PROTOCOL.md §9.1). 0 for accounts stored before it
+    /// existed.
+    pub credential_stamp: u64,
 }
 
 /// Local user accounts.
@@ -52,6 +57,11 @@ pub trait AccountStore: Send + Sync {
     async fn put_account(&self, account: &Account) -> Result<(), Error>;
     /// Deletes an account; `Ok(false)` if there was none.
     async fn delete_account(&self, user: &Username) -> Result<bool, Error>;
+    /// Replaces the account's credential by `new` if it is still `old`, keeping everything else
+    /// (a rehash must not undo a password change that happened meanwhile). Whether it replaced
+    /// it (`false` also when there is no such account).
+    async fn update_credential(&self, user: &Username, old: &str, new: &str)
+    -> Result<bool, Error>;
     /// All accounts' users, sorted.
     async fn list_accounts(&self) -> Result<Vec<Username>, Error>;
 }
@@ -88,6 +98,10 @@ pub trait DirectoryStore: Send + Sync {
     /// `entry.seq` is one more than the last stored entry's (or 1 for a user with none): two
     /// devices racing to append cannot both win.
     async fn append_entry(&self, user: &Username, entry: &StoredEntry) -> Result<(), Error>;
+
+    /// Removes the user's whole chain (the account was deleted); a later first entry starts at
+    /// 1 again. Returns how many entries were removed.
+    async fn delete_entries(&self, user: &Username) -> Result<usize, Error>;
 }
 
 /// An item to enqueue.
@@ -187,6 +201,11 @@ pub struct SessionRecord {
     pub user: Option<Username>,
     /// When it was last used; sessions unused for the configured time are forgotten.
     pub last_seen: UnixTime,
+    /// The account's [`Account::credential_stamp`] when the session logged in, for a login the
+    /// credential backend decided (a password); `None` for a login it did not (a certificate)
+    /// and before login. Records stored before this field existed read back as `Some(0)` when
+    /// logged in.
+    pub credential_stamp: Option<u64>,
 }
 
 /// Resumable sessions (PROTOCOL.md §9.1).
@@ -200,6 +219,14 @@ pub trait SessionStore: Send + Sync {
     async fn delete_session(&self, id: &[u8; 16]) -> Result<bool, Error>;
     /// Forgets sessions last seen before `cutoff`. Returns how many.
     async fn expire_sessions(&self, cutoff: UnixTime) -> Result<usize, Error>;
+    /// Forgets every session logged in as `user` (only those bound to `device`, if given): the
+    /// account was deleted, its password changed, or an administrator revoked the device.
+    /// Returns how many.
+    async fn delete_user_sessions(
+        &self,
+        user: &Username,
+        device: Option<&DeviceKey>,
+    ) -> Result<usize, Error>;
 }
 
 /// A stored roster version.
@@ -220,6 +247,10 @@ pub trait RosterStore: Send + Sync {
     /// Replaces the roster. Fails with [`ErrorCode::Rollback`](crate::ErrorCode::Rollback) unless
     /// the stored version is `roster.version - 1` (or there is none and `roster.version` is 1).
     async fn put_roster(&self, user: &Username, roster: &StoredRoster) -> Result<(), Error>;
+
+    /// Removes the user's roster (the account was deleted); `Ok(false)` if there was none. A
+    /// later roster starts at version 1 again.
+    async fn delete_roster(&self, user: &Username) -> Result<bool, Error>;
 }
 
 /// Whole-store enumeration and verbatim import, for copying one store into another

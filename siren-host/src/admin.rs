@@ -1,16 +1,19 @@
 //! Administration: `sirend init`, the DNS records to publish, and user management for backends
-//! that own their users (`sirend user add|passwd|del|list`).
+//! that own their users (`sirend user add|passwd|del|list`; `passwd` and `del` end the user's
+//! sessions, `del` removes the user's devices and data too).
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use siren_api::auth::CredentialAdmin;
+use siren_api::storage::Storage;
 use siren_api::{ServerName, Username};
 use siren_proto::keys::{SekPublic, SekSecret};
 
 use crate::config::Config;
-use crate::{keyfile, registry};
+use crate::{accounts, filemodes, keyfile, registry};
 
 /// The DNS records that let clients and peers find this server (PROTOCOL.md §4).
 pub fn dns_records(name: &ServerName, port: u16, sek: &SekPublic) -> String {
@@ -22,7 +25,7 @@ pub fn dns_records(name: &ServerName, port: u16, sek: &SekPublic) -> String {
 
 /// Writes `sirend.toml` and a fresh SEK into `dir`; refuses to overwrite either.
 pub fn init(dir: &Path, name: &ServerName, listen: SocketAddr) -> anyhow::Result<String> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    filemodes::create_private_dir(dir)?;
     let config_path = dir.join("sirend.toml");
     if config_path.exists() {
         bail!(
@@ -53,16 +56,18 @@ pub fn init(dir: &Path, name: &ServerName, listen: SocketAddr) -> anyhow::Result
 /// Opens the configured store and credential backend, for user management.
 async fn user_admin(
     config: &Config,
-) -> anyhow::Result<std::sync::Arc<dyn siren_api::auth::CredentialBackend>> {
-    std::fs::create_dir_all(&config.server.data_dir)
-        .with_context(|| format!("cannot create {}", config.server.data_dir.display()))?;
+) -> anyhow::Result<(
+    Arc<dyn Storage>,
+    Arc<dyn siren_api::auth::CredentialBackend>,
+)> {
+    filemodes::create_private_dir(&config.server.data_dir)?;
     let storage = registry::open_storage(config).await.map_err(|e| {
         anyhow::anyhow!("{e}\n(is sirend running? stop it first: the store allows one process)")
     })?;
-    let backend = registry::open_credentials(config, storage)
+    let backend = registry::open_credentials(config, storage.clone())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(backend)
+    Ok((storage, backend))
 }
 
 fn admin_of<'a>(
@@ -90,8 +95,13 @@ pub enum UserCommand {
 }
 
 /// Runs a user command; returns what to print.
+///
+/// `passwd` and `del` end the user's sessions: their devices cannot resume, and a running server
+/// (on a shared PostgreSQL store) closes their live sessions within `[auth]
+/// recheck_interval_secs`. `del` also removes the user's devices, their queues and the roster
+/// (see [`accounts::forget_user`]).
 pub async fn user(config: &Config, command: UserCommand) -> anyhow::Result<String> {
-    let backend = user_admin(config).await?;
+    let (storage, backend) = user_admin(config).await?;
     let admin = admin_of(backend.as_ref(), config)?;
     let err = |e: siren_api::Error| anyhow::anyhow!("{e}");
     match command {
@@ -107,17 +117,33 @@ pub async fn user(config: &Config, command: UserCommand) -> anyhow::Result<Strin
                 bail!("no user {user}");
             }
             admin.set_password(&user, &password).await.map_err(err)?;
+            let sessions = storage
+                .delete_user_sessions(&user, None)
+                .await
+                .map_err(err)?;
             Ok(format!(
-                "changed the password of {user}@{}\n",
+                "changed the password of {user}@{}; its devices must log in again \
+                 ({sessions} sessions ended)\n",
                 config.server.name
             ))
         }
         UserCommand::Del(user) => {
-            if admin.delete_user(&user).await.map_err(err)? {
-                Ok(format!("deleted {user}@{}\n", config.server.name))
-            } else {
-                bail!("no user {user}")
+            // The account first: from here on nobody logs in as the user.
+            let had_account = admin.delete_user(&user).await.map_err(err)?;
+            let forgotten = accounts::forget_user(storage.as_ref(), &user)
+                .await
+                .map_err(err)?;
+            if !had_account && forgotten.is_empty() {
+                bail!("no user {user}");
             }
+            Ok(format!(
+                "deleted {user}@{}: {} devices, {} queued messages, {} sessions{}\n",
+                config.server.name,
+                forgotten.devices,
+                forgotten.items,
+                forgotten.sessions,
+                if forgotten.roster { ", the roster" } else { "" }
+            ))
         }
         UserCommand::List => {
             let users = admin.list_users().await.map_err(err)?;

@@ -201,6 +201,9 @@ pub struct AuthSection {
     pub argon2_memory_kib: u32,
     /// Argon2id iterations for new password hashes.
     pub argon2_iterations: u32,
+    /// How often the accounts of live sessions are checked again with the credential backend
+    /// (deleted, password changed, removed from the directory), in seconds.
+    pub recheck_interval_secs: u64,
     /// Settings of mechanisms and credential backends, by their registered name
     /// (`[auth.options.ldap]`, `[auth.options.X509]`).
     pub options: std::collections::BTreeMap<String, toml::Table>,
@@ -217,6 +220,7 @@ impl Default for AuthSection {
             max_concurrent_logins: 0,
             argon2_memory_kib: siren_auth_password::Cost::RECOMMENDED.memory_kib,
             argon2_iterations: siren_auth_password::Cost::RECOMMENDED.iterations,
+            recheck_interval_secs: 60,
             options: Default::default(),
         }
     }
@@ -470,6 +474,10 @@ impl Config {
                 "auth.failures_per_address_and_account_per_minute",
                 self.auth.failures_per_address_and_account_per_minute.into(),
             ),
+            (
+                "auth.recheck_interval_secs",
+                self.auth.recheck_interval_secs,
+            ),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -539,7 +547,8 @@ name = "{name}"                  # users of this server are user@{name}
 listen = "{listen}"
 key_file = "sek.key"             # the Server Encryption Key (keep it secret, mode 0600)
 retired_key_files = []           # old SEKs during a rotation
-data_dir = "siren-data"          # relative paths are relative to this file
+data_dir = "siren-data"          # relative paths are relative to this file; mode 0700
+                                 # (sirend refuses a data directory other users can read)
 
 [limits]
 max_frame = {max_frame}
@@ -583,6 +592,9 @@ failures_per_address_per_minute = {fpi}
 failures_per_address_and_account_per_minute = {fpaa}
 failures_per_account_per_minute = {fpa}
 max_concurrent_logins = {mcl}           # password checks at once; 0 = twice the CPU cores
+argon2_memory_kib = {argon2_m}          # cost of new password hashes; a login rehashes older ones
+argon2_iterations = {argon2_t}
+recheck_interval_secs = {recheck}       # live sessions end within this of `sirend user del`/`passwd`
 
 [roster]
 non_contacts = "request"         # or "accept", "refuse": first messages from non-contacts
@@ -624,6 +636,9 @@ level = "info"
             fpi = d.auth.failures_per_address_per_minute,
             fpaa = d.auth.failures_per_address_and_account_per_minute,
             mcl = d.auth.max_concurrent_logins,
+            argon2_m = d.auth.argon2_memory_kib,
+            argon2_t = d.auth.argon2_iterations,
+            recheck = d.auth.recheck_interval_secs,
         )
     }
 }

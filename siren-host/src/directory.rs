@@ -77,6 +77,15 @@ impl Directory {
             .insert(user.clone(), dir);
     }
 
+    /// Drops what is cached of `user`'s chain, so the next read goes to the store (the account
+    /// was deleted, its chain with it, possibly by another process).
+    pub fn forget(&self, user: &Username) {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(user);
+    }
+
     /// Remembers that `looker` looked `user` up (forgetting the least recent watcher when
     /// `user` has too many).
     pub fn watch(&self, user: &Username, looker: &siren_api::Uid) {

@@ -4,57 +4,62 @@
 //! online device gets a message without the store being polled. A push never blocks and carries
 //! no data: it lowers the session's mark (`lag`, the lowest sequence number committed since the
 //! session last looked) and wakes it; the session then reads from the store from that number on.
-//! The store is the source of truth; an idle session costs the hub two small `Arc`s.
+//! The store is the source of truth; an idle session costs the hub a few small `Arc`s.
+//!
+//! The hub also knows as whom each session is logged in (the user and the credential stamp of
+//! its login), so that the server can end every live session of an account that was deleted or
+//! whose password changed ([`Hub::end`], used by [`crate::accounts`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use siren_api::{Error, Username};
 use siren_proto::keys::DekPublic;
 use tokio::sync::Notify;
 
 /// No lag recorded.
 pub const NO_LAG: u64 = u64::MAX;
 
-struct Entry {
-    lag: Arc<AtomicU64>,
-    kick: KickSignal,
-    wake: Arc<Notify>,
-    conn: u64,
+/// How the hub tells a live session to close, and why.
+#[derive(Default)]
+pub struct Kick {
+    notify: Notify,
+    ending: Mutex<Option<Error>>,
 }
 
-/// Why a live session is told to close.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kick {
-    /// A newer connection resumed the same session.
-    Replaced,
-    /// Its DEK was revoked.
-    Revoked,
-}
+impl Kick {
+    /// Resolves once the session must close (at once if it was told before anyone waited).
+    pub async fn notified(&self) {
+        self.notify.notified().await;
+    }
 
-/// The signal that tells a session to close, and why.
-#[derive(Clone, Default)]
-pub struct KickSignal {
-    notify: Arc<Notify>,
-    revoked: Arc<std::sync::atomic::AtomicBool>,
-}
+    /// The error to send before closing when the session is ended (its account changed, an
+    /// administrator revoked it), rather than replaced by a newer connection; such a session
+    /// must not stay resumable.
+    pub fn ending(&self) -> Option<Error> {
+        self.ending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 
-impl KickSignal {
-    fn kick(&self, why: Kick) {
-        self.revoked
-            .store(why == Kick::Revoked, std::sync::atomic::Ordering::Release);
+    fn fire(&self, ending: Option<Error>) {
+        if ending.is_some() {
+            *self.ending.lock().unwrap_or_else(|p| p.into_inner()) = ending;
+        }
         self.notify.notify_one();
     }
+}
 
-    /// Waits for the kick (one that came before the wait counts too).
-    pub async fn wait(&self) -> Kick {
-        self.notify.notified().await;
-        if self.revoked.load(std::sync::atomic::Ordering::Acquire) {
-            Kick::Revoked
-        } else {
-            Kick::Replaced
-        }
-    }
+struct Entry {
+    lag: Arc<AtomicU64>,
+    kick: Arc<Kick>,
+    wake: Arc<Notify>,
+    conn: u64,
+    /// For a client's session: who is logged in, and the credential stamp of that login
+    /// (`None`: not checked). `None` for the server's own registrations (outboxes).
+    account: Option<(Username, Option<u64>)>,
 }
 
 /// Live sessions by DEK.
@@ -69,8 +74,9 @@ pub struct Registration {
     pub lag: Arc<AtomicU64>,
     /// Notified after `lag` was lowered.
     pub wake: Arc<Notify>,
-    /// Notified when the session must close (replaced by a resumption, or its DEK revoked).
-    pub kick: KickSignal,
+    /// Notified when the session must close (replaced by a resumption, its DEK revoked, or
+    /// ended by [`Hub::end`]).
+    pub kick: Arc<Kick>,
 }
 
 impl Hub {
@@ -82,8 +88,29 @@ impl Hub {
 
     /// Registers connection `conn` as the live session of `dek`, kicking any earlier one.
     pub fn register(&self, dek: DekPublic, conn: u64) -> Registration {
+        self.insert(dek, conn, None)
+    }
+
+    /// Registers a client's session: [`Hub::register`] for a session logged in as `user` with
+    /// the credential stamp `stamp`, which [`Hub::end`] can then select.
+    pub fn register_session(
+        &self,
+        dek: DekPublic,
+        conn: u64,
+        user: Username,
+        stamp: Option<u64>,
+    ) -> Registration {
+        self.insert(dek, conn, Some((user, stamp)))
+    }
+
+    fn insert(
+        &self,
+        dek: DekPublic,
+        conn: u64,
+        account: Option<(Username, Option<u64>)>,
+    ) -> Registration {
         let lag = Arc::new(AtomicU64::new(NO_LAG));
-        let kick = KickSignal::default();
+        let kick = Arc::new(Kick::default());
         let wake = Arc::new(Notify::new());
         let old = self.sessions().insert(
             dek,
@@ -92,10 +119,11 @@ impl Hub {
                 kick: kick.clone(),
                 wake: wake.clone(),
                 conn,
+                account,
             },
         );
         if let Some(old) = old {
-            old.kick.kick(Kick::Replaced);
+            old.kick.fire(None);
         }
         Registration { lag, kick, wake }
     }
@@ -117,11 +145,49 @@ impl Hub {
         }
     }
 
-    /// Closes `dek`'s live session, if any (its DEK was revoked).
+    /// Closes `dek`'s live session, if any, because its DEK was revoked: it is told so with
+    /// error 305 (`device_revoked`) first (PROTOCOL.md §11).
     pub fn kick(&self, dek: &DekPublic) {
         if let Some(entry) = self.sessions().remove(dek) {
-            entry.kick.kick(Kick::Revoked);
+            entry.kick.fire(Some(Error::new(
+                siren_api::ErrorCode::DeviceRevoked,
+                "this device was revoked by another device of the account",
+            )));
         }
+    }
+
+    /// Ends the live sessions that `which` selects (given each one's DEK, user and credential
+    /// stamp): each is sent `error` and closed, and is not kept resumable. Returns how many.
+    pub fn end(
+        &self,
+        which: impl Fn(&DekPublic, &Username, Option<u64>) -> bool,
+        error: &Error,
+    ) -> usize {
+        let mut sessions = self.sessions();
+        let ended: Vec<DekPublic> = sessions
+            .iter()
+            .filter(|(dek, e)| {
+                e.account
+                    .as_ref()
+                    .is_some_and(|(user, stamp)| which(dek, user, *stamp))
+            })
+            .map(|(dek, _)| *dek)
+            .collect();
+        for dek in &ended {
+            if let Some(entry) = sessions.remove(dek) {
+                entry.kick.fire(Some(error.clone()));
+            }
+        }
+        ended.len()
+    }
+
+    /// The accounts live sessions are logged in as, with the credential stamp of each login:
+    /// every (user, stamp) pair once.
+    pub fn accounts(&self) -> BTreeSet<(Username, Option<u64>)> {
+        self.sessions()
+            .values()
+            .filter_map(|e| e.account.clone())
+            .collect()
     }
 
     /// How many sessions are live.
@@ -143,6 +209,10 @@ mod tests {
         DekPublic::from_bytes([b; 32])
     }
 
+    fn user(name: &str) -> Username {
+        Username::parse(name).unwrap()
+    }
+
     #[tokio::test]
     async fn push_lowers_the_mark_and_wakes_the_registered_session() {
         let hub = Hub::default();
@@ -161,13 +231,13 @@ mod tests {
     #[tokio::test]
     async fn a_new_registration_kicks_the_old_one() {
         let hub = Hub::default();
-        let old = hub.register(dek(1), 1);
-        let _new = hub.register(dek(1), 2);
+        let old = hub.register_session(dek(1), 1, user("alice"), None);
+        let _new = hub.register_session(dek(1), 2, user("alice"), None);
         // The kick is stored as a permit, so it is seen even though nobody was waiting.
-        let why = tokio::time::timeout(std::time::Duration::from_secs(1), old.kick.wait())
+        tokio::time::timeout(std::time::Duration::from_secs(1), old.kick.notified())
             .await
             .unwrap();
-        assert_eq!(why, Kick::Replaced);
+        assert_eq!(old.kick.ending(), None, "replaced, not ended");
         // The old connection's unregister does not remove the new one.
         hub.unregister(&dek(1), 1);
         assert_eq!(hub.len(), 1);
@@ -176,13 +246,29 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_revocation_kick_says_so() {
+    async fn end_closes_the_selected_sessions_with_the_error() {
         let hub = Hub::default();
-        let reg = hub.register(dek(1), 1);
-        hub.kick(&dek(1));
-        let why = tokio::time::timeout(std::time::Duration::from_secs(1), reg.kick.wait())
+        let alice_old = hub.register_session(dek(1), 1, user("alice"), Some(5));
+        let alice_new = hub.register_session(dek(2), 2, user("alice"), Some(6));
+        let _bob = hub.register_session(dek(3), 3, user("bob"), Some(5));
+        let _outbox = hub.register(dek(4), 4);
+        assert_eq!(
+            hub.accounts().into_iter().collect::<Vec<_>>(),
+            [
+                (user("alice"), Some(5)),
+                (user("alice"), Some(6)),
+                (user("bob"), Some(5))
+            ]
+        );
+        let why = Error::new(siren_api::ErrorCode::Internal, "test");
+        let ended = hub.end(|_, u, stamp| *u == user("alice") && stamp == Some(5), &why);
+        assert_eq!(ended, 1);
+        assert_eq!(hub.end(|_, _, _| false, &why), 0);
+        tokio::time::timeout(std::time::Duration::from_secs(1), alice_old.kick.notified())
             .await
             .unwrap();
-        assert_eq!(why, Kick::Revoked);
+        assert_eq!(alice_old.kick.ending(), Some(why));
+        assert_eq!(alice_new.kick.ending(), None);
+        assert_eq!(hub.len(), 3, "the outbox is no client's session");
     }
 }

@@ -2,24 +2,17 @@
 
 use std::fs;
 use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use siren_proto::keys::SekSecret;
+
+use crate::filemodes;
 
 /// Reads a SEK file, refusing one that others can read.
 pub fn read(path: &Path) -> anyhow::Result<SekSecret> {
-    let meta =
-        fs::metadata(path).with_context(|| format!("cannot read key file {}", path.display()))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        bail!(
-            "key file {} is readable by other users (mode {:o}); run `chmod 600 {}`",
-            path.display(),
-            meta.permissions().mode() & 0o777,
-            path.display()
-        );
-    }
+    filemodes::refuse_shared(path, "key file", filemodes::PRIVATE_FILE)?;
     let text = fs::read_to_string(path)
         .with_context(|| format!("cannot read key file {}", path.display()))?;
     let bytes = decode(text.trim()).with_context(|| {
@@ -40,7 +33,7 @@ fn decode(text: &str) -> anyhow::Result<[u8; 32]> {
 /// Writes a new SEK file with mode 0600; refuses to overwrite an existing one.
 pub fn create(path: &Path, key: &SekSecret) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        filemodes::create_private_dir(dir)?;
     }
     let mut file = fs::OpenOptions::new()
         .write(true)
@@ -67,6 +60,8 @@ pub fn read_or_create(path: &Path) -> anyhow::Result<(SekSecret, bool)> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
 
     #[test]

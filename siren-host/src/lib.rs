@@ -6,6 +6,7 @@
 //! |---|---|
 //! | [`config`] | `sirend.toml`, defaults, errors that name the key |
 //! | [`keyfile`] | the SEK file |
+//! | [`filemodes`] | private files: the umask, refusing a key, data directory or store others can read |
 //! | [`registry`] | built-in storage backends, credential backends and mechanisms, by name |
 //! | [`shared`] | what sessions and federation tasks share |
 //! | [`server`] | assembling the parts, the listener, graceful shutdown |
@@ -14,6 +15,7 @@
 //! | [`federation`] | what links carry: the inbound side, outboxes, presence events |
 //! | [`admission`] | limits on connections before login (per address, per second, server-wide) |
 //! | [`auth`] | the Authentication Manager, `PLAIN`, login limits (concurrency, failures) |
+//! | [`accounts`] | sessions end with their account: the resume check, the periodic re-check, ending a user's sessions, deleting a user's data |
 //! | [`directory`] | users' signed device chains |
 //! | [`queue`] | durable per-device queues, the TTL sweeper |
 //! | [`quota`] | per-device queue quotas, per-sender send rates |
@@ -32,6 +34,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod accounts;
 pub mod admin;
 pub mod admission;
 pub mod approvals;
@@ -39,6 +42,7 @@ pub mod auth;
 pub mod config;
 pub mod directory;
 pub mod federation;
+pub mod filemodes;
 pub mod hub;
 pub mod keyfile;
 pub mod links;

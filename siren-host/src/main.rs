@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use siren_api::{ServerName, Username};
 use siren_host::admin::{self, UserCommand};
 use siren_host::config::{Config, DEFAULT_PORT};
-use siren_host::{keyfile, registry, server};
+use siren_host::{filemodes, keyfile, registry, server};
 
 /// The Siren server.
 #[derive(Parser)]
@@ -173,6 +173,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn main() -> ExitCode {
+    // Before anything is created and before any thread starts: every file and directory of
+    // every command is private to this user (the store holds password hashes).
+    filemodes::private_umask();
     let cli = Cli::parse();
     match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -249,9 +252,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                     let c = c.clone();
                     let which = which.display().to_string();
                     async move {
-                        std::fs::create_dir_all(&c.server.data_dir).with_context(|| {
-                            format!("cannot create {}", c.server.data_dir.display())
-                        })?;
+                        filemodes::create_private_dir(&c.server.data_dir)?;
                         registry::open_storage(&c)
                             .await
                             .map_err(|e| anyhow::anyhow!("{which}: {e}"))

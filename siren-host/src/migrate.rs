@@ -87,6 +87,7 @@ pub async fn summarize(store: &dyn Storage) -> Result<Summary, Error> {
             "credential",
             account.credential.as_deref().unwrap_or("").as_bytes(),
         );
+        h.field("stamp", &account.credential_stamp.to_be_bytes());
     }
     for user in store.directory_users().await? {
         s.users += 1;
@@ -134,6 +135,10 @@ pub async fn summarize(store: &dyn Storage) -> Result<Summary, Error> {
             session.user.as_ref().map_or("", |u| u.as_str()).as_bytes(),
         );
         h.field("last_seen", &session.last_seen.to_be_bytes());
+        match session.credential_stamp {
+            None => h.field("stamp", &[]),
+            Some(stamp) => h.field("stamp", &[&[1][..], &stamp.to_be_bytes()].concat()),
+        }
     }
     s.checksum = h.0.finalize().into();
     Ok(s)
@@ -218,6 +223,7 @@ mod tests {
                 user: u.clone(),
                 created: 5,
                 credential: Some(format!("hash-{name}")),
+                credential_stamp: 1000 + i as u64,
             })
             .await
             .unwrap();
@@ -258,6 +264,7 @@ mod tests {
             device: [1; 32],
             user: Some(user("alice")),
             last_seen: 77,
+            credential_stamp: Some(1000),
         })
         .await
         .unwrap();
@@ -282,6 +289,10 @@ mod tests {
             (2, 2, 2, 1, 1, 2498, 1)
         );
         assert_eq!(to.roster(&user("alice")).await.unwrap().unwrap().version, 3);
+        let bob = to.account(&user("bob")).await.unwrap().unwrap();
+        assert_eq!(bob.credential_stamp, 1001);
+        let session = to.session(&[9; 16]).await.unwrap().unwrap();
+        assert_eq!(session.credential_stamp, Some(1000));
         let first = to.pending(&[1; 32], 0, 1).await.unwrap();
         assert_eq!(first[0].bytes, 2u32.to_be_bytes().to_vec());
         assert_eq!(first[0].expires, 1002);
@@ -318,5 +329,26 @@ mod tests {
         );
         assert_eq!(sa.items, sb.items);
         assert_ne!(sa.checksum, sb.checksum);
+    }
+
+    #[tokio::test]
+    async fn the_checksum_sees_credential_stamps() {
+        let a = filled().await;
+        let b = filled().await;
+        let mut session = b.session(&[9; 16]).await.unwrap().unwrap();
+        session.credential_stamp = None;
+        b.put_session(&session).await.unwrap();
+        assert_ne!(
+            summarize(a.as_ref()).await.unwrap().checksum,
+            summarize(b.as_ref()).await.unwrap().checksum
+        );
+        let c = filled().await;
+        let mut account = c.account(&user("alice")).await.unwrap().unwrap();
+        account.credential_stamp += 1;
+        c.put_account(&account).await.unwrap();
+        assert_ne!(
+            summarize(a.as_ref()).await.unwrap().checksum,
+            summarize(c.as_ref()).await.unwrap().checksum
+        );
     }
 }

@@ -353,9 +353,30 @@ fn open_password<'a>(
         parallelism: 1,
     };
     Box::pin(async move {
-        let backend = siren_auth_password::PasswordBackend::with_cost(storage, cost).await?;
+        let backend = match password_choice_key(config) {
+            Some(key) => {
+                siren_auth_password::PasswordBackend::with_cost_and_key(storage, cost, key).await?
+            }
+            None => siren_auth_password::PasswordBackend::with_cost(storage, cost).await?,
+        };
         Ok(Arc::new(backend) as Arc<dyn CredentialBackend>)
     })
+}
+
+/// The key the password backend chooses the cost of unknown users with: derived from the SEK,
+/// so the choice for a name survives restarts (and clients cannot compute it). `None` when the
+/// key file cannot be read (a `sirend user` command before the first start), which only ever
+/// checks passwords it just set.
+fn password_choice_key(config: &Config) -> Option<[u8; 32]> {
+    use sha2::{Digest as _, Sha256};
+    let sek = crate::keyfile::read(&config.server.key_file).ok()?;
+    Some(
+        Sha256::new()
+            .chain_update(b"siren/v1/password-dummy-cost-key")
+            .chain_update(sek.to_bytes().as_slice())
+            .finalize()
+            .into(),
+    )
 }
 
 /// Authentication mechanisms.

@@ -23,7 +23,7 @@ use crate::quota::{SendRate, UsageCache};
 use crate::rate::Rate;
 use crate::roster::Rosters;
 use crate::shared::Shared;
-use crate::{keyfile, registry, session};
+use crate::{filemodes, keyfile, registry, session};
 
 /// How long connections get to finish after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -43,8 +43,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .iter()
         .map(|p| keyfile::read(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    std::fs::create_dir_all(&config.server.data_dir)
-        .with_context(|| format!("cannot create {}", config.server.data_dir.display()))?;
+    // The store holds password hashes and everything else sirend keeps: only its own user may
+    // read it (files are created private by the umask; directories made by hand are checked).
+    filemodes::create_private_dir(&config.server.data_dir)?;
+    filemodes::refuse_shared(
+        &config.server.data_dir,
+        "data directory",
+        filemodes::PRIVATE_DIR,
+    )?;
+    let store_dir = config.storage_path();
+    if store_dir.exists() {
+        filemodes::refuse_shared(&store_dir, "store directory", filemodes::PRIVATE_DIR)?;
+    }
     registry::check_plugins(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let filters = registry::open_filters(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let federation =
@@ -68,8 +78,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let credentials = registry::open_credentials(&config, storage.clone())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mechanisms =
-        registry::open_mechanisms(&config, credentials).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mechanisms = registry::open_mechanisms(&config, credentials.clone())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let listener = TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -104,6 +114,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             },
             100_000,
         ),
+        credentials,
         hub,
         rosters: Rosters::new(storage.clone(), config.roster.non_contacts),
         pubsub: PubSub::default(),
@@ -144,6 +155,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         shared.config.limits.session_ttl_secs,
         stop_rx.clone(),
     ));
+    let account_watch = tokio::spawn(crate::accounts::watch(shared.clone()));
     let limit = Arc::new(Semaphore::new(shared.config.limits.max_connections));
     let next_conn = AtomicU64::new(1);
     let mut connections = JoinSet::new();
@@ -205,6 +217,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         connections.shutdown().await;
     }
     let _ = sweeper.await;
+    let _ = account_watch.await;
     storage
         .flush()
         .await

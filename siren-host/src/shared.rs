@@ -36,6 +36,8 @@ pub struct Shared {
     pub send_rate: SendRate,
     /// Device registrations and revocations per user.
     pub directory_changes: Buckets<Username>,
+    /// The credential backend, asked whether the accounts of sessions still exist.
+    pub credentials: Arc<dyn siren_api::auth::CredentialBackend>,
     /// Local users' device chains.
     pub directory: Directory,
     /// Message queues.

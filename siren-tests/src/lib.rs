@@ -210,6 +210,18 @@ level = "info"
         }
     }
 
+    /// Runs `sirend user ARGS… --config <this server's>` to completion with `stdin` (a
+    /// password for `--password-stdin`); may run while the server does, on a store that
+    /// allows it (PostgreSQL).
+    pub fn user_command(&self, args: &[&str], stdin: &str) -> Output {
+        let mut cmd = Command::new(binary("sirend"));
+        cmd.arg("user")
+            .args(args)
+            .arg("--config")
+            .arg(self.config());
+        run_to_end(cmd, stdin)
+    }
+
     /// `sirend run` that must fail at start-up: returns what it printed on stderr.
     pub fn start_failure(&self) -> String {
         let out = Command::new(binary("sirend"))
@@ -392,25 +404,7 @@ impl Cli {
     }
 
     pub fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        Output {
-            ok: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        run_to_end(self.command(args), stdin)
     }
 
     /// `siren login --password-stdin`, which must succeed.
@@ -513,8 +507,66 @@ impl Cli {
                 Err(_) => {}
             }
         }
-        Listener { child, lines: rx }
+        Listener {
+            child,
+            lines: rx,
+            stderr: erx,
+        }
     }
+}
+
+/// Runs `cmd` to completion with `stdin` written to it.
+pub fn run_to_end(mut cmd: Command, stdin: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    Output {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The value of a variable `scripts/test.sh` sets for a service it started (PostgreSQL,
+/// slapd); panics saying so when it is missing.
+pub fn service_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests through scripts/test.sh, which starts PostgreSQL and slapd")
+    })
+}
+
+/// A fresh database on the test PostgreSQL (`SIREN_TEST_POSTGRES_URL`); returns its URL.
+pub fn postgres_database() -> String {
+    let admin = service_env("SIREN_TEST_POSTGRES_URL");
+    let name = format!(
+        "siren_it_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let out = Command::new("psql")
+        .args([&admin, "-q", "-c", &format!("CREATE DATABASE {name}")])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let base = admin.rsplit_once('/').unwrap().0;
+    format!("{base}/{name}")
 }
 
 /// A command running in the background.
@@ -573,12 +625,40 @@ impl Running {
 pub struct Listener {
     child: Child,
     lines: mpsc::Receiver<String>,
+    /// Everything printed on stderr so far, each time more arrives.
+    stderr: mpsc::Receiver<String>,
 }
 
 impl Listener {
     /// The next printed line, within `limit`.
     pub fn next_line(&self, limit: Duration) -> Option<String> {
         self.lines.recv_timeout(limit).ok()
+    }
+
+    /// Waits (up to `limit`) for `siren listen` to end by itself (the server closed the
+    /// session); its success and stderr (stdout is read with [`Listener::next_line`]), or `None`
+    /// if it still runs.
+    pub fn exited(&mut self, limit: Duration) -> Option<Output> {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // The reader thread ends at EOF; its last message is the whole of stderr.
+        let mut stderr = String::new();
+        while let Ok(seen) = self.stderr.recv_timeout(Duration::from_secs(5)) {
+            stderr = seen;
+        }
+        Some(Output {
+            ok: status.success(),
+            stdout: String::new(),
+            stderr,
+        })
     }
 }
 

@@ -3,39 +3,9 @@
 //! `sirend migrate-store` between RocksDB and PostgreSQL. PostgreSQL and slapd are started by
 //! `scripts/test.sh` (`SIREN_TEST_POSTGRES_URL`, `SIREN_TEST_LDAP_URL`).
 
-use std::process::Command;
-
-use siren_tests::{Cli, Options, Server, binary};
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run the tests through scripts/test.sh, which starts PostgreSQL and slapd")
-    })
-}
-
-/// A fresh database on the test cluster; returns its URL.
-fn database() -> String {
-    let admin = env("SIREN_TEST_POSTGRES_URL");
-    let name = format!(
-        "siren_it_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
-    let out = Command::new("psql")
-        .args([&admin, "-q", "-c", &format!("CREATE DATABASE {name}")])
-        .output()
-        .expect("psql");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let base = admin.rsplit_once('/').unwrap().0;
-    format!("{base}/{name}")
-}
+use siren_tests::{
+    Cli, Options, Server, binary, postgres_database as database, service_env as env,
+};
 
 fn postgres_lines(url: &str) -> String {
     format!("\n[storage.options]\nurl = \"{url}\"\npool_size = 4\n")

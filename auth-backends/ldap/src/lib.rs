@@ -76,6 +76,15 @@
 //! then refuses the login. `user_exists` needs search mode: in direct-bind mode nothing can look
 //! a user up without the user's password, so it returns an error.
 //!
+//! **Sessions of removed users.** The host asks [`CredentialBackend::account_status`] when a
+//! session that logged in with a password resumes, and periodically while it is live: in search
+//! mode the answer is `Active` (stamp 0: a directory has no portable "password changed" marker)
+//! while the search finds the user (and the user is in `required_group`), `Gone` once the entry
+//! is deleted or leaves the group, and an `Unavailable` error while the directory is down (the
+//! host then keeps live sessions and makes resumptions wait). In direct-bind mode it is
+//! `Unknowable`: such sessions are not re-checked, so search mode is the one to use when removing
+//! a user from the directory must end their sessions.
+//!
 //! TLS is rustls with the ring provider: no OpenSSL and no cmake at build time. Certificates are
 //! verified against `ca_file` (or the system roots) and the url's host name or address.
 //!
@@ -93,7 +102,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry, SearchOptions};
-use siren_api::auth::CredentialBackend;
+use siren_api::auth::{AccountStatus, CredentialBackend};
 use siren_api::{Error, ErrorCode, Username};
 use tokio::sync::Mutex;
 
@@ -479,6 +488,20 @@ impl CredentialBackend for LdapBackend {
             }
         })
         .await
+    }
+
+    /// In search mode, [`CredentialBackend::user_exists`] as a status (stamp 0); in direct-bind
+    /// mode `Unknowable` rather than an error, so the host neither re-checks nor refuses the
+    /// sessions this backend let in.
+    async fn account_status(&self, user: &Username) -> Result<AccountStatus, Error> {
+        if matches!(self.settings.mode, Mode::Direct { .. }) {
+            return Ok(AccountStatus::Unknowable);
+        }
+        Ok(if self.user_exists(user).await? {
+            AccountStatus::Active { stamp: 0 }
+        } else {
+            AccountStatus::Gone
+        })
     }
 }
 

@@ -16,7 +16,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use siren_api::auth::CredentialBackend;
+use siren_api::auth::{AccountStatus, CredentialBackend};
 use siren_api::{ErrorCode, Username};
 use siren_auth_ldap::{LdapBackend, LdapConfig, MemberValue};
 
@@ -87,8 +87,13 @@ async fn direct_bind() {
     let b = backend(direct());
     check_passwords(&b).await;
     assert!(b.admin().is_none(), "the directory owns its users");
-    // Nothing can look a user up in direct mode without the password: an error, not a guess.
+    // Nothing can look a user up in direct mode without the password: an error, not a guess;
+    // so sessions are not re-checked (rather than all refused).
     assert!(b.user_exists(&user("alice")).await.is_err());
+    assert_eq!(
+        b.account_status(&user("alice")).await.unwrap(),
+        AccountStatus::Unknowable
+    );
 }
 
 #[tokio::test]
@@ -98,6 +103,14 @@ async fn search_then_bind() {
     assert!(b.user_exists(&user("alice")).await.unwrap());
     assert!(b.user_exists(&user("carol")).await.unwrap());
     assert!(!b.user_exists(&user("nobody")).await.unwrap());
+    assert_eq!(
+        b.account_status(&user("alice")).await.unwrap(),
+        AccountStatus::Active { stamp: 0 }
+    );
+    assert_eq!(
+        b.account_status(&user("nobody")).await.unwrap(),
+        AccountStatus::Gone
+    );
     // The service account's own entry is not a user (the filter wants inetOrgPerson).
     assert!(!b.verify(&user("siren"), SERVICE_PASSWORD).await.unwrap());
 }
@@ -156,6 +169,11 @@ async fn required_group_of_names() {
     });
     assert!(b.user_exists(&user("alice")).await.unwrap());
     assert!(!b.user_exists(&user("carol")).await.unwrap());
+    // Out of the group: the sessions such a user had are ended.
+    assert_eq!(
+        b.account_status(&user("carol")).await.unwrap(),
+        AccountStatus::Gone
+    );
 }
 
 #[tokio::test]
@@ -306,6 +324,15 @@ async fn fails_closed(config: LdapConfig) {
     let warnings = logs.warnings();
     assert_eq!(warnings.len(), 1, "{warnings:#?}");
     assert!(warnings[0].contains(&url), "{}", warnings[0]);
+    // The status of an account is not "gone" because the directory is down: an error, so
+    // the host keeps live sessions and makes resumptions wait.
+    // (Direct-bind mode does not ask the directory at all.)
+    let status = b.account_status(&user("alice")).await;
+    assert!(
+        matches!(&status, Err(e) if e.code == ErrorCode::Unavailable)
+            || status == Ok(AccountStatus::Unknowable),
+        "{status:?}"
+    );
 }
 
 #[tokio::test]

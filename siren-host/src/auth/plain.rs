@@ -82,6 +82,11 @@ impl AuthExchange for PlainExchange {
             })
         }
     }
+
+    /// The password was checked by the credential backend: sessions end with the account.
+    fn checked_by_credentials(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

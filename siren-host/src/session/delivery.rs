@@ -74,8 +74,14 @@ impl Session {
         Ok(())
     }
 
-    pub(super) fn go_live(&mut self) -> Live {
-        let Registration { lag, kick, wake } = self.shared.hub.register(self.dek, self.conn);
+    /// Registers the (logged-in) session in the hub and starts reading its backlog.
+    pub(super) fn go_live(&mut self, user: &Username) -> Live {
+        let Registration { lag, kick, wake } = self.shared.hub.register_session(
+            self.dek,
+            self.conn,
+            user.clone(),
+            self.credential_stamp,
+        );
         self.count_ready();
         self.cursor = Some(0);
         self.drained_sent = false;

@@ -8,6 +8,7 @@ use siren_proto::ids::SessionId;
 use siren_proto::message::{NextStep, RequestId, ServerMessage};
 
 use super::{Flow, Outcome, Session};
+use crate::accounts::{self, Resume};
 use crate::admission::AddrKey;
 use crate::auth::limits::Refused;
 use crate::queue::now;
@@ -24,6 +25,24 @@ impl Session {
                 Err(e) => tracing::warn!(error = %e, "session lookup failed"),
             }
         }
+        // Only while its account is as it was at login (PROTOCOL.md §9.1). A backend that
+        // cannot answer now: error 902 instead of `welcome`, and the session stays resumable.
+        if let Some((id, rec)) = &resumed {
+            match accounts::check_resume(&self.shared, rec).await {
+                Ok(Resume::Allowed) => {}
+                Ok(Resume::Refused(why)) => {
+                    tracing::info!(peer = %self.peer, session = ?id, reason = why, "resumption refused: the account changed");
+                    if let Err(e) = self.shared.storage.delete_session(id.as_bytes()).await {
+                        tracing::warn!(error = %e, "cannot forget a refused session");
+                    }
+                    resumed = None;
+                }
+                Err(e) => {
+                    let _ = self.error(None, &e).await;
+                    return Ok(Flow::Close(Outcome::Failed(e.message)));
+                }
+            }
+        }
         // Only a logged-in session whose DEK is still a live device resumes; anything else
         // (never logged in, device revoked) starts over with a login.
         if let Some((_, rec)) = &resumed {
@@ -37,7 +56,10 @@ impl Session {
         }
         let was_resumed = resumed.is_some();
         let (id, user) = match resumed {
-            Some((id, rec)) => (id, rec.user),
+            Some((id, rec)) => {
+                self.credential_stamp = rec.credential_stamp;
+                (id, rec.user)
+            }
             None => (SessionId::random(&mut siren_proto::os_rng()), None),
         };
         self.id = id;
@@ -72,6 +94,7 @@ impl Session {
             device: *self.dek.as_bytes(),
             user: self.user.clone(),
             last_seen: now(),
+            credential_stamp: self.credential_stamp,
         };
         if let Err(e) = self.shared.storage.put_session(&rec).await {
             tracing::warn!(error = %e, "cannot store session");
@@ -246,6 +269,15 @@ impl Session {
                         listing: d.listing(),
                     },
                 };
+                let checked = exchange.checked_by_credentials();
+                self.credential_stamp =
+                    match accounts::stamp_at_login(&self.shared, &user, checked).await {
+                        Ok(stamp) => stamp,
+                        Err(e) => {
+                            self.error(Some(rid), &e).await?;
+                            return Ok(Flow::Continue);
+                        }
+                    };
                 self.usk_registered = matches!(next, NextStep::Ready);
                 self.user = Some(user.clone());
                 self.ticket.logged_in();

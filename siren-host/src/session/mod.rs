@@ -40,7 +40,6 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::admission::Ticket;
-use crate::hub::{Kick, KickSignal};
 use crate::shared::Shared;
 
 /// Serves one accepted connection to the end. Never panics on the client's input.
@@ -60,6 +59,7 @@ pub async fn serve(
                 dek,
                 id: SessionId::from_bytes([0; 16]),
                 user: None,
+                credential_stamp: None,
                 usk_registered: false,
                 channel_binding: *hash.as_bytes(),
                 out: sender,
@@ -93,6 +93,9 @@ enum Outcome {
     Done(&'static str),
     /// A newer connection resumed this session, or its DEK was revoked.
     Replaced,
+    /// The server ended the session (its account was deleted or its password changed): the
+    /// client was told why, and the session is not kept resumable.
+    Ended(String),
     /// Something went wrong; the text is for the log.
     Failed(String),
 }
@@ -119,6 +122,9 @@ struct Session {
     id: SessionId,
     /// Set once logged in.
     user: Option<Username>,
+    /// The account's credential stamp at login, when the credential backend decided the login
+    /// (see [`crate::accounts`]).
+    credential_stamp: Option<u64>,
     /// Whether this DEK is a live device of `user`.
     usk_registered: bool,
     channel_binding: [u8; 32],
@@ -160,7 +166,7 @@ type Commit = (
 /// One thing the session loop reacts to.
 enum Event {
     Shutdown,
-    Kicked(Kick),
+    Kicked,
     Wake,
     Frame(Result<Vec<u8>, NetError>),
     Committed(Result<Result<(), Error>, tokio::task::JoinError>),
@@ -178,20 +184,20 @@ async fn next_pubsub(inbox: &mut Option<crate::pubsub::Inbox>) -> Option<ServerM
 /// The live-delivery side of a ready session.
 struct Live {
     lag: Arc<std::sync::atomic::AtomicU64>,
-    kick: KickSignal,
+    kick: Arc<crate::hub::Kick>,
     wake: Arc<tokio::sync::Notify>,
-}
-
-async fn kicked(k: Option<KickSignal>) -> Kick {
-    match k {
-        Some(k) => k.wait().await,
-        None => std::future::pending().await,
-    }
 }
 
 async fn notified(n: Option<Arc<tokio::sync::Notify>>) {
     match n {
         Some(n) => n.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn kicked(k: Option<Arc<crate::hub::Kick>>) {
+    match k {
+        Some(k) => k.notified().await,
         None => std::future::pending().await,
     }
 }
@@ -245,7 +251,7 @@ impl Session {
         let auth_deadline = Instant::now() + Duration::from_secs(limits.auth_timeout_secs);
         let idle = Duration::from_secs(limits.idle_timeout_secs);
         let mut live = match self.start().await? {
-            Flow::Ready => Some(self.go_live()),
+            Flow::Ready => self.user.clone().map(|u| self.go_live(&u)),
             Flow::Continue => None,
             Flow::Close(o) => return Ok(o),
         };
@@ -266,7 +272,7 @@ impl Session {
             let reading = self.batch_rids.len() < delivery::MAX_BATCHED;
             let event = tokio::select! {
                 _ = shutdown.changed() => Event::Shutdown,
-                why = kicked(kick) => Event::Kicked(why),
+                _ = kicked(kick) => Event::Kicked,
                 _ = notified(wake) => Event::Wake,
                 done = committed(&mut self.commit) => Event::Committed(done),
                 ev = next_pubsub(&mut self.inbox) => Event::PubSub(ev.map(Box::new)),
@@ -291,20 +297,13 @@ impl Session {
                         .await;
                     return Ok(Outcome::Done("server shutting down"));
                 }
-                Event::Kicked(Kick::Replaced) => return Ok(Outcome::Replaced),
-                Event::Kicked(Kick::Revoked) => {
-                    // Said before closing, so the device can tell a revocation from a network
-                    // failure (PROTOCOL.md §11).
-                    let _ = self
-                        .error(
-                            None,
-                            &Error::new(
-                                ErrorCode::DeviceRevoked,
-                                "this device was revoked by another device of the account",
-                            ),
-                        )
-                        .await;
-                    return Ok(Outcome::Done("device revoked"));
+                Event::Kicked => {
+                    // Ended (208 and the like) rather than replaced: say why before closing.
+                    if let Some(e) = live.as_ref().and_then(|l| l.kick.ending()) {
+                        let _ = self.error(None, &e).await;
+                        return Ok(Outcome::Ended(e.message));
+                    }
+                    return Ok(Outcome::Replaced);
                 }
                 Event::Wake => {}
                 Event::Committed(done) => self.finish_commit(done).await?,
@@ -337,7 +336,7 @@ impl Session {
                             Flow::Continue => {}
                             Flow::Ready => {
                                 if live.is_none() {
-                                    live = Some(self.go_live());
+                                    live = self.user.clone().map(|u| self.go_live(&u));
                                 }
                                 self.count_ready();
                             }
@@ -514,7 +513,11 @@ impl Session {
             let me = self.uid(user);
             presence::publish_presence(&self.shared, &me, &crate::pubsub::PubSub::offline()).await;
         }
-        if self.user.is_some() && self.usk_registered {
+        if let Outcome::Ended(_) = outcome {
+            if let Err(e) = self.shared.storage.delete_session(self.id.as_bytes()).await {
+                tracing::warn!(error = %e, "cannot forget an ended session");
+            }
+        } else if self.user.is_some() && self.usk_registered {
             let _ = self.save_session().await;
         }
         match outcome {
@@ -523,6 +526,9 @@ impl Session {
             }
             Outcome::Replaced => {
                 tracing::info!(peer = %self.peer, session = ?self.id, "session replaced")
+            }
+            Outcome::Ended(why) => {
+                tracing::info!(peer = %self.peer, session = ?self.id, %why, "session ended by the server")
             }
             Outcome::Failed(why) => {
                 tracing::info!(peer = %self.peer, session = ?self.id, %why, "session ended")

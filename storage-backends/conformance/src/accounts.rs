@@ -12,6 +12,7 @@ fn account(name: &str, created: u64, credential: Option<&str>) -> Account {
         user: user(name),
         created,
         credential: credential.map(str::to_owned),
+        credential_stamp: 0,
     }
 }
 
@@ -25,21 +26,28 @@ pub async fn account_missing_is_none(storage: Arc<dyn Storage>) {
     assert!(ok(storage.list_accounts().await, "list_accounts").is_empty());
 }
 
-/// An account reads back as written; putting again replaces it (without a second listing); an
-/// empty credential stays distinct from none.
+/// An account reads back as written, its credential stamp included (any 64-bit value);
+/// putting again replaces it (without a second listing); an empty credential stays distinct
+/// from none.
 pub async fn account_round_trip(storage: Arc<dyn Storage>) {
-    let first = account(
-        "alice",
-        1_700_000_000,
-        Some("$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA"),
-    );
+    let first = Account {
+        credential_stamp: u64::MAX,
+        ..account(
+            "alice",
+            1_700_000_000,
+            Some("$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA"),
+        )
+    };
     ok(storage.put_account(&first).await, "put_account");
     assert_eq!(
         ok(storage.account(&user("alice")).await, "account"),
         Some(first)
     );
 
-    let replaced = account("alice", 2, None);
+    let replaced = Account {
+        credential_stamp: 1 << 63,
+        ..account("alice", 2, None)
+    };
     ok(
         storage.put_account(&replaced).await,
         "put_account (replace)",
@@ -59,6 +67,62 @@ pub async fn account_round_trip(storage: Arc<dyn Storage>) {
         ok(storage.list_accounts().await, "list_accounts"),
         vec![user("alice"), user("bob")]
     );
+}
+
+/// `update_credential` replaces the credential only while it is still the one given, keeping
+/// the creation time and the credential stamp; it changes nothing (and says so) for another
+/// credential, an account without one, and a missing account.
+pub async fn account_update_credential(storage: Arc<dyn Storage>) {
+    let alice = Account {
+        credential_stamp: 42,
+        ..account("alice", 7, Some("old hash"))
+    };
+    ok(storage.put_account(&alice).await, "put_account");
+    assert!(!ok(
+        storage
+            .update_credential(&user("alice"), "another hash", "new hash")
+            .await,
+        "update_credential (stale)"
+    ));
+    assert_eq!(
+        ok(storage.account(&user("alice")).await, "account"),
+        Some(alice.clone()),
+        "a stale update changed the account"
+    );
+    assert!(ok(
+        storage
+            .update_credential(&user("alice"), "old hash", "new hash")
+            .await,
+        "update_credential"
+    ));
+    assert_eq!(
+        ok(storage.account(&user("alice")).await, "account"),
+        Some(Account {
+            credential: Some("new hash".into()),
+            ..alice
+        })
+    );
+    assert!(!ok(
+        storage
+            .update_credential(&user("alice"), "old hash", "newer hash")
+            .await,
+        "update_credential (already replaced)"
+    ));
+    ok(
+        storage.put_account(&account("bob", 1, None)).await,
+        "put_account",
+    );
+    for name in ["bob", "nobody"] {
+        assert!(!ok(
+            storage.update_credential(&user(name), "", "x").await,
+            "update_credential (no credential)"
+        ));
+    }
+    assert_eq!(
+        ok(storage.account(&user("bob")).await, "account"),
+        Some(account("bob", 1, None))
+    );
+    assert_eq!(ok(storage.account(&user("nobody")).await, "account"), None);
 }
 
 /// Deleting removes that account only, reports `true` once and `false` afterwards.
@@ -127,6 +191,7 @@ pub async fn accounts_list_only_accounts(storage: Arc<dyn Storage>) {
                 device: device(4),
                 user: Some(user("dave")),
                 last_seen: 1,
+                credential_stamp: None,
             })
             .await,
         "put_session",

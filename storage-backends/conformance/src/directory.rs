@@ -37,6 +37,47 @@ pub async fn directory_first_entry_is_1(storage: Arc<dyn Storage>) {
     );
 }
 
+/// `delete_entries` removes the user's whole chain and no one else's, and a new chain starts
+/// at 1 again.
+pub async fn directory_delete_entries(storage: Arc<dyn Storage>) {
+    // "bob" and "bobby": one user's name is a prefix of another's.
+    for name in ["bob", "bobby"] {
+        for seq in 1..=3 {
+            ok(
+                storage.append_entry(&user(name), &entry(seq, name)).await,
+                "append_entry",
+            );
+        }
+    }
+    assert_eq!(
+        ok(storage.delete_entries(&user("bob")).await, "delete_entries"),
+        3
+    );
+    assert!(ok(storage.entries(&user("bob")).await, "entries").is_empty());
+    assert_eq!(
+        ok(storage.entries(&user("bobby")).await, "entries").len(),
+        3,
+        "deleting bob's chain touched bobby's"
+    );
+    assert_eq!(
+        ok(storage.delete_entries(&user("bob")).await, "delete_entries"),
+        0
+    );
+    refused(
+        storage.append_entry(&user("bob"), &entry(4, "old")).await,
+        ErrorCode::Rollback,
+        "entry 4 after the chain was deleted",
+    );
+    ok(
+        storage.append_entry(&user("bob"), &entry(1, "new")).await,
+        "append_entry 1 after deletion",
+    );
+    assert_eq!(
+        ok(storage.entries(&user("bob")).await, "entries"),
+        vec![entry(1, "new")]
+    );
+}
+
 /// After entries 1 and 2, entry 4 is refused; entry 3 is then accepted.
 pub async fn directory_gap_refused(storage: Arc<dyn Storage>) {
     let alice = user("alice");

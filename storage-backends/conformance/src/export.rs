@@ -50,6 +50,7 @@ pub async fn export_lists_everything_once(storage: Arc<dyn Storage>) {
             device: device(n),
             user: (n == 1).then(|| user("bob")),
             last_seen: 10 + u64::from(n),
+            credential_stamp: (n == 1).then_some(u64::MAX),
         })
         .collect();
     for s in &sessions {

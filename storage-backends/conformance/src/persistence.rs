@@ -19,11 +19,13 @@ pub async fn reopen_keeps_accounts<B: PersistentBackend>(backend: &B) {
         user: user("alice"),
         created: 17,
         credential: Some("$argon2id$secret".into()),
+        credential_stamp: 0x8000_0000_0000_0001,
     };
     let bob = Account {
         user: user("bob"),
         created: 18,
         credential: None,
+        credential_stamp: 0,
     };
     let store = backend.open().await;
     ok(store.put_account(&alice).await, "put_account");
@@ -34,6 +36,7 @@ pub async fn reopen_keeps_accounts<B: PersistentBackend>(backend: &B) {
                 user: user("carol"),
                 created: 19,
                 credential: None,
+                credential_stamp: 3,
             })
             .await,
         "put_account",
@@ -182,12 +185,14 @@ pub async fn reopen_keeps_sessions<B: PersistentBackend>(backend: &B) {
         device: device(1),
         user: Some(user("alice")),
         last_seen: 1234,
+        credential_stamp: Some(u64::MAX - 1),
     };
     let two = SessionRecord {
         id: [2; 16],
         device: device(2),
         user: None,
         last_seen: 99,
+        credential_stamp: None,
     };
     let store = backend.open().await;
     ok(store.put_session(&one).await, "put_session");

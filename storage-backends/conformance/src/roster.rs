@@ -37,6 +37,38 @@ pub async fn roster_first_version_is_1(storage: Arc<dyn Storage>) {
     );
 }
 
+/// `delete_roster` removes that user's roster only, reports `true` once and `false`
+/// afterwards; the user's next roster is version 1 again.
+pub async fn roster_delete(storage: Arc<dyn Storage>) {
+    for name in ["alice", "bob"] {
+        ok(
+            storage.put_roster(&user(name), &roster(1, name)).await,
+            "put_roster",
+        );
+    }
+    ok(
+        storage.put_roster(&user("alice"), &roster(2, "v2")).await,
+        "put_roster v2",
+    );
+    assert!(ok(
+        storage.delete_roster(&user("alice")).await,
+        "delete_roster"
+    ));
+    assert_eq!(ok(storage.roster(&user("alice")).await, "roster"), None);
+    assert_eq!(
+        ok(storage.roster(&user("bob")).await, "roster"),
+        Some(roster(1, "bob"))
+    );
+    assert!(!ok(
+        storage.delete_roster(&user("alice")).await,
+        "delete_roster (again)"
+    ));
+    ok(
+        storage.put_roster(&user("alice"), &roster(1, "anew")).await,
+        "put_roster v1 after deletion",
+    );
+}
+
 /// After version 1, only version 2 is accepted: a repeat (stale), an older one and a skip are
 /// refused and leave the stored roster as it was.
 pub async fn roster_next_version_only(storage: Arc<dyn Storage>) {

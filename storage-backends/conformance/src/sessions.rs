@@ -12,6 +12,7 @@ fn session(n: u8, user_name: Option<&str>, last_seen: u64) -> SessionRecord {
         device: device(n),
         user: user_name.map(user),
         last_seen,
+        credential_stamp: None,
     }
 }
 
@@ -37,7 +38,10 @@ pub async fn session_round_trip(storage: Arc<dyn Storage>) {
         Some(anonymous)
     );
 
-    let logged_in = session(1, Some("alice"), 20);
+    let logged_in = SessionRecord {
+        credential_stamp: Some(u64::MAX),
+        ..session(1, Some("alice"), 20)
+    };
     ok(
         storage.put_session(&logged_in).await,
         "put_session (replace)",
@@ -47,7 +51,10 @@ pub async fn session_round_trip(storage: Arc<dyn Storage>) {
         Some(logged_in.clone())
     );
 
-    let other = session(2, Some("bob"), u64::MAX);
+    let other = SessionRecord {
+        credential_stamp: Some(0),
+        ..session(2, Some("bob"), u64::MAX)
+    };
     ok(storage.put_session(&other).await, "put_session");
     assert_eq!(ok(storage.session(&[2; 16]).await, "session"), Some(other));
     assert_eq!(
@@ -101,4 +108,71 @@ pub async fn sessions_expire_before_cutoff(storage: Arc<dyn Storage>) {
         2
     );
     assert_eq!(ok(storage.session(&[3; 16]).await, "session"), None);
+}
+
+/// `delete_user_sessions` forgets the sessions logged in as that user (only those of the given
+/// device, if one is given), whatever their stamp, and no others: not another user's, not
+/// sessions that never logged in. It returns how many it forgot.
+pub async fn sessions_deleted_by_user(storage: Arc<dyn Storage>) {
+    // alice on devices 1, 2 and 3 (3 twice), bob on 4, an anonymous session on device 1.
+    let sessions = [
+        (1, Some("alice"), Some(7)),
+        (2, Some("alice"), None),
+        (3, Some("alice"), Some(8)),
+        (4, Some("bob"), Some(7)),
+        (5, None, None),
+    ];
+    for (n, name, stamp) in sessions {
+        let mut s = session(n, name, 10);
+        s.credential_stamp = stamp;
+        if n == 5 {
+            s.device = device(1);
+        }
+        ok(storage.put_session(&s).await, "put_session");
+    }
+    ok(
+        storage
+            .put_session(&SessionRecord {
+                id: [6; 16],
+                ..session(3, Some("alice"), 11)
+            })
+            .await,
+        "put_session",
+    );
+    assert_eq!(
+        ok(
+            storage
+                .delete_user_sessions(&user("alice"), Some(&device(3)))
+                .await,
+            "delete_user_sessions (one device)"
+        ),
+        2
+    );
+    for gone in [[3; 16], [6; 16]] {
+        assert_eq!(ok(storage.session(&gone).await, "session"), None);
+    }
+    assert!(ok(storage.session(&[1; 16]).await, "session").is_some());
+    assert_eq!(
+        ok(
+            storage.delete_user_sessions(&user("alice"), None).await,
+            "delete_user_sessions"
+        ),
+        2
+    );
+    for gone in [[1; 16], [2; 16]] {
+        assert_eq!(ok(storage.session(&gone).await, "session"), None);
+    }
+    for kept in [[4; 16], [5; 16]] {
+        assert!(
+            ok(storage.session(&kept).await, "session").is_some(),
+            "deleting alice's sessions removed another one"
+        );
+    }
+    assert_eq!(
+        ok(
+            storage.delete_user_sessions(&user("alice"), None).await,
+            "delete_user_sessions (again)"
+        ),
+        0
+    );
 }

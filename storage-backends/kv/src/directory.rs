@@ -1,7 +1,7 @@
 //! [`DirectoryStore`]: `d/<username>/<seq>` keys, appended by compare-and-set.
 
 use async_trait::async_trait;
-use siren_api::storage::{DirectoryStore, Durability, KeyRange, KvEngine, StoredEntry};
+use siren_api::storage::{DirectoryStore, Durability, KeyRange, KvEngine, StoredEntry, WriteBatch};
 use siren_api::{Error, ErrorCode, Username};
 
 use crate::layout;
@@ -59,6 +59,28 @@ impl<E: KvEngine> DirectoryStore for KvStorage<E> {
                 ));
             }
             inner.engine.write(&put(key, value), Durability::Synced)
+        })
+        .await
+    }
+
+    async fn delete_entries(&self, user: &Username) -> Result<usize, Error> {
+        let prefix = layout::directory_prefix(user);
+        self.run("delete_entries", move |inner| {
+            // Under the append lock: an append racing with the deletion is either removed with
+            // the rest or starts a new chain at 1 afterwards.
+            let _cas = lock(&inner.directory_cas);
+            let mut batch = WriteBatch::new();
+            scan_pages(&inner.engine, &KeyRange::prefix(&prefix), |page| {
+                for (key, _) in page {
+                    batch.delete(key);
+                }
+                Ok(())
+            })?;
+            let removed = batch.ops.len();
+            if removed > 0 {
+                inner.engine.write(&batch, Durability::Synced)?;
+            }
+            Ok(removed)
         })
         .await
     }

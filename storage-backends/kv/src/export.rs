@@ -107,12 +107,13 @@ impl<E: KvEngine> ExportStore for KvStorage<E> {
                         .get(SESSIONS.len()..)
                         .and_then(|id| id.try_into().ok())
                         .ok_or_else(|| corrupt("session"))?;
-                    let (device, last_seen, user) = layout::read_session(&value)?;
+                    let (device, last_seen, user, credential_stamp) = layout::read_session(&value)?;
                     sessions.push(SessionRecord {
                         id,
                         device,
                         user,
                         last_seen,
+                        credential_stamp,
                     });
                 }
                 Ok(())

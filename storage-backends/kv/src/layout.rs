@@ -156,6 +156,14 @@ impl<'a> Reader<'a> {
         self.array::<1>().map(|[b]| b)
     }
 
+    /// The next byte, left unread.
+    pub(crate) fn peek_u8(&self) -> Result<u8, Error> {
+        self.bytes
+            .first()
+            .copied()
+            .ok_or_else(|| corrupt(self.what, "shorter than its 1-byte field"))
+    }
+
     /// An optional UTF-8 text: a flag byte (0 absent, 1 present) and the rest of the value.
     pub(crate) fn optional_text(self) -> Result<Option<&'a str>, Error> {
         let what = self.what;
@@ -194,18 +202,31 @@ fn push_optional_text(out: &mut Vec<u8>, text: Option<&str>) {
     }
 }
 
-/// Account: `created u64 | credential flag u8 | credential UTF-8 (rest)`.
-pub(crate) fn account_value(created: UnixTime, credential: Option<&str>) -> Vec<u8> {
-    let mut out = created.to_be_bytes().to_vec();
+/// The format byte of values written with a credential stamp (accounts and sessions); values
+/// written before stamps existed start that byte with a text flag, 0 or 1.
+const STAMPED: u8 = 2;
+
+/// Account: `created u64 | 2 | stamp u64 | credential flag u8 | credential UTF-8 (rest)`. Read
+/// also in the earlier form without the stamp (`created u64 | credential flag u8 | credential`),
+/// as stamp 0.
+pub(crate) fn account_value(created: UnixTime, stamp: u64, credential: Option<&str>) -> Vec<u8> {
+    let mut out = key(&[&created.to_be_bytes(), &[STAMPED], &stamp.to_be_bytes()]);
     push_optional_text(&mut out, credential);
     out
 }
 
-pub(crate) fn read_account(value: &[u8]) -> Result<(UnixTime, Option<String>), Error> {
+/// The creation time, credential stamp and credential of an account value.
+pub(crate) fn read_account(value: &[u8]) -> Result<(UnixTime, u64, Option<String>), Error> {
     let mut reader = Reader::new("account", value);
     let created = reader.u64()?;
+    let stamp = if reader.peek_u8()? == STAMPED {
+        reader.u8()?;
+        reader.u64()?
+    } else {
+        0
+    };
     let credential = reader.optional_text()?.map(str::to_owned);
-    Ok((created, credential))
+    Ok((created, stamp, credential))
 }
 
 /// Directory entry: `kind u8 (0 add, 1 revoke) | device [32] | entry bytes (rest)`.
@@ -247,26 +268,56 @@ pub(crate) fn read_high_water(value: &[u8]) -> Result<u64, Error> {
     Ok(seq)
 }
 
-/// Session: `device [32] | last_seen u64 | user flag u8 | username (rest)`.
+/// A session as stored: device, last seen, user, credential stamp.
+pub(crate) type SessionFields = (DeviceKey, UnixTime, Option<Username>, Option<u64>);
+
+/// Session: `device [32] | last_seen u64 | 2 | stamp flag u8 (0 none, 1 present) | stamp u64 if
+/// present | user flag u8 | username (rest)`. Read also in the earlier form without the stamp
+/// (`device | last_seen | user flag | username`), whose logged-in sessions read as stamp 0.
 pub(crate) fn session_value(
     device: &DeviceKey,
     last_seen: UnixTime,
     user: Option<&str>,
+    stamp: Option<u64>,
 ) -> Vec<u8> {
-    let mut out = key(&[device, &last_seen.to_be_bytes()]);
+    let mut out = key(&[device, &last_seen.to_be_bytes(), &[STAMPED]]);
+    match stamp {
+        None => out.push(0),
+        Some(stamp) => {
+            out.push(1);
+            out.extend_from_slice(&stamp.to_be_bytes());
+        }
+    }
     push_optional_text(&mut out, user);
     out
 }
 
-pub(crate) fn read_session(value: &[u8]) -> Result<(DeviceKey, UnixTime, Option<Username>), Error> {
+pub(crate) fn read_session(value: &[u8]) -> Result<SessionFields, Error> {
     let mut reader = Reader::new("session", value);
     let device = reader.array::<32>()?;
     let last_seen = reader.u64()?;
+    let stamped = reader.peek_u8()? == STAMPED;
+    let stamp = if stamped {
+        reader.u8()?;
+        match reader.u8()? {
+            0 => None,
+            1 => Some(reader.u64()?),
+            flag => return Err(corrupt("session", format!("bad stamp flag {flag}"))),
+        }
+    } else {
+        None
+    };
     let user = match reader.optional_text()? {
         None => None,
         Some(name) => Some(Username::parse(name).map_err(|e| corrupt("session", e))?),
     };
-    Ok((device, last_seen, user))
+    // Logged in before stamps were stored: checked against the stamp of unchanged accounts.
+    let stamp = if stamped {
+        stamp
+    } else {
+        user.as_ref().map(|_| 0)
+    };
+    Ok((device, last_seen, user, stamp))
 }
 
 /// Roster: `version u64 | roster bytes (rest)`.
@@ -306,13 +357,19 @@ mod tests {
 
     #[test]
     fn values_round_trip() {
-        let v = account_value(12, Some("$argon2id$x"));
-        assert_eq!(read_account(&v).unwrap(), (12, Some("$argon2id$x".into())));
-        assert_eq!(read_account(&account_value(1, None)).unwrap(), (1, None));
+        let v = account_value(12, 7, Some("$argon2id$x"));
+        assert_eq!(
+            read_account(&v).unwrap(),
+            (12, 7, Some("$argon2id$x".into()))
+        );
+        assert_eq!(
+            read_account(&account_value(1, 0, None)).unwrap(),
+            (1, 0, None)
+        );
         // An empty credential is not an absent one.
         assert_eq!(
-            read_account(&account_value(1, Some(""))).unwrap(),
-            (1, Some(String::new()))
+            read_account(&account_value(1, u64::MAX, Some(""))).unwrap(),
+            (1, u64::MAX, Some(String::new()))
         );
 
         let v = entry_value(EntryKind::Revoke, &[3; 32], b"sig");
@@ -325,14 +382,47 @@ mod tests {
         assert_eq!(read_queue_value(&v).unwrap(), (99, &b""[..]));
 
         let bob = Username::parse("bob").unwrap();
-        let v = session_value(&[1; 32], 5, Some("bob"));
-        assert_eq!(read_session(&v).unwrap(), ([1; 32], 5, Some(bob)));
-        let v = session_value(&[1; 32], 5, None);
-        assert_eq!(read_session(&v).unwrap(), ([1; 32], 5, None));
+        let v = session_value(&[1; 32], 5, Some("bob"), Some(9));
+        assert_eq!(
+            read_session(&v).unwrap(),
+            ([1; 32], 5, Some(bob.clone()), Some(9))
+        );
+        let v = session_value(&[1; 32], 5, Some("bob"), None);
+        assert_eq!(read_session(&v).unwrap(), ([1; 32], 5, Some(bob), None));
+        let v = session_value(&[1; 32], 5, None, None);
+        assert_eq!(read_session(&v).unwrap(), ([1; 32], 5, None, None));
 
         assert_eq!(
             read_roster(&roster_value(3, b"r")).unwrap(),
             (3, b"r".to_vec())
+        );
+    }
+
+    #[test]
+    fn values_written_before_stamps_still_read() {
+        // `created | flag | credential` and `device | last_seen | flag | username`, as the
+        // store wrote them before credential stamps: stamp 0, and 0 for logged-in sessions.
+        let mut old_account = 12u64.to_be_bytes().to_vec();
+        old_account.push(1);
+        old_account.extend_from_slice(b"$argon2id$x");
+        assert_eq!(
+            read_account(&old_account).unwrap(),
+            (12, 0, Some("$argon2id$x".into()))
+        );
+        let mut no_credential = 12u64.to_be_bytes().to_vec();
+        no_credential.push(0);
+        assert_eq!(read_account(&no_credential).unwrap(), (12, 0, None));
+
+        let mut old_session = [1u8; 32].to_vec();
+        old_session.extend_from_slice(&5u64.to_be_bytes());
+        let mut anonymous = old_session.clone();
+        anonymous.push(0);
+        assert_eq!(read_session(&anonymous).unwrap(), ([1; 32], 5, None, None));
+        old_session.push(1);
+        old_session.extend_from_slice(b"bob");
+        assert_eq!(
+            read_session(&old_session).unwrap(),
+            ([1; 32], 5, Some(Username::parse("bob").unwrap()), Some(0))
         );
     }
 
@@ -347,7 +437,12 @@ mod tests {
         internal(read_queue_value(&[1, 2]).map(drop));
         internal(read_high_water(&[0; 9]).map(drop));
         internal(read_session(&[0; 39]).map(drop));
-        let mut bad_user = session_value(&[1; 32], 5, Some("bob"));
+        internal(read_session(&[0; 40]).map(drop));
+        let mut bad_stamp = session_value(&[1; 32], 5, None, None);
+        bad_stamp[41] = 7;
+        internal(read_session(&bad_stamp).map(drop));
+        internal(read_account(&[0, 0, 0, 0, 0, 0, 0, 1, 2, 0]).map(drop));
+        let mut bad_user = session_value(&[1; 32], 5, Some("bob"), Some(1));
         bad_user.push(b'/');
         internal(read_session(&bad_user).map(drop));
         internal(read_roster(&[]).map(drop));

@@ -20,13 +20,19 @@
 //!
 //! | key | value | what |
 //! |---|---|---|
-//! | `a/<username>` | `created u64`, `flag u8`, credential UTF-8 | account (flag 0: no credential, 1: credential follows) |
+//! | `a/<username>` | `created u64`, `2 u8`, `stamp u64`, `flag u8`, credential UTF-8 | account (flag 0: no credential, 1: credential follows) |
 //! | `d/<username>/<seq u64>` | `kind u8` (0 add, 1 revoke), `device [32]`, entry bytes | directory entry |
 //! | `q/<device [32]><seq u64>` | `expires u64`, item bytes | queue item |
 //! | `x/<expires u64><device [32]><seq u64>` | empty | expiry index: one key per queue item |
 //! | `n/<device [32]>` | `seq u64` | queue high-water mark: highest seq ever removed |
-//! | `s/<id [16]>` | `device [32]`, `last_seen u64`, `flag u8`, username | session |
+//! | `s/<id [16]>` | `device [32]`, `last_seen u64`, `2 u8`, `stamp flag u8` (+ `stamp u64` if 1), `flag u8`, username | session |
 //! | `r/<username>` | `version u64`, roster bytes | roster |
+//!
+//! The `2` after the fixed fields of accounts and sessions marks values with a credential stamp
+//! ([`Account::credential_stamp`](siren_api::storage::Account::credential_stamp),
+//! [`SessionRecord::credential_stamp`](siren_api::storage::SessionRecord::credential_stamp)).
+//! Values written before stamps existed have the text flag (0 or 1) in its place and still read:
+//! as stamp 0 (and stamp `Some(0)` for a logged-in session), so no migration is needed.
 //!
 //! # How the promises of [`siren_api::storage`] are kept
 //!
@@ -44,8 +50,10 @@
 //! * **Expiry** is a range scan of `x/` up to `now`, not a scan of every queue.
 //! * **Removals** (ack, purge, expire) are serialised by one lock, so each item is counted once
 //!   and the high-water mark only grows.
-//! * **Compare-and-set** (directory appends, roster replacement) reads, checks and writes under
-//!   a lock of its store, so two racing writers cannot both win.
+//! * **Compare-and-set** (directory appends, roster replacement, credential updates) reads,
+//!   checks and writes under a lock of its store, so two racing writers cannot both win.
+//! * **Deleting a user's sessions** scans every session (there is no index by user): an
+//!   administrator's command, not a request path.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -95,6 +103,8 @@ struct Inner<E> {
     directory_cas: Mutex<()>,
     /// Held across the read-check-write of a roster replacement.
     roster_cas: Mutex<()>,
+    /// Held across the read-check-write of a credential update.
+    account_cas: Mutex<()>,
 }
 
 impl<E: KvEngine> KvStorage<E> {
@@ -106,6 +116,7 @@ impl<E: KvEngine> KvStorage<E> {
                 queue: queue::QueueState::default(),
                 directory_cas: Mutex::new(()),
                 roster_cas: Mutex::new(()),
+                account_cas: Mutex::new(()),
             }),
         }
     }

@@ -5,7 +5,7 @@ use siren_api::storage::{Durability, KvEngine, RosterStore, StoredRoster};
 use siren_api::{Error, ErrorCode, Username};
 
 use crate::layout;
-use crate::{KvStorage, lock, put};
+use crate::{KvStorage, delete_existing, lock, put};
 
 #[async_trait]
 impl<E: KvEngine> RosterStore for KvStorage<E> {
@@ -44,6 +44,15 @@ impl<E: KvEngine> RosterStore for KvStorage<E> {
                 ));
             }
             inner.engine.write(&put(key, value), Durability::Synced)
+        })
+        .await
+    }
+
+    async fn delete_roster(&self, user: &Username) -> Result<bool, Error> {
+        let key = layout::roster_key(user);
+        self.run("delete_roster", move |inner| {
+            let _cas = lock(&inner.roster_cas);
+            delete_existing(&inner.engine, key)
         })
         .await
     }

@@ -1,10 +1,10 @@
 //! [`SessionStore`]: `s/<id>` keys.
 
 use async_trait::async_trait;
-use siren_api::Error;
 use siren_api::storage::{
-    Durability, KeyRange, KvEngine, SessionRecord, SessionStore, UnixTime, WriteBatch,
+    DeviceKey, Durability, KeyRange, KvEngine, SessionRecord, SessionStore, UnixTime, WriteBatch,
 };
+use siren_api::{Error, Username};
 
 use crate::layout::{self, SESSIONS};
 use crate::{KvStorage, delete_existing, put, scan_pages};
@@ -17,12 +17,13 @@ impl<E: KvEngine> SessionStore for KvStorage<E> {
             let Some(value) = inner.engine.get(&layout::session_key(&id))? else {
                 return Ok(None);
             };
-            let (device, last_seen, user) = layout::read_session(&value)?;
+            let (device, last_seen, user, credential_stamp) = layout::read_session(&value)?;
             Ok(Some(SessionRecord {
                 id,
                 device,
                 user,
                 last_seen,
+                credential_stamp,
             }))
         })
         .await
@@ -35,6 +36,7 @@ impl<E: KvEngine> SessionStore for KvStorage<E> {
                 &session.device,
                 session.last_seen,
                 session.user.as_ref().map(|u| u.as_str()),
+                session.credential_stamp,
             ),
         );
         self.run("put_session", move |inner| {
@@ -56,23 +58,47 @@ impl<E: KvEngine> SessionStore for KvStorage<E> {
     /// about it may still be forgotten: it had been unused for the whole expiry time until then.
     async fn expire_sessions(&self, cutoff: UnixTime) -> Result<usize, Error> {
         self.run("expire_sessions", move |inner| {
-            let mut removed = 0;
-            scan_pages(&inner.engine, &KeyRange::prefix(SESSIONS), |page| {
-                let mut batch = WriteBatch::new();
-                for (key, value) in page {
-                    let (_, last_seen, _) = layout::read_session(&value)?;
-                    if last_seen < cutoff {
-                        batch.delete(key);
-                        removed += 1;
-                    }
-                }
-                if batch.is_empty() {
-                    return Ok(());
-                }
-                inner.engine.write(&batch, Durability::Synced)
-            })?;
-            Ok(removed)
+            delete_where(&inner.engine, |(_, last_seen, _, _)| *last_seen < cutoff)
         })
         .await
     }
+
+    /// A scan of every session, like [`SessionStore::expire_sessions`] (no index by user: an
+    /// administrator's rare command does not justify an index write on every login).
+    async fn delete_user_sessions(
+        &self,
+        user: &Username,
+        device: Option<&DeviceKey>,
+    ) -> Result<usize, Error> {
+        let (user, device) = (user.clone(), device.copied());
+        self.run("delete_user_sessions", move |inner| {
+            delete_where(&inner.engine, |(bound, _, owner, _)| {
+                owner.as_ref() == Some(&user) && device.is_none_or(|d| d == *bound)
+            })
+        })
+        .await
+    }
+}
+
+/// Deletes every session whose stored fields `doomed` selects, a page at a time (one synced
+/// batch per page); how many.
+fn delete_where<E: KvEngine>(
+    engine: &E,
+    doomed: impl Fn(&layout::SessionFields) -> bool,
+) -> Result<usize, Error> {
+    let mut removed = 0;
+    scan_pages(engine, &KeyRange::prefix(SESSIONS), |page| {
+        let mut batch = WriteBatch::new();
+        for (key, value) in page {
+            if doomed(&layout::read_session(&value)?) {
+                batch.delete(key);
+                removed += 1;
+            }
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        engine.write(&batch, Durability::Synced)
+    })?;
+    Ok(removed)
 }

@@ -151,6 +151,7 @@ async fn keys_follow_the_documented_layout() {
             user: alice.clone(),
             created: 1,
             credential: None,
+            credential_stamp: 0,
         })
         .await
         .unwrap();
@@ -174,6 +175,7 @@ async fn keys_follow_the_documented_layout() {
             device: [3; 32],
             user: None,
             last_seen: 5,
+            credential_stamp: None,
         })
         .await
         .unwrap();
@@ -261,6 +263,7 @@ async fn large_keyspaces_are_paged() {
             user: user(&format!("u{i:05}")),
             created: 0,
             credential: None,
+            credential_stamp: 0,
         };
         storage.put_account(&account).await.unwrap();
         let session = SessionRecord {
@@ -272,6 +275,7 @@ async fn large_keyspaces_are_paged() {
             device: [0; 32],
             user: None,
             last_seen: u64::from(i % 2),
+            credential_stamp: None,
         };
         storage.put_session(&session).await.unwrap();
     }

@@ -18,7 +18,7 @@
 //! let storage = siren_storage_memory::storage();
 //! let alice = Username::parse("alice").expect("a valid username");
 //! storage
-//!     .put_account(&Account { user: alice.clone(), created: 1, credential: None })
+//!     .put_account(&Account { user: alice.clone(), created: 1, credential: None, credential_stamp: 0 })
 //!     .await?;
 //! assert_eq!(storage.list_accounts().await?, vec![alice]);
 //! # Ok(())

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use siren_api::storage::{Account, AccountStore};
 use siren_api::{Error, Username};
 
-use crate::{PgStorage, error, rows, time_from_db, time_to_db};
+use crate::{PgStorage, error, stamp_from_db, stamp_to_db, time_from_db, time_to_db};
 
 /// A stored username (the schema keeps only what [`Username::parse`] accepted).
 pub(crate) fn username(what: &str, name: &str) -> Result<Username, Error> {
@@ -18,7 +18,9 @@ impl AccountStore for PgStorage {
         let db = |e: tokio_postgres::Error| self.db_error(op, &e);
         let client = self.client(op).await?;
         let statement = client
-            .prepare_cached("SELECT created, credential FROM accounts WHERE username = $1")
+            .prepare_cached(
+                "SELECT created, credential, credential_stamp FROM accounts WHERE username = $1",
+            )
             .await
             .map_err(db)?;
         let Some(row) = client
@@ -32,6 +34,7 @@ impl AccountStore for PgStorage {
             user: user.clone(),
             created: time_from_db(row.try_get(0).map_err(db)?),
             credential: row.try_get(1).map_err(db)?,
+            credential_stamp: stamp_from_db(row.try_get(2).map_err(db)?),
         }))
     }
 
@@ -41,9 +44,11 @@ impl AccountStore for PgStorage {
         let client = self.client(op).await?;
         let statement = client
             .prepare_cached(
-                "INSERT INTO accounts (username, created, credential) VALUES ($1, $2, $3)
+                "INSERT INTO accounts (username, created, credential, credential_stamp)
+                 VALUES ($1, $2, $3, $4)
                  ON CONFLICT (username)
-                 DO UPDATE SET created = excluded.created, credential = excluded.credential",
+                 DO UPDATE SET created = excluded.created, credential = excluded.credential,
+                     credential_stamp = excluded.credential_stamp",
             )
             .await
             .map_err(db)?;
@@ -54,6 +59,7 @@ impl AccountStore for PgStorage {
                     &account.user.as_str(),
                     &time_to_db(account.created),
                     &account.credential.as_deref(),
+                    &stamp_to_db(account.credential_stamp),
                 ],
             )
             .await
@@ -62,18 +68,24 @@ impl AccountStore for PgStorage {
     }
 
     async fn delete_account(&self, user: &Username) -> Result<bool, Error> {
-        let op = "delete_account";
-        let db = |e: tokio_postgres::Error| self.db_error(op, &e);
-        let client = self.client(op).await?;
-        let statement = client
-            .prepare_cached("DELETE FROM accounts WHERE username = $1")
-            .await
-            .map_err(db)?;
-        let deleted = client
-            .execute(&statement, &[&user.as_str()])
-            .await
-            .map_err(db)?;
-        Ok(rows(deleted) > 0)
+        let sql = "DELETE FROM accounts WHERE username = $1";
+        Ok(self
+            .change("delete_account", sql, &[&user.as_str()])
+            .await?
+            > 0)
+    }
+
+    /// One `UPDATE … WHERE credential = old`: of a rehash and a password change racing, the
+    /// row lock orders them, and a rehash after the change finds another credential.
+    async fn update_credential(
+        &self,
+        user: &Username,
+        old: &str,
+        new: &str,
+    ) -> Result<bool, Error> {
+        let sql = "UPDATE accounts SET credential = $3 WHERE username = $1 AND credential = $2";
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&user.as_str(), &old, &new];
+        Ok(self.change("update_credential", sql, &params).await? > 0)
     }
 
     async fn list_accounts(&self) -> Result<Vec<Username>, Error> {

@@ -153,4 +153,9 @@ impl DirectoryStore for PgStorage {
             // Entry `seq - 1` was committed after the statement took its snapshot: again.
         }
     }
+
+    async fn delete_entries(&self, user: &Username) -> Result<usize, Error> {
+        let sql = "DELETE FROM directory_entries WHERE username = $1";
+        self.change("delete_entries", sql, &[&user.as_str()]).await
+    }
 }

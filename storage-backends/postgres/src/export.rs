@@ -6,7 +6,7 @@ use siren_api::{Error, ErrorCode, Username};
 
 use crate::accounts::username;
 use crate::directory::device_key;
-use crate::{PgStorage, rows, seq_to_db, time_from_db};
+use crate::{PgStorage, rows, seq_to_db, stamp_from_db, time_from_db};
 
 impl PgStorage {
     /// The usernames that `sql` selects, in its order.
@@ -66,7 +66,8 @@ impl ExportStore for PgStorage {
         let client = self.client(op).await?;
         client
             .query(
-                "SELECT id, device, username, last_seen FROM sessions ORDER BY id",
+                "SELECT id, device, username, last_seen, credential_stamp FROM sessions
+                 ORDER BY id",
                 &[],
             )
             .await
@@ -82,6 +83,10 @@ impl ExportStore for PgStorage {
                     device: device_key("session", row.try_get(1).map_err(db)?)?,
                     user: user.map(|name| username("session", name)).transpose()?,
                     last_seen: time_from_db(row.try_get(3).map_err(db)?),
+                    credential_stamp: row
+                        .try_get::<_, Option<i64>>(4)
+                        .map_err(db)?
+                        .map(stamp_from_db),
                 })
             })
             .collect()

@@ -33,12 +33,12 @@
 //!
 //! | table | key | columns | what |
 //! |---|---|---|---|
-//! | `accounts` | `username` | `created`, `credential` (NULL: none) | local accounts |
+//! | `accounts` | `username` | `created`, `credential` (NULL: none), `credential_stamp` | local accounts |
 //! | `directory_entries` | `username, seq` | `kind` (`add`/`revoke`), `device`, `entry` | each user's chain of signed device records |
 //! | `queue_items` | `device, seq` | `expires` (indexed), `item` | per-device message queues |
 //! | `queue_counters` | `device` | `last_seq` | the last sequence number handed out per device |
 //! | `rosters` | `username` | `version`, `roster` | the current signed roster of each user |
-//! | `sessions` | `id` | `device`, `username` (NULL: not logged in), `last_seen` (indexed) | resumable sessions |
+//! | `sessions` | `id` | `device`, `username` (NULL: not logged in; indexed), `last_seen` (indexed), `credential_stamp` (NULL: not checked) | resumable sessions |
 //! | `siren_schema` | `version` | `name`, `applied_at` | the migrations applied |
 //!
 //! Usernames are `text COLLATE "C"`, so the database sorts them bytewise as
@@ -77,11 +77,13 @@
 //!   key-value adapter.
 //! * **Roster replacement** is a compare-and-set on `version` (an `UPDATE … WHERE version =
 //!   n − 1`, or an insert for version 1): the row lock makes one of racing writers win.
+//! * **Credential updates** (a rehash) are an `UPDATE … WHERE credential = old`: a password
+//!   change committed meanwhile makes it change nothing.
 //!
 //! # Migrations
 //!
 //! The schema is a list of SQL files embedded in the binary (`migrations/0001_initial.sql`,
-//! …). [`open`] applies those the database lacks, in order, in one transaction that holds a
+//! `0002_credential_stamps.sql`, …). [`open`] applies those the database lacks, in order, in one transaction that holds a
 //! transaction-scoped advisory lock ([`MIGRATION_LOCK`]), so two servers starting at once
 //! do not race; `siren_schema` records each version applied. A database whose schema is newer
 //! than this build knows is refused with an error saying so: downgrading would lose data.
@@ -328,6 +330,21 @@ impl PgStorage {
         error::db_error(op, &self.target, e)
     }
 
+    /// Runs one statement of `op` that changes rows (prepared once per connection); how many
+    /// rows it changed.
+    async fn change(
+        &self,
+        op: &str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<usize, Error> {
+        let db = |e: tokio_postgres::Error| self.db_error(op, &e);
+        let client = self.client(op).await?;
+        let statement = client.prepare_cached(sql).await.map_err(db)?;
+        let changed = client.execute(&statement, params).await.map_err(db)?;
+        Ok(rows(changed))
+    }
+
     /// Warns when the server may acknowledge a commit before it is on disk.
     async fn check_durability(&self) -> Result<(), Error> {
         let op = "open";
@@ -376,6 +393,17 @@ fn time_to_db(time: u64) -> i64 {
 
 /// A stored time (see [`time_to_db`]).
 fn time_from_db(value: i64) -> u64 {
+    value as u64
+}
+
+/// A credential stamp as stored: any 64-bit value, stored like a time (two's complement above
+/// 2^63 − 1).
+fn stamp_to_db(stamp: u64) -> i64 {
+    stamp as i64
+}
+
+/// A stored credential stamp (see [`stamp_to_db`]).
+fn stamp_from_db(value: i64) -> u64 {
     value as u64
 }
 

@@ -13,14 +13,21 @@ struct Migration {
 }
 
 /// Every migration, in order; versions are 1, 2, 3, … without gaps (checked by a test).
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../migrations/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "credential_stamps",
+        sql: include_str!("../migrations/0002_credential_stamps.sql"),
+    },
+];
 
 /// The schema version this build brings a database to (the last migration's).
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// The key of the transaction-scoped advisory lock held while migrating (`pg_advisory_xact_lock`):
 /// the bytes of `"siren"` and the schema's purpose, so it does not collide with another

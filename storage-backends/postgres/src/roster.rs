@@ -94,4 +94,9 @@ impl RosterStore for PgStorage {
             format!("{held}; version {version} does not follow it"),
         ))
     }
+
+    async fn delete_roster(&self, user: &Username) -> Result<bool, Error> {
+        let sql = "DELETE FROM rosters WHERE username = $1";
+        Ok(self.change("delete_roster", sql, &[&user.as_str()]).await? > 0)
+    }
 }

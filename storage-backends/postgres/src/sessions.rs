@@ -1,12 +1,12 @@
 //! [`SessionStore`]: the `sessions` table.
 
 use async_trait::async_trait;
-use siren_api::Error;
-use siren_api::storage::{SessionRecord, SessionStore, UnixTime};
+use siren_api::storage::{DeviceKey, SessionRecord, SessionStore, UnixTime};
+use siren_api::{Error, Username};
 
 use crate::accounts::username;
 use crate::directory::device_key;
-use crate::{PgStorage, rows, time_from_db, time_to_db};
+use crate::{PgStorage, rows, stamp_from_db, stamp_to_db, time_from_db, time_to_db};
 
 /// Sessions last seen at or before `$1`, for a time below 2^63 (stored as itself).
 const EXPIRE: &str = "DELETE FROM sessions WHERE last_seen >= 0 AND last_seen <= $1";
@@ -22,7 +22,9 @@ impl SessionStore for PgStorage {
         let db = |e: tokio_postgres::Error| self.db_error(op, &e);
         let client = self.client(op).await?;
         let statement = client
-            .prepare_cached("SELECT device, username, last_seen FROM sessions WHERE id = $1")
+            .prepare_cached(
+                "SELECT device, username, last_seen, credential_stamp FROM sessions WHERE id = $1",
+            )
             .await
             .map_err(db)?;
         let Some(row) = client
@@ -38,6 +40,10 @@ impl SessionStore for PgStorage {
             device: device_key("session", row.try_get(0).map_err(db)?)?,
             user: user.map(|name| username("session", name)).transpose()?,
             last_seen: time_from_db(row.try_get(2).map_err(db)?),
+            credential_stamp: row
+                .try_get::<_, Option<i64>>(3)
+                .map_err(db)?
+                .map(stamp_from_db),
         }))
     }
 
@@ -47,9 +53,11 @@ impl SessionStore for PgStorage {
         let client = self.client(op).await?;
         let statement = client
             .prepare_cached(
-                "INSERT INTO sessions (id, device, username, last_seen) VALUES ($1, $2, $3, $4)
+                "INSERT INTO sessions (id, device, username, last_seen, credential_stamp)
+                 VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (id) DO UPDATE SET device = excluded.device,
-                     username = excluded.username, last_seen = excluded.last_seen",
+                     username = excluded.username, last_seen = excluded.last_seen,
+                     credential_stamp = excluded.credential_stamp",
             )
             .await
             .map_err(db)?;
@@ -61,6 +69,7 @@ impl SessionStore for PgStorage {
                     &&session.device[..],
                     &session.user.as_ref().map(|u| u.as_str()),
                     &time_to_db(session.last_seen),
+                    &session.credential_stamp.map(stamp_to_db),
                 ],
             )
             .await
@@ -69,15 +78,8 @@ impl SessionStore for PgStorage {
     }
 
     async fn delete_session(&self, id: &[u8; 16]) -> Result<bool, Error> {
-        let op = "delete_session";
-        let db = |e: tokio_postgres::Error| self.db_error(op, &e);
-        let client = self.client(op).await?;
-        let statement = client
-            .prepare_cached("DELETE FROM sessions WHERE id = $1")
-            .await
-            .map_err(db)?;
-        let deleted = client.execute(&statement, &[&&id[..]]).await.map_err(db)?;
-        Ok(rows(deleted) > 0)
+        let sql = "DELETE FROM sessions WHERE id = $1";
+        Ok(self.change("delete_session", sql, &[&&id[..]]).await? > 0)
     }
 
     /// One `DELETE` through the `last_seen` index.
@@ -100,5 +102,17 @@ impl SessionStore for PgStorage {
             .await
             .map_err(db)?;
         Ok(rows(removed))
+    }
+
+    /// One `DELETE` through the `username` index.
+    async fn delete_user_sessions(
+        &self,
+        user: &Username,
+        device: Option<&DeviceKey>,
+    ) -> Result<usize, Error> {
+        let sql = "DELETE FROM sessions WHERE username = $1 AND ($2::bytea IS NULL OR device = $2)";
+        let device = device.map(|d| &d[..]);
+        self.change("delete_user_sessions", sql, &[&user.as_str(), &device])
+            .await
     }
 }

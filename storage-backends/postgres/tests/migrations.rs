@@ -4,7 +4,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use siren_api::storage::{Account, AccountStore, QueueStore, Storage};
+use siren_api::storage::{Account, AccountStore, QueueStore, SessionStore, Storage};
 use siren_api::{ErrorCode, Username};
 use siren_storage_postgres::{PgConfig, SCHEMA_VERSION};
 use support::TestDb;
@@ -33,6 +33,7 @@ async fn migrations_are_idempotent() {
         user: user("alice"),
         created: 5,
         credential: None,
+        credential_stamp: u64::MAX,
     };
     store.put_account(&alice).await.unwrap();
     drop(store);
@@ -73,6 +74,41 @@ async fn migrations_are_idempotent() {
             "siren_schema"
         ]
     );
+}
+
+/// A database of schema version 1 with an account and sessions: migration 2 gives them
+/// credential stamp 0 (the logged-in session `Some(0)`, the anonymous one none), so sessions
+/// stay resumable until the password changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_1_data_gets_credential_stamp_0() {
+    let db = TestDb::create().await;
+    let client = db.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE siren_schema (version integer PRIMARY KEY, name text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now());
+             INSERT INTO siren_schema (version, name) VALUES (1, 'initial');
+             {}
+             INSERT INTO accounts (username, created, credential) VALUES ('alice', 5, 'x');
+             INSERT INTO sessions (id, device, username, last_seen)
+                 VALUES (decode(repeat('01', 16), 'hex'), decode(repeat('02', 32), 'hex'), 'alice', 7),
+                        (decode(repeat('03', 16), 'hex'), decode(repeat('04', 32), 'hex'), NULL, 8);",
+            include_str!("../migrations/0001_initial.sql")
+        ))
+        .await
+        .unwrap();
+    let store = db.open().await;
+    assert_eq!(
+        versions(&db).await,
+        (1..=SCHEMA_VERSION).collect::<Vec<_>>()
+    );
+    let alice = store.account(&user("alice")).await.unwrap().unwrap();
+    assert_eq!(alice.credential_stamp, 0);
+    assert_eq!(alice.credential.as_deref(), Some("x"));
+    let logged_in = store.session(&[1; 16]).await.unwrap().unwrap();
+    assert_eq!(logged_in.credential_stamp, Some(0));
+    let anonymous = store.session(&[3; 16]).await.unwrap().unwrap();
+    assert_eq!(anonymous.credential_stamp, None);
 }
 
 /// Servers starting at once on a fresh database: the advisory lock lets one migrate, and the
