@@ -617,14 +617,24 @@ fn what_a_newer_server_adds_is_skipped() {
         all.contains("bob@alpha.test") && all.contains("carol@alpha.test"),
         "{all}"
     );
-    let acked: Vec<u64> = fake
-        .received()
-        .into_iter()
-        .filter_map(|m| match m {
-            ClientMessage::Ack { seqs } => Some(seqs),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    assert_eq!(acked, vec![1, 2, 3, 4], "every queued item is acknowledged");
+    // The fake reads the client's last frames on its own thread: give it a moment.
+    let acked = || -> Vec<u64> {
+        fake.received()
+            .into_iter()
+            .filter_map(|m| match m {
+                ClientMessage::Ack { seqs } => Some(seqs),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while acked().len() < 4 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        acked(),
+        vec![1, 2, 3, 4],
+        "every queued item is acknowledged"
+    );
 }
