@@ -46,13 +46,14 @@ fn two_servers(
     (first, second, dns)
 }
 
-/// Turns federation on, finding peers through `dns`, with `policy` lines.
+/// Turns federation on, finding peers through `dns`, with `policy` lines. Every server of these
+/// tests listens on loopback, so each must be allowed to follow DNS to non-public addresses.
 fn federate(s: &Server, dns: &Dns, policy: &str) {
     let config = std::fs::read_to_string(s.config()).unwrap();
     std::fs::write(
         s.config(),
         format!(
-            "{config}\n[federation]\nenabled = true\ndns = [\"{}\"]\n{policy}\n",
+            "{config}\n[federation]\nenabled = true\ndns = [\"{}\"]\ndanger_allow_private_targets = true\n{policy}\n",
             dns.addr
         ),
     )

@@ -1,144 +1,167 @@
 //! Server-to-server links (PROTOCOL.md §17): outbound links to peers, found through DNS and
-//! authenticated by the peer's SEK, and the inbound side that answers a peer's requests.
+//! authenticated by the peer's SEK, and the key check of the inbound side.
 //!
-//! This module is the transport: finding a peer, its pinned key, one reused link per peer and
-//! requests matched to their answers. What travels over the links (deliveries from the outbox,
-//! the inbound side, presence events) lives in [`crate::federation`]. A peer's SEK is pinned on
-//! first use (kept in `<data_dir>/peer-keys.toml`); a later link whose DNS key differs from the
-//! pin is refused and logged loudly.
+//! This module is the transport: whether a peer may be talked to at all (federation on, the
+//! policy), finding a peer ([`dial`]), its pinned key ([`pins`]), one reused link per peer
+//! ([`link`]) and requests matched to their answers, each within `[federation]
+//! request_timeout_secs`. What travels over the links (deliveries from the outbox, the inbound
+//! side, presence events) lives in [`crate::federation`]. A peer's SEK is pinned on first use
+//! (kept in `<data_dir>/peer-keys.toml`); a later link whose DNS key differs from the pin is
+//! refused and logged loudly.
+//!
+//! Opening a link to one peer never holds up another: each peer has its own lock, held only
+//! while that peer's link is being opened, and the map of peers is locked only to find an entry.
+//! DNS answers that a peer does not exist are remembered ([`guard`]), and link attempts by
+//! unpinned servers, which need DNS, have a budget per address.
+
+mod dial;
+mod guard;
+mod link;
+mod pins;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use siren_api::federation::{Decision, Direction, FederationPolicy};
 use siren_api::{Error, ErrorCode, ServerName, Uid};
 use siren_net::discovery::{self, Resolver, ResolverConfig};
-use siren_net::{NetError, Receiver, Sender};
 use siren_proto::keys::{SekPublic, SekSecret};
 use siren_proto::message::LinkMessage;
 use siren_proto::records::DirectoryListing;
-use tokio::sync::oneshot;
 
-/// How long a request over a link may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub use dial::MAX_TARGETS;
+use link::Link;
 
-/// Requests waiting for their answer, by request id.
-type Pending = Arc<Mutex<HashMap<u32, oneshot::Sender<LinkMessage>>>>;
+use crate::config::Config;
 
-/// One open outbound link.
-struct Link {
-    sender: tokio::sync::Mutex<Sender>,
-    pending: Pending,
-    next_rid: AtomicU32,
-    /// Set to false by the reader task when the link is gone.
-    alive: Arc<std::sync::atomic::AtomicBool>,
+/// One peer's link, and the lock held while it is being opened.
+type Slot = tokio::sync::Mutex<Option<Arc<Link>>>;
+
+/// How a request to a peer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The peer answered with an `error`: its code (as sent, known to this version or not) and
+    /// the error to pass on.
+    #[error("{error}")]
+    Refused {
+        /// The number the peer sent.
+        code: u16,
+        /// The code (or `internal` for a number this version does not know) and the peer's text.
+        error: Error,
+    },
+    /// No answer: the peer is not allowed, cannot be reached, or did not answer in time.
+    #[error("{0}")]
+    Failed(Error),
 }
 
-/// This server's outbound links and peer pins.
+impl From<RequestError> for Error {
+    fn from(e: RequestError) -> Self {
+        match e {
+            RequestError::Refused { error, .. } | RequestError::Failed(error) => error,
+        }
+    }
+}
+
+/// This server's outbound links, peer pins and federation settings.
 pub struct Links {
     name: ServerName,
     sek: SekSecret,
     resolver: Resolver,
+    enabled: bool,
+    policy: Arc<dyn FederationPolicy>,
+    /// The deadline of each connection attempt and handshake step.
     step: Duration,
-    links: tokio::sync::Mutex<HashMap<ServerName, Arc<Link>>>,
-    pins: Mutex<HashMap<ServerName, SekPublic>>,
-    /// Peers whose outbox worker runs.
-    workers: Mutex<std::collections::HashSet<ServerName>>,
-    /// Where the pins are kept (`<data_dir>/peer-keys.toml`).
-    pin_file: std::path::PathBuf,
-    /// Presence events peers send over outbound links, for [`deliver_events`].
-    events: tokio::sync::mpsc::UnboundedSender<(ServerName, LinkMessage)>,
+    /// The longest any request (opening the link included) and any link write may take.
+    request_timeout: Duration,
+    allow_non_public: bool,
+    slots: Mutex<HashMap<ServerName, Arc<Slot>>>,
+    pins: pins::Pins,
+    negative: guard::NegativeCache,
+    hellos: guard::PerAddress,
+    /// The largest frame each peer accepted on its last link (its `link_ready`).
+    frame_limits: Mutex<HashMap<ServerName, usize>>,
+    /// Presence events peers send over outbound links, for [`Links::take_events`].
+    events: link::Events,
     events_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(ServerName, LinkMessage)>>>,
 }
 
-/// Reads the pinned peer keys (`name = "base64 SEK"` lines); a missing file is no pins.
-fn load_pins(path: &std::path::Path) -> Result<HashMap<ServerName, SekPublic>, Error> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
-        Err(e) => {
-            return Err(Error::new(
-                ErrorCode::Internal,
-                format!("cannot read {}: {e}", path.display()),
-            ));
-        }
-    };
-    let bad = |what: String| Error::new(ErrorCode::Internal, format!("{}: {what}", path.display()));
-    let table: toml::Table = text.parse().map_err(|e| bad(format!("{e}")))?;
-    let mut pins = HashMap::new();
-    for (name, value) in table {
-        let peer = ServerName::parse(&name).map_err(|e| bad(format!("{name}: {e}")))?;
-        let key = value
-            .as_str()
-            .and_then(|k| SekPublic::from_base64(k).ok())
-            .ok_or_else(|| bad(format!("{name}: not a base64 key")))?;
-        pins.insert(peer, key);
-    }
-    Ok(pins)
-}
-
-fn link_error(peer: &ServerName, what: impl std::fmt::Display) -> Error {
-    Error::new(ErrorCode::PeerUnreachable, format!("{peer}: {what}"))
-}
-
 impl Links {
-    /// Links for server `name` with key `sek`, resolving peers with `resolver`.
+    /// Links for the server `config` describes, with key `sek`, asking `policy` which peers it
+    /// may talk to.
     pub fn new(
-        name: ServerName,
+        config: &Config,
         sek: SekSecret,
-        resolver: &ResolverConfig,
-        step: Duration,
-        data_dir: &std::path::Path,
+        policy: Arc<dyn FederationPolicy>,
     ) -> Result<Links, Error> {
-        let pin_file = data_dir.join("peer-keys.toml");
-        let pins = load_pins(&pin_file)?;
+        let f = &config.federation;
+        let resolver = Resolver::new(&ResolverConfig {
+            nameservers: f.dns.clone(),
+            ..Default::default()
+        })
+        .map_err(|e| Error::new(ErrorCode::Internal, format!("`federation.dns`: {e}")))?;
         let (events, events_rx) = tokio::sync::mpsc::unbounded_channel();
-        let resolver = Resolver::new(resolver)
-            .map_err(|e| Error::new(ErrorCode::Internal, format!("`federation.dns`: {e}")))?;
         Ok(Links {
-            name,
+            name: config.server.name.clone(),
             sek,
             resolver,
-            step,
-            links: tokio::sync::Mutex::new(HashMap::new()),
-            pins: Mutex::new(pins),
-            workers: Mutex::new(std::collections::HashSet::new()),
-            pin_file,
+            enabled: f.enabled,
+            policy,
+            step: Duration::from_secs(config.limits.handshake_timeout_secs),
+            request_timeout: Duration::from_secs(f.request_timeout_secs),
+            allow_non_public: f.danger_allow_private_targets,
+            slots: Mutex::new(HashMap::new()),
+            pins: pins::Pins::load(&config.server.data_dir)?,
+            negative: guard::NegativeCache::new(Duration::from_secs(f.negative_cache_secs)),
+            hellos: guard::PerAddress::new(f.new_peer_hellos_per_address_per_minute),
+            frame_limits: Mutex::new(HashMap::new()),
             events,
             events_rx: Mutex::new(Some(events_rx)),
         })
     }
 
-    /// Pins `key` for `peer` and saves every pin (written to a temporary file, then renamed).
-    fn set_pin(&self, peer: &ServerName, key: SekPublic) {
-        let mut pins = self.pins.lock().unwrap_or_else(PoisonError::into_inner);
-        pins.insert(peer.clone(), key);
-        let mut table = toml::Table::new();
-        for (name, key) in pins.iter() {
-            table.insert(name.to_string(), toml::Value::String(key.to_base64()));
+    /// Whether this server may talk to `peer` in `direction`: federation on (else 500) and the
+    /// policy allows it (else 501). Asked before anything about another server or its users,
+    /// before opening a link and before each outbox delivery.
+    pub async fn allowed(&self, peer: &ServerName, direction: Direction) -> Result<(), Error> {
+        if !self.enabled {
+            return Err(Error::new(
+                ErrorCode::FederationDisabled,
+                format!("{peer} is another server and federation is disabled here"),
+            ));
         }
-        let tmp = self.pin_file.with_extension("toml.tmp");
-        let saved = std::fs::write(&tmp, table.to_string())
-            .and_then(|()| std::fs::rename(&tmp, &self.pin_file));
-        if let Err(e) = saved {
-            tracing::warn!(file = %self.pin_file.display(), error = %e, "cannot save the peer pins");
+        // A policy plugin's call blocks (up to its deadline): off the async executor. A
+        // failed task denies (fail closed).
+        let policy = self.policy.clone();
+        let asked = peer.clone();
+        let decision = tokio::task::spawn_blocking(move || policy.decide(&asked, direction))
+            .await
+            .unwrap_or_else(|e| Decision::Deny(format!("the policy task failed: {e}")));
+        match decision {
+            Decision::Deny(reason) => {
+                tracing::info!(%peer, ?direction, policy = self.policy.name(), %reason, "federation refused by policy");
+                Err(Error::new(
+                    ErrorCode::FederationDenied,
+                    format!("this server's federation policy does not allow {peer}"),
+                ))
+            }
+            Decision::Allow => Ok(()),
         }
     }
 
-    /// The key pinned for `peer`, if any.
-    fn pin(&self, peer: &ServerName) -> Option<SekPublic> {
-        self.pins
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(peer)
-            .copied()
-    }
-
-    /// Whether `sek` is `peer`'s key: its pin, or (first use) a key its DNS publishes, which is
-    /// then pinned. A key that differs from the pin is refused (error 503) and logged.
-    pub async fn check_peer_key(&self, peer: &ServerName, sek: &SekPublic) -> Result<(), Error> {
-        match self.pin(peer) {
+    /// Whether `sek` is `peer`'s key, for a link `peer` opens to us from `from`: its pin
+    /// (without DNS), or (first use) a key its DNS publishes, which is then pinned. A key that
+    /// differs from the pin, or is not published, is refused (error 503) and logged. A name DNS
+    /// recently said does not exist is refused from memory; the lookups an address may cause
+    /// have a budget (error 203 beyond it).
+    pub async fn check_peer_key(
+        &self,
+        peer: &ServerName,
+        sek: &SekPublic,
+        from: IpAddr,
+    ) -> Result<(), Error> {
+        match self.pins.get(peer) {
             Some(pin) if &pin == sek => return Ok(()),
             Some(pin) => {
                 tracing::error!(%peer, pinned = %pin, offered = %sek, "a peer's key differs from its pin: link refused");
@@ -149,9 +172,27 @@ impl Links {
             }
             None => {}
         }
-        let published = discovery::lookup_keys(&self.resolver, peer)
-            .await
-            .map_err(|e| link_error(peer, e))?;
+        if let Some(e) = self.negative.get(peer) {
+            return Err(e);
+        }
+        if !self.hellos.allow(from) {
+            tracing::info!(%from, %peer, "too many links naming unpinned servers from one address: refused without a DNS lookup");
+            return Err(Error::new(
+                ErrorCode::RateLimited,
+                "too many link attempts naming servers whose key must be looked up; retry in a minute",
+            ));
+        }
+        let published = match discovery::lookup_keys(&self.resolver, peer).await {
+            Ok(keys) => keys,
+            Err(e) => {
+                let failed = dial::DialError::from_lookup(peer, e);
+                tracing::info!(%peer, error = %failed.detail, "cannot check a linking server's key");
+                if failed.dns_answer {
+                    self.negative.put(peer, &failed.public);
+                }
+                return Err(failed.public);
+            }
+        };
         if !published.contains(sek) {
             tracing::error!(%peer, offered = %sek, "a server's key is not the one its DNS publishes: refused");
             return Err(Error::new(
@@ -159,84 +200,150 @@ impl Links {
                 format!("{peer} does not publish that key"),
             ));
         }
-        self.set_pin(peer, *sek);
+        self.pins.set(peer, *sek);
         Ok(())
     }
 
-    /// The pinned (or DNS-published, then pinned) key of `peer`.
-    async fn peer_key(&self, peer: &ServerName) -> Result<SekPublic, Error> {
-        if let Some(pin) = self.pin(peer) {
-            let published = discovery::lookup_keys(&self.resolver, peer)
-                .await
-                .unwrap_or_default();
-            if !published.is_empty() && !published.contains(&pin) {
-                tracing::error!(%peer, pinned = %pin, "DNS now publishes another key for a pinned peer: link refused");
-                return Err(Error::new(
-                    ErrorCode::PeerKeyMismatch,
-                    format!("{peer}'s DNS key differs from the pinned key"),
-                ));
-            }
-            return Ok(pin);
-        }
-        let keys = discovery::lookup_keys(&self.resolver, peer)
-            .await
-            .map_err(|e| link_error(peer, e))?;
-        let [key] = keys.as_slice() else {
-            return Err(link_error(peer, "DNS publishes more than one key"));
-        };
-        self.check_peer_key(peer, key).await?;
-        Ok(*key)
+    /// The entry of `peer` in the map of links.
+    fn slot(&self, peer: &ServerName) -> Arc<Slot> {
+        self.slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(peer.clone())
+            .or_default()
+            .clone()
     }
 
-    /// The open link to `peer`, or a new one.
+    /// Drops `peer`'s entry after a failed opening, unless someone else is waiting on it.
+    fn forget_slot(&self, peer: &ServerName, slot: &Arc<Slot>) {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        // The map's reference and the caller's: nobody else waits for this entry.
+        if Arc::strong_count(slot) == 2 && slots.get(peer).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+            slots.remove(peer);
+        }
+    }
+
+    /// The open link to `peer`, or a new one. Only this peer's opening is waited for.
     async fn link(&self, peer: &ServerName) -> Result<Arc<Link>, Error> {
-        let mut links = self.links.lock().await;
-        if let Some(link) = links.get(peer)
-            && link.alive.load(Ordering::Acquire)
-        {
+        let slot = self.slot(peer);
+        let mut open = slot.lock().await;
+        if let Some(link) = open.as_ref().filter(|l| l.is_alive()) {
             return Ok(link.clone());
         }
-        let key = self.peer_key(peer).await?;
-        let (targets, _) =
-            discovery::lookup_targets(&self.resolver, peer, &mut siren_proto::os_rng())
-                .await
-                .map_err(|e| link_error(peer, e))?;
-        let reached = discovery::connect_any(&self.resolver, &targets, self.step)
-            .await
-            .map_err(|e| link_error(peer, e))?;
-        drop(reached.stream);
-        let connected =
-            siren_net::connect_link(reached.addr, &self.name, &self.sek, peer, &key, self.step)
-                .await
-                .map_err(|e| link_error(peer, e))?;
-        if let Some(new) = connected.rotated_sek {
-            // Proven inside a handshake made with the pinned key (PROTOCOL.md §7.6).
-            tracing::info!(%peer, old = %key, new = %new, "peer rotated its key; pin updated");
-            self.set_pin(peer, new);
+        *open = None;
+        match self.open(peer).await {
+            Ok(link) => {
+                *open = Some(link.clone());
+                Ok(link)
+            }
+            Err(e) => {
+                drop(open);
+                self.forget_slot(peer, &slot);
+                Err(e)
+            }
         }
-        let mut receiver = connected.receiver;
-        match siren_net::within(self.step, receiver.recv::<LinkMessage>()).await {
-            Ok(Ok(LinkMessage::LinkReady { server, .. })) if &server == peer => {}
-            Ok(Ok(other)) => return Err(link_error(peer, format!("unexpected {other:?}"))),
-            Ok(Err(e)) | Err(e) => return Err(link_error(peer, e)),
+    }
+
+    /// Opens a link to `peer`, if the policy allows it and DNS did not recently say it does
+    /// not exist.
+    async fn open(&self, peer: &ServerName) -> Result<Arc<Link>, Error> {
+        self.allowed(peer, Direction::Outbound).await?;
+        if let Some(e) = self.negative.get(peer) {
+            tracing::debug!(%peer, "link not opened: DNS recently said this server does not exist");
+            return Err(e);
         }
-        tracing::info!(%peer, addr = %reached.addr, "link opened");
-        let link = Arc::new(Link {
-            sender: tokio::sync::Mutex::new(connected.sender),
-            pending: Pending::default(),
-            next_rid: AtomicU32::new(1),
-            alive: Arc::new(std::sync::atomic::AtomicBool::new(true)),
-        });
-        tokio::spawn(read_answers(
-            peer.clone(),
-            receiver,
-            link.pending.clone(),
-            link.alive.clone(),
+        let dialer = dial::Dialer {
+            own: &self.name,
+            sek: &self.sek,
+            resolver: &self.resolver,
+            pins: &self.pins,
+            step: self.step,
+            allow_non_public: self.allow_non_public,
+        };
+        let dialed = match dialer.dial(peer).await {
+            Ok(dialed) => dialed,
+            Err(e) => {
+                tracing::info!(%peer, error = %e.detail, "cannot open a link");
+                if e.dns_answer {
+                    self.negative.put(peer, &e.public);
+                }
+                return Err(e.public);
+            }
+        };
+        tracing::info!(%peer, addr = %dialed.addr, max_frame = dialed.max_frame, "link opened");
+        self.frame_limits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(peer.clone(), dialed.max_frame);
+        Ok(Link::start(
+            peer,
+            dialed.sender,
+            dialed.receiver,
+            dialed.max_frame,
+            self.request_timeout,
             self.events.clone(),
-        ));
-        tokio::spawn(keepalive(peer.clone(), Arc::downgrade(&link)));
-        links.insert(peer.clone(), link.clone());
-        Ok(link)
+        ))
+    }
+
+    /// Runs `op` within the request timeout; past it, the requester gets the generic 502.
+    async fn within_budget<T>(
+        &self,
+        peer: &ServerName,
+        op: impl Future<Output = Result<T, RequestError>>,
+    ) -> Result<T, RequestError> {
+        match tokio::time::timeout(self.request_timeout, op).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::info!(%peer, after = ?self.request_timeout, "no answer from a peer in time");
+                Err(RequestError::Failed(dial::unreachable(peer)))
+            }
+        }
+    }
+
+    /// Sends a request over the link to `peer` (opened first if needed) and waits for its
+    /// answer, all within the request timeout; an `error` answer is [`RequestError::Refused`].
+    async fn request(
+        &self,
+        peer: &ServerName,
+        make: impl FnOnce(u32) -> LinkMessage,
+    ) -> Result<LinkMessage, RequestError> {
+        self.within_budget(peer, async {
+            let link = self.link(peer).await.map_err(RequestError::Failed)?;
+            match link.request(make).await {
+                Ok(LinkMessage::Error { code, msg, .. }) => Err(RequestError::Refused {
+                    code,
+                    error: Error::new(
+                        ErrorCode::from_u16(code).unwrap_or(ErrorCode::Internal),
+                        peer_text(peer, &msg),
+                    ),
+                }),
+                Ok(answer) => Ok(answer),
+                Err(e) => {
+                    tracing::info!(%peer, error = %e, "a request to a peer failed");
+                    Err(RequestError::Failed(dial::unreachable(peer)))
+                }
+            }
+        })
+        .await
+    }
+
+    /// The largest frame `peer` accepts: from the open link, or opening one.
+    pub async fn frame_limit(&self, peer: &ServerName) -> Result<usize, Error> {
+        let link = self
+            .within_budget(peer, async {
+                self.link(peer).await.map_err(RequestError::Failed)
+            })
+            .await?;
+        Ok(link.max_frame)
+    }
+
+    /// The largest frame `peer` accepted on its last link, if a link was ever opened.
+    pub fn known_frame_limit(&self, peer: &ServerName) -> Option<usize> {
+        self.frame_limits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(peer)
+            .copied()
     }
 
     /// Asks `peer`'s server for `uid`'s directory listing.
@@ -250,7 +357,7 @@ impl Links {
             .await?
         {
             LinkMessage::Directory { listing, .. } => Ok(listing),
-            other => Err(link_error(peer, format!("unexpected answer {other:?}"))),
+            other => Err(unexpected(peer, &other)),
         }
     }
 
@@ -271,7 +378,22 @@ impl Links {
             .await?
         {
             LinkMessage::Ok { .. } => Ok(()),
-            other => Err(link_error(peer, format!("unexpected answer {other:?}"))),
+            other => Err(unexpected(peer, &other)),
+        }
+    }
+
+    /// Sends envelopes over the link and waits for the peer's commit.
+    pub async fn deliver(
+        &self,
+        peer: &ServerName,
+        msgs: Vec<siren_proto::envelope::Envelope>,
+    ) -> Result<(), RequestError> {
+        match self
+            .request(peer, |rid| LinkMessage::Deliver { rid, msgs })
+            .await?
+        {
+            LinkMessage::DeliverAck { .. } => Ok(()),
+            other => Err(RequestError::Failed(unexpected(peer, &other))),
         }
     }
 
@@ -284,134 +406,28 @@ impl Links {
             .unwrap_or_else(PoisonError::into_inner)
             .take()
     }
-
-    /// Sends a request over the link to `peer` and waits for its answer; an `error` answer
-    /// becomes an `Err` with the peer's code.
-    async fn request(
-        &self,
-        peer: &ServerName,
-        make: impl FnOnce(u32) -> LinkMessage,
-    ) -> Result<LinkMessage, Error> {
-        let link = self.link(peer).await?;
-        let rid = link.next_rid.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        link.pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(rid, tx);
-        let sent = link.sender.lock().await.send(&make(rid)).await;
-        if let Err(e) = sent {
-            link.alive.store(false, Ordering::Release);
-            return Err(link_error(peer, e));
-        }
-        match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
-            Ok(Ok(LinkMessage::Error { code, msg, .. })) => Err(Error::new(
-                ErrorCode::from_u16(code).unwrap_or(ErrorCode::Internal),
-                format!("{peer}: {msg}"),
-            )),
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(_)) => Err(link_error(peer, "the link closed")),
-            Err(_) => Err(link_error(peer, "no answer in time")),
-        }
-    }
 }
 
-/// How often an open outbound link is pinged (well inside the peer's idle timeout).
-const KEEPALIVE: Duration = Duration::from_secs(30);
-
-/// Pings the link every [`KEEPALIVE`] so an idle link stays open and a dead one is noticed
-/// (the next request then opens a new link); ends with the link.
-async fn keepalive(peer: ServerName, link: std::sync::Weak<Link>) {
-    loop {
-        tokio::time::sleep(KEEPALIVE).await;
-        let Some(link) = link.upgrade() else { return };
-        if !link.alive.load(Ordering::Acquire) {
-            return;
-        }
-        let rid = link.next_rid.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = link
-            .sender
-            .lock()
-            .await
-            .send(&LinkMessage::Ping { rid })
-            .await
-        {
-            tracing::info!(%peer, error = %e, "link lost");
-            link.alive.store(false, Ordering::Release);
-            return;
-        }
-    }
+/// A peer answered with a message that is not the answer to the request.
+fn unexpected(peer: &ServerName, answer: &LinkMessage) -> Error {
+    tracing::info!(%peer, ?answer, "a peer answered a request with the wrong message");
+    dial::unreachable(peer)
 }
 
-/// Reads a link's answers and hands each to the request waiting for it.
-async fn read_answers(
-    peer: ServerName,
-    mut receiver: Receiver,
-    pending: Pending,
-    alive: Arc<std::sync::atomic::AtomicBool>,
-    events: tokio::sync::mpsc::UnboundedSender<(ServerName, LinkMessage)>,
-) {
-    loop {
-        let message = match receiver.recv::<LinkMessage>().await {
-            Ok(m) => m,
-            Err(e) => {
-                if !matches!(e, NetError::Io(_)) {
-                    tracing::warn!(%peer, error = %e, "link failed");
-                }
-                break;
-            }
-        };
-        if matches!(message, LinkMessage::Event { .. }) {
-            let _ = events.send((peer.clone(), message));
-            continue;
-        }
-        let rid = match &message {
-            LinkMessage::Directory { rid, .. }
-            | LinkMessage::DeliverAck { rid, .. }
-            | LinkMessage::Ok { rid } => Some(*rid),
-            LinkMessage::Error { rid, .. } => *rid,
-            _ => None,
-        };
-        if let Some(rid) = rid {
-            let waiting = pending
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&rid);
-            if let Some(tx) = waiting {
-                let _ = tx.send(message);
-            }
-        }
-    }
-    alive.store(false, Ordering::Release);
-    // Dropping the waiting senders fails their requests ("the link closed").
-    pending
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clear();
-    tracing::info!(%peer, "link closed");
+/// A peer's error text, prefixed with its name, within the protocol's limit for error texts.
+pub fn peer_text(peer: &ServerName, msg: &str) -> String {
+    error_text(format!("{peer}: {msg}"))
 }
 
-impl Links {
-    /// Marks `peer`'s outbox worker as running; false if it already runs.
-    pub fn claim_worker(&self, peer: &ServerName) -> bool {
-        self.workers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(peer.clone())
-    }
-
-    /// Sends envelopes over the link and waits for the peer's commit.
-    pub async fn deliver(
-        &self,
-        peer: &ServerName,
-        msgs: Vec<siren_proto::envelope::Envelope>,
-    ) -> Result<(), Error> {
-        match self
-            .request(peer, |rid| LinkMessage::Deliver { rid, msgs })
-            .await?
-        {
-            LinkMessage::DeliverAck { .. } => Ok(()),
-            other => Err(link_error(peer, format!("unexpected answer {other:?}"))),
+/// `text` cut to the protocol's limit for error texts (at a character boundary).
+pub fn error_text(mut text: String) -> String {
+    let max = siren_proto::message::MAX_ERROR_TEXT;
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
         }
+        text.truncate(end);
     }
+    text
 }

@@ -30,7 +30,8 @@ impl Session {
         let items = std::mem::take(&mut self.batch);
         let rids = std::mem::take(&mut self.batch_rids);
         let shared = self.shared.clone();
-        let handle = tokio::spawn(async move { shared.queue.enqueue_to(items).await });
+        let handle =
+            tokio::spawn(async move { crate::federation::outbox::enqueue(&shared, items).await });
         self.commit = Some((handle, rids));
     }
 
@@ -175,7 +176,6 @@ impl Session {
                     crate::federation::outbox::outbox_key(&peer),
                     QueueItem::Message { env },
                 ));
-                crate::federation::outbox::ensure_worker(&self.shared, &peer);
                 continue;
             }
             let admission = match self
@@ -295,12 +295,13 @@ impl Session {
             )
         })?;
         if env.to.server() != &self.shared.config.server.name {
-            // For another server: allowed by the policy, it waits in that server's outbox; the
-            // receiving server checks the device and the recipient's roster.
-            return self
-                .shared
+            // For another server: allowed by the policy, it waits in that server's outbox (if it
+            // fits the peer's frames and the limits on outboxes); the receiving server checks
+            // the device and the recipient's roster.
+            self.shared
                 .remote_allowed(env.to.server(), siren_api::federation::Direction::Outbound)
-                .await;
+                .await?;
+            return crate::federation::outbox::admit(&self.shared, me, env);
         }
         let dir = self
             .shared
