@@ -90,7 +90,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         filters,
         directory_hooks,
         links,
-        outboxes: crate::federation::outbox::Outboxes::new(&config.federation),
+        outboxes: crate::federation::waiting::Outboxes::new(&config.federation),
         storage: storage.clone(),
         shutdown: stop_rx.clone(),
         config,

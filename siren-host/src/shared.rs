@@ -41,7 +41,7 @@ pub struct Shared {
     /// Links to peer servers (and which peers this server may talk to).
     pub links: crate::links::Links,
     /// Outboxes to peer servers: their workers and the limits on how many there are.
-    pub outboxes: crate::federation::outbox::Outboxes,
+    pub outboxes: crate::federation::waiting::Outboxes,
     /// Message filters (plugins), asked about every `send`.
     pub filters: Vec<Arc<dyn siren_api::hooks::MessageFilter>>,
     /// Directory hooks (plugins), told about device additions and revocations.

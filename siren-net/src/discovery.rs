@@ -711,7 +711,10 @@ pub async fn connect_within(
             }
             if attempts >= limits.max_attempts {
                 failures.push(refused(
-                    format!("not tried: at most {} connection attempts", limits.max_attempts),
+                    format!(
+                        "not tried: at most {} connection attempts",
+                        limits.max_attempts
+                    ),
                     FailureKind::NotTried,
                 ));
                 continue;

@@ -491,7 +491,9 @@ async fn connect_within_refuses_non_public_addresses_and_caps_targets_and_attemp
             assert_eq!(tried, 3, "{failures:?}");
             assert_eq!(failures.len(), 6, "{failures:?}");
             assert!(
-                failures[3..].iter().all(|f| f.kind == FailureKind::NotTried),
+                failures[3..]
+                    .iter()
+                    .all(|f| f.kind == FailureKind::NotTried),
                 "{failures:?}"
             );
         }

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod fake_peer;
+
 /// A workspace binary built next to the tests.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
@@ -765,6 +767,15 @@ impl Dns {
     pub fn rewrite(&self, records: &str) {
         std::fs::write(self.dir.path().join("records.conf"), records).unwrap();
         self.run("reload");
+    }
+
+    /// How many queries for names containing `needle` dnsmasq logged so far.
+    pub fn queries(&self, needle: &str) -> usize {
+        std::fs::read_to_string(self.dir.path().join("dnsmasq.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("query[") && l.contains(needle))
+            .count()
     }
 
     /// The records that make `server` findable: SRV, an A record for its name, the key TXT.

@@ -15,8 +15,8 @@
 //!   that peer (after the commit, so no envelope is left without a worker) and at start-up for
 //!   non-empty outboxes.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use siren_api::federation::Direction;
@@ -25,7 +25,6 @@ use siren_proto::envelope::Envelope;
 use siren_proto::keys::DekPublic;
 use siren_proto::message::{self, LinkMessage, Notice, QueueItem};
 
-use crate::config::FederationSection;
 use crate::links::RequestError;
 use crate::shared::Shared;
 
@@ -47,112 +46,9 @@ const PAGE: usize = 64;
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Which outboxes have a worker, and which local users have envelopes waiting for which peers.
-pub struct Outboxes {
-    state: Mutex<State>,
-    max_peers: usize,
-    max_peers_per_user: usize,
-}
-
-#[derive(Default)]
-struct State {
-    /// Peers whose worker runs.
-    workers: HashSet<ServerName>,
-    /// Peers with envelopes waiting (or about to be committed), and the local users who sent
-    /// them (none for outboxes found at start-up).
-    peers: HashMap<ServerName, HashSet<Username>>,
-    /// How many entries of `peers` name each user.
-    per_user: HashMap<Username, usize>,
-}
-
-impl State {
-    fn add(&mut self, user: Option<&Username>, peer: &ServerName) {
-        let users = self.peers.entry(peer.clone()).or_default();
-        if let Some(user) = user
-            && users.insert(user.clone())
-        {
-            *self.per_user.entry(user.clone()).or_default() += 1;
-        }
-    }
-
-    fn remove(&mut self, peer: &ServerName) {
-        for user in self.peers.remove(peer).unwrap_or_default() {
-            if let Some(n) = self.per_user.get_mut(&user) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    self.per_user.remove(&user);
-                }
-            }
-        }
-    }
-}
-
-impl Outboxes {
-    /// Limits from `[federation]`.
-    pub fn new(config: &FederationSection) -> Self {
-        Outboxes {
-            state: Mutex::new(State::default()),
-            max_peers: config.max_outbox_peers,
-            max_peers_per_user: config.max_outbox_peers_per_user,
-        }
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Counts `peer` as one of the peers `user` has envelopes waiting for, unless that would
-    /// exceed the per-user limit (107) or the server's (203).
-    fn reserve(&self, user: &Username, peer: &ServerName) -> Result<(), Error> {
-        let mut state = self.state();
-        let known = state.peers.get(peer);
-        if known.is_some_and(|users| users.contains(user)) {
-            return Ok(());
-        }
-        if state.per_user.get(user).copied().unwrap_or(0) >= self.max_peers_per_user {
-            return Err(Error::new(
-                ErrorCode::LimitExceeded,
-                format!(
-                    "you already have messages waiting for {} other servers (the most this server allows); {peer} can be written to once some are delivered or expire",
-                    self.max_peers_per_user
-                ),
-            ));
-        }
-        if known.is_none() && state.peers.len() >= self.max_peers {
-            return Err(Error::new(
-                ErrorCode::RateLimited,
-                format!(
-                    "this server is waiting to deliver to {} other servers already; retry later",
-                    self.max_peers
-                ),
-            ));
-        }
-        state.add(Some(user), peer);
-        Ok(())
-    }
-
-    /// Marks `peer`'s worker as running; false if it already runs.
-    fn claim(&self, peer: &ServerName) -> bool {
-        let mut state = self.state();
-        let claimed = state.workers.insert(peer.clone());
-        if claimed {
-            state.add(None, peer);
-        }
-        claimed
-    }
-
-    /// `peer`'s worker stops: its users no longer count it.
-    fn stop(&self, peer: &ServerName) {
-        let mut state = self.state();
-        state.workers.remove(peer);
-        state.remove(peer);
-    }
-}
-
 /// Checks an envelope of a `send` for another server's user before anything is stored: it must
 /// fit in one frame of the peer's links (as far as this server knows them), and the sender may
-/// not have envelopes waiting for too many servers. Counts the peer for the sender, and starts
-/// its worker (which also forgets the count if the `send` is refused after all).
+/// not have envelopes waiting for too many servers. Counts the peer for the sender.
 pub fn admit(shared: &Arc<Shared>, from: &Uid, env: &Envelope) -> Result<(), Error> {
     let peer = env.to.server();
     let size = deliver_size(&[env]);
@@ -169,9 +65,7 @@ pub fn admit(shared: &Arc<Shared>, from: &Uid, env: &Envelope) -> Result<(), Err
             ),
         ));
     }
-    shared.outboxes.reserve(from.user(), peer)?;
-    ensure_worker(shared, peer);
-    Ok(())
+    shared.outboxes.reserve(from.user(), peer)
 }
 
 /// Commits queue items (as [`crate::queue::Queue::enqueue_to`]) and then starts the workers of
@@ -192,7 +86,7 @@ pub async fn enqueue(
         .collect();
     shared.queue.enqueue_to(items).await?;
     for (user, peer) in remote {
-        shared.outboxes.state().add(Some(&user), &peer);
+        shared.outboxes.committed(&user, &peer);
         ensure_worker(shared, &peer);
     }
     Ok(())
@@ -251,7 +145,11 @@ enum Next {
     /// Send these envelopes in one `deliver`, then remove these items.
     Deliver { seqs: Vec<u64>, msgs: Vec<Envelope> },
     /// The first envelope alone is larger than a frame: give it up.
-    TooLarge { seq: u64, env: Envelope, size: usize },
+    TooLarge {
+        seq: u64,
+        env: Envelope,
+        size: usize,
+    },
 }
 
 /// The longest run of items from the head that fits one frame of `limit` bytes (one item only
@@ -387,13 +285,15 @@ async fn drain_once(
         }
     };
     if page.is_empty() {
-        shared.outboxes.stop(peer);
-        // An envelope committed just before the stop started no worker: look once more.
-        let more = shared.storage.pending(key.as_bytes(), 0, 1).await;
-        if more.is_ok_and(|p| !p.is_empty()) && shared.outboxes.claim(peer) {
-            return Step::Continue;
+        let generation = shared.outboxes.unclaim(peer);
+        // An envelope committed before the unclaim started no worker (this one still ran), but
+        // this second look sees it; one committed after it starts a new worker.
+        match shared.storage.pending(key.as_bytes(), 0, 1).await {
+            Ok(more) if more.is_empty() => shared.outboxes.forget(peer, generation),
+            _ if shared.outboxes.claim(peer) => return Step::Continue,
+            _ => {}
         }
-        tracing::debug!(%peer, "outbox empty; its worker stops");
+        tracing::info!(%peer, "outbox empty; its worker stopped");
         return Step::Stop;
     }
     let limit = match shared.links.frame_limit(peer).await {
@@ -417,8 +317,15 @@ async fn drain_once(
         Next::TooLarge { seq, env, size } => {
             let reason =
                 format!("it takes {size} bytes in a link frame; {peer} accepts at most {limit}");
-            match dead_letter(shared, peer, seq, &env, ErrorCode::LimitExceeded.as_u16(), &reason)
-                .await
+            match dead_letter(
+                shared,
+                peer,
+                seq,
+                &env,
+                ErrorCode::LimitExceeded.as_u16(),
+                &reason,
+            )
+            .await
             {
                 Ok(()) => Step::Continue,
                 Err(e) => {
@@ -565,7 +472,10 @@ mod tests {
             msgs: vec![envs[0].clone()],
         };
         let framed = message::encode(&one).len() + siren_proto::transport::OVERHEAD;
-        assert!(framed <= deliver_size(&[&envs[0]]), "the estimate is an upper bound");
+        assert!(
+            framed <= deliver_size(&[&envs[0]]),
+            "the estimate is an upper bound"
+        );
         // The small one rides along with what fits before it.
         match next_batch(items(&envs[1..]), mib, false) {
             Next::Deliver { seqs, .. } => assert_eq!(seqs, [1, 2]),
@@ -601,36 +511,10 @@ mod tests {
         for code in [101, 102, 106, 107, 300, 301, 303, 304, 400, 402] {
             assert!(permanent(code), "{code}");
         }
-        for code in [100, 105, 203, 401, 500, 501, 502, 503, 900, 901, 902, 399, 499, 0] {
+        for code in [
+            100, 105, 203, 401, 500, 501, 502, 503, 900, 901, 902, 399, 499, 0,
+        ] {
             assert!(!permanent(code), "{code}");
         }
-    }
-
-    #[test]
-    fn caps_count_distinct_peers_per_user_and_in_total() {
-        let outboxes = Outboxes::new(&FederationSection {
-            max_outbox_peers: 3,
-            max_outbox_peers_per_user: 2,
-            ..FederationSection::default()
-        });
-        let alice = Username::parse("alice").unwrap();
-        let carol = Username::parse("carol").unwrap();
-        let peer = |n: u8| ServerName::parse(&format!("p{n}.test")).unwrap();
-        outboxes.reserve(&alice, &peer(1)).unwrap();
-        outboxes.reserve(&alice, &peer(1)).unwrap();
-        outboxes.reserve(&alice, &peer(2)).unwrap();
-        let e = outboxes.reserve(&alice, &peer(3)).unwrap_err();
-        assert_eq!(e.code, ErrorCode::LimitExceeded);
-        outboxes.reserve(&carol, &peer(1)).unwrap();
-        outboxes.reserve(&carol, &peer(3)).unwrap();
-        let dave = Username::parse("dave").unwrap();
-        let e = outboxes.reserve(&dave, &peer(4)).unwrap_err();
-        assert_eq!(e.code, ErrorCode::RateLimited, "three peers in all");
-        // A worker that stops releases its peer for everyone.
-        assert!(outboxes.claim(&peer(1)));
-        assert!(!outboxes.claim(&peer(1)));
-        outboxes.stop(&peer(1));
-        outboxes.reserve(&alice, &peer(3)).unwrap();
-        outboxes.reserve(&carol, &peer(4)).unwrap();
     }
 }

@@ -187,10 +187,14 @@ impl Links {
             Err(e) => {
                 let failed = dial::DialError::from_lookup(peer, e);
                 tracing::info!(%peer, error = %failed.detail, "cannot check a linking server's key");
+                let refusal = Error::new(
+                    ErrorCode::PeerUnreachable,
+                    format!("cannot find {peer}'s key in DNS"),
+                );
                 if failed.dns_answer {
-                    self.negative.put(peer, &failed.public);
+                    self.negative.put(peer, &refusal);
                 }
-                return Err(failed.public);
+                return Err(refusal);
             }
         };
         if !published.contains(sek) {
