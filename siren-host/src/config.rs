@@ -581,6 +581,33 @@ mod tests {
     }
 
     #[test]
+    fn protocol_md_states_the_federation_limits() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../PROTOCOL.md");
+        let doc = std::fs::read_to_string(path).unwrap();
+        let f = FederationSection::default();
+        let t = crate::links::MAX_TARGETS;
+        for row in [
+            format!("| SRV targets tried / connection attempts per link (§4) | {t} / {t} | 502 |"),
+            format!(
+                "| a request to another server, a write on a link | {} s (`request_timeout_secs`) | 502 |",
+                f.request_timeout_secs
+            ),
+            format!(
+                "| servers with messages waiting, per user / in all | {} / {} (configurable) | 107 / 203 |",
+                f.max_outbox_peers_per_user, f.max_outbox_peers
+            ),
+            format!(
+                "| inbound hellos naming an unpinned server, per address | {} per minute (configurable) | 203 |",
+                f.new_peer_hellos_per_address_per_minute
+            ),
+            format!("`negative_cache_secs` ({} s)", f.negative_cache_secs),
+            format!("at most the first **{t}** SRV targets"),
+        ] {
+            assert!(doc.contains(&row), "PROTOCOL.md lacks {row:?}");
+        }
+    }
+
+    #[test]
     fn relative_paths_follow_the_file() {
         let mut c = Config::default();
         c.resolve_paths(Path::new("/etc/siren"));
