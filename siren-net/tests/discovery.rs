@@ -430,11 +430,11 @@ async fn connect_within_refuses_non_public_addresses_and_caps_targets_and_attemp
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let dead = closed_port();
-    let dns = Dns::start(&format!(
+    let dns = Dns::start(
         "host-record=lo.alpha.test,127.0.0.1\n\
          host-record=mapped.alpha.test,::ffff:127.0.0.1\n\
-         host-record=lan.alpha.test,10.1.2.3\n"
-    ));
+         host-record=lan.alpha.test,10.1.2.3\n",
+    );
     let resolver = dns.resolver();
     let strict = ConnectLimits {
         max_targets: 4,

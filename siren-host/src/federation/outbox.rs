@@ -147,7 +147,7 @@ enum Next {
     /// The first envelope alone is larger than a frame: give it up.
     TooLarge {
         seq: u64,
-        env: Envelope,
+        env: Box<Envelope>,
         size: usize,
     },
 }
@@ -169,7 +169,7 @@ fn next_batch(page: Vec<Item>, limit: usize, single: bool) -> Next {
                 return Next::TooLarge {
                     seq: item.seq,
                     size: size + more,
-                    env,
+                    env: Box::new(env),
                 };
             }
             break;
