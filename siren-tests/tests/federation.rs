@@ -1114,7 +1114,7 @@ async fn a_peer_that_stops_reading_holds_up_no_session_and_its_link_is_closed() 
         "alpha.test",
         &[("alice", "pw-a")],
         &dns,
-        "danger_allow_private_targets = true\nrequest_timeout_secs = 3",
+        "danger_allow_private_targets = true\nrequest_timeout_secs = 5",
         "max_frame = 33554432",
         Options::default(),
     );
