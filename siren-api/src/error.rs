@@ -73,6 +73,8 @@ error_codes! {
     ApprovalDenied = 205, "approval_denied";
     /// No existing device answered the approval request in time.
     ApprovalTimeout = 206, "approval_timeout";
+    /// Too many logins are being checked right now; nothing was checked. Retry in a moment.
+    LoginBusy = 207, "login_busy";
     /// The user (or the requested record) does not exist.
     NotFound = 300, "not_found";
     /// A signature did not verify.
@@ -83,6 +85,9 @@ error_codes! {
     KeyMismatch = 303, "key_mismatch";
     /// The device key is revoked or not registered.
     UnknownDevice = 304, "unknown_device";
+    /// This device was revoked (by another device of the account): its session ends and it must
+    /// not reconnect with this key.
+    DeviceRevoked = 305, "device_revoked";
     /// The sender fields of an envelope do not match the session that sent it.
     ForgedSender = 400, "forged_sender";
     /// The recipient's queue is full.

@@ -145,6 +145,35 @@ pub trait QueueStore: Send + Sync {
 
     /// How many items `device` has stored.
     async fn count(&self, device: &DeviceKey) -> Result<u64, Error>;
+
+    /// How many items `device` has stored and their total size in bytes (the host's per-device
+    /// quota). The default reads the queue page by page; backends that can sum without reading
+    /// the values (SQL) should override it.
+    async fn usage(&self, device: &DeviceKey) -> Result<QueueUsage, Error> {
+        const PAGE: usize = 256;
+        let mut usage = QueueUsage::default();
+        let mut after = 0;
+        loop {
+            let page = self.pending(device, after, PAGE).await?;
+            for item in &page {
+                usage.items += 1;
+                usage.bytes += item.bytes.len() as u64;
+            }
+            match page.last() {
+                Some(last) if page.len() == PAGE => after = last.seq,
+                _ => return Ok(usage),
+            }
+        }
+    }
+}
+
+/// What a device's queue holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueUsage {
+    /// Items stored.
+    pub items: u64,
+    /// Their encoded size in bytes.
+    pub bytes: u64,
 }
 
 /// A resumable session, as stored.

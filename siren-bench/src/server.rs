@@ -85,6 +85,17 @@ handshake_timeout_secs = 30
 auth_timeout_secs = 600
 idle_timeout_secs = 3600
 max_connections = 20000
+# Every simulated client connects from 127.0.0.1: the per-address limits on anonymous
+# connections and the per-user send rates would measure themselves, not the server.
+unauthenticated_per_address = 20000
+max_unauthenticated = 20000
+handshakes_per_address_per_second = 1000000
+send_envelopes_per_second = 100000000
+send_envelope_burst = 100000000
+send_bytes_per_second = 100000000000
+send_byte_burst = 100000000000
+max_queue_items_per_device = 100000000
+max_queue_bytes_per_device = 100000000000
 
 [storage]
 backend = "rocksdb"
@@ -92,8 +103,8 @@ backend = "rocksdb"
 [auth]
 argon2_memory_kib = 64
 argon2_iterations = 1
-failures_per_account_per_minute = 5
 failures_per_address_per_minute = 50
+max_concurrent_logins = 64
 
 [roster]
 non_contacts = "accept"    # the bench's users are strangers; contact requests are not measured

@@ -3,6 +3,8 @@
 //! * [`profile`]: one account on one device in one directory, keys protected at rest;
 //! * [`client`]: log in, look users up (every record verified against one USK, compared with
 //!   the cache), send and receive end-to-end encrypted messages;
+//! * [`fingerprint`]: key fingerprints as people compare them;
+//! * [`terminal`]: printing, with control and bidi characters escaped;
 //! * [`x509`]: client certificates for the `X509` login mechanism.
 //!
 //! ```no_run
@@ -22,5 +24,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod client;
+pub mod fingerprint;
 pub mod profile;
+pub mod terminal;
 pub mod x509;

@@ -10,11 +10,15 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use siren_api::Uid;
-use siren_client::client::{Client, Credentials, Event, LoginOutcome};
+use siren_client::client::{ApprovalPrompt, Client, Credentials, Event, LoginOutcome};
+use siren_client::fingerprint::fingerprint;
 use siren_client::profile::{Profile, Settings};
 use siren_client::x509::ClientCert;
-use siren_proto::keys::SekPublic;
+use siren_client::{note, say};
+use siren_proto::approval::ShortCode;
+use siren_proto::keys::{SekPublic, UskPublic};
 use siren_proto::message::{Notice, Presence, PresenceStatus};
+use siren_proto::plaintext::Plaintext;
 use siren_proto::roster::Contact;
 
 /// The Siren end-to-end encrypted IM client.
@@ -50,8 +54,12 @@ enum Command {
         passphrase: bool,
     },
     /// Log in with the account's password (or a client certificate) and register this device.
+    /// A new device of an account that has devices waits for one of them to approve it, shows
+    /// the signing key it received, and asks (on standard input) whether you approved the code
+    /// on one of your devices: answer y only if you did.
     Login {
-        /// Read the password from the first line of standard input.
+        /// Read the password from the first line of standard input (the answer to the approval
+        /// question, on a new device, is the next line).
         #[arg(long, conflicts_with = "cert")]
         password_stdin: bool,
         /// Log in with this client certificate (PEM: the certificate, then intermediates)
@@ -227,27 +235,42 @@ fn open_profile(dir: &std::path::Path) -> anyhow::Result<Profile> {
     Ok(profile)
 }
 
-fn fingerprint(bytes: &[u8; 32]) -> String {
-    let d = siren_proto::transcript::Digest::of(bytes).to_hex();
-    d.as_bytes()
-        .chunks(4)
-        .take(8)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
+/// `siren login`'s side of an approval: the code and the arrived signing key on stdout, the
+/// person's confirmation from stdin (the terminal, or the line after the password with
+/// `--password-stdin`).
+struct LoginPrompt;
+
+impl ApprovalPrompt for LoginPrompt {
+    fn show_code(&mut self, code: ShortCode) {
+        say!("approval code: {code}");
+        say!("compare it with the code on your other device, and approve there");
+    }
+
+    fn confirm(&mut self, code: ShortCode, usk: &UskPublic) -> bool {
+        say!(
+            "signing key {} received; your other devices show theirs (siren whoami): they must match",
+            fingerprint(usk.as_bytes())
+        );
+        say!("did you approve code {code} on one of your other devices? [y/N]");
+        let mut line = String::new();
+        if std::io::stdin().lock().read_line(&mut line).is_err() {
+            return false;
+        }
+        matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+    }
 }
 
 /// Tells the user about devices of a contact that appeared or disappeared since the last lookup.
 fn warn_changes(uid: &Uid, report: &siren_client::client::LookupReport) {
     for d in &report.removed {
-        eprintln!(
+        note!(
             "note: device {} of {uid} is gone; it is treated as revoked",
             fingerprint(d.as_bytes())
         );
     }
     if !report.added.is_empty() && report.added.len() < report.directory.devices().count() {
         for d in &report.added {
-            eprintln!(
+            note!(
                 "note: {uid} has a new device {}; if unexpected, compare safety numbers (siren lookup {uid})",
                 fingerprint(d.as_bytes())
             );
@@ -257,17 +280,24 @@ fn warn_changes(uid: &Uid, report: &siren_client::client::LookupReport) {
 
 fn print_event(event: &Event) {
     match event {
-        Event::Message(m) => println!("{}: {}", m.from, m.content.body),
+        Event::Message(m) => match &m.content {
+            Plaintext::Text { body, .. } => say!("{}: {body}", m.from),
+            Plaintext::Unsupported { kind } => say!(
+                "{}: (unsupported message of type {kind:?}; a newer client can show it)",
+                m.from
+            ),
+            _ => say!("{}: (unsupported message)", m.from),
+        },
         Event::Refused { from, reason } => {
-            eprintln!("refused a message claiming to be from {from}: {reason}")
+            note!("refused a message claiming to be from {from}: {reason}")
         }
-        Event::Notice(Notice::ContactRequest { from }) => eprintln!(
+        Event::Notice(Notice::ContactRequest { from }) => note!(
             "contact request from {from} (accept: siren contacts add {from}; refuse: siren contacts block {from})"
         ),
-        Event::Notice(Notice::DirectoryChanged { uid, .. }) => eprintln!(
-            "the devices of {uid} changed (senders re-check them; see: siren lookup {uid})"
-        ),
-        Event::Notice(Notice::ApprovalRequest { name, .. }) => eprintln!(
+        Event::Notice(Notice::DirectoryChanged { uid, .. }) => {
+            note!("the devices of {uid} changed (senders re-check them; see: siren lookup {uid})")
+        }
+        Event::Notice(Notice::ApprovalRequest { name, .. }) => note!(
             "a new device ({}) asks to join this account: siren devices approve",
             name.as_deref().unwrap_or("unnamed")
         ),
@@ -278,13 +308,13 @@ fn print_event(event: &Event) {
             reason,
         }) => {
             let name = siren_api::ErrorCode::from_u16(*code).map_or("unknown", |c| c.name());
-            eprintln!(
+            note!(
                 "message {} to {to} was not delivered and will not be: {reason} ({name}, {code})",
                 id.to_hex()
             )
         }
-        Event::Notice(n) => eprintln!("notice: {n:?}"),
-        Event::Drained => eprintln!("(no more queued messages)"),
+        Event::Notice(n) => note!("notice: {n:?}"),
+        Event::Drained => note!("(no more queued messages)"),
         Event::Presence { from, presence } => {
             let status = match presence.status {
                 PresenceStatus::Available => "available",
@@ -293,8 +323,8 @@ fn print_event(event: &Event) {
                 _ => "offline",
             };
             match &presence.text {
-                Some(t) => println!("* {from} is {status} ({t})"),
-                None => println!("* {from} is {status}"),
+                Some(t) => say!("* {from} is {status} ({t})"),
+                None => say!("* {from} is {status}"),
             }
         }
     }
@@ -327,7 +357,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let pass = if protect { passphrase(true)? } else { None };
             Profile::create(&dir, settings, pass)?;
-            println!("created the profile for {uid} in {}", dir.display());
+            say!("created the profile for {uid} in {}", dir.display());
         }
         Command::Login {
             password_stdin,
@@ -360,14 +390,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
             };
             let mut client = Client::new(open_profile(&dir)?)?;
-            let mut show_code = |code: siren_proto::approval::ShortCode| {
-                println!("approval code: {code}");
-                println!("compare it with the code on your other device, and approve there");
-                use std::io::Write as _;
-                let _ = std::io::stdout().flush();
-            };
             let (outcome, drained) = client
-                .login_with(credentials, device_name, &mut show_code)
+                .login_with(credentials, device_name, &mut LoginPrompt)
                 .await?;
             let uid = client.uid().clone();
             for event in &drained {
@@ -375,15 +399,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             match outcome {
                 LoginOutcome::CreatedUser => {
-                    println!("logged in as {uid}; created the account's signing key on this device")
+                    say!("logged in as {uid}; created the account's signing key on this device")
                 }
-                LoginOutcome::Registered => println!("logged in as {uid}; registered this device"),
+                LoginOutcome::Registered => say!("logged in as {uid}; registered this device"),
                 LoginOutcome::Approved => {
-                    println!(
+                    say!(
                         "logged in as {uid}; approved by another device, which sent the signing key"
                     )
                 }
-                LoginOutcome::AlreadyRegistered => println!("logged in as {uid}"),
+                LoginOutcome::AlreadyRegistered => say!("logged in as {uid}"),
             }
             client.bye().await?;
         }
@@ -395,7 +419,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(report) = client.last_lookup() {
                 warn_changes(&to, report);
             }
-            println!(
+            say!(
                 "sent {id} to {to} ({devices} device{})",
                 if devices == 1 { "" } else { "s" }
             );
@@ -432,7 +456,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 };
                 client.publish(Presence { status, text }).await?;
             }
-            eprintln!("listening as {} (Ctrl-C to stop)", client.uid());
+            note!("listening as {} (Ctrl-C to stop)", client.uid());
             let mut ping = tokio::time::interval(Duration::from_secs(60));
             ping.tick().await;
             loop {
@@ -453,12 +477,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             client.connect().await?;
             let report = client.lookup(&uid).await?;
             let d = &report.directory;
-            println!("{uid}: signing key {}", fingerprint(d.usk().as_bytes()));
+            say!("{uid}: signing key {}", fingerprint(d.usk().as_bytes()));
             if let Some(usk) = client.usk() {
                 let me = client.uid().clone();
                 let number =
                     siren_proto::approval::safety_number((&me, &usk.public()), (&uid, d.usk()));
-                println!("  safety number with {me}: {number}");
+                say!("  safety number with {me}: {number}");
             }
             for record in d.devices() {
                 let new = if report.added.contains(&record.dek) {
@@ -466,14 +490,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 } else {
                     ""
                 };
-                println!(
+                say!(
                     "  device {}  {}{new}",
                     fingerprint(record.dek.as_bytes()),
                     record.name.as_deref().unwrap_or("")
                 );
             }
             for gone in &report.removed {
-                println!(
+                say!(
                     "  device {}  (removed: treated as revoked)",
                     fingerprint(gone.as_bytes())
                 );
@@ -483,10 +507,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Recovery { action } => {
             let mut client = Client::new(open_profile(&dir)?)?;
             match action {
-                RecoveryAction::Export => println!("{}", client.recovery_key()?),
+                RecoveryAction::Export => say!("{}", client.recovery_key()?),
                 RecoveryAction::Import { key } => {
                     let usk = client.import_recovery_key(&key)?;
-                    println!(
+                    say!(
                         "stored the signing key {}; now run `siren login`",
                         fingerprint(usk.as_bytes())
                     );
@@ -500,6 +524,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             match action {
                 DeviceAction::List => {
                     let report = client.lookup(&me).await?;
+                    say!(
+                        "signing key {}",
+                        fingerprint(report.directory.usk().as_bytes())
+                    );
                     let mine = client.device();
                     for record in report.directory.devices() {
                         let this = if Some(record.dek) == mine {
@@ -507,7 +535,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         } else {
                             ""
                         };
-                        println!(
+                        say!(
                             "{}  {}{this}",
                             fingerprint(record.dek.as_bytes()),
                             record.name.as_deref().unwrap_or("")
@@ -524,7 +552,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     let mut decide =
                         |name: Option<&str>, shown: siren_proto::approval::ShortCode| {
                             let digits = format!("{:06}", shown.value());
-                            eprintln!("new device {}: code {shown}", name.unwrap_or("(unnamed)"));
+                            note!("new device {}: code {shown}", name.unwrap_or("(unnamed)"));
                             if code_stdin {
                                 let mut line = String::new();
                                 if std::io::stdin().lock().read_line(&mut line).is_err() {
@@ -547,7 +575,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .approve_next(Duration::from_secs(wait), &mut decide)
                         .await?
                     {
-                        println!("approved: the new device received the signing key");
+                        let usk = client.usk().context("this device has no signing key")?;
+                        say!(
+                            "approved: the new device received the signing key {}; it must show the same",
+                            fingerprint(usk.public().as_bytes())
+                        );
                     } else {
                         client.bye().await?;
                         bail!(
@@ -559,7 +591,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     client
                         .approve_next(Duration::from_secs(wait), &mut |_, _| false)
                         .await?;
-                    println!("denied");
+                    say!("denied");
                 }
                 DeviceAction::Revoke { device } => {
                     let prefix: String = device.chars().filter(|c| !c.is_whitespace()).collect();
@@ -584,7 +616,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         bail!("this is the device you are using; revoke it from another one");
                     }
                     client.revoke(target).await?;
-                    println!("revoked {}", fingerprint(target.as_bytes()));
+                    say!("revoked {}", fingerprint(target.as_bytes()));
                 }
             }
             client.bye().await?;
@@ -595,7 +627,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let parse = |u: &str| Uid::parse(u).with_context(|| format!("{u:?}"));
             match action {
                 ContactAction::List => match client.roster().await? {
-                    None => println!("no contacts"),
+                    None => say!("no contacts"),
                     Some(r) => {
                         for c in &r.contacts {
                             let name = c
@@ -608,10 +640,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             } else {
                                 ""
                             };
-                            println!("contact {}{name}{presence}", c.uid);
+                            say!("contact {}{name}{presence}", c.uid);
                         }
                         for b in &r.blocked {
-                            println!("blocked {b}");
+                            say!("blocked {b}");
                         }
                     }
                 },
@@ -634,7 +666,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             Ok(())
                         })
                         .await?;
-                    println!("added {shown}");
+                    say!("added {shown}");
                 }
                 ContactAction::Remove { uid } => {
                     let uid = parse(&uid)?;
@@ -648,7 +680,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             Ok(())
                         })
                         .await?;
-                    println!("removed");
+                    say!("removed");
                 }
                 ContactAction::Block { uid } => {
                     let uid = parse(&uid)?;
@@ -662,7 +694,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             Ok(())
                         })
                         .await?;
-                    println!("blocked {shown}");
+                    say!("blocked {shown}");
                 }
                 ContactAction::Unblock { uid } => {
                     let uid = parse(&uid)?;
@@ -676,20 +708,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             Ok(())
                         })
                         .await?;
-                    println!("unblocked");
+                    say!("unblocked");
                 }
             }
             client.bye().await?;
         }
         Command::Whoami => {
             let client = Client::new(open_profile(&dir)?)?;
-            println!("{}", client.uid());
+            say!("{}", client.uid());
             match client.device() {
-                Some(d) => println!("device {}", fingerprint(d.as_bytes())),
-                None => println!("not logged in"),
+                Some(d) => say!("device {}", fingerprint(d.as_bytes())),
+                None => say!("not logged in"),
             }
             if let Some(usk) = client.usk() {
-                println!("signing key {}", fingerprint(usk.public().as_bytes()));
+                say!("signing key {}", fingerprint(usk.public().as_bytes()));
             }
         }
     }
@@ -733,12 +765,12 @@ async fn discover_server(
         None => {
             let reached =
                 discovery::connect_any(&resolver, &found.targets, Duration::from_secs(5)).await?;
-            println!("found {domain} at {} ({})", reached.target, reached.addr);
+            say!("found {domain} at {} ({})", reached.target, reached.addr);
             reached.addr.to_string()
         }
     };
     if given.is_none() {
-        println!("pinned the key DNS publishes for {domain}: {key}");
+        say!("pinned the key DNS publishes for {domain}: {key}");
     }
     Ok((server, key))
 }
@@ -751,14 +783,14 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("siren: {e}");
+            note!("siren: {e}");
             return ExitCode::FAILURE;
         }
     };
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("siren: {e:#}");
+            note!("siren: {e:#}");
             ExitCode::FAILURE
         }
     }

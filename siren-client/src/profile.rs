@@ -3,7 +3,9 @@
 //! ```text
 //! <profile>/profile.toml     uid, server address, pinned server key (not secret)
 //! <profile>/keys             the USK seed, the DEK secret, the session id, the message counter
-//! <profile>/contacts/<uid>   verified directory of each contact, replay windows
+//! <profile>/contacts/<uid>   verified directory of each user looked up (this account too),
+//!                            revocations seen, replay windows
+//! <profile>/roster           version and hash of the newest roster of this account seen
 //! <profile>/seen             ids of recently received messages (duplicate detection)
 //! <profile>/lock             held while a `siren` command uses the profile
 //! ```
@@ -103,7 +105,8 @@ pub struct ContactState {
     /// The last verified directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub directory: Option<UserDirectory>,
-    /// DEKs seen and later removed: never used again.
+    /// DEKs seen revoked (gone from a newer listing, in a listing's revocations, or revoked by
+    /// this device): never used again.
     #[serde(default)]
     pub revoked: Vec<DekPublic>,
     /// Replay windows per sender device.
@@ -112,6 +115,16 @@ pub struct ContactState {
 }
 
 impl ContactState {
+    /// Remembers DEKs as revoked (each once): they are never used again, whatever a later
+    /// listing says.
+    pub fn remember_revoked(&mut self, deks: impl IntoIterator<Item = DekPublic>) {
+        for dek in deks {
+            if !self.revoked.contains(&dek) {
+                self.revoked.push(dek);
+            }
+        }
+    }
+
     /// The replay window of one sender device (created empty).
     pub fn window(&mut self, dek: DekPublic) -> &mut ReplayWindow {
         let i = match self.windows.iter().position(|(d, _)| *d == dek) {
@@ -123,6 +136,16 @@ impl ContactState {
         };
         &mut self.windows[i].1
     }
+}
+
+/// The newest version of this account's roster the profile has seen (read verified or signed
+/// here): a server that later returns an older or a different one is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RosterSeen {
+    /// Its version.
+    pub version: u64,
+    /// Its hash (PROTOCOL.md §15).
+    pub hash: siren_proto::transcript::Digest,
 }
 
 /// An approval request seen by `recv` or `listen`, kept for `siren devices approve`.
@@ -344,6 +367,22 @@ impl Profile {
     /// Stores what the client remembers about `uid`.
     pub fn save_contact(&self, uid: &Uid, state: &ContactState) -> anyhow::Result<()> {
         write_private(&self.contact_path(uid), &message::encode_value(state))
+    }
+
+    /// The newest roster version of this account seen so far, if any.
+    pub fn roster_seen(&self) -> anyhow::Result<Option<RosterSeen>> {
+        match fs::read(self.dir.join("roster")) {
+            Ok(bytes) => message::decode_value(&bytes)
+                .map(Some)
+                .map_err(|e| anyhow::anyhow!("the roster file is damaged: {e}")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).context("cannot read the roster file"),
+        }
+    }
+
+    /// Stores the newest roster version seen.
+    pub fn save_roster_seen(&self, seen: &RosterSeen) -> anyhow::Result<()> {
+        write_private(&self.dir.join("roster"), &message::encode_value(seen))
     }
 
     /// Approval requests received and not yet answered, oldest first.

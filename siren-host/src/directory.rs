@@ -12,15 +12,20 @@ use siren_api::{Error, ErrorCode, Username};
 use siren_proto::message;
 use siren_proto::records::{DirectoryEntry, RecordError, UserDirectory};
 
-/// Most remembered watchers per user.
-const MAX_WATCHERS: usize = 10_000;
+/// Most remembered watchers per user (the most recent lookups are kept).
+const MAX_WATCHERS: usize = 1_000;
 
 /// Local users' directories.
 pub struct Directory {
     storage: Arc<dyn Storage>,
     cache: Mutex<HashMap<Username, Arc<UserDirectory>>>,
-    /// Who looked each user up (in memory): they get a notice when the user's devices change.
-    watchers: Mutex<HashMap<Username, std::collections::HashSet<siren_api::Uid>>>,
+    /// Who looked each user up (in memory), with a counter telling how recently: they get a
+    /// notice when the user's devices change.
+    watchers: Mutex<HashMap<Username, HashMap<siren_api::Uid, u64>>>,
+    /// The counter for `watchers`.
+    lookups: std::sync::atomic::AtomicU64,
+    /// Most entries in one user's chain.
+    max_entries: u64,
     /// Serialises appends (rare: one per login or revocation) so the cache and the store move
     /// together.
     append: tokio::sync::Mutex<()>,
@@ -45,12 +50,14 @@ pub fn record_error(e: &RecordError) -> Error {
 }
 
 impl Directory {
-    /// A directory over `storage`.
-    pub fn new(storage: Arc<dyn Storage>) -> Self {
+    /// A directory over `storage`, allowing `max_entries` entries per user.
+    pub fn new(storage: Arc<dyn Storage>, max_entries: u64) -> Self {
         Directory {
             storage,
             cache: Mutex::new(HashMap::new()),
             watchers: Mutex::new(HashMap::new()),
+            lookups: std::sync::atomic::AtomicU64::new(0),
+            max_entries,
             append: tokio::sync::Mutex::new(()),
         }
     }
@@ -70,23 +77,32 @@ impl Directory {
             .insert(user.clone(), dir);
     }
 
-    /// Remembers that `looker` looked `user` up.
+    /// Remembers that `looker` looked `user` up (forgetting the least recent watcher when
+    /// `user` has too many).
     pub fn watch(&self, user: &Username, looker: &siren_api::Uid) {
+        let now = self
+            .lookups
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut w = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
         let set = w.entry(user.clone()).or_default();
-        if set.len() < MAX_WATCHERS {
-            set.insert(looker.clone());
+        if set.len() >= MAX_WATCHERS
+            && !set.contains_key(looker)
+            && let Some(oldest) = set.iter().min_by_key(|(_, t)| **t).map(|(u, _)| u.clone())
+        {
+            set.remove(&oldest);
         }
+        set.insert(looker.clone(), now);
     }
 
-    /// Everyone who looked `user` up since the server started.
+    /// The users who looked `user` up since the server started, most recent first.
     pub fn watchers(&self, user: &Username) -> Vec<siren_api::Uid> {
-        self.watchers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        let w = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut list: Vec<(&siren_api::Uid, u64)> = w
             .get(user)
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default()
+            .map(|s| s.iter().map(|(u, t)| (u, *t)).collect())
+            .unwrap_or_default();
+        list.sort_unstable_by_key(|(_, t)| std::cmp::Reverse(*t));
+        list.into_iter().map(|(u, _)| u.clone()).collect()
     }
 
     /// The user's directory, or `None` if the user has never registered a device.
@@ -110,6 +126,16 @@ impl Directory {
         entry: DirectoryEntry,
     ) -> Result<Arc<UserDirectory>, Error> {
         let _guard = self.append.lock().await;
+        if entry.seq() > self.max_entries {
+            return Err(Error::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "this account's device history is full ({} registrations and revocations); \
+                     ask the server's administrator",
+                    self.max_entries
+                ),
+            ));
+        }
         let next = match self.get(user).await? {
             None => match &entry {
                 DirectoryEntry::Add(record) => {

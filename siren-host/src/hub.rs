@@ -18,9 +18,43 @@ pub const NO_LAG: u64 = u64::MAX;
 
 struct Entry {
     lag: Arc<AtomicU64>,
-    kick: Arc<Notify>,
+    kick: KickSignal,
     wake: Arc<Notify>,
     conn: u64,
+}
+
+/// Why a live session is told to close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kick {
+    /// A newer connection resumed the same session.
+    Replaced,
+    /// Its DEK was revoked.
+    Revoked,
+}
+
+/// The signal that tells a session to close, and why.
+#[derive(Clone, Default)]
+pub struct KickSignal {
+    notify: Arc<Notify>,
+    revoked: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl KickSignal {
+    fn kick(&self, why: Kick) {
+        self.revoked
+            .store(why == Kick::Revoked, std::sync::atomic::Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    /// Waits for the kick (one that came before the wait counts too).
+    pub async fn wait(&self) -> Kick {
+        self.notify.notified().await;
+        if self.revoked.load(std::sync::atomic::Ordering::Acquire) {
+            Kick::Revoked
+        } else {
+            Kick::Replaced
+        }
+    }
 }
 
 /// Live sessions by DEK.
@@ -36,7 +70,7 @@ pub struct Registration {
     /// Notified after `lag` was lowered.
     pub wake: Arc<Notify>,
     /// Notified when the session must close (replaced by a resumption, or its DEK revoked).
-    pub kick: Arc<Notify>,
+    pub kick: KickSignal,
 }
 
 impl Hub {
@@ -49,7 +83,7 @@ impl Hub {
     /// Registers connection `conn` as the live session of `dek`, kicking any earlier one.
     pub fn register(&self, dek: DekPublic, conn: u64) -> Registration {
         let lag = Arc::new(AtomicU64::new(NO_LAG));
-        let kick = Arc::new(Notify::new());
+        let kick = KickSignal::default();
         let wake = Arc::new(Notify::new());
         let old = self.sessions().insert(
             dek,
@@ -61,7 +95,7 @@ impl Hub {
             },
         );
         if let Some(old) = old {
-            old.kick.notify_one();
+            old.kick.kick(Kick::Replaced);
         }
         Registration { lag, kick, wake }
     }
@@ -86,7 +120,7 @@ impl Hub {
     /// Closes `dek`'s live session, if any (its DEK was revoked).
     pub fn kick(&self, dek: &DekPublic) {
         if let Some(entry) = self.sessions().remove(dek) {
-            entry.kick.notify_one();
+            entry.kick.kick(Kick::Revoked);
         }
     }
 
@@ -130,13 +164,25 @@ mod tests {
         let old = hub.register(dek(1), 1);
         let _new = hub.register(dek(1), 2);
         // The kick is stored as a permit, so it is seen even though nobody was waiting.
-        tokio::time::timeout(std::time::Duration::from_secs(1), old.kick.notified())
+        let why = tokio::time::timeout(std::time::Duration::from_secs(1), old.kick.wait())
             .await
             .unwrap();
+        assert_eq!(why, Kick::Replaced);
         // The old connection's unregister does not remove the new one.
         hub.unregister(&dek(1), 1);
         assert_eq!(hub.len(), 1);
         hub.unregister(&dek(1), 2);
         assert!(hub.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_revocation_kick_says_so() {
+        let hub = Hub::default();
+        let reg = hub.register(dek(1), 1);
+        hub.kick(&dek(1));
+        let why = tokio::time::timeout(std::time::Duration::from_secs(1), reg.kick.wait())
+            .await
+            .unwrap();
+        assert_eq!(why, Kick::Revoked);
     }
 }

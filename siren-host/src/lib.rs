@@ -12,9 +12,12 @@
 //! | `session` | one connection: handshake, login, requests, queue delivery (a module per capability) |
 //! | [`links`] | server-to-server links: discovery, pinned keys, requests |
 //! | [`federation`] | what links carry: the inbound side, outboxes, presence events |
-//! | [`auth`] | the Authentication Manager, `PLAIN`, failed-login limits |
+//! | [`admission`] | limits on connections before login (per address, per second, server-wide) |
+//! | [`auth`] | the Authentication Manager, `PLAIN`, login limits (concurrency, failures) |
 //! | [`directory`] | users' signed device chains |
 //! | [`queue`] | durable per-device queues, the TTL sweeper |
+//! | [`quota`] | per-device queue quotas, per-sender send rates |
+//! | [`rate`] | keyed token buckets |
 //! | [`hub`] | live sessions, for pushing committed items |
 //! | [`pubsub`] | presence subscriptions of live sessions |
 //! | [`roster`] | signed rosters: storing them, blocking, contact requests |
@@ -30,6 +33,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod admin;
+pub mod admission;
 pub mod approvals;
 pub mod auth;
 pub mod config;
@@ -41,6 +45,8 @@ pub mod links;
 pub mod migrate;
 pub mod pubsub;
 pub mod queue;
+pub mod quota;
+pub mod rate;
 pub mod registry;
 pub mod roster;
 pub mod server;

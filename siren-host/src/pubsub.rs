@@ -78,6 +78,23 @@ impl PubSub {
         inbox
     }
 
+    /// How many publishers connection `conn` is subscribed to.
+    pub fn subscription_count(&self, conn: u64) -> usize {
+        self.state().by_conn.get(&conn).map_or(0, BTreeSet::len)
+    }
+
+    /// How many of `topics` (counted once each) connection `conn` is not subscribed to yet.
+    pub fn new_topics(&self, conn: u64, topics: &[Topic]) -> usize {
+        let st = self.state();
+        let current = st.by_conn.get(&conn);
+        let mut seen = BTreeSet::new();
+        topics
+            .iter()
+            .map(Topic::publisher)
+            .filter(|p| current.is_none_or(|c| !c.contains(*p)) && seen.insert(*p))
+            .count()
+    }
+
     /// Ends one subscription.
     pub fn unsubscribe(&self, conn: u64, publisher: &Uid) {
         let mut st = self.state();

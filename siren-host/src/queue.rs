@@ -15,6 +15,7 @@ use siren_proto::message::{self, QueueItem};
 use tokio::sync::watch;
 
 use crate::hub::Hub;
+use crate::quota::UsageCache;
 
 /// Seconds since the Unix epoch.
 pub fn now() -> UnixTime {
@@ -28,12 +29,19 @@ pub struct Queue {
     storage: Arc<dyn Storage>,
     hub: Arc<Hub>,
     ttl: u64,
+    /// Per-device usage, for the quota.
+    pub usage: Arc<UsageCache>,
 }
 
 impl Queue {
-    /// Queues over `storage`; items live `ttl` seconds.
-    pub fn new(storage: Arc<dyn Storage>, hub: Arc<Hub>, ttl: u64) -> Self {
-        Queue { storage, hub, ttl }
+    /// Queues over `storage`; items live `ttl` seconds; `usage` enforces the per-device quota.
+    pub fn new(storage: Arc<dyn Storage>, hub: Arc<Hub>, ttl: u64, usage: Arc<UsageCache>) -> Self {
+        Queue {
+            storage,
+            hub,
+            ttl,
+            usage,
+        }
     }
 
     /// Stores the envelopes durably (one atomic batch), then offers each to its device's live
@@ -49,7 +57,9 @@ impl Queue {
     }
 
     /// Stores queue items (messages or notices) for the given devices, then offers them to live
-    /// sessions.
+    /// sessions. Messages to local devices must have been reserved with
+    /// [`UsageCache::reserve`] (the caller releases the reservation if this fails); notices are
+    /// counted here.
     pub async fn enqueue_to(&self, items: Vec<(DekPublic, QueueItem)>) -> Result<(), Error> {
         if items.is_empty() {
             return Ok(());
@@ -64,6 +74,13 @@ impl Queue {
             })
             .collect();
         let seqs = self.storage.enqueue(&batch).await?;
+        let notices: Vec<(DekPublic, u64)> = items
+            .iter()
+            .zip(&batch)
+            .filter(|((_, item), _)| matches!(item, QueueItem::Notice { .. }))
+            .map(|((dek, _), stored)| (*dek, stored.bytes.len() as u64))
+            .collect();
+        self.usage.added_notices(&notices);
         for ((dek, _), seq) in items.iter().zip(seqs) {
             self.hub.push(dek, seq);
         }
@@ -74,6 +91,7 @@ impl Queue {
 /// Removes expired queue items and stale sessions every `interval`, until shutdown.
 pub async fn sweeper(
     storage: Arc<dyn Storage>,
+    usage: Arc<UsageCache>,
     interval: Duration,
     session_ttl: u64,
     mut shutdown: watch::Receiver<bool>,
@@ -103,6 +121,7 @@ pub async fn sweeper(
             }
         }
         if expired > 0 {
+            usage.forget_all();
             tracing::info!(expired, "expired queue items removed");
         }
         match storage

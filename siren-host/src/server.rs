@@ -11,13 +11,16 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
+use crate::admission::{Admission, Refusal};
 use crate::approvals::Approvals;
-use crate::auth::{AuthManager, RateLimiter};
+use crate::auth::{AuthManager, LoginLimitConfig, LoginLimits};
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::hub::Hub;
 use crate::pubsub::PubSub;
 use crate::queue::{self, Queue};
+use crate::quota::{SendRate, UsageCache};
+use crate::rate::Rate;
 use crate::roster::Rosters;
 use crate::shared::Shared;
 use crate::{keyfile, registry, session};
@@ -68,25 +71,41 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let hub = Arc::new(Hub::default());
+    let usage = UsageCache::new(
+        storage.clone(),
+        config.limits.max_queue_items_per_device,
+        config.limits.max_queue_bytes_per_device,
+    );
     let shared = Arc::new(Shared {
         keys: ResponderKeys {
             name: config.server.name.clone(),
             current: sek,
             retired,
         },
-        auth: AuthManager::new(
-            mechanisms,
-            RateLimiter::new(
-                config.auth.failures_per_address_per_minute,
-                config.auth.failures_per_account_per_minute,
-            ),
+        auth: AuthManager::new(mechanisms, LoginLimits::new(login_limits(&config))),
+        admission: Admission::new(&config.limits),
+        directory: Directory::new(storage.clone(), config.limits.max_directory_entries),
+        queue: Queue::new(
+            storage.clone(),
+            hub.clone(),
+            config.limits.queue_ttl_secs,
+            usage.clone(),
         ),
-        directory: Directory::new(storage.clone()),
-        queue: Queue::new(storage.clone(), hub.clone(), config.limits.queue_ttl_secs),
+        send_rate: send_rate(&config.limits),
+        directory_changes: crate::rate::Buckets::new(
+            Rate {
+                per_second: f64::from(config.limits.directory_changes_per_hour) / 3600.0,
+                burst: f64::from(config.limits.directory_changes_per_hour),
+            },
+            100_000,
+        ),
         hub,
         rosters: Rosters::new(storage.clone(), config.roster.non_contacts),
         pubsub: PubSub::default(),
-        approvals: Approvals::default(),
+        approvals: Approvals::new(
+            config.limits.pending_approvals_per_account,
+            config.limits.pending_approvals_per_address,
+        ),
         filters,
         directory_hooks,
         links,
@@ -115,6 +134,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let sweeper = tokio::spawn(queue::sweeper(
         storage.clone(),
+        usage,
         Duration::from_secs(shared.config.limits.sweep_interval_secs),
         shared.config.limits.session_ttl_secs,
         stop_rx.clone(),
@@ -141,10 +161,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     drop(stream);
                     continue;
                 };
+                let ticket = match shared.admission.admit(peer.ip()) {
+                    Ok(ticket) => ticket,
+                    Err(refusal) => {
+                        tracing::debug!(%peer, reason = refusal.as_str(), "connection refused");
+                        refuse(&stream, refusal);
+                        drop(stream);
+                        continue;
+                    }
+                };
                 let conn = next_conn.fetch_add(1, Ordering::Relaxed);
                 let shared = shared.clone();
                 connections.spawn(async move {
-                    session::serve(shared, stream, peer, conn).await;
+                    session::serve(shared, stream, peer, conn, ticket).await;
                     drop(permit);
                 });
             }
@@ -177,6 +206,48 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("final flush failed: {e}"))?;
     tracing::info!("store flushed; bye");
     Ok(())
+}
+
+/// Tells a refused client why, in a plaintext `error` frame (PROTOCOL.md §7.4) written without
+/// waiting: the socket is fresh, so its buffer has room, and a client that does not read loses
+/// nothing the server cares about.
+fn refuse(stream: &tokio::net::TcpStream, refusal: Refusal) {
+    let frame = siren_proto::handshake::error_frame(
+        siren_api::ErrorCode::RateLimited,
+        &format!("{}; try again later", refusal.as_str()),
+    );
+    let mut bytes = Vec::with_capacity(frame.len() + 4);
+    bytes.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(&frame);
+    let _ = stream.try_write(&bytes);
+}
+
+/// The login limits of `config` (0 concurrent logins: twice the CPU cores).
+fn login_limits(config: &Config) -> LoginLimitConfig {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    LoginLimitConfig {
+        max_concurrent: match config.auth.max_concurrent_logins {
+            0 => 2 * cores,
+            n => n,
+        },
+        per_address: config.auth.failures_per_address_per_minute,
+        per_address_and_account: config.auth.failures_per_address_and_account_per_minute,
+        per_account: config.auth.failures_per_account_per_minute,
+    }
+}
+
+/// The per-sender send rates of `limits`.
+fn send_rate(limits: &crate::config::Limits) -> SendRate {
+    SendRate::new(
+        Rate {
+            per_second: f64::from(limits.send_envelopes_per_second),
+            burst: f64::from(limits.send_envelope_burst),
+        },
+        Rate {
+            per_second: limits.send_bytes_per_second as f64,
+            burst: limits.send_byte_burst as f64,
+        },
+    )
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -3,10 +3,12 @@
 
 use std::sync::Arc;
 
+use siren_api::Username;
 use siren_api::storage::Storage;
 use siren_proto::handshake::ResponderKeys;
 use tokio::sync::watch;
 
+use crate::admission::Admission;
 use crate::approvals::Approvals;
 use crate::auth::AuthManager;
 use crate::config::Config;
@@ -14,6 +16,8 @@ use crate::directory::Directory;
 use crate::hub::Hub;
 use crate::pubsub::PubSub;
 use crate::queue::Queue;
+use crate::quota::SendRate;
+use crate::rate::Buckets;
 use crate::roster::Rosters;
 
 /// Everything the sessions share.
@@ -26,6 +30,12 @@ pub struct Shared {
     pub storage: Arc<dyn Storage>,
     /// Mechanisms and login limits.
     pub auth: AuthManager,
+    /// Limits on connections that have not logged in.
+    pub admission: Arc<Admission>,
+    /// Per-sender send rates.
+    pub send_rate: SendRate,
+    /// Device registrations and revocations per user.
+    pub directory_changes: Buckets<Username>,
     /// Local users' device chains.
     pub directory: Directory,
     /// Message queues.

@@ -205,6 +205,29 @@ pub async fn connect(
     run_initiator(TcpStream::connect(addr), init, hello, step_timeout).await
 }
 
+/// [`connect`] from the local address `from` (a test acting as clients on several addresses
+/// binds 127.0.0.2, 127.0.0.3, …: all of 127/8 is loopback on Linux).
+pub async fn connect_from(
+    from: std::net::IpAddr,
+    addr: std::net::SocketAddr,
+    server: &ServerName,
+    sek: &SekPublic,
+    dek: &DekSecret,
+    request: SessionRequest,
+    step_timeout: Duration,
+) -> Result<Connected, NetError> {
+    let (init, hello) = Initiator::client(server, sek, dek, request, &mut siren_proto::os_rng())?;
+    let connecting = async move {
+        let socket = match addr {
+            std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.bind(std::net::SocketAddr::new(from, 0))?;
+        socket.connect(addr).await
+    };
+    run_initiator(connecting, init, hello, step_timeout).await
+}
+
 /// Opens a federation link (role `s2s`, PROTOCOL.md §17) over `stream`, a connection to `peer`
 /// (made by [`discovery::connect_within`]): this server `own`, proving its SEK `own_sek`, runs
 /// the handshake with `peer`, whose SEK must be `peer_sek`.

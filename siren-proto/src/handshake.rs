@@ -75,8 +75,8 @@ pub enum HandshakeError {
     /// The hello asks for a version this side does not speak.
     #[error("protocol version {offered} is not supported (this side speaks {supported})")]
     UnsupportedVersion {
-        /// What the initiator asked for.
-        offered: u16,
+        /// What the initiator asked for (any unsigned integer the CBOR carried).
+        offered: u64,
         /// What this side speaks.
         supported: u16,
     },
@@ -163,7 +163,7 @@ pub enum Peer {
 enum Wire {
     #[serde(rename = "hello")]
     Hello {
-        v: u16,
+        v: u64,
         role: Role,
         srv: ServerName,
         #[serde(with = "crate::strict::fixed")]
@@ -468,7 +468,7 @@ impl Initiator {
             .try_into()
             .unwrap_or_else(|_| unreachable!("secretbox of 32 bytes is 48 bytes"));
         let hello = Wire::Hello {
-            v: PROTOCOL_VERSION,
+            v: u64::from(PROTOCOL_VERSION),
             role,
             srv: server.clone(),
             kid: server_sek.key_id(),
@@ -588,7 +588,7 @@ pub fn read_hello(
     else {
         return Err(HandshakeError::Malformed("expected hello".into()));
     };
-    if v != PROTOCOL_VERSION {
+    if v != u64::from(PROTOCOL_VERSION) {
         return Err(HandshakeError::UnsupportedVersion {
             offered: v,
             supported: PROTOCOL_VERSION,
@@ -614,7 +614,7 @@ pub fn read_hello(
         let current = StaticSecret::from(*keys.current.to_bytes());
         (retired, Some((keys.current.public(), current)))
     };
-    let mut sym = Symmetric::new(v, role, &keys.name, &sek.public());
+    let mut sym = Symmetric::new(PROTOCOL_VERSION, role, &keys.name, &sek.public());
     sym.mix_hash(&ie);
     sym.mix_key(sek.agree(&ie)?);
     let rs_plain = sym.decrypt_and_hash(&s)?;

@@ -13,6 +13,7 @@
 //! | [`message`] | Messages | CBOR message sets and the versioning rules |
 //! | [`keys`] | Keys | SEK, USK, DEK |
 //! | [`envelope`] | Envelopes | end-to-end sealing and signing, replay window |
+//! | [`plaintext`] | Envelopes | what an opened envelope says: `type` registry, receiving rules |
 //! | [`records`] | Directory | signed device records and revocations, hash chain |
 //! | [`roster`] | Roster | the signed Personal Roster |
 //! | [`approval`] | Device approval | short authentication code, USK transfer |
@@ -61,6 +62,7 @@ pub mod ids;
 pub mod keys;
 pub mod labels;
 pub mod message;
+pub mod plaintext;
 pub mod records;
 pub mod roster;
 mod strict;

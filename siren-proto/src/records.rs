@@ -77,6 +77,18 @@ pub enum RecordError {
     /// The listing is inconsistent (its head is not among its entries, duplicates, …).
     #[error("inconsistent listing: {0}")]
     Inconsistent(&'static str),
+    /// A listing shows as live a device whose record is not newer than the cached head, although
+    /// the cached listing did not show it as live: it was revoked, and the revocation was left
+    /// out.
+    #[error(
+        "a device that was not live at version {have} is listed as live again (record version {got}): it was revoked, and the revocation was left out"
+    )]
+    Resurrected {
+        /// The cached head's version.
+        have: u64,
+        /// The version of the record shown as live again.
+        got: u64,
+    },
 }
 
 impl From<KeyError> for RecordError {
@@ -571,12 +583,24 @@ impl UserDirectory {
                         have: old.head.hash,
                     });
                 }
-                let added = directory
+                // Devices never come back: a live record at or below the cached head that the
+                // cache did not show as live was revoked, whatever this listing says.
+                let added: Vec<DekPublic> = directory
                     .devices
                     .keys()
                     .filter(|k| !old.devices.contains_key(k))
                     .copied()
                     .collect();
+                if let Some(back) = added
+                    .iter()
+                    .filter_map(|k| directory.devices.get(k))
+                    .find(|r| r.seq <= old.head.seq)
+                {
+                    return Err(RecordError::Resurrected {
+                        have: old.head.seq,
+                        got: back.seq,
+                    });
+                }
                 let removed = old
                     .devices
                     .keys()

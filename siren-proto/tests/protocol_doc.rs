@@ -36,6 +36,47 @@ fn every_message_type_is_documented() {
     }
 }
 
+/// Every section of the vectors file and every kind of negative vector is named in §22, so a
+/// reader knows what each one is.
+#[test]
+fn every_vector_kind_is_documented() {
+    let doc = doc();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/vectors/siren-v1.json");
+    let vectors: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("the vectors file")).unwrap();
+    let keys = |v: &serde_json::Value| -> Vec<String> {
+        v.as_object()
+            .expect("a JSON object")
+            .keys()
+            .filter(|k| !["about", "points"].contains(&k.as_str()))
+            .cloned()
+            .collect()
+    };
+    let negative = &vectors["negative"];
+    let mut names = keys(&vectors);
+    names.extend(keys(negative));
+    for kind in ["x25519_low_order", "ed25519_strict", "cbor_profile"] {
+        names.extend(keys(&negative[kind]));
+    }
+    assert!(names.len() > 20, "{names:?}");
+    for name in names {
+        assert!(
+            doc.contains(&format!("`{name}`")),
+            "PROTOCOL.md §22 does not describe the vectors' `{name}`"
+        );
+    }
+}
+
+/// Every plaintext `type` has its row in §12's registry.
+#[test]
+fn every_plaintext_type_is_registered() {
+    let doc = doc();
+    for t in siren_proto::plaintext::TYPES {
+        let row = format!("| `{t}` |");
+        assert!(doc.contains(&row), "PROTOCOL.md §12 lacks the row {row:?}");
+    }
+}
+
 #[test]
 fn every_error_code_is_documented() {
     let doc = doc();
@@ -66,6 +107,11 @@ fn limits_match() {
             siren_proto::handshake::MAX_HANDSHAKE_FRAME == 4096,
         ),
         ("| CBOR nesting | 32 levels |", message::MAX_NESTING == 32),
+        ("| map key | 64 bytes |", message::MAX_KEY_LEN == 64),
+        (
+            "| map entries | 64 per map |",
+            message::MAX_MAP_ENTRIES == 64,
+        ),
         (
             "| auth data per step | 8192 bytes |",
             message::MAX_AUTH_DATA == 8192,

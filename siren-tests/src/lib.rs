@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 pub mod fake_peer;
+pub mod hostile;
 
 /// A workspace binary built next to the tests.
 pub fn binary(name: &str) -> PathBuf {
@@ -57,6 +58,8 @@ pub struct Options {
     pub storage_lines: String,
     /// Lines added to `[auth]` (`mechanisms = …`, `credentials = …`).
     pub auth_lines: String,
+    /// Lines added to `[limits]` (`max_connections = …`).
+    pub limits_lines: String,
     pub extra: String,
 }
 
@@ -72,6 +75,7 @@ impl Default for Options {
             storage: "rocksdb",
             storage_lines: String::new(),
             auth_lines: String::new(),
+            limits_lines: String::new(),
             extra: String::new(),
         }
     }
@@ -84,7 +88,7 @@ pub struct Server {
     pub name: String,
     pub sek: String,
     child: Option<Child>,
-    log: Option<mpsc::Receiver<String>>,
+    log: Option<std::sync::Mutex<mpsc::Receiver<String>>>,
 }
 
 impl Server {
@@ -121,6 +125,7 @@ sweep_interval_secs = {sweep}
 handshake_timeout_secs = {hs}
 idle_timeout_secs = {idle}
 approval_timeout_secs = {approval}
+{limits_lines}
 
 [storage]
 backend = "{storage}"
@@ -128,10 +133,7 @@ backend = "{storage}"
 
 [auth]
 {auth_lines}
-argon2_memory_kib = 64
-argon2_iterations = 1
-failures_per_account_per_minute = 5
-failures_per_address_per_minute = 50
+{argon2}failures_per_address_per_minute = 50
 
 [log]
 level = "info"
@@ -145,7 +147,14 @@ level = "info"
             approval = options.approval_timeout_secs,
             storage = options.storage,
             storage_lines = options.storage_lines,
+            // Cheap hashing so logins are fast, unless the test sets its own cost.
+            argon2 = if options.auth_lines.contains("argon2_") {
+                ""
+            } else {
+                "argon2_memory_kib = 64\nargon2_iterations = 1\n"
+            },
             auth_lines = options.auth_lines,
+            limits_lines = options.limits_lines,
             extra = options.extra,
         );
         std::fs::write(dir.path().join("sirend.toml"), config).unwrap();
@@ -157,6 +166,16 @@ level = "info"
             child: None,
             log: None,
         }
+    }
+
+    /// The running server's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The running server's resident memory, in bytes (Linux `/proc`).
+    pub fn rss(&self) -> Option<u64> {
+        rss_of(self.pid()?)
     }
 
     pub fn config(&self) -> PathBuf {
@@ -230,7 +249,7 @@ level = "info"
             rx.try_iter().collect::<Vec<_>>()
         );
         self.child = Some(child);
-        self.log = Some(rx);
+        self.log = Some(std::sync::Mutex::new(rx));
     }
 
     /// SIGTERM and wait (graceful shutdown). Returns the exit status success.
@@ -279,7 +298,12 @@ level = "info"
     pub fn log_lines(&self) -> Vec<String> {
         self.log
             .as_ref()
-            .map(|rx| rx.try_iter().collect())
+            .map(|rx| {
+                rx.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .try_iter()
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -532,7 +556,12 @@ impl Running {
         if let Some(mut e) = self.child.stderr.take() {
             let _ = e.read_to_string(&mut stderr);
         }
-        let stdout: Vec<String> = self.lines.try_iter().collect();
+        // Everything the command printed: the reader ends at the pipe's end (waited for, so
+        // the last lines are not lost to a race with the exit).
+        let mut stdout = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            stdout.push(line);
+        }
         Output {
             ok: status.success(),
             stdout: stdout.join("\n"),
@@ -559,6 +588,20 @@ impl Drop for Listener {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A process's resident memory, in bytes (Linux `/proc`).
+pub fn rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 /// Every file under `dir`, recursively.
@@ -612,6 +655,62 @@ pub mod raw {
         SekPublic::from_base64(&server.sek).unwrap()
     }
 
+    /// Opens a session with a fresh DEK from local address `from` (127.0.0.x: another client
+    /// address), or the error the server answered.
+    pub async fn open_from(
+        server: &Server,
+        dek: &DekSecret,
+        from: std::net::IpAddr,
+    ) -> Result<Connected, siren_net::NetError> {
+        siren_net::connect_from(
+            from,
+            server.addr,
+            &ServerName::parse(&server.name).unwrap(),
+            &sek(server),
+            dek,
+            SessionRequest::Open,
+            Duration::from_secs(10),
+        )
+        .await
+    }
+
+    /// Opens a session from `from` and runs a `PLAIN` login: the `next` step, or the error code
+    /// of the refusal (a refused connection's code too).
+    pub async fn login_from(
+        server: &Server,
+        from: std::net::IpAddr,
+        user: &str,
+        password: &str,
+    ) -> (DekSecret, Result<(Connected, NextStep), u16>) {
+        let dek = DekSecret::generate(&mut siren_proto::os_rng());
+        let mut conn = match open_from(server, &dek, from).await {
+            Ok(c) => c,
+            Err(siren_net::NetError::Handshake(
+                siren_proto::handshake::HandshakeError::Refused { code, .. },
+            )) => return (dek, Err(code)),
+            Err(e) => panic!("cannot connect: {e}"),
+        };
+        for _ in 0..2 {
+            // welcome, auth_mechanisms
+            conn.receiver.recv::<ServerMessage>().await.unwrap();
+        }
+        conn.sender
+            .send(&ClientMessage::AuthStart {
+                rid: 1,
+                mech: "PLAIN".into(),
+                data: format!("\0{user}\0{password}").into_bytes(),
+            })
+            .await
+            .unwrap();
+        let answer = match conn.receiver.recv::<ServerMessage>().await {
+            Ok(ServerMessage::AuthSuccess { next, .. }) => Ok(next),
+            Ok(ServerMessage::Error { code, .. }) => Err(code),
+            Ok(other) => panic!("unexpected answer to login: {other:?}"),
+            Err(e) => panic!("login: {e}"),
+        };
+        (dek, answer.map(|next| (conn, next)))
+    }
+
     /// Opens a session with a fresh DEK.
     pub async fn open(server: &Server, dek: &DekSecret) -> Connected {
         connect(
@@ -629,29 +728,15 @@ pub mod raw {
     impl Session {
         /// Logs in as a user with no devices yet and registers a fresh DEK with a fresh USK.
         pub async fn create(server: &Server, user: &str, password: &str) -> Session {
-            let dek = DekSecret::generate(&mut siren_proto::os_rng());
-            let mut conn = open(server, &dek).await;
+            let (dek, answer) = login_from(
+                server,
+                std::net::IpAddr::from([127, 0, 0, 1]),
+                user,
+                password,
+            )
+            .await;
+            let (mut conn, next) = answer.unwrap_or_else(|code| panic!("login failed: {code}"));
             let uid = Uid::parse(&format!("{user}@{}", server.name)).unwrap();
-            assert!(matches!(
-                conn.receiver.recv::<ServerMessage>().await.unwrap(),
-                ServerMessage::Welcome { .. }
-            ));
-            assert!(matches!(
-                conn.receiver.recv::<ServerMessage>().await.unwrap(),
-                ServerMessage::AuthMechanisms { .. }
-            ));
-            conn.sender
-                .send(&ClientMessage::AuthStart {
-                    rid: 1,
-                    mech: "PLAIN".into(),
-                    data: format!("\0{user}\0{password}").into_bytes(),
-                })
-                .await
-                .unwrap();
-            let next = match conn.receiver.recv::<ServerMessage>().await.unwrap() {
-                ServerMessage::AuthSuccess { next, .. } => next,
-                other => panic!("login failed: {other:?}"),
-            };
             assert_eq!(next, NextStep::CreateUser, "raw sessions create their user");
             let usk = UskSecret::generate(&mut siren_proto::os_rng());
             let record = DeviceRecordDraft {

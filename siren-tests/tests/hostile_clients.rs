@@ -120,11 +120,11 @@ async fn replayed_envelope_is_delivered_only_once() {
     };
     assert_eq!(rid, lookup);
     let bob_dek = listing.records[0].dek;
-    let content = siren_proto::message::encode_value(&siren_client::client::Content {
-        kind: "text".into(),
+    let content = siren_proto::plaintext::Plaintext::Text {
         body: "only once".into(),
         ts: 0,
-    });
+    }
+    .encode();
     let env = Envelope::seal(
         Sender {
             uid: &alice.uid,
@@ -214,6 +214,9 @@ async fn replayed_handshake_is_refused() {
 async fn bad_frames_garbage_truncated_and_stalled_handshakes() {
     let s = server(Options {
         handshake_timeout_secs: 2,
+        // Room for the fifty stalled connections below from this one address.
+        limits_lines: "unauthenticated_per_address = 64\nhandshakes_per_address_per_second = 100\n"
+            .into(),
         ..Options::default()
     });
     // Stalled: connect and say nothing. Open many, to show others are not starved.
@@ -233,12 +236,26 @@ async fn bad_frames_garbage_truncated_and_stalled_handshakes() {
         Some(ErrorCode::MalformedMessage.as_u16())
     );
     closed_within(&mut garbage, Duration::from_secs(5)).await;
-    // An oversized length prefix: closed without reading 2 GiB.
+    // An oversized length prefix: error 100, closed without reading 2 GiB.
     let mut huge = TcpStream::connect(s.addr).await.unwrap();
     huge.write_all(&[0x7f, 0xff, 0xff, 0xff, 1, 2, 3])
         .await
         .unwrap();
+    let refusal = siren_net::read_frame(&mut huge, 4096).await.unwrap();
+    assert_eq!(
+        handshake::decode_error_frame(&refusal).map(|(code, _)| code),
+        Some(ErrorCode::BadFrame.as_u16())
+    );
     closed_within(&mut huge, Duration::from_secs(5)).await;
+    // A zero-length frame: error 100 too (PROTOCOL.md §5).
+    let mut empty = TcpStream::connect(s.addr).await.unwrap();
+    empty.write_all(&[0, 0, 0, 0]).await.unwrap();
+    let refusal = siren_net::read_frame(&mut empty, 4096).await.unwrap();
+    assert_eq!(
+        handshake::decode_error_frame(&refusal).map(|(code, _)| code),
+        Some(ErrorCode::BadFrame.as_u16())
+    );
+    closed_within(&mut empty, Duration::from_secs(5)).await;
     // Truncated: half a header, then the client goes away.
     let mut truncated = TcpStream::connect(s.addr).await.unwrap();
     truncated.write_all(&[0, 0]).await.unwrap();
@@ -296,4 +313,60 @@ async fn oversized_and_unknown_messages_in_a_session() {
     let answer = alice.conn.receiver.recv::<ServerMessage>().await.unwrap();
     assert_eq!(error_code(&answer), Some(ErrorCode::BadFrame.as_u16()));
     assert!(alice.conn.receiver.recv::<ServerMessage>().await.is_err());
+}
+
+/// F5: what other users write reaches the terminal escaped, through the real server: a message
+/// that erases its own line and starts a fake one, a device name, a presence text.
+#[test]
+fn control_characters_from_other_users_are_shown_escaped() {
+    let s = server(Options::default());
+    let alice = Cli::init(&s, "alice@alpha.test");
+    let out = alice.run_with_stdin(
+        &[
+            "login",
+            "--password-stdin",
+            "--device-name",
+            "phone\x1b[2K\r",
+        ],
+        "pw-a\n",
+    );
+    assert!(out.ok, "{}", out.stderr);
+    let bob = Cli::init(&s, "bob@alpha.test");
+    bob.login("pw-b");
+    let raw = ['\x1b', '\r', '\u{7}', '\u{202E}', '\u{2066}'];
+
+    alice.send(
+        "bob@alpha.test",
+        "hi\x1b[2K\rmallory@alpha.test: the boss says pay\u{202E}em",
+    );
+    let got = bob.run(&["recv"]);
+    assert!(got.ok, "{}", got.stderr);
+    assert_eq!(
+        got.stdout,
+        "alice@alpha.test: hi\\u{1b}[2K\\rmallory@alpha.test: the boss says pay\\u{202e}em\n"
+    );
+    let look = bob.run(&["lookup", "alice@alpha.test"]);
+    assert!(
+        look.stdout.contains("phone\\u{1b}[2K\\r"),
+        "{}",
+        look.stdout
+    );
+
+    let out = alice.run(&["contacts", "add", "bob@alpha.test", "--presence"]);
+    assert!(out.ok, "{}", out.stderr);
+    let watcher = bob.listen_with(&["--watch", "alice@alpha.test"]);
+    let _publisher = alice.listen_with(&[
+        "--status",
+        "away",
+        "--text",
+        "\x1b]0;pwned\x07\u{2066}lunch",
+    ]);
+    let line = watcher.next_line(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        line,
+        "* alice@alpha.test is away (\\u{1b}]0;pwned\\u{7}\\u{2066}lunch)"
+    );
+    for shown in [&got.stdout, &got.stderr, &look.stdout, &look.stderr, &line] {
+        assert!(!shown.contains(raw), "raw control characters in {shown:?}");
+    }
 }

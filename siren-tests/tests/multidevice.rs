@@ -35,6 +35,39 @@ fn new_device(s: &Server, existing: &Cli, name: &str) -> (Cli, Running, Running,
     (device, login, approver, code)
 }
 
+/// The key a new device shows once the approving device sent it (before asking to confirm).
+fn received_key(login: &Running) -> String {
+    loop {
+        let line = login
+            .next_line(T)
+            .expect("the new device shows the signing key it received");
+        if let Some(rest) = line.strip_prefix("signing key ") {
+            return rest.split(" received").next().unwrap().to_owned();
+        }
+    }
+}
+
+/// The `signing key …` line a command prints.
+fn signing_key(cli: &Cli, args: &[&str]) -> String {
+    cli.run(args)
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("signing key "))
+        .unwrap_or_else(|| panic!("{args:?} shows the signing key"))
+        .to_owned()
+}
+
+/// The devices `siren devices list` shows (without the signing-key line).
+fn devices_listed(cli: &Cli) -> Vec<String> {
+    let out = cli.run(&["devices", "list"]);
+    assert!(out.ok, "devices list: {}", out.stderr);
+    out.stdout
+        .lines()
+        .filter(|l| !l.starts_with("signing key "))
+        .map(str::to_owned)
+        .collect()
+}
+
 #[test]
 fn a_new_device_is_approved_by_an_existing_one_and_all_devices_get_messages() {
     let s = server(Options::default());
@@ -45,10 +78,24 @@ fn a_new_device_is_approved_by_an_existing_one_and_all_devices_get_messages() {
 
     let mut devices = vec![laptop];
     for name in ["phone", "tablet"] {
-        let (device, login, mut approver, code) = new_device(&s, &devices[0], name);
+        let (device, mut login, mut approver, code) = new_device(&s, &devices[0], name);
         approver.write_line(&code);
         let out = approver.finish(T);
         assert!(out.ok, "approve: {}", out.stderr);
+        // Both sides show the account's signing key, and so do the existing devices.
+        let sent = out
+            .stdout
+            .split("received the signing key ")
+            .nth(1)
+            .and_then(|r| r.split(';').next())
+            .unwrap_or_else(|| panic!("the approver shows the key: {}", out.stdout))
+            .to_owned();
+        let shown = received_key(&login);
+        assert_eq!(shown, sent);
+        assert_eq!(signing_key(&devices[0], &["whoami"]), shown);
+        assert_eq!(signing_key(&devices[0], &["devices", "list"]), shown);
+        // The person approved on the laptop and the keys match: yes.
+        login.write_line("y");
         let done = login.finish(T);
         assert!(done.ok, "new device login: {}", done.stderr);
         assert!(
@@ -58,8 +105,8 @@ fn a_new_device_is_approved_by_an_existing_one_and_all_devices_get_messages() {
         );
         devices.push(device);
     }
-    let listed = devices[0].run(&["devices", "list"]);
-    assert_eq!(listed.stdout.lines().count(), 3, "{}", listed.stdout);
+    let listed = devices_listed(&devices[0]);
+    assert_eq!(listed.len(), 3, "{listed:?}");
 
     let sent = bob.run(&["send", "alice@alpha.test", "to all of you"]);
     assert!(sent.stdout.contains("(3 devices)"), "{}", sent.stdout);
@@ -127,8 +174,8 @@ fn a_wrong_code_or_a_denial_refuses_the_new_device() {
         "{}",
         done.stderr
     );
-    let listed = laptop.run(&["devices", "list"]);
-    assert_eq!(listed.stdout.lines().count(), 1, "{}", listed.stdout);
+    let listed = devices_listed(&laptop);
+    assert_eq!(listed.len(), 1, "{listed:?}");
 }
 
 #[test]
@@ -168,13 +215,8 @@ fn logging_in_again_rotates_the_dek_after_draining_the_old_one() {
     );
     let after = alice.run(&["whoami"]).stdout;
     assert_ne!(before, after, "a new login must use a new DEK");
-    let listed = alice.run(&["devices", "list"]);
-    assert_eq!(
-        listed.stdout.lines().count(),
-        1,
-        "the old DEK is revoked: {}",
-        listed.stdout
-    );
+    let listed = devices_listed(&alice);
+    assert_eq!(listed.len(), 1, "the old DEK is revoked: {listed:?}");
     bob.send("alice@alpha.test", "to the new key");
     assert_eq!(alice.recv(), vec!["bob@alpha.test: to the new key"]);
 }

@@ -52,6 +52,10 @@ fn readme_walkthrough_works_as_written() {
     assert!(stdout.contains("alice@alpha.test: signing key"), "{stdout}");
     assert!(stdout.contains("approved by another device"), "{stdout}");
     assert!(
+        stdout.contains("did you approve code"),
+        "the new device asks before it keeps the key:\n{stdout}"
+    );
+    assert!(
         !stdout.contains("can you hear me?"),
         "a blocked message arrived:\n{stdout}"
     );

@@ -9,6 +9,7 @@ use siren_proto::message::{Notice, QueueItem, RequestId};
 use tokio::time::Instant;
 
 use super::{Outcome, Session, short};
+use crate::approvals::Full;
 
 impl Session {
     /// A new device asks the user's existing devices for approval.
@@ -38,11 +39,14 @@ impl Session {
             );
             return self.error(Some(rid), &e).await;
         }
-        if !self.shared.approvals.open(self.dek, user.clone()) {
-            let e = Error::new(
-                ErrorCode::RateLimited,
-                "too many approvals pending; try later",
-            );
+        let addr = Some(crate::admission::AddrKey::of(self.peer.ip()));
+        if let Err(full) = self.shared.approvals.open(self.dek, user.clone(), addr) {
+            let why = match full {
+                Full::Account => "too many new devices of this account are waiting for approval",
+                Full::Address => "too many new devices from this address are waiting for approval",
+                Full::Server => "too many new devices are waiting for approval on this server",
+            };
+            let e = Error::new(ErrorCode::RateLimited, format!("{why}; try later"));
             return self.error(Some(rid), &e).await;
         }
         let items = devices

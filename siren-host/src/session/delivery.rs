@@ -29,9 +29,15 @@ impl Session {
         }
         let items = std::mem::take(&mut self.batch);
         let rids = std::mem::take(&mut self.batch_rids);
+        let reserved = std::mem::take(&mut self.batch_reserved);
         let shared = self.shared.clone();
-        let handle =
-            tokio::spawn(async move { crate::federation::outbox::enqueue(&shared, items).await });
+        let handle = tokio::spawn(async move {
+            let done = crate::federation::outbox::enqueue(&shared, items).await;
+            if done.is_err() {
+                shared.queue.usage.release(&reserved);
+            }
+            done
+        });
         self.commit = Some((handle, rids));
     }
 
@@ -115,7 +121,11 @@ impl Session {
             };
             let frames: Vec<Vec<u8>> = items
                 .iter()
-                .filter(|item| self.inflight.insert(item.seq))
+                .filter(|item| {
+                    self.inflight
+                        .insert(item.seq, item.bytes.len() as u64)
+                        .is_none()
+                })
                 .map(|item| message::encode_deliver(item.seq, &item.bytes))
                 .collect();
             if !frames.is_empty() {
@@ -166,6 +176,11 @@ impl Session {
         if let Err(e) = self.filter(&me, &msgs).await {
             return self.error(Some(rid), &e).await;
         }
+        // Charged for every envelope, delivered or dropped (so the rate does not reveal blocks).
+        let bytes: u64 = msgs.iter().map(|e| e.ct.len() as u64).sum();
+        if let Err(e) = self.shared.send_rate.charge(user, msgs.len(), bytes) {
+            return self.error(Some(rid), &e).await;
+        }
         for env in msgs {
             if !ids.contains(&env.id) {
                 ids.push(env.id);
@@ -204,6 +219,19 @@ impl Session {
                 Admission::Deliver => items.push((env.to_dek, QueueItem::Message { env })),
             }
         }
+        // Room in each local recipient device's queue, for the messages (notices always fit).
+        let local = &self.shared.config.server.name;
+        let reserve: Vec<(siren_proto::keys::DekPublic, u64)> = items
+            .iter()
+            .filter(
+                |(_, item)| matches!(item, QueueItem::Message { env } if env.to.server() == local),
+            )
+            .map(|(dek, item)| (*dek, message::encode_value(item).len() as u64))
+            .collect();
+        if let Err(e) = self.shared.queue.usage.reserve(&reserve).await {
+            return self.error(Some(rid), &e).await;
+        }
+        self.batch_reserved.extend(reserve);
         self.batch.extend(items);
         self.batch_rids.push((rid, ids));
         self.start_commit();
@@ -323,11 +351,20 @@ impl Session {
     }
 
     pub(super) async fn ack(&mut self, seqs: &[u64]) -> Result<(), Outcome> {
+        let (mut items, mut bytes) = (0, 0);
         for seq in seqs {
-            self.inflight.remove(seq);
+            if let Some(size) = self.inflight.remove(seq) {
+                items += 1;
+                bytes += size;
+            }
         }
-        if let Err(e) = self.shared.storage.ack(self.dek.as_bytes(), seqs).await {
-            tracing::warn!(error = %e, "ack failed");
+        match self.shared.storage.ack(self.dek.as_bytes(), seqs).await {
+            Ok(_) => self
+                .shared
+                .queue
+                .usage
+                .acknowledged(&self.dek, items, bytes),
+            Err(e) => tracing::warn!(error = %e, "ack failed"),
         }
         Ok(())
     }

@@ -9,6 +9,10 @@ use siren_proto::records::{DeviceRecord, DeviceRevocation, DirectoryEntry, UserD
 
 use super::{Flow, Outcome, Session, short};
 
+/// Most `directory_changed` notices one change of a user's devices queues (own devices first,
+/// then the devices of the users who looked the user up most recently).
+const MAX_NOTICES_PER_CHANGE: usize = 4_096;
+
 impl Session {
     pub(super) async fn register(
         &mut self,
@@ -27,14 +31,10 @@ impl Session {
             .await?;
             return Ok(Flow::Continue);
         }
-        match self
-            .shared
-            .directory
-            .append(user, DirectoryEntry::Add(record))
-            .await
-        {
-            Ok(dir) => {
+        match self.append(rid, user, DirectoryEntry::Add(record)).await? {
+            Some(dir) => {
                 self.usk_registered = true;
+                self.save_session().await?;
                 if self.approval.take().is_some() {
                     self.shared.approvals.close(&self.dek);
                 }
@@ -49,11 +49,37 @@ impl Session {
                 self.ok(rid).await?;
                 Ok(Flow::Ready)
             }
-            Err(e) => {
-                self.error(Some(rid), &e).await?;
-                Ok(Flow::Continue)
-            }
+            None => Ok(Flow::Continue),
         }
+    }
+
+    /// Appends an entry to `user`'s chain, within the user's rate of device changes; the new
+    /// directory, or `None` after answering `rid` with the refusal.
+    async fn append(
+        &mut self,
+        rid: RequestId,
+        user: &Username,
+        entry: DirectoryEntry,
+    ) -> Result<Option<std::sync::Arc<UserDirectory>>, Outcome> {
+        let changes = &self.shared.directory_changes;
+        let refused = match changes.take(user, 1.0) {
+            Err(wait) => Error::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "too many device registrations and revocations for this account; retry in {} s",
+                    crate::rate::wait_secs(wait)
+                ),
+            ),
+            Ok(()) => match self.shared.directory.append(user, entry).await {
+                Ok(dir) => return Ok(Some(dir)),
+                Err(e) => {
+                    self.shared.directory_changes.give_back(user, 1.0);
+                    e
+                }
+            },
+        };
+        self.error(Some(rid), &refused).await?;
+        Ok(None)
     }
 
     pub(super) async fn revoke(
@@ -75,16 +101,11 @@ impl Session {
         }
         let target = revocation.dek;
         match self
-            .shared
-            .directory
-            .append(user, DirectoryEntry::Revoke(revocation))
-            .await
+            .append(rid, user, DirectoryEntry::Revoke(revocation))
+            .await?
         {
-            Ok(dir) => self.directory_changed(user, &dir).await,
-            Err(e) => {
-                self.error(Some(rid), &e).await?;
-                return Ok(Flow::Continue);
-            }
+            Some(dir) => self.directory_changed(user, &dir).await,
+            None => return Ok(Flow::Continue),
         }
         tracing::info!(%user, device = %short(&target), "device revoked");
         self.shared.directory_event(DirectoryEvent::DeviceRevoked {
@@ -94,6 +115,7 @@ impl Session {
         if let Err(e) = self.shared.storage.purge(target.as_bytes()).await {
             tracing::warn!(error = %e, "purging a revoked device's queue failed");
         }
+        self.shared.queue.usage.forget(&target);
         self.ok(rid).await?;
         if target == self.dek {
             self.usk_registered = false;
@@ -145,11 +167,17 @@ impl Session {
             .map(|r| r.dek)
             .filter(|d| *d != self.dek)
             .collect();
+        // Newest watchers first, up to a bound per change (changes are rate-limited per user).
         for watcher in self.shared.directory.watchers(user) {
+            if targets.len() >= MAX_NOTICES_PER_CHANGE {
+                tracing::info!(%user, "directory-change notices capped");
+                break;
+            }
             if let Ok(Some(wdir)) = self.shared.directory.get(watcher.user()).await {
                 targets.extend(wdir.devices().map(|r| r.dek));
             }
         }
+        targets.truncate(MAX_NOTICES_PER_CHANGE);
         let notice = Notice::DirectoryChanged {
             uid,
             head: dir.head(),

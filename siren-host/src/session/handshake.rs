@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use siren_api::ErrorCode;
-use siren_net::{NetError, Receiver, Sender, read_frame, within, write_frame};
+use siren_net::{NetError, ReadError, Receiver, Sender, read_frame, within, write_frame};
 use siren_proto::handshake::{self, HandshakeError, Peer, Role, SessionRequest};
 use siren_proto::keys::DekPublic;
 use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::shared::Shared;
 
@@ -32,7 +33,9 @@ pub(super) async fn handshake(
     let max = shared.config.limits.max_frame as usize;
     stream.set_nodelay(true)?;
     let (mut rd, mut wr) = stream.into_split();
-    let hello = within(step, read_frame(&mut rd, handshake::MAX_HANDSHAKE_FRAME)).await??;
+    let Some(hello) = read_step(&mut rd, &mut wr, step).await? else {
+        return Ok(None);
+    };
     let received = match handshake::read_hello(&shared.keys, Role::ClientToServer, &hello) {
         Ok(r) => r,
         Err(HandshakeError::WrongRole {
@@ -65,7 +68,9 @@ pub(super) async fn handshake(
     };
     let (waiting, reply) = received.reply(&mut siren_proto::os_rng())?;
     write_frame(&mut wr, &reply, handshake::MAX_HANDSHAKE_FRAME).await?;
-    let finish = within(step, read_frame(&mut rd, handshake::MAX_HANDSHAKE_FRAME)).await??;
+    let Some(finish) = read_step(&mut rd, &mut wr, step).await? else {
+        return Ok(None);
+    };
     let done = match waiting.read_finish(&finish) {
         Ok(done) => done,
         Err(e) => {
@@ -90,4 +95,28 @@ pub(super) async fn handshake(
         Receiver::new(rd, opener, max),
         done.handshake_hash,
     )))
+}
+
+/// Reads one handshake frame within `step`. A length of zero or above the handshake limit gets
+/// a plaintext `error` 100, a client that stays silent an `error` 105, before the close
+/// (PROTOCOL.md §5, §7.7); `None` then.
+pub(crate) async fn read_step(
+    rd: &mut OwnedReadHalf,
+    wr: &mut OwnedWriteHalf,
+    step: Duration,
+) -> Result<Option<Vec<u8>>, NetError> {
+    let (code, text) = match within(step, read_frame(rd, handshake::MAX_HANDSHAKE_FRAME)).await {
+        Ok(Ok(frame)) => return Ok(Some(frame)),
+        Ok(Err(ReadError::Io(e))) => return Err(e.into()),
+        Ok(Err(ReadError::Frame(e))) => (ErrorCode::BadFrame, e.to_string()),
+        Err(_) => (ErrorCode::Timeout, "handshake step timed out".to_owned()),
+    };
+    // Best effort, and never waiting long on a client that does not read.
+    let frame = handshake::error_frame(code, &text);
+    let _ = within(
+        Duration::from_secs(1),
+        write_frame(wr, &frame, handshake::MAX_HANDSHAKE_FRAME),
+    )
+    .await;
+    Ok(None)
 }

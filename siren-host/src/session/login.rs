@@ -8,6 +8,8 @@ use siren_proto::ids::SessionId;
 use siren_proto::message::{NextStep, RequestId, ServerMessage};
 
 use super::{Flow, Outcome, Session};
+use crate::admission::AddrKey;
+use crate::auth::limits::Refused;
 use crate::queue::now;
 
 impl Session {
@@ -41,7 +43,12 @@ impl Session {
         self.id = id;
         self.user = user.clone();
         self.usk_registered = user.is_some();
-        self.save_session().await?;
+        // A session is stored only once logged in with a registered DEK: an anonymous handshake
+        // costs no write.
+        if user.is_some() {
+            self.ticket.logged_in();
+            self.save_session().await?;
+        }
         let welcome = ServerMessage::Welcome {
             sid: id,
             resumed: was_resumed,
@@ -92,22 +99,6 @@ impl Session {
         mech: &str,
         data: &[u8],
     ) -> Result<Flow, Outcome> {
-        if self
-            .shared
-            .auth
-            .limiter
-            .address_blocked(Some(self.peer.ip()))
-        {
-            self.error(
-                Some(rid),
-                &Error::new(
-                    ErrorCode::RateLimited,
-                    "too many failed logins; wait a minute",
-                ),
-            )
-            .await?;
-            return Ok(Flow::Continue);
-        }
         let Some(mechanism) = self.shared.auth.mechanism(mech).cloned() else {
             self.error(
                 Some(rid),
@@ -150,9 +141,40 @@ impl Session {
             .await?;
             return Ok(Flow::Continue);
         }
-        let step = match exchange.step(data).await {
+        let shared = self.shared.clone();
+        let limits = &shared.auth.limits;
+        let addr = Some(AddrKey::of(self.peer.ip()));
+        // A step with credentials is counted, and given a hashing permit, before it is checked;
+        // an empty step only asks for a challenge (PLAIN without an initial response).
+        let attempt = if data.is_empty() {
+            None
+        } else {
+            match limits.begin(addr) {
+                Ok(attempt) => Some(attempt),
+                Err(refused) => {
+                    // The exchange is dropped: the client starts again with `auth_start`.
+                    let e = match refused {
+                        Refused::Busy => Error::new(
+                            ErrorCode::LoginBusy,
+                            "too many logins are being checked right now; retry in a moment",
+                        ),
+                        Refused::Address => Error::new(
+                            ErrorCode::RateLimited,
+                            "too many failed logins from this address; wait a minute",
+                        ),
+                    };
+                    self.error(Some(rid), &e).await?;
+                    return Ok(Flow::Continue);
+                }
+            }
+        };
+        let step = exchange.step(data).await;
+        let step = match step {
             Ok(step) => step,
             Err(e) => {
+                if let Some(a) = attempt {
+                    limits.abandoned(a);
+                }
                 tracing::warn!(peer = %self.peer, error = %e, "authentication backend failed");
                 self.error(
                     Some(rid),
@@ -165,9 +187,17 @@ impl Session {
                 return Ok(Flow::Continue);
             }
         };
-        let limiter = &self.shared.auth.limiter;
+        let rate_limited = || {
+            Error::new(
+                ErrorCode::RateLimited,
+                "too many failed logins; wait a minute",
+            )
+        };
         match step {
             AuthStep::Challenge(data) => {
+                if let Some(a) = attempt {
+                    limits.abandoned(a);
+                }
                 self.exchange = Some((rid, exchange));
                 self.send(&ServerMessage::AuthChallenge { rid, data })
                     .await?;
@@ -177,14 +207,13 @@ impl Session {
                 // Blocked before this attempt: then the answer must not depend on the password.
                 let locked = attempted
                     .as_ref()
-                    .is_some_and(|u| limiter.account_blocked(u));
-                limiter.failed(Some(self.peer.ip()), attempted.as_ref());
+                    .is_some_and(|u| limits.account_blocked(addr, u));
+                if let Some(a) = attempt {
+                    limits.failed(a, attempted.as_ref());
+                }
                 tracing::info!(peer = %self.peer, user = ?attempted.as_ref().map(|u| u.to_string()), "login failed");
                 let e = if locked {
-                    Error::new(
-                        ErrorCode::RateLimited,
-                        "too many failed logins; wait a minute",
-                    )
+                    rate_limited()
                 } else {
                     Error::new(ErrorCode::AuthFailed, "authentication failed")
                 };
@@ -192,16 +221,16 @@ impl Session {
                 Ok(Flow::Continue)
             }
             AuthStep::Success(user) => {
-                if limiter.account_blocked(&user) {
-                    self.error(
-                        Some(rid),
-                        &Error::new(
-                            ErrorCode::RateLimited,
-                            "too many failed logins; wait a minute",
-                        ),
-                    )
-                    .await?;
+                if limits.account_blocked(addr, &user) {
+                    if let Some(a) = attempt {
+                        // Counted like a failure: the right password here is indistinguishable.
+                        limits.failed(a, Some(&user));
+                    }
+                    self.error(Some(rid), &rate_limited()).await?;
                     return Ok(Flow::Continue);
+                }
+                if let Some(a) = attempt {
+                    limits.succeeded(a, &user);
                 }
                 let dir = match self.shared.directory.get(&user).await {
                     Ok(dir) => dir,
@@ -219,7 +248,12 @@ impl Session {
                 };
                 self.usk_registered = matches!(next, NextStep::Ready);
                 self.user = Some(user.clone());
-                self.save_session().await?;
+                self.ticket.logged_in();
+                // Stored for resumption only once the DEK is a registered device: a device that
+                // still has to register (or be approved) logs in again if it reconnects.
+                if self.usk_registered {
+                    self.save_session().await?;
+                }
                 tracing::info!(peer = %self.peer, %user, "logged in");
                 let uid = self.uid(&user);
                 self.send(&ServerMessage::AuthSuccess { rid, uid, next })

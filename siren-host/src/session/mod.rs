@@ -24,7 +24,7 @@ mod presence;
 mod remote;
 mod roster;
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,10 +41,18 @@ use siren_proto::message::{
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::admission::Ticket;
+use crate::hub::{Kick, KickSignal};
 use crate::shared::Shared;
 
 /// Serves one accepted connection to the end. Never panics on the client's input.
-pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, conn: u64) {
+pub async fn serve(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    conn: u64,
+    ticket: Ticket,
+) {
     match handshake::handshake(&shared, stream, peer).await {
         Ok(Some((dek, request, sender, receiver, hash))) => {
             let mut session = Session {
@@ -59,18 +67,20 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, con
                 out: sender,
                 inp: receiver,
                 exchange: None,
-                inflight: BTreeSet::new(),
+                inflight: BTreeMap::new(),
                 cursor: None,
                 drained_sent: false,
                 last_activity: Instant::now(),
                 request,
                 batch: Vec::new(),
                 batch_rids: Vec::new(),
+                batch_reserved: Vec::new(),
                 commit: None,
                 inbox: None,
                 counted_ready: false,
                 approval: None,
                 remote: remote::Remote::default(),
+                ticket,
             };
             let outcome = session.run().await;
             session.close(outcome).await;
@@ -119,8 +129,8 @@ struct Session {
     inp: Receiver,
     /// A login in progress: its request id and mechanism state.
     exchange: Option<(RequestId, Box<dyn AuthExchange>)>,
-    /// Delivered, not yet acknowledged.
-    inflight: BTreeSet<u64>,
+    /// Delivered, not yet acknowledged: sequence number → stored size (for the quota).
+    inflight: BTreeMap<u64, u64>,
     /// Where the next read of the stored backlog starts (`None`: nothing left to read).
     cursor: Option<u64>,
     drained_sent: bool,
@@ -130,6 +140,8 @@ struct Session {
     /// Queue items of `send`s waiting for the next commit, and those requests' ids.
     batch: Vec<(DekPublic, QueueItem)>,
     batch_rids: Vec<(RequestId, Vec<MessageId>)>,
+    /// Quota reserved for the batch's messages (given back if the commit fails).
+    batch_reserved: Vec<(DekPublic, u64)>,
     /// The commit in flight and the requests it answers.
     commit: Option<Commit>,
     /// Presence events for this session, once it subscribed to something.
@@ -140,6 +152,8 @@ struct Session {
     approval: Option<(RequestId, Instant)>,
     /// Requests another server answers, running beside the loop.
     remote: remote::Remote,
+    /// This connection's place under the limits on anonymous connections.
+    ticket: Ticket,
 }
 
 /// A queue commit running on its own task.
@@ -151,7 +165,7 @@ type Commit = (
 /// One thing the session loop reacts to.
 enum Event {
     Shutdown,
-    Kicked,
+    Kicked(Kick),
     Wake,
     Frame(Result<Vec<u8>, NetError>),
     Committed(Result<Result<(), Error>, tokio::task::JoinError>),
@@ -170,8 +184,15 @@ async fn next_pubsub(inbox: &mut Option<crate::pubsub::Inbox>) -> Option<ServerM
 /// The live-delivery side of a ready session.
 struct Live {
     lag: Arc<std::sync::atomic::AtomicU64>,
-    kick: Arc<tokio::sync::Notify>,
+    kick: KickSignal,
     wake: Arc<tokio::sync::Notify>,
+}
+
+async fn kicked(k: Option<KickSignal>) -> Kick {
+    match k {
+        Some(k) => k.wait().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn notified(n: Option<Arc<tokio::sync::Notify>>) {
@@ -251,7 +272,7 @@ impl Session {
             let reading = self.batch_rids.len() < delivery::MAX_BATCHED && !self.remote.is_full();
             let event = tokio::select! {
                 _ = shutdown.changed() => Event::Shutdown,
-                _ = notified(kick) => Event::Kicked,
+                why = kicked(kick) => Event::Kicked(why),
                 _ = notified(wake) => Event::Wake,
                 done = committed(&mut self.commit) => Event::Committed(done),
                 ev = next_pubsub(&mut self.inbox) => Event::PubSub(ev.map(Box::new)),
@@ -277,7 +298,21 @@ impl Session {
                         .await;
                     return Ok(Outcome::Done("server shutting down"));
                 }
-                Event::Kicked => return Ok(Outcome::Replaced),
+                Event::Kicked(Kick::Replaced) => return Ok(Outcome::Replaced),
+                Event::Kicked(Kick::Revoked) => {
+                    // Said before closing, so the device can tell a revocation from a network
+                    // failure (PROTOCOL.md §11).
+                    let _ = self
+                        .error(
+                            None,
+                            &Error::new(
+                                ErrorCode::DeviceRevoked,
+                                "this device was revoked by another device of the account",
+                            ),
+                        )
+                        .await;
+                    return Ok(Outcome::Done("device revoked"));
+                }
                 Event::Wake => {}
                 Event::Committed(done) => self.finish_commit(done).await?,
                 Event::PubSub(Some(ev)) => self.send(&ev).await?,
@@ -376,7 +411,7 @@ impl Session {
                 .await?;
             }
             (msg, None) => {
-                let rid = request_id(&msg);
+                let rid = msg.request_id();
                 self.error(rid, &Error::new(ErrorCode::AuthRequired, "log in first"))
                     .await?;
             }
@@ -385,7 +420,11 @@ impl Session {
             }
             // A device waiting for approval acknowledges its approval notices too.
             (ClientMessage::Ack { seqs }, Some(_)) => self.ack(&seqs).await?,
-            (ClientMessage::Lookup { rid, uid }, Some(user)) => {
+            // Before its DEK is registered, a device may look up only its own account
+            // (PROTOCOL.md §9.2): to check the listing it was shown.
+            (ClientMessage::Lookup { rid, uid }, Some(user))
+                if self.usk_registered || uid == self.uid(&user) =>
+            {
                 self.lookup(rid, &user, &uid).await?
             }
             (ClientMessage::ApprovalRequest { rid, commit, name }, Some(user)) => {
@@ -400,7 +439,7 @@ impl Session {
                 self.relay(rid, &user, ok, to, notice).await?
             }
             (msg, Some(_)) if !self.usk_registered => {
-                let rid = request_id(&msg);
+                let rid = msg.request_id();
                 self.error(
                     rid,
                     &Error::new(
@@ -457,7 +496,7 @@ impl Session {
                 self.roster_put(rid, &user, roster).await?
             }
             (msg, Some(_)) => {
-                let rid = request_id(&msg);
+                let rid = msg.request_id();
                 self.error(
                     rid,
                     &Error::new(
@@ -484,7 +523,7 @@ impl Session {
             let me = self.uid(user);
             presence::publish_presence(&self.shared, &me, &crate::pubsub::PubSub::offline()).await;
         }
-        if self.user.is_some() {
+        if self.user.is_some() && self.usk_registered {
             let _ = self.save_session().await;
         }
         match outcome {
@@ -498,31 +537,6 @@ impl Session {
                 tracing::info!(peer = %self.peer, session = ?self.id, %why, "session ended")
             }
         }
-    }
-}
-
-/// The request id of any request.
-fn request_id(msg: &ClientMessage) -> Option<RequestId> {
-    use ClientMessage as C;
-    match msg {
-        C::AuthStart { rid, .. }
-        | C::AuthStep { rid, .. }
-        | C::Register { rid, .. }
-        | C::Revoke { rid, .. }
-        | C::Lookup { rid, .. }
-        | C::Send { rid, .. }
-        | C::Subscribe { rid, .. }
-        | C::Unsubscribe { rid, .. }
-        | C::Publish { rid, .. }
-        | C::RosterGet { rid }
-        | C::RosterPut { rid, .. }
-        | C::ApprovalRequest { rid, .. }
-        | C::ApprovalChallenge { rid, .. }
-        | C::ApprovalReveal { rid, .. }
-        | C::ApprovalGrant { rid, .. }
-        | C::ApprovalDeny { rid, .. }
-        | C::Ping { rid } => Some(*rid),
-        _ => None,
     }
 }
 

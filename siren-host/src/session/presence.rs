@@ -15,6 +15,15 @@ impl Session {
         topics: Vec<Topic>,
     ) -> Result<(), Outcome> {
         let me = self.uid(user);
+        let max = self.shared.config.limits.max_subscriptions_per_session;
+        let new = self.shared.pubsub.new_topics(self.conn, &topics);
+        if self.shared.pubsub.subscription_count(self.conn) + new > max {
+            let e = Error::new(
+                ErrorCode::LimitExceeded,
+                format!("a session may subscribe to at most {max} topics"),
+            );
+            return self.error(Some(rid), &e).await;
+        }
         // All or nothing: check every topic first (a peer checks its users' topics itself).
         let mut remote: std::collections::BTreeMap<siren_api::ServerName, Vec<Topic>> =
             Default::default();

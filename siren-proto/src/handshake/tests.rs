@@ -188,6 +188,12 @@ fn wrong_pin_wrong_name_wrong_version() {
         }
     );
     assert_eq!(err.code(), ErrorCode::UnsupportedVersion);
+    // Any unsigned integer is a version (unsupported), not a malformed hello.
+    let far = edit_field(&hello, "v", ciborium::Value::Integer(70_000.into()));
+    let err = read_hello(&w.server, Role::ClientToServer, &far)
+        .err()
+        .unwrap();
+    assert_eq!(err.code(), ErrorCode::UnsupportedVersion);
 }
 
 /// Re-encodes a CBOR map with one field replaced.

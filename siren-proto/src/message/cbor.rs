@@ -1,28 +1,36 @@
 //! Siren's CBOR profile and the one place CBOR is encoded and decoded.
 //!
-//! Siren uses a strict subset of CBOR (RFC 8949), so that one value has one encoding in practice
-//! and implementations in other languages agree on what is valid (PROTOCOL.md §"Encoding"):
+//! Siren uses a strict subset of CBOR (RFC 8949), so that one value has exactly one encoding and
+//! implementations in other languages agree on what is valid (PROTOCOL.md §"Encoding"). A
+//! decoder refuses (error 101) anything outside it:
 //!
 //! * the top-level item of every frame is a map;
-//! * map keys are text strings;
+//! * map keys are text strings of at most [`MAX_KEY_LEN`] bytes, each at most once per map, and a
+//!   map has at most [`MAX_MAP_ENTRIES`] entries;
 //! * lengths are definite (no indefinite-length strings, arrays or maps);
-//! * no tags and no floating-point values;
+//! * no tags, no floating-point values, and no simple values but `false` and `true` (no `null`,
+//!   no `undefined`);
+//! * integers, lengths and simple values in their shortest form (preferred serialization);
+//! * text strings are valid UTF-8;
 //! * nesting at most [`MAX_NESTING`] deep;
 //! * the values of the type tags `t` (messages) and `k` (nested variants) are text strings;
 //! * exactly one item per frame: trailing bytes are an error.
 //!
-//! [`check_profile`] walks the item once with `ciborium-ll` (no allocation beyond a small stack)
-//! before serde sees it, and picks out the top-level `t` and `rid` on the way.
+//! These rules hold everywhere in the item, unknown fields included. [`check_profile`] walks the
+//! item once with `ciborium-ll` (no allocation beyond a small stack) before serde sees it, and
+//! picks out the top-level `t` and `rid` on the way.
 
 use ciborium_io::Read as _;
-use ciborium_ll::{Decoder, Header};
+use ciborium_ll::{Decoder, Header, simple};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// Nesting deeper than this is refused (the deepest valid message nests about 6 levels).
 pub const MAX_NESTING: usize = 32;
 /// Longest map key accepted, in bytes (Siren's keys are a few characters).
-const MAX_KEY_LEN: usize = 64;
+pub const MAX_KEY_LEN: usize = 64;
+/// Most entries in one map (Siren's maps are records of a few named fields).
+pub const MAX_MAP_ENTRIES: usize = 64;
 /// Longest `t` value picked out while walking.
 const MAX_TYPE_LEN: usize = 64;
 
@@ -41,10 +49,12 @@ struct Level {
     map: bool,
     /// The key just read names a type tag, whose value must be text.
     tag_next: bool,
+    /// The keys of this map so far, as ranges of the input, sorted by their bytes.
+    keys: Vec<(usize, usize)>,
 }
 
 /// Keys whose values name a variant (serde would also accept a byte string there).
-const TAG_KEYS: [&[u8]; 2] = [b"t", b"k"];
+const TAG_KEYS: [&str; 2] = ["t", "k"];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum TopKey {
@@ -53,13 +63,49 @@ enum TopKey {
     Other,
 }
 
+/// How many bytes the shortest head for argument `n` takes (RFC 8949 §4.2.1).
+fn shortest_head(n: u64) -> usize {
+    match n {
+        0..=23 => 1,
+        24..=0xff => 2,
+        0x100..=0xffff => 3,
+        0x1_0000..=0xffff_ffff => 5,
+        _ => 9,
+    }
+}
+
+/// The length of the shortest head for `header`, for the kinds the profile allows.
+fn shortest(header: &Header) -> Option<usize> {
+    match *header {
+        Header::Positive(n) | Header::Negative(n) => Some(shortest_head(n)),
+        Header::Bytes(Some(n))
+        | Header::Text(Some(n))
+        | Header::Array(Some(n))
+        | Header::Map(Some(n)) => Some(shortest_head(n as u64)),
+        Header::Simple(v) if v < 24 => Some(1),
+        Header::Simple(_) => Some(2),
+        _ => None,
+    }
+}
+
+/// Skips `len` bytes of string content.
+fn skip(dec: &mut Decoder<&[u8]>, mut len: usize) -> Result<(), String> {
+    let mut scratch = [0u8; 256];
+    while len > 0 {
+        let n = len.min(scratch.len());
+        dec.read_exact(&mut scratch[..n])
+            .map_err(|_| "truncated CBOR".to_owned())?;
+        len -= n;
+    }
+    Ok(())
+}
+
 /// Checks that `bytes` is exactly one item in Siren's CBOR profile; returns its `t` and `rid`.
 pub(crate) fn check_profile(bytes: &[u8]) -> Result<Peek, String> {
     let mut dec = Decoder::from(bytes);
     let mut stack: Vec<Level> = Vec::new();
     let mut peek = Peek::default();
     let mut top_key = TopKey::Other;
-    let mut scratch = [0u8; 256];
     loop {
         let is_key = stack.last().is_some_and(|l| l.map && l.done % 2 == 0);
         let tag_value = stack
@@ -83,6 +129,24 @@ pub(crate) fn check_profile(bytes: &[u8]) -> Result<Peek, String> {
                     "indefinite length at byte {offset}: lengths must be definite"
                 ));
             }
+            Header::Simple(v) if v != simple::FALSE && v != simple::TRUE => {
+                let what = match v {
+                    simple::NULL => "null".to_owned(),
+                    simple::UNDEFINED => "undefined".to_owned(),
+                    other => format!("simple value {other}"),
+                };
+                return Err(format!(
+                    "{what} at byte {offset}: only false and true are used (absent fields are left out)"
+                ));
+            }
+            _ => {}
+        }
+        if shortest(&header) != Some(dec.offset() - offset) {
+            return Err(format!(
+                "integer or length at byte {offset} is not in its shortest form"
+            ));
+        }
+        match header {
             _ if stack.is_empty() && !matches!(header, Header::Map(_)) => {
                 return Err("a message must be a CBOR map".into());
             }
@@ -92,64 +156,68 @@ pub(crate) fn check_profile(bytes: &[u8]) -> Result<Peek, String> {
             _ if tag_value && !matches!(header, Header::Text(_)) => {
                 return Err(format!("type tag at byte {offset} is not a text string"));
             }
-            Header::Text(Some(len)) if is_key => {
-                if len > MAX_KEY_LEN {
+            Header::Text(Some(len)) => {
+                if is_key && len > MAX_KEY_LEN {
                     return Err(format!("map key of {len} bytes at byte {offset}"));
                 }
-                let key = &mut scratch[..len];
-                dec.read_exact(key)
-                    .map_err(|_| "truncated CBOR".to_owned())?;
-                if let Some(level) = stack.last_mut() {
-                    level.tag_next = TAG_KEYS.contains(&&*key);
-                }
-                if at_top {
-                    top_key = match &*key {
-                        b"t" => TopKey::T,
-                        b"rid" => TopKey::Rid,
-                        _ => TopKey::Other,
-                    };
-                }
-            }
-            Header::Text(Some(len)) if at_top && top_key == TopKey::T && len <= MAX_TYPE_LEN => {
-                let value = &mut scratch[..len];
-                dec.read_exact(value)
-                    .map_err(|_| "truncated CBOR".to_owned())?;
-                peek.t = Some(
-                    std::str::from_utf8(value)
-                        .map_err(|_| "message type is not UTF-8".to_owned())?
-                        .to_owned(),
-                );
-            }
-            Header::Text(Some(len)) | Header::Bytes(Some(len)) => {
-                let mut left = len;
-                while left > 0 {
-                    let n = left.min(scratch.len());
-                    dec.read_exact(&mut scratch[..n])
-                        .map_err(|_| "truncated CBOR".to_owned())?;
-                    left -= n;
+                let start = dec.offset();
+                let text = start
+                    .checked_add(len)
+                    .and_then(|end| bytes.get(start..end))
+                    .ok_or_else(|| "truncated CBOR".to_owned())?;
+                let text = std::str::from_utf8(text)
+                    .map_err(|_| format!("text string at byte {offset} is not UTF-8"))?;
+                skip(&mut dec, len)?;
+                if is_key && let Some(level) = stack.last_mut() {
+                    let key = text.as_bytes();
+                    match level.keys.binary_search_by(|&(s, l)| {
+                        bytes.get(s..s + l).unwrap_or_default().cmp(key)
+                    }) {
+                        Ok(_) => {
+                            return Err(format!("map key {text:?} at byte {offset} appears twice"));
+                        }
+                        Err(at) => level.keys.insert(at, (start, len)),
+                    }
+                    level.tag_next = TAG_KEYS.contains(&text);
+                    if at_top {
+                        top_key = match text {
+                            "t" => TopKey::T,
+                            "rid" => TopKey::Rid,
+                            _ => TopKey::Other,
+                        };
+                    }
+                } else if at_top && top_key == TopKey::T && len <= MAX_TYPE_LEN {
+                    peek.t = Some(text.to_owned());
                 }
             }
+            Header::Bytes(Some(len)) => skip(&mut dec, len)?,
             Header::Positive(n) if at_top && !is_key && top_key == TopKey::Rid => {
                 peek.rid = u32::try_from(n).ok();
             }
-            Header::Positive(_) | Header::Negative(_) | Header::Simple(_) => {}
             Header::Array(Some(len)) | Header::Map(Some(len)) => {
                 let map = matches!(header, Header::Map(_));
-                let len = if map { len.checked_mul(2) } else { Some(len) }
-                    .ok_or_else(|| "absurd map length".to_owned())?;
+                if map && len > MAX_MAP_ENTRIES {
+                    return Err(format!(
+                        "map of {len} entries at byte {offset} (at most {MAX_MAP_ENTRIES})"
+                    ));
+                }
                 if stack.len() >= MAX_NESTING {
                     return Err("CBOR nested too deeply".into());
                 }
+                // A map's length counts its keys and values.
+                let len = if map { len * 2 } else { len };
                 if len > 0 {
                     stack.push(Level {
                         len,
                         done: 0,
                         map,
                         tag_next: false,
+                        keys: Vec::new(),
                     });
                     continue;
                 }
             }
+            _ => {}
         }
         // One item finished: count it in its container, and close containers that are full.
         loop {
@@ -264,5 +332,119 @@ mod tests {
         deep.extend(std::iter::repeat_n(0x81, MAX_NESTING));
         deep.push(0x00);
         assert!(check_profile(&deep).unwrap_err().contains("deeply"));
+        deep.remove(3);
+        assert!(check_profile(&deep).is_ok(), "32 levels are allowed");
+    }
+
+    /// `{"t": "ping", "rid": 5, "x": <value>}` with `value` as raw CBOR.
+    fn ping_with(value: &[u8]) -> Vec<u8> {
+        let mut m = vec![
+            0xa3, 0x61, b't', 0x64, b'p', b'i', b'n', b'g', 0x63, b'r', b'i', b'd', 0x05, 0x61,
+            b'x',
+        ];
+        m.extend_from_slice(value);
+        m
+    }
+
+    #[test]
+    fn only_false_and_true_among_simple_values() {
+        assert!(check_profile(&ping_with(&[0xf4])).is_ok());
+        assert!(check_profile(&ping_with(&[0xf5])).is_ok());
+        assert!(
+            check_profile(&ping_with(&[0xf6]))
+                .unwrap_err()
+                .contains("null")
+        );
+        assert!(
+            check_profile(&ping_with(&[0xf7]))
+                .unwrap_err()
+                .contains("undefined")
+        );
+        assert!(
+            check_profile(&ping_with(&[0xe0]))
+                .unwrap_err()
+                .contains("simple value 0")
+        );
+        assert!(
+            check_profile(&ping_with(&[0xf8, 0xff]))
+                .unwrap_err()
+                .contains("simple value 255")
+        );
+    }
+
+    #[test]
+    fn integers_lengths_and_simple_values_in_shortest_form() {
+        let not_shortest = |value: &[u8]| {
+            check_profile(&ping_with(value))
+                .unwrap_err()
+                .contains("shortest")
+        };
+        assert!(not_shortest(&[0x18, 0x05])); // 5 in two bytes
+        assert!(not_shortest(&[0x19, 0x00, 0xff])); // 255 in three
+        assert!(not_shortest(&[0x1a, 0x00, 0x00, 0xff, 0xff])); // 65535 in five
+        assert!(not_shortest(&[
+            0x1b, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff
+        ]));
+        assert!(not_shortest(&[0x38, 0x00])); // -1 in two bytes
+        assert!(not_shortest(&[0x58, 0x01, 0x00])); // a byte string's length
+        assert!(not_shortest(&[0x78, 0x01, b'a'])); // a text string's length
+        assert!(not_shortest(&[0x98, 0x00])); // an array's length
+        assert!(not_shortest(&[0xb8, 0x00])); // a map's length
+        assert!(not_shortest(&[0xf8, 0x14])); // false in two bytes
+        // The boundaries in their shortest form are fine.
+        for ok in [
+            &[0x17][..],
+            &[0x18, 0x18],
+            &[0x18, 0xff],
+            &[0x19, 0x01, 0x00],
+            &[0x1a, 0x00, 0x01, 0x00, 0x00],
+            &[0x1b, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00],
+        ] {
+            assert!(check_profile(&ping_with(ok)).is_ok(), "{ok:02x?}");
+        }
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_at_every_level() {
+        // {"t": "ping", "t": "pong"}
+        let top = [
+            0xa2, 0x61, b't', 0x64, b'p', b'i', b'n', b'g', 0x61, b't', 0x64, b'p', b'o', b'n',
+            b'g',
+        ];
+        assert!(check_profile(&top).unwrap_err().contains("twice"));
+        // An unknown field holding {"a": 1, "b": 2, "a": 3}.
+        let nested = ping_with(&[0xa3, 0x61, b'a', 0x01, 0x61, b'b', 0x02, 0x61, b'a', 0x03]);
+        assert!(check_profile(&nested).unwrap_err().contains("twice"));
+        // The same key in two different maps is fine.
+        let two = ping_with(&[0x82, 0xa1, 0x61, b'a', 0x01, 0xa1, 0x61, b'a', 0x02]);
+        assert!(check_profile(&two).is_ok());
+    }
+
+    #[test]
+    fn map_size_key_length_and_utf8() {
+        let map_of = |n: usize| {
+            let mut v = vec![0xb8, n as u8];
+            for i in 0..n {
+                v.extend_from_slice(&[0x62, b'a' + (i / 26) as u8, b'a' + (i % 26) as u8, 0x00]);
+            }
+            v
+        };
+        assert!(check_profile(&ping_with(&map_of(MAX_MAP_ENTRIES))).is_ok());
+        assert!(
+            check_profile(&ping_with(&map_of(MAX_MAP_ENTRIES + 1)))
+                .unwrap_err()
+                .contains("entries")
+        );
+        let mut long_key = vec![0xa1, 0x78, (MAX_KEY_LEN + 1) as u8];
+        long_key.extend(std::iter::repeat_n(b'k', MAX_KEY_LEN + 1));
+        long_key.push(0x00);
+        assert!(check_profile(&long_key).unwrap_err().contains("map key of"));
+        // Invalid UTF-8 in a text string, even in an unknown field.
+        assert!(
+            check_profile(&ping_with(&[0x62, 0xc3, 0x28]))
+                .unwrap_err()
+                .contains("UTF-8")
+        );
+        assert!(check_profile(&ping_with(&[0x62, 0xc3, 0xa9])).is_ok());
     }
 }

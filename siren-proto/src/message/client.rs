@@ -170,6 +170,32 @@ pub enum ClientMessage {
     Bye,
 }
 
+impl ClientMessage {
+    /// The request id, for the messages that are requests (`ack` and `bye` are not).
+    pub fn request_id(&self) -> Option<RequestId> {
+        match self {
+            ClientMessage::AuthStart { rid, .. }
+            | ClientMessage::AuthStep { rid, .. }
+            | ClientMessage::Register { rid, .. }
+            | ClientMessage::Revoke { rid, .. }
+            | ClientMessage::Lookup { rid, .. }
+            | ClientMessage::Send { rid, .. }
+            | ClientMessage::Subscribe { rid, .. }
+            | ClientMessage::Unsubscribe { rid, .. }
+            | ClientMessage::Publish { rid, .. }
+            | ClientMessage::RosterGet { rid }
+            | ClientMessage::RosterPut { rid, .. }
+            | ClientMessage::ApprovalRequest { rid, .. }
+            | ClientMessage::ApprovalChallenge { rid, .. }
+            | ClientMessage::ApprovalReveal { rid, .. }
+            | ClientMessage::ApprovalGrant { rid, .. }
+            | ClientMessage::ApprovalDeny { rid, .. }
+            | ClientMessage::Ping { rid } => Some(*rid),
+            ClientMessage::Ack { .. } | ClientMessage::Bye => None,
+        }
+    }
+}
+
 impl WireMessage for ClientMessage {
     const TYPES: &'static [&'static str] = &[
         "auth_start",

@@ -111,6 +111,10 @@ pub enum QueueItem {
         /// What happened.
         notice: Notice,
     },
+    /// An item of a kind this side does not know (a newer server's): a receiver skips it and
+    /// acknowledges it, so it is not delivered again (PROTOCOL.md §13). Never sent.
+    #[serde(other)]
+    Unknown,
 }
 
 /// Critical notifications, delivered through the queue so an offline device still gets them
@@ -184,6 +188,10 @@ pub enum Notice {
         #[serde(with = "crate::strict::text")]
         reason: String,
     },
+    /// A notice of a kind this side does not know (a newer server's): a receiver skips it and
+    /// acknowledges it (PROTOCOL.md §13). Never sent.
+    #[serde(other)]
+    Unknown,
 }
 
 impl Notice {
@@ -205,7 +213,7 @@ impl Notice {
 impl QueueItem {
     pub(crate) fn check_limits(&self) -> Result<(), LimitError> {
         match self {
-            QueueItem::Message { .. } => Ok(()),
+            QueueItem::Message { .. } | QueueItem::Unknown => Ok(()),
             QueueItem::Notice { notice } => notice.check_limits(),
         }
     }

@@ -155,6 +155,38 @@ fn client_detects_rollback_fork_removal_and_key_change() {
 }
 
 #[test]
+fn client_refuses_a_revoked_device_listed_live_again() {
+    let mut u = User::new(7);
+    let first = u.record(1, Digest::ZERO);
+    let mut dir = UserDirectory::genesis(first.clone()).unwrap();
+    let gone = u.record(2, dir.head().hash);
+    dir.apply(DirectoryEntry::Add(gone.clone())).unwrap();
+    let revoke = DeviceRevocation::sign(&u.usk, alice(), gone.dek, 3, dir.head().hash, 9);
+    dir.apply(DirectoryEntry::Revoke(revoke)).unwrap();
+    let later = u.record(4, dir.head().hash);
+    dir.apply(DirectoryEntry::Add(later.clone())).unwrap();
+    let honest = dir.listing();
+    let cached = UserDirectory::check_listing(&alice(), &honest, None)
+        .unwrap()
+        .directory;
+    // The same head, with the revocation left out and the revoked record live again: every
+    // entry verifies and the head is among them, but the device cannot come back.
+    let mut lie = honest.clone();
+    lie.revoked.clear();
+    lie.records.push(gone.clone());
+    assert!(UserDirectory::check_listing(&alice(), &lie, None).is_ok());
+    assert_eq!(
+        UserDirectory::check_listing(&alice(), &lie, Some(&cached)).err(),
+        Some(RecordError::Resurrected { have: 4, got: 2 })
+    );
+    // A device registered after the cached head is new, not resurrected.
+    let newer = u.record(5, dir.head().hash);
+    dir.apply(DirectoryEntry::Add(newer.clone())).unwrap();
+    let check = UserDirectory::check_listing(&alice(), &dir.listing(), Some(&cached)).unwrap();
+    assert_eq!(check.added, vec![newer.dek]);
+}
+
+#[test]
 fn listing_must_be_self_consistent() {
     let mut u = User::new(6);
     let first = u.record(1, Digest::ZERO);

@@ -134,6 +134,7 @@ macro_rules! __storage_checks {
             queue::queue_expire_limit,
             queue::queue_expire_after_ack,
             queue::queue_count,
+            queue::queue_usage,
             queue::queue_concurrent_enqueues,
             queue::queue_seqs_not_reused_after_removal,
             sessions::session_missing_is_none,

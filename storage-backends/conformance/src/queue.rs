@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use siren_api::storage::{QueuedItem, Storage};
+use siren_api::storage::{QueueUsage, QueuedItem, Storage};
 
 use crate::sample::{device, finished, item, ok};
 
@@ -312,6 +312,44 @@ pub async fn queue_count(storage: Arc<dyn Storage>) {
     ok(storage.ack(&d, &s[..2]).await, "ack");
     assert_eq!(ok(storage.count(&d).await, "count"), 5);
     assert_eq!(ok(storage.count(&device(2)).await, "count"), 0);
+}
+
+/// `usage` counts a device's items and their bytes, across more than one page, and follows
+/// removals.
+pub async fn queue_usage(storage: Arc<dyn Storage>) {
+    let d = device(1);
+    assert_eq!(ok(storage.usage(&d).await, "usage"), QueueUsage::default());
+    let items: Vec<_> = (0..300u32)
+        .map(|i| item(1, 100, vec![7; (i % 5) as usize + 1]))
+        .collect();
+    let seqs = ok(storage.enqueue(&items).await, "enqueue");
+    ok(
+        storage.enqueue(&[item(2, 100, vec![1; 1000])]).await,
+        "enqueue",
+    );
+    let bytes: u64 = items.iter().map(|i| i.bytes.len() as u64).sum();
+    assert_eq!(
+        ok(storage.usage(&d).await, "usage"),
+        QueueUsage { items: 300, bytes }
+    );
+    ok(storage.ack(&d, &seqs[..100]).await, "ack");
+    let left: u64 = items[100..].iter().map(|i| i.bytes.len() as u64).sum();
+    assert_eq!(
+        ok(storage.usage(&d).await, "usage"),
+        QueueUsage {
+            items: 200,
+            bytes: left
+        }
+    );
+    ok(storage.purge(&d).await, "purge");
+    assert_eq!(ok(storage.usage(&d).await, "usage"), QueueUsage::default());
+    assert_eq!(
+        ok(storage.usage(&device(2)).await, "usage"),
+        QueueUsage {
+            items: 1,
+            bytes: 1000
+        }
+    );
 }
 
 /// Fifty concurrent enqueues to one device get fifty distinct numbers, and `pending` shows all

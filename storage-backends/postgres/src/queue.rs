@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use siren_api::storage::{DeviceKey, NewQueueItem, QueueStore, QueuedItem, UnixTime};
+use siren_api::storage::{DeviceKey, NewQueueItem, QueueStore, QueueUsage, QueuedItem, UnixTime};
 use siren_api::{Error, ErrorCode};
 
 use crate::directory::device_key;
@@ -234,5 +234,27 @@ impl QueueStore for PgStorage {
             .await
             .map_err(db)?;
         seq_from_db("queue item count", row.try_get(0).map_err(db)?)
+    }
+
+    async fn usage(&self, device: &DeviceKey) -> Result<QueueUsage, Error> {
+        let op = "usage";
+        let db = |e: tokio_postgres::Error| self.db_error(op, &e);
+        let client = self.client(op).await?;
+        // octet_length reads the TOAST header, not the value.
+        let statement = client
+            .prepare_cached(
+                "SELECT count(*), coalesce(sum(octet_length(item)), 0)::bigint \
+                 FROM queue_items WHERE device = $1",
+            )
+            .await
+            .map_err(db)?;
+        let row = client
+            .query_one(&statement, &[&&device[..]])
+            .await
+            .map_err(db)?;
+        Ok(QueueUsage {
+            items: seq_from_db("queue item count", row.try_get(0).map_err(db)?)?,
+            bytes: seq_from_db("queue byte count", row.try_get(1).map_err(db)?)?,
+        })
     }
 }

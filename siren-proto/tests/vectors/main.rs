@@ -1,14 +1,20 @@
 //! Siren's protocol test vectors (`siren-proto/vectors/siren-v1.json`), documented in
 //! PROTOCOL.md §"Test vectors".
 //!
-//! Every value in the file comes from fixed inputs: the secret keys, every random draw
-//! (ephemeral keys, challenges, nonces) and every timestamp are listed in the file, so another
-//! implementation can feed the same inputs and compare bytes.
+//! Every value in the file comes from inputs listed in the file: the secret keys, every random
+//! draw (ephemeral keys, challenges, nonces), every timestamp, name and field, so another
+//! implementation can feed the same inputs and compare bytes. The `negative` section lists
+//! inputs every implementation must refuse, with where and how.
 //!
 //! * `cargo test -p siren-proto --test vectors` regenerates the vectors in memory, compares them
-//!   with the file, and checks the file's values independently (opening, verifying, hashing);
+//!   with the file, checks the file's values independently (opening, verifying, hashing), checks
+//!   the handshake, the transport and an envelope again with PROTOCOL.md's formulas written from
+//!   the text alone (`spec.rs`), and checks every negative vector against the code;
 //! * `UPDATE_VECTORS=1 cargo test -p siren-proto --test vectors` rewrites the file after a
 //!   deliberate protocol change (which also needs a new version or label).
+
+mod negative;
+mod spec;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -21,8 +27,9 @@ use siren_proto::envelope::{Envelope, Recipient, ReplayWindow, Sender};
 use siren_proto::frame;
 use siren_proto::handshake::{self, Initiator, ResponderKeys, Role, SessionRequest};
 use siren_proto::ids::{MessageId, SessionId};
-use siren_proto::keys::{DekPublic, DekSecret, SekSecret, UskPublic, UskSecret};
+use siren_proto::keys::{DekPublic, DekSecret, SekPublic, SekSecret, UskPublic, UskSecret};
 use siren_proto::message::{self, ClientMessage, ServerMessage};
+use siren_proto::plaintext::Plaintext;
 use siren_proto::records::{DeviceRecordDraft, DeviceRevocation, DirectoryEntry, UserDirectory};
 use siren_proto::roster::{Contact, Roster};
 use siren_proto::transcript::Digest;
@@ -94,6 +101,8 @@ fn generate() -> Value {
         "usk_seed": hex(*usk.to_bytes()),
         "usk_public": hex(usk.public().as_bytes()),
         "usk_public_base64": usk.public().to_base64(),
+        "bob_dek_secret": hex(*bob_dek.to_bytes()),
+        "bob_dek_public": hex(bob_dek.public().as_bytes()),
     });
 
     // Client → server handshake, resuming a session, then one transport frame each way.
@@ -132,6 +141,8 @@ fn generate() -> Value {
     let ping = message::encode(&ClientMessage::Ping { rid: 1 });
     let ping_frame = frame::encode(&client.transport.seal(&ping).unwrap(), 1 << 20).unwrap();
     let handshake_c2s = json!({
+        "version": 1,
+        "role": "c2s",
         "server_name": "alpha.test",
         "initiator_static_secret (dek)": hex(*dek.to_bytes()),
         "responder_static_secret (sek)": hex(*sek.to_bytes()),
@@ -143,8 +154,17 @@ fn generate() -> Value {
         "hello_reply": hex(&reply),
         "finish": hex(&finish),
         "handshake_hash": hex(client.handshake_hash.as_bytes()),
+        "server_first_message": {
+            "t": "welcome",
+            "sid": hex(sid.as_bytes()),
+            "resumed": true,
+            "server": "alpha.test",
+            "max_frame": frame::DEFAULT_MAX_FRAME,
+            "uid": "alice@alpha.test",
+        },
         "server_first_plaintext (welcome)": hex(&welcome),
         "server_first_frame": hex(&welcome_frame),
+        "client_first_message": { "t": "ping", "rid": 1 },
         "client_first_plaintext (ping)": hex(&ping),
         "client_first_frame": hex(&ping_frame),
     });
@@ -164,7 +184,9 @@ fn generate() -> Value {
     let (ldone, lfinish) = linit.read_reply(&lreply).unwrap();
     lwaiting.read_finish(&lfinish).unwrap();
     let handshake_s2s = json!({
-        "initiator_name": "beta.test",
+        "version": 1,
+        "role": "s2s",
+        "initiator_name (payload1.from)": "beta.test",
         "responder_name": "alpha.test",
         "initiator_static_secret (beta sek)": hex(*beta_sek.to_bytes()),
         "responder_static_secret (alpha sek)": hex(*sek.to_bytes()),
@@ -177,10 +199,76 @@ fn generate() -> Value {
         "handshake_hash": hex(ldone.handshake_hash.as_bytes()),
     });
 
+    // SEK rotation: alpha.test retired the SEK the device pinned (0x01) for a new one (0x15);
+    // the device's hello names the retired key, the reply proves the new one (§7.6).
+    let new_sek = SekSecret::from_bytes(fixed(0x15));
+    let rotated = ResponderKeys {
+        name: alpha.clone(),
+        current: SekSecret::from_bytes(fixed(0x15)),
+        retired: vec![SekSecret::from_bytes(fixed(0x01))],
+    };
+    let (ri_eph, rr_eph, rchallenge) = (fixed::<32>(0x16), fixed::<32>(0x17), fixed::<32>(0x18));
+    let mut irng = Scripted::new(&[&ri_eph]);
+    let (rinit, rhello) =
+        Initiator::client(&alpha, &sek.public(), &dek, SessionRequest::Open, &mut irng).unwrap();
+    let mut rrng = Scripted::new(&[&rr_eph, &rchallenge]);
+    let (rwaiting, rreply) = handshake::read_hello(&rotated, Role::ClientToServer, &rhello)
+        .unwrap()
+        .reply(&mut rrng)
+        .unwrap();
+    rrng.done();
+    let (rdone, rfinish) = rinit.read_reply(&rreply).unwrap();
+    assert_eq!(rdone.rotated_sek, Some(new_sek.public()));
+    rwaiting.read_finish(&rfinish).unwrap();
+    // The proof and payload2 are inside the ciphertext: PROTOCOL.md's formulas recompute them.
+    let spec_reply = spec::respond(
+        &rhello,
+        "alpha.test",
+        fixed(0x01),
+        rr_eph,
+        rchallenge,
+        |h0| {
+            Some((
+                *new_sek.public().as_bytes(),
+                spec::rotation_proof(h0, fixed(0x15), spec::public(ri_eph)),
+            ))
+        },
+    );
+    assert_eq!(
+        spec_reply.hello_reply, rreply,
+        "§7.4 and §7.6 give the same bytes"
+    );
+    let proof = spec::rotation_proof(&spec_reply.h0, fixed(0x15), spec::public(ri_eph));
+    let handshake_rotation = json!({
+        "version": 1,
+        "role": "c2s",
+        "server_name": "alpha.test",
+        "initiator_static_secret (dek)": hex(*dek.to_bytes()),
+        "pinned_sek_secret (retired)": hex(*sek.to_bytes()),
+        "pinned_sek_key_id (hello.kid)": hex(sek.public().key_id()),
+        "new_sek_secret (current)": hex(*new_sek.to_bytes()),
+        "new_sek_public": hex(new_sek.public().as_bytes()),
+        "new_sek_key_id": hex(new_sek.public().key_id()),
+        "initiator_ephemeral_secret": hex(ri_eph),
+        "responder_ephemeral_secret": hex(rr_eph),
+        "challenge": hex(rchallenge),
+        "hello": hex(&rhello),
+        "h0": hex(spec_reply.h0),
+        "rotation_proof": hex(proof),
+        "payload2": hex(&spec_reply.payload2),
+        "hello_reply": hex(&rreply),
+        "finish": hex(&rfinish),
+        "handshake_hash": hex(rdone.handshake_hash.as_bytes()),
+    });
+
     // An envelope from alice's device to bob's device.
     let env_eph = fixed::<32>(0x31);
     let msg_id = MessageId::from_bytes(fixed(0x32));
-    let plaintext = b"{\"type\":\"text\",\"body\":\"hello bob\"}";
+    let plaintext = Plaintext::Text {
+        body: "hello bob".into(),
+        ts: TS,
+    }
+    .encode();
     let mut erng = Scripted::new(&[&env_eph]);
     let env = Envelope::seal(
         Sender {
@@ -192,11 +280,18 @@ fn generate() -> Value {
         &bob_dek.public(),
         msg_id,
         7,
-        plaintext,
+        &plaintext,
         &mut erng,
     )
     .unwrap();
     erng.done();
+    let env_dh = spec::x25519(env_eph, *bob_dek.public().as_bytes());
+    let env_okm = spec::envelope_key(
+        "siren/v1/message-key",
+        &env_dh,
+        &env.eph,
+        bob_dek.public().as_bytes(),
+    );
     let envelope = json!({
         "from": "alice@alpha.test",
         "sender_usk_seed": hex(*usk.to_bytes()),
@@ -207,8 +302,15 @@ fn generate() -> Value {
         "message_id": hex(msg_id.as_bytes()),
         "counter": 7,
         "ephemeral_secret": hex(env_eph),
-        "plaintext": hex(plaintext),
+        "plaintext_fields": { "type": "text", "body": "hello bob", "ts": TS },
+        "plaintext": hex(&plaintext),
+        "ephemeral_public": hex(env.eph),
+        "shared_secret": hex(env_dh),
+        "key": hex(&env_okm[..32]),
+        "nonce": hex(&env_okm[32..]),
+        "ct": hex(&env.ct),
         "signed_bytes": hex(env.signed_bytes()),
+        "sig": hex(env.sig.as_bytes()),
         "cbor": hex(message::encode_value(&env)),
     });
 
@@ -234,28 +336,47 @@ fn generate() -> Value {
     }
     .sign(&usk);
     dir.apply(DirectoryEntry::Add(rec2.clone())).unwrap();
-    let rev = DeviceRevocation::sign(
-        &usk,
-        alice.clone(),
-        dek.public(),
-        3,
-        dir.head().hash,
-        TS + 120,
-    );
+    let h2 = dir.head().hash;
+    let rev = DeviceRevocation::sign(&usk, alice.clone(), dek.public(), 3, h2, TS + 120);
     dir.apply(DirectoryEntry::Revoke(rev.clone())).unwrap();
     let directory = json!({
+        "uid": "alice@alpha.test",
+        "usk_seed": hex(*usk.to_bytes()),
         "record_1": {
+            "inputs": {
+                "dek": hex(dek.public().as_bytes()),
+                "seq": 1,
+                "prev": hex(Digest::ZERO.as_bytes()),
+                "ts": TS,
+                "name": "laptop",
+            },
             "signed_bytes": hex(rec1.signed_bytes()),
+            "sig": hex(rec1.sig.as_bytes()),
             "cbor": hex(message::encode_value(&rec1)),
             "entry_hash": hex(DirectoryEntry::Add(rec1.clone()).hash().as_bytes()),
         },
         "record_2": {
+            "inputs": {
+                "dek (keys.bob_dek_public)": hex(bob_dek.public().as_bytes()),
+                "seq": 2,
+                "prev (record_1.entry_hash)": hex(h1.as_bytes()),
+                "ts": TS + 60,
+                "name": null,
+            },
             "signed_bytes": hex(rec2.signed_bytes()),
+            "sig": hex(rec2.sig.as_bytes()),
             "cbor": hex(message::encode_value(&rec2)),
             "entry_hash": hex(DirectoryEntry::Add(rec2.clone()).hash().as_bytes()),
         },
         "revocation_3": {
+            "inputs": {
+                "dek (record_1's)": hex(dek.public().as_bytes()),
+                "seq": 3,
+                "prev (record_2.entry_hash)": hex(h2.as_bytes()),
+                "ts": TS + 120,
+            },
             "signed_bytes": hex(rev.signed_bytes()),
+            "sig": hex(rev.sig.as_bytes()),
             "cbor": hex(message::encode_value(&rev)),
             "entry_hash": hex(DirectoryEntry::Revoke(rev.clone()).hash().as_bytes()),
         },
@@ -277,11 +398,33 @@ fn generate() -> Value {
         vec![uid("mallory@gamma.test")],
     );
     let roster = json!({
-        "v1": { "signed_bytes": hex(v1.signed_bytes()), "hash": hex(v1.hash().as_bytes()) },
+        "uid": "alice@alpha.test",
+        "usk_seed": hex(*usk.to_bytes()),
+        "v1": {
+            "inputs": {
+                "version": 1,
+                "prev": hex(Digest::ZERO.as_bytes()),
+                "ts": TS,
+                "contacts": [],
+                "blocked": [],
+            },
+            "signed_bytes": hex(v1.signed_bytes()),
+            "sig": hex(v1.sig.as_bytes()),
+            "cbor": hex(message::encode_value(&v1)),
+            "hash": hex(v1.hash().as_bytes()),
+        },
         "v2": {
+            "inputs": {
+                "version": 2,
+                "prev (v1.hash)": hex(v1.hash().as_bytes()),
+                "ts": TS + 1,
+                "contacts": [{ "uid": "bob@beta.test", "name": "Bob", "presence": true }],
+                "blocked": ["mallory@gamma.test"],
+            },
             "signed_bytes": hex(v2.signed_bytes()),
-            "hash": hex(v2.hash().as_bytes()),
+            "sig": hex(v2.sig.as_bytes()),
             "cbor": hex(message::encode_value(&v2)),
+            "hash": hex(v2.hash().as_bytes()),
         },
     });
 
@@ -301,6 +444,10 @@ fn generate() -> Value {
     let transfer = UskTransfer::seal(&usk, &transcript, &mut trng).unwrap();
     trng.done();
     let approval = json!({
+        "uid": "alice@alpha.test",
+        "usk_seed": hex(*usk.to_bytes()),
+        "existing_dek_secret (keys.dek_secret)": hex(*dek.to_bytes()),
+        "existing_dek_public": hex(dek.public().as_bytes()),
         "new_dek_secret": hex(*new_dek.to_bytes()),
         "new_dek_public": hex(new_dek.public().as_bytes()),
         "new_nonce": hex(n_new),
@@ -313,20 +460,27 @@ fn generate() -> Value {
         "transfer_cbor": hex(message::encode_value(&transfer)),
     });
 
-    json!({
+    let mut all = json!({
         "about": "Siren protocol v1 test vectors. Byte strings are hex. See PROTOCOL.md, section Test vectors.",
         "keys": keys,
         "handshake_c2s": handshake_c2s,
         "handshake_s2s": handshake_s2s,
+        "handshake_rotation": handshake_rotation,
         "envelope": envelope,
         "directory": directory,
         "roster": roster,
         "approval": approval,
-    })
+    });
+    all["negative"] = negative::generate(&all);
+    all
 }
 
 fn path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("vectors/siren-v1.json")
+}
+
+fn file() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path()).unwrap()).unwrap()
 }
 
 fn unhex(v: &Value) -> Vec<u8> {
@@ -357,7 +511,7 @@ fn vectors_file_matches_the_code() {
 /// generator, is the reference here.
 #[test]
 fn vectors_file_verifies() {
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(path()).unwrap()).unwrap();
+    let v = file();
 
     // The handshake replays from the listed inputs to the listed bytes.
     let h = &v["handshake_c2s"];
@@ -393,6 +547,62 @@ fn vectors_file_verifies() {
         message::decode::<ClientMessage>(&ping).unwrap(),
         ClientMessage::Ping { rid: 1 }
     );
+    let welcome = message::decode::<ServerMessage>(&unhex(&h["server_first_plaintext (welcome)"]));
+    let m = &h["server_first_message"];
+    assert_eq!(
+        welcome.unwrap(),
+        ServerMessage::Welcome {
+            sid: SessionId::from_bytes(arr(&m["sid"])),
+            resumed: m["resumed"].as_bool().unwrap(),
+            server: ServerName::parse(m["server"].as_str().unwrap()).unwrap(),
+            max_frame: m["max_frame"].as_u64().unwrap() as u32,
+            uid: Some(uid(m["uid"].as_str().unwrap())),
+        }
+    );
+
+    // The rotation: a device that pinned the retired key learns the new one.
+    let r = &v["handshake_rotation"];
+    let rotated = ResponderKeys {
+        name: ServerName::parse(r["server_name"].as_str().unwrap()).unwrap(),
+        current: SekSecret::from_bytes(arr(&r["new_sek_secret (current)"])),
+        retired: vec![SekSecret::from_bytes(arr(
+            &r["pinned_sek_secret (retired)"],
+        ))],
+    };
+    let pinned = SekSecret::from_bytes(arr(&r["pinned_sek_secret (retired)"])).public();
+    let mut irng = Scripted::new(&[&unhex(&r["initiator_ephemeral_secret"])]);
+    let (init, rhello) = Initiator::client(
+        &rotated.name,
+        &pinned,
+        &DekSecret::from_bytes(arr(&r["initiator_static_secret (dek)"])),
+        SessionRequest::Open,
+        &mut irng,
+    )
+    .unwrap();
+    assert_eq!(rhello, unhex(&r["hello"]));
+    assert_eq!(
+        spec::field(&spec::parse(&rhello), "kid")
+            .as_bytes()
+            .unwrap(),
+        &unhex(&r["pinned_sek_key_id (hello.kid)"])
+    );
+    let (rdone, rfinish) = init.read_reply(&unhex(&r["hello_reply"])).unwrap();
+    assert_eq!(
+        rdone.rotated_sek,
+        Some(SekPublic::from_bytes(arr(&r["new_sek_public"])))
+    );
+    assert_eq!(rfinish, unhex(&r["finish"]));
+    let (rwaiting, _) = handshake::read_hello(&rotated, Role::ClientToServer, &rhello)
+        .unwrap()
+        .reply(&mut Scripted::new(&[
+            &unhex(&r["responder_ephemeral_secret"]),
+            &unhex(&r["challenge"]),
+        ]))
+        .unwrap();
+    assert_eq!(
+        rwaiting.read_finish(&rfinish).unwrap().handshake_hash,
+        rdone.handshake_hash
+    );
 
     // The envelope opens with the recipient's key and verifies under the sender's USK.
     let e = &v["envelope"];
@@ -413,30 +623,112 @@ fn vectors_file_verifies() {
     assert_eq!(&plain[..], &unhex(&e["plaintext"])[..]);
     assert_eq!(env.signed_bytes(), unhex(&e["signed_bytes"]));
     assert_eq!(env.ctr, e["counter"].as_u64().unwrap());
+    let fields = &e["plaintext_fields"];
+    assert_eq!(fields["type"], "text");
+    assert_eq!(
+        Plaintext::decode(&plain).unwrap(),
+        Plaintext::Text {
+            body: fields["body"].as_str().unwrap().into(),
+            ts: fields["ts"].as_u64().unwrap(),
+        }
+    );
 
     // Directory entries verify and chain.
     let d = &v["directory"];
     let listing: siren_proto::records::DirectoryListing =
         message::decode_value(&unhex(&d["listing_cbor"])).unwrap();
-    let alice = uid("alice@alpha.test");
+    let alice = uid(d["uid"].as_str().unwrap());
     let check = UserDirectory::check_listing(&alice, &listing, None).unwrap();
     assert_eq!(check.directory.head().seq, 3);
     assert_eq!(
         check.directory.head().hash.as_bytes(),
         &arr::<32>(&d["revocation_3"]["entry_hash"])
     );
-    let rec1: siren_proto::records::DeviceRecord =
-        message::decode_value(&unhex(&d["record_1"]["cbor"])).unwrap();
-    rec1.verify().unwrap();
-    let rec2: siren_proto::records::DeviceRecord =
-        message::decode_value(&unhex(&d["record_2"]["cbor"])).unwrap();
+    let usk = UskSecret::from_bytes(&arr(&d["usk_seed"]));
+    for (key, dek_key, prev_key, name) in [
+        (
+            "record_1",
+            "dek",
+            "prev",
+            d["record_1"]["inputs"]["name"].as_str(),
+        ),
+        (
+            "record_2",
+            "dek (keys.bob_dek_public)",
+            "prev (record_1.entry_hash)",
+            None,
+        ),
+    ] {
+        let i = &d[key]["inputs"];
+        let rec = DeviceRecordDraft {
+            uid: alice.clone(),
+            dek: DekPublic::from_bytes(arr(&i[dek_key])),
+            seq: i["seq"].as_u64().unwrap(),
+            prev: Digest::from_bytes(arr(&i[prev_key])),
+            ts: i["ts"].as_u64().unwrap(),
+            name: name.map(str::to_owned),
+        }
+        .sign(&usk);
+        assert_eq!(message::encode_value(&rec), unhex(&d[key]["cbor"]), "{key}");
+        let decoded: siren_proto::records::DeviceRecord =
+            message::decode_value(&unhex(&d[key]["cbor"])).unwrap();
+        decoded.verify().unwrap();
+    }
+    let i = &d["revocation_3"]["inputs"];
+    let rev = DeviceRevocation::sign(
+        &usk,
+        alice.clone(),
+        DekPublic::from_bytes(arr(&i["dek (record_1's)"])),
+        i["seq"].as_u64().unwrap(),
+        Digest::from_bytes(arr(&i["prev (record_2.entry_hash)"])),
+        i["ts"].as_u64().unwrap(),
+    );
     assert_eq!(
-        rec2.prev.as_bytes(),
-        &arr::<32>(&d["record_1"]["entry_hash"])
+        message::encode_value(&rev),
+        unhex(&d["revocation_3"]["cbor"])
     );
 
-    // The roster verifies and chains.
+    // The roster verifies and chains, and both versions come from the listed inputs.
     let r = &v["roster"];
+    let usk = UskSecret::from_bytes(&arr(&r["usk_seed"]));
+    let i1 = &r["v1"]["inputs"];
+    assert!(i1["contacts"].as_array().unwrap().is_empty());
+    assert!(i1["blocked"].as_array().unwrap().is_empty());
+    let v1 = Roster::sign_next(
+        &usk,
+        uid(r["uid"].as_str().unwrap()),
+        None,
+        i1["ts"].as_u64().unwrap(),
+        vec![],
+        vec![],
+    );
+    assert_eq!(message::encode_value(&v1), unhex(&r["v1"]["cbor"]));
+    let i2 = &r["v2"]["inputs"];
+    let contacts = i2["contacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| Contact {
+            uid: uid(c["uid"].as_str().unwrap()),
+            name: c["name"].as_str().map(str::to_owned),
+            presence: c["presence"].as_bool().unwrap(),
+        })
+        .collect();
+    let blocked = i2["blocked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| uid(b.as_str().unwrap()))
+        .collect();
+    let v2 = Roster::sign_next(
+        &usk,
+        uid(r["uid"].as_str().unwrap()),
+        Some(&v1),
+        i2["ts"].as_u64().unwrap(),
+        contacts,
+        blocked,
+    );
+    assert_eq!(message::encode_value(&v2), unhex(&r["v2"]["cbor"]));
     let v2: Roster = message::decode_value(&unhex(&r["v2"]["cbor"])).unwrap();
     v2.verify().unwrap();
     assert_eq!(v2.prev.as_bytes(), &arr::<32>(&r["v1"]["hash"]));
@@ -445,10 +737,11 @@ fn vectors_file_verifies() {
     // The approval code and the USK transfer.
     let a = &v["approval"];
     let new_dek = DekSecret::from_bytes(arr(&a["new_dek_secret"]));
+    let alice = uid(a["uid"].as_str().unwrap());
     let transcript = ApprovalTranscript {
         uid: alice.clone(),
         new_dek: new_dek.public(),
-        existing_dek: DekPublic::from_bytes(arr(&v["keys"]["dek_public"])),
+        existing_dek: DekPublic::from_bytes(arr(&a["existing_dek_public"])),
         commit: Digest::from_bytes(arr(&a["commit"])),
         existing_nonce: arr(&a["existing_nonce"]),
         new_nonce: arr(&a["new_nonce"]),
@@ -464,7 +757,11 @@ fn vectors_file_verifies() {
         a["short_code"].as_str().unwrap()
     );
     let transfer: UskTransfer = message::decode_value(&unhex(&a["transfer_cbor"])).unwrap();
-    let usk_public = UskPublic::from_bytes(&arr(&v["keys"]["usk_public"])).unwrap();
+    let usk_public = UskSecret::from_bytes(&arr(&a["usk_seed"])).public();
+    assert_eq!(
+        usk_public,
+        UskPublic::from_bytes(&arr(&v["keys"]["usk_public"])).unwrap()
+    );
     let got = transfer
         .open(
             &new_dek,
@@ -474,4 +771,110 @@ fn vectors_file_verifies() {
         )
         .unwrap();
     assert_eq!(got.public(), usk_public);
+}
+
+/// PROTOCOL.md is enough: the handshake, the first transport frames and the envelope's keys,
+/// recomputed with the document's formulas (`spec.rs`) from the file's inputs, give the file's
+/// bytes.
+#[test]
+fn the_document_alone_reproduces_the_vectors() {
+    let v = file();
+    let h = &v["handshake_c2s"];
+    let reply = spec::respond(
+        &unhex(&h["hello"]),
+        h["server_name"].as_str().unwrap(),
+        arr(&h["responder_static_secret (sek)"]),
+        arr(&h["responder_ephemeral_secret"]),
+        arr(&h["challenge"]),
+        |_| None,
+    );
+    assert_eq!(reply.hello_reply, unhex(&h["hello_reply"]));
+    let mut sym = reply.sym;
+    let finish = spec::parse(&unhex(&h["finish"]));
+    let payload3 = sym.decrypt_and_hash(spec::field(&finish, "p").as_bytes().unwrap());
+    let payload3 = spec::parse(&payload3);
+    assert_eq!(
+        spec::field(&payload3, "ch").as_bytes().unwrap(),
+        &unhex(&h["challenge"])
+    );
+    assert_eq!(
+        spec::field(&payload3, "resume").as_bytes().unwrap(),
+        &unhex(&h["resume_session_id"])
+    );
+    assert_eq!(sym.h.to_vec(), unhex(&h["handshake_hash"]));
+    // §8: frame n of a direction is secretbox(key, dir || 0^15 || u64(n), message).
+    let (i2r, r2i) = sym.split();
+    let nonce = |dir: u8, n: u64| {
+        let mut nonce = [0u8; 24];
+        nonce[0] = dir;
+        nonce[16..].copy_from_slice(&n.to_be_bytes());
+        nonce
+    };
+    let framed =
+        |payload: Vec<u8>| [(payload.len() as u32).to_be_bytes().to_vec(), payload].concat();
+    assert_eq!(
+        framed(spec::secretbox(
+            &i2r,
+            &nonce(1, 0),
+            &unhex(&h["client_first_plaintext (ping)"])
+        )),
+        unhex(&h["client_first_frame"])
+    );
+    assert_eq!(
+        framed(spec::secretbox(
+            &r2i,
+            &nonce(2, 0),
+            &unhex(&h["server_first_plaintext (welcome)"])
+        )),
+        unhex(&h["server_first_frame"])
+    );
+
+    // §7.6: the rotation proof and payload2.
+    let r = &v["handshake_rotation"];
+    let e_pub = spec::public(arr(&r["initiator_ephemeral_secret"]));
+    let reply = spec::respond(
+        &unhex(&r["hello"]),
+        r["server_name"].as_str().unwrap(),
+        arr(&r["pinned_sek_secret (retired)"]),
+        arr(&r["responder_ephemeral_secret"]),
+        arr(&r["challenge"]),
+        |h0| {
+            Some((
+                arr(&r["new_sek_public"]),
+                spec::rotation_proof(h0, arr(&r["new_sek_secret (current)"]), e_pub),
+            ))
+        },
+    );
+    assert_eq!(reply.h0.to_vec(), unhex(&r["h0"]));
+    assert_eq!(reply.payload2, unhex(&r["payload2"]));
+    assert_eq!(
+        spec::field(spec::field(&spec::parse(&reply.payload2), "rot"), "proof")
+            .as_bytes()
+            .unwrap(),
+        &unhex(&r["rotation_proof"])
+    );
+    assert_eq!(reply.hello_reply, unhex(&r["hello_reply"]));
+
+    // §12: the envelope's key and nonce, and its ciphertext.
+    let e = &v["envelope"];
+    let eph = spec::public(arr(&e["ephemeral_secret"]));
+    assert_eq!(eph.to_vec(), unhex(&e["ephemeral_public"]));
+    let dh = spec::x25519(arr(&e["recipient_dek_secret"]), eph);
+    assert_eq!(dh.to_vec(), unhex(&e["shared_secret"]));
+    let okm = spec::envelope_key(
+        "siren/v1/message-key",
+        &dh,
+        &eph,
+        &arr(&e["recipient_dek_public"]),
+    );
+    assert_eq!(okm[..32].to_vec(), unhex(&e["key"]));
+    assert_eq!(okm[32..].to_vec(), unhex(&e["nonce"]));
+    assert_eq!(
+        spec::secretbox(
+            &okm[..32].try_into().unwrap(),
+            &okm[32..].try_into().unwrap(),
+            &unhex(&e["plaintext"])
+        ),
+        unhex(&e["ct"])
+    );
 }

@@ -1,0 +1,195 @@
+//! Adding a device (PROTOCOL.md §16): the new device's side (commit, reveal, open the USK
+//! transfer) and the approving device's side (challenge, compare codes, grant or deny).
+
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use siren_proto::approval::{self, ApprovalTranscript, ShortCode, UskTransfer};
+use siren_proto::keys::{DekPublic, DekSecret, UskSecret};
+use siren_proto::message::{ClientMessage, Notice};
+use siren_proto::records::UserDirectory;
+use siren_proto::transcript::Digest;
+
+use super::{ApprovalPrompt, Client, Event};
+
+impl Client {
+    /// The next approval notice for this (new) device, pinging while waiting.
+    async fn next_notice(&mut self) -> anyhow::Result<Notice> {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(30), self.next_event(false)).await {
+                Ok(Ok(Some(Event::Notice(n)))) => return Ok(n),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => self.ping().await?,
+            }
+        }
+    }
+
+    /// The new device's side of an approval (PROTOCOL.md §16): commit, answer the first
+    /// challenge with the reveal, show the code, and open the USK transfer. Returns the USK and
+    /// the code shown; the caller asks the person to confirm before keeping the USK.
+    pub(super) async fn await_approval(
+        &mut self,
+        dek: &DekSecret,
+        directory: &UserDirectory,
+        name: Option<String>,
+        prompt: &mut dyn ApprovalPrompt,
+    ) -> anyhow::Result<(UskSecret, ShortCode)> {
+        let uid = self.uid().clone();
+        let mut rng = siren_proto::os_rng();
+        let new_nonce = approval::random_nonce(&mut rng);
+        let commit = approval::commitment(&uid, &dek.public(), &new_nonce);
+        self.conn()?
+            .request(|rid| ClientMessage::ApprovalRequest {
+                rid,
+                commit,
+                name: name.clone(),
+            })
+            .await?;
+        let published: Vec<DekPublic> = directory.devices().map(|r| r.dek).collect();
+        let mut transcript: Option<ApprovalTranscript> = None;
+        loop {
+            match self.next_notice().await? {
+                Notice::ApprovalChallenge { from_dek, nonce } if transcript.is_none() => {
+                    if !published.contains(&from_dek) {
+                        continue; // not one of the user's published devices
+                    }
+                    self.conn()?
+                        .request(|rid| ClientMessage::ApprovalReveal {
+                            rid,
+                            to: from_dek,
+                            nonce: new_nonce,
+                        })
+                        .await?;
+                    let t = ApprovalTranscript {
+                        uid: uid.clone(),
+                        new_dek: dek.public(),
+                        existing_dek: from_dek,
+                        commit,
+                        existing_nonce: nonce,
+                        new_nonce,
+                    };
+                    prompt.show_code(t.short_code());
+                    transcript = Some(t);
+                }
+                Notice::ApprovalGrant { transfer } => {
+                    let Some(t) = &transcript else { continue };
+                    let usk = transfer
+                        .open(dek, t, directory.usk(), &published)
+                        .map_err(|e| {
+                            anyhow::anyhow!(
+                                "the signing key sent by the other device does not check out: {e}"
+                            )
+                        })?;
+                    return Ok((usk, t.short_code()));
+                }
+                Notice::ApprovalDeny { .. } => bail!("the other device denied this login"),
+                _ => {}
+            }
+        }
+    }
+
+    /// The approving side: waits up to `wait` for an approval request, answers it, and when the
+    /// new device reveals its nonce, asks `decide` (given the new device's name and the code)
+    /// whether to hand over the USK.
+    pub async fn approve_next(
+        &mut self,
+        wait: Duration,
+        decide: &mut dyn FnMut(Option<&str>, ShortCode) -> bool,
+    ) -> anyhow::Result<bool> {
+        let usk = self.secrets.usk().context("this device has no USK")?;
+        let my_dek = self.secrets.dek().context("not logged in")?.public();
+        let uid = self.uid().clone();
+        let deadline = tokio::time::Instant::now() + wait;
+        // (new device, its commitment and name, our nonce)
+        let mut pending: Option<(DekPublic, Digest, Option<String>, approval::ApprovalNonce)> =
+            None;
+        // Requests that `recv` or `listen` already took from the queue, newest first: the first
+        // one the server still has pending is answered.
+        let saved = self.profile.approval_requests()?;
+        self.profile.save_approval_requests(Vec::new())?;
+        for req in saved.into_iter().rev() {
+            let nonce = approval::random_nonce(&mut siren_proto::os_rng());
+            let to = req.new_dek;
+            if self
+                .conn()?
+                .request(|rid| ClientMessage::ApprovalChallenge { rid, to, nonce })
+                .await
+                .is_ok()
+            {
+                pending = Some((req.new_dek, req.commit, req.name, nonce));
+                break;
+            }
+        }
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let notice = match tokio::time::timeout(
+                left.min(Duration::from_secs(30)),
+                self.next_event(false),
+            )
+            .await
+            {
+                Ok(Ok(Some(Event::Notice(n)))) => n,
+                Ok(Ok(_)) => continue,
+                Ok(Err(e)) => return Err(e),
+                Err(_) if left.is_zero() => bail!("no approval request arrived within {wait:?}"),
+                Err(_) => {
+                    self.ping().await?;
+                    continue;
+                }
+            };
+            match notice {
+                Notice::ApprovalRequest {
+                    new_dek,
+                    commit,
+                    name,
+                } => {
+                    let nonce = approval::random_nonce(&mut siren_proto::os_rng());
+                    let sent = self
+                        .conn()?
+                        .request(|rid| ClientMessage::ApprovalChallenge {
+                            rid,
+                            to: new_dek,
+                            nonce,
+                        })
+                        .await;
+                    if sent.is_ok() {
+                        pending = Some((new_dek, commit, name, nonce));
+                    } // else: a stale request (that device gave up); wait for another
+                }
+                Notice::ApprovalReveal { from_dek, nonce } => {
+                    let Some((new_dek, commit, name, existing_nonce)) = pending.clone() else {
+                        continue;
+                    };
+                    if from_dek != new_dek {
+                        continue;
+                    }
+                    let genuine = approval::check_reveal(&commit, &uid, &new_dek, &nonce);
+                    let t = ApprovalTranscript {
+                        uid: uid.clone(),
+                        new_dek,
+                        existing_dek: my_dek,
+                        commit,
+                        existing_nonce,
+                        new_nonce: nonce,
+                    };
+                    if genuine && decide(name.as_deref(), t.short_code()) {
+                        let transfer = UskTransfer::seal(&usk, &t, &mut siren_proto::os_rng())?;
+                        self.conn()?
+                            .request(|rid| ClientMessage::ApprovalGrant {
+                                rid,
+                                transfer: transfer.clone(),
+                            })
+                            .await?;
+                        return Ok(true);
+                    }
+                    self.conn()?
+                        .request(|rid| ClientMessage::ApprovalDeny { rid, to: new_dek })
+                        .await?;
+                    return Ok(false);
+                }
+                _ => {}
+            }
+        }
+    }
+}

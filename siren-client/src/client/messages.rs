@@ -1,0 +1,203 @@
+//! End-to-end messages: sealing to every device of a recipient, and opening what arrives
+//! (sender verified against the directory, replay windows, duplicates dropped).
+
+use anyhow::{Context as _, bail};
+use siren_api::{ErrorCode, Uid};
+use siren_proto::envelope::{Envelope, EnvelopeError, Recipient, Sender as EnvSender};
+use siren_proto::ids::MessageId;
+use siren_proto::message::{ClientMessage, Notice, QueueItem, ServerMessage};
+use siren_proto::plaintext::Plaintext;
+
+use super::{Client, Event, LookupReport, Received, ServerRefused, now, server_error};
+use crate::profile::SeenRequest;
+
+impl Client {
+    /// The lookup the last `send_text` made (new and removed devices of the recipient).
+    pub fn last_lookup(&self) -> Option<&LookupReport> {
+        self.last_lookup.as_ref()
+    }
+
+    /// Sends `text` to every device of `to`. Returns the message id and the number of devices;
+    /// [`Client::last_lookup`] tells which devices were new or gone.
+    pub async fn send_text(&mut self, to: &Uid, text: &str) -> anyhow::Result<(MessageId, usize)> {
+        let report = match self.lookup(to).await {
+            Ok(report) => report,
+            // The recipient's server is unreachable: our server keeps the message in its outbox
+            // until it is back, sealed to the devices last verified for the recipient.
+            Err(e)
+                if e.downcast_ref::<ServerRefused>()
+                    .is_some_and(|r| r.code == ErrorCode::PeerUnreachable.as_u16()) =>
+            {
+                let cached = self.profile.contact(to)?.directory;
+                match cached {
+                    Some(directory) => LookupReport {
+                        directory,
+                        added: Vec::new(),
+                        removed: Vec::new(),
+                    },
+                    None => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        self.last_lookup = Some(report.clone());
+        let usk = self.secrets.usk().context("this device has no USK")?;
+        let dek = self.secrets.dek().context("not logged in")?;
+        let plaintext = Plaintext::Text {
+            body: text.to_owned(),
+            ts: now(),
+        }
+        .encode();
+        // The counter is saved before use, so it never repeats even after a crash.
+        self.secrets.counter += 1;
+        let ctr = self.secrets.counter;
+        self.profile.save_secrets(&self.secrets)?;
+        let mut rng = siren_proto::os_rng();
+        let id = MessageId::random(&mut rng);
+        let me = self.uid().clone();
+        let my_dek = dek.public();
+        let mut envelopes = Vec::new();
+        for record in report.directory.devices() {
+            envelopes.push(Envelope::seal(
+                EnvSender {
+                    uid: &me,
+                    usk: &usk,
+                    dek: &my_dek,
+                },
+                to,
+                &record.dek,
+                id,
+                ctr,
+                &plaintext,
+                &mut rng,
+            )?);
+        }
+        let n = envelopes.len();
+        let answer = self
+            .conn()?
+            .request(|rid| ClientMessage::Send {
+                rid,
+                msgs: envelopes.clone(),
+            })
+            .await?;
+        match answer {
+            ServerMessage::SendAck { ids, .. } if ids.contains(&id) => Ok((id, n)),
+            other => bail!("unexpected answer to send: {other:?}"),
+        }
+    }
+
+    /// The next event. In `drain` mode, returns `None` once the queued backlog is delivered.
+    pub async fn next_event(&mut self, drain: bool) -> anyhow::Result<Option<Event>> {
+        loop {
+            let msg = self.conn()?.next_event().await?;
+            match msg {
+                ServerMessage::Deliver { seq, item } => {
+                    let event = self.receive(item).await?;
+                    self.conn()?.ack(seq).await?;
+                    if let Some(event) = event {
+                        return Ok(Some(event));
+                    }
+                }
+                ServerMessage::Error { code, msg, .. } => return Err(server_error(code, &msg)),
+                ServerMessage::Event { from, presence, .. } => {
+                    return Ok(Some(Event::Presence { from, presence }));
+                }
+                ServerMessage::QueueDrained => {
+                    if drain {
+                        self.conn()?.flush_acks().await?;
+                        return Ok(None);
+                    }
+                    return Ok(Some(Event::Drained));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Opens one queue item. Returns `None` for a duplicate.
+    async fn receive(&mut self, item: QueueItem) -> anyhow::Result<Option<Event>> {
+        let env = match item {
+            QueueItem::Message { env } => env,
+            QueueItem::Notice { notice } => {
+                if let Notice::ApprovalRequest {
+                    new_dek,
+                    commit,
+                    name,
+                } = &notice
+                {
+                    // Kept so that `devices approve` can answer it after `recv` took it.
+                    let mut saved = self.profile.approval_requests()?;
+                    saved.retain(|r| &r.new_dek != new_dek);
+                    saved.push(SeenRequest {
+                        new_dek: *new_dek,
+                        commit: *commit,
+                        name: name.clone(),
+                    });
+                    self.profile.save_approval_requests(saved)?;
+                }
+                return Ok(Some(Event::Notice(notice)));
+            }
+            _ => return Ok(None),
+        };
+        if self.seen_set.contains(&env.id) {
+            return Ok(None);
+        }
+        let refused = |reason: String| {
+            Ok(Some(Event::Refused {
+                from: env.from.clone(),
+                reason,
+            }))
+        };
+        // The sender's device must be live in a verified listing: the cache, or a fresh lookup.
+        let mut state = self.profile.contact(&env.from)?;
+        let known = state
+            .directory
+            .as_ref()
+            .is_some_and(|d| d.is_live(&env.from_dek));
+        if !known {
+            if let Err(e) = self.lookup(&env.from.clone()).await {
+                return refused(format!("cannot verify the sender: {e:#}"));
+            }
+            state = self.profile.contact(&env.from)?;
+        }
+        let Some(directory) = state.directory.clone() else {
+            return refused("the sender has no verified directory".into());
+        };
+        if !directory.is_live(&env.from_dek) || state.revoked.contains(&env.from_dek) {
+            return refused("the sending device is not a live device of the sender".into());
+        }
+        let dek = self.secrets.dek().context("not logged in")?;
+        let me = self.uid().clone();
+        let window = state.window(env.from_dek);
+        let plain = match env.open(
+            Recipient {
+                uid: &me,
+                dek: &dek,
+            },
+            directory.usk(),
+            window,
+        ) {
+            Ok(p) => p,
+            Err(e @ (EnvelopeError::Replay(_) | EnvelopeError::TooOld { .. })) => {
+                return refused(format!("{e}"));
+            }
+            Err(e) => return refused(format!("{e}")),
+        };
+        self.profile.save_contact(&env.from, &state)?;
+        self.seen.push_back(env.id);
+        self.seen_set.insert(env.id);
+        self.profile.save_seen(&mut self.seen)?;
+        if self.seen.len() < self.seen_set.len() {
+            self.seen_set = self.seen.iter().copied().collect();
+        }
+        let content = match Plaintext::decode(&plain) {
+            Ok(c) => c,
+            Err(e) => return refused(format!("unreadable content: {e}")),
+        };
+        Ok(Some(Event::Message(Received {
+            from: env.from,
+            id: env.id,
+            content,
+        })))
+    }
+}
