@@ -266,7 +266,9 @@ async fn federation(bin: &Path, sizes: &Sizes, report: &mut Report) -> anyhow::R
             .to_owned();
         let mut alpha = Server::new(bin, "alpha.test")?;
         let mut beta = Server::new(bin, "beta.test")?;
-        let fed = format!("\n[federation]\nenabled = true\ndns = [\"{dns}\"]\n");
+        let fed = format!(
+            "\n[federation]\nenabled = true\ndns = [\"{dns}\"]\ndanger_allow_private_targets = true\n"
+        );
         alpha.append_config(&fed)?;
         beta.append_config(&fed)?;
         alpha.add_users(&["alice", "carol", "dave"])?;

@@ -301,6 +301,18 @@ fn print_event(event: &Event) {
             "a new device ({}) asks to join this account: siren devices approve",
             name.as_deref().unwrap_or("unnamed")
         ),
+        Event::Notice(Notice::Undeliverable {
+            id,
+            to,
+            code,
+            reason,
+        }) => {
+            let name = siren_api::ErrorCode::from_u16(*code).map_or("unknown", |c| c.name());
+            note!(
+                "message {} to {to} was not delivered and will not be: {reason} ({name}, {code})",
+                id.to_hex()
+            )
+        }
         Event::Notice(n) => note!("notice: {n:?}"),
         Event::Drained => note!("(no more queued messages)"),
         Event::Presence { from, presence } => {

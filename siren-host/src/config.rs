@@ -249,6 +249,23 @@ pub struct FederationSection {
     pub peers: Vec<ServerName>,
     /// DNS servers to find peers with (`host:port`); empty: the system's resolver.
     pub dns: Vec<SocketAddr>,
+    /// Weakens security: lets a peer's DNS point this server at loopback, private, link-local
+    /// and other non-public addresses (only for tests and labs on one machine or LAN). Off: such
+    /// targets are refused without a connection.
+    pub danger_allow_private_targets: bool,
+    /// The longest a request to another server may take, DNS, connection, handshake and answer
+    /// together, in seconds; also the deadline of every write on a link.
+    pub request_timeout_secs: u64,
+    /// Most other servers this server holds undelivered messages for at once.
+    pub max_outbox_peers: usize,
+    /// Most other servers one user has undelivered messages waiting for at once.
+    pub max_outbox_peers_per_user: usize,
+    /// How long a DNS answer that a server does not exist (or publishes no usable key or
+    /// address) is remembered, in seconds; 0 remembers nothing.
+    pub negative_cache_secs: u64,
+    /// Link attempts per minute from one address (IPv6: one /64) that name a server with no
+    /// pinned key, so that checking its key needs a DNS lookup.
+    pub new_peer_hellos_per_address_per_minute: u32,
 }
 
 impl Default for FederationSection {
@@ -258,6 +275,12 @@ impl Default for FederationSection {
             policy: "open".into(),
             peers: Vec::new(),
             dns: Vec::new(),
+            danger_allow_private_targets: false,
+            request_timeout_secs: 10,
+            max_outbox_peers: 1000,
+            max_outbox_peers_per_user: 32,
+            negative_cache_secs: 300,
+            new_peer_hellos_per_address_per_minute: 10,
         }
     }
 }
@@ -484,6 +507,24 @@ impl Config {
                 return Err((key, "must be greater than zero".into()));
             }
         }
+        let f = &self.federation;
+        let positive = [
+            ("federation.request_timeout_secs", f.request_timeout_secs),
+            ("federation.max_outbox_peers", f.max_outbox_peers as u64),
+            (
+                "federation.max_outbox_peers_per_user",
+                f.max_outbox_peers_per_user as u64,
+            ),
+            (
+                "federation.new_peer_hellos_per_address_per_minute",
+                u64::from(f.new_peer_hellos_per_address_per_minute),
+            ),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err((key, "must be greater than zero".into()));
+            }
+        }
         if l.max_frame < 4096 || l.max_frame > 64 << 20 {
             return Err((
                 "limits.max_frame",
@@ -604,6 +645,13 @@ enabled = false                  # a closed deployment: no other servers
 policy = "open"                  # or "allowlist", "denylist" (of peers), or a policy plugin's name
 peers = []
 dns = []                         # DNS servers for finding peers (host:port); [] = the system's
+# true weakens security: peers' DNS may then point this server at loopback/private addresses
+danger_allow_private_targets = false  # only for tests and labs on one machine or LAN
+request_timeout_secs = {req}         # longest wait for another server; also each link write's deadline
+max_outbox_peers = {peers}          # other servers with undelivered messages at once
+max_outbox_peers_per_user = {user_peers}    # … per user
+negative_cache_secs = {neg}          # "no such server" answers from DNS are remembered this long
+new_peer_hellos_per_address_per_minute = {hellos}  # links naming an unpinned server, per address
 
 [log]
 level = "info"
@@ -639,6 +687,11 @@ level = "info"
             argon2_m = d.auth.argon2_memory_kib,
             argon2_t = d.auth.argon2_iterations,
             recheck = d.auth.recheck_interval_secs,
+            req = d.federation.request_timeout_secs,
+            peers = d.federation.max_outbox_peers,
+            user_peers = d.federation.max_outbox_peers_per_user,
+            neg = d.federation.negative_cache_secs,
+            hellos = d.federation.new_peer_hellos_per_address_per_minute,
         )
     }
 }
@@ -661,6 +714,7 @@ mod tests {
         assert_eq!(c.server.listen, listen);
         assert_eq!(c.limits, Limits::default());
         assert_eq!(c.auth, AuthSection::default());
+        assert_eq!(c.federation, FederationSection::default());
     }
 
     #[test]

@@ -60,14 +60,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let federation =
         registry::open_federation_policy(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let links = crate::links::Links::new(
-        config.server.name.clone(),
+        &config,
         siren_proto::keys::SekSecret::from_bytes(*sek.to_bytes()),
-        &siren_net::discovery::ResolverConfig {
-            nameservers: config.federation.dns.clone(),
-            ..Default::default()
-        },
-        Duration::from_secs(config.limits.handshake_timeout_secs),
-        &config.server.data_dir,
+        federation,
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let directory_hooks =
@@ -124,8 +119,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ),
         filters,
         directory_hooks,
-        federation,
         links,
+        outboxes: crate::federation::waiting::Outboxes::new(&config.federation),
         storage: storage.clone(),
         shutdown: stop_rx.clone(),
         config,

@@ -50,10 +50,10 @@ pub struct Shared {
     pub pubsub: PubSub,
     /// New devices waiting for approval.
     pub approvals: Approvals,
-    /// Which peer servers this server may talk to.
-    pub federation: Arc<dyn siren_api::federation::FederationPolicy>,
-    /// Links to peer servers.
+    /// Links to peer servers (and which peers this server may talk to).
     pub links: crate::links::Links,
+    /// Outboxes to peer servers: their workers and the limits on how many there are.
+    pub outboxes: crate::federation::waiting::Outboxes,
     /// Message filters (plugins), asked about every `send`.
     pub filters: Vec<Arc<dyn siren_api::hooks::MessageFilter>>,
     /// Directory hooks (plugins), told about device additions and revocations.
@@ -70,31 +70,7 @@ impl Shared {
         peer: &siren_api::ServerName,
         direction: siren_api::federation::Direction,
     ) -> Result<(), siren_api::Error> {
-        use siren_api::federation::Decision;
-        use siren_api::{Error, ErrorCode};
-        if !self.config.federation.enabled {
-            return Err(Error::new(
-                ErrorCode::FederationDisabled,
-                format!("{peer} is another server and federation is disabled here"),
-            ));
-        }
-        // A policy plugin's call blocks (up to its deadline): off the async executor. A
-        // failed task denies (fail closed).
-        let policy = self.federation.clone();
-        let asked = peer.clone();
-        let decision = tokio::task::spawn_blocking(move || policy.decide(&asked, direction))
-            .await
-            .unwrap_or_else(|e| Decision::Deny(format!("the policy task failed: {e}")));
-        match decision {
-            Decision::Deny(reason) => {
-                tracing::info!(%peer, ?direction, policy = self.federation.name(), %reason, "federation refused by policy");
-                Err(Error::new(
-                    ErrorCode::FederationDenied,
-                    format!("this server's federation policy does not allow {peer}"),
-                ))
-            }
-            Decision::Allow => Ok(()),
-        }
+        self.links.allowed(peer, direction).await
     }
 
     /// Tells every directory hook about an event (a hook's failure is logged by its adapter).

@@ -74,10 +74,27 @@ fn every_abuse_limit_is_in_the_table() {
         "limits.max_directory_entries",
         "limits.pending_approvals_per_account",
         "limits.pending_approvals_per_address",
+        "federation.request_timeout_secs",
+        "federation.max_outbox_peers_per_user",
+        "federation.max_outbox_peers",
+        "federation.new_peer_hellos_per_address_per_minute",
+        "federation.negative_cache_secs",
     ] {
         assert!(
             keys.iter().any(|k| k == key),
             "PROTOCOL.md §20 lacks a row for `{key}`"
         );
+    }
+}
+
+#[test]
+fn the_targets_tried_per_link_are_documented() {
+    let doc = doc();
+    let t = siren_host::links::MAX_TARGETS;
+    for text in [
+        format!("| SRV targets tried / connection attempts per link (§4) | {t} / {t} | 502 |"),
+        format!("at most the first **{t}** SRV targets"),
+    ] {
+        assert!(doc.contains(&text), "PROTOCOL.md lacks {text:?}");
     }
 }

@@ -29,6 +29,10 @@
 //! * **Connecting** ([`connect_any`]). Each target's addresses are tried in the order the
 //!   resolver returns them, each connection attempt limited by the caller's timeout; the first TCP
 //!   connection that succeeds wins, and every failure is kept for the error message.
+//!   [`connect_within`] does the same within [`ConnectLimits`]: only the first targets, a bounded
+//!   number of attempts, and no connection to an address that is not public (loopback, private,
+//!   link-local, …) unless allowed. A server following a peer's DNS uses it, so a hostile zone
+//!   cannot point it at its own network (PROTOCOL.md §17).
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -163,6 +167,25 @@ pub struct TargetFailure {
     pub target: String,
     /// Why it failed.
     pub reason: String,
+    /// What kind of failure it was.
+    pub kind: FailureKind,
+}
+
+/// The kinds of [`TargetFailure`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// DNS answered that the target's name has no address.
+    NoAddress,
+    /// The target's name could not be looked up (timeout, SERVFAIL, …).
+    Lookup,
+    /// The address is not public and [`ConnectLimits::allow_non_public`] is off: no connection
+    /// was attempted.
+    NotPublic,
+    /// Beyond [`ConnectLimits::max_targets`] or [`ConnectLimits::max_attempts`]: not tried.
+    NotTried,
+    /// A TCP connection was attempted and failed (refused, timed out, unreachable).
+    Connect,
 }
 
 /// What is wrong with a key TXT record ([`parse_key_txt`]).
@@ -603,6 +626,27 @@ pub struct Reached {
     pub addr: SocketAddr,
 }
 
+/// What [`connect_within`] may try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectLimits {
+    /// Only the first this many targets are resolved and tried.
+    pub max_targets: usize,
+    /// At most this many TCP connections are attempted in all.
+    pub max_attempts: usize,
+    /// Whether addresses that are not public unicast addresses (loopback, private, link-local,
+    /// multicast, unspecified, …: [`crate::address::non_public_reason`]) may be connected to.
+    pub allow_non_public: bool,
+}
+
+impl ConnectLimits {
+    /// No limit: every target, every address (what a client finding its own server uses).
+    pub const NONE: ConnectLimits = ConnectLimits {
+        max_targets: usize::MAX,
+        max_attempts: usize::MAX,
+        allow_non_public: true,
+    };
+}
+
 /// Connects to the first reachable target: each target's host is resolved (A and AAAA, through
 /// `resolver`; an IP address is used as it is), and its addresses are tried in order, each
 /// attempt limited to `per_attempt`. A target whose name does not resolve is skipped like one
@@ -613,20 +657,69 @@ pub async fn connect_any(
     targets: &[Target],
     per_attempt: Duration,
 ) -> Result<Reached, DiscoveryError> {
+    connect_within(resolver, targets, per_attempt, ConnectLimits::NONE).await
+}
+
+/// [`connect_any`] within `limits`: targets beyond the first [`ConnectLimits::max_targets`] and
+/// attempts beyond [`ConnectLimits::max_attempts`] are not tried, and non-public addresses are
+/// refused without a connection unless allowed. Every skipped target or address is listed in
+/// the error, with its [`FailureKind`].
+pub async fn connect_within(
+    resolver: &Resolver,
+    targets: &[Target],
+    per_attempt: Duration,
+    limits: ConnectLimits,
+) -> Result<Reached, DiscoveryError> {
     let mut failures = Vec::new();
-    for target in targets {
+    let mut attempts = 0;
+    for (i, target) in targets.iter().enumerate() {
+        if i >= limits.max_targets {
+            failures.push(TargetFailure {
+                target: target.to_string(),
+                reason: format!("not tried: at most {} targets", limits.max_targets),
+                kind: FailureKind::NotTried,
+            });
+            continue;
+        }
         let addrs = match resolve_host(resolver, &target.host).await {
             Ok(addrs) => addrs,
-            Err(e) => {
+            Err((kind, e)) => {
                 failures.push(TargetFailure {
                     target: target.to_string(),
                     reason: e.to_string(),
+                    kind,
                 });
                 continue;
             }
         };
         for ip in addrs {
             let addr = SocketAddr::new(ip, target.port);
+            let refused = |reason: String, kind| TargetFailure {
+                target: format!("{target} at {addr}"),
+                reason,
+                kind,
+            };
+            if let (false, Some(why)) = (
+                limits.allow_non_public,
+                crate::address::non_public_reason(ip),
+            ) {
+                failures.push(refused(
+                    format!("refused: not a public address ({why})"),
+                    FailureKind::NotPublic,
+                ));
+                continue;
+            }
+            if attempts >= limits.max_attempts {
+                failures.push(refused(
+                    format!(
+                        "not tried: at most {} connection attempts",
+                        limits.max_attempts
+                    ),
+                    FailureKind::NotTried,
+                ));
+                continue;
+            }
+            attempts += 1;
             let reason = match tokio::time::timeout(per_attempt, TcpStream::connect(addr)).await {
                 Ok(Ok(stream)) => {
                     return Ok(Reached {
@@ -638,38 +731,41 @@ pub async fn connect_any(
                 Ok(Err(e)) => e.to_string(),
                 Err(_) => format!("no answer within {per_attempt:?}"),
             };
-            failures.push(TargetFailure {
-                target: format!("{target} at {addr}"),
-                reason,
-            });
+            failures.push(refused(reason, FailureKind::Connect));
         }
     }
     Err(DiscoveryError::Unreachable { failures })
 }
 
 /// The addresses of `host`: itself if it is an IP address, else its A/AAAA records.
-async fn resolve_host(resolver: &Resolver, host: &str) -> Result<Vec<IpAddr>, DiscoveryError> {
+async fn resolve_host(
+    resolver: &Resolver,
+    host: &str,
+) -> Result<Vec<IpAddr>, (FailureKind, DiscoveryError)> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(vec![ip]);
     }
     let name = format!("{host}.");
     let lookup = tokio::time::timeout(resolver.timeout, resolver.inner.lookup_ip(name.as_str()))
         .await
-        .map_err(|_| DiscoveryError::Timeout {
-            name: name.clone(),
-            after: resolver.timeout,
+        .map_err(|_| {
+            let e = DiscoveryError::Timeout {
+                name: name.clone(),
+                after: resolver.timeout,
+            };
+            (FailureKind::Lookup, e)
         })?;
     match lookup {
         Ok(ips) => {
             let addrs: Vec<IpAddr> = ips.iter().collect();
             if addrs.is_empty() {
-                Err(no_address(&name))
+                Err((FailureKind::NoAddress, no_address(&name)))
             } else {
                 Ok(addrs)
             }
         }
-        Err(e) if no_records(&e).is_some() => Err(no_address(&name)),
-        Err(e) => Err(dns_error(&name, e, resolver.timeout)),
+        Err(e) if no_records(&e).is_some() => Err((FailureKind::NoAddress, no_address(&name))),
+        Err(e) => Err((FailureKind::Lookup, dns_error(&name, e, resolver.timeout))),
     }
 }
 

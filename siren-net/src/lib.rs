@@ -4,11 +4,13 @@
 //! ([`frames`]), the two directions of an established session ([`Sender`], [`Receiver`]), and
 //! the initiator side of the handshake ([`connect`]), which devices use to reach their server and
 //! (later) servers use to reach each other, and DNS discovery of servers ([`discovery`]: SRV
-//! targets and the published SEKs, PROTOCOL.md §4). `sirend`, the `siren` client, `siren-bench` and the
-//! integration tests share it, so there is one implementation of each step.
+//! targets and the published SEKs, PROTOCOL.md §4; [`address`]: which addresses are public).
+//! `sirend`, the `siren` client, `siren-bench` and the integration tests share it, so there is one
+//! implementation of each step.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod address;
 pub mod discovery;
 pub mod frames;
 
@@ -226,10 +228,11 @@ pub async fn connect_from(
     run_initiator(connecting, init, hello, step_timeout).await
 }
 
-/// Opens a federation link (role `s2s`, PROTOCOL.md §17): this server `own`, proving its SEK
-/// `own_sek`, connects to `peer` at `addr`, whose SEK must be `peer_sek`.
+/// Opens a federation link (role `s2s`, PROTOCOL.md §17) over `stream`, a connection to `peer`
+/// (made by [`discovery::connect_within`]): this server `own`, proving its SEK `own_sek`, runs
+/// the handshake with `peer`, whose SEK must be `peer_sek`.
 pub async fn connect_link(
-    addr: std::net::SocketAddr,
+    stream: TcpStream,
     own: &ServerName,
     own_sek: &siren_proto::keys::SekSecret,
     peer: &ServerName,
@@ -238,7 +241,7 @@ pub async fn connect_link(
 ) -> Result<Connected, NetError> {
     let (init, hello) =
         Initiator::server(own, own_sek, peer, peer_sek, &mut siren_proto::os_rng())?;
-    run_initiator(TcpStream::connect(addr), init, hello, step_timeout).await
+    run_initiator(std::future::ready(Ok(stream)), init, hello, step_timeout).await
 }
 
 /// Connects, sends `hello`, reads the reply, sends `finish`: the initiator's side of the

@@ -423,3 +423,80 @@ async fn a_silent_or_absent_nameserver_fails_promptly() {
     assert!(started.elapsed() < Duration::from_millis(2500));
     drop(silent);
 }
+
+#[tokio::test]
+async fn connect_within_refuses_non_public_addresses_and_caps_targets_and_attempts() {
+    use discovery::{ConnectLimits, FailureKind};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dead = closed_port();
+    let dns = Dns::start(
+        "host-record=lo.alpha.test,127.0.0.1\n\
+         host-record=mapped.alpha.test,::ffff:127.0.0.1\n\
+         host-record=lan.alpha.test,10.1.2.3\n",
+    );
+    let resolver = dns.resolver();
+    let strict = ConnectLimits {
+        max_targets: 4,
+        max_attempts: 4,
+        allow_non_public: false,
+    };
+    // Loopback, IPv4-mapped loopback, a private address and a literal: each refused without a
+    // connection (the listener never sees one).
+    let targets = [
+        target("lo.alpha.test", port),
+        target("mapped.alpha.test", port),
+        target("lan.alpha.test", port),
+        target("127.0.0.1", port),
+    ];
+    match discovery::connect_within(&resolver, &targets, Duration::from_secs(2), strict).await {
+        Err(DiscoveryError::Unreachable { failures }) => {
+            assert_eq!(failures.len(), 4, "{failures:?}");
+            assert!(
+                failures.iter().all(|f| f.kind == FailureKind::NotPublic),
+                "{failures:?}"
+            );
+            assert!(failures[0].reason.contains("loopback"), "{failures:?}");
+            assert!(failures[2].reason.contains("private"), "{failures:?}");
+        }
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+    let nothing = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
+    assert!(nothing.is_err(), "no connection was made");
+
+    // Allowed (tests, labs): the same targets connect.
+    let open = ConnectLimits {
+        allow_non_public: true,
+        ..strict
+    };
+    let reached = discovery::connect_within(&resolver, &targets, Duration::from_secs(2), open)
+        .await
+        .unwrap();
+    assert_eq!(reached.addr, SocketAddr::from(([127, 0, 0, 1], port)));
+
+    // Six refusing targets: only the first `max_targets` are tried, at most `max_attempts`
+    // connections in all.
+    let many: Vec<Target> = (0..6).map(|_| target("127.0.0.1", dead)).collect();
+    let capped = ConnectLimits {
+        max_targets: 4,
+        max_attempts: 3,
+        allow_non_public: true,
+    };
+    match discovery::connect_within(&resolver, &many, Duration::from_secs(2), capped).await {
+        Err(DiscoveryError::Unreachable { failures }) => {
+            let tried = failures
+                .iter()
+                .filter(|f| f.kind == FailureKind::Connect)
+                .count();
+            assert_eq!(tried, 3, "{failures:?}");
+            assert_eq!(failures.len(), 6, "{failures:?}");
+            assert!(
+                failures[3..]
+                    .iter()
+                    .all(|f| f.kind == FailureKind::NotTried),
+                "{failures:?}"
+            );
+        }
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+}

@@ -26,6 +26,7 @@ fn every_message_type_is_documented() {
             "approval_grant",
             "approval_deny",
             "contact_request",
+            "undeliverable",
         ])
     {
         assert!(

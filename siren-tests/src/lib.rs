@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod fake_peer;
 pub mod hostile;
 
 /// A workspace binary built next to the tests.
@@ -931,6 +932,15 @@ impl Dns {
     pub fn rewrite(&self, records: &str) {
         std::fs::write(self.dir.path().join("records.conf"), records).unwrap();
         self.run("reload");
+    }
+
+    /// How many queries for names containing `needle` dnsmasq logged so far.
+    pub fn queries(&self, needle: &str) -> usize {
+        std::fs::read_to_string(self.dir.path().join("dnsmasq.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("query[") && l.contains(needle))
+            .count()
     }
 
     /// The records that make `server` findable: SRV, an A record for its name, the key TXT.

@@ -1,6 +1,15 @@
 //! Federation with real `sirend` processes found through a real DNS server (dnsmasq): proxied
 //! lookups over server-to-server links, pinned peer keys, and the policy on both sides.
 
+use std::time::Duration;
+
+use siren_api::{ErrorCode, Uid};
+use siren_proto::envelope::{Envelope, Sender};
+use siren_proto::ids::MessageId;
+use siren_proto::keys::DekSecret;
+use siren_proto::message::{ClientMessage, LinkMessage, Notice, QueueItem, ServerMessage};
+use siren_tests::fake_peer::{self, FakePeer};
+use siren_tests::raw::Session;
 use siren_tests::{Cli, Dns, Options, Server};
 
 fn server(name: &str) -> Server {
@@ -46,13 +55,14 @@ fn two_servers(
     (first, second, dns)
 }
 
-/// Turns federation on, finding peers through `dns`, with `policy` lines.
+/// Turns federation on, finding peers through `dns`, with `policy` lines. Every server of these
+/// tests listens on loopback, so each must be allowed to follow DNS to non-public addresses.
 fn federate(s: &Server, dns: &Dns, policy: &str) {
     let config = std::fs::read_to_string(s.config()).unwrap();
     std::fs::write(
         s.config(),
         format!(
-            "{config}\n[federation]\nenabled = true\ndns = [\"{}\"]\n{policy}\n",
+            "{config}\n[federation]\nenabled = true\ndns = [\"{}\"]\ndanger_allow_private_targets = true\n{policy}\n",
             dns.addr
         ),
     )
@@ -323,4 +333,837 @@ fn a_closed_deployment_refuses_peers_that_connect_to_it() {
     let out = bob.run(&["lookup", "alice@alpha.test"]);
     assert!(!out.ok);
     assert!(out.stderr.contains("federation_disabled"), "{}", out.stderr);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile peers and hostile DNS (issue 11: F7–F13).
+
+/// A valid key for DNS records of servers that do not really exist.
+const SOME_KEY: &str = "pOCSkrZRwni5dyxWn1+puxPZBrRqtoyd+dwrRAn4ogk=";
+
+/// A server named `name` with `users`, federated through `dns` with `lines` in `[federation]`
+/// (and `limits` lines added to `[limits]`), started.
+fn federated(
+    name: &str,
+    users: &[(&str, &str)],
+    dns: &Dns,
+    lines: &str,
+    limits: &str,
+    options: Options,
+) -> Server {
+    let mut s = Server::new(Options {
+        name: name.into(),
+        ..options
+    });
+    for (user, password) in users {
+        s.add_user(user, password);
+    }
+    let config = std::fs::read_to_string(s.config()).unwrap();
+    std::fs::write(
+        s.config(),
+        format!(
+            "{}\n[federation]\nenabled = true\ndns = [\"{}\"]\n{lines}\n",
+            config.replace("[limits]\n", &format!("[limits]\n{limits}\n")),
+            dns.addr
+        ),
+    )
+    .unwrap();
+    s.start();
+    s
+}
+
+/// An envelope from `from` to device `dek` of `to`, carrying `len` bytes.
+fn envelope(from: &Session, to: &str, dek: &siren_proto::keys::DekPublic, len: usize) -> Envelope {
+    let mut rng = siren_proto::os_rng();
+    Envelope::seal(
+        Sender {
+            uid: &from.uid,
+            usk: &from.usk,
+            dek: &from.dek.public(),
+        },
+        &Uid::parse(to).unwrap(),
+        dek,
+        MessageId::random(&mut rng),
+        1,
+        &vec![b'x'; len],
+        &mut rng,
+    )
+    .unwrap()
+}
+
+/// An envelope to a device that exists nowhere, of a user of another server.
+fn envelope_to_nowhere(from: &Session, to: &str, len: usize) -> Envelope {
+    let dek = DekSecret::generate(&mut siren_proto::os_rng()).public();
+    envelope(from, to, &dek, len)
+}
+
+/// Sends `msgs` in one `send`; the answer (`send_ack` or `error`).
+async fn send(session: &mut Session, msgs: Vec<Envelope>) -> ServerMessage {
+    let rid = session
+        .request(|rid| ClientMessage::Send { rid, msgs })
+        .await;
+    let answer = session.next_answer().await;
+    assert_eq!(answer_rid(&answer), Some(rid), "{answer:?}");
+    answer
+}
+
+fn answer_rid(msg: &ServerMessage) -> Option<u32> {
+    match msg {
+        ServerMessage::SendAck { rid, .. }
+        | ServerMessage::Directory { rid, .. }
+        | ServerMessage::Pong { rid }
+        | ServerMessage::Ok { rid } => Some(*rid),
+        ServerMessage::Error { rid, .. } => *rid,
+        _ => None,
+    }
+}
+
+fn error_code(msg: &ServerMessage) -> Option<u16> {
+    match msg {
+        ServerMessage::Error { code, .. } => Some(*code),
+        _ => None,
+    }
+}
+
+/// Queue items delivered to `session` until `done` says enough (or `limit` passed).
+async fn delivered(
+    session: &mut Session,
+    limit: Duration,
+    mut done: impl FnMut(&[QueueItem]) -> bool,
+) -> Vec<QueueItem> {
+    let mut items = Vec::new();
+    let deadline = tokio::time::Instant::now() + limit;
+    while !done(&items) {
+        let next = tokio::time::timeout_at(deadline, session.conn.receiver.recv::<ServerMessage>());
+        match next.await {
+            Ok(Ok(ServerMessage::Deliver { item, .. })) => items.push(item),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!("the session failed: {e}"),
+            Err(_) => break,
+        }
+    }
+    items
+}
+
+fn message_ids(items: &[QueueItem]) -> Vec<MessageId> {
+    items
+        .iter()
+        .filter_map(|i| match i {
+            QueueItem::Message { env } => Some(env.id),
+            _ => None,
+        })
+        .collect()
+}
+
+fn undeliverable(items: &[QueueItem]) -> Vec<(MessageId, u16, String)> {
+    items
+        .iter()
+        .filter_map(|i| match i {
+            QueueItem::Notice {
+                notice:
+                    Notice::Undeliverable {
+                        id, code, reason, ..
+                    },
+            } => Some((*id, *code, reason.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A TCP service on loopback that greets every connection like an SSH server; counts them.
+struct Banner {
+    port: u16,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Banner {
+    fn start() -> Banner {
+        use std::io::Write as _;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().map_while(Result::ok) {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = stream.write_all(b"SSH-2.0-OpenSSH_9.6p1 Debian-4\r\n");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        Banner { port, accepted }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn a_peers_dns_cannot_point_this_server_at_loopback_or_private_addresses() {
+    // F7: evil.test's SRV names 127.0.0.1 (an SSH-like service); evil6.test's target is the
+    // IPv4-mapped IPv6 form of it; lan.test's a private address.
+    let ssh = Banner::start();
+    let records = format!(
+        "srv-host=_siren._tcp.evil.test,127.0.0.1,{port},10,0\n\
+         txt-record=_siren-key.evil.test,\"v=siren1; k={SOME_KEY}\"\n\
+         srv-host=_siren._tcp.evil6.test,mapped.evil6.test,{port},10,0\n\
+         host-record=mapped.evil6.test,::ffff:127.0.0.1\n\
+         txt-record=_siren-key.evil6.test,\"v=siren1; k={SOME_KEY}\"\n\
+         srv-host=_siren._tcp.lan.test,host.lan.test,{port},10,0\n\
+         host-record=host.lan.test,10.1.2.3\n\
+         txt-record=_siren-key.lan.test,\"v=siren1; k={SOME_KEY}\"\n",
+        port = ssh.port
+    );
+    let dns = Dns::start(&records);
+    let mut alpha = federated(
+        "alpha.test",
+        &[("alice", "pw-1")],
+        &dns,
+        "",
+        "",
+        Options::default(),
+    );
+    let alice = Cli::init(&alpha, "alice@alpha.test");
+    alice.login("pw-1");
+    for uid in ["x@evil.test", "x@evil6.test", "x@lan.test"] {
+        let out = alice.run(&["lookup", uid]);
+        assert!(!out.ok);
+        assert!(out.stderr.contains("peer_unreachable"), "{}", out.stderr);
+        for leak in ["SSH", "1397966893", "127.0.0.1", "10.1.2.3", "frame"] {
+            assert!(!out.stderr.contains(leak), "{leak} leaked: {}", out.stderr);
+        }
+    }
+    assert_eq!(
+        ssh.accepted(),
+        0,
+        "nothing connected to the loopback service"
+    );
+    let log = alpha.wait_for_log("not public");
+    assert!(
+        log.contains("loopback") && log.contains("private"),
+        "the log has the details:\n{log}"
+    );
+
+    // A lab that allows it: the service is reached, but what it sent stays in the log.
+    assert!(alpha.stop());
+    let config = std::fs::read_to_string(alpha.config()).unwrap();
+    std::fs::write(
+        alpha.config(),
+        config.replace(
+            "enabled = true\n",
+            "enabled = true\ndanger_allow_private_targets = true\n",
+        ),
+    )
+    .unwrap();
+    alpha.start();
+    let out = alice.run(&["lookup", "x@evil.test"]);
+    assert!(!out.ok);
+    assert!(out.stderr.contains("peer_unreachable"), "{}", out.stderr);
+    for leak in ["SSH", "1397966893", "127.0.0.1", "frame"] {
+        assert!(!out.stderr.contains(leak), "{leak} leaked: {}", out.stderr);
+    }
+    assert_eq!(ssh.accepted(), 1, "allowed, so it connected");
+    assert!(
+        alpha.wait_for_log("1397966893").contains("evil.test"),
+        "the details are logged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalling_peer_holds_up_no_other_peer_and_few_of_its_targets_are_tried() {
+    // F8: stall.test accepts connections and never answers the handshake; many.test lists six
+    // SRV targets, none with an address.
+    let stall = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut records = format!(
+        "srv-host=_siren._tcp.stall.test,127.0.0.1,{},10,0\n\
+         txt-record=_siren-key.stall.test,\"v=siren1; k={SOME_KEY}\"\n\
+         txt-record=_siren-key.many.test,\"v=siren1; k={SOME_KEY}\"\n",
+        stall.local_addr().unwrap().port()
+    );
+    for i in 1..=6 {
+        records.push_str(&format!(
+            "srv-host=_siren._tcp.many.test,t{i}.many.test,7453,{i},0\n"
+        ));
+    }
+    let mut beta = Server::new(Options {
+        name: "beta.test".into(),
+        ..Options::default()
+    });
+    beta.add_user("bob", "pw-b");
+    records.push_str(&Dns::records_for(&beta));
+    let dns = Dns::start(&records);
+    federate(&beta, &dns, "");
+    beta.start();
+    let lines = "danger_allow_private_targets = true\nrequest_timeout_secs = 8";
+    let alpha = federated(
+        "alpha.test",
+        &[("alice", "pw-a"), ("carol", "pw-c")],
+        &dns,
+        lines,
+        "",
+        Options::default(),
+    );
+    records.push_str(&Dns::records_for(&alpha));
+    dns.rewrite(&records);
+    let _bob = Session::create(&beta, "bob", "pw-b").await;
+    let mut alice = Session::create(&alpha, "alice", "pw-a").await;
+    let mut carol = Session::create(&alpha, "carol", "pw-c").await;
+    let lookup = |uid: &str| {
+        let uid = Uid::parse(uid).unwrap();
+        move |rid| ClientMessage::Lookup { rid, uid }
+    };
+    carol.request(lookup("bob@beta.test")).await;
+    assert!(matches!(
+        carol.next_answer().await,
+        ServerMessage::Directory { .. }
+    ));
+
+    // alice's lookup hangs in stall.test's handshake...
+    alice.request(lookup("x@stall.test")).await;
+    let (_held, _) = tokio::time::timeout(Duration::from_secs(20), stall.accept())
+        .await
+        .expect("alpha connects to stall.test")
+        .unwrap();
+    let waiting = tokio::spawn(async move {
+        let answer = alice.next_answer().await;
+        (alice, answer, tokio::time::Instant::now())
+    });
+    // ...while carol's lookup over the open link to beta is answered at once.
+    carol.request(lookup("bob@beta.test")).await;
+    assert!(matches!(
+        carol.next_answer().await,
+        ServerMessage::Directory { .. }
+    ));
+    let carol_answered = tokio::time::Instant::now();
+    // alice's ends within the request timeout, with the generic error, after carol's.
+    let (mut alice, answer, alice_answered) = waiting.await.unwrap();
+    assert!(
+        carol_answered < alice_answered,
+        "carol was answered while alice's lookup still waited for stall.test"
+    );
+    assert_eq!(
+        error_code(&answer),
+        Some(ErrorCode::PeerUnreachable.as_u16()),
+        "{answer:?}"
+    );
+
+    // many.test: only the first four targets are looked up (and tried).
+    alice.request(lookup("x@many.test")).await;
+    assert_eq!(
+        error_code(&alice.next_answer().await),
+        Some(ErrorCode::PeerUnreachable.as_u16())
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while dns.queries("t4.many.test") == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for i in 1..=4 {
+        assert!(dns.queries(&format!("t{i}.many.test")) > 0, "t{i} is tried");
+    }
+    for i in 5..=6 {
+        assert_eq!(dns.queries(&format!("t{i}.many.test")), 0, "t{i} is not");
+    }
+    drop(alpha);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hellos_naming_unpinned_servers_cost_dns_only_within_a_budget() {
+    // F9: anyone can open a link claiming any name; checking an unpinned name's key needs DNS.
+    let mut beta = Server::new(Options {
+        name: "beta.test".into(),
+        ..Options::default()
+    });
+    beta.add_user("bob", "pw-b");
+    beta.add_user("carol", "pw-c");
+    let dns = Dns::start(&Dns::records_for(&beta));
+    let alpha = federated(
+        "alpha.test",
+        &[("alice", "pw-a")],
+        &dns,
+        "danger_allow_private_targets = true\nnew_peer_hellos_per_address_per_minute = 4",
+        "",
+        Options::default(),
+    );
+    // alpha's records, now that its port and key exist.
+    dns.rewrite(&format!(
+        "{}{}",
+        Dns::records_for(&alpha),
+        Dns::records_for(&beta)
+    ));
+    federate(&beta, &dns, "");
+    beta.start();
+    let _alice = Session::create(&alpha, "alice", "pw-a").await;
+    let lookup_alice = |rid| ClientMessage::Lookup {
+        rid,
+        uid: Uid::parse("alice@alpha.test").unwrap(),
+    };
+    // beta links to alpha once: alpha pins beta's key (one lookup of the budget of four that
+    // 127.0.0.1 has).
+    let mut bob = Session::create(&beta, "bob", "pw-b").await;
+    bob.request(lookup_alice).await;
+    assert!(matches!(
+        bob.next_answer().await,
+        ServerMessage::Directory { .. }
+    ));
+
+    let sek = siren_tests::raw::sek(&alpha);
+    let knock = |claimed: String| fake_peer::knock(alpha.addr, "alpha.test", sek, claimed);
+    // Three names DNS does not know: looked up, refused.
+    for n in 1..=3 {
+        let refused = knock(format!("nx{n}.test")).await.unwrap_err();
+        assert_eq!(
+            refused.0,
+            ErrorCode::PeerUnreachable.as_u16(),
+            "{refused:?}"
+        );
+    }
+    // The budget of this address is spent: refused before any DNS query.
+    let refused = knock("nx4.test".into()).await.unwrap_err();
+    assert_eq!(refused.0, ErrorCode::RateLimited.as_u16(), "{refused:?}");
+    // A name DNS already said does not exist: answered from memory (no query, no budget).
+    let refused = knock("nx1.test".into()).await.unwrap_err();
+    assert_eq!(
+        refused.0,
+        ErrorCode::PeerUnreachable.as_u16(),
+        "{refused:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await; // dnsmasq's log catches up
+    assert_eq!(dns.queries("_siren-key.nx1.test"), 1);
+    assert_eq!(dns.queries("_siren-key.nx2.test"), 1);
+    assert_eq!(dns.queries("_siren-key.nx4.test"), 0);
+
+    // A pinned peer is checked against its pin, without DNS: beta, from the same address,
+    // still opens a new link after a restart.
+    drop(bob);
+    assert!(beta.stop());
+    beta.start();
+    let mut carol = Session::create(&beta, "carol", "pw-c").await;
+    carol.request(lookup_alice).await;
+    assert!(matches!(
+        carol.next_answer().await,
+        ServerMessage::Directory { .. }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outboxes_are_capped_per_user_and_in_total_and_their_workers_stop_when_empty() {
+    // F10: messages to made-up servers. Each user may have envelopes waiting for 2 servers,
+    // the server for 4; envelopes expire after 3 s.
+    let dns = Dns::start("");
+    let lines =
+        "danger_allow_private_targets = true\nmax_outbox_peers = 4\nmax_outbox_peers_per_user = 2";
+    let alpha = federated(
+        "alpha.test",
+        &[("alice", "pw-a"), ("carol", "pw-c"), ("dave", "pw-d")],
+        &dns,
+        lines,
+        "",
+        Options {
+            queue_ttl_secs: 3,
+            sweep_interval_secs: 1,
+            ..Options::default()
+        },
+    );
+    let mut alice = Session::create(&alpha, "alice", "pw-a").await;
+    let mut carol = Session::create(&alpha, "carol", "pw-c").await;
+    let mut dave = Session::create(&alpha, "dave", "pw-d").await;
+    let to = |s: &Session, n: u32| envelope_to_nowhere(s, &format!("x@nx{n}.test"), 10);
+    let limit = Some(ErrorCode::LimitExceeded.as_u16());
+
+    // One `send` to three servers: refused whole.
+    let three = vec![to(&alice, 1), to(&alice, 2), to(&alice, 3)];
+    let answer = send(&mut alice, three).await;
+    assert_eq!(error_code(&answer), limit, "{answer:?}");
+    let two = vec![to(&alice, 1), to(&alice, 2)];
+    assert!(matches!(
+        send(&mut alice, two).await,
+        ServerMessage::SendAck { .. }
+    ));
+    let answer = {
+        let msgs = vec![to(&alice, 3)];
+        send(&mut alice, msgs).await
+    };
+    assert_eq!(error_code(&answer), limit, "{answer:?}");
+    // More messages to the same servers are fine.
+    assert!(matches!(
+        {
+            let msgs = vec![to(&alice, 2)];
+            send(&mut alice, msgs).await
+        },
+        ServerMessage::SendAck { .. }
+    ));
+    // carol takes the server's last two; dave finds no room for a fifth server.
+    let two = vec![to(&carol, 3), to(&carol, 4)];
+    assert!(matches!(
+        send(&mut carol, two).await,
+        ServerMessage::SendAck { .. }
+    ));
+    let answer = {
+        let msgs = vec![to(&dave, 5)];
+        send(&mut dave, msgs).await
+    };
+    assert_eq!(
+        error_code(&answer),
+        Some(ErrorCode::RateLimited.as_u16()),
+        "{answer:?}"
+    );
+    // ...but may write to a server that already has an outbox.
+    assert!(matches!(
+        {
+            let msgs = vec![to(&dave, 1)];
+            send(&mut dave, msgs).await
+        },
+        ServerMessage::SendAck { .. }
+    ));
+
+    // The envelopes expire; each worker finds its outbox empty and stops, and the limits
+    // count nothing any more: alice may write to two new servers.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let two = vec![to(&alice, 6), to(&alice, 7)];
+        match send(&mut alice, two).await {
+            ServerMessage::SendAck { .. } => break,
+            answer if std::time::Instant::now() > deadline => {
+                panic!("the outboxes never emptied: {answer:?}")
+            }
+            answer => assert_eq!(error_code(&answer), limit, "{answer:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(matches!(
+        {
+            let msgs = vec![to(&dave, 8)];
+            send(&mut dave, msgs).await
+        },
+        ServerMessage::SendAck { .. }
+    ));
+
+    // While they ran, each worker asked DNS about its server once: the answer that it does
+    // not exist was remembered across the retries.
+    tokio::time::sleep(Duration::from_millis(500)).await; // dnsmasq's log catches up
+    for n in 1..=4 {
+        assert_eq!(dns.queries(&format!("_siren-key.nx{n}.test")), 1, "nx{n}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_envelopes_are_batched_by_size_and_hold_up_nobody() {
+    // F11: two ~600 KB envelopes and a small one wait together in alpha's outbox while beta is
+    // unreachable (its SRV names a closed port), then all reach bob.
+    let mut beta = Server::new(Options {
+        name: "beta.test".into(),
+        ..Options::default()
+    });
+    beta.add_user("bob", "pw-b");
+    let closed = siren_tests::free_port();
+    let unreachable_beta =
+        Dns::records_for(&beta).replace(&format!(",{},", beta.addr.port()), &format!(",{closed},"));
+    let dns = Dns::start(&unreachable_beta);
+    federate(&beta, &dns, "");
+    beta.start();
+    let alpha = federated(
+        "alpha.test",
+        &[("alice", "pw-a"), ("carol", "pw-c")],
+        &dns,
+        "danger_allow_private_targets = true",
+        "",
+        Options::default(),
+    );
+    let mut bob = Session::create(&beta, "bob", "pw-b").await;
+    let mut alice = Session::create(&alpha, "alice", "pw-a").await;
+    let mut carol = Session::create(&alpha, "carol", "pw-c").await;
+    let bob_dek = bob.dek.public();
+    let big1 = envelope(&alice, "bob@beta.test", &bob_dek, 600_000);
+    let big2 = envelope(&alice, "bob@beta.test", &bob_dek, 600_000);
+    let small = envelope(&carol, "bob@beta.test", &bob_dek, 100);
+    let ids = [big1.id, big2.id, small.id];
+    for env in [big1, big2] {
+        assert!(matches!(
+            send(&mut alice, vec![env]).await,
+            ServerMessage::SendAck { .. }
+        ));
+    }
+    assert!(matches!(
+        send(&mut carol, vec![small]).await,
+        ServerMessage::SendAck { .. }
+    ));
+
+    // beta becomes reachable: the outbox drains in frames beta accepts.
+    dns.rewrite(&format!(
+        "{}{}",
+        Dns::records_for(&alpha),
+        Dns::records_for(&beta)
+    ));
+    let items = delivered(&mut bob, Duration::from_secs(90), |items| {
+        message_ids(items).len() >= 3
+    })
+    .await;
+    assert_eq!(message_ids(&items), ids, "all three, in order, once each");
+}
+
+#[test]
+fn a_message_too_large_for_the_peer_is_given_up_and_its_sender_told() {
+    // F11: beta comes back with a smaller frame limit than the one alpha knew when it accepted
+    // alice's large message.
+    let (alpha, mut beta, _dns) = two_servers(("alpha.test", "alice"), ("beta.test", "bob"), "");
+    let alice = Cli::init(&alpha, "alice@alpha.test");
+    alice.login("pw-1");
+    let bob = Cli::init(&beta, "bob@beta.test");
+    bob.login("pw-2");
+    alice.send("bob@beta.test", "hello");
+    assert_eq!(receive(&bob, 1), vec!["alice@alpha.test: hello"]);
+
+    assert!(beta.stop());
+    let config = std::fs::read_to_string(beta.config()).unwrap();
+    std::fs::write(
+        beta.config(),
+        config.replace("[limits]\n", "[limits]\nmax_frame = 65536\n"),
+    )
+    .unwrap();
+    let large = "L".repeat(100_000);
+    alice.send("bob@beta.test", &large);
+    alice.send("bob@beta.test", "small after large");
+    beta.start();
+
+    // The small one is not held up by the large one, which is given up...
+    assert_eq!(
+        receive(&bob, 1),
+        vec!["alice@alpha.test: small after large"]
+    );
+    // ...and alice's device is told.
+    let out = alice.run(&["recv"]);
+    assert!(out.ok, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("to bob@beta.test was not delivered")
+            && out.stderr.contains("accepts at most 65536")
+            && out.stderr.contains("limit_exceeded"),
+        "{}",
+        out.stderr
+    );
+    // Now that alpha knows beta's limit, such a message is refused at once.
+    let refused = alice.run(&["send", "bob@beta.test", &large]);
+    assert!(!refused.ok);
+    assert!(
+        refused.stderr.contains("limit_exceeded") && refused.stderr.contains("65536"),
+        "{}",
+        refused.stderr
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(bob.recv().is_empty(), "nothing else arrived");
+}
+
+/// The ids of a `deliver` a fake peer received (answering `ping`s meanwhile).
+async fn deliver_request(link: &mut fake_peer::PeerLink) -> (u32, Vec<MessageId>) {
+    match link.next_request(Duration::from_secs(60)).await {
+        Some(LinkMessage::Deliver { rid, msgs }) => (rid, msgs.iter().map(|e| e.id).collect()),
+        other => panic!("expected a deliver, got {other:?}"),
+    }
+}
+
+fn refuse(rid: u32, code: ErrorCode, msg: &str) -> LinkMessage {
+    LinkMessage::Error {
+        rid: Some(rid),
+        code: code.as_u16(),
+        msg: msg.into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_peers_permanent_refusal_gives_a_message_up_and_a_transient_one_is_retried() {
+    // F11: far.test is scripted: it refuses deliveries as the test says.
+    let far = FakePeer::bind("far.test", None).await;
+    let dns = Dns::start(&far.records());
+    let alpha = federated(
+        "alpha.test",
+        &[("alice", "pw-a")],
+        &dns,
+        "danger_allow_private_targets = true",
+        "",
+        Options::default(),
+    );
+    let mut alice = Session::create(&alpha, "alice", "pw-a").await;
+    let to_far = |s: &Session| envelope_to_nowhere(s, "x@far.test", 10);
+    let first = to_far(&alice);
+    assert!(matches!(
+        send(&mut alice, vec![first.clone()]).await,
+        ServerMessage::SendAck { .. }
+    ));
+    let mut link = far.accept(1 << 20, Duration::from_secs(30)).await;
+    assert_eq!(link.from.as_str(), "alpha.test");
+
+    // A transient refusal: the same envelope comes again.
+    let (rid, got) = deliver_request(&mut link).await;
+    assert_eq!(got, [first.id]);
+    link.send(&refuse(rid, ErrorCode::Unavailable, "busy"))
+        .await;
+    let (rid, got) = deliver_request(&mut link).await;
+    assert_eq!(got, [first.id], "retried after a transient error");
+    // A permanent one: given up, and alice's device is told why.
+    link.send(&refuse(
+        rid,
+        ErrorCode::Refused,
+        "x does not accept messages from alice",
+    ))
+    .await;
+    let items = delivered(&mut alice, Duration::from_secs(30), |items| {
+        !undeliverable(items).is_empty()
+    })
+    .await;
+    let notices = undeliverable(&items);
+    assert_eq!(notices.len(), 1, "{items:?}");
+    let (id, code, reason) = &notices[0];
+    assert_eq!((*id, *code), (first.id, ErrorCode::Refused.as_u16()));
+    assert!(
+        reason.contains("x does not accept messages from alice"),
+        "{reason}"
+    );
+
+    // A batch refused for good is retried one envelope at a time, so only the offending one
+    // is given up.
+    let (a, b) = (to_far(&alice), to_far(&alice));
+    assert!(matches!(
+        send(&mut alice, vec![a.clone()]).await,
+        ServerMessage::SendAck { .. }
+    ));
+    let (rid, got) = deliver_request(&mut link).await;
+    assert_eq!(got, [a.id]);
+    assert!(matches!(
+        send(&mut alice, vec![b.clone()]).await,
+        ServerMessage::SendAck { .. }
+    ));
+    link.send(&refuse(rid, ErrorCode::Unavailable, "busy"))
+        .await;
+    let (rid, got) = deliver_request(&mut link).await;
+    assert_eq!(got, [a.id, b.id], "both in one batch");
+    link.send(&refuse(rid, ErrorCode::NotFound, "no such device"))
+        .await;
+    let (rid, got) = deliver_request(&mut link).await;
+    assert_eq!(got, [a.id], "one at a time");
+    link.send(&refuse(rid, ErrorCode::NotFound, "no such device"))
+        .await;
+    let (rid, got) = deliver_request(&mut link).await;
+    assert_eq!(got, [b.id], "the next one is not held up");
+    link.send(&LinkMessage::DeliverAck { rid, ids: got }).await;
+    let items = delivered(&mut alice, Duration::from_secs(30), |items| {
+        !undeliverable(items).is_empty()
+    })
+    .await;
+    let notices = undeliverable(&items);
+    assert_eq!(notices.len(), 1, "{items:?}");
+    assert_eq!(
+        (notices[0].0, notices[0].1),
+        (a.id, ErrorCode::NotFound.as_u16())
+    );
+}
+
+#[test]
+fn queued_messages_stay_while_the_peer_is_denied_or_federation_is_off() {
+    // F12: a message queued while federation with beta was allowed must not leave after the
+    // policy denies beta or federation is switched off; it is held, not deleted.
+    let (mut alpha, mut beta, _dns) =
+        two_servers(("alpha.test", "alice"), ("beta.test", "bob"), "");
+    let alice = Cli::init(&alpha, "alice@alpha.test");
+    alice.login("pw-1");
+    let bob = Cli::init(&beta, "bob@beta.test");
+    bob.login("pw-2");
+    alice.send("bob@beta.test", "before");
+    assert_eq!(receive(&bob, 1), vec!["alice@alpha.test: before"]);
+    assert!(beta.stop());
+    alice.send("bob@beta.test", "held");
+
+    let allowed = std::fs::read_to_string(alpha.config()).unwrap();
+    let restart_with = |alpha: &mut Server, config: &str| {
+        assert!(alpha.stop());
+        std::fs::write(alpha.config(), config).unwrap();
+        alpha.start();
+    };
+    let denied = allowed.replace(
+        "enabled = true\n",
+        "enabled = true\npolicy = \"denylist\"\npeers = [\"beta.test\"]\n",
+    );
+    restart_with(&mut alpha, &denied);
+    beta.start();
+    assert!(alpha.wait_for_log("outbox is held").contains("beta.test"));
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(bob.recv().is_empty(), "nothing left for a denied peer");
+
+    let off = allowed.replace("enabled = true\n", "enabled = false\n");
+    restart_with(&mut alpha, &off);
+    assert!(
+        alpha
+            .wait_for_log("outbox is held")
+            .contains("federation is disabled")
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(bob.recv().is_empty(), "nothing left with federation off");
+
+    // Allowed again: the held message goes, once.
+    restart_with(&mut alpha, &allowed);
+    assert_eq!(receive(&bob, 1), vec!["alice@alpha.test: held"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(bob.recv().is_empty(), "nothing twice");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_peer_that_stops_reading_holds_up_no_session_and_its_link_is_closed() {
+    // F13: stuck.test completes the link handshake, announces large frames and then never
+    // reads (with a small receive buffer, so the link fills up quickly) nor answers.
+    let stuck = FakePeer::bind("stuck.test", Some(4096)).await;
+    let dns = Dns::start(&stuck.records());
+    let alpha = federated(
+        "alpha.test",
+        &[("alice", "pw-a")],
+        &dns,
+        "danger_allow_private_targets = true\nrequest_timeout_secs = 5",
+        "max_frame = 33554432",
+        Options::default(),
+    );
+    let mut alice = Session::create(&alpha, "alice", "pw-a").await;
+    alice.conn.sender.set_max_frame(32 << 20);
+
+    // A lookup of one of its users, then a ping: the ping is answered first, the lookup within
+    // the request timeout.
+    let lookup = alice
+        .request(|rid| ClientMessage::Lookup {
+            rid,
+            uid: Uid::parse("x@stuck.test").unwrap(),
+        })
+        .await;
+    let first = stuck.accept(64 << 20, Duration::from_secs(30)).await;
+    let ping = alice.request(|rid| ClientMessage::Ping { rid }).await;
+    assert_eq!(alice.next_answer().await, ServerMessage::Pong { rid: ping });
+    let answer = alice.next_answer().await;
+    assert_eq!(answer_rid(&answer), Some(lookup));
+    assert_eq!(
+        error_code(&answer),
+        Some(ErrorCode::PeerUnreachable.as_u16()),
+        "{answer:?}"
+    );
+
+    // 8 MB for one of its users: the link's write cannot finish, so the link is closed and the
+    // next attempt opens a new one.
+    let large = envelope_to_nowhere(&alice, "x@stuck.test", 8 << 20);
+    assert!(matches!(
+        send(&mut alice, vec![large]).await,
+        ServerMessage::SendAck { .. }
+    ));
+    assert!(
+        stuck.connection_within(Duration::from_secs(60)).await,
+        "alpha gave the stuck link up and opened another"
+    );
+    // The stuck link was closed: reading it now ends (after whatever was written into it).
+    let mut receiver = first.receiver;
+    let drained = tokio::time::timeout(Duration::from_secs(30), async {
+        while receiver.recv_plain().await.is_ok() {}
+    })
+    .await;
+    assert!(drained.is_ok(), "the first link was closed");
+    assert!(
+        alpha
+            .wait_for_log("did not finish in time")
+            .contains("stuck.test")
+    );
+    // And alice's session still answers at once.
+    let ping = alice.request(|rid| ClientMessage::Ping { rid }).await;
+    assert_eq!(alice.next_answer().await, ServerMessage::Pong { rid: ping });
 }

@@ -43,7 +43,7 @@ pub async fn accept(
         .remote_allowed(&name, siren_api::federation::Direction::Inbound)
         .await
     {
-        Ok(()) => shared.links.check_peer_key(&name, &sek).await,
+        Ok(()) => shared.links.check_peer_key(&name, &sek, addr.ip()).await,
         Err(e) => Err(e),
     };
     if let Err(e) = checked {
@@ -80,12 +80,20 @@ pub async fn serve(
     mut sender: Sender,
     mut receiver: Receiver,
 ) {
-    // One writer: answers and presence events share the link.
+    // One writer: answers and presence events share the link. Every write has a deadline: a
+    // peer that stops reading gets its link closed, not a task stuck forever.
     let (out, mut queued) = tokio::sync::mpsc::channel::<LinkMessage>(256);
+    let deadline = Duration::from_secs(shared.config.federation.request_timeout_secs);
+    let writer_peer = peer.clone();
     let writer = tokio::spawn(async move {
         while let Some(message) = queued.recv().await {
-            if sender.send(&message).await.is_err() {
-                break;
+            match tokio::time::timeout(deadline, sender.send(&message)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break,
+                Err(_) => {
+                    tracing::warn!(peer = %writer_peer, after = ?deadline, "a write on an inbound link did not finish in time (the peer stopped reading); link closed");
+                    break;
+                }
             }
         }
     });
@@ -100,9 +108,13 @@ pub async fn serve(
     let idle = Duration::from_secs(shared.config.limits.idle_timeout_secs);
     let mut remote: HashMap<Uid, u64> = HashMap::new();
     loop {
-        let message = match tokio::time::timeout(idle, receiver.recv::<LinkMessage>()).await {
-            Ok(Ok(m)) => m,
-            Ok(Err(_)) | Err(_) => break,
+        let message = tokio::select! {
+            received = tokio::time::timeout(idle, receiver.recv::<LinkMessage>()) => match received {
+                Ok(Ok(m)) => m,
+                Ok(Err(_)) | Err(_) => break,
+            },
+            // The writer gave up (a stuck or broken link): stop serving it.
+            () = out.closed() => break,
         };
         let failed = |rid: u32, e: Error| LinkMessage::Error {
             rid: Some(rid),

@@ -5,7 +5,9 @@
 //! | [`inbound`] | a peer's link to us: the responder's checks, then its lookups, deliveries and subscriptions |
 //! | [`outbox`] | envelopes for a peer's users: a persisted queue per peer, one worker draining it |
 //! | [`presence`] | presence events peers send us, handed to the local subscribers |
+//! | [`waiting`] | which peers have envelopes waiting, for whom, and which outboxes have a worker: the limits on outboxes |
 
 pub mod inbound;
 pub mod outbox;
 pub mod presence;
+pub mod waiting;

@@ -32,7 +32,7 @@ impl Session {
         let reserved = std::mem::take(&mut self.batch_reserved);
         let shared = self.shared.clone();
         let handle = tokio::spawn(async move {
-            let done = shared.queue.enqueue_to(items).await;
+            let done = crate::federation::outbox::enqueue(&shared, items).await;
             if done.is_err() {
                 shared.queue.usage.release(&reserved);
             }
@@ -197,7 +197,6 @@ impl Session {
                     crate::federation::outbox::outbox_key(&peer),
                     QueueItem::Message { env },
                 ));
-                crate::federation::outbox::ensure_worker(&self.shared, &peer);
                 continue;
             }
             let admission = match self
@@ -330,12 +329,13 @@ impl Session {
             )
         })?;
         if env.to.server() != &self.shared.config.server.name {
-            // For another server: allowed by the policy, it waits in that server's outbox; the
-            // receiving server checks the device and the recipient's roster.
-            return self
-                .shared
+            // For another server: allowed by the policy, it waits in that server's outbox (if it
+            // fits the peer's frames and the limits on outboxes); the receiving server checks
+            // the device and the recipient's roster.
+            self.shared
                 .remote_allowed(env.to.server(), siren_api::federation::Direction::Outbound)
-                .await;
+                .await?;
+            return crate::federation::outbox::admit(&self.shared, me, env);
         }
         let dir = self
             .shared

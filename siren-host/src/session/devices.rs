@@ -132,18 +132,9 @@ impl Session {
         uid: &Uid,
     ) -> Result<(), Outcome> {
         if uid.server() != &self.shared.config.server.name {
-            let proxied = match self
-                .shared
-                .remote_allowed(uid.server(), siren_api::federation::Direction::Outbound)
-                .await
-            {
-                Ok(()) => self.shared.links.lookup(uid).await,
-                Err(e) => Err(e),
-            };
-            return match proxied {
-                Ok(listing) => self.send(&ServerMessage::Directory { rid, listing }).await,
-                Err(e) => self.error(Some(rid), &e).await,
-            };
+            // Answered by the other server, beside this session's other requests.
+            self.lookup_remote(rid, uid.clone());
+            return Ok(());
         }
         match self.shared.directory.get(uid.user()).await {
             Ok(Some(dir)) => {

@@ -5,13 +5,14 @@
 //! that floods requests is slowed down by TCP: nothing is read while a request is being handled.
 //! Envelopes of consecutive `send`s are committed together while an earlier commit is in flight
 //! (group commit, order kept), and each `send` is acknowledged after the commit that holds it.
-//! Every error caused by the client's bytes ends in an `error` message or a closed connection,
+//! Lookups another server answers run beside the loop ([`remote`]), so a slow or stuck peer never
+//! holds up the session's other requests. Every error caused by the client's bytes ends in an `error` message or a closed connection,
 //! never a panic.
 
 //! The request handling is split by capability, each module adding its part of `impl Session`
 //! (the shape of Prosody's modules): [`handshake`] (the responder side), [`login`] (welcome,
 //! resumption, mechanisms), [`devices`] (register, revoke, lookup), [`delivery`] (the queue to the
-//! device, `send` from it), [`roster`], [`approvals`] and [`presence`]. This file keeps the
+//! device, `send` from it), [`roster`], [`approvals`], [`presence`] and [`remote`]. This file keeps the
 //! session core: the state, the event loop and the dispatch of requests.
 
 mod approvals;
@@ -20,6 +21,7 @@ mod devices;
 mod handshake;
 mod login;
 mod presence;
+mod remote;
 mod roster;
 
 use std::collections::BTreeMap;
@@ -77,6 +79,7 @@ pub async fn serve(
                 inbox: None,
                 counted_ready: false,
                 approval: None,
+                remote: remote::Remote::default(),
                 ticket,
             };
             let outcome = session.run().await;
@@ -153,6 +156,8 @@ struct Session {
     counted_ready: bool,
     /// A pending approval of this (new) device: the request id and its deadline.
     approval: Option<(RequestId, Instant)>,
+    /// Requests another server answers, running beside the loop.
+    remote: remote::Remote,
     /// This connection's place under the limits on anonymous connections.
     ticket: Ticket,
 }
@@ -171,6 +176,7 @@ enum Event {
     Frame(Result<Vec<u8>, NetError>),
     Committed(Result<Result<(), Error>, tokio::task::JoinError>),
     PubSub(Option<Box<ServerMessage>>),
+    Remote(Option<Box<ServerMessage>>),
     Timeout,
 }
 
@@ -269,13 +275,14 @@ impl Session {
             }
             let kick = live.as_ref().map(|l| l.kick.clone());
             let wake = live.as_ref().map(|l| l.wake.clone());
-            let reading = self.batch_rids.len() < delivery::MAX_BATCHED;
+            let reading = self.batch_rids.len() < delivery::MAX_BATCHED && !self.remote.is_full();
             let event = tokio::select! {
                 _ = shutdown.changed() => Event::Shutdown,
                 _ = kicked(kick) => Event::Kicked,
                 _ = notified(wake) => Event::Wake,
                 done = committed(&mut self.commit) => Event::Committed(done),
                 ev = next_pubsub(&mut self.inbox) => Event::PubSub(ev.map(Box::new)),
+                answer = self.remote.next() => Event::Remote(answer.map(Box::new)),
                 frame = self.inp.recv_plain(), if reading => Event::Frame(frame),
                 _ = tokio::time::sleep_until(deadline) => Event::Timeout,
             };
@@ -309,6 +316,8 @@ impl Session {
                 Event::Committed(done) => self.finish_commit(done).await?,
                 Event::PubSub(Some(ev)) => self.send(&ev).await?,
                 Event::PubSub(None) => self.inbox = None,
+                Event::Remote(Some(answer)) => self.send(&answer).await?,
+                Event::Remote(None) => {}
                 Event::Frame(Err(NetError::Frame(e))) => {
                     let why = format!("bad frame: {e}");
                     let _ = self

@@ -3,9 +3,11 @@
 use serde::{Deserialize, Serialize};
 use siren_api::Uid;
 
+use super::server::MAX_ERROR_TEXT;
 use super::{LimitError, limit};
 use crate::approval::{ApprovalNonce, UskTransfer};
 use crate::envelope::Envelope;
+use crate::ids::MessageId;
 use crate::keys::DekPublic;
 use crate::records::{
     ChainHead, DeviceRecord, DirectoryListing, MAX_DEVICE_NAME, MAX_DEVICES, MAX_LISTED_REVOCATIONS,
@@ -173,6 +175,19 @@ pub enum Notice {
         /// Who.
         from: Uid,
     },
+    /// A message this device sent to a user of another server was given up (to the sending
+    /// device): it can never fit the peer's frames, or the peer refused it for good.
+    Undeliverable {
+        /// The message's id (as in the `send_ack`).
+        id: MessageId,
+        /// The recipient.
+        to: Uid,
+        /// Why, as an error code (PROTOCOL.md §18).
+        code: u16,
+        /// Why, in words.
+        #[serde(with = "crate::strict::text")]
+        reason: String,
+    },
     /// A notice of a kind this side does not know (a newer server's): a receiver skips it and
     /// acknowledges it (PROTOCOL.md §13). Never sent.
     #[serde(other)]
@@ -187,6 +202,9 @@ impl Notice {
                 name.as_ref().map_or(0, String::len),
                 MAX_DEVICE_NAME,
             ),
+            Notice::Undeliverable { reason, .. } => {
+                limit("error text", reason.len(), MAX_ERROR_TEXT)
+            }
             _ => Ok(()),
         }
     }

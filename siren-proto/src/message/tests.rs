@@ -212,3 +212,53 @@ fn encode_deliver_matches_the_serde_encoding() {
         );
     }
 }
+
+#[test]
+fn undeliverable_notices_look_as_documented_and_bound_their_reason() {
+    let notice = |reason: String| QueueItem::Notice {
+        notice: Notice::Undeliverable {
+            id: crate::ids::MessageId::from_bytes([7; 16]),
+            to: siren_api::Uid::parse("bob@beta.test").unwrap(),
+            code: 107,
+            reason,
+        },
+    };
+    let item = notice("too large".into());
+    let bytes = encode(&ServerMessage::Deliver {
+        seq: 1,
+        item: item.clone(),
+    });
+    let expected = map(vec![
+        ("t", Value::Text("deliver".into())),
+        ("seq", Value::Integer(1.into())),
+        (
+            "item",
+            map(vec![
+                ("k", Value::Text("notice".into())),
+                (
+                    "notice",
+                    map(vec![
+                        ("k", Value::Text("undeliverable".into())),
+                        ("id", Value::Bytes(vec![7; 16])),
+                        ("to", Value::Text("bob@beta.test".into())),
+                        ("code", Value::Integer(107.into())),
+                        ("reason", Value::Text("too large".into())),
+                    ]),
+                ),
+            ]),
+        ),
+    ]);
+    assert_eq!(bytes, cbor(&expected));
+    assert_eq!(
+        decode::<ServerMessage>(&bytes).unwrap(),
+        ServerMessage::Deliver { seq: 1, item }
+    );
+    let long = encode(&ServerMessage::Deliver {
+        seq: 1,
+        item: notice("x".repeat(MAX_ERROR_TEXT + 1)),
+    });
+    assert_eq!(
+        decode::<ServerMessage>(&long).unwrap_err().code(),
+        ErrorCode::LimitExceeded
+    );
+}

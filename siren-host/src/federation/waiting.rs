@@ -1,0 +1,231 @@
+//! Which peers have envelopes waiting in an outbox, for which local users, and which outboxes
+//! have a worker: the bookkeeping behind the limits on outboxes (`[federation] max_outbox_peers`
+//! and `max_outbox_peers_per_user`, PROTOCOL.md §17) and behind starting each worker once.
+//!
+//! A peer counts for a user from the moment one of the user's envelopes for it is admitted (a
+//! *reservation*, which lapses after [`RESERVATION`] unless the envelope is committed) until
+//! the peer's worker finds its outbox empty. Outboxes found at start-up count for nobody but
+//! towards the server's limit.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use siren_api::{Error, ErrorCode, ServerName, Username};
+
+use crate::config::FederationSection;
+
+/// How long an admitted envelope counts before its commit (a refused `send` leaves one).
+const RESERVATION: Duration = Duration::from_secs(60);
+
+/// The outboxes' workers and who has envelopes waiting for which peer.
+pub struct Outboxes {
+    state: Mutex<State>,
+    max_peers: usize,
+    max_peers_per_user: usize,
+}
+
+#[derive(Default)]
+struct State {
+    /// Peers whose worker runs.
+    workers: HashSet<ServerName>,
+    /// Peers with envelopes waiting or about to be committed.
+    peers: HashMap<ServerName, Waiting>,
+}
+
+/// Who has envelopes waiting for one peer.
+#[derive(Default)]
+struct Waiting {
+    /// Users with committed envelopes for it.
+    users: HashSet<Username>,
+    /// Users with envelopes admitted, not yet committed, and since when.
+    reserved: HashMap<Username, Instant>,
+    /// Counts changes, so a stopping worker can tell that envelopes came after it looked.
+    generation: u64,
+}
+
+impl Waiting {
+    fn counts(&self, user: &Username, now: Instant) -> bool {
+        self.users.contains(user)
+            || self
+                .reserved
+                .get(user)
+                .is_some_and(|since| now.duration_since(*since) < RESERVATION)
+    }
+}
+
+impl State {
+    /// Drops lapsed reservations, and peers nothing waits for any more.
+    fn purge(&mut self, now: Instant) {
+        let workers = &self.workers;
+        self.peers.retain(|peer, waiting| {
+            waiting
+                .reserved
+                .retain(|_, since| now.duration_since(*since) < RESERVATION);
+            !waiting.users.is_empty() || !waiting.reserved.is_empty() || workers.contains(peer)
+        });
+    }
+}
+
+impl Outboxes {
+    /// Limits from `[federation]`.
+    pub fn new(config: &FederationSection) -> Self {
+        Outboxes {
+            state: Mutex::new(State::default()),
+            max_peers: config.max_outbox_peers,
+            max_peers_per_user: config.max_outbox_peers_per_user,
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts `peer` as one of the peers `user` has envelopes waiting for (an envelope of a
+    /// `send` being checked), unless that would exceed the per-user limit (107) or the
+    /// server's (203).
+    pub fn reserve(&self, user: &Username, peer: &ServerName) -> Result<(), Error> {
+        let now = Instant::now();
+        let mut state = self.state();
+        state.purge(now);
+        let known = state.peers.get(peer);
+        if !known.is_some_and(|w| w.counts(user, now)) {
+            let mine = state.peers.values().filter(|w| w.counts(user, now)).count();
+            if mine >= self.max_peers_per_user {
+                return Err(Error::new(
+                    ErrorCode::LimitExceeded,
+                    format!(
+                        "you already have messages waiting for {} other servers (the most this server allows); {peer} can be written to once some are delivered or expire",
+                        self.max_peers_per_user
+                    ),
+                ));
+            }
+            if known.is_none() && state.peers.len() >= self.max_peers {
+                return Err(Error::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "this server is waiting to deliver to {} other servers already; retry later",
+                        self.max_peers
+                    ),
+                ));
+            }
+        }
+        let waiting = state.peers.entry(peer.clone()).or_default();
+        waiting.reserved.insert(user.clone(), now);
+        waiting.generation += 1;
+        Ok(())
+    }
+
+    /// `user`'s envelopes for `peer` are committed: they count until the outbox is empty.
+    pub fn committed(&self, user: &Username, peer: &ServerName) {
+        let mut state = self.state();
+        let waiting = state.peers.entry(peer.clone()).or_default();
+        waiting.reserved.remove(user);
+        waiting.users.insert(user.clone());
+        waiting.generation += 1;
+    }
+
+    /// Marks `peer`'s worker as running; false if it already runs.
+    pub fn claim(&self, peer: &ServerName) -> bool {
+        let mut state = self.state();
+        state.peers.entry(peer.clone()).or_default();
+        state.workers.insert(peer.clone())
+    }
+
+    /// `peer`'s worker stops for good (the peer may not be talked to): nothing counts it.
+    pub fn stop(&self, peer: &ServerName) {
+        let mut state = self.state();
+        state.workers.remove(peer);
+        state.peers.remove(peer);
+    }
+
+    /// `peer`'s worker found its outbox empty and is about to stop: it no longer runs (the next
+    /// commit starts a new one). Returns the entry's generation, for [`Outboxes::forget`].
+    pub fn unclaim(&self, peer: &ServerName) -> u64 {
+        let mut state = self.state();
+        state.workers.remove(peer);
+        state.peers.get(peer).map_or(0, |w| w.generation)
+    }
+
+    /// `peer`'s outbox stayed empty: its committed envelopes count no more, unless envelopes
+    /// came since `generation` or a new worker runs.
+    pub fn forget(&self, peer: &ServerName, generation: u64) {
+        let mut state = self.state();
+        let running = state.workers.contains(peer);
+        if let Some(waiting) = state.peers.get_mut(peer)
+            && waiting.generation == generation
+            && !running
+        {
+            waiting.users.clear();
+        }
+        state.purge(Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_count_distinct_peers_per_user_and_in_total() {
+        let outboxes = Outboxes::new(&FederationSection {
+            max_outbox_peers: 3,
+            max_outbox_peers_per_user: 2,
+            ..FederationSection::default()
+        });
+        let user = |n: &str| Username::parse(n).unwrap();
+        let (alice, carol, dave) = (user("alice"), user("carol"), user("dave"));
+        let peer = |n: u8| ServerName::parse(&format!("p{n}.test")).unwrap();
+        outboxes.reserve(&alice, &peer(1)).unwrap();
+        outboxes.reserve(&alice, &peer(1)).unwrap();
+        outboxes.reserve(&alice, &peer(2)).unwrap();
+        let e = outboxes.reserve(&alice, &peer(3)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::LimitExceeded);
+        outboxes.reserve(&carol, &peer(1)).unwrap();
+        outboxes.reserve(&carol, &peer(3)).unwrap();
+        let e = outboxes.reserve(&dave, &peer(4)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::RateLimited, "three peers in all");
+
+        // Committed, then delivered: a worker that finds p1's outbox empty releases it for
+        // everyone.
+        outboxes.committed(&alice, &peer(1));
+        outboxes.committed(&carol, &peer(1));
+        assert!(outboxes.claim(&peer(1)));
+        assert!(!outboxes.claim(&peer(1)));
+        let generation = outboxes.unclaim(&peer(1));
+        outboxes.forget(&peer(1), generation);
+        outboxes.reserve(&alice, &peer(3)).unwrap();
+        outboxes.reserve(&dave, &peer(4)).unwrap();
+
+        // Envelopes that came while p4's worker stopped keep it counted.
+        outboxes.committed(&dave, &peer(4));
+        assert!(outboxes.claim(&peer(4)));
+        let generation = outboxes.unclaim(&peer(4));
+        outboxes.reserve(&dave, &peer(4)).unwrap();
+        outboxes.forget(&peer(4), generation);
+        let e = outboxes.reserve(&carol, &peer(5)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::RateLimited, "p2, p3, p4 still wait");
+        // A peer that may not be talked to counts no more at once.
+        outboxes.stop(&peer(4));
+        outboxes.reserve(&carol, &peer(5)).unwrap();
+    }
+
+    #[test]
+    fn a_reservation_never_committed_lapses() {
+        let outboxes = Outboxes::new(&FederationSection {
+            max_outbox_peers_per_user: 1,
+            ..FederationSection::default()
+        });
+        let alice = Username::parse("alice").unwrap();
+        let p = |n: u8| ServerName::parse(&format!("p{n}.test")).unwrap();
+        outboxes.reserve(&alice, &p(1)).unwrap();
+        assert!(outboxes.reserve(&alice, &p(2)).is_err());
+        // Sixty seconds later (the reservation's time moved back instead).
+        for waiting in outboxes.state().peers.values_mut() {
+            for since in waiting.reserved.values_mut() {
+                *since -= RESERVATION;
+            }
+        }
+        outboxes.reserve(&alice, &p(2)).unwrap();
+    }
+}

@@ -1,0 +1,240 @@
+//! One open outbound link: a writer task (every write has a deadline), a reader task that hands
+//! answers to the requests waiting for them, and a keepalive. A link whose write does not finish
+//! in time (the peer stopped reading), whose reader fails, or that nobody holds any more is
+//! closed: both socket halves are dropped and every waiting request fails at once.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use siren_api::ServerName;
+use siren_net::{NetError, Receiver, Sender};
+use siren_proto::message::LinkMessage;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
+
+/// How often an open outbound link is pinged (well inside the peer's idle timeout).
+const KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// Messages waiting for the writer; a sender beyond this waits (within its own deadline).
+const OUT_QUEUE: usize = 16;
+
+/// Presence events peers send over outbound links, with the peer's name.
+pub(super) type Events = mpsc::UnboundedSender<(ServerName, LinkMessage)>;
+
+/// What the link's tasks and its holders share.
+#[derive(Default)]
+struct State {
+    alive: AtomicBool,
+    /// Requests waiting for their answer, by request id.
+    pending: Mutex<HashMap<u32, oneshot::Sender<LinkMessage>>>,
+    tasks: Mutex<Vec<AbortHandle>>,
+}
+
+impl State {
+    /// Marks the link dead, fails the waiting requests and stops its tasks (which drops both
+    /// halves of the socket).
+    fn close(&self) {
+        self.alive.store(false, Ordering::Release);
+        // Dropping the waiting senders fails their requests ("the link closed").
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+}
+
+/// An open link to one peer.
+pub(super) struct Link {
+    out: mpsc::Sender<LinkMessage>,
+    state: Arc<State>,
+    next_rid: AtomicU32,
+    /// The largest frame the peer accepts (its `link_ready`).
+    pub(super) max_frame: usize,
+}
+
+/// Why a request over a link got no answer.
+#[derive(Debug, thiserror::Error)]
+#[error("the link closed")]
+pub(super) struct LinkClosed;
+
+impl Link {
+    /// Starts the tasks of a link whose handshake and `link_ready` are done: writes go through
+    /// one writer, each within `write_deadline`, in frames of at most `max_frame` bytes.
+    pub(super) fn start(
+        peer: &ServerName,
+        mut sender: Sender,
+        receiver: Receiver,
+        max_frame: usize,
+        write_deadline: Duration,
+        events: Events,
+    ) -> Arc<Link> {
+        sender.set_max_frame(max_frame);
+        let state = Arc::new(State::default());
+        state.alive.store(true, Ordering::Release);
+        let (out, queued) = mpsc::channel(OUT_QUEUE);
+        let writer = tokio::spawn(write_messages(
+            peer.clone(),
+            sender,
+            queued,
+            write_deadline,
+            state.clone(),
+        ));
+        let reader = tokio::spawn(read_answers(peer.clone(), receiver, state.clone(), events));
+        state
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend([writer.abort_handle(), reader.abort_handle()]);
+        let link = Arc::new(Link {
+            out,
+            state,
+            next_rid: AtomicU32::new(1),
+            max_frame,
+        });
+        tokio::spawn(keepalive(Arc::downgrade(&link)));
+        link
+    }
+
+    /// Whether the link is still open.
+    pub(super) fn is_alive(&self) -> bool {
+        self.state.alive.load(Ordering::Acquire)
+    }
+
+    /// Sends a request and waits for its answer, as long as the caller waits (the caller puts
+    /// a deadline on it; a request given up is forgotten).
+    pub(super) async fn request(
+        &self,
+        make: impl FnOnce(u32) -> LinkMessage,
+    ) -> Result<LinkMessage, LinkClosed> {
+        let rid = self.next_rid.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.state
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(rid, tx);
+        let _forget = Forget {
+            state: &self.state,
+            rid,
+        };
+        if !self.is_alive() || self.out.send(make(rid)).await.is_err() {
+            return Err(LinkClosed);
+        }
+        rx.await.map_err(|_| LinkClosed)
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.state.close();
+    }
+}
+
+/// Removes a request's entry when the request ends, answered or given up.
+struct Forget<'a> {
+    state: &'a State,
+    rid: u32,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.state
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.rid);
+    }
+}
+
+/// Writes the queued messages, each within `deadline`; a write that fails or takes longer (the
+/// peer stopped reading) closes the link.
+async fn write_messages(
+    peer: ServerName,
+    mut sender: Sender,
+    mut queued: mpsc::Receiver<LinkMessage>,
+    deadline: Duration,
+    state: Arc<State>,
+) {
+    while let Some(message) = queued.recv().await {
+        match tokio::time::timeout(deadline, sender.send(&message)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::info!(%peer, error = %e, "a link write failed; link closed");
+                break;
+            }
+            Err(_) => {
+                tracing::warn!(%peer, after = ?deadline, "a link write did not finish in time (the peer stopped reading); link closed");
+                break;
+            }
+        }
+    }
+    state.close();
+}
+
+/// Reads a link's answers and hands each to the request waiting for it; presence events go to
+/// `events`.
+async fn read_answers(peer: ServerName, mut receiver: Receiver, state: Arc<State>, events: Events) {
+    loop {
+        let message = match receiver.recv::<LinkMessage>().await {
+            Ok(m) => m,
+            Err(e) => {
+                if !matches!(e, NetError::Io(_)) {
+                    tracing::warn!(%peer, error = %e, "link failed");
+                }
+                break;
+            }
+        };
+        if matches!(message, LinkMessage::Event { .. }) {
+            let _ = events.send((peer.clone(), message));
+            continue;
+        }
+        let rid = match &message {
+            LinkMessage::Directory { rid, .. }
+            | LinkMessage::DeliverAck { rid, .. }
+            | LinkMessage::Ok { rid } => Some(*rid),
+            LinkMessage::Error { rid, .. } => *rid,
+            _ => None,
+        };
+        if let Some(rid) = rid {
+            let waiting = state
+                .pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&rid);
+            if let Some(tx) = waiting {
+                let _ = tx.send(message);
+            }
+        }
+    }
+    tracing::info!(%peer, "link closed");
+    state.close();
+}
+
+/// Pings the link every [`KEEPALIVE`] so an idle link stays open and a dead one is noticed (the
+/// next request then opens a new link); ends with the link.
+async fn keepalive(link: Weak<Link>) {
+    loop {
+        tokio::time::sleep(KEEPALIVE).await;
+        let Some(link) = link.upgrade() else { return };
+        if !link.is_alive() {
+            return;
+        }
+        let rid = link.next_rid.fetch_add(1, Ordering::Relaxed);
+        // A full queue means the link is busy, which keeps it alive as well.
+        if let Err(mpsc::error::TrySendError::Closed(_)) =
+            link.out.try_send(LinkMessage::Ping { rid })
+        {
+            return;
+        }
+    }
+}

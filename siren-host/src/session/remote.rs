@@ -1,0 +1,66 @@
+//! Requests another server answers (a `lookup` of one of its users), run beside the session
+//! loop: the session keeps answering its other requests (`ping` included) meanwhile, and each
+//! such request ends within `[federation] request_timeout_secs` (PROTOCOL.md §17). Their answers
+//! may therefore come after the answers of later requests.
+
+use siren_api::Uid;
+use siren_api::federation::Direction;
+use siren_proto::message::{RequestId, ServerMessage};
+use tokio::task::JoinSet;
+
+use super::Session;
+
+/// Most requests to other servers one session has running; beyond this it stops reading.
+const MAX_RUNNING: usize = 8;
+
+/// The running requests to other servers, each ending in the answer to send.
+#[derive(Default)]
+pub(super) struct Remote {
+    running: JoinSet<ServerMessage>,
+}
+
+impl Remote {
+    /// Whether the session should wait for answers before reading more requests.
+    pub(super) fn is_full(&self) -> bool {
+        self.running.len() >= MAX_RUNNING
+    }
+
+    /// The next answer ready (pending forever while nothing runs, for `select!`).
+    pub(super) async fn next(&mut self) -> Option<ServerMessage> {
+        if self.running.is_empty() {
+            return std::future::pending().await;
+        }
+        match self.running.join_next().await {
+            Some(Ok(answer)) => Some(answer),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "a request to another server failed");
+                None
+            }
+            None => None,
+        }
+    }
+}
+
+impl Session {
+    /// Starts looking `uid` (a user of another server) up over the link to its server.
+    pub(super) fn lookup_remote(&mut self, rid: RequestId, uid: Uid) {
+        let shared = self.shared.clone();
+        self.remote.running.spawn(async move {
+            let proxied = match shared
+                .remote_allowed(uid.server(), Direction::Outbound)
+                .await
+            {
+                Ok(()) => shared.links.lookup(&uid).await,
+                Err(e) => Err(e),
+            };
+            match proxied {
+                Ok(listing) => ServerMessage::Directory { rid, listing },
+                Err(e) => ServerMessage::Error {
+                    rid: Some(rid),
+                    code: e.code.as_u16(),
+                    msg: e.message,
+                },
+            }
+        });
+    }
+}
