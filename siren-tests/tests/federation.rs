@@ -1167,3 +1167,64 @@ async fn a_peer_that_stops_reading_holds_up_no_session_and_its_link_is_closed() 
     let ping = alice.request(|rid| ClientMessage::Ping { rid }).await;
     assert_eq!(alice.next_answer().await, ServerMessage::Pong { rid: ping });
 }
+
+/// A recipient's full queue refuses a peer's delivery (401) like a local send; the sending
+/// server gives up that message with a notice, and nothing else it has for the peer waits behind
+/// it. And an authenticated peer's link is not one of its address's anonymous connections.
+#[test]
+fn a_full_queue_holds_up_no_other_message_and_a_link_is_not_anonymous() {
+    let mut alpha = Server::new(Options {
+        name: "alpha.test".into(),
+        // One anonymous connection per address: the peer's link must not keep it.
+        limits_lines: "max_queue_items_per_device = 2\nunauthenticated_per_address = 1\n".into(),
+        extra: "[roster]\nnon_contacts = \"accept\"\n".into(),
+        ..Options::default()
+    });
+    let mut beta = server("beta.test");
+    alpha.add_user("alice", "pw-1");
+    alpha.add_user("bob", "pw-1");
+    beta.add_user("mallory", "pw-2");
+    beta.add_user("carol", "pw-2");
+    let dns = Dns::start(&format!(
+        "{}{}",
+        Dns::records_for(&alpha),
+        Dns::records_for(&beta)
+    ));
+    federate(&alpha, &dns, "");
+    federate(&beta, &dns, "");
+    alpha.start();
+    beta.start();
+    let alice = Cli::init(&alpha, "alice@alpha.test");
+    alice.login("pw-1");
+    let bob = Cli::init(&alpha, "bob@alpha.test");
+    bob.login("pw-1");
+    let mallory = Cli::init(&beta, "mallory@beta.test");
+    mallory.login("pw-2");
+    let carol = Cli::init(&beta, "carol@beta.test");
+    carol.login("pw-2");
+
+    // Bob's device has room for two messages; mallory sends three.
+    for i in 0..3 {
+        mallory.send("bob@alpha.test", &format!("spam {i}"));
+    }
+    carol.send("alice@alpha.test", "hi alice");
+    // Once beta's link to alpha is up, alpha's clients on the same address still get in.
+    alpha.wait_for_log("inbound link ready");
+    assert_eq!(receive(&alice, 1), vec!["carol@beta.test: hi alice"]);
+    assert_eq!(receive(&bob, 2).len(), 2);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = mallory.run(&["recv"]);
+        assert!(out.ok, "{}", out.stderr);
+        if out.stderr.contains("was not delivered") {
+            assert!(out.stderr.contains("queue_full"), "{}", out.stderr);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "mallory was never told: {}",
+            out.stderr
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -15,18 +15,38 @@ use siren_proto::message::LinkMessage;
 
 use crate::shared::Shared;
 
+/// A connection whose hello asked for the `s2s` role.
+pub struct Incoming<'a> {
+    /// The hello frame.
+    pub hello: &'a [u8],
+    /// The socket's halves.
+    pub rd: tokio::net::tcp::OwnedReadHalf,
+    /// The socket's halves.
+    pub wr: tokio::net::tcp::OwnedWriteHalf,
+    /// The peer's address.
+    pub addr: SocketAddr,
+    /// The time allowed for each handshake step.
+    pub step: Duration,
+    /// The largest frame after the handshake.
+    pub max: usize,
+}
+
 /// The responder side of a peer server's link: the claimed name's key must be its pinned or
 /// DNS-published SEK and the federation policy must allow it (inbound), before the reply; then
 /// the link is served until it closes.
 pub async fn accept(
     shared: &Arc<Shared>,
-    hello: &[u8],
-    mut rd: tokio::net::tcp::OwnedReadHalf,
-    mut wr: tokio::net::tcp::OwnedWriteHalf,
-    addr: SocketAddr,
-    step: Duration,
-    max: usize,
+    link: Incoming<'_>,
+    ticket: &mut crate::admission::Ticket,
 ) -> Result<(), NetError> {
+    let Incoming {
+        hello,
+        mut rd,
+        mut wr,
+        addr,
+        step,
+        max,
+    } = link;
     let refuse = |code: ErrorCode, text: String| handshake::error_frame(code, &text);
     let received = match handshake::read_hello(&shared.keys, Role::ServerToServer, hello) {
         Ok(r) => r,
@@ -62,6 +82,8 @@ pub async fn accept(
             return Ok(());
         }
     };
+    // An authenticated peer server: no longer one of its address's anonymous connections.
+    ticket.logged_in();
     let (sealer, opener) = done.transport.split();
     serve(
         shared.clone(),
@@ -241,7 +263,19 @@ async fn accept_delivery(
             Admission::Deliver => items.push((env.to_dek, QueueItem::Message { env })),
         }
     }
-    shared.queue.enqueue_to(items).await?;
+    // The recipients' quotas, as for local senders (PROTOCOL.md §13): a full queue refuses
+    // the delivery with 401, which the sending server gives up (with a notice to its user)
+    // rather than letting one full queue hold up everything else it has for us.
+    let reserve: Vec<(siren_proto::keys::DekPublic, u64)> = items
+        .iter()
+        .filter(|(_, item)| matches!(item, QueueItem::Message { .. }))
+        .map(|(dek, item)| (*dek, siren_proto::message::encode_value(item).len() as u64))
+        .collect();
+    shared.queue.usage.reserve(&reserve).await?;
+    if let Err(e) = shared.queue.enqueue_to(items).await {
+        shared.queue.usage.release(&reserve);
+        return Err(e);
+    }
     Ok(ids)
 }
 

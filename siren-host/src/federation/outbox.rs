@@ -112,9 +112,10 @@ fn deliver_size(msgs: &[&Envelope]) -> usize {
 }
 
 /// Error codes a peer answers `deliver` with that will not change by trying again: the
-/// envelope, its sender or its recipient is wrong for that peer. Anything else (rate limits,
-/// full queues, federation refusals, server trouble, codes this version does not know) is
-/// retried until the TTL.
+/// envelope, its sender or its recipient is wrong for that peer, or the recipient's queue is at
+/// its quota (given up with a notice, as a local `send` is refused at once: waiting would hold
+/// up every other message to that peer behind it). Anything else (rate limits, federation
+/// refusals, server trouble, codes this version does not know) is retried until the TTL.
 fn permanent(code: u16) -> bool {
     ErrorCode::from_u16(code).is_some_and(|c| {
         matches!(
@@ -128,6 +129,7 @@ fn permanent(code: u16) -> bool {
                 | ErrorCode::KeyMismatch
                 | ErrorCode::UnknownDevice
                 | ErrorCode::ForgedSender
+                | ErrorCode::QueueFull
                 | ErrorCode::Refused
         )
     })
@@ -508,11 +510,11 @@ mod tests {
 
     #[test]
     fn only_problems_of_the_envelope_itself_are_permanent() {
-        for code in [101, 102, 106, 107, 300, 301, 303, 304, 400, 402] {
+        for code in [101, 102, 106, 107, 300, 301, 303, 304, 400, 401, 402] {
             assert!(permanent(code), "{code}");
         }
         for code in [
-            100, 105, 203, 401, 500, 501, 502, 503, 900, 901, 902, 399, 499, 0,
+            100, 105, 203, 500, 501, 502, 503, 900, 901, 902, 399, 499, 0,
         ] {
             assert!(!permanent(code), "{code}");
         }

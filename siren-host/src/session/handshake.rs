@@ -28,6 +28,7 @@ pub(super) async fn handshake(
     shared: &Arc<Shared>,
     stream: TcpStream,
     peer: SocketAddr,
+    ticket: &mut crate::admission::Ticket,
 ) -> Result<Option<Established>, NetError> {
     let step = Duration::from_secs(shared.config.limits.handshake_timeout_secs);
     let max = shared.config.limits.max_frame as usize;
@@ -42,7 +43,15 @@ pub(super) async fn handshake(
             got: Role::ServerToServer,
             ..
         }) if shared.config.federation.enabled => {
-            crate::federation::inbound::accept(shared, &hello, rd, wr, peer, step, max).await?;
+            let link = crate::federation::inbound::Incoming {
+                hello: &hello,
+                rd,
+                wr,
+                addr: peer,
+                step,
+                max,
+            };
+            crate::federation::inbound::accept(shared, link, ticket).await?;
             return Ok(None);
         }
         Err(e) => {

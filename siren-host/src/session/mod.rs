@@ -50,9 +50,9 @@ pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     conn: u64,
-    ticket: Ticket,
+    mut ticket: Ticket,
 ) {
-    match handshake::handshake(&shared, stream, peer).await {
+    match handshake::handshake(&shared, stream, peer, &mut ticket).await {
         Ok(Some((dek, request, sender, receiver, hash))) => {
             let mut session = Session {
                 shared: shared.clone(),
