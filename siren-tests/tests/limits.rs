@@ -106,6 +106,11 @@ async fn parallel_logins_keep_memory_bounded_and_others_get_in() {
     }
     sampling.abort();
     let growth = peak.load(std::sync::atomic::Ordering::Relaxed) - before;
+    eprintln!(
+        "RSS before the attack {} MiB, growth at the peak {} MiB",
+        before >> 20,
+        growth >> 20
+    );
     // Four checks at 19 MiB at most run at once (plus allocator slack); unbounded, sixty
     // parallel checks took the server from 40 MiB to 1.19 GiB.
     assert!(
