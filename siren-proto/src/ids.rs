@@ -67,6 +67,19 @@ random_id!(
     16
 );
 
+random_id!(
+    /// A file identifier: 16 random bytes chosen by the sender of a file, naming its manifest
+    /// and its chunks (PROTOCOL.md §12).
+    FileId,
+    16
+);
+
+impl fmt::Debug for FileId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FileId({})", self.to_hex())
+    }
+}
+
 impl fmt::Debug for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SessionId({}…)", &self.to_hex()[..8])

@@ -422,9 +422,9 @@ async fn unknown_plaintext_types_are_shown_as_unsupported() {
         out
     };
     let t = |s: &str| ciborium::Value::Text(s.into());
-    let receipt = cbor(ciborium::Value::Map(vec![
-        (t("type"), t("receipt")),
-        (t("ids"), ciborium::Value::Array(vec![])),
+    let sticker = cbor(ciborium::Value::Map(vec![
+        (t("type"), t("sticker")),
+        (t("pack"), ciborium::Value::Array(vec![])),
     ]));
     let extended = cbor(ciborium::Value::Map(vec![
         (t("type"), t("text")),
@@ -432,7 +432,7 @@ async fn unknown_plaintext_types_are_shown_as_unsupported() {
         (t("ts"), ciborium::Value::Integer(0.into())),
         (t("reply_to"), ciborium::Value::Bytes(vec![7; 16])),
     ]));
-    for (ctr, content) in [(1, receipt), (2, extended), (3, text("plain text"))] {
+    for (ctr, content) in [(1, sticker), (2, extended), (3, text("plain text"))] {
         let env = envelope(&alice, &bob_uid, &bob_dek, ctr, &content);
         assert!(matches!(
             send(&mut alice, env).await,
@@ -444,7 +444,7 @@ async fn unknown_plaintext_types_are_shown_as_unsupported() {
     assert_eq!(
         out.stdout.lines().collect::<Vec<_>>(),
         vec![
-            "alice@alpha.test: (unsupported message of type \"receipt\"; a newer client can show it)",
+            "alice@alpha.test: (unsupported message of type \"sticker\"; a newer client can show it)",
             "alice@alpha.test: with a field from the future",
             "alice@alpha.test: plain text",
         ]
