@@ -6,7 +6,8 @@
 # dependency), then runs every test of the workspace. The services the backends are proven
 # against (PostgreSQL, OpenLDAP slapd) are installed if missing (apt), started here on loopback
 # ports in a temporary directory, and stopped on exit; the DNS tests start their own dnsmasq.
-# The wasm sample plugins are built first (scripts/build-plugins.sh).
+# The wasm sample plugins are built first (scripts/build-plugins.sh), and the client core is
+# checked to build for wasm32 (scripts/check-wasm-core.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/siren-target}"
@@ -33,6 +34,9 @@ if [ -x scripts/build-plugins.sh ]; then
   echo "== wasm plugins (scripts/build-plugins.sh)"
   scripts/build-plugins.sh
 fi
+
+echo "== client core for wasm32 (scripts/check-wasm-core.sh)"
+scripts/check-wasm-core.sh
 
 # The integration tests (siren-tests) start the real `sirend` and `siren` binaries, and the
 # native-plugin tests load the cdylibs: build everything first.

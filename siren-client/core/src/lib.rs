@@ -13,11 +13,24 @@
 //! |---|---|
 //! | [`model`] | the view: what a user interface draws |
 //! | [`command`] | what the person asks for |
+//! | [`effect`] | what the core asks its driver to do |
+//! | [`engine`] | the state and its rules ([`Core`]) |
+//! | [`files`] | files in transfer: chunking, reassembly, checks, bounds |
+//! | `conversation` | one conversation's loaded messages |
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod command;
+mod conversation;
+pub mod effect;
+pub mod engine;
+pub mod files;
 pub mod model;
 
 pub use command::Command;
+pub use effect::Effect;
+pub use engine::Core;
 pub use model::View;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Checks that the client core (siren-client-core, with siren-proto and siren-api under it) builds
+# for wasm32-unknown-unknown: the browser client (issue 15) runs the same code.
+#
+# Uses Debian's Rust for wasm (rustc-web, cargo-web, rust-web-src; std built from source with
+# -Zbuild-std), as scripts/build-plugins.sh does, installing it when missing. Output goes to
+# ${CARGO_TARGET_DIR:-target}/wasm-core.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target_base="${CARGO_TARGET_DIR:-$PWD/target}"
+
+missing=()
+for pkg in rustc-web cargo-web rust-web-src lld-14; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+echo "== client core for wasm32 ($(/usr/bin/rustc --version))"
+# rustup's shims in ~/.cargo/bin would shadow Debian's cargo and rustc: name them explicitly.
+env PATH="/usr/bin:$PATH" RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
+  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld-14 \
+  CARGO_TARGET_DIR="$target_base/wasm-core" \
+  /usr/bin/cargo build --quiet --locked --release -Zbuild-std=std,panic_abort \
+  --target wasm32-unknown-unknown --manifest-path siren-client/core/Cargo.toml --lib
+ls -l "$target_base/wasm-core/wasm32-unknown-unknown/release/"*.rlib
+echo "client core builds for wasm32"

@@ -1,0 +1,967 @@
+//! The core itself: one device's chat state and the rules that move it.
+//!
+//! Inputs are what the driver learned (an opened message, a signal, a server answer, the time)
+//! and what the person asked ([`Command`]); outputs are the [`View`] and [`Effect`]s. Rules:
+//! - an outgoing message goes `Sending` → `Sent` (the server's `send_ack`) → `Delivered` → `Read`
+//!   (receipts), never backwards;
+//! - every message this device sends also goes, as a `copy`, to the account's other devices;
+//! - a new incoming message from an accepted peer is answered with a `delivered` receipt; seeing
+//!   it sends a `read` receipt (unless switched off) and tells the account's other devices;
+//! - nothing — receipts, typing — goes to a blocked user, nor to someone whose contact request
+//!   was not accepted (a stranger learns nothing about when their message was seen);
+//! - typing shows for 10 seconds unless renewed or ended;
+//! - files: see [`crate::files`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rand_core::CryptoRng;
+use siren_api::Uid;
+use siren_proto::ids::{FileId, MessageId};
+use siren_proto::keys::DekPublic;
+use siren_proto::message::PresenceStatus;
+use siren_proto::plaintext::{MAX_RECEIPT_IDS, Plaintext, ReceiptState};
+
+use crate::command::Command;
+use crate::conversation::Conversation;
+use crate::effect::Effect;
+use crate::files::{self, ChunkOutcome, Receiving};
+use crate::model::{
+    Banner, Body, ChatMessage, ContactRequest, ConversationSummary, FileProgress, MessageState,
+    Millis, PendingApproval, Status, View,
+};
+
+/// How long "typing" shows without a renewal.
+pub const TYPING_MILLIS: Millis = 10_000;
+/// Banners kept (the oldest go first).
+const MAX_BANNERS: usize = 20;
+/// Messages loaded when a conversation is opened or scrolled.
+pub const PAGE: usize = 100;
+
+/// What this device knows about another user.
+#[derive(Debug, Default, Clone)]
+struct Contact {
+    /// In the roster's contacts.
+    contact: bool,
+    /// In the roster's blocked list.
+    blocked: bool,
+    name: Option<String>,
+    presence: Option<PresenceStatus>,
+    verified: bool,
+    key_changed: bool,
+}
+
+/// One device's chat state. See the module documentation for the rules.
+pub struct Core {
+    me: Uid,
+    status: Status,
+    read_receipts: bool,
+    convs: BTreeMap<Uid, Conversation>,
+    contacts: BTreeMap<Uid, Contact>,
+    requests: BTreeSet<Uid>,
+    approvals: Vec<PendingApproval>,
+    banners: Vec<Banner>,
+    receiving: Receiving,
+    /// Outgoing messages by id → conversation (for acks and receipts).
+    outgoing: BTreeMap<MessageId, Uid>,
+    /// Chunk message id → the file message it belongs to.
+    chunk_of: BTreeMap<MessageId, MessageId>,
+    /// Outgoing files in transfer: file message → (chunks acknowledged, chunks).
+    sending: BTreeMap<MessageId, (u32, u32)>,
+    /// Delivered receipts not sent yet, per peer.
+    pending_delivered: BTreeMap<Uid, Vec<MessageId>>,
+    effects: Vec<Effect>,
+    view: View,
+    id_seed: [u8; 32],
+    id_counter: u64,
+}
+
+impl Core {
+    /// The state of a device of `me` that knows nothing yet.
+    pub fn new(me: Uid, read_receipts: bool, rng: &mut (impl CryptoRng + ?Sized)) -> Core {
+        let mut id_seed = [0u8; 32];
+        rng.fill_bytes(&mut id_seed);
+        Core {
+            id_seed,
+            id_counter: 0,
+            view: View {
+                me: me.clone(),
+                status: Status::Connecting,
+                conversations: Vec::new(),
+                requests: Vec::new(),
+                approvals: Vec::new(),
+                banners: Vec::new(),
+            },
+            me,
+            status: Status::Connecting,
+            read_receipts,
+            convs: BTreeMap::new(),
+            contacts: BTreeMap::new(),
+            requests: BTreeSet::new(),
+            approvals: Vec::new(),
+            banners: Vec::new(),
+            receiving: Receiving::default(),
+            outgoing: BTreeMap::new(),
+            chunk_of: BTreeMap::new(),
+            sending: BTreeMap::new(),
+            pending_delivered: BTreeMap::new(),
+            effects: Vec::new(),
+        }
+    }
+
+    /// What to draw.
+    pub fn view(&self) -> &View {
+        &self.view
+    }
+
+    /// The loaded messages of a conversation, oldest first.
+    pub fn messages(&self, peer: &Uid) -> &[ChatMessage] {
+        self.convs.get(peer).map_or(&[], |c| c.messages.as_slice())
+    }
+
+    /// Whether read receipts are sent.
+    pub fn read_receipts(&self) -> bool {
+        self.read_receipts
+    }
+
+    /// Effects to carry out, in order (pending delivered receipts included).
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        let pending = std::mem::take(&mut self.pending_delivered);
+        for (peer, ids) in pending {
+            for chunk in ids.chunks(MAX_RECEIPT_IDS) {
+                self.send_receipt(&peer, ReceiptState::Delivered, chunk.to_vec(), 0);
+            }
+        }
+        std::mem::take(&mut self.effects)
+    }
+
+    // ---- what the driver learned ----------------------------------------------------------
+
+    /// The connection's state changed.
+    pub fn set_status(&mut self, status: Status) {
+        self.status = status;
+        self.refresh();
+    }
+
+    /// The roster as verified by the driver: contacts (with names) and blocked users.
+    pub fn set_roster(&mut self, contacts: Vec<(Uid, Option<String>)>, blocked: Vec<Uid>) {
+        for c in self.contacts.values_mut() {
+            c.contact = false;
+            c.blocked = false;
+        }
+        for (uid, name) in contacts {
+            let c = self.contacts.entry(uid).or_default();
+            c.contact = true;
+            c.name = name;
+        }
+        for uid in blocked {
+            self.contacts.entry(uid).or_default().blocked = true;
+        }
+        let settled: Vec<Uid> = self
+            .requests
+            .iter()
+            .filter(|u| self.contacts.get(*u).is_some_and(|c| c.contact || c.blocked))
+            .cloned()
+            .collect();
+        for u in settled {
+            self.requests.remove(&u);
+        }
+        self.refresh();
+    }
+
+    /// What the person decided about a user's keys before (restored from the profile).
+    pub fn set_trust(&mut self, uid: &Uid, verified: bool, key_changed: bool) {
+        let c = self.contacts.entry(uid.clone()).or_default();
+        c.verified = verified;
+        c.key_changed = key_changed;
+        self.refresh();
+    }
+
+    /// A user's devices or signing key changed since they were last seen: warn.
+    pub fn key_changed(&mut self, uid: &Uid) {
+        let c = self.contacts.entry(uid.clone()).or_default();
+        c.key_changed = true;
+        c.verified = false;
+        if !self
+            .banners
+            .iter()
+            .any(|b| matches!(b, Banner::KeyChanged { uid: u } if u == uid))
+        {
+            self.banner(Banner::KeyChanged { uid: uid.clone() });
+        }
+        self.refresh();
+    }
+
+    /// A contact's presence.
+    pub fn presence(&mut self, from: &Uid, status: Option<PresenceStatus>) {
+        self.contacts.entry(from.clone()).or_default().presence = status;
+        self.refresh();
+    }
+
+    /// The server says `from` is not in the contacts and wrote first.
+    pub fn contact_request(&mut self, from: &Uid) {
+        if from != &self.me && !self.settled(from) {
+            self.requests.insert(from.clone());
+        }
+        self.refresh();
+    }
+
+    /// A new device of this account waits for approval (or its code arrived).
+    pub fn approval_pending(&mut self, approval: PendingApproval) {
+        match self
+            .approvals
+            .iter_mut()
+            .find(|a| a.new_dek == approval.new_dek)
+        {
+            Some(a) => *a = approval,
+            None => self.approvals.push(approval),
+        }
+        self.refresh();
+    }
+
+    /// An approval ended (answered here or elsewhere, or withdrawn).
+    pub fn approval_done(&mut self, new_dek: &DekPublic) {
+        self.approvals.retain(|a| a.new_dek != *new_dek);
+        self.refresh();
+    }
+
+    /// Something to tell the person.
+    pub fn banner(&mut self, banner: Banner) {
+        self.banners.push(banner);
+        if self.banners.len() > MAX_BANNERS {
+            let extra = self.banners.len() - MAX_BANNERS;
+            self.banners.drain(..extra);
+        }
+        self.refresh();
+    }
+
+    /// Messages of a conversation read from history (the newest when `more` was asked for
+    /// nothing older, or older ones when scrolling). `more`: history holds older ones still.
+    pub fn history_loaded(&mut self, peer: &Uid, msgs: Vec<ChatMessage>, more: bool) {
+        let conv = self.convs.entry(peer.clone()).or_default();
+        let msgs: Vec<ChatMessage> = msgs
+            .into_iter()
+            .filter(|m| m.peer == *peer)
+            .map(|mut m| {
+                // A transfer cannot go on after a restart: its chunks were held in memory.
+                if let Body::File { progress, .. } = &mut m.body
+                    && matches!(
+                        progress,
+                        FileProgress::Receiving { .. }
+                            | FileProgress::Complete
+                            | FileProgress::Sending { .. }
+                    )
+                    && !self.sending.contains_key(&m.id)
+                {
+                    *progress = FileProgress::Failed("interrupted when the client stopped".into());
+                }
+                m
+            })
+            .collect();
+        for m in &msgs {
+            if m.outgoing {
+                self.outgoing.insert(m.id, peer.clone());
+            }
+        }
+        conv.prepend(msgs);
+        conv.more_history = more;
+        conv.recount_unread();
+        self.refresh();
+    }
+
+    /// The server committed these messages (`send_ack`).
+    pub fn sent(&mut self, ids: &[MessageId]) {
+        for id in ids {
+            if let Some(file_msg) = self.chunk_of.remove(id) {
+                self.chunk_sent(file_msg);
+                continue;
+            }
+            self.raise(id, MessageState::Sent);
+        }
+        self.refresh();
+    }
+
+    /// A message could not be sent.
+    pub fn send_failed(&mut self, id: &MessageId, why: &str) {
+        if let Some(file_msg) = self.chunk_of.remove(id) {
+            self.chunk_of.retain(|_, m| *m != file_msg);
+            self.sending.remove(&file_msg);
+            self.set_file_progress(&file_msg, FileProgress::Failed(why.to_owned()));
+        } else if let Some(peer) = self.outgoing.get(id).cloned()
+            && let Some(m) = self.convs.get_mut(&peer).and_then(|c| c.get_mut(id))
+            && m.state.rank() < MessageState::Sent.rank()
+        {
+            m.state = MessageState::Failed(why.to_owned());
+            let m = m.clone();
+            self.effects.push(Effect::Store(m));
+        }
+        self.refresh();
+    }
+
+    /// A received file was saved.
+    pub fn file_saved(&mut self, file: &FileId, path: String) {
+        if let Some(id) = self.file_message(file) {
+            self.set_file_progress(&id, FileProgress::Saved { path: path.clone() });
+        }
+        self.banner(Banner::Info(format!("file saved: {path}")));
+    }
+
+    /// Saving a file failed: it stays complete, to try again.
+    pub fn file_save_failed(&mut self, file: FileId, name: String, data: Vec<u8>, why: &str) {
+        self.receiving.put_back(file, name, data);
+        self.banner(Banner::Problem(format!("cannot save the file: {why}")));
+    }
+
+    /// The clock moved: typing lines expire, stalled files are given up.
+    pub fn tick(&mut self, now: Millis) {
+        for conv in self.convs.values_mut() {
+            if conv.typing_until.is_some_and(|t| t <= now) {
+                conv.typing_until = None;
+            }
+        }
+        for outcome in self.receiving.expire(now) {
+            self.file_outcome(outcome);
+        }
+        self.refresh();
+    }
+
+    /// An end-to-end message arrived, opened and verified: `from` sent `content` with id `id`.
+    pub fn received(&mut self, now: Millis, from: &Uid, id: MessageId, content: Plaintext) {
+        if *from == self.me {
+            self.from_own_device(now, content);
+        } else if !self.is_blocked(from) {
+            self.from_peer(now, from, id, content);
+        }
+        self.refresh();
+    }
+
+    /// An ephemeral signal arrived (typing).
+    pub fn signal(&mut self, now: Millis, from: &Uid, content: Plaintext) {
+        if let Plaintext::Typing { typing } = content
+            && !self.is_blocked(from)
+            && let Some(conv) = self.convs.get_mut(from)
+        {
+            conv.typing_until = typing.then_some(now.saturating_add(TYPING_MILLIS));
+        }
+        self.refresh();
+    }
+
+    // ---- what the person asked --------------------------------------------------------------
+
+    /// Carries out a command of the person.
+    pub fn command(&mut self, now: Millis, cmd: Command, rng: &mut (impl CryptoRng + ?Sized)) {
+        match cmd {
+            Command::Open(peer) => self.open(&peer),
+            Command::SendText { to, body } => self.send_text(now, &to, body, rng),
+            Command::SetTyping { to, typing } => {
+                if self.accepted(&to) && !self.is_blocked(&to) {
+                    self.effects.push(Effect::Signal {
+                        to,
+                        content: Plaintext::Typing { typing },
+                    });
+                }
+            }
+            Command::MarkRead(peer) => self.mark_read(now, &peer),
+            Command::SendFile { to, path } => self.effects.push(Effect::ReadFile { to, path }),
+            Command::SaveFile(file) => match self.receiving.take_complete(&file) {
+                Some((name, data)) => self.effects.push(Effect::SaveFile { file, name, data }),
+                None => self.banner(Banner::Problem(
+                    "that file is not complete (or was saved already)".into(),
+                )),
+            },
+            Command::Edit { peer, id, body } => self.edit(now, &peer, id, Some(body), rng),
+            Command::Delete { peer, id } => self.edit(now, &peer, id, None, rng),
+            Command::AcceptContact(uid) => {
+                self.requests.remove(&uid);
+                let c = self.contacts.entry(uid.clone()).or_default();
+                c.contact = true;
+                c.blocked = false;
+                self.effects.push(Effect::AddContact(uid));
+            }
+            Command::Block(uid) => {
+                self.requests.remove(&uid);
+                self.contacts.entry(uid.clone()).or_default().blocked = true;
+                if let Some(conv) = self.convs.get_mut(&uid) {
+                    conv.typing_until = None;
+                }
+                self.pending_delivered.remove(&uid);
+                self.effects.push(Effect::Block(uid));
+            }
+            Command::Unblock(uid) => {
+                self.contacts.entry(uid.clone()).or_default().blocked = false;
+                self.effects.push(Effect::Unblock(uid));
+            }
+            Command::ShowSafetyNumber(_) => {}
+            Command::MarkVerified(uid) => {
+                let c = self.contacts.entry(uid.clone()).or_default();
+                c.verified = true;
+                c.key_changed = false;
+                self.banners
+                    .retain(|b| !matches!(b, Banner::KeyChanged { uid: u } if *u == uid));
+                self.effects.push(Effect::MarkVerified(uid));
+            }
+            Command::AnswerApproval { new_dek, approve } => {
+                self.approvals.retain(|a| a.new_dek != new_dek);
+                self.effects
+                    .push(Effect::AnswerApproval { new_dek, approve });
+            }
+            Command::SetReadReceipts(on) => {
+                self.read_receipts = on;
+                self.effects.push(Effect::SetReadReceipts(on));
+            }
+        }
+        self.refresh();
+    }
+
+    /// The driver read a file the person asked to send: seal it, send the manifest, then the
+    /// chunks.
+    pub fn send_file(
+        &mut self,
+        now: Millis,
+        to: &Uid,
+        name: &str,
+        data: &[u8],
+        rng: &mut (impl CryptoRng + ?Sized),
+    ) {
+        let mut key = [0u8; 32];
+        rng.fill_bytes(&mut key);
+        let file = FileId::random(rng);
+        let prepared = match files::prepare(file, name, data, key, now / 1000) {
+            Ok(p) => p,
+            Err(e) => {
+                self.banner(Banner::Problem(format!("cannot send {name}: {e}")));
+                return;
+            }
+        };
+        let id = MessageId::random(rng);
+        let of = prepared.manifest.chunks;
+        let body = Body::File {
+            file,
+            name: name.to_owned(),
+            size: prepared.manifest.size,
+            progress: FileProgress::Sending { sent: 0, of },
+        };
+        let manifest = Plaintext::File(Box::new(prepared.manifest));
+        self.new_outgoing(now, to, id, body, manifest, rng);
+        self.sending.insert(id, (0, of));
+        for chunk in prepared.chunks {
+            let chunk_id = MessageId::random(rng);
+            self.chunk_of.insert(chunk_id, id);
+            self.effects.push(Effect::Send {
+                to: to.clone(),
+                id: chunk_id,
+                content: chunk,
+            });
+        }
+        if of == 0 {
+            self.sending.remove(&id);
+            self.set_file_progress(&id, FileProgress::Sent);
+        }
+        self.refresh();
+    }
+
+    // ---- rules ------------------------------------------------------------------------------
+
+    fn open(&mut self, peer: &Uid) {
+        if !self.convs.contains_key(peer) {
+            self.convs.insert(peer.clone(), Conversation::default());
+            self.effects.push(Effect::LoadHistory {
+                peer: peer.clone(),
+                before: None,
+                limit: PAGE,
+            });
+        }
+    }
+
+    /// Asks for older messages of a conversation; false if history has none.
+    pub fn load_older(&mut self, peer: &Uid) -> bool {
+        let Some(conv) = self.convs.get(peer) else {
+            return false;
+        };
+        if !conv.more_history {
+            return false;
+        }
+        self.effects.push(Effect::LoadHistory {
+            peer: peer.clone(),
+            before: conv.messages.first().cloned(),
+            limit: PAGE,
+        });
+        true
+    }
+
+    fn send_text(
+        &mut self,
+        now: Millis,
+        to: &Uid,
+        body: String,
+        rng: &mut (impl CryptoRng + ?Sized),
+    ) {
+        if body.trim().is_empty() {
+            return;
+        }
+        let id = MessageId::random(rng);
+        let content = Plaintext::Text {
+            body: body.clone(),
+            ts: now / 1000,
+        };
+        self.new_outgoing(now, to, id, Body::Text(body), content, rng);
+    }
+
+    /// Records an outgoing message and sends it, with a copy to this account's other devices.
+    fn new_outgoing(
+        &mut self,
+        now: Millis,
+        to: &Uid,
+        id: MessageId,
+        body: Body,
+        content: Plaintext,
+        rng: &mut (impl CryptoRng + ?Sized),
+    ) {
+        if !self.contacts.get(to).is_some_and(|c| c.contact) && *to != self.me {
+            // Writing to someone accepts them (as answering a contact request does).
+            self.requests.remove(to);
+            let c = self.contacts.entry(to.clone()).or_default();
+            c.contact = true;
+            c.blocked = false;
+            self.effects.push(Effect::AddContact(to.clone()));
+        }
+        let msg = ChatMessage {
+            id,
+            peer: to.clone(),
+            outgoing: true,
+            ts: now / 1000,
+            at: now,
+            body,
+            state: MessageState::Sending,
+            edited: false,
+        };
+        self.convs.entry(to.clone()).or_default().insert(msg.clone());
+        self.outgoing.insert(id, to.clone());
+        self.effects.push(Effect::Store(msg));
+        self.send_with_copy(to, id, content, rng);
+    }
+
+    fn send_with_copy(
+        &mut self,
+        to: &Uid,
+        id: MessageId,
+        content: Plaintext,
+        rng: &mut (impl CryptoRng + ?Sized),
+    ) {
+        let copy = Plaintext::Copy {
+            to: to.clone(),
+            id,
+            msg: Box::new(content.clone()),
+        };
+        self.effects.push(Effect::Send {
+            to: to.clone(),
+            id,
+            content,
+        });
+        self.effects.push(Effect::Send {
+            to: self.me.clone(),
+            id: MessageId::random(rng),
+            content: copy,
+        });
+    }
+
+    fn edit(
+        &mut self,
+        now: Millis,
+        peer: &Uid,
+        id: MessageId,
+        body: Option<String>,
+        rng: &mut (impl CryptoRng + ?Sized),
+    ) {
+        let Some(m) = self.convs.get_mut(peer).and_then(|c| c.get_mut(&id)) else {
+            return;
+        };
+        if !m.outgoing || !matches!(m.body, Body::Text(_)) {
+            return;
+        }
+        let content = match body {
+            Some(text) => {
+                m.body = Body::Text(text.clone());
+                m.edited = true;
+                Plaintext::Edit {
+                    of: id,
+                    body: text,
+                    ts: now / 1000,
+                }
+            }
+            None => {
+                m.body = Body::Deleted;
+                Plaintext::Delete {
+                    of: id,
+                    ts: now / 1000,
+                }
+            }
+        };
+        let stored = m.clone();
+        self.effects.push(Effect::Store(stored));
+        let edit_id = MessageId::random(rng);
+        self.send_with_copy(peer, edit_id, content, rng);
+    }
+
+    fn mark_read(&mut self, now: Millis, peer: &Uid) {
+        let Some(conv) = self.convs.get_mut(peer) else {
+            return;
+        };
+        let mut ids = Vec::new();
+        for m in conv.messages.iter_mut() {
+            if m.state == MessageState::Unread {
+                m.state = MessageState::Seen;
+                ids.push(m.id);
+                self.effects.push(Effect::Store(m.clone()));
+            }
+        }
+        conv.unread = 0;
+        if ids.is_empty() {
+            return;
+        }
+        for chunk in ids.chunks(MAX_RECEIPT_IDS) {
+            // The account's other devices mark them seen too.
+            let me = self.me.clone();
+            self.send_receipt(&me, ReceiptState::Read, chunk.to_vec(), now);
+            if self.read_receipts {
+                self.send_receipt(peer, ReceiptState::Read, chunk.to_vec(), now);
+            }
+        }
+    }
+
+    /// Sends a receipt, if the rules allow it (never to a blocked or unaccepted user).
+    fn send_receipt(&mut self, to: &Uid, state: ReceiptState, ids: Vec<MessageId>, now: Millis) {
+        if *to != self.me && (self.is_blocked(to) || !self.accepted(to)) {
+            return;
+        }
+        let id = self.receipt_id();
+        self.effects.push(Effect::Send {
+            to: to.clone(),
+            id,
+            content: Plaintext::Receipt {
+                state,
+                ids,
+                ts: now / 1000,
+            },
+        });
+    }
+
+    /// A fresh id for a message the person never sees acknowledged (receipts): SHA-256 of a
+    /// random seed and a counter, unpredictable to others and never repeated.
+    fn receipt_id(&mut self) -> MessageId {
+        use sha2::{Digest as _, Sha256};
+        self.id_counter += 1;
+        let mut h = Sha256::new();
+        h.update(b"siren/v1/client-receipt-id");
+        h.update(self.id_seed);
+        h.update(self.id_counter.to_be_bytes());
+        let digest: [u8; 32] = h.finalize().into();
+        let mut id = [0u8; 16];
+        for (d, s) in id.iter_mut().zip(digest) {
+            *d = s;
+        }
+        MessageId::from_bytes(id)
+    }
+
+    fn from_own_device(&mut self, now: Millis, content: Plaintext) {
+        match content {
+            Plaintext::Copy { to, id, msg } => {
+                if to == self.me {
+                    return;
+                }
+                match *msg {
+                    Plaintext::Text { body, ts } => {
+                        self.copied(now, &to, id, ts, Body::Text(body));
+                    }
+                    Plaintext::File(m) => {
+                        let body = Body::File {
+                            file: m.file,
+                            name: m.name.clone(),
+                            size: m.size,
+                            progress: FileProgress::Sent,
+                        };
+                        self.copied(now, &to, id, m.ts, body);
+                    }
+                    Plaintext::Edit { of, body, .. } => {
+                        self.apply_edit(&to, &of, true, Some(body));
+                    }
+                    Plaintext::Delete { of, .. } => self.apply_edit(&to, &of, true, None),
+                    _ => {}
+                }
+            }
+            Plaintext::Receipt {
+                state: ReceiptState::Read,
+                ids,
+                ..
+            } => {
+                // Seen on another device of this account.
+                let wanted: BTreeSet<MessageId> = ids.into_iter().collect();
+                for conv in self.convs.values_mut() {
+                    let mut changed = false;
+                    for m in conv.messages.iter_mut() {
+                        if m.state == MessageState::Unread && wanted.contains(&m.id) {
+                            m.state = MessageState::Seen;
+                            self.effects.push(Effect::Store(m.clone()));
+                            changed = true;
+                        }
+                    }
+                    if changed {
+                        conv.recount_unread();
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn copied(&mut self, now: Millis, to: &Uid, id: MessageId, ts: u64, body: Body) {
+        let msg = ChatMessage {
+            id,
+            peer: to.clone(),
+            outgoing: true,
+            ts,
+            at: now,
+            body,
+            state: MessageState::Sent,
+            edited: false,
+        };
+        if self.convs.entry(to.clone()).or_default().insert(msg.clone()) {
+            self.outgoing.insert(id, to.clone());
+            self.effects.push(Effect::Store(msg));
+        }
+    }
+
+    fn from_peer(&mut self, now: Millis, from: &Uid, id: MessageId, content: Plaintext) {
+        match content {
+            Plaintext::Text { body, ts } => {
+                self.incoming(now, from, id, ts, Body::Text(body));
+            }
+            Plaintext::File(manifest) => {
+                let progress = match self.receiving.start(from, &manifest, id, now) {
+                    Ok(()) => FileProgress::Receiving {
+                        have: 0,
+                        of: manifest.chunks,
+                    },
+                    Err(e) => FileProgress::Failed(e.to_string()),
+                };
+                let body = Body::File {
+                    file: manifest.file,
+                    name: manifest.name.clone(),
+                    size: manifest.size,
+                    progress,
+                };
+                self.incoming(now, from, id, manifest.ts, body);
+                if let Some(outcome) = self.receiving.complete_if_empty(from, manifest.file) {
+                    self.file_outcome(outcome);
+                }
+            }
+            Plaintext::FileChunk { file, index, data } => {
+                let outcome = self.receiving.chunk(from, file, index, &data, now);
+                self.file_outcome(outcome);
+            }
+            Plaintext::Receipt { state, ids, .. } => {
+                let to = match state {
+                    ReceiptState::Delivered => MessageState::Delivered,
+                    ReceiptState::Read => MessageState::Read,
+                };
+                for id in ids {
+                    // Only messages sent to this peer: a receipt cannot touch another
+                    // conversation.
+                    if self.outgoing.get(&id) == Some(from) {
+                        self.raise(&id, to.clone());
+                    }
+                }
+            }
+            Plaintext::Typing { typing } => {
+                if let Some(conv) = self.convs.get_mut(from) {
+                    conv.typing_until = typing.then_some(now.saturating_add(TYPING_MILLIS));
+                }
+            }
+            Plaintext::Edit { of, body, .. } => self.apply_edit(from, &of, false, Some(body)),
+            Plaintext::Delete { of, .. } => self.apply_edit(from, &of, false, None),
+            // A copy is only meaningful from this account's own devices.
+            Plaintext::Copy { .. } => {}
+            Plaintext::Unsupported { kind } => {
+                self.incoming(now, from, id, now / 1000, Body::Unsupported(kind));
+            }
+            other => {
+                let kind = other.kind().to_owned();
+                self.incoming(now, from, id, now / 1000, Body::Unsupported(kind));
+            }
+        }
+    }
+
+    fn incoming(&mut self, now: Millis, from: &Uid, id: MessageId, ts: u64, body: Body) {
+        let msg = ChatMessage {
+            id,
+            peer: from.clone(),
+            outgoing: false,
+            ts,
+            at: now,
+            body,
+            state: MessageState::Unread,
+            edited: false,
+        };
+        let conv = self.convs.entry(from.clone()).or_default();
+        if !conv.insert(msg.clone()) {
+            return;
+        }
+        conv.unread = conv.unread.saturating_add(1);
+        conv.typing_until = None;
+        self.effects.push(Effect::Store(msg));
+        if self.accepted(from) {
+            self.pending_delivered
+                .entry(from.clone())
+                .or_default()
+                .push(id);
+        } else if !self.settled(from) {
+            self.requests.insert(from.clone());
+        }
+    }
+
+    fn apply_edit(&mut self, peer: &Uid, of: &MessageId, outgoing: bool, body: Option<String>) {
+        let Some(m) = self.convs.get_mut(peer).and_then(|c| c.get_mut(of)) else {
+            return;
+        };
+        // Only the sender's own text messages can be edited or withdrawn.
+        if m.outgoing != outgoing || !matches!(m.body, Body::Text(_)) {
+            return;
+        }
+        match body {
+            Some(text) => {
+                m.body = Body::Text(text);
+                m.edited = true;
+            }
+            None => m.body = Body::Deleted,
+        }
+        let m = m.clone();
+        self.effects.push(Effect::Store(m));
+    }
+
+    /// Moves an outgoing message forward (never back).
+    fn raise(&mut self, id: &MessageId, to: MessageState) {
+        let Some(peer) = self.outgoing.get(id).cloned() else {
+            return;
+        };
+        let Some(m) = self.convs.get_mut(&peer).and_then(|c| c.get_mut(id)) else {
+            return;
+        };
+        let forward = match &m.state {
+            MessageState::Failed(_) => to == MessageState::Sent || to.rank() > 2,
+            s => s.rank() < to.rank() && to.rank() <= MessageState::Read.rank(),
+        };
+        if forward {
+            m.state = to;
+            let m = m.clone();
+            self.effects.push(Effect::Store(m));
+        }
+    }
+
+    fn chunk_sent(&mut self, file_msg: MessageId) {
+        let Some((sent, of)) = self.sending.get_mut(&file_msg) else {
+            return;
+        };
+        *sent += 1;
+        let progress = if *sent >= *of {
+            self.sending.remove(&file_msg);
+            FileProgress::Sent
+        } else {
+            FileProgress::Sending {
+                sent: *sent,
+                of: *of,
+            }
+        };
+        self.set_file_progress(&file_msg, progress);
+    }
+
+    fn file_outcome(&mut self, outcome: ChunkOutcome) {
+        match outcome {
+            ChunkOutcome::Unknown => {}
+            ChunkOutcome::Progress { msg, have, of } => {
+                self.set_file_progress(&msg, FileProgress::Receiving { have, of });
+            }
+            ChunkOutcome::Complete { msg } => {
+                self.set_file_progress(&msg, FileProgress::Complete);
+            }
+            ChunkOutcome::Failed { msg, why } => {
+                self.set_file_progress(&msg, FileProgress::Failed(why.to_string()));
+                self.banner(Banner::Problem(format!("a file could not be received: {why}")));
+            }
+        }
+    }
+
+    fn set_file_progress(&mut self, id: &MessageId, progress: FileProgress) {
+        for conv in self.convs.values_mut() {
+            if let Some(m) = conv.get_mut(id) {
+                if let Body::File { progress: p, .. } = &mut m.body {
+                    *p = progress;
+                    let m = m.clone();
+                    self.effects.push(Effect::Store(m));
+                }
+                return;
+            }
+        }
+    }
+
+    fn file_message(&self, file: &FileId) -> Option<MessageId> {
+        self.convs.values().find_map(|c| {
+            c.messages.iter().rev().find_map(|m| match &m.body {
+                Body::File { file: f, .. } if f == file => Some(m.id),
+                _ => None,
+            })
+        })
+    }
+
+    fn is_blocked(&self, uid: &Uid) -> bool {
+        self.contacts.get(uid).is_some_and(|c| c.blocked)
+    }
+
+    /// A contact, or someone this account wrote to.
+    fn accepted(&self, uid: &Uid) -> bool {
+        self.contacts.get(uid).is_some_and(|c| c.contact)
+            || self
+                .convs
+                .get(uid)
+                .is_some_and(|c| c.messages.iter().any(|m| m.outgoing))
+    }
+
+    /// Accepted or blocked: no contact request to show.
+    fn settled(&self, uid: &Uid) -> bool {
+        self.accepted(uid) || self.is_blocked(uid)
+    }
+
+    /// Rebuilds the view from the state.
+    fn refresh(&mut self) {
+        let mut conversations: Vec<ConversationSummary> = self
+            .convs
+            .iter()
+            .map(|(peer, conv)| {
+                let c = self.contacts.get(peer).cloned().unwrap_or_default();
+                ConversationSummary {
+                    peer: peer.clone(),
+                    name: c.name,
+                    unread: conv.unread,
+                    preview: conv.preview(),
+                    last_at: conv.last_at,
+                    presence: c.presence,
+                    typing: conv.typing_until.is_some() && !c.blocked,
+                    verified: c.verified,
+                    key_changed: c.key_changed,
+                    blocked: c.blocked,
+                }
+            })
+            .collect();
+        conversations.sort_by(|a, b| b.last_at.cmp(&a.last_at).then(a.peer.cmp(&b.peer)));
+        self.view = View {
+            me: self.me.clone(),
+            status: self.status.clone(),
+            conversations,
+            requests: self
+                .requests
+                .iter()
+                .map(|u| ContactRequest { from: u.clone() })
+                .collect(),
+            approvals: self.approvals.clone(),
+            banners: self.banners.clone(),
+        };
+    }
+}

@@ -1,0 +1,433 @@
+//! The core's rules, driven the way a driver drives them: inputs in, effects and view out.
+
+use siren_api::Uid;
+use siren_proto::ids::MessageId;
+use siren_proto::plaintext::{Plaintext, ReceiptState};
+
+use crate::effect::Effect;
+use crate::model::{Banner, Body, FileProgress, MessageState};
+use crate::{Command, Core};
+
+fn uid(s: &str) -> Uid {
+    Uid::parse(s).unwrap()
+}
+
+fn rng() -> impl rand_core::CryptoRng {
+    siren_proto::os_rng()
+}
+
+fn core(me: &str) -> Core {
+    Core::new(uid(me), true, &mut rng())
+}
+
+fn text(body: &str) -> Plaintext {
+    Plaintext::Text {
+        body: body.into(),
+        ts: 1,
+    }
+}
+
+/// The `Send` effects, as (to, id, content).
+fn sends(effects: &[Effect]) -> Vec<(Uid, MessageId, Plaintext)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send { to, id, content } => Some((to.clone(), *id, content.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn receipts_to(effects: &[Effect], to: &Uid) -> Vec<(ReceiptState, Vec<MessageId>)> {
+    sends(effects)
+        .into_iter()
+        .filter_map(|(t, _, c)| match c {
+            Plaintext::Receipt { state, ids, .. } if &t == to => Some((state, ids)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn with_contact(me: &str, peer: &Uid) -> Core {
+    let mut c = core(me);
+    c.set_roster(vec![(peer.clone(), None)], vec![]);
+    c
+}
+
+#[test]
+fn an_outgoing_message_moves_forward_only_and_only_its_peer_moves_it() {
+    let bob = uid("bob@b.example");
+    let mut alice = core("alice@a.example");
+    alice.command(
+        1000,
+        Command::SendText {
+            to: bob.clone(),
+            body: "hi".into(),
+        },
+        &mut rng(),
+    );
+    let effects = alice.take_effects();
+    // Writing to a stranger accepts them; the message goes to bob and, as a copy, to alice's
+    // other devices.
+    assert!(effects.contains(&Effect::AddContact(bob.clone())));
+    let s = sends(&effects);
+    assert_eq!(s.len(), 2);
+    let id = s[0].1;
+    assert_eq!(s[0].0, bob);
+    assert_eq!(s[1].0, uid("alice@a.example"));
+    assert!(matches!(&s[1].2, Plaintext::Copy { to, id: i, .. } if *to == bob && *i == id));
+    let state = |c: &Core| c.messages(&bob)[0].state.clone();
+    assert_eq!(state(&alice), MessageState::Sending);
+    alice.sent(&[id]);
+    assert_eq!(state(&alice), MessageState::Sent);
+    // Someone else's receipt for it changes nothing.
+    let receipt = |state| Plaintext::Receipt {
+        state,
+        ids: vec![id],
+        ts: 1,
+    };
+    alice.received(
+        2000,
+        &uid("eve@e.example"),
+        MessageId::from_bytes([9; 16]),
+        receipt(ReceiptState::Read),
+    );
+    assert_eq!(state(&alice), MessageState::Sent);
+    alice.received(
+        2000,
+        &bob,
+        MessageId::from_bytes([1; 16]),
+        receipt(ReceiptState::Read),
+    );
+    assert_eq!(state(&alice), MessageState::Read);
+    alice.received(
+        2000,
+        &bob,
+        MessageId::from_bytes([2; 16]),
+        receipt(ReceiptState::Delivered),
+    );
+    assert_eq!(state(&alice), MessageState::Read);
+}
+
+#[test]
+fn incoming_messages_are_receipted_and_read_marks_go_to_the_peer_and_own_devices() {
+    let alice = uid("alice@a.example");
+    let me = uid("bob@b.example");
+    let mut bob = with_contact("bob@b.example", &alice);
+    let id = MessageId::from_bytes([1; 16]);
+    bob.received(1000, &alice, id, text("hello"));
+    assert_eq!(bob.view().conversations[0].unread, 1);
+    let effects = bob.take_effects();
+    assert_eq!(
+        receipts_to(&effects, &alice),
+        vec![(ReceiptState::Delivered, vec![id])]
+    );
+    bob.command(2000, Command::MarkRead(alice.clone()), &mut rng());
+    assert_eq!(bob.view().conversations[0].unread, 0);
+    assert_eq!(bob.messages(&alice)[0].state, MessageState::Seen);
+    let effects = bob.take_effects();
+    assert_eq!(
+        receipts_to(&effects, &alice),
+        vec![(ReceiptState::Read, vec![id])]
+    );
+    assert_eq!(
+        receipts_to(&effects, &me),
+        vec![(ReceiptState::Read, vec![id])]
+    );
+    // Receipt ids are fresh.
+    let ids: Vec<MessageId> = sends(&effects).iter().map(|s| s.1).collect();
+    assert_ne!(ids[0], ids[1]);
+
+    // Read receipts switched off: only the account's own devices hear of it.
+    bob.command(3000, Command::SetReadReceipts(false), &mut rng());
+    let id2 = MessageId::from_bytes([2; 16]);
+    bob.received(4000, &alice, id2, text("again"));
+    bob.take_effects();
+    bob.command(5000, Command::MarkRead(alice.clone()), &mut rng());
+    let effects = bob.take_effects();
+    assert!(receipts_to(&effects, &alice).is_empty());
+    assert_eq!(receipts_to(&effects, &me).len(), 1);
+}
+
+#[test]
+fn nothing_reaches_a_blocked_user_and_nothing_from_them_shows() {
+    let alice = uid("alice@a.example");
+    let mut bob = with_contact("bob@b.example", &alice);
+    bob.received(1000, &alice, MessageId::from_bytes([1; 16]), text("one"));
+    bob.command(1500, Command::Block(alice.clone()), &mut rng());
+    let effects = bob.take_effects();
+    assert!(effects.contains(&Effect::Block(alice.clone())));
+    // The delivered receipt that was still pending is not sent to a user blocked meanwhile.
+    assert!(receipts_to(&effects, &alice).is_empty());
+    bob.received(2000, &alice, MessageId::from_bytes([2; 16]), text("two"));
+    bob.signal(2000, &alice, Plaintext::Typing { typing: true });
+    assert_eq!(bob.messages(&alice).len(), 1);
+    assert!(!bob.view().conversations[0].typing);
+    bob.command(
+        3000,
+        Command::SetTyping {
+            to: alice.clone(),
+            typing: true,
+        },
+        &mut rng(),
+    );
+    bob.command(3000, Command::MarkRead(alice.clone()), &mut rng());
+    let effects = bob.take_effects();
+    assert!(receipts_to(&effects, &alice).is_empty());
+    assert!(!effects.iter().any(|e| matches!(e, Effect::Signal { .. })));
+}
+
+#[test]
+fn a_strangers_message_is_a_request_that_learns_nothing_until_accepted() {
+    let carol = uid("carol@c.example");
+    let mut bob = core("bob@b.example");
+    bob.set_roster(vec![], vec![]);
+    bob.received(1000, &carol, MessageId::from_bytes([1; 16]), text("hi bob"));
+    assert_eq!(bob.view().requests.len(), 1);
+    bob.command(1500, Command::MarkRead(carol.clone()), &mut rng());
+    bob.command(
+        1500,
+        Command::SetTyping {
+            to: carol.clone(),
+            typing: true,
+        },
+        &mut rng(),
+    );
+    let effects = bob.take_effects();
+    assert!(receipts_to(&effects, &carol).is_empty());
+    assert!(!effects.iter().any(|e| matches!(e, Effect::Signal { .. })));
+    bob.command(2000, Command::AcceptContact(carol.clone()), &mut rng());
+    assert!(bob.view().requests.is_empty());
+    assert!(
+        bob.take_effects()
+            .contains(&Effect::AddContact(carol.clone()))
+    );
+    bob.received(3000, &carol, MessageId::from_bytes([2; 16]), text("thanks"));
+    assert_eq!(receipts_to(&bob.take_effects(), &carol).len(), 1);
+}
+
+#[test]
+fn typing_shows_for_ten_seconds_and_a_message_ends_it() {
+    let alice = uid("alice@a.example");
+    let mut bob = with_contact("bob@b.example", &alice);
+    bob.received(1000, &alice, MessageId::from_bytes([1; 16]), text("one"));
+    bob.signal(2000, &alice, Plaintext::Typing { typing: true });
+    assert!(bob.view().conversations[0].typing);
+    bob.tick(11_999);
+    assert!(bob.view().conversations[0].typing);
+    bob.tick(12_000);
+    assert!(!bob.view().conversations[0].typing);
+    bob.signal(13_000, &alice, Plaintext::Typing { typing: true });
+    bob.received(14_000, &alice, MessageId::from_bytes([2; 16]), text("two"));
+    assert!(!bob.view().conversations[0].typing);
+    bob.signal(15_000, &alice, Plaintext::Typing { typing: true });
+    bob.signal(15_500, &alice, Plaintext::Typing { typing: false });
+    assert!(!bob.view().conversations[0].typing);
+}
+
+#[test]
+fn another_device_shows_both_sides_from_copies_and_follows_read_marks() {
+    let me = uid("bob@b.example");
+    let alice = uid("alice@a.example");
+    let mut phone = with_contact("bob@b.example", &alice);
+    let mut laptop = with_contact("bob@b.example", &alice);
+    let incoming = MessageId::from_bytes([1; 16]);
+    phone.received(1000, &alice, incoming, text("from alice"));
+    laptop.received(1000, &alice, incoming, text("from alice"));
+    phone.command(
+        2000,
+        Command::SendText {
+            to: alice.clone(),
+            body: "from bob's phone".into(),
+        },
+        &mut rng(),
+    );
+    phone.command(2500, Command::MarkRead(alice.clone()), &mut rng());
+    for (to, id, content) in sends(&phone.take_effects()) {
+        if to == me {
+            laptop.received(3000, &me, id, content);
+        }
+    }
+    let msgs = laptop.messages(&alice);
+    assert_eq!(msgs.len(), 2);
+    assert!(msgs[1].outgoing);
+    assert_eq!(msgs[1].body, Body::Text("from bob's phone".into()));
+    assert_eq!(msgs[1].state, MessageState::Sent);
+    assert_eq!(msgs[0].state, MessageState::Seen);
+    assert_eq!(laptop.view().conversations[0].unread, 0);
+}
+
+#[test]
+fn edits_and_deletions_apply_only_to_the_senders_own_texts() {
+    let alice = uid("alice@a.example");
+    let mut bob = with_contact("bob@b.example", &alice);
+    let theirs = MessageId::from_bytes([1; 16]);
+    bob.received(1000, &alice, theirs, text("helo"));
+    bob.command(
+        1100,
+        Command::SendText {
+            to: alice.clone(),
+            body: "mine".into(),
+        },
+        &mut rng(),
+    );
+    let mine = bob.messages(&alice)[1].id;
+    let edit = |of| Plaintext::Edit {
+        of,
+        body: "hello".into(),
+        ts: 2,
+    };
+    bob.received(2000, &alice, MessageId::from_bytes([2; 16]), edit(theirs));
+    // alice cannot rewrite what bob said.
+    bob.received(2000, &alice, MessageId::from_bytes([3; 16]), edit(mine));
+    bob.received(
+        2000,
+        &alice,
+        MessageId::from_bytes([4; 16]),
+        Plaintext::Delete { of: mine, ts: 2 },
+    );
+    let msgs = bob.messages(&alice);
+    assert_eq!(msgs[0].body, Body::Text("hello".into()));
+    assert!(msgs[0].edited);
+    assert_eq!(msgs[1].body, Body::Text("mine".into()));
+    bob.received(
+        3000,
+        &alice,
+        MessageId::from_bytes([5; 16]),
+        Plaintext::Delete { of: theirs, ts: 3 },
+    );
+    assert_eq!(bob.messages(&alice)[0].body, Body::Deleted);
+}
+
+#[test]
+fn unknown_kinds_show_as_unsupported() {
+    let alice = uid("alice@a.example");
+    let mut bob = with_contact("bob@b.example", &alice);
+    bob.received(
+        1000,
+        &alice,
+        MessageId::from_bytes([1; 16]),
+        Plaintext::Unsupported {
+            kind: "poll".into(),
+        },
+    );
+    assert_eq!(
+        bob.messages(&alice)[0].body,
+        Body::Unsupported("poll".into())
+    );
+}
+
+/// Carries alice's sends to bob into bob's core; `tamper` may change a chunk.
+fn deliver(
+    from: &Uid,
+    effects: Vec<Effect>,
+    to: &mut Core,
+    tamper: &mut dyn FnMut(u32, &mut Vec<u8>) -> bool,
+) {
+    let me = to.view().me.clone();
+    for (_, id, content) in sends(&effects).into_iter().filter(|(t, _, _)| *t == me) {
+        let content = match content {
+            Plaintext::FileChunk {
+                file,
+                index,
+                mut data,
+            } => {
+                if !tamper(index, &mut data) {
+                    continue;
+                }
+                Plaintext::FileChunk { file, index, data }
+            }
+            other => other,
+        };
+        to.received(5000, from, id, content);
+    }
+}
+
+fn file_progress(core: &Core, peer: &Uid) -> FileProgress {
+    match &core.messages(peer).last().unwrap().body {
+        Body::File { progress, .. } => progress.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_file_arrives_checked_and_is_saved_only_when_whole() {
+    let alice_uid = uid("alice@a.example");
+    let bob_uid = uid("bob@b.example");
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 253) as u8).collect();
+
+    let mut alice = with_contact("alice@a.example", &bob_uid);
+    alice.send_file(1000, &bob_uid, "photo.jpg", &data, &mut rng());
+    let effects = alice.take_effects();
+    let chunk_ids: Vec<MessageId> = sends(&effects)
+        .iter()
+        .filter(|s| matches!(s.2, Plaintext::FileChunk { .. }))
+        .map(|s| s.1)
+        .collect();
+    assert_eq!(chunk_ids.len(), 6);
+    alice.sent(&chunk_ids[..3]);
+    assert_eq!(
+        file_progress(&alice, &bob_uid),
+        FileProgress::Sending { sent: 3, of: 6 }
+    );
+    alice.sent(&chunk_ids[3..]);
+    assert_eq!(file_progress(&alice, &bob_uid), FileProgress::Sent);
+
+    let mut bob = with_contact("bob@b.example", &alice_uid);
+    deliver(&alice_uid, effects.clone(), &mut bob, &mut |_, _| true);
+    assert_eq!(file_progress(&bob, &alice_uid), FileProgress::Complete);
+    let Body::File { file, .. } = bob.messages(&alice_uid)[0].body.clone() else {
+        panic!()
+    };
+    bob.command(6000, Command::SaveFile(file), &mut rng());
+    let saved: Vec<Vec<u8>> = bob
+        .take_effects()
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::SaveFile { data, name, .. } if name == "photo.jpg" => Some(data),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(saved, vec![data.clone()]);
+    bob.file_saved(&file, "/downloads/photo.jpg".into());
+    assert_eq!(
+        file_progress(&bob, &alice_uid),
+        FileProgress::Saved {
+            path: "/downloads/photo.jpg".into()
+        }
+    );
+
+    // A corrupted chunk: reported, nothing to save.
+    let mut carol = with_contact("bob@b.example", &alice_uid);
+    deliver(&alice_uid, effects.clone(), &mut carol, &mut |i, d| {
+        if i == 2 {
+            d[40] ^= 0x80;
+        }
+        true
+    });
+    assert!(matches!(file_progress(&carol, &alice_uid), FileProgress::Failed(why) if why.contains("chunk 2")));
+    carol.command(6000, Command::SaveFile(file), &mut rng());
+    let effects_after = carol.take_effects();
+    assert!(
+        !effects_after
+            .iter()
+            .any(|e| matches!(e, Effect::SaveFile { .. }))
+    );
+    assert!(
+        carol
+            .view()
+            .banners
+            .iter()
+            .any(|b| matches!(b, Banner::Problem(_)))
+    );
+
+    // A missing chunk: reported once chunks stop coming.
+    let mut dave = with_contact("bob@b.example", &alice_uid);
+    deliver(&alice_uid, effects, &mut dave, &mut |i, _| i != 4);
+    assert!(matches!(
+        file_progress(&dave, &alice_uid),
+        FileProgress::Receiving { have: 5, of: 6 }
+    ));
+    dave.tick(5000 + crate::files::STALL_MILLIS);
+    assert!(matches!(file_progress(&dave, &alice_uid), FileProgress::Failed(why) if why.contains("chunk 4 is missing")));
+}
