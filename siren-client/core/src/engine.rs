@@ -159,7 +159,11 @@ impl Core {
         let settled: Vec<Uid> = self
             .requests
             .iter()
-            .filter(|u| self.contacts.get(*u).is_some_and(|c| c.contact || c.blocked))
+            .filter(|u| {
+                self.contacts
+                    .get(*u)
+                    .is_some_and(|c| c.contact || c.blocked)
+            })
             .cloned()
             .collect();
         for u in settled {
@@ -534,7 +538,10 @@ impl Core {
             state: MessageState::Sending,
             edited: false,
         };
-        self.convs.entry(to.clone()).or_default().insert(msg.clone());
+        self.convs
+            .entry(to.clone())
+            .or_default()
+            .insert(msg.clone());
         self.outgoing.insert(id, to.clone());
         self.effects.push(Effect::Store(msg));
         self.send_with_copy(to, id, content, rng);
@@ -724,7 +731,12 @@ impl Core {
             state: MessageState::Sent,
             edited: false,
         };
-        if self.convs.entry(to.clone()).or_default().insert(msg.clone()) {
+        if self
+            .convs
+            .entry(to.clone())
+            .or_default()
+            .insert(msg.clone())
+        {
             self.outgoing.insert(id, to.clone());
             self.effects.push(Effect::Store(msg));
         }
@@ -884,7 +896,9 @@ impl Core {
             }
             ChunkOutcome::Failed { msg, why } => {
                 self.set_file_progress(&msg, FileProgress::Failed(why.to_string()));
-                self.banner(Banner::Problem(format!("a file could not be received: {why}")));
+                self.banner(Banner::Problem(format!(
+                    "a file could not be received: {why}"
+                )));
             }
         }
     }

@@ -164,7 +164,10 @@ impl Receiving {
         if plain.len() as u64 != f.manifest.chunk_len(index) {
             return self.fail(&key, FileError::WrongSize(index));
         }
-        if let Some(slot) = usize::try_from(index).ok().and_then(|i| f.chunks.get_mut(i)) {
+        if let Some(slot) = usize::try_from(index)
+            .ok()
+            .and_then(|i| f.chunks.get_mut(i))
+        {
             *slot = Some(plain);
         }
         f.have += 1;

@@ -405,7 +405,9 @@ fn a_file_arrives_checked_and_is_saved_only_when_whole() {
         }
         true
     });
-    assert!(matches!(file_progress(&carol, &alice_uid), FileProgress::Failed(why) if why.contains("chunk 2")));
+    assert!(
+        matches!(file_progress(&carol, &alice_uid), FileProgress::Failed(why) if why.contains("chunk 2"))
+    );
     carol.command(6000, Command::SaveFile(file), &mut rng());
     let effects_after = carol.take_effects();
     assert!(
@@ -429,5 +431,7 @@ fn a_file_arrives_checked_and_is_saved_only_when_whole() {
         FileProgress::Receiving { have: 5, of: 6 }
     ));
     dave.tick(5000 + crate::files::STALL_MILLIS);
-    assert!(matches!(file_progress(&dave, &alice_uid), FileProgress::Failed(why) if why.contains("chunk 4 is missing")));
+    assert!(
+        matches!(file_progress(&dave, &alice_uid), FileProgress::Failed(why) if why.contains("chunk 4 is missing"))
+    );
 }
