@@ -783,11 +783,9 @@ impl Core {
                     }
                 }
             }
-            Plaintext::Typing { typing } => {
-                if let Some(conv) = self.convs.get_mut(from) {
-                    conv.typing_until = typing.then_some(now.saturating_add(TYPING_MILLIS));
-                }
-            }
+            // Typing travels only as an ephemeral signal (PROTOCOL.md §12): one that arrived
+            // through the queue is stale, and ignored.
+            Plaintext::Typing { .. } => {}
             Plaintext::Edit { of, body, .. } => self.apply_edit(from, &of, false, Some(body)),
             Plaintext::Delete { of, .. } => self.apply_edit(from, &of, false, None),
             // A copy is only meaningful from this account's own devices.

@@ -223,6 +223,15 @@ fn typing_shows_for_ten_seconds_and_a_message_ends_it() {
     bob.signal(15_000, &alice, Plaintext::Typing { typing: true });
     bob.signal(15_500, &alice, Plaintext::Typing { typing: false });
     assert!(!bob.view().conversations[0].typing);
+    // A typing notice that came through the queue (as a message) is ignored.
+    bob.received(
+        16_000,
+        &alice,
+        MessageId::from_bytes([3; 16]),
+        Plaintext::Typing { typing: true },
+    );
+    assert!(!bob.view().conversations[0].typing);
+    assert_eq!(bob.messages(&alice).len(), 2);
 }
 
 #[test]
