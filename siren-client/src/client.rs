@@ -2,7 +2,7 @@
 //! encrypted messages. The session core is here; each capability has its own module:
 //! [`login`] (login, DEK rotation, USK creation, recovery key), [`approval`] (adding a device),
 //! [`directory`] (lookups against the cache, revocation), [`messages`] (send and receive),
-//! [`roster`] and [`presence`].
+//! [`signals`] (ephemeral `typing` notices), [`roster`] and [`presence`].
 
 mod approval;
 mod directory;
@@ -10,6 +10,7 @@ mod login;
 mod messages;
 mod presence;
 mod roster;
+mod signals;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
@@ -49,6 +50,9 @@ pub struct Received {
 pub enum Event {
     /// An end-to-end message, opened and verified.
     Message(Received),
+    /// An ephemeral signal (a `typing` notice, PROTOCOL.md §14), opened and verified like a
+    /// message; it was never queued and is not acknowledged.
+    Signal(Received),
     /// A message that was refused (and dropped): who claimed to send it, and why.
     Refused {
         /// The claimed sender.

@@ -288,6 +288,11 @@ fn print_event(event: &Event) {
             ),
             _ => say!("{}: (unsupported message)", m.from),
         },
+        Event::Signal(m) => match &m.content {
+            Plaintext::Typing { typing: true } => say!("* {} is typing", m.from),
+            Plaintext::Typing { typing: false } => say!("* {} stopped typing", m.from),
+            _ => {}
+        },
         Event::Refused { from, reason } => {
             note!("refused a message claiming to be from {from}: {reason}")
         }

@@ -113,6 +113,10 @@ pub struct Limits {
     pub send_bytes_per_second: u64,
     /// Bytes of envelopes one user may send in a burst.
     pub send_byte_burst: u64,
+    /// Envelopes of ephemeral signals (`typing`) one session may send per second.
+    pub signal_envelopes_per_second: u32,
+    /// Envelopes of ephemeral signals one session may send in a burst.
+    pub signal_envelope_burst: u32,
     /// Most presence subscriptions of one session (local and remote topics together).
     pub max_subscriptions_per_session: usize,
     /// Device registrations and revocations one user may make per hour (and in a burst).
@@ -147,6 +151,8 @@ impl Default for Limits {
             send_envelope_burst: 2_000,
             send_bytes_per_second: 1 << 20,
             send_byte_burst: 64 << 20,
+            signal_envelopes_per_second: 50,
+            signal_envelope_burst: 256,
             max_subscriptions_per_session: 5_000,
             directory_changes_per_hour: 60,
             max_directory_entries: 20_000,
@@ -469,6 +475,14 @@ impl Config {
             ("limits.send_bytes_per_second", l.send_bytes_per_second),
             ("limits.send_byte_burst", l.send_byte_burst),
             (
+                "limits.signal_envelopes_per_second",
+                l.signal_envelopes_per_second.into(),
+            ),
+            (
+                "limits.signal_envelope_burst",
+                l.signal_envelope_burst.into(),
+            ),
+            (
                 "limits.max_subscriptions_per_session",
                 l.max_subscriptions_per_session as u64,
             ),
@@ -614,6 +628,8 @@ send_envelopes_per_second = {env_rate}   # per sending user; beyond: error 203
 send_envelope_burst = {env_burst}
 send_bytes_per_second = {byte_rate}
 send_byte_burst = {byte_burst}
+signal_envelopes_per_second = {sig_rate}  # typing signals per session; beyond: error 203
+signal_envelope_burst = {sig_burst}
 max_subscriptions_per_session = {subs}
 directory_changes_per_hour = {dir_rate}   # device registrations + revocations per user (a login makes two)
 max_directory_entries = {dir_max}
@@ -675,6 +691,8 @@ level = "info"
             env_burst = d.limits.send_envelope_burst,
             byte_rate = d.limits.send_bytes_per_second,
             byte_burst = d.limits.send_byte_burst,
+            sig_rate = d.limits.signal_envelopes_per_second,
+            sig_burst = d.limits.signal_envelope_burst,
             subs = d.limits.max_subscriptions_per_session,
             dir_rate = d.limits.directory_changes_per_hour,
             dir_max = d.limits.max_directory_entries,

@@ -22,6 +22,7 @@
 //! | [`rate`] | keyed token buckets |
 //! | [`hub`] | live sessions, for pushing committed items |
 //! | [`pubsub`] | presence subscriptions of live sessions |
+//! | [`signals`] | ephemeral signals (typing): only to live sessions, never stored |
 //! | [`roster`] | signed rosters: storing them, blocking, contact requests |
 //! | [`approvals`] | new devices waiting for approval |
 //! | [`admin`] | `sirend user …`, `sirend init`, DNS records |
@@ -56,3 +57,4 @@ pub mod roster;
 pub mod server;
 mod session;
 pub mod shared;
+pub mod signals;

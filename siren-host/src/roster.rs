@@ -149,6 +149,22 @@ impl Rosters {
         })
     }
 
+    /// Whether an ephemeral signal (PROTOCOL.md §14) from `from` reaches local user `to`: never
+    /// from a user `to` blocked; from `to`'s own account, a contact, or anyone when `to` has no
+    /// roster; from other non-contacts only under the `accept` policy (a signal never creates a
+    /// contact request, and is dropped rather than refused, like everything ephemeral).
+    pub async fn admit_signal(&self, to: &Uid, from: &Uid) -> Result<bool, Error> {
+        if from == to {
+            return Ok(true);
+        }
+        Ok(match self.get(to.user()).await? {
+            None => true,
+            Some(r) if r.is_blocked(from) => false,
+            Some(r) if r.contact(from).is_some() => true,
+            Some(_) => self.policy == NonContacts::Accept,
+        })
+    }
+
     /// Whether `user`'s roster lets `subscriber` see `user`'s presence.
     pub async fn shares_presence_with(
         &self,

@@ -113,6 +113,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         hub,
         rosters: Rosters::new(storage.clone(), config.roster.non_contacts),
         pubsub: PubSub::default(),
+        signals: crate::signals::Signals::default(),
         approvals: Approvals::new(
             config.limits.pending_approvals_per_account,
             config.limits.pending_approvals_per_address,

@@ -125,8 +125,12 @@ fn limits_match() {
             message::MAX_STATUS_TEXT == 256,
         ),
         (
-            "| envelopes per `send` / `deliver` / ids per ack | 256 |",
+            "| envelopes per `send` / `deliver` / `signal` / ids per ack | 256 |",
             message::MAX_ENVELOPES == 256,
+        ),
+        (
+            "| ciphertext (`ct`) of one envelope in a `signal` | 4096 bytes |",
+            message::MAX_SIGNAL_CIPHERTEXT == 4096,
         ),
         (
             "| live devices per user / revocations per listing | 32 / 64 |",

@@ -3,13 +3,14 @@
 
 use anyhow::{Context as _, bail};
 use siren_api::{ErrorCode, Uid};
-use siren_proto::envelope::{Envelope, EnvelopeError, Recipient, Sender as EnvSender};
+use siren_proto::envelope::{Envelope, Recipient, Sender as EnvSender};
 use siren_proto::ids::MessageId;
 use siren_proto::message::{ClientMessage, Notice, QueueItem, ServerMessage};
 use siren_proto::plaintext::Plaintext;
 
 use super::{Client, Event, LookupReport, Received, ServerRefused, now, server_error};
 use crate::profile::SeenRequest;
+use zeroize::Zeroizing;
 
 impl Client {
     /// The lookup the last `send_text` made (new and removed devices of the recipient).
@@ -102,6 +103,12 @@ impl Client {
                 ServerMessage::Event { from, presence, .. } => {
                     return Ok(Some(Event::Presence { from, presence }));
                 }
+                // Ephemeral: opened like a message, never acknowledged (it has no seq).
+                ServerMessage::Signal { env } => {
+                    if let Some(event) = self.receive_signal(env).await? {
+                        return Ok(Some(event));
+                    }
+                }
                 ServerMessage::QueueDrained => {
                     if drain {
                         self.conn()?.flush_acks().await?;
@@ -142,13 +149,45 @@ impl Client {
         if self.seen_set.contains(&env.id) {
             return Ok(None);
         }
-        let refused = |reason: String| {
-            Ok(Some(Event::Refused {
-                from: env.from.clone(),
-                reason,
-            }))
+        let plain = match self.open_verified(&env).await? {
+            Ok(plain) => plain,
+            Err(reason) => {
+                return Ok(Some(Event::Refused {
+                    from: env.from,
+                    reason,
+                }));
+            }
         };
-        // The sender's device must be live in a verified listing: the cache, or a fresh lookup.
+        self.seen.push_back(env.id);
+        self.seen_set.insert(env.id);
+        self.profile.save_seen(&mut self.seen)?;
+        if self.seen.len() < self.seen_set.len() {
+            self.seen_set = self.seen.iter().copied().collect();
+        }
+        let content = match Plaintext::decode(&plain) {
+            Ok(c) => c,
+            Err(e) => {
+                return Ok(Some(Event::Refused {
+                    from: env.from,
+                    reason: format!("unreadable content: {e}"),
+                }));
+            }
+        };
+        Ok(Some(Event::Message(Received {
+            from: env.from,
+            id: env.id,
+            content,
+        })))
+    }
+
+    /// Opens an envelope addressed to this device, as PROTOCOL.md §12 says: the sending device
+    /// must be live in a verified listing of the sender (the cache, or a fresh lookup), the
+    /// signature must verify and the counter pass the sender device's replay window, which then
+    /// moves (and is saved). `Ok(Err(reason))`: refused.
+    pub(super) async fn open_verified(
+        &mut self,
+        env: &Envelope,
+    ) -> anyhow::Result<Result<Zeroizing<Vec<u8>>, String>> {
         let mut state = self.profile.contact(&env.from)?;
         let known = state
             .directory
@@ -156,15 +195,17 @@ impl Client {
             .is_some_and(|d| d.is_live(&env.from_dek));
         if !known {
             if let Err(e) = self.lookup(&env.from.clone()).await {
-                return refused(format!("cannot verify the sender: {e:#}"));
+                return Ok(Err(format!("cannot verify the sender: {e:#}")));
             }
             state = self.profile.contact(&env.from)?;
         }
         let Some(directory) = state.directory.clone() else {
-            return refused("the sender has no verified directory".into());
+            return Ok(Err("the sender has no verified directory".into()));
         };
         if !directory.is_live(&env.from_dek) || state.revoked.contains(&env.from_dek) {
-            return refused("the sending device is not a live device of the sender".into());
+            return Ok(Err(
+                "the sending device is not a live device of the sender".into()
+            ));
         }
         let dek = self.secrets.dek().context("not logged in")?;
         let me = self.uid().clone();
@@ -178,26 +219,9 @@ impl Client {
             window,
         ) {
             Ok(p) => p,
-            Err(e @ (EnvelopeError::Replay(_) | EnvelopeError::TooOld { .. })) => {
-                return refused(format!("{e}"));
-            }
-            Err(e) => return refused(format!("{e}")),
+            Err(e) => return Ok(Err(format!("{e}"))),
         };
         self.profile.save_contact(&env.from, &state)?;
-        self.seen.push_back(env.id);
-        self.seen_set.insert(env.id);
-        self.profile.save_seen(&mut self.seen)?;
-        if self.seen.len() < self.seen_set.len() {
-            self.seen_set = self.seen.iter().copied().collect();
-        }
-        let content = match Plaintext::decode(&plain) {
-            Ok(c) => c,
-            Err(e) => return refused(format!("unreadable content: {e}")),
-        };
-        Ok(Some(Event::Message(Received {
-            from: env.from,
-            id: env.id,
-            content,
-        })))
+        Ok(Ok(plain))
     }
 }

@@ -1,6 +1,7 @@
 //! The inbound side of a federation link (PROTOCOL.md §17): the responder's checks before the
 //! handshake reply (the claimed name's key, the federation policy), then serving the peer's
-//! requests — lookups of our users, deliveries to them, presence subscriptions — over one writer.
+//! requests — lookups of our users, deliveries to them, presence subscriptions, signals — over
+//! one writer.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -137,6 +138,14 @@ pub async fn serve(
             },
             // The writer gave up (a stuck or broken link): stop serving it.
             () = out.closed() => break,
+        };
+        // Signals have no answer: delivered to live sessions or dropped.
+        let message = match message {
+            LinkMessage::Signal { msgs } => {
+                crate::signals::accept_from_peer(&shared, &peer, msgs).await;
+                continue;
+            }
+            other => other,
         };
         let failed = |rid: u32, e: Error| LinkMessage::Error {
             rid: Some(rid),

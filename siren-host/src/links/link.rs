@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use siren_api::ServerName;
 use siren_net::{NetError, Receiver, Sender};
-use siren_proto::message::LinkMessage;
+use siren_proto::envelope::Envelope;
+use siren_proto::message::{self, LinkMessage};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 
@@ -134,6 +135,54 @@ impl Link {
     }
 }
 
+impl Link {
+    /// Queues signals for the writer without waiting, in as many `signal` messages as the peer's
+    /// frames need; an envelope that fits no frame of the peer's is left out. Returns false if
+    /// the writer's queue had no room (the rest is dropped: signals are ephemeral).
+    pub(super) fn signal(&self, msgs: Vec<Envelope>) -> bool {
+        if !self.is_alive() {
+            return false;
+        }
+        for batch in signal_batches(msgs, self.max_frame) {
+            if self
+                .out
+                .try_send(LinkMessage::Signal { msgs: batch })
+                .is_err()
+            {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Splits envelopes into `signal` messages whose frames fit `max_frame` bytes (the message, the
+/// longest array header and the transport's tag); an envelope too large for any frame is
+/// dropped.
+fn signal_batches(msgs: Vec<Envelope>, max_frame: usize) -> Vec<Vec<Envelope>> {
+    let empty = message::encode(&LinkMessage::Signal { msgs: Vec::new() }).len()
+        + 8
+        + siren_proto::transport::OVERHEAD;
+    let mut batches = Vec::new();
+    let (mut batch, mut size) = (Vec::new(), empty);
+    for env in msgs {
+        let len = message::encode_value(&env).len();
+        if empty + len > max_frame {
+            continue;
+        }
+        if size + len > max_frame {
+            batches.push(std::mem::take(&mut batch));
+            size = empty;
+        }
+        size += len;
+        batch.push(env);
+    }
+    if !batch.is_empty() {
+        batches.push(batch);
+    }
+    batches
+}
+
 impl Drop for Link {
     fn drop(&mut self) {
         self.state.close();
@@ -236,5 +285,43 @@ async fn keepalive(link: Weak<Link>) {
         {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use siren_api::Uid;
+    use siren_proto::ids::MessageId;
+    use siren_proto::keys::{DekPublic, Signature};
+
+    fn env(ct: usize) -> Envelope {
+        Envelope {
+            id: MessageId::from_bytes([1; 16]),
+            from: Uid::parse("alice@a.test").unwrap(),
+            from_dek: DekPublic::from_bytes([2; 32]),
+            to: Uid::parse("bob@b.test").unwrap(),
+            to_dek: DekPublic::from_bytes([3; 32]),
+            ctr: 1,
+            eph: [4; 32],
+            ct: vec![5; ct],
+            sig: Signature::from_bytes([6; 64]),
+        }
+    }
+
+    #[test]
+    fn signal_batches_fit_the_frame() {
+        let max = 4096;
+        let msgs: Vec<Envelope> = (0..40).map(|_| env(300)).collect();
+        let batches = signal_batches(msgs, max);
+        assert!(batches.len() > 1);
+        assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 40);
+        for batch in batches {
+            let framed = message::encode(&LinkMessage::Signal { msgs: batch }).len()
+                + siren_proto::transport::OVERHEAD;
+            assert!(framed <= max, "{framed}");
+        }
+        // Too large for any frame of this peer: left out.
+        assert!(signal_batches(vec![env(max)], max).is_empty());
     }
 }

@@ -401,6 +401,31 @@ impl Links {
         }
     }
 
+    /// Sends ephemeral envelopes (signals) to `peer` over the link that is open to it right
+    /// now, without waiting: no link is opened for a signal, and when none is open (or it is
+    /// being opened, or its writer is busy) they are dropped. Returns whether they were queued
+    /// for the link's writer. The peer sends no answer.
+    pub fn signal(&self, peer: &ServerName, msgs: Vec<siren_proto::envelope::Envelope>) -> bool {
+        let slot = self
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(peer)
+            .cloned();
+        let link = slot.and_then(|slot| {
+            slot.try_lock()
+                .ok()
+                .and_then(|open| open.as_ref().filter(|l| l.is_alive()).cloned())
+        });
+        match link {
+            Some(link) => link.signal(msgs),
+            None => {
+                tracing::debug!(%peer, "no open link: signals dropped");
+                false
+            }
+        }
+    }
+
     /// The receiving end of the peers' presence events (taken once, by the server).
     pub fn take_events(
         &self,

@@ -83,6 +83,7 @@ impl Session {
             self.credential_stamp,
         );
         self.count_ready();
+        self.signals = Some(self.shared.signals.register(self.dek, self.conn));
         self.cursor = Some(0);
         self.drained_sent = false;
         Live { lag, kick, wake }

@@ -12,7 +12,8 @@
 //! The request handling is split by capability, each module adding its part of `impl Session`
 //! (the shape of Prosody's modules): [`handshake`] (the responder side), [`login`] (welcome,
 //! resumption, mechanisms), [`devices`] (register, revoke, lookup), [`delivery`] (the queue to the
-//! device, `send` from it), [`roster`], [`approvals`], [`presence`] and [`remote`]. This file keeps the
+//! device, `send` from it), [`roster`], [`approvals`], [`presence`], [`signals`] (ephemeral
+//! envelopes to live sessions) and [`remote`]. This file keeps the
 //! session core: the state, the event loop and the dispatch of requests.
 
 mod approvals;
@@ -23,6 +24,7 @@ mod login;
 mod presence;
 mod remote;
 mod roster;
+mod signals;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -77,6 +79,8 @@ pub async fn serve(
                 batch_reserved: Vec::new(),
                 commit: None,
                 inbox: None,
+                signals: None,
+                signal_rate: signals::session_rate(&shared.config.limits),
                 counted_ready: false,
                 approval: None,
                 remote: remote::Remote::default(),
@@ -152,6 +156,10 @@ struct Session {
     commit: Option<Commit>,
     /// Presence events for this session, once it subscribed to something.
     inbox: Option<crate::pubsub::Inbox>,
+    /// Signals for this session, once it is live.
+    signals: Option<crate::signals::Inbox>,
+    /// This session's budget of signal envelopes (one bucket, key `()`).
+    signal_rate: crate::rate::Buckets<()>,
     /// Whether this session counts as one of its user's ready sessions.
     counted_ready: bool,
     /// A pending approval of this (new) device: the request id and its deadline.
@@ -176,8 +184,18 @@ enum Event {
     Frame(Result<Vec<u8>, NetError>),
     Committed(Result<Result<(), Error>, tokio::task::JoinError>),
     PubSub(Option<Box<ServerMessage>>),
+    Signal(Option<Box<siren_proto::envelope::Envelope>>),
     Remote(Option<Box<ServerMessage>>),
     Timeout,
+}
+
+async fn next_signal(
+    inbox: &mut Option<crate::signals::Inbox>,
+) -> Option<siren_proto::envelope::Envelope> {
+    match inbox {
+        Some(i) => i.rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn next_pubsub(inbox: &mut Option<crate::pubsub::Inbox>) -> Option<ServerMessage> {
@@ -282,6 +300,7 @@ impl Session {
                 _ = notified(wake) => Event::Wake,
                 done = committed(&mut self.commit) => Event::Committed(done),
                 ev = next_pubsub(&mut self.inbox) => Event::PubSub(ev.map(Box::new)),
+                env = next_signal(&mut self.signals) => Event::Signal(env.map(Box::new)),
                 answer = self.remote.next() => Event::Remote(answer.map(Box::new)),
                 frame = self.inp.recv_plain(), if reading => Event::Frame(frame),
                 _ = tokio::time::sleep_until(deadline) => Event::Timeout,
@@ -316,6 +335,8 @@ impl Session {
                 Event::Committed(done) => self.finish_commit(done).await?,
                 Event::PubSub(Some(ev)) => self.send(&ev).await?,
                 Event::PubSub(None) => self.inbox = None,
+                Event::Signal(Some(env)) => self.send(&ServerMessage::Signal { env: *env }).await?,
+                Event::Signal(None) => self.signals = None,
                 Event::Remote(Some(answer)) => self.send(&answer).await?,
                 Event::Remote(None) => {}
                 Event::Frame(Err(NetError::Frame(e))) => {
@@ -451,6 +472,9 @@ impl Session {
             (ClientMessage::Send { rid, msgs }, Some(user)) => {
                 self.send_envelopes(rid, &user, msgs).await?
             }
+            (ClientMessage::Signal { rid, msgs }, Some(user)) => {
+                self.signal(rid, &user, msgs).await?
+            }
             (ClientMessage::Revoke { rid, revocation }, Some(user)) => {
                 return self.revoke(rid, &user, revocation).await;
             }
@@ -511,6 +535,7 @@ impl Session {
 
     async fn close(&mut self, outcome: Outcome) {
         self.shared.hub.unregister(&self.dek, self.conn);
+        self.shared.signals.unregister(&self.dek, self.conn);
         if self.approval.take().is_some() {
             self.shared.approvals.close(&self.dek);
         }

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use siren_api::Uid;
 
-use super::common::{Presence, RequestId, Topic, check_record};
+use super::common::{Presence, RequestId, Topic, check_record, check_signal};
 use super::{LimitError, WireMessage, limit};
 use crate::approval::{ApprovalNonce, UskTransfer};
 use crate::envelope::Envelope;
@@ -22,6 +22,9 @@ pub const MAX_ENVELOPES: usize = 256;
 pub const MAX_ACKS: usize = 1024;
 /// Most topics in one `subscribe` or `unsubscribe`.
 pub const MAX_TOPICS: usize = 256;
+/// Most ciphertext bytes (`ct`) of one envelope in a `signal`: signals are small (PROTOCOL.md
+/// §14).
+pub const MAX_SIGNAL_CIPHERTEXT: usize = 4096;
 
 /// A message from a device to its server (tagged by `t`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +76,14 @@ pub enum ClientMessage {
         /// Request id.
         rid: RequestId,
         /// One envelope per recipient device.
+        msgs: Vec<Envelope>,
+    },
+    /// Hand ephemeral envelopes (a `typing` notice) to the server: delivered only to the
+    /// recipient devices' live sessions at this moment, never stored or queued.
+    Signal {
+        /// Request id.
+        rid: RequestId,
+        /// One envelope per recipient device (each `ct` at most [`MAX_SIGNAL_CIPHERTEXT`]).
         msgs: Vec<Envelope>,
     },
     /// Acknowledge delivered queue entries: the server may now delete them.
@@ -180,6 +191,7 @@ impl ClientMessage {
             | ClientMessage::Revoke { rid, .. }
             | ClientMessage::Lookup { rid, .. }
             | ClientMessage::Send { rid, .. }
+            | ClientMessage::Signal { rid, .. }
             | ClientMessage::Subscribe { rid, .. }
             | ClientMessage::Unsubscribe { rid, .. }
             | ClientMessage::Publish { rid, .. }
@@ -204,6 +216,7 @@ impl WireMessage for ClientMessage {
         "revoke",
         "lookup",
         "send",
+        "signal",
         "ack",
         "subscribe",
         "unsubscribe",
@@ -228,6 +241,7 @@ impl WireMessage for ClientMessage {
             ClientMessage::AuthStep { data, .. } => limit("auth data", data.len(), MAX_AUTH_DATA),
             ClientMessage::Register { record, .. } => check_record(record),
             ClientMessage::Send { msgs, .. } => limit("envelopes", msgs.len(), MAX_ENVELOPES),
+            ClientMessage::Signal { msgs, .. } => check_signal(msgs),
             ClientMessage::Ack { seqs } => limit("acks", seqs.len(), MAX_ACKS),
             ClientMessage::Subscribe { topics, .. } | ClientMessage::Unsubscribe { topics, .. } => {
                 limit("topics", topics.len(), MAX_TOPICS)

@@ -231,3 +231,19 @@ pub(crate) fn check_record(record: &DeviceRecord) -> Result<(), LimitError> {
         MAX_DEVICE_NAME,
     )
 }
+
+/// The envelopes of a `signal` (device request or link message): at most as many as a `send`
+/// carries, each with a small ciphertext.
+pub(crate) fn check_signal(msgs: &[Envelope]) -> Result<(), LimitError> {
+    limit("envelopes", msgs.len(), super::client::MAX_ENVELOPES)?;
+    msgs.iter().try_for_each(check_signal_envelope)
+}
+
+/// One envelope of a signal: its ciphertext within [`super::client::MAX_SIGNAL_CIPHERTEXT`].
+pub(crate) fn check_signal_envelope(env: &Envelope) -> Result<(), LimitError> {
+    limit(
+        "signal ciphertext",
+        env.ct.len(),
+        super::client::MAX_SIGNAL_CIPHERTEXT,
+    )
+}

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use siren_api::{ServerName, Uid};
 
 use super::client::{MAX_ENVELOPES, MAX_TOPICS};
-use super::common::{Presence, RequestId, Topic, check_listing};
+use super::common::{Presence, RequestId, Topic, check_listing, check_signal};
 use super::server::MAX_ERROR_TEXT;
 use super::{LimitError, WireMessage, limit};
 use crate::envelope::Envelope;
@@ -53,6 +53,12 @@ pub enum LinkMessage {
         rid: RequestId,
         /// The ids accepted.
         ids: Vec<MessageId>,
+    },
+    /// Ephemeral envelopes (signals) for live devices of the receiving server's users: no
+    /// request id and no answer; the receiver delivers them to live sessions or drops them.
+    Signal {
+        /// The envelopes (senders belong to the sending server).
+        msgs: Vec<Envelope>,
     },
     /// A user of the sending server subscribes to topics of the receiving server.
     Subscribe {
@@ -118,6 +124,7 @@ impl WireMessage for LinkMessage {
         "directory",
         "deliver",
         "deliver_ack",
+        "signal",
         "subscribe",
         "unsubscribe",
         "event",
@@ -132,6 +139,7 @@ impl WireMessage for LinkMessage {
             LinkMessage::Directory { listing, .. } => check_listing(listing),
             LinkMessage::Deliver { msgs, .. } => limit("envelopes", msgs.len(), MAX_ENVELOPES),
             LinkMessage::DeliverAck { ids, .. } => limit("message ids", ids.len(), MAX_ENVELOPES),
+            LinkMessage::Signal { msgs } => check_signal(msgs),
             LinkMessage::Subscribe { topics, .. } | LinkMessage::Unsubscribe { topics, .. } => {
                 limit("topics", topics.len(), MAX_TOPICS)
             }

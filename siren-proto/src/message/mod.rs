@@ -23,7 +23,8 @@ mod link;
 mod server;
 
 pub use client::{
-    ClientMessage, MAX_ACKS, MAX_AUTH_DATA, MAX_ENVELOPES, MAX_MECHANISM_NAME, MAX_TOPICS,
+    ClientMessage, MAX_ACKS, MAX_AUTH_DATA, MAX_ENVELOPES, MAX_MECHANISM_NAME,
+    MAX_SIGNAL_CIPHERTEXT, MAX_TOPICS,
 };
 pub use common::{
     MAX_STATUS_TEXT, NextStep, Notice, Presence, PresenceStatus, QueueItem, RequestId, Topic,

@@ -4,8 +4,11 @@ use serde::{Deserialize, Serialize};
 use siren_api::{ServerName, Uid};
 
 use super::client::{MAX_AUTH_DATA, MAX_ENVELOPES, MAX_MECHANISM_NAME};
-use super::common::{NextStep, Presence, QueueItem, RequestId, Topic, check_listing};
+use super::common::{
+    NextStep, Presence, QueueItem, RequestId, Topic, check_listing, check_signal_envelope,
+};
 use super::{LimitError, WireMessage, limit};
+use crate::envelope::Envelope;
 use crate::ids::{MessageId, SessionId};
 use crate::records::DirectoryListing;
 use crate::roster::{MAX_BLOCKED, MAX_CONTACTS, Roster};
@@ -96,6 +99,12 @@ pub enum ServerMessage {
     },
     /// Everything queued while the device was away has been delivered.
     QueueDrained,
+    /// An ephemeral envelope (a `signal` of another device) for this live session: no sequence
+    /// number, not stored, never acknowledged.
+    Signal {
+        /// The envelope, addressed to this session's DEK.
+        env: Envelope,
+    },
     /// A pub/sub event for a topic this session subscribed to.
     Event {
         /// The topic.
@@ -132,6 +141,7 @@ impl WireMessage for ServerMessage {
         "send_ack",
         "deliver",
         "queue_drained",
+        "signal",
         "event",
         "roster",
         "pong",
@@ -156,6 +166,7 @@ impl WireMessage for ServerMessage {
             ServerMessage::Directory { listing, .. } => check_listing(listing),
             ServerMessage::SendAck { ids, .. } => limit("message ids", ids.len(), MAX_ENVELOPES),
             ServerMessage::Deliver { item, .. } => item.check_limits(),
+            ServerMessage::Signal { env } => check_signal_envelope(env),
             ServerMessage::Event { presence, .. } => presence.check_limits(),
             ServerMessage::Roster {
                 roster: Some(roster),

@@ -262,3 +262,107 @@ fn undeliverable_notices_look_as_documented_and_bound_their_reason() {
         ErrorCode::LimitExceeded
     );
 }
+
+/// A `signal` (PROTOCOL.md §10, §14): the device request, the delivery to a live session and
+/// the link message carry whole envelopes, as documented, within the signal limits.
+#[test]
+fn signals_look_as_documented_and_are_bounded() {
+    use crate::envelope::Envelope;
+    use crate::keys::{DekPublic, Signature};
+    let env = |ct_len: usize| Envelope {
+        id: crate::ids::MessageId::from_bytes([1; 16]),
+        from: siren_api::Uid::parse("alice@alpha.test").unwrap(),
+        from_dek: DekPublic::from_bytes([2; 32]),
+        to: siren_api::Uid::parse("bob@beta.test").unwrap(),
+        to_dek: DekPublic::from_bytes([3; 32]),
+        ctr: 9,
+        eph: [4; 32],
+        ct: vec![5; ct_len],
+        sig: Signature::from_bytes([6; 64]),
+    };
+    let one = env(40);
+    let env_value = map(vec![
+        ("id", Value::Bytes(vec![1; 16])),
+        ("from", Value::Text("alice@alpha.test".into())),
+        ("from_dek", Value::Bytes(vec![2; 32])),
+        ("to", Value::Text("bob@beta.test".into())),
+        ("to_dek", Value::Bytes(vec![3; 32])),
+        ("ctr", Value::Integer(9.into())),
+        ("eph", Value::Bytes(vec![4; 32])),
+        ("ct", Value::Bytes(vec![5; 40])),
+        ("sig", Value::Bytes(vec![6; 64])),
+    ]);
+    assert_eq!(encode_value(&one), cbor(&env_value));
+
+    let request = ClientMessage::Signal {
+        rid: 3,
+        msgs: vec![one.clone()],
+    };
+    let bytes = encode(&request);
+    assert_eq!(
+        bytes,
+        cbor(&map(vec![
+            ("t", Value::Text("signal".into())),
+            ("rid", Value::Integer(3.into())),
+            ("msgs", Value::Array(vec![env_value.clone()])),
+        ]))
+    );
+    assert_eq!(decode::<ClientMessage>(&bytes).unwrap(), request);
+    assert_eq!(request.request_id(), Some(3));
+
+    let delivery = ServerMessage::Signal { env: one.clone() };
+    let bytes = encode(&delivery);
+    assert_eq!(
+        bytes,
+        cbor(&map(vec![
+            ("t", Value::Text("signal".into())),
+            ("env", env_value.clone()),
+        ]))
+    );
+    assert_eq!(decode::<ServerMessage>(&bytes).unwrap(), delivery);
+
+    let link = LinkMessage::Signal {
+        msgs: vec![one.clone()],
+    };
+    let bytes = encode(&link);
+    assert_eq!(
+        bytes,
+        cbor(&map(vec![
+            ("t", Value::Text("signal".into())),
+            ("msgs", Value::Array(vec![env_value])),
+        ]))
+    );
+    assert_eq!(decode::<LinkMessage>(&bytes).unwrap(), link);
+
+    // The limits: a ciphertext of 4096 bytes is a signal, one byte more is not; at most 256
+    // envelopes. Each refusal names the request (107 with its rid).
+    let largest = ClientMessage::Signal {
+        rid: 4,
+        msgs: vec![env(MAX_SIGNAL_CIPHERTEXT)],
+    };
+    assert!(decode::<ClientMessage>(&encode(&largest)).is_ok());
+    for too_much in [
+        ClientMessage::Signal {
+            rid: 5,
+            msgs: vec![env(MAX_SIGNAL_CIPHERTEXT + 1)],
+        },
+        ClientMessage::Signal {
+            rid: 5,
+            msgs: vec![one.clone(); MAX_ENVELOPES + 1],
+        },
+    ] {
+        let e = decode::<ClientMessage>(&encode(&too_much)).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::LimitExceeded);
+        assert_eq!(e.rid, Some(5));
+    }
+    let e = decode::<ServerMessage>(&encode(&ServerMessage::Signal {
+        env: env(MAX_SIGNAL_CIPHERTEXT + 1),
+    }))
+    .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::LimitExceeded);
+    let e = decode::<LinkMessage>(&encode(&LinkMessage::Signal {
+        msgs: vec![env(MAX_SIGNAL_CIPHERTEXT + 1)],
+    }))
+    .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::LimitExceeded);
+}

@@ -28,7 +28,7 @@ use siren_proto::frame;
 use siren_proto::handshake::{self, Initiator, ResponderKeys, Role, SessionRequest};
 use siren_proto::ids::{MessageId, SessionId};
 use siren_proto::keys::{DekPublic, DekSecret, SekPublic, SekSecret, UskPublic, UskSecret};
-use siren_proto::message::{self, ClientMessage, ServerMessage};
+use siren_proto::message::{self, ClientMessage, LinkMessage, ServerMessage};
 use siren_proto::plaintext::Plaintext;
 use siren_proto::records::{DeviceRecordDraft, DeviceRevocation, DirectoryEntry, UserDirectory};
 use siren_proto::roster::{Contact, Roster};
@@ -314,6 +314,21 @@ fn generate() -> Value {
         "cbor": hex(message::encode_value(&env)),
     });
 
+    // The same envelope as an ephemeral signal (§14): the device's request, the server's hand-over
+    // to the recipient's session, and a link `signal` (§17).
+    let signal = json!({
+        "envelope": "envelope.cbor",
+        "request_rid": 7,
+        "request_cbor": hex(message::encode(&ClientMessage::Signal {
+            rid: 7,
+            msgs: vec![env.clone()],
+        })),
+        "delivery_cbor": hex(message::encode(&ServerMessage::Signal { env: env.clone() })),
+        "link_cbor": hex(message::encode(&LinkMessage::Signal {
+            msgs: vec![env.clone()],
+        })),
+    });
+
     // Directory: alice's first device record, a second, and the revocation of the first.
     let rec1 = DeviceRecordDraft {
         uid: alice.clone(),
@@ -467,6 +482,7 @@ fn generate() -> Value {
         "handshake_s2s": handshake_s2s,
         "handshake_rotation": handshake_rotation,
         "envelope": envelope,
+        "signal": signal,
         "directory": directory,
         "roster": roster,
         "approval": approval,
@@ -631,6 +647,31 @@ fn vectors_file_verifies() {
             body: fields["body"].as_str().unwrap().into(),
             ts: fields["ts"].as_u64().unwrap(),
         }
+    );
+
+    // The signal messages carry that envelope, and decode to what the code sends.
+    let sig = &v["signal"];
+    let rid = u32::try_from(sig["request_rid"].as_u64().unwrap()).unwrap();
+    let request = ClientMessage::Signal {
+        rid,
+        msgs: vec![env.clone()],
+    };
+    assert_eq!(
+        message::decode::<ClientMessage>(&unhex(&sig["request_cbor"])).unwrap(),
+        request
+    );
+    assert_eq!(message::encode(&request), unhex(&sig["request_cbor"]));
+    let delivery = ServerMessage::Signal { env: env.clone() };
+    assert_eq!(
+        message::decode::<ServerMessage>(&unhex(&sig["delivery_cbor"])).unwrap(),
+        delivery
+    );
+    let link = LinkMessage::Signal {
+        msgs: vec![env.clone()],
+    };
+    assert_eq!(
+        message::decode::<LinkMessage>(&unhex(&sig["link_cbor"])).unwrap(),
+        link
     );
 
     // Directory entries verify and chain.

@@ -1,0 +1,147 @@
+//! Ephemeral signals (PROTOCOL.md §14): envelopes such as `typing` that reach only the
+//! recipient device's live session at the moment they arrive.
+//!
+//! Nothing about a signal is written to a store or a queue. A ready session registers here by
+//! its DEK and gets a small channel; a signal for a DEK without a live session, or for a session
+//! whose channel is full (it does not read fast enough), is dropped. Before handing a signal
+//! over, the recipient's roster is asked ([`crate::roster::Rosters::admit_signal`]): nothing from
+//! a blocked user, nothing from a non-contact to a user with a roster (unless the non-contact
+//! policy is `accept`). The sender is answered the same whether or not anything was delivered.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use siren_api::ServerName;
+use siren_proto::envelope::Envelope;
+use siren_proto::keys::DekPublic;
+use tokio::sync::mpsc;
+
+use crate::shared::Shared;
+
+/// Signals waiting for one session; beyond this they are dropped.
+const WAITING: usize = 32;
+
+/// A session's end of its signals.
+pub struct Inbox {
+    /// Signals for this session, addressed to its DEK.
+    pub rx: mpsc::Receiver<Envelope>,
+}
+
+/// The live sessions that can receive signals, by DEK.
+#[derive(Default)]
+pub struct Signals {
+    live: Mutex<HashMap<DekPublic, (u64, mpsc::Sender<Envelope>)>>,
+}
+
+impl Signals {
+    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<DekPublic, (u64, mpsc::Sender<Envelope>)>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers connection `conn` as `dek`'s live session (replacing an earlier one).
+    pub fn register(&self, dek: DekPublic, conn: u64) -> Inbox {
+        let (tx, rx) = mpsc::channel(WAITING);
+        self.live().insert(dek, (conn, tx));
+        Inbox { rx }
+    }
+
+    /// Removes `conn`'s registration, if it is still the current one for `dek`.
+    pub fn unregister(&self, dek: &DekPublic, conn: u64) {
+        let mut live = self.live();
+        if live.get(dek).is_some_and(|(c, _)| *c == conn) {
+            live.remove(dek);
+        }
+    }
+
+    /// Hands `env` to the live session of its `to_dek`. Returns whether a session took it
+    /// (false: none is live, or it is not keeping up).
+    pub fn hand_over(&self, env: Envelope) -> bool {
+        let tx = match self.live().get(&env.to_dek) {
+            Some((_, tx)) => tx.clone(),
+            None => return false,
+        };
+        tx.try_send(env).is_ok()
+    }
+
+    /// How many sessions are registered.
+    pub fn len(&self) -> usize {
+        self.live().len()
+    }
+
+    /// Whether no session is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Delivers a signal to a device of a local user, if the recipient's roster admits the sender
+/// and the device has a live session; otherwise drops it. The caller checked the sender.
+pub async fn deliver_local(shared: &Shared, env: Envelope) {
+    match shared.rosters.admit_signal(&env.to, &env.from).await {
+        Ok(true) => {
+            shared.signals.hand_over(env);
+        }
+        Ok(false) => {}
+        Err(e) => tracing::debug!(error = %e, "a signal was dropped: the roster is unreadable"),
+    }
+}
+
+/// Signals a peer server sent over its link (PROTOCOL.md §17): each must come from one of the
+/// peer's users and be addressed to one of ours; those that are not are dropped (a signal has no
+/// answer) and logged. The rest are delivered like local ones.
+pub async fn accept_from_peer(shared: &Shared, peer: &ServerName, msgs: Vec<Envelope>) {
+    for env in msgs {
+        if env.from.server() != peer {
+            tracing::warn!(%peer, sender = %env.from, "a peer sent a signal from another server's user; dropped");
+            continue;
+        }
+        if env.to.server() != &shared.config.server.name {
+            tracing::warn!(%peer, recipient = %env.to, "a peer sent a signal for a user of another server; dropped");
+            continue;
+        }
+        deliver_local(shared, env).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use siren_api::Uid;
+    use siren_proto::ids::MessageId;
+    use siren_proto::keys::Signature;
+
+    fn env(to_dek: u8) -> Envelope {
+        Envelope {
+            id: MessageId::from_bytes([1; 16]),
+            from: Uid::parse("alice@a.test").unwrap(),
+            from_dek: DekPublic::from_bytes([2; 32]),
+            to: Uid::parse("bob@a.test").unwrap(),
+            to_dek: DekPublic::from_bytes([to_dek; 32]),
+            ctr: 1,
+            eph: [4; 32],
+            ct: vec![5; 20],
+            sig: Signature::from_bytes([6; 64]),
+        }
+    }
+
+    #[tokio::test]
+    async fn signals_reach_the_live_session_only_and_are_dropped_when_it_lags() {
+        let signals = Signals::default();
+        assert!(!signals.hand_over(env(3)), "nobody is live");
+        let mut old = signals.register(DekPublic::from_bytes([3; 32]), 1);
+        let mut new = signals.register(DekPublic::from_bytes([3; 32]), 2);
+        // The old connection's unregister leaves the new one in place.
+        signals.unregister(&DekPublic::from_bytes([3; 32]), 1);
+        assert!(signals.hand_over(env(3)));
+        assert_eq!(new.rx.recv().await, Some(env(3)));
+        assert!(old.rx.try_recv().is_err());
+        // A session that does not read loses what does not fit.
+        let taken = (0..WAITING + 5)
+            .filter(|_| signals.hand_over(env(3)))
+            .count();
+        assert_eq!(taken, WAITING);
+        assert!(!signals.hand_over(env(9)), "another device: nobody there");
+        signals.unregister(&DekPublic::from_bytes([3; 32]), 2);
+        assert!(signals.is_empty());
+    }
+}
