@@ -26,6 +26,7 @@ use siren_proto::message::{ClientMessage, Notice, Presence, RequestId, ServerMes
 use siren_proto::plaintext::Plaintext;
 use siren_proto::records::UserDirectory;
 
+use crate::history::History;
 use crate::profile::{Profile, Secrets};
 use crate::x509::ClientCert;
 
@@ -304,6 +305,16 @@ impl Client {
     /// The user's USK, if this device holds it.
     pub fn usk(&self) -> Option<UskSecret> {
         self.secrets.usk()
+    }
+
+    /// Opens this profile's local history ([`crate::history`]), creating the history seed in
+    /// the keys file first if this (older) profile has none.
+    pub fn history(&mut self) -> anyhow::Result<History> {
+        let (seed, created) = self.secrets.history_seed();
+        if created {
+            self.profile.save_secrets(&self.secrets)?;
+        }
+        Ok(History::open_in(self.profile.dir(), &seed)?)
     }
 
     async fn open(

@@ -3,6 +3,7 @@
 //! * [`profile`]: one account on one device in one directory, keys protected at rest;
 //! * [`client`]: log in, look users up (every record verified against one USK, compared with
 //!   the cache), send and receive end-to-end encrypted messages;
+//! * [`history`]: the local message history, sealed at rest, with search;
 //! * [`fingerprint`]: key fingerprints as people compare them;
 //! * [`terminal`]: printing, with control and bidi characters escaped;
 //! * [`x509`]: client certificates for the `X509` login mechanism.
@@ -25,6 +26,7 @@
 
 pub mod client;
 pub mod fingerprint;
+pub mod history;
 pub mod profile;
 pub mod terminal;
 pub mod x509;

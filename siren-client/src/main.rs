@@ -12,9 +12,11 @@ use clap::{Parser, Subcommand};
 use siren_api::Uid;
 use siren_client::client::{ApprovalPrompt, Client, Credentials, Event, LoginOutcome};
 use siren_client::fingerprint::fingerprint;
+use siren_client::history::History;
 use siren_client::profile::{Profile, Settings};
 use siren_client::x509::ClientCert;
 use siren_client::{note, say};
+use siren_client_core::model::{Body, ChatMessage, FileProgress, MessageState};
 use siren_proto::approval::ShortCode;
 use siren_proto::keys::{SekPublic, UskPublic};
 use siren_proto::message::{Notice, Presence, PresenceStatus};
@@ -97,6 +99,18 @@ enum Command {
         /// Watch a contact's presence (they must allow it); repeat for several.
         #[arg(long)]
         watch: Vec<String>,
+    },
+    /// Show the local history: a conversation (the newest messages), a search, or the list of
+    /// conversations. `send`, `recv` and `listen` keep it, sealed, in the profile.
+    History {
+        /// The other party, e.g. bob@beta.test (without it: every conversation).
+        uid: Option<String>,
+        /// Only messages containing every one of these words (in any case).
+        #[arg(long)]
+        search: Option<String>,
+        /// How many messages to show (the newest).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
     },
     /// Look a user up: verify every device record against one USK and compare with the cache.
     Lookup {
@@ -335,6 +349,106 @@ fn print_event(event: &Event) {
     }
 }
 
+/// This device's clock, in milliseconds since the Unix epoch.
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Opens the history for a command whose main job is messaging: if it cannot be opened, the
+/// command goes on without it and says so.
+fn history_or_warn(client: &mut Client) -> Option<History> {
+    match client.history() {
+        Ok(h) => Some(h),
+        Err(e) => {
+            note!("warning: the local history cannot be opened, nothing is kept: {e:#}");
+            None
+        }
+    }
+}
+
+/// Prints an event and keeps what it means in the history.
+fn print_and_keep(event: &Event, me: &Uid, history: &mut Option<History>) {
+    print_event(event);
+    if let (Event::Message(m), Some(h)) = (event, history.as_mut())
+        && let Err(e) = h.record_received(me, m, now_millis())
+    {
+        note!(
+            "warning: message {} not kept in the history: {e}",
+            m.id.to_hex()
+        );
+    }
+}
+
+/// `2024-05-01 12:34:56Z` (UTC) for milliseconds since the epoch.
+fn utc(millis: u64) -> String {
+    let secs = millis / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Days to the civil date (H. Hinnant's algorithm), for dates after 1970.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// One history line: `time  who  state  text` (escaped by `say!` like everything printed).
+fn print_record(m: &ChatMessage, with_peer: bool) {
+    let who = match (m.outgoing, with_peer) {
+        (true, true) => format!("me -> {}", m.peer),
+        (true, false) => "me".to_owned(),
+        (false, _) => m.peer.to_string(),
+    };
+    let state = match &m.state {
+        MessageState::Sending => "sending",
+        MessageState::Sent => "sent",
+        MessageState::Delivered => "delivered",
+        MessageState::Read => "read",
+        MessageState::Failed(_) => "failed",
+        MessageState::Unread => "unread",
+        MessageState::Seen => "seen",
+    };
+    let text = match &m.body {
+        Body::Text(t) if m.edited => format!("{t} (edited)"),
+        Body::Text(t) => t.clone(),
+        Body::File {
+            name,
+            size,
+            progress,
+            ..
+        } => {
+            let progress = match progress {
+                FileProgress::Sending { sent, of } => format!("sending {sent}/{of}"),
+                FileProgress::Sent => "sent".into(),
+                FileProgress::Receiving { have, of } => format!("receiving {have}/{of}"),
+                FileProgress::Complete => "complete".into(),
+                FileProgress::Saved { path } => format!("saved as {path}"),
+                FileProgress::Failed(why) => format!("failed: {why}"),
+            };
+            format!("[file {name:?}, {size} bytes, {progress}]")
+        }
+        Body::Deleted => "(deleted)".into(),
+        Body::Unsupported(kind) => format!("(unsupported message of type {kind:?})"),
+    };
+    match &m.state {
+        MessageState::Failed(why) => {
+            say!("{}  {who}  {state} ({why})  {text}", utc(m.at))
+        }
+        _ => say!("{}  {who}  {state}  {text}", utc(m.at)),
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let dir = profile_dir(cli.profile)?;
     match cli.command {
@@ -399,8 +513,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .login_with(credentials, device_name, &mut LoginPrompt)
                 .await?;
             let uid = client.uid().clone();
+            let mut history = history_or_warn(&mut client);
             for event in &drained {
-                print_event(event);
+                print_and_keep(event, &uid, &mut history);
             }
             match outcome {
                 LoginOutcome::CreatedUser => {
@@ -420,9 +535,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let to = Uid::parse(&uid).context("the recipient")?;
             let mut client = Client::new(open_profile(&dir)?)?;
             client.connect().await?;
+            let mut history = history_or_warn(&mut client);
             let (id, devices) = client.send_text(&to, &text).await?;
             if let Some(report) = client.last_lookup() {
                 warn_changes(&to, report);
+            }
+            if let Some(h) = history.as_mut()
+                && let Err(e) = h.record_sent(&to, id, &text, now_millis())
+            {
+                note!("warning: the message was sent but not kept in the history: {e}");
             }
             say!(
                 "sent {id} to {to} ({devices} device{})",
@@ -433,8 +554,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Recv => {
             let mut client = Client::new(open_profile(&dir)?)?;
             client.connect().await?;
+            let me = client.uid().clone();
+            let mut history = history_or_warn(&mut client);
             while let Some(event) = client.next_event(true).await? {
-                print_event(&event);
+                print_and_keep(&event, &me, &mut history);
             }
             client.bye().await?;
         }
@@ -461,13 +584,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 };
                 client.publish(Presence { status, text }).await?;
             }
-            note!("listening as {} (Ctrl-C to stop)", client.uid());
+            let me = client.uid().clone();
+            let mut history = history_or_warn(&mut client);
+            note!("listening as {me} (Ctrl-C to stop)");
             let mut ping = tokio::time::interval(Duration::from_secs(60));
             ping.tick().await;
             loop {
                 tokio::select! {
                     event = client.next_event(false) => match event? {
-                        Some(e) => print_event(&e),
+                        Some(e) => print_and_keep(&e, &me, &mut history),
                         None => break,
                     },
                     _ = ping.tick() => client.ping().await?,
@@ -475,6 +600,50 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             client.bye().await?;
+        }
+        Command::History { uid, search, limit } => {
+            let peer = uid
+                .map(|u| Uid::parse(&u).with_context(|| format!("{u:?}")))
+                .transpose()?;
+            let history = History::open(&open_profile(&dir)?)?;
+            match (&peer, &search) {
+                (peer, Some(words)) => {
+                    let found = history.search(words, peer.as_ref(), limit)?;
+                    if found.is_empty() {
+                        note!("nothing found");
+                    }
+                    for m in &found {
+                        print_record(m, peer.is_none());
+                    }
+                }
+                (Some(peer), None) => {
+                    let (page, more) = history.page(peer, None, limit)?;
+                    if more {
+                        note!("(older messages not shown: raise --limit)");
+                    }
+                    if page.is_empty() {
+                        note!("no messages with {peer}");
+                    }
+                    for m in &page {
+                        print_record(m, false);
+                    }
+                }
+                (None, None) => {
+                    let conversations = history.conversations()?;
+                    if conversations.is_empty() {
+                        note!("no conversations yet");
+                    }
+                    for c in conversations.iter().take(limit) {
+                        say!(
+                            "{}  {}  {} message{}",
+                            utc(c.last.at),
+                            c.peer,
+                            c.count,
+                            if c.count == 1 { "" } else { "s" }
+                        );
+                    }
+                }
+            }
         }
         Command::Lookup { uid } => {
             let uid = Uid::parse(&uid).context("the user")?;

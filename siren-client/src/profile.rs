@@ -2,11 +2,14 @@
 //!
 //! ```text
 //! <profile>/profile.toml     uid, server address, pinned server key (not secret)
-//! <profile>/keys             the USK seed, the DEK secret, the session id, the message counter
+//! <profile>/keys             the USK seed, the DEK secret, the session id, the message counter,
+//!                            the history seed
 //! <profile>/contacts/<uid>   verified directory of each user looked up (this account too),
 //!                            revocations seen, replay windows
 //! <profile>/roster           version and hash of the newest roster of this account seen
 //! <profile>/seen             ids of recently received messages (duplicate detection)
+//! <profile>/history.redb     the local message history, sealed under a key derived from the
+//!                            history seed in `keys` ([`crate::history`])
 //! <profile>/lock             held while a `siren` command uses the profile
 //! ```
 //!
@@ -73,6 +76,11 @@ pub struct Secrets {
     /// The last message counter used by this device.
     #[serde(default)]
     pub counter: u64,
+    /// This device's history seed: the key of `history.redb` is derived from it
+    /// ([`crate::history`]). Created with the profile (or on first use, for older profiles);
+    /// never leaves the device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<[u8; 32]>,
 }
 
 impl Drop for Secrets {
@@ -82,6 +90,9 @@ impl Drop for Secrets {
             k.zeroize();
         }
         if let Some(k) = self.dek.as_mut() {
+            k.zeroize();
+        }
+        if let Some(k) = self.history.as_mut() {
             k.zeroize();
         }
     }
@@ -96,6 +107,18 @@ impl Secrets {
     /// The DEK, if this device has logged in.
     pub fn dek(&self) -> Option<DekSecret> {
         self.dek.map(DekSecret::from_bytes)
+    }
+
+    /// The history seed, created (at random) if this profile has none yet. Returns whether it
+    /// was created: the caller must then save the secrets before using it.
+    pub fn history_seed(&mut self) -> (Zeroizing<[u8; 32]>, bool) {
+        if let Some(seed) = self.history {
+            return (Zeroizing::new(seed), false);
+        }
+        let mut seed = Zeroizing::new([0u8; 32]);
+        siren_proto::os_rng().fill_bytes(seed.as_mut());
+        self.history = Some(*seed);
+        (seed, true)
     }
 }
 
@@ -235,7 +258,9 @@ impl Profile {
         let text = toml::to_string(&settings).context("cannot encode profile.toml")?;
         write_private(&dir.join("profile.toml"), text.as_bytes())?;
         let profile = Profile::lock(dir, settings, passphrase.map(Zeroizing::new))?;
-        profile.save_secrets(&Secrets::default())?;
+        let mut secrets = Secrets::default();
+        let _ = secrets.history_seed();
+        profile.save_secrets(&secrets)?;
         Ok(profile)
     }
 

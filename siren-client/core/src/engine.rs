@@ -331,9 +331,9 @@ impl Core {
     /// An end-to-end message arrived, opened and verified: `from` sent `content` with id `id`.
     pub fn received(&mut self, now: Millis, from: &Uid, id: MessageId, content: Plaintext) {
         if *from == self.me {
-            self.from_own_device(now, content);
+            self.on_own_device(now, content);
         } else if !self.is_blocked(from) {
-            self.from_peer(now, from, id, content);
+            self.on_peer_message(now, from, id, content);
         }
         self.refresh();
     }
@@ -669,7 +669,7 @@ impl Core {
         MessageId::from_bytes(id)
     }
 
-    fn from_own_device(&mut self, now: Millis, content: Plaintext) {
+    fn on_own_device(&mut self, now: Millis, content: Plaintext) {
         match content {
             Plaintext::Copy { to, id, msg } => {
                 if to == self.me {
@@ -742,7 +742,7 @@ impl Core {
         }
     }
 
-    fn from_peer(&mut self, now: Millis, from: &Uid, id: MessageId, content: Plaintext) {
+    fn on_peer_message(&mut self, now: Millis, from: &Uid, id: MessageId, content: Plaintext) {
         match content {
             Plaintext::Text { body, ts } => {
                 self.incoming(now, from, id, ts, Body::Text(body));
