@@ -5,6 +5,8 @@
 //! [`signals`] (ephemeral `typing` notices), [`roster`] and [`presence`].
 
 mod approval;
+
+pub use approval::Approving;
 mod directory;
 mod login;
 mod messages;
@@ -241,11 +243,12 @@ impl Conn {
         }
     }
 
-    async fn next_event(&mut self) -> anyhow::Result<ServerMessage> {
+    /// The next message that is not an answer being waited for. Cancel-safe: acknowledgements
+    /// are flushed by the callers, and the receiver keeps a partly read frame.
+    async fn next_message(&mut self) -> anyhow::Result<ServerMessage> {
         if let Some(msg) = self.events.pop_front() {
             return Ok(msg);
         }
-        self.flush_acks().await?;
         self.recv().await
     }
 
@@ -378,6 +381,22 @@ impl Client {
 
     fn conn(&mut self) -> anyhow::Result<&mut Conn> {
         self.conn.as_mut().context("not connected")
+    }
+
+    /// Forgets the session's connection after it failed (the session stays resumable: the
+    /// next [`Client::connect`] resumes it). Unacknowledged deliveries come again.
+    pub fn disconnect(&mut self) {
+        self.conn = None;
+    }
+
+    /// Whether a connection is open.
+    pub fn is_connected(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// The profile.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
     }
 
     /// Pings the server (keeps a listening session alive).

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use siren_api::{ServerName, Uid};
 use siren_proto::envelope::ReplayWindow;
 use siren_proto::ids::MessageId;
-use siren_proto::keys::{DekPublic, DekSecret, SekPublic, UskSecret};
+use siren_proto::keys::{DekPublic, DekSecret, SekPublic, UskPublic, UskSecret};
 use siren_proto::message;
 use siren_proto::records::UserDirectory;
 use zeroize::Zeroizing;
@@ -135,6 +135,10 @@ pub struct ContactState {
     /// Replay windows per sender device.
     #[serde(default)]
     pub windows: Vec<(DekPublic, ReplayWindow)>,
+    /// The USK whose safety number the person compared and marked verified (`siren chat`'s
+    /// `/verify`); the mark holds only while the user's USK is this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<UskPublic>,
 }
 
 impl ContactState {

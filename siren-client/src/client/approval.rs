@@ -192,4 +192,94 @@ impl Client {
             }
         }
     }
+
+    /// Step 1 of approving a device one step at a time (for an interactive driver that keeps
+    /// reading its session meanwhile): answers an `approval_request` with a challenge. Keep the
+    /// returned state; hand it the new device's reveal with [`Approving::reveal`].
+    pub async fn approval_challenge(
+        &mut self,
+        new_dek: DekPublic,
+        commit: Digest,
+        name: Option<String>,
+    ) -> anyhow::Result<Approving> {
+        let nonce = approval::random_nonce(&mut siren_proto::os_rng());
+        self.conn()?
+            .request(|rid| ClientMessage::ApprovalChallenge {
+                rid,
+                to: new_dek,
+                nonce,
+            })
+            .await?;
+        Ok(Approving {
+            new_dek,
+            commit,
+            name,
+            nonce,
+            transcript: None,
+        })
+    }
+
+    /// Last step: hands over the USK (`approve`) or denies the new device. Approving needs the
+    /// code: [`Approving::reveal`] must have succeeded.
+    pub async fn approval_answer(&mut self, state: &Approving, approve: bool) -> anyhow::Result<()> {
+        let new_dek = state.new_dek;
+        match (&state.transcript, approve) {
+            (Some(t), true) => {
+                let usk = self.secrets.usk().context("this device has no USK")?;
+                let transfer = UskTransfer::seal(&usk, t, &mut siren_proto::os_rng())?;
+                self.conn()?
+                    .request(|rid| ClientMessage::ApprovalGrant { rid, transfer })
+                    .await?;
+            }
+            (None, true) => bail!("the new device has not shown its code yet"),
+            (_, false) => {
+                self.conn()?
+                    .request(|rid| ClientMessage::ApprovalDeny { rid, to: new_dek })
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An approval in progress on the approving device (see [`Client::approval_challenge`]).
+#[derive(Debug, Clone)]
+pub struct Approving {
+    /// The new device.
+    pub new_dek: DekPublic,
+    commit: Digest,
+    /// The name it gave.
+    pub name: Option<String>,
+    nonce: approval::ApprovalNonce,
+    transcript: Option<ApprovalTranscript>,
+}
+
+impl Approving {
+    /// Step 2: the new device revealed its nonce (`approval_reveal` from `from_dek`). Returns the
+    /// six-digit code to compare with the new device's, or `None` when the reveal is not from
+    /// this device or does not match its commitment (then nothing may be approved).
+    pub fn reveal(
+        &mut self,
+        uid: &siren_api::Uid,
+        existing_dek: DekPublic,
+        from_dek: &DekPublic,
+        nonce: approval::ApprovalNonce,
+    ) -> Option<ShortCode> {
+        if *from_dek != self.new_dek
+            || !approval::check_reveal(&self.commit, uid, &self.new_dek, &nonce)
+        {
+            return None;
+        }
+        let t = ApprovalTranscript {
+            uid: uid.clone(),
+            new_dek: self.new_dek,
+            existing_dek,
+            commit: self.commit,
+            existing_nonce: self.nonce,
+            new_nonce: nonce,
+        };
+        let code = t.short_code();
+        self.transcript = Some(t);
+        Some(code)
+    }
 }

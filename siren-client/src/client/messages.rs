@@ -21,44 +21,71 @@ impl Client {
     /// Sends `text` to every device of `to`. Returns the message id and the number of devices;
     /// [`Client::last_lookup`] tells which devices were new or gone.
     pub async fn send_text(&mut self, to: &Uid, text: &str) -> anyhow::Result<(MessageId, usize)> {
-        let report = match self.lookup(to).await {
-            Ok(report) => report,
-            // The recipient's server is unreachable: our server keeps the message in its outbox
-            // until it is back, sealed to the devices last verified for the recipient.
+        let id = MessageId::random(&mut siren_proto::os_rng());
+        let content = Plaintext::Text {
+            body: text.to_owned(),
+            ts: now(),
+        };
+        let n = self.send_plaintext(to, id, &content).await?;
+        Ok((id, n))
+    }
+
+    /// The verified devices of `to`: a fresh lookup, or — when `to`'s server is unreachable —
+    /// the devices last verified (our server keeps the message in its outbox until it is back).
+    async fn recipients(&mut self, to: &Uid) -> anyhow::Result<LookupReport> {
+        match self.lookup(to).await {
+            Ok(report) => Ok(report),
             Err(e)
                 if e.downcast_ref::<ServerRefused>()
                     .is_some_and(|r| r.code == ErrorCode::PeerUnreachable.as_u16()) =>
             {
-                let cached = self.profile.contact(to)?.directory;
-                match cached {
-                    Some(directory) => LookupReport {
+                match self.profile.contact(to)?.directory {
+                    Some(directory) => Ok(LookupReport {
                         directory,
                         added: Vec::new(),
                         removed: Vec::new(),
-                    },
-                    None => return Err(e),
+                    }),
+                    None => Err(e),
                 }
             }
-            Err(e) => return Err(e),
-        };
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Seals `content` (any kind, PROTOCOL.md §12) as message `id` to every device of `to` and
+    /// sends it; returns once the server acknowledged it (durable), with the number of devices.
+    /// When `to` is this account, the message goes to every device of it but this one (copies;
+    /// zero devices is not an error). [`Client::last_lookup`] tells which devices were new or
+    /// gone.
+    pub async fn send_plaintext(
+        &mut self,
+        to: &Uid,
+        id: MessageId,
+        content: &Plaintext,
+    ) -> anyhow::Result<usize> {
+        let report = self.recipients(to).await?;
         self.last_lookup = Some(report.clone());
         let usk = self.secrets.usk().context("this device has no USK")?;
         let dek = self.secrets.dek().context("not logged in")?;
-        let plaintext = Plaintext::Text {
-            body: text.to_owned(),
-            ts: now(),
+        let my_dek = dek.public();
+        let plaintext = content.encode();
+        let me = self.uid().clone();
+        let targets: Vec<_> = report
+            .directory
+            .devices()
+            .map(|r| r.dek)
+            .filter(|d| !(to == &me && *d == my_dek))
+            .collect();
+        if targets.is_empty() {
+            return Ok(0);
         }
-        .encode();
         // The counter is saved before use, so it never repeats even after a crash.
         self.secrets.counter += 1;
         let ctr = self.secrets.counter;
         self.profile.save_secrets(&self.secrets)?;
         let mut rng = siren_proto::os_rng();
-        let id = MessageId::random(&mut rng);
-        let me = self.uid().clone();
-        let my_dek = dek.public();
-        let mut envelopes = Vec::new();
-        for record in report.directory.devices() {
+        let mut envelopes = Vec::with_capacity(targets.len());
+        for to_dek in &targets {
             envelopes.push(Envelope::seal(
                 EnvSender {
                     uid: &me,
@@ -66,7 +93,7 @@ impl Client {
                     dek: &my_dek,
                 },
                 to,
-                &record.dek,
+                to_dek,
                 id,
                 ctr,
                 &plaintext,
@@ -78,11 +105,11 @@ impl Client {
             .conn()?
             .request(|rid| ClientMessage::Send {
                 rid,
-                msgs: envelopes.clone(),
+                msgs: envelopes,
             })
             .await?;
         match answer {
-            ServerMessage::SendAck { ids, .. } if ids.contains(&id) => Ok((id, n)),
+            ServerMessage::SendAck { ids, .. } if ids.contains(&id) => Ok(n),
             other => bail!("unexpected answer to send: {other:?}"),
         }
     }
@@ -90,34 +117,46 @@ impl Client {
     /// The next event. In `drain` mode, returns `None` once the queued backlog is delivered.
     pub async fn next_event(&mut self, drain: bool) -> anyhow::Result<Option<Event>> {
         loop {
-            let msg = self.conn()?.next_event().await?;
-            match msg {
-                ServerMessage::Deliver { seq, item } => {
-                    let event = self.receive(item).await?;
-                    self.conn()?.ack(seq).await?;
-                    if let Some(event) = event {
-                        return Ok(Some(event));
-                    }
-                }
-                ServerMessage::Error { code, msg, .. } => return Err(server_error(code, &msg)),
-                ServerMessage::Event { from, presence, .. } => {
-                    return Ok(Some(Event::Presence { from, presence }));
-                }
-                // Ephemeral: opened like a message, never acknowledged (it has no seq).
-                ServerMessage::Signal { env } => {
-                    if let Some(event) = self.receive_signal(env).await? {
-                        return Ok(Some(event));
-                    }
-                }
-                ServerMessage::QueueDrained => {
-                    if drain {
-                        self.conn()?.flush_acks().await?;
-                        return Ok(None);
-                    }
-                    return Ok(Some(Event::Drained));
-                }
-                _ => {}
+            self.conn()?.flush_acks().await?;
+            let msg = self.next_server_message().await?;
+            if drain && matches!(msg, ServerMessage::QueueDrained) {
+                self.conn()?.flush_acks().await?;
+                return Ok(None);
             }
+            if let Some(event) = self.handle_server_message(msg).await? {
+                return Ok(Some(event));
+            }
+        }
+    }
+
+    /// Waits for the next message from the server. Cancel-safe (nothing is lost when it is
+    /// dropped unfinished), so a driver can wait for it in `tokio::select!` beside the person's
+    /// commands; hand what it returns to [`Client::handle_server_message`].
+    pub async fn next_server_message(&mut self) -> anyhow::Result<ServerMessage> {
+        self.conn()?.next_message().await
+    }
+
+    /// Processes one message from the server: opens and checks a delivered envelope (and queues
+    /// its acknowledgement), keeps approval requests. Returns the event to show, if any. Not
+    /// cancel-safe: run it to completion.
+    pub async fn handle_server_message(
+        &mut self,
+        msg: ServerMessage,
+    ) -> anyhow::Result<Option<Event>> {
+        match msg {
+            ServerMessage::Deliver { seq, item } => {
+                let event = self.receive(item).await?;
+                self.conn()?.ack(seq).await?;
+                Ok(event)
+            }
+            ServerMessage::Error { code, msg, .. } => Err(server_error(code, &msg)),
+            ServerMessage::Event { from, presence, .. } => {
+                Ok(Some(Event::Presence { from, presence }))
+            }
+            // Ephemeral: opened like a message, never acknowledged (it has no seq).
+            ServerMessage::Signal { env } => self.receive_signal(env).await,
+            ServerMessage::QueueDrained => Ok(Some(Event::Drained)),
+            _ => Ok(None),
         }
     }
 

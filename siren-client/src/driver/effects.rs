@@ -1,0 +1,254 @@
+//! The core's effects, carried out. Effects that need the server wait in order while the
+//! driver is offline; the others (history, files on disk) are done at once.
+
+use siren_client_core::effect::Effect;
+use siren_client_core::model::Banner;
+use siren_proto::roster::Contact;
+
+use super::downloads;
+use super::session::{Driver, PAGE, now_millis};
+use crate::client::ServerRefused;
+
+/// The largest file `/file` reads (PROTOCOL.md §12: 25 MiB).
+const MAX_FILE: u64 = 26_214_400;
+
+/// Whether an effect needs the server.
+fn needs_server(effect: &Effect) -> bool {
+    matches!(
+        effect,
+        Effect::Send { .. }
+            | Effect::Signal { .. }
+            | Effect::AddContact(_)
+            | Effect::Block(_)
+            | Effect::Unblock(_)
+            | Effect::AnswerApproval { .. }
+    )
+}
+
+impl Driver {
+    /// Local effects now; the rest wait for a connection. Signals (typing) are not kept: they
+    /// matter only now.
+    pub(super) async fn offline_effects(&mut self) {
+        loop {
+            let effects = self.core.take_effects();
+            if effects.is_empty() {
+                return;
+            }
+            for effect in effects {
+                if matches!(effect, Effect::Signal { .. }) {
+                    continue;
+                }
+                if needs_server(&effect) {
+                    self.waiting.push_back(effect);
+                } else {
+                    self.local(effect).await;
+                }
+            }
+        }
+    }
+
+    /// Every effect, in order, the waiting ones first. A connection failure stops here with an
+    /// error, the unfinished effects kept for the next connection.
+    pub(super) async fn online_effects(&mut self) -> anyhow::Result<()> {
+        loop {
+            let fresh = self.core.take_effects();
+            self.waiting.extend(fresh);
+            let Some(effect) = self.waiting.pop_front() else {
+                return Ok(());
+            };
+            if !needs_server(&effect) {
+                self.local(effect).await;
+                continue;
+            }
+            if let Err(e) = self.remote(&effect).await {
+                if e.downcast_ref::<ServerRefused>().is_some() {
+                    self.refused(&effect, &format!("{e:#}"));
+                } else {
+                    // The connection failed: try again after reconnecting.
+                    if !matches!(effect, Effect::Signal { .. }) {
+                        self.waiting.push_front(effect);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// The server refused an effect for good.
+    fn refused(&mut self, effect: &Effect, why: &str) {
+        match effect {
+            Effect::Send { id, .. } => self.core.send_failed(id, why),
+            Effect::Signal { .. } => {}
+            _ => self.core.banner(Banner::Problem(why.to_owned())),
+        }
+    }
+
+    /// An effect that needs the server.
+    async fn remote(&mut self, effect: &Effect) -> anyhow::Result<()> {
+        match effect {
+            Effect::Send { to, id, content } => {
+                self.client.send_plaintext(to, *id, content).await?;
+                self.core.sent(&[*id]);
+                if let Some(report) = self.client.last_lookup()
+                    && !report.added.is_empty()
+                    && to != self.client.uid()
+                {
+                    let to = to.clone();
+                    self.core.key_changed(&to);
+                    self.refresh_trust(&to);
+                }
+            }
+            Effect::Signal { to, content } => {
+                self.client.send_signal(to, content).await?;
+            }
+            Effect::AddContact(uid) => {
+                let uid = uid.clone();
+                self.client
+                    .edit_roster(|contacts, blocked| {
+                        blocked.retain(|b| *b != uid);
+                        if !contacts.iter().any(|c| c.uid == uid) {
+                            contacts.push(Contact {
+                                uid: uid.clone(),
+                                name: None,
+                                presence: true,
+                            });
+                        }
+                        Ok(())
+                    })
+                    .await?;
+                self.refresh_roster().await?;
+            }
+            Effect::Block(uid) => {
+                let uid = uid.clone();
+                self.client
+                    .edit_roster(|_, blocked| {
+                        if !blocked.contains(&uid) {
+                            blocked.push(uid.clone());
+                        }
+                        Ok(())
+                    })
+                    .await?;
+                self.refresh_roster().await?;
+            }
+            Effect::Unblock(uid) => {
+                let uid = uid.clone();
+                self.client
+                    .edit_roster(|_, blocked| {
+                        blocked.retain(|b| *b != uid);
+                        Ok(())
+                    })
+                    .await?;
+                self.refresh_roster().await?;
+            }
+            Effect::AnswerApproval { new_dek, approve } => {
+                let Some(state) = self.approving.remove(new_dek.as_bytes()) else {
+                    self.core.banner(Banner::Problem(
+                        "that device's request is no longer pending".into(),
+                    ));
+                    return Ok(());
+                };
+                let result = self.client.approval_answer(&state, *approve).await;
+                self.core.approval_done(new_dek);
+                match result {
+                    Ok(()) if *approve => {
+                        self.core
+                            .banner(Banner::Info("the new device was approved".into()));
+                    }
+                    Ok(()) => {
+                        self.core
+                            .banner(Banner::Info("the new device was refused".into()));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// An effect done on this machine.
+    async fn local(&mut self, effect: Effect) {
+        match effect {
+            Effect::Store(msg) => {
+                if let Some(history) = self.history.as_mut()
+                    && let Err(e) = history.store(&msg)
+                {
+                    self.problem(format!("cannot write the history: {e:#}"));
+                }
+            }
+            Effect::LoadHistory {
+                peer,
+                before,
+                limit,
+            } => {
+                let page = match &self.history {
+                    Some(h) => h.page(&peer, before.as_ref(), limit.min(PAGE * 4)),
+                    None => Ok((Vec::new(), false)),
+                };
+                match page {
+                    Ok((msgs, more)) => self.core.history_loaded(&peer, msgs, more),
+                    Err(e) => {
+                        self.core.history_loaded(&peer, Vec::new(), false);
+                        self.problem(format!("cannot read the history: {e:#}"));
+                    }
+                }
+            }
+            Effect::SaveFile { file, name, data } => {
+                let dir = self.options.downloads.clone();
+                match downloads::save(&dir, &name, &data).await {
+                    Ok(path) => self.core.file_saved(&file, path.display().to_string()),
+                    Err(e) => self
+                        .core
+                        .file_save_failed(file, name, data, &format!("{e:#}")),
+                }
+            }
+            Effect::ReadFile { to, path } => match read_file(&path).await {
+                Ok((name, data)) => {
+                    self.core
+                        .send_file(now_millis(), &to, &name, &data, &mut siren_proto::os_rng());
+                }
+                Err(e) => self.problem(format!("cannot send {path}: {e:#}")),
+            },
+            Effect::MarkVerified(uid) => {
+                let profile = self.client.profile();
+                let result = profile.contact(&uid).and_then(|mut state| {
+                    state.verified = state.directory.as_ref().map(|d| *d.usk());
+                    profile.save_contact(&uid, &state)
+                });
+                if let Err(e) = result {
+                    self.problem(format!("cannot remember the verification: {e:#}"));
+                }
+                self.refresh_trust(&uid);
+            }
+            Effect::SetReadReceipts(on) => self.options.read_receipts = on,
+            // The server's effects never get here.
+            _ => {}
+        }
+    }
+}
+
+/// Reads a file the person wants to send, refusing what the protocol cannot carry before
+/// reading it.
+async fn read_file(path: &str) -> anyhow::Result<(String, Vec<u8>)> {
+    use anyhow::Context as _;
+    let meta = tokio::fs::metadata(path)
+        .await
+        .with_context(|| format!("cannot open {path}"))?;
+    if !meta.is_file() {
+        anyhow::bail!("{path} is not a file");
+    }
+    if meta.len() > MAX_FILE {
+        anyhow::bail!(
+            "{path} is {} bytes; files up to 25 MiB ({MAX_FILE} bytes) can be sent",
+            meta.len()
+        );
+    }
+    let data = tokio::fs::read(path)
+        .await
+        .with_context(|| format!("cannot read {path}"))?;
+    let name = std::path::Path::new(path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".to_owned());
+    Ok((name, data))
+}
