@@ -1,6 +1,7 @@
 //! The Siren client library, and the `siren` command-line client built on it.
 //!
 //! * [`profile`]: one account on one device in one directory, keys protected at rest;
+//! * [`chat`]: `siren chat`, the terminal UI (ratatui), drawing a [`chat::ChatSource`];
 //! * [`driver`]: the client core driven over a session, reconnecting by itself (`siren chat`);
 //! * [`client`]: log in, look users up (every record verified against one USK, compared with
 //!   the cache), send and receive end-to-end encrypted messages;
@@ -25,6 +26,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod chat;
 pub mod client;
 pub mod driver;
 pub mod fingerprint;

@@ -17,6 +17,7 @@ use tempfile::TempDir;
 
 pub mod fake_peer;
 pub mod hostile;
+pub mod tmux;
 
 /// A workspace binary built next to the tests.
 pub fn binary(name: &str) -> PathBuf {
