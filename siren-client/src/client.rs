@@ -81,8 +81,11 @@ pub enum Event {
 pub struct LookupReport {
     /// The verified directory.
     pub directory: UserDirectory,
-    /// Devices new since the last lookup (trust prompt).
+    /// Devices new since the last lookup (trust prompt). On the first lookup of a user, all of
+    /// them.
     pub added: Vec<DekPublic>,
+    /// This profile had never seen a listing of this user before (so `added` is not news).
+    pub first: bool,
     /// Devices gone since the last lookup (revoked; never used again).
     pub removed: Vec<DekPublic>,
 }

@@ -100,6 +100,19 @@ enum Command {
         #[arg(long)]
         watch: Vec<String>,
     },
+    /// The interactive chat (a terminal UI): conversations, receipts, typing, files, contact
+    /// requests, safety numbers and device approvals. Reconnects by itself. `?` shows the keys.
+    Chat {
+        /// Where received files are saved (default: `downloads` in the profile directory).
+        #[arg(long)]
+        downloads: Option<std::path::PathBuf>,
+        /// Do not tell others when you read their messages (delivery receipts still go).
+        #[arg(long)]
+        no_read_receipts: bool,
+        /// Publish this presence while connected: available, away, busy.
+        #[arg(long, default_value = "available")]
+        status: String,
+    },
     /// Show the local history: a conversation (the newest messages), a search, or the list of
     /// conversations. `send`, `recv` and `listen` keep it, sealed, in the profile.
     History {
@@ -239,6 +252,16 @@ fn passphrase(create: bool) -> anyhow::Result<Option<String>> {
     Ok(Some(first))
 }
 
+/// A presence status as people type it.
+fn parse_status(status: &str) -> anyhow::Result<PresenceStatus> {
+    Ok(match status {
+        "available" => PresenceStatus::Available,
+        "away" => PresenceStatus::Away,
+        "busy" => PresenceStatus::Busy,
+        other => bail!("--status must be available, away or busy, not {other:?}"),
+    })
+}
+
 fn open_profile(dir: &std::path::Path) -> anyhow::Result<Profile> {
     let profile = Profile::open(dir, std::env::var("SIREN_PASSPHRASE").ok())?;
     if profile.is_encrypted()? && std::env::var_os("SIREN_PASSPHRASE").is_none() {
@@ -282,7 +305,7 @@ fn warn_changes(uid: &Uid, report: &siren_client::client::LookupReport) {
             fingerprint(d.as_bytes())
         );
     }
-    if !report.added.is_empty() && report.added.len() < report.directory.devices().count() {
+    if !report.added.is_empty() && !report.first {
         for d in &report.added {
             note!(
                 "note: {uid} has a new device {}; if unexpected, compare safety numbers (siren lookup {uid})",
@@ -576,12 +599,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 client.subscribe(&watch).await?;
             }
             if let Some(status) = status {
-                let status = match status.as_str() {
-                    "available" => PresenceStatus::Available,
-                    "away" => PresenceStatus::Away,
-                    "busy" => PresenceStatus::Busy,
-                    other => bail!("--status must be available, away or busy, not {other:?}"),
-                };
+                let status = parse_status(&status)?;
                 client.publish(Presence { status, text }).await?;
             }
             let me = client.uid().clone();
@@ -600,6 +618,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             client.bye().await?;
+        }
+        Command::Chat {
+            downloads,
+            no_read_receipts,
+            status,
+        } => {
+            let presence = parse_status(&status)?;
+            let profile = open_profile(&dir)?;
+            let mut client = Client::new(profile)?;
+            if client.device().is_none() {
+                bail!("this profile is not logged in: run `siren login` first");
+            }
+            let history = history_or_warn(&mut client);
+            let options = siren_client::driver::Options {
+                downloads: downloads.unwrap_or_else(|| dir.join("downloads")),
+                read_receipts: !no_read_receipts,
+                presence,
+            };
+            let (handle, task) = siren_client::driver::start(client, history, options);
+            let requests = handle.sender();
+            let ui = siren_client::chat::run_chat(handle).await;
+            requests.request(siren_client::driver::Request::Quit);
+            let driver = match tokio::time::timeout(Duration::from_secs(5), task).await {
+                Ok(joined) => joined.context("the chat session stopped abnormally")?,
+                Err(_) => Ok(()), // Quitting must not hang on a dead network.
+            };
+            ui?;
+            driver?;
         }
         Command::History { uid, search, limit } => {
             let peer = uid

@@ -375,11 +375,15 @@ impl Core {
             Command::Edit { peer, id, body } => self.edit(now, &peer, id, Some(body), rng),
             Command::Delete { peer, id } => self.edit(now, &peer, id, None, rng),
             Command::AcceptContact(uid) => {
+                let was = self.accepted(&uid) && !self.is_blocked(&uid);
                 self.requests.remove(&uid);
                 let c = self.contacts.entry(uid.clone()).or_default();
                 c.contact = true;
                 c.blocked = false;
-                self.effects.push(Effect::AddContact(uid));
+                self.effects.push(Effect::AddContact(uid.clone()));
+                if !was {
+                    self.receipts_held_back(now, &uid);
+                }
             }
             Command::Block(uid) => {
                 self.requests.remove(&uid);
@@ -522,11 +526,15 @@ impl Core {
     ) {
         if !self.contacts.get(to).is_some_and(|c| c.contact) && *to != self.me {
             // Writing to someone accepts them (as answering a contact request does).
+            let was = self.accepted(to) && !self.is_blocked(to);
             self.requests.remove(to);
             let c = self.contacts.entry(to.clone()).or_default();
             c.contact = true;
             c.blocked = false;
             self.effects.push(Effect::AddContact(to.clone()));
+            if !was {
+                self.receipts_held_back(now, to);
+            }
         }
         let msg = ChatMessage {
             id,
@@ -630,6 +638,28 @@ impl Core {
             let me = self.me.clone();
             self.send_receipt(&me, ReceiptState::Read, chunk.to_vec(), now);
             if self.read_receipts {
+                self.send_receipt(peer, ReceiptState::Read, chunk.to_vec(), now);
+            }
+        }
+    }
+
+    /// `peer` was just accepted: the receipts held back while they were a stranger go now
+    /// (delivered for every message of theirs, read for those already seen here).
+    fn receipts_held_back(&mut self, now: Millis, peer: &Uid) {
+        let Some(conv) = self.convs.get(peer) else {
+            return;
+        };
+        let incoming = conv.messages.iter().filter(|m| !m.outgoing);
+        let delivered: Vec<MessageId> = incoming.clone().map(|m| m.id).collect();
+        let read: Vec<MessageId> = incoming
+            .filter(|m| m.state == MessageState::Seen)
+            .map(|m| m.id)
+            .collect();
+        for chunk in delivered.chunks(MAX_RECEIPT_IDS) {
+            self.send_receipt(peer, ReceiptState::Delivered, chunk.to_vec(), now);
+        }
+        if self.read_receipts {
+            for chunk in read.chunks(MAX_RECEIPT_IDS) {
                 self.send_receipt(peer, ReceiptState::Read, chunk.to_vec(), now);
             }
         }

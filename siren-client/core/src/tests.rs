@@ -198,9 +198,16 @@ fn a_strangers_message_is_a_request_that_learns_nothing_until_accepted() {
     assert!(!effects.iter().any(|e| matches!(e, Effect::Signal { .. })));
     bob.command(2000, Command::AcceptContact(carol.clone()), &mut rng());
     assert!(bob.view().requests.is_empty());
-    assert!(
-        bob.take_effects()
-            .contains(&Effect::AddContact(carol.clone()))
+    let effects = bob.take_effects();
+    assert!(effects.contains(&Effect::AddContact(carol.clone())));
+    // Accepting sends what was held back: delivered, and read (bob had opened it).
+    let first = MessageId::from_bytes([1; 16]);
+    assert_eq!(
+        receipts_to(&effects, &carol),
+        vec![
+            (ReceiptState::Delivered, vec![first]),
+            (ReceiptState::Read, vec![first])
+        ]
     );
     bob.received(3000, &carol, MessageId::from_bytes([2; 16]), text("thanks"));
     assert_eq!(receipts_to(&bob.take_effects(), &carol).len(), 1);

@@ -16,11 +16,6 @@ impl Cells {
         self.0.extend(text.chars().map(|c| (c, style)));
         self
     }
-
-    /// Columns the cells take on one row.
-    pub fn width(&self) -> usize {
-        self.0.iter().map(|(c, _)| char_width(*c)).sum()
-    }
 }
 
 /// Columns a character takes (zero-width ones take none).

@@ -221,7 +221,11 @@ impl Client {
 
     /// Last step: hands over the USK (`approve`) or denies the new device. Approving needs the
     /// code: [`Approving::reveal`] must have succeeded.
-    pub async fn approval_answer(&mut self, state: &Approving, approve: bool) -> anyhow::Result<()> {
+    pub async fn approval_answer(
+        &mut self,
+        state: &Approving,
+        approve: bool,
+    ) -> anyhow::Result<()> {
         let new_dek = state.new_dek;
         match (&state.transcript, approve) {
             (Some(t), true) => {

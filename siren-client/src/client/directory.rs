@@ -50,6 +50,7 @@ impl Client {
         listing: &DirectoryListing,
     ) -> anyhow::Result<Verified> {
         let mut state = self.profile.contact(uid)?;
+        let first = state.directory.is_none();
         let check = UserDirectory::check_listing(uid, listing, state.directory.as_ref())
             .map_err(|e| anyhow::anyhow!("the directory of {uid} does not verify: {e}"))?;
         // A device seen revoked once is never trusted again, even if the server shows it again.
@@ -81,6 +82,7 @@ impl Client {
                 directory: check.directory,
                 added: check.added,
                 removed: check.removed,
+                first,
             },
         })
     }

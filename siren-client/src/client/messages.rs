@@ -44,6 +44,7 @@ impl Client {
                         directory,
                         added: Vec::new(),
                         removed: Vec::new(),
+                        first: false,
                     }),
                     None => Err(e),
                 }

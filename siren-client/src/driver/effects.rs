@@ -91,6 +91,7 @@ impl Driver {
                 self.core.sent(&[*id]);
                 if let Some(report) = self.client.last_lookup()
                     && !report.added.is_empty()
+                    && !report.first
                     && to != self.client.uid()
                 {
                     let to = to.clone();
@@ -204,8 +205,13 @@ impl Driver {
             }
             Effect::ReadFile { to, path } => match read_file(&path).await {
                 Ok((name, data)) => {
-                    self.core
-                        .send_file(now_millis(), &to, &name, &data, &mut siren_proto::os_rng());
+                    self.core.send_file(
+                        now_millis(),
+                        &to,
+                        &name,
+                        &data,
+                        &mut siren_proto::os_rng(),
+                    );
                 }
                 Err(e) => self.problem(format!("cannot send {path}: {e:#}")),
             },

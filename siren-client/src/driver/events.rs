@@ -17,6 +17,7 @@ impl Driver {
                     self.refresh_trust(&m.from);
                 }
             }
+            Event::Signal(m) => self.core.signal(now_millis(), &m.from, m.content),
             Event::Refused { from, reason } => {
                 self.core.banner(Banner::Problem(format!(
                     "a message from {from} was refused: {reason}"
@@ -86,7 +87,7 @@ impl Driver {
                 if uid != *self.client.uid() {
                     match self.client.lookup(&uid).await {
                         Ok(report) => {
-                            if !report.added.is_empty() {
+                            if !report.added.is_empty() && !report.first {
                                 self.core.key_changed(&uid);
                             }
                             self.refresh_trust(&uid);

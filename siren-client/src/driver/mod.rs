@@ -14,11 +14,13 @@
 //! | `events` | what arrives from the server, into the core |
 //! | `effects` | the core's effects, carried out |
 //! | [`downloads`] | received files into the downloads folder, under safe names |
+//! | `source` | the driver as the chat UI's [`crate::chat::ChatSource`] |
 
 pub mod downloads;
 mod effects;
 mod events;
 mod session;
+mod source;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -67,6 +69,17 @@ pub struct Options {
     pub presence: siren_proto::message::PresenceStatus,
 }
 
+/// Sends requests to the driver.
+#[derive(Clone)]
+pub struct Requests(mpsc::UnboundedSender<Request>);
+
+impl Requests {
+    /// Sends a request (ignored once the driver stopped).
+    pub fn request(&self, request: Request) {
+        let _ = self.0.send(request);
+    }
+}
+
 /// A user interface's end of the driver.
 pub struct ChatHandle {
     snapshot: Arc<Snapshot>,
@@ -83,6 +96,12 @@ impl ChatHandle {
     /// Sends a request (ignored once the driver stopped).
     pub fn request(&self, request: Request) {
         let _ = self.requests.send(request);
+    }
+
+    /// A second way to send requests, which outlives the handle (e.g. to quit after the
+    /// interface that owned the handle ended).
+    pub fn sender(&self) -> Requests {
+        Requests(self.requests.clone())
     }
 
     /// Waits until the driver published a new snapshot (and takes it). Cancel-safe. Returns

@@ -14,8 +14,8 @@ use siren_proto::message::Presence;
 use tokio::sync::{mpsc, watch};
 
 use super::{Options, Request, Snapshot};
-use crate::history::History;
 use crate::client::{Approving, Client, ServerRefused};
+use crate::history::History;
 
 /// The first wait after a lost connection; doubled after each failed attempt.
 const BACKOFF_START: Duration = Duration::from_secs(1);
@@ -65,7 +65,11 @@ impl Driver {
         requests: mpsc::UnboundedReceiver<Request>,
     ) -> Driver {
         let me = client.uid().clone();
-        let core = Core::new(me.clone(), options.read_receipts, &mut siren_proto::os_rng());
+        let core = Core::new(
+            me.clone(),
+            options.read_receipts,
+            &mut siren_proto::os_rng(),
+        );
         let mut driver = Driver {
             client,
             core,
@@ -84,17 +88,20 @@ impl Driver {
     /// Fills the conversation list from the history (the newest message of each).
     fn load_recent(&mut self) {
         let Some(history) = &self.history else { return };
+        let mut problem = None;
         match history.conversations() {
             Ok(entries) => {
                 for peer in entries.into_iter().take(200).map(|e| e.peer) {
-                    let page = history.page(&peer, None, PAGE);
-                    match page {
+                    match history.page(&peer, None, PAGE) {
                         Ok((msgs, more)) => self.core.history_loaded(&peer, msgs, more),
-                        Err(e) => self.problem(format!("cannot read the history: {e:#}")),
+                        Err(e) => problem = Some(format!("cannot read the history: {e:#}")),
                     }
                 }
             }
-            Err(e) => self.problem(format!("cannot read the history: {e:#}")),
+            Err(e) => problem = Some(format!("cannot read the history: {e:#}")),
+        }
+        if let Some(why) = problem {
+            self.problem(why);
         }
     }
 
@@ -168,7 +175,12 @@ impl Driver {
 
     /// Waits `delay` before the next attempt, taking in the person's requests. Returns true
     /// if the person quit.
-    async fn wait(&mut self, tx: &watch::Sender<Arc<Snapshot>>, delay: Duration, why: &str) -> bool {
+    async fn wait(
+        &mut self,
+        tx: &watch::Sender<Arc<Snapshot>>,
+        delay: Duration,
+        why: &str,
+    ) -> bool {
         let deadline = tokio::time::Instant::now() + delay;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
@@ -199,9 +211,7 @@ impl Driver {
         self.client.connect().await?;
         self.refresh_roster().await?;
         let status = self.options.presence;
-        self.client
-            .publish(Presence { status, text: None })
-            .await?;
+        self.client.publish(Presence { status, text: None }).await?;
         self.core.set_status(Status::Online);
         self.connection = format!("connected as {}", self.client.uid());
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -254,9 +264,7 @@ impl Driver {
     /// contacts' presence.
     pub(super) async fn refresh_roster(&mut self) -> anyhow::Result<()> {
         let roster = self.client.roster().await?;
-        let (contacts, blocked) = roster
-            .map(|r| (r.contacts, r.blocked))
-            .unwrap_or_default();
+        let (contacts, blocked) = roster.map(|r| (r.contacts, r.blocked)).unwrap_or_default();
         let uids: Vec<Uid> = contacts.iter().map(|c| c.uid.clone()).collect();
         self.core.set_roster(
             contacts.into_iter().map(|c| (c.uid, c.name)).collect(),
@@ -267,7 +275,12 @@ impl Driver {
         }
         // A contact who does not share presence refuses the subscription: subscribe one by one.
         for uid in uids {
-            if self.client.subscribe(std::slice::from_ref(&uid)).await.is_err() {
+            if self
+                .client
+                .subscribe(std::slice::from_ref(&uid))
+                .await
+                .is_err()
+            {
                 self.core.presence(&uid, None);
             }
         }
@@ -284,8 +297,7 @@ impl Driver {
             return;
         };
         let me = self.client.uid().clone();
-        let number =
-            siren_proto::approval::safety_number((&me, &usk.public()), (uid, dir.usk()));
+        let number = siren_proto::approval::safety_number((&me, &usk.public()), (uid, dir.usk()));
         let verified = state.verified.as_ref() == Some(dir.usk());
         self.safety.insert(uid.clone(), number);
         self.core.set_trust(uid, verified, false);
