@@ -5,7 +5,8 @@
 # Uses a shared target directory outside the checkout (so a fresh clone does not rebuild every
 # dependency), then runs every test of the workspace. The services the backends are proven
 # against (PostgreSQL, OpenLDAP slapd) are installed if missing (apt), started here on loopback
-# ports in a temporary directory, and stopped on exit; the DNS tests start their own dnsmasq.
+# ports in a temporary directory, and stopped on exit; the DNS tests start their own dnsmasq;
+# tmux (for the `siren chat` terminal tests) is installed if missing.
 # The wasm sample plugins are built first (scripts/build-plugins.sh), and the client core is
 # checked to build for wasm32 (scripts/check-wasm-core.sh).
 set -euo pipefail
@@ -21,6 +22,17 @@ stop_services() {
   rm -rf "$services"
 }
 trap stop_services EXIT
+
+# The terminal tests of `siren chat` drive it in tmux (send-keys / capture-pane).
+if ! command -v tmux >/dev/null; then
+  echo "== installing tmux (apt)"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "tmux is missing and installing it needs root: apt-get install tmux" >&2
+    exit 1
+  fi
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null
+fi
 
 echo "== services: PostgreSQL, slapd (in $services)"
 scripts/services/postgres.sh start "$services/postgres"

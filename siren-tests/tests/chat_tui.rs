@@ -5,8 +5,14 @@
 use std::path::Path;
 use std::time::Duration;
 
+use sha2::{Digest as _, Sha256};
+use siren_api::Uid;
+use siren_client::client::{Client, Event};
+use siren_client::profile::Profile;
+use siren_proto::ids::{FileId, MessageId};
+use siren_proto::plaintext::{FileManifest, Plaintext, ReceiptState, seal_chunk};
 use siren_tests::tmux::Tmux;
-use siren_tests::{Cli, Options, Running, Server, binary};
+use siren_tests::{Cli, Options, Running, Server, binary, files_under};
 
 /// The longest any one step may take (every wait ends as soon as the screen shows it).
 const T: Duration = Duration::from_secs(30);
@@ -154,4 +160,328 @@ fn two_people_chat_live_with_read_marks_typing_a_contact_request_and_a_second_de
     quit(&a);
     quit(&b);
     quit(&p);
+}
+
+fn uid(s: &str) -> Uid {
+    Uid::parse(s).unwrap()
+}
+
+/// A library client over a CLI profile (which no command may use meanwhile), connected.
+async fn connected(cli: &Cli) -> Client {
+    let mut client = Client::new(Profile::open(cli.profile(), None).unwrap()).unwrap();
+    client.connect().await.unwrap();
+    client
+}
+
+fn id() -> MessageId {
+    MessageId::random(&mut siren_proto::os_rng())
+}
+
+/// Files in a downloads folder (none if it does not exist).
+fn downloads(dir: &Path) -> Vec<std::path::PathBuf> {
+    if dir.exists() {
+        files_under(dir)
+    } else {
+        Vec::new()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ten_mib_file_arrives_intact_and_a_corrupted_one_is_reported_and_not_saved() {
+    let s = server(&["alice", "bob", "carol"]);
+    let (alice, bob, carol) = (
+        logged_in(&s, "alice"),
+        logged_in(&s, "bob"),
+        logged_in(&s, "carol"),
+    );
+    let bob_downloads = bob.profile().join("downloads");
+    let a = chat(&alice, 100, 30, &[]);
+    let b = chat(&bob, 100, 30, &[]);
+    a.type_line("/chat bob@alpha.test");
+    a.type_line("a file is coming");
+    b.wait_for("alice: a file is coming", T);
+    b.type_line("/accept alice@alpha.test");
+
+    // 10 MiB of random bytes (not compressible, not repetitive).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("report.bin");
+    let mut data = vec![0u8; 10 << 20];
+    rand_core::Rng::fill_bytes(&mut siren_proto::os_rng(), &mut data);
+    std::fs::write(&path, &data).unwrap();
+    a.type_line(&format!("/file {}", path.display()));
+    // Progress is shown while it goes, then it is complete on both sides.
+    a.wait_for("report.bin (10.0 MiB)", T);
+    b.wait_for(
+        "[file] report.bin (10.0 MiB) received: /save keeps it",
+        Duration::from_secs(120),
+    );
+    a.wait_for("[file] report.bin (10.0 MiB) sent", T);
+    assert!(
+        downloads(&bob_downloads).is_empty(),
+        "nothing is saved before /save"
+    );
+    b.type_line("/save");
+    b.wait_for("saved to", T);
+    let saved = downloads(&bob_downloads);
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    let got = std::fs::read(&saved[0]).unwrap();
+    assert_eq!(
+        Sha256::digest(&got),
+        Sha256::digest(&data),
+        "the file arrived intact"
+    );
+
+    // carol sends a file whose second chunk was altered: reported, nothing saved.
+    let mut c = connected(&carol).await;
+    let bob_uid = uid("bob@alpha.test");
+    let key = [7u8; 32];
+    let body: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+    let file = FileId::random(&mut siren_proto::os_rng());
+    let manifest = FileManifest {
+        file,
+        name: "tampered.txt".into(),
+        size: 3000,
+        chunk_size: 1000,
+        chunks: 3,
+        sha256: Sha256::digest(&body).into(),
+        key,
+        ts: 1,
+    };
+    c.send_plaintext(&bob_uid, id(), &Plaintext::File(Box::new(manifest)))
+        .await
+        .unwrap();
+    for index in 0..3u32 {
+        let start = index as usize * 1000;
+        let mut data = seal_chunk(&key, index, &body[start..start + 1000]);
+        if index == 1 {
+            let last = data.len() - 1;
+            data[last] ^= 1;
+        }
+        c.send_plaintext(&bob_uid, id(), &Plaintext::FileChunk { file, index, data })
+            .await
+            .unwrap();
+    }
+    b.type_line("/chat carol@alpha.test");
+    b.wait_for(
+        "[file] tampered.txt (2.9 KiB) failed: chunk 1 is corrupted",
+        T,
+    );
+    b.type_line("/save");
+    b.wait_for("tampered.txt failed: chunk 1 is corrupted", T);
+    assert_eq!(downloads(&bob_downloads).len(), 1, "nothing more was saved");
+    assert!(b.alive());
+    c.bye().await.unwrap();
+    quit(&a);
+    quit(&b);
+}
+
+/// A CBOR map `{"type": <kind>}` with a text kind of `len` bytes.
+fn cbor_kind_text(len: usize) -> Vec<u8> {
+    let mut out = vec![0xa1, 0x64];
+    out.extend_from_slice(b"type");
+    match len {
+        0..24 => out.push(0x60 + u8::try_from(len).unwrap()),
+        24..256 => out.extend_from_slice(&[0x78, u8::try_from(len).unwrap()]),
+        _ => {
+            out.push(0x79);
+            out.extend_from_slice(&u16::try_from(len).unwrap().to_be_bytes());
+        }
+    }
+    out.extend(std::iter::repeat_n(b'k', len));
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_payloads_are_shown_escaped_or_refused_and_the_chat_keeps_running() {
+    let s = server(&["bob", "carol"]);
+    let (bob, carol) = (logged_in(&s, "bob"), logged_in(&s, "carol"));
+    let b = chat(&bob, 160, 30, &[]);
+    let mut c = connected(&carol).await;
+    let bob_uid = uid("bob@alpha.test");
+
+    // Control characters and bidi overrides in a text: drawn as visible escapes.
+    let evil = "evil\x1b[2J\x1b]0;pwned\x07 \u{202e}gnp.exe end";
+    let text = Plaintext::Text {
+        body: evil.into(),
+        ts: 1,
+    };
+    c.send_plaintext(&bob_uid, id(), &text).await.unwrap();
+    b.wait_for(
+        r"carol: evil\u{1b}[2J\u{1b}]0;pwned\u{7} \u{202e}gnp.exe end",
+        T,
+    );
+
+    // A kind that is not a text string: refused, said so.
+    c.send_encoded(&bob_uid, id(), &[0xa1, 0x64, b't', b'y', b'p', b'e', 0x07])
+        .await
+        .unwrap();
+    b.wait_for("was refused", T);
+    b.send_keys(&["Escape"]);
+    // An oversized kind, and an unknown one: refused or shown as unsupported, never a crash.
+    c.send_encoded(&bob_uid, id(), &cbor_kind_text(3000))
+        .await
+        .unwrap();
+    c.send_encoded(&bob_uid, id(), &cbor_kind_text(8))
+        .await
+        .unwrap();
+    b.wait_for(&format!("unsupported message ({}…)", "k".repeat(32)), T);
+    b.wait_for("unsupported message (kkkkkkkk)", T);
+
+    // A file manifest claiming 10 GiB: refused before anything is held.
+    let manifest = FileManifest {
+        file: FileId::random(&mut siren_proto::os_rng()),
+        name: "huge.iso".into(),
+        size: 10 << 30,
+        chunk_size: 192 << 10,
+        chunks: u32::try_from((10u64 << 30).div_ceil(192 << 10)).unwrap(),
+        sha256: [0; 32],
+        key: [1; 32],
+        ts: 1,
+    };
+    c.send_plaintext(&bob_uid, id(), &Plaintext::File(Box::new(manifest)))
+        .await
+        .unwrap();
+    b.wait_for("larger than", T);
+    assert!(!b.capture().contains("huge.iso ("), "{}", b.capture());
+
+    // Control characters in a file name.
+    let body = b"tiny";
+    let key = [3u8; 32];
+    let file = FileId::random(&mut siren_proto::os_rng());
+    let manifest = FileManifest {
+        file,
+        name: "bad\x1b[31mname\n.txt".into(),
+        size: 4,
+        chunk_size: 4,
+        chunks: 1,
+        sha256: Sha256::digest(body).into(),
+        key,
+        ts: 1,
+    };
+    c.send_plaintext(&bob_uid, id(), &Plaintext::File(Box::new(manifest)))
+        .await
+        .unwrap();
+    let data = seal_chunk(&key, 0, body);
+    c.send_plaintext(
+        &bob_uid,
+        id(),
+        &Plaintext::FileChunk {
+            file,
+            index: 0,
+            data,
+        },
+    )
+    .await
+    .unwrap();
+    b.wait_for(r"[file] bad\u{1b}[31mname\n.txt (4 B) received", T);
+    // Still running, and still chatting: bob accepts carol and answers.
+    assert!(b.alive());
+    b.type_line("/accept carol@alpha.test");
+    b.type_line("still here");
+    loop {
+        let event = tokio::time::timeout(T, c.next_event(false))
+            .await
+            .expect("bob's answer in time")
+            .unwrap();
+        if let Some(Event::Message(m)) = event
+            && matches!(&m.content, Plaintext::Text { body, .. } if body == "still here")
+        {
+            break;
+        }
+    }
+    // Nothing on the screen drives the terminal: tmux shows no raw escape character.
+    assert!(!b.capture().contains('\x1b'));
+    c.bye().await.unwrap();
+    quit(&b);
+}
+
+/// Everything that reaches `client` within `window` (receipts, signals, messages).
+async fn collect(client: &mut Client, window: Duration) -> Vec<Event> {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + window;
+    while let Ok(event) = tokio::time::timeout_at(deadline, client.next_event(false)).await {
+        if let Some(event) = event.unwrap() {
+            got.push(event);
+        }
+    }
+    got
+}
+
+/// Waits for a receipt of `state` for message `of`.
+async fn receipt(client: &mut Client, state: ReceiptState, of: MessageId) {
+    loop {
+        let event = tokio::time::timeout(T, client.next_event(false))
+            .await
+            .unwrap_or_else(|_| panic!("a {state:?} receipt in time"))
+            .unwrap();
+        if let Some(Event::Message(m)) = event
+            && let Plaintext::Receipt { state: s, ids, .. } = &m.content
+            && *s == state
+            && ids.contains(&of)
+        {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn receipts_and_typing_never_reach_a_blocked_user() {
+    let s = server(&["alice", "bob", "carol"]);
+    let (_alice, bob, carol) = (
+        logged_in(&s, "alice"),
+        logged_in(&s, "bob"),
+        logged_in(&s, "carol"),
+    );
+    let mut c = connected(&carol).await;
+    let bob_uid = uid("bob@alpha.test");
+    let text = |body: &str| Plaintext::Text {
+        body: body.into(),
+        ts: 1,
+    };
+    let first = id();
+    c.send_plaintext(&bob_uid, first, &text("first"))
+        .await
+        .unwrap();
+    let b = chat(&bob, 100, 30, &[]);
+    b.wait_for("carol: first", T);
+    b.type_line("/accept carol@alpha.test");
+    receipt(&mut c, ReceiptState::Read, first).await;
+
+    // Another conversation is open when carol's second message comes: delivered, not read.
+    b.type_line("/chat alice@alpha.test");
+    let second = id();
+    c.send_plaintext(&bob_uid, second, &text("second"))
+        .await
+        .unwrap();
+    receipt(&mut c, ReceiptState::Delivered, second).await;
+
+    // bob blocks carol, then opens her conversation (reading "second") and types in it.
+    b.type_line("/block carol@alpha.test");
+    b.wait_for("blocked", T);
+    b.type_line("/chat carol@alpha.test");
+    b.wait_for("carol: second", T);
+    b.send_text("not for you");
+    let got = collect(&mut c, Duration::from_secs(4)).await;
+    assert!(
+        got.iter()
+            .all(|e| !matches!(e, Event::Signal(_) | Event::Message(_))),
+        "a blocked user got something: {got:?}"
+    );
+
+    // The same steps once unblocked do reach carol (so the silence above was the block).
+    b.send_keys(&["C-u"]);
+    b.type_line("/unblock carol@alpha.test");
+    b.send_text("now you can");
+    loop {
+        let event = tokio::time::timeout(T, c.next_event(false))
+            .await
+            .expect("a typing signal once unblocked")
+            .unwrap();
+        if let Some(Event::Signal(r)) = event {
+            assert_eq!(r.content, Plaintext::Typing { typing: true });
+            break;
+        }
+    }
+    c.bye().await.unwrap();
+    quit(&b);
 }

@@ -821,10 +821,16 @@ impl Core {
             // A copy is only meaningful from this account's own devices.
             Plaintext::Copy { .. } => {}
             Plaintext::Unsupported { kind } => {
-                self.incoming(now, from, id, now / 1000, Body::Unsupported(kind));
+                self.incoming(
+                    now,
+                    from,
+                    id,
+                    now / 1000,
+                    Body::Unsupported(short_kind(&kind)),
+                );
             }
             other => {
-                let kind = other.kind().to_owned();
+                let kind = short_kind(other.kind());
                 self.incoming(now, from, id, now / 1000, Body::Unsupported(kind));
             }
         }
@@ -1005,5 +1011,16 @@ impl Core {
             approvals: self.approvals.clone(),
             banners: self.banners.clone(),
         };
+    }
+}
+
+/// The longest kind name kept for an unsupported message (a sender chooses it).
+const MAX_SHOWN_KIND: usize = 32;
+
+/// An unknown kind as kept and shown: at most [`MAX_SHOWN_KIND`] characters, then "…".
+fn short_kind(kind: &str) -> String {
+    match kind.char_indices().nth(MAX_SHOWN_KIND) {
+        Some((cut, _)) => format!("{}…", &kind[..cut]),
+        None => kind.to_owned(),
     }
 }

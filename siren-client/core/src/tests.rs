@@ -331,6 +331,19 @@ fn unknown_kinds_show_as_unsupported() {
         bob.messages(&alice)[0].body,
         Body::Unsupported("poll".into())
     );
+    // A sender-chosen kind is kept short (it is drawn and stored).
+    bob.received(
+        2000,
+        &alice,
+        MessageId::from_bytes([2; 16]),
+        Plaintext::Unsupported {
+            kind: "é".repeat(5000),
+        },
+    );
+    assert_eq!(
+        bob.messages(&alice)[1].body,
+        Body::Unsupported(format!("{}…", "é".repeat(32)))
+    );
 }
 
 /// Carries alice's sends to bob into bob's core; `tamper` may change a chunk.

@@ -64,12 +64,22 @@ impl Client {
         id: MessageId,
         content: &Plaintext,
     ) -> anyhow::Result<usize> {
+        self.send_encoded(to, id, &content.encode()).await
+    }
+
+    /// As [`Client::send_plaintext`], for a payload already encoded (PROTOCOL.md §12) — or not
+    /// well-formed at all, as a test of the receiving side needs.
+    pub async fn send_encoded(
+        &mut self,
+        to: &Uid,
+        id: MessageId,
+        plaintext: &[u8],
+    ) -> anyhow::Result<usize> {
         let report = self.recipients(to).await?;
         self.last_lookup = Some(report.clone());
         let usk = self.secrets.usk().context("this device has no USK")?;
         let dek = self.secrets.dek().context("not logged in")?;
         let my_dek = dek.public();
-        let plaintext = content.encode();
         let me = self.uid().clone();
         let targets: Vec<_> = report
             .directory
@@ -97,7 +107,7 @@ impl Client {
                 to_dek,
                 id,
                 ctr,
-                &plaintext,
+                plaintext,
                 &mut rng,
             )?);
         }
