@@ -485,3 +485,29 @@ async fn receipts_and_typing_never_reach_a_blocked_user() {
     c.bye().await.unwrap();
     quit(&b);
 }
+
+#[test]
+fn the_chat_reconnects_by_itself_says_so_and_sends_what_was_written_offline() {
+    let mut s = server(&["alice", "bob"]);
+    let (alice, bob) = (logged_in(&s, "alice"), logged_in(&s, "bob"));
+    let b = chat(&bob, 100, 30, &[]);
+    b.type_line("/chat alice@alpha.test");
+    b.type_line("before");
+    b.wait_for("you: before ✓", T);
+
+    s.kill();
+    b.wait_for("retrying in", T);
+    // Written while offline: kept, marked as not yet sent.
+    b.type_line("while you were away");
+    b.wait_for("you: while you were away …", T);
+    s.start();
+    b.wait_for("connected as bob@alpha.test", Duration::from_secs(90));
+    b.wait_for("you: while you were away ✓", T);
+    quit(&b);
+
+    let got = alice.recv();
+    assert!(
+        got.iter().any(|l| l.contains("while you were away")),
+        "{got:?}"
+    );
+}

@@ -42,21 +42,19 @@ impl Driver {
             } => {
                 // Answer with a challenge at once: the code can then be shown as soon as the new
                 // device reveals its nonce; nothing is handed over before the person says yes.
-                match self
+                // A stale request (that device gave up, or another device answered) fails
+                // here and is dropped.
+                if let Ok(state) = self
                     .client
                     .approval_challenge(new_dek, commit, name.clone())
                     .await
                 {
-                    Ok(state) => {
-                        self.approving.insert(*new_dek.as_bytes(), state);
-                        self.core.approval_pending(PendingApproval {
-                            new_dek,
-                            name,
-                            code: None,
-                        });
-                    }
-                    // A stale request (that device gave up, or another device answered).
-                    Err(_) => {}
+                    self.approving.insert(*new_dek.as_bytes(), state);
+                    self.core.approval_pending(PendingApproval {
+                        new_dek,
+                        name,
+                        code: None,
+                    });
                 }
             }
             Notice::ApprovalReveal { from_dek, nonce } => {
@@ -83,19 +81,17 @@ impl Driver {
                     }
                 }
             }
-            Notice::DirectoryChanged { uid, .. } => {
-                if uid != *self.client.uid() {
-                    match self.client.lookup(&uid).await {
-                        Ok(report) => {
-                            if !report.added.is_empty() && !report.first {
-                                self.core.key_changed(&uid);
-                            }
-                            self.refresh_trust(&uid);
+            Notice::DirectoryChanged { uid, .. } if uid != *self.client.uid() => {
+                match self.client.lookup(&uid).await {
+                    Ok(report) => {
+                        if !report.added.is_empty() && !report.first {
+                            self.core.key_changed(&uid);
                         }
-                        Err(e) => self.core.banner(Banner::Problem(format!(
-                            "cannot check {uid}'s new keys: {e:#}"
-                        ))),
+                        self.refresh_trust(&uid);
                     }
+                    Err(e) => self.core.banner(Banner::Problem(format!(
+                        "cannot check {uid}'s new keys: {e:#}"
+                    ))),
                 }
             }
             Notice::Undeliverable { id, to, reason, .. } => {
