@@ -36,7 +36,7 @@ pub(crate) enum Slash {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum SlashError {
     /// No such command.
-    #[error("unknown command /{0} (F1 lists the commands)")]
+    #[error("unknown command /{0}; F1 lists them")]
     Unknown(String),
     /// A needed argument is missing.
     #[error("usage: {0}")]

@@ -8,24 +8,17 @@ pub(crate) const TITLE: &str = "siren chat: keys and commands";
 pub(crate) const ENTRIES: &[(&str, &str)] = &[
     ("Enter", "send the message (or run the /command)"),
     ("Alt-Enter, Ctrl-J", "new line in the message"),
-    ("Tab, Ctrl-N, Down", "next conversation"),
-    ("Shift-Tab, Ctrl-P, Up", "previous conversation"),
+    ("Tab, Shift-Tab, Up, Down", "next / previous conversation"),
     ("PgUp, PgDn", "scroll (older history loads at the top)"),
     (
         "Left, Right, Home, End",
         "move in the message; Ctrl-U clears the line",
     ),
-    (
-        "Esc",
-        "close a window, dismiss the status note and the banner",
-    ),
-    ("F1, ? (empty line)", "this help"),
-    ("Ctrl-C", "quit"),
+    ("Esc", "close a window, dismiss the note and banner"),
+    ("F1, ?, /help", "this help (? on an empty line)"),
+    ("Ctrl-C, /quit", "quit"),
     ("", ""),
-    (
-        "/chat USER",
-        "open or start a conversation (USER is name@server)",
-    ),
+    ("/chat USER", "open or start a conversation (name@server)"),
     ("/accept [USER]", "accept the contact request"),
     (
         "/refuse [USER]",
@@ -44,6 +37,4 @@ pub(crate) const ENTRIES: &[(&str, &str)] = &[
     ("/file PATH", "send a file to this conversation"),
     ("/save", "save the last received file of this conversation"),
     ("/receipts on|off", "send read receipts or not"),
-    ("/help", "this help"),
-    ("/quit", "quit"),
 ];

@@ -696,7 +696,7 @@ fn bad_commands_are_explained_in_the_status_line_and_the_text_is_kept() {
     enter(&mut app, &mut src, "/frobnicate now");
     let rows = draw(&mut app, &mut src, 80, 24);
     assert!(
-        has(&rows, "unknown command /frobnicate (F1 lists the commands)"),
+        has(&rows, "unknown command /frobnicate; F1 lists them"),
         "{rows:#?}"
     );
     assert_eq!(app.compose.text(), "/frobnicate now");

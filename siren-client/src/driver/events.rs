@@ -15,6 +15,10 @@ impl Driver {
                 self.core.received(now_millis(), &m.from, m.id, m.content);
                 if m.from != *self.client.uid() {
                     self.refresh_trust(&m.from);
+                    // They write (or receipt): they may have accepted this user since.
+                    if self.unsubscribed.contains(&m.from) {
+                        self.subscribe(m.from).await;
+                    }
                 }
             }
             Event::Signal(m) => self.core.signal(now_millis(), &m.from, m.content),

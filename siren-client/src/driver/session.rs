@@ -2,7 +2,7 @@
 //! quits, then wait with exponential backoff and try again. The person's commands are taken in
 //! all the while; what must go to the server waits for the next connection.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,6 +54,9 @@ pub(super) struct Driver {
     pub(super) approving: BTreeMap<[u8; 32], Approving>,
     /// Safety numbers with the users whose keys are known (verified listing cached).
     pub(super) safety: BTreeMap<Uid, String>,
+    /// Contacts whose presence subscription was refused (they had not accepted this user yet):
+    /// tried again when something arrives from them.
+    pub(super) unsubscribed: BTreeSet<Uid>,
     connection: String,
 }
 
@@ -79,6 +82,7 @@ impl Driver {
             waiting: VecDeque::new(),
             approving: BTreeMap::new(),
             safety: BTreeMap::new(),
+            unsubscribed: BTreeSet::new(),
             connection: format!("connecting as {me}"),
         };
         driver.load_recent();
@@ -274,17 +278,27 @@ impl Driver {
             self.refresh_trust(uid);
         }
         // A contact who does not share presence refuses the subscription: subscribe one by one.
+        self.unsubscribed.clear();
         for uid in uids {
-            if self
-                .client
-                .subscribe(std::slice::from_ref(&uid))
-                .await
-                .is_err()
-            {
-                self.core.presence(&uid, None);
-            }
+            self.subscribe(uid).await;
         }
         Ok(())
+    }
+
+    /// Subscribes to a contact's presence; a refusal (they have not accepted this user, or do
+    /// not share presence) is remembered, to try again when something arrives from them.
+    pub(super) async fn subscribe(&mut self, uid: Uid) {
+        if self
+            .client
+            .subscribe(std::slice::from_ref(&uid))
+            .await
+            .is_err()
+        {
+            self.core.presence(&uid, None);
+            self.unsubscribed.insert(uid);
+        } else {
+            self.unsubscribed.remove(&uid);
+        }
     }
 
     /// Gives the core `uid`'s verification state, and keeps the safety number of verified
