@@ -393,6 +393,14 @@ impl Cli {
         self.dir.path()
     }
 
+    /// A library client over this profile (which no command may use meanwhile), connected.
+    pub async fn connected(&self) -> siren_client::client::Client {
+        let profile = siren_client::profile::Profile::open(self.profile(), None).unwrap();
+        let mut client = siren_client::client::Client::new(profile).unwrap();
+        client.connect().await.unwrap();
+        client
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(binary("siren"));
         cmd.arg("--profile").arg(self.dir.path()).args(args);

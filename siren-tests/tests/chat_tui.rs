@@ -8,7 +8,6 @@ use std::time::Duration;
 use sha2::{Digest as _, Sha256};
 use siren_api::Uid;
 use siren_client::client::{Client, Event};
-use siren_client::profile::Profile;
 use siren_proto::ids::{FileId, MessageId};
 use siren_proto::plaintext::{FileManifest, Plaintext, ReceiptState, seal_chunk};
 use siren_tests::tmux::Tmux;
@@ -166,13 +165,6 @@ fn uid(s: &str) -> Uid {
     Uid::parse(s).unwrap()
 }
 
-/// A library client over a CLI profile (which no command may use meanwhile), connected.
-async fn connected(cli: &Cli) -> Client {
-    let mut client = Client::new(Profile::open(cli.profile(), None).unwrap()).unwrap();
-    client.connect().await.unwrap();
-    client
-}
-
 fn id() -> MessageId {
     MessageId::random(&mut siren_proto::os_rng())
 }
@@ -232,7 +224,7 @@ async fn a_ten_mib_file_arrives_intact_and_a_corrupted_one_is_reported_and_not_s
     );
 
     // carol sends a file whose second chunk was altered: reported, nothing saved.
-    let mut c = connected(&carol).await;
+    let mut c = carol.connected().await;
     let bob_uid = uid("bob@alpha.test");
     let key = [7u8; 32];
     let body: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
@@ -296,7 +288,7 @@ async fn hostile_payloads_are_shown_escaped_or_refused_and_the_chat_keeps_runnin
     let s = server(&["bob", "carol"]);
     let (bob, carol) = (logged_in(&s, "bob"), logged_in(&s, "carol"));
     let b = chat(&bob, 160, 30, &[]);
-    let mut c = connected(&carol).await;
+    let mut c = carol.connected().await;
     let bob_uid = uid("bob@alpha.test");
 
     // Control characters and bidi overrides in a text: drawn as visible escapes.
@@ -432,7 +424,7 @@ async fn receipts_and_typing_never_reach_a_blocked_user() {
         logged_in(&s, "bob"),
         logged_in(&s, "carol"),
     );
-    let mut c = connected(&carol).await;
+    let mut c = carol.connected().await;
     let bob_uid = uid("bob@alpha.test");
     let text = |body: &str| Plaintext::Text {
         body: body.into(),

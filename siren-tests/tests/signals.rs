@@ -8,7 +8,6 @@ use std::time::Duration;
 use siren_api::Uid;
 use siren_api::storage::{ExportStore, QueueStore};
 use siren_client::client::{Client, Event, Received};
-use siren_client::profile::Profile;
 use siren_proto::envelope::{Envelope, Sender};
 use siren_proto::ids::MessageId;
 use siren_proto::message::{ClientMessage, MAX_SIGNAL_CIPHERTEXT, QueueItem, ServerMessage};
@@ -26,17 +25,10 @@ fn uid(s: &str) -> Uid {
     Uid::parse(s).unwrap()
 }
 
-/// A library client over a CLI profile (which must not be used by a command meanwhile).
-async fn connected(cli: &Cli) -> Client {
-    let mut client = Client::new(Profile::open(cli.profile(), None).unwrap()).unwrap();
-    client.connect().await.unwrap();
-    client
-}
-
 /// A connected client whose session is live: its backlog was delivered (`queue_drained` comes
 /// after the session registered for live delivery). Returns what arrived before.
 async fn live(cli: &Cli) -> (Client, Vec<Event>) {
-    let mut client = connected(cli).await;
+    let mut client = cli.connected().await;
     let mut before = Vec::new();
     loop {
         match next(&mut client).await {
@@ -119,7 +111,7 @@ async fn a_typing_signal_reaches_the_live_device() {
     let s = one_server(&["alice", "bob"], "");
     let (alice, bob) = (logged_in(&s, "alice"), logged_in(&s, "bob"));
     let (mut bob, _) = live(&bob).await;
-    let mut alice = connected(&alice).await;
+    let mut alice = alice.connected().await;
 
     let devices = alice
         .send_signal(&uid("bob@alpha.test"), &TYPING)
@@ -160,7 +152,7 @@ async fn a_signal_for_an_offline_device_is_dropped_and_never_stored() {
     let mut s = one_server(&["alice", "bob"], "");
     let (alice_cli, bob_cli) = (logged_in(&s, "alice"), logged_in(&s, "bob"));
     {
-        let mut alice = connected(&alice_cli).await;
+        let mut alice = alice_cli.connected().await;
         // Bob has no live session: the answer is the same `ok`.
         for _ in 0..3 {
             assert_eq!(
@@ -188,7 +180,7 @@ async fn a_signal_for_an_offline_device_is_dropped_and_never_stored() {
         "{before:?}"
     );
     // Only what is sent now arrives (and it is the first thing bob sees from alice).
-    let mut alice = connected(&alice_cli).await;
+    let mut alice = alice_cli.connected().await;
     alice
         .send_text(&uid("bob@alpha.test"), "now")
         .await
@@ -211,9 +203,9 @@ async fn signals_from_blocked_users_and_non_contacts_do_not_arrive() {
     assert!(bob.run(&["contacts", "block", "alice@alpha.test"]).ok);
     assert!(bob.run(&["contacts", "add", "carol@alpha.test"]).ok);
     let (mut bob, _) = live(&bob).await;
-    let mut alice = connected(&alice).await;
-    let mut dave = connected(&dave).await;
-    let mut carol = connected(&carol).await;
+    let mut alice = alice.connected().await;
+    let mut dave = dave.connected().await;
+    let mut carol = carol.connected().await;
 
     // Each is answered as if delivered (blocking is not revealed).
     let to_bob = uid("bob@alpha.test");
@@ -335,7 +327,7 @@ async fn a_signal_crosses_the_live_link_and_never_enters_the_outbox() {
     let alice = logged_in(&alpha, "alice");
     let bob = logged_in(&beta, "bob");
     let (mut bob, _) = live(&bob).await;
-    let mut alice = connected(&alice).await;
+    let mut alice = alice.connected().await;
 
     // The first signal looks bob up (which opens alpha's link to beta), then goes over it.
     let to_bob = uid("bob@beta.test");

@@ -432,14 +432,8 @@ fn enter_sends_alt_enter_and_ctrl_j_break_lines_and_typing_is_announced() {
     assert_eq!(
         src.commands,
         vec![
-            Command::SetTyping {
-                to: bob.clone(),
-                typing: true
-            },
-            Command::SetTyping {
-                to: bob.clone(),
-                typing: false
-            },
+            typing_to(bob.clone(), true),
+            typing_to(bob.clone(), false),
             Command::SendText {
                 to: bob.clone(),
                 body: "hi\nthere\n".into()
@@ -469,16 +463,7 @@ fn typing_ends_after_a_pause_and_when_the_line_is_emptied() {
     app.tick(&mut src, t0 + Duration::from_secs(6));
     assert_eq!(
         src.commands,
-        vec![
-            Command::SetTyping {
-                to: bob.clone(),
-                typing: true
-            },
-            Command::SetTyping {
-                to: bob.clone(),
-                typing: false
-            },
-        ]
+        vec![typing_to(bob.clone(), true), typing_to(bob.clone(), false),]
     );
     src.commands.clear();
     app.on_event(Event::Key(KeyEvent::from(KeyCode::Char('b'))), &mut src, t0);
@@ -486,16 +471,7 @@ fn typing_ends_after_a_pause_and_when_the_line_is_emptied() {
     app.on_event(Event::Key(KeyEvent::from(KeyCode::Backspace)), &mut src, t0);
     assert_eq!(
         src.commands,
-        vec![
-            Command::SetTyping {
-                to: bob.clone(),
-                typing: true
-            },
-            Command::SetTyping {
-                to: bob,
-                typing: false
-            },
-        ]
+        vec![typing_to(bob.clone(), true), typing_to(bob, false),]
     );
 }
 
@@ -828,4 +804,8 @@ fn ctrl_c_quits_even_in_a_window() {
         KeyModifiers::CONTROL,
     );
     assert!(app.quit);
+}
+
+fn typing_to(to: Uid, typing: bool) -> Command {
+    Command::SetTyping { to, typing }
 }
