@@ -60,7 +60,18 @@ impl Tmux {
         for (k, v) in env {
             cmd.arg("-e").arg(format!("{k}={v}"));
         }
-        cmd.arg("--").arg(program).args(args);
+        // The command runs under `sh`, which writes its exit status to a file: tmux itself
+        // sometimes never reaps a command that closed its terminal (a zombie, no status).
+        let script = format!(
+            "\"$0\" \"$@\"; echo $? > '{}'",
+            tmux.status_file().display()
+        );
+        cmd.arg("--")
+            .arg("sh")
+            .arg("-c")
+            .arg(script)
+            .arg(program)
+            .args(args);
         let out = run(&mut cmd);
         assert!(
             out.status.success(),
@@ -168,32 +179,19 @@ impl Tmux {
         );
     }
 
-    /// Whether the command is still running (false once it exited; its screen stays).
-    pub fn alive(&self) -> bool {
-        let out = self.tmux_ok(
-            "display-message",
-            &["display-message", "-p", "-t", SESSION, "#{pane_dead}"],
-        );
-        out.trim() == "0"
+    fn status_file(&self) -> PathBuf {
+        self.dir.path().join("exit-status")
     }
 
-    /// The command's exit status once it exited (None while it runs).
+    /// Whether the command is still running (false once it exited; its screen stays).
+    pub fn alive(&self) -> bool {
+        self.exit_status().is_none()
+    }
+
+    /// The command's exit status once it exited (None while it runs; 128 + N after signal N).
     pub fn exit_status(&self) -> Option<i32> {
-        let out = self.tmux_ok(
-            "display-message",
-            &[
-                "display-message",
-                "-p",
-                "-t",
-                SESSION,
-                "#{pane_dead} #{pane_dead_status}",
-            ],
-        );
-        let mut parts = out.split_whitespace();
-        match (parts.next(), parts.next()) {
-            (Some("1"), Some(status)) => status.parse().ok(),
-            _ => None,
-        }
+        let text = std::fs::read_to_string(self.status_file()).ok()?;
+        text.trim().parse().ok()
     }
 }
 

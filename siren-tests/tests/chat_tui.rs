@@ -11,7 +11,7 @@ use siren_client::client::{Client, Event};
 use siren_proto::ids::{FileId, MessageId};
 use siren_proto::plaintext::{FileManifest, Plaintext, ReceiptState, seal_chunk};
 use siren_tests::tmux::Tmux;
-use siren_tests::{Cli, Options, Running, Server, binary, files_under};
+use siren_tests::{Cli, Options, Running, Server, any_file_contains, binary, files_under};
 
 /// The longest any one step may take (every wait ends as soon as the screen shows it).
 const T: Duration = Duration::from_secs(30);
@@ -66,6 +66,16 @@ fn approval_code(login: &Running) -> String {
             return code.trim().to_owned();
         }
     }
+}
+
+/// The safety number in a `/verify` window: the line of digit groups after the title.
+fn safety_number(screen: &str) -> String {
+    screen
+        .lines()
+        .map(|l| l.trim_matches(|c: char| c == '│' || c.is_whitespace()))
+        .find(|l| l.len() > 20 && l.chars().all(|c| c.is_ascii_digit() || c == ' '))
+        .unwrap_or_else(|| panic!("no safety number on the screen:\n{screen}"))
+        .to_owned()
 }
 
 #[test]
@@ -151,8 +161,27 @@ fn two_people_chat_live_with_read_marks_typing_a_contact_request_and_a_second_de
     a.resize(60, 16);
     a.wait_for("fine, and you?", T);
 
-    // History survives a restart of the chat.
+    // Safety numbers: both sides show the same one; y marks it verified.
+    a.resize(80, 24);
+    a.type_line("/verify bob@alpha.test");
+    let screen = a.wait_for("Safety number with bob@alpha.test", T);
+    let number = safety_number(&screen);
+    b.type_line("/verify alice@alpha.test");
+    let theirs = safety_number(&b.wait_for("Safety number with alice@alpha.test", T));
+    assert_eq!(number, theirs);
+    b.send_keys(&["Escape"]);
+    a.send_keys(&["y"]);
+    a.wait_for("bob@alpha.test · verified ✓", T);
+
+    // History survives a restart of the chat; nothing readable is left in the profile.
     quit(&a);
+    for needle in ["hello bob", "fine, and you?", "line two"] {
+        assert_eq!(
+            any_file_contains(alice.profile(), needle.as_bytes()),
+            None,
+            "{needle:?} in plaintext in the profile"
+        );
+    }
     let a = chat(&alice, 80, 24, &[]);
     a.wait_for("bob: fine, and you?", T);
     a.wait_for("you: hello bob ✓✓ read", T);

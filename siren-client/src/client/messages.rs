@@ -7,6 +7,7 @@ use siren_proto::envelope::{Envelope, Recipient, Sender as EnvSender};
 use siren_proto::ids::MessageId;
 use siren_proto::message::{ClientMessage, Notice, QueueItem, ServerMessage};
 use siren_proto::plaintext::Plaintext;
+use siren_proto::records::UserDirectory;
 
 use super::{Client, Event, LookupReport, Received, ServerRefused, now, server_error};
 use crate::profile::SeenRequest;
@@ -77,20 +78,46 @@ impl Client {
     ) -> anyhow::Result<usize> {
         let report = self.recipients(to).await?;
         self.last_lookup = Some(report.clone());
+        let envelopes = self.seal_to_devices(to, &report.directory, id, plaintext)?;
+        if envelopes.is_empty() {
+            return Ok(0);
+        }
+        let n = envelopes.len();
+        let answer = self
+            .conn()?
+            .request(|rid| ClientMessage::Send {
+                rid,
+                msgs: envelopes,
+            })
+            .await?;
+        match answer {
+            ServerMessage::SendAck { ids, .. } if ids.contains(&id) => Ok(n),
+            other => bail!("unexpected answer to send: {other:?}"),
+        }
+    }
+
+    /// Seals `plaintext` as message `id` to every device of `to` in `directory` (when `to` is
+    /// this account, to every device but this one), under one fresh counter that is saved before
+    /// use so it never repeats, even after a crash. No devices: no envelopes.
+    pub(super) fn seal_to_devices(
+        &mut self,
+        to: &Uid,
+        directory: &UserDirectory,
+        id: MessageId,
+        plaintext: &[u8],
+    ) -> anyhow::Result<Vec<Envelope>> {
         let usk = self.secrets.usk().context("this device has no USK")?;
         let dek = self.secrets.dek().context("not logged in")?;
         let my_dek = dek.public();
         let me = self.uid().clone();
-        let targets: Vec<_> = report
-            .directory
+        let targets: Vec<_> = directory
             .devices()
             .map(|r| r.dek)
             .filter(|d| !(to == &me && *d == my_dek))
             .collect();
         if targets.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
-        // The counter is saved before use, so it never repeats even after a crash.
         self.secrets.counter += 1;
         let ctr = self.secrets.counter;
         self.profile.save_secrets(&self.secrets)?;
@@ -111,18 +138,7 @@ impl Client {
                 &mut rng,
             )?);
         }
-        let n = envelopes.len();
-        let answer = self
-            .conn()?
-            .request(|rid| ClientMessage::Send {
-                rid,
-                msgs: envelopes,
-            })
-            .await?;
-        match answer {
-            ServerMessage::SendAck { ids, .. } if ids.contains(&id) => Ok(n),
-            other => bail!("unexpected answer to send: {other:?}"),
-        }
+        Ok(envelopes)
     }
 
     /// The next event. In `drain` mode, returns `None` once the queued backlog is delivered.
@@ -214,20 +230,7 @@ impl Client {
         if self.seen.len() < self.seen_set.len() {
             self.seen_set = self.seen.iter().copied().collect();
         }
-        let content = match Plaintext::decode(&plain) {
-            Ok(c) => c,
-            Err(e) => {
-                return Ok(Some(Event::Refused {
-                    from: env.from,
-                    reason: format!("unreadable content: {e}"),
-                }));
-            }
-        };
-        Ok(Some(Event::Message(Received {
-            from: env.from,
-            id: env.id,
-            content,
-        })))
+        Ok(Some(decoded(env.from, env.id, &plain, Event::Message)))
     }
 
     /// Opens an envelope addressed to this device, as PROTOCOL.md §12 says: the sending device
@@ -273,5 +276,22 @@ impl Client {
         };
         self.profile.save_contact(&env.from, &state)?;
         Ok(Ok(plain))
+    }
+}
+
+/// An opened payload decoded into the event `kind` makes of it, or the refusal event saying it
+/// is unreadable.
+pub(super) fn decoded(
+    from: Uid,
+    id: MessageId,
+    plain: &[u8],
+    kind: fn(Received) -> Event,
+) -> Event {
+    match Plaintext::decode(plain) {
+        Ok(content) => kind(Received { from, id, content }),
+        Err(e) => Event::Refused {
+            from,
+            reason: format!("unreadable content: {e}"),
+        },
     }
 }

@@ -3,14 +3,15 @@
 //! moment, never queued), and opened on arrival with every check a message gets except the
 //! duplicate list: a signal is never acknowledged and its id is not remembered.
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use siren_api::Uid;
-use siren_proto::envelope::{Envelope, Sender as EnvSender};
+use siren_proto::envelope::Envelope;
 use siren_proto::ids::MessageId;
 use siren_proto::message::{ClientMessage, ServerMessage};
 use siren_proto::plaintext::Plaintext;
 
-use super::{Client, Event, Received};
+use super::messages::decoded;
+use super::{Client, Event};
 
 impl Client {
     /// Sends `content` (normally [`Plaintext::Typing`]) as an ephemeral signal to every live
@@ -23,41 +24,14 @@ impl Client {
             Some(directory) => directory,
             None => self.lookup(to).await?.directory,
         };
-        let usk = self.secrets.usk().context("this device has no USK")?;
-        let dek = self.secrets.dek().context("not logged in")?;
-        let my_dek = dek.public();
-        let me = self.uid().clone();
-        let recipients: Vec<_> = directory
-            .devices()
-            .map(|record| record.dek)
-            .filter(|d| to != &me || d != &my_dek)
-            .collect();
-        if recipients.is_empty() {
+        let plaintext = content.encode();
+        let id = MessageId::random(&mut siren_proto::os_rng());
+        // The same counter as messages.
+        let envelopes = self.seal_to_devices(to, &directory, id, &plaintext)?;
+        if envelopes.is_empty() {
             return Ok(0);
         }
-        let plaintext = content.encode();
-        // The same counter as messages, saved before use so it never repeats.
-        self.secrets.counter += 1;
-        let ctr = self.secrets.counter;
-        self.profile.save_secrets(&self.secrets)?;
-        let mut rng = siren_proto::os_rng();
-        let id = MessageId::random(&mut rng);
-        let mut envelopes = Vec::with_capacity(recipients.len());
-        for to_dek in &recipients {
-            envelopes.push(Envelope::seal(
-                EnvSender {
-                    uid: &me,
-                    usk: &usk,
-                    dek: &my_dek,
-                },
-                to,
-                to_dek,
-                id,
-                ctr,
-                &plaintext,
-                &mut rng,
-            )?);
-        }
+        let n = envelopes.len();
         let answer = self
             .conn()?
             .request(|rid| ClientMessage::Signal {
@@ -66,7 +40,7 @@ impl Client {
             })
             .await?;
         match answer {
-            ServerMessage::Ok { .. } => Ok(recipients.len()),
+            ServerMessage::Ok { .. } => Ok(n),
             other => bail!("unexpected answer to signal: {other:?}"),
         }
     }
@@ -83,19 +57,6 @@ impl Client {
                 }));
             }
         };
-        let content = match Plaintext::decode(&plain) {
-            Ok(c) => c,
-            Err(e) => {
-                return Ok(Some(Event::Refused {
-                    from: env.from,
-                    reason: format!("unreadable content: {e}"),
-                }));
-            }
-        };
-        Ok(Some(Event::Signal(Received {
-            from: env.from,
-            id: env.id,
-            content,
-        })))
+        Ok(Some(decoded(env.from, env.id, &plain, Event::Signal)))
     }
 }

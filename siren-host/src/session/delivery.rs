@@ -309,9 +309,9 @@ impl Session {
         }
     }
 
-    /// Checks one envelope of a `send`: the sender is this session, signed by the sender's USK,
-    /// addressed to a live device of a local user.
-    pub(super) async fn check_envelope(
+    /// The sender fields name this session's user and DEK (400), and the envelope is signed by
+    /// the user's USK (301): what every envelope a session hands over must show.
+    pub(super) fn check_sender(
         &self,
         env: &Envelope,
         me: &Uid,
@@ -328,7 +328,18 @@ impl Session {
                 ErrorCode::BadSignature,
                 "the envelope is not signed by your USK",
             )
-        })?;
+        })
+    }
+
+    /// Checks one envelope of a `send`: the sender is this session, signed by the sender's USK,
+    /// addressed to a live device of a local user.
+    pub(super) async fn check_envelope(
+        &self,
+        env: &Envelope,
+        me: &Uid,
+        own: &UserDirectory,
+    ) -> Result<(), Error> {
+        self.check_sender(env, me, own)?;
         if env.to.server() != &self.shared.config.server.name {
             // For another server: allowed by the policy, it waits in that server's outbox (if it
             // fits the peer's frames and the limits on outboxes); the receiving server checks
@@ -338,6 +349,12 @@ impl Session {
                 .await?;
             return crate::federation::outbox::admit(&self.shared, me, env);
         }
+        self.check_local_recipient(env).await
+    }
+
+    /// The envelope is addressed to a live device of a local user (304 no such user, 300 no
+    /// such device).
+    pub(super) async fn check_local_recipient(&self, env: &Envelope) -> Result<(), Error> {
         let dir = self
             .shared
             .directory

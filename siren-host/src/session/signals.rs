@@ -8,7 +8,7 @@ use siren_api::{Error, ErrorCode, ServerName, Username};
 use siren_proto::envelope::Envelope;
 use siren_proto::message::RequestId;
 
-use super::{Outcome, Session, short};
+use super::{Outcome, Session};
 use crate::rate::{Buckets, Rate, wait_secs};
 
 /// A session's budget of signal envelopes (`[limits] signal_envelopes_per_second` and
@@ -79,42 +79,14 @@ impl Session {
                 Error::new(ErrorCode::UnknownDevice, "this device is not registered")
             })?;
         for env in msgs {
-            if env.from != me || env.from_dek != self.dek {
-                return Err(Error::new(
-                    ErrorCode::ForgedSender,
-                    "the sender fields must name this session's user and DEK",
-                ));
-            }
-            env.verify_sender(own.usk()).map_err(|_| {
-                Error::new(
-                    ErrorCode::BadSignature,
-                    "the envelope is not signed by your USK",
-                )
-            })?;
+            self.check_sender(env, &me, &own)?;
             if env.to.server() != &self.shared.config.server.name {
                 self.shared
                     .remote_allowed(env.to.server(), siren_api::federation::Direction::Outbound)
                     .await?;
                 continue;
             }
-            let dir = self
-                .shared
-                .directory
-                .get(env.to.user())
-                .await?
-                .ok_or_else(|| {
-                    Error::new(ErrorCode::NotFound, format!("no devices for {}", env.to))
-                })?;
-            if !dir.is_live(&env.to_dek) {
-                return Err(Error::new(
-                    ErrorCode::UnknownDevice,
-                    format!(
-                        "device {} of {} is not registered; look the user up again",
-                        short(&env.to_dek),
-                        env.to
-                    ),
-                ));
-            }
+            self.check_local_recipient(env).await?;
         }
         Ok(())
     }
