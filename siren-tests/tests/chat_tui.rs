@@ -147,6 +147,14 @@ fn two_people_chat_live_with_read_marks_typing_a_contact_request_and_a_second_de
     a.type_line("line two");
     b.wait_for("line two", T);
 
+    // Edits and deletions of one's own last message.
+    a.type_line("/edit lines one and two");
+    b.wait_for("alice: lines one and two (edited)", T);
+    a.type_line("a typo");
+    b.wait_for("alice: a typo", T);
+    a.type_line("/delete");
+    b.wait_for("alice: message deleted", T);
+
     // The phone saw both sides: alice's own message (a sealed copy) and bob's.
     p.wait_for("bob: fine, and you?", T);
     p.wait_for("you: hello bob", T);
@@ -175,7 +183,7 @@ fn two_people_chat_live_with_read_marks_typing_a_contact_request_and_a_second_de
 
     // History survives a restart of the chat; nothing readable is left in the profile.
     quit(&a);
-    for needle in ["hello bob", "fine, and you?", "line two"] {
+    for needle in ["hello bob", "fine, and you?", "lines one and two"] {
         assert_eq!(
             any_file_contains(alice.profile(), needle.as_bytes()),
             None,

@@ -506,6 +506,8 @@ impl App {
                 }
             }
             Slash::Save => self.save(src),
+            Slash::Edit(text) => self.change_last(src, Some(text)),
+            Slash::Delete => self.change_last(src, None),
             Slash::Receipts(on) => {
                 self.info(if on {
                     "read receipts on"
@@ -516,6 +518,31 @@ impl App {
             }
             Slash::Help => self.popup = Some(Popup::Help),
             Slash::Quit => self.quit = true,
+        }
+    }
+
+    /// `/edit TEXT` (`Some`) or `/delete` (`None`): this account's last text message in the
+    /// open conversation.
+    fn change_last<S: ChatSource>(&mut self, src: &mut S, body: Option<String>) {
+        let Some(peer) = self.target(None, "/chat USER first") else {
+            return;
+        };
+        let last = src
+            .messages(&peer)
+            .iter()
+            .rev()
+            .find(|m| m.outgoing && matches!(m.body, Body::Text(_)))
+            .map(|m| m.id);
+        match (last, body) {
+            (None, _) => self.error("no message of yours to change in this conversation"),
+            (Some(id), Some(body)) => {
+                self.info("your last message was edited");
+                src.command(Command::Edit { peer, id, body });
+            }
+            (Some(id), None) => {
+                self.info("your last message was withdrawn");
+                src.command(Command::Delete { peer, id });
+            }
         }
     }
 

@@ -24,6 +24,10 @@ pub(crate) enum Slash {
     File(String),
     /// `/save`: save the last received file of the open conversation.
     Save,
+    /// `/edit TEXT`: replace the text of this account's last message in the open conversation.
+    Edit(String),
+    /// `/delete`: withdraw this account's last message in the open conversation.
+    Delete,
     /// `/receipts on|off`.
     Receipts(bool),
     /// `/help`.
@@ -76,6 +80,11 @@ pub(crate) fn parse(line: &str) -> Result<Slash, SlashError> {
             None => Err(SlashError::Usage("/file PATH")),
         },
         "save" => no_arg(arg, Slash::Save, "/save"),
+        "edit" => match arg {
+            Some(text) => Ok(Slash::Edit(text.to_owned())),
+            None => Err(SlashError::Usage("/edit NEW TEXT")),
+        },
+        "delete" => no_arg(arg, Slash::Delete, "/delete"),
         "receipts" => match arg {
             Some("on") => Ok(Slash::Receipts(true)),
             Some("off") => Ok(Slash::Receipts(false)),
@@ -118,6 +127,13 @@ mod tests {
 
     #[test]
     fn commands_parse() {
+        assert_eq!(
+            parse("/edit  better words "),
+            Ok(Slash::Edit("better words".into()))
+        );
+        assert_eq!(parse("/edit"), Err(SlashError::Usage("/edit NEW TEXT")));
+        assert_eq!(parse("/delete"), Ok(Slash::Delete));
+        assert_eq!(parse("/delete it"), Err(SlashError::Usage("/delete")));
         assert_eq!(
             parse("/chat bob@beta.test"),
             Ok(Slash::Chat(uid("bob@beta.test")))

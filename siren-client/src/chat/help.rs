@@ -36,5 +36,9 @@ pub(crate) const ENTRIES: &[(&str, &str)] = &[
     ("/approve", "a new device of yours: compare the code, y/N"),
     ("/file PATH", "send a file to this conversation"),
     ("/save", "save the last received file of this conversation"),
+    (
+        "/edit TEXT, /delete",
+        "change or withdraw your last message here",
+    ),
     ("/receipts on|off", "send read receipts or not"),
 ];
