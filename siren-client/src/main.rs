@@ -20,7 +20,7 @@ use siren_client_core::model::{Body, ChatMessage, FileProgress, MessageState};
 use siren_proto::approval::ShortCode;
 use siren_proto::keys::{SekPublic, UskPublic};
 use siren_proto::message::{Notice, Presence, PresenceStatus};
-use siren_proto::plaintext::Plaintext;
+use siren_proto::plaintext::{Plaintext, ReceiptState};
 use siren_proto::roster::Contact;
 
 /// The Siren end-to-end encrypted IM client.
@@ -315,15 +315,48 @@ fn warn_changes(uid: &Uid, report: &siren_client::client::LookupReport) {
     }
 }
 
-fn print_event(event: &Event) {
+/// One message's content as the one-shot commands print it; `from` names who wrote it.
+fn print_content(from: &str, content: &Plaintext) {
+    match content {
+        Plaintext::Text { body, .. } => say!("{from}: {body}"),
+        Plaintext::Receipt { state, ids, .. } => {
+            let what = match state {
+                ReceiptState::Delivered => "received",
+                ReceiptState::Read => "read",
+            };
+            let n = ids.len();
+            say!(
+                "* {from} {what} {n} of your message{}",
+                if n == 1 { "" } else { "s" }
+            );
+        }
+        Plaintext::File(f) => say!(
+            "{from}: [file] {} ({} bytes; `siren chat` receives files)",
+            f.name,
+            f.size
+        ),
+        // The chunks of a file: `siren chat` assembles them.
+        Plaintext::FileChunk { .. } | Plaintext::Typing { .. } => {}
+        Plaintext::Edit { of, body, .. } => {
+            say!("{from} (edit of {}): {body}", of.to_hex())
+        }
+        Plaintext::Delete { of, .. } => say!("* {from} withdrew message {}", of.to_hex()),
+        // What another device of this account sent.
+        Plaintext::Copy { to, msg, .. } => print_content(&format!("you (to {to})"), msg),
+        Plaintext::Unsupported { kind } => {
+            say!("{from}: (unsupported message of type {kind:?}; a newer client can show it)")
+        }
+        _ => say!("{from}: (unsupported message)"),
+    }
+}
+
+fn print_event(event: &Event, me: &Uid) {
     match event {
+        // A copy counts only from this account's own devices (anyone else's is ignored, as the
+        // history and the client core ignore it).
         Event::Message(m) => match &m.content {
-            Plaintext::Text { body, .. } => say!("{}: {body}", m.from),
-            Plaintext::Unsupported { kind } => say!(
-                "{}: (unsupported message of type {kind:?}; a newer client can show it)",
-                m.from
-            ),
-            _ => say!("{}: (unsupported message)", m.from),
+            Plaintext::Copy { .. } if m.from != *me => {}
+            content => print_content(&m.from.to_string(), content),
         },
         Event::Signal(m) => match &m.content {
             Plaintext::Typing { typing: true } => say!("* {} is typing", m.from),
@@ -393,7 +426,7 @@ fn history_or_warn(client: &mut Client) -> Option<History> {
 
 /// Prints an event and keeps what it means in the history.
 fn print_and_keep(event: &Event, me: &Uid, history: &mut Option<History>) {
-    print_event(event);
+    print_event(event, me);
     if let (Event::Message(m), Some(h)) = (event, history.as_mut())
         && let Err(e) = h.record_received(me, m, now_millis())
     {

@@ -532,11 +532,24 @@ fn the_chat_reconnects_by_itself_says_so_and_sends_what_was_written_offline() {
     s.start();
     b.wait_for("connected as bob@alpha.test", Duration::from_secs(90));
     b.wait_for("you: while you were away ✓", T);
-    quit(&b);
 
+    // A CLI user in the same conversation: bob's chat receipts her message, and `siren recv`
+    // prints the receipts as such (not as unsupported messages).
+    alice.send("bob@alpha.test", "from the command line");
+    b.wait_for("alice: from the command line", T);
+    quit(&b);
     let got = alice.recv();
     assert!(
         got.iter().any(|l| l.contains("while you were away")),
         "{got:?}"
     );
+    assert!(
+        got.contains(&"* bob@alpha.test received 1 of your message".to_owned()),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&"* bob@alpha.test read 1 of your message".to_owned()),
+        "{got:?}"
+    );
+    assert!(!got.iter().any(|l| l.contains("unsupported")), "{got:?}");
 }
