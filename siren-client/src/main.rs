@@ -11,6 +11,7 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use siren_api::Uid;
 use siren_client::client::{ApprovalPrompt, Client, Credentials, Event, LoginOutcome};
+use siren_client::driver::oneshot::OneShot;
 use siren_client::fingerprint::fingerprint;
 use siren_client::history::History;
 use siren_client::profile::{Profile, Settings};
@@ -356,6 +357,8 @@ fn print_event(event: &Event, me: &Uid) {
         // history and the client core ignore it).
         Event::Message(m) => match &m.content {
             Plaintext::Copy { .. } if m.from != *me => {}
+            // Another device of this account marked messages read: nothing to say.
+            Plaintext::Receipt { .. } if m.from == *me => {}
             content => print_content(&m.from.to_string(), content),
         },
         Event::Signal(m) => match &m.content {
@@ -424,16 +427,38 @@ fn history_or_warn(client: &mut Client) -> Option<History> {
     }
 }
 
-/// Prints an event and keeps what it means in the history.
-fn print_and_keep(event: &Event, me: &Uid, history: &mut Option<History>) {
+/// The client core behind a one-shot command (receipts, the history), or none — said once —
+/// if it cannot start: the command then only prints.
+async fn one_shot(client: &mut Client) -> Option<OneShot> {
+    let history = history_or_warn(client);
+    match OneShot::start(client, history).await {
+        Ok((one, warnings)) => {
+            for w in warnings {
+                note!("warning: {w}");
+            }
+            Some(one)
+        }
+        Err(e) => {
+            note!("warning: nothing is kept in the history or receipted: {e:#}");
+            None
+        }
+    }
+}
+
+/// Prints an event and hands it to the core.
+fn print_and_keep(event: &Event, me: &Uid, one: &mut Option<OneShot>) {
     print_event(event, me);
-    if let (Event::Message(m), Some(h)) = (event, history.as_mut())
-        && let Err(e) = h.record_received(me, m, now_millis())
-    {
-        note!(
-            "warning: message {} not kept in the history: {e}",
-            m.id.to_hex()
-        );
+    if let Some(one) = one.as_mut() {
+        one.event(event);
+    }
+}
+
+/// Carries out what the core asks for after what was printed (receipts, history).
+async fn flush(one: &mut Option<OneShot>, client: &mut Client) {
+    if let Some(one) = one.as_mut() {
+        for w in one.flush(client).await {
+            note!("warning: {w}");
+        }
     }
 }
 
@@ -569,10 +594,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .login_with(credentials, device_name, &mut LoginPrompt)
                 .await?;
             let uid = client.uid().clone();
-            let mut history = history_or_warn(&mut client);
+            let mut one = one_shot(&mut client).await;
             for event in &drained {
-                print_and_keep(event, &uid, &mut history);
+                print_and_keep(event, &uid, &mut one);
             }
+            flush(&mut one, &mut client).await;
             match outcome {
                 LoginOutcome::CreatedUser => {
                     say!("logged in as {uid}; created the account's signing key on this device")
@@ -611,10 +637,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut client = Client::new(open_profile(&dir)?)?;
             client.connect().await?;
             let me = client.uid().clone();
-            let mut history = history_or_warn(&mut client);
+            let mut one = one_shot(&mut client).await;
             while let Some(event) = client.next_event(true).await? {
-                print_and_keep(&event, &me, &mut history);
+                print_and_keep(&event, &me, &mut one);
             }
+            flush(&mut one, &mut client).await;
             client.bye().await?;
         }
         Command::Listen {
@@ -636,14 +663,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 client.publish(Presence { status, text }).await?;
             }
             let me = client.uid().clone();
-            let mut history = history_or_warn(&mut client);
+            let mut one = one_shot(&mut client).await;
             note!("listening as {me} (Ctrl-C to stop)");
             let mut ping = tokio::time::interval(Duration::from_secs(60));
             ping.tick().await;
             loop {
                 tokio::select! {
                     event = client.next_event(false) => match event? {
-                        Some(e) => print_and_keep(&e, &me, &mut history),
+                        Some(e) => {
+                            print_and_keep(&e, &me, &mut one);
+                            flush(&mut one, &mut client).await;
+                        }
                         None => break,
                     },
                     _ = ping.tick() => client.ping().await?,

@@ -553,3 +553,49 @@ fn the_chat_reconnects_by_itself_says_so_and_sends_what_was_written_offline() {
     );
     assert!(!got.iter().any(|l| l.contains("unsupported")), "{got:?}");
 }
+
+#[test]
+fn siren_recv_receipts_what_accepted_contacts_send_and_nothing_to_strangers() {
+    let s = server(&["alice", "bob"]);
+    let (alice, bob) = (logged_in(&s, "alice"), logged_in(&s, "bob"));
+    let a = chat(&alice, 100, 30, &[]);
+    a.type_line("/chat bob@alpha.test");
+    a.type_line("first, to a stranger");
+    a.wait_for("you: first, to a stranger ✓", T);
+    // bob reads it on the command line: alice is a stranger to him, so no receipt goes (the
+    // receipt would be sent before `recv` returns).
+    let got = bob.recv();
+    assert!(
+        got.iter().any(|l| l.contains("first, to a stranger")),
+        "{got:?}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!a.capture().contains("stranger ✓✓"), "{}", a.capture());
+
+    // Once bob accepted alice, `siren recv` receipts her messages as delivered.
+    let out = bob.run(&["contacts", "add", "alice@alpha.test", "--presence"]);
+    assert!(out.ok, "{}", out.stderr);
+    a.type_line("second, to a contact");
+    a.wait_for("you: second, to a contact ✓", T);
+    let got = bob.recv();
+    assert!(
+        got.iter().any(|l| l.contains("second, to a contact")),
+        "{got:?}"
+    );
+    a.wait_for("you: second, to a contact ✓✓", T);
+    assert!(!a.capture().contains("contact ✓✓ read"), "{}", a.capture());
+    // And bob's history has both, from the core's records.
+    let out = bob.run(&["history", "alice@alpha.test"]);
+    assert!(out.ok, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("first, to a stranger"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("second, to a contact"),
+        "{}",
+        out.stdout
+    );
+    quit(&a);
+}

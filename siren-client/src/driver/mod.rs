@@ -14,11 +14,13 @@
 //! | `events` | what arrives from the server, into the core |
 //! | `effects` | the core's effects, carried out |
 //! | [`downloads`] | received files into the downloads folder, under safe names |
+//! | [`oneshot`] | the core for the one-shot commands (`siren recv`, `listen`) |
 //! | `source` | the driver as the chat UI's [`crate::chat::ChatSource`] |
 
 pub mod downloads;
 mod effects;
 mod events;
+pub mod oneshot;
 mod session;
 mod source;
 

@@ -5,10 +5,8 @@ use siren_api::Uid;
 use siren_client_core::model::{Body, ChatMessage, MessageState};
 use siren_proto::ids::MessageId;
 use siren_proto::keys::SekPublic;
-use siren_proto::plaintext::{Plaintext, ReceiptState};
 
 use super::*;
-use crate::client::Received;
 use crate::profile::{Profile, Settings};
 
 const SEED: [u8; 32] = [7; 32];
@@ -285,102 +283,4 @@ fn older_profiles_get_a_seed_on_first_use() {
     assert!(seed.is_some(), "saved");
     History::open(&profile).unwrap();
     assert_eq!(profile.secrets().unwrap().history, seed, "and kept");
-}
-
-#[test]
-fn received_messages_become_records() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut h = open(dir.path());
-    let me = uid("alice@alpha.test");
-    let bob = uid("bob@beta.test");
-    let got = |from: &Uid, n: u32, content: Plaintext| Received {
-        from: from.clone(),
-        id: id(n),
-        content,
-    };
-    let sent = h.record_sent(&bob, id(1), "hello bob", 1_000).unwrap();
-    assert_eq!(sent.state, MessageState::Sent);
-    let rec = h
-        .record_received(
-            &me,
-            &got(
-                &bob,
-                2,
-                Plaintext::Text {
-                    body: "hi\u{1b}[2K alice".into(),
-                    ts: 5,
-                },
-            ),
-            2_000,
-        )
-        .unwrap()
-        .unwrap();
-    assert_eq!(rec.state, MessageState::Seen);
-    assert!(!rec.outgoing);
-    // Bob's read receipt raises alice's message; a late delivered receipt does not lower it.
-    for state in [ReceiptState::Read, ReceiptState::Delivered] {
-        let receipt = Plaintext::Receipt {
-            state,
-            ids: vec![id(1)],
-            ts: 6,
-        };
-        assert!(
-            h.record_received(&me, &got(&bob, 3, receipt), 3_000)
-                .unwrap()
-                .is_none()
-        );
-    }
-    assert_eq!(
-        h.get(&bob, &id(1)).unwrap().unwrap().state,
-        MessageState::Read
-    );
-    // Bob edits his own message; he cannot edit alice's.
-    let edit = |of: u32| Plaintext::Edit {
-        of: id(of),
-        body: "edited".into(),
-        ts: 7,
-    };
-    h.record_received(&me, &got(&bob, 4, edit(2)), 4_000)
-        .unwrap();
-    h.record_received(&me, &got(&bob, 5, edit(1)), 4_000)
-        .unwrap();
-    let (page, _) = h.page(&bob, None, 10).unwrap();
-    assert_eq!(page[0].body, Body::Text("hello bob".into()));
-    assert_eq!(page[1].body, Body::Text("edited".into()));
-    assert!(page[1].edited);
-    // A deletion; a copy of what alice's other device sent to bob.
-    h.record_received(
-        &me,
-        &got(&bob, 6, Plaintext::Delete { of: id(2), ts: 8 }),
-        5_000,
-    )
-    .unwrap();
-    let copy = Plaintext::Copy {
-        to: bob.clone(),
-        id: id(7),
-        msg: Box::new(Plaintext::Text {
-            body: "from my phone".into(),
-            ts: 9,
-        }),
-    };
-    h.record_received(&me, &got(&me, 8, copy), 6_000).unwrap();
-    let (page, _) = h.page(&bob, None, 10).unwrap();
-    let bodies: Vec<_> = page.iter().map(|m| (m.body.clone(), m.outgoing)).collect();
-    assert_eq!(
-        bodies,
-        vec![
-            (Body::Text("hello bob".into()), true),
-            (Body::Deleted, false),
-            (Body::Text("from my phone".into()), true),
-        ]
-    );
-    // A kind this client cannot show is kept as such.
-    let odd = Plaintext::Unsupported {
-        kind: "poll".into(),
-    };
-    let rec = h
-        .record_received(&me, &got(&bob, 9, odd), 7_000)
-        .unwrap()
-        .unwrap();
-    assert_eq!(rec.body, Body::Unsupported("poll".into()));
 }
