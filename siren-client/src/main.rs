@@ -325,8 +325,10 @@ fn print_content(from: &str, content: &Plaintext) {
                 ReceiptState::Delivered => "received",
                 ReceiptState::Read => "read",
             };
+            // Status, not a message: on stderr, beside the notices, so that standard output
+            // stays the messages.
             let n = ids.len();
-            say!(
+            note!(
                 "* {from} {what} {n} of your message{}",
                 if n == 1 { "" } else { "s" }
             );

@@ -538,20 +538,25 @@ fn the_chat_reconnects_by_itself_says_so_and_sends_what_was_written_offline() {
     alice.send("bob@alpha.test", "from the command line");
     b.wait_for("alice: from the command line", T);
     quit(&b);
-    let got = alice.recv();
+    // Messages on standard output, receipts beside the notices on standard error.
+    let out = alice.run(&["recv"]);
+    assert!(out.ok, "{}", out.stderr);
+    let got: Vec<&str> = out.stdout.lines().collect();
     assert!(
         got.iter().any(|l| l.contains("while you were away")),
         "{got:?}"
     );
+    let status: Vec<&str> = out.stderr.lines().collect();
     assert!(
-        got.contains(&"* bob@alpha.test received 1 of your message".to_owned()),
-        "{got:?}"
+        status.contains(&"* bob@alpha.test received 1 of your message"),
+        "{status:?}"
     );
     assert!(
-        got.contains(&"* bob@alpha.test read 1 of your message".to_owned()),
-        "{got:?}"
+        status.contains(&"* bob@alpha.test read 1 of your message"),
+        "{status:?}"
     );
-    assert!(!got.iter().any(|l| l.contains("unsupported")), "{got:?}");
+    assert!(!out.stdout.contains("unsupported"), "{}", out.stdout);
+    assert!(!out.stderr.contains("unsupported"), "{}", out.stderr);
 }
 
 #[test]
