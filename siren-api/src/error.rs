@@ -78,6 +78,9 @@ error_codes! {
     /// The account was deleted, its password changed or it was disabled: the session ends and
     /// cannot be resumed; log in again.
     CredentialsChanged = 208, "credentials_changed";
+    /// An administrator ended this session (`sirend sessions kick`, `sirend devices revoke`):
+    /// it cannot be resumed; log in again.
+    SessionEnded = 209, "session_ended";
     /// The user (or the requested record) does not exist.
     NotFound = 300, "not_found";
     /// A signature did not verify.

@@ -11,47 +11,13 @@
 //!
 //! Use [`say!`](crate::say!) (stdout) and [`note!`](crate::note!) (stderr) like `println!` and
 //! `eprintln!`; the crate's `clippy.toml` forbids printing any other way, so a print site cannot
-//! forget. [`Escaped`] is the same escaping as a `Display` wrapper, for library users.
+//! forget. [`Escaped`] is the same escaping as a `Display` wrapper, for library users; it lives in
+//! `siren_api::display`, so `sirend`'s admin commands show names the same way.
 
-use std::fmt::{self, Display, Write as _};
+use std::fmt;
 use std::io::Write as _;
 
-/// Whether `c` is shown escaped.
-pub fn is_escaped(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
-        )
-}
-
-/// Shows a value with every character of [`is_escaped`] replaced by a visible escape.
-#[derive(Debug, Clone, Copy)]
-pub struct Escaped<T>(pub T);
-
-impl<T: Display> Display for Escaped<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(Escaper(f), "{}", self.0)
-    }
-}
-
-/// Writes through to a formatter, escaping on the way.
-struct Escaper<'a, 'b>(&'a mut fmt::Formatter<'b>);
-
-impl fmt::Write for Escaper<'_, '_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        for c in s.chars() {
-            match c {
-                '\t' => self.0.write_str("\\t")?,
-                '\n' => self.0.write_str("\\n")?,
-                '\r' => self.0.write_str("\\r")?,
-                c if is_escaped(c) => write!(self.0, "\\u{{{:x}}}", u32::from(c))?,
-                c => self.0.write_char(c)?,
-            }
-        }
-        Ok(())
-    }
-}
+pub use siren_api::display::{Escaped, is_escaped};
 
 /// Prints one escaped line on stdout (what [`say!`](crate::say!) expands to). A closed stdout is
 /// not an error worth dying for.

@@ -15,7 +15,7 @@
 //!   not answer keeps live sessions (they were checked at login).
 //! * **Ending sessions** on purpose is [`end_sessions`]: the stored sessions are forgotten so
 //!   none resumes, and the live ones get an error and close. `sirend devices revoke USER DEVICE`
-//!   and `sirend sessions kick` (issue 13's admin channel) call it with the user, the device and
+//!   and `sirend sessions kick` (the admin channel, [`crate::control`]) call it with the user, the device and
 //!   their own error; the periodic check calls it for a deleted account.
 //! * **Deleting an account's data** is [`forget_user`] (`sirend user del`): its sessions, the
 //!   queues of its devices, its directory chain and its roster. A user created later under the
@@ -33,6 +33,7 @@ use siren_api::storage::{DeviceKey, EntryKind, SessionRecord, Storage};
 use siren_api::{Error, ErrorCode, Username};
 use siren_proto::keys::DekPublic;
 
+use crate::hub::Hub;
 use crate::shared::Shared;
 
 /// The error a live session gets before it is closed because its account changed.
@@ -118,22 +119,25 @@ pub struct Ended {
 }
 
 /// Ends `user`'s sessions (only those bound to `device`, if given): forgets the stored ones, so
-/// none resumes, and sends `reason` to the live ones and closes them. For issue 13's admin
-/// channel (`sirend devices revoke`, `sirend sessions kick`) and for accounts found deleted.
+/// none resumes, and, on a running server (`hub`), sends `reason` to the live ones and closes
+/// them. For the admin channel (`sirend devices revoke`, `sirend sessions kick`) and for
+/// accounts found deleted.
 pub async fn end_sessions(
-    shared: &Shared,
+    storage: &dyn Storage,
+    hub: Option<&Hub>,
     user: &Username,
     device: Option<&DekPublic>,
     reason: &Error,
 ) -> Result<Ended, Error> {
-    let stored = shared
-        .storage
+    let stored = storage
         .delete_user_sessions(user, device.map(DekPublic::as_bytes))
         .await?;
-    let live = shared.hub.end(
-        |dek, who, _| who == user && device.is_none_or(|d| d == dek),
-        reason,
-    );
+    let live = hub.map_or(0, |hub| {
+        hub.end(
+            |dek, who, _| who == user && device.is_none_or(|d| d == dek),
+            reason,
+        )
+    });
     Ok(Ended { stored, live })
 }
 
@@ -177,7 +181,15 @@ async fn recheck(shared: &Shared) {
         let reason = credentials_changed();
         let ended = if status == AccountStatus::Gone {
             shared.directory.forget(&user);
-            match end_sessions(shared, &user, None, &reason).await {
+            match end_sessions(
+                shared.storage.as_ref(),
+                Some(&shared.hub),
+                &user,
+                None,
+                &reason,
+            )
+            .await
+            {
                 Ok(ended) => ended.live,
                 Err(e) => {
                     tracing::warn!(%user, error = %e, "cannot forget the sessions of a deleted account");

@@ -1,19 +1,18 @@
-//! Administration: `sirend init`, the DNS records to publish, and user management for backends
-//! that own their users (`sirend user add|passwd|del|list`; `passwd` and `del` end the user's
-//! sessions, `del` removes the user's devices and data too).
+//! Administration: `sirend init`, the DNS records to publish, and the admin commands (`sirend
+//! user|devices|sessions|queue|federation|status`), which run inside the running server through
+//! its admin socket or on the store directly ([`crate::control`]).
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 
-use anyhow::{Context as _, bail};
-use siren_api::auth::CredentialAdmin;
-use siren_api::storage::Storage;
-use siren_api::{ServerName, Username};
+use anyhow::{Context as _, anyhow, bail};
+use siren_api::ServerName;
 use siren_proto::keys::{SekPublic, SekSecret};
 
 use crate::config::Config;
-use crate::{accounts, filemodes, keyfile, registry};
+use crate::control::commands::Ops;
+use crate::control::wire::Request;
+use crate::{control, filemodes, keyfile, registry};
 
 /// The DNS records that let clients and peers find this server (PROTOCOL.md §4).
 pub fn dns_records(name: &ServerName, port: u16, sek: &SekPublic) -> String {
@@ -53,103 +52,43 @@ pub fn init(dir: &Path, name: &ServerName, listen: SocketAddr) -> anyhow::Result
     ))
 }
 
-/// Opens the configured store and credential backend, for user management.
-async fn user_admin(
-    config: &Config,
-) -> anyhow::Result<(
-    Arc<dyn Storage>,
-    Arc<dyn siren_api::auth::CredentialBackend>,
-)> {
+/// Runs an admin command: inside the running server when one answers on its admin socket, else
+/// on the store directly (the same code, the same output; see [`crate::control`]). Returns
+/// what to print.
+///
+/// `user passwd` and `user del` end the user's sessions: their devices cannot resume, and the
+/// live ones are closed at once by a running server (or, for a server on a shared PostgreSQL
+/// store that this command did not reach, within `[auth] recheck_interval_secs`). `user del`
+/// also removes the user's devices, their queues and the roster (see
+/// [`crate::accounts::forget_user`]).
+pub async fn command(config: &Config, request: Request) -> anyhow::Result<String> {
+    let socket = control::socket_path(config);
+    if let Some(response) = control::client::call(&socket, &request).await? {
+        if response.ok {
+            return Ok(response.output);
+        }
+        bail!("{}", response.error);
+    }
+    if matches!(request, Request::Status {} | Request::FederationLinks {}) {
+        bail!(
+            "sirend is not running (no server answers on {})",
+            socket.display()
+        );
+    }
     filemodes::create_private_dir(&config.server.data_dir)?;
     let storage = registry::open_storage(config).await.map_err(|e| {
-        anyhow::anyhow!("{e}\n(is sirend running? stop it first: the store allows one process)")
-    })?;
-    let backend = registry::open_credentials(config, storage.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok((storage, backend))
-}
-
-fn admin_of<'a>(
-    backend: &'a dyn siren_api::auth::CredentialBackend,
-    config: &Config,
-) -> anyhow::Result<&'a dyn CredentialAdmin> {
-    backend.admin().ok_or_else(|| {
-        anyhow::anyhow!(
-            "the credential backend {:?} does not manage users itself; manage them where they live",
-            config.auth.credentials
+        anyhow!(
+            "{e}\n(another process has the store open, and no server answers on {}: another \
+             `sirend` command, or a sirend still starting)",
+            socket.display()
         )
-    })
-}
-
-/// What `sirend user` does.
-pub enum UserCommand {
-    /// Create a user (or fail if it exists).
-    Add(Username, String),
-    /// Change a user's password (or fail if it does not exist).
-    Passwd(Username, String),
-    /// Delete a user.
-    Del(Username),
-    /// List users.
-    List,
-}
-
-/// Runs a user command; returns what to print.
-///
-/// `passwd` and `del` end the user's sessions: their devices cannot resume, and a running server
-/// (on a shared PostgreSQL store) closes their live sessions within `[auth]
-/// recheck_interval_secs`. `del` also removes the user's devices, their queues and the roster
-/// (see [`accounts::forget_user`]).
-pub async fn user(config: &Config, command: UserCommand) -> anyhow::Result<String> {
-    let (storage, backend) = user_admin(config).await?;
-    let admin = admin_of(backend.as_ref(), config)?;
-    let err = |e: siren_api::Error| anyhow::anyhow!("{e}");
-    match command {
-        UserCommand::Add(user, password) => {
-            if backend.user_exists(&user).await.map_err(err)? {
-                bail!("user {user} already exists (use `sirend user passwd`)");
-            }
-            admin.set_password(&user, &password).await.map_err(err)?;
-            Ok(format!("created {user}@{}\n", config.server.name))
-        }
-        UserCommand::Passwd(user, password) => {
-            if !backend.user_exists(&user).await.map_err(err)? {
-                bail!("no user {user}");
-            }
-            admin.set_password(&user, &password).await.map_err(err)?;
-            let sessions = storage
-                .delete_user_sessions(&user, None)
-                .await
-                .map_err(err)?;
-            Ok(format!(
-                "changed the password of {user}@{}; its devices must log in again \
-                 ({sessions} sessions ended)\n",
-                config.server.name
-            ))
-        }
-        UserCommand::Del(user) => {
-            // The account first: from here on nobody logs in as the user.
-            let had_account = admin.delete_user(&user).await.map_err(err)?;
-            let forgotten = accounts::forget_user(storage.as_ref(), &user)
-                .await
-                .map_err(err)?;
-            if !had_account && forgotten.is_empty() {
-                bail!("no user {user}");
-            }
-            Ok(format!(
-                "deleted {user}@{}: {} devices, {} queued messages, {} sessions{}\n",
-                config.server.name,
-                forgotten.devices,
-                forgotten.items,
-                forgotten.sessions,
-                if forgotten.roster { ", the roster" } else { "" }
-            ))
-        }
-        UserCommand::List => {
-            let users = admin.list_users().await.map_err(err)?;
-            Ok(users.iter().map(|u| format!("{u}\n")).collect())
-        }
-    }
+    })?;
+    let credentials = registry::open_credentials(config, storage.clone())
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    Ops::offline(config.clone(), storage, credentials)
+        .run(request)
+        .await
 }
 
 #[cfg(test)]

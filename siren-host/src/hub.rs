@@ -190,6 +190,15 @@ impl Hub {
             .collect()
     }
 
+    /// The live sessions of clients (not the server's own registrations): each DEK and the
+    /// user it is logged in as.
+    pub fn live(&self) -> Vec<(DekPublic, Username)> {
+        self.sessions()
+            .iter()
+            .filter_map(|(dek, e)| Some((*dek, e.account.as_ref()?.0.clone())))
+            .collect()
+    }
+
     /// How many sessions are live.
     pub fn len(&self) -> usize {
         self.sessions().len()

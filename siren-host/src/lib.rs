@@ -25,7 +25,8 @@
 //! | [`signals`] | ephemeral signals (typing): only to live sessions, never stored |
 //! | [`roster`] | signed rosters: storing them, blocking, contact requests |
 //! | [`approvals`] | new devices waiting for approval |
-//! | [`admin`] | `sirend user …`, `sirend init`, DNS records |
+//! | [`admin`] | `sirend init`, DNS records, running an admin command (through the socket or on the store) |
+//! | [`control`] | the admin socket: wire format, who may connect, the commands themselves |
 //!
 //! # Architecture invariants
 //!
@@ -41,6 +42,7 @@ pub mod admission;
 pub mod approvals;
 pub mod auth;
 pub mod config;
+pub mod control;
 pub mod directory;
 pub mod federation;
 pub mod filemodes;

@@ -10,8 +10,9 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use siren_api::{ServerName, Username};
-use siren_host::admin::{self, UserCommand};
+use siren_host::admin;
 use siren_host::config::{Config, DEFAULT_PORT};
+use siren_host::control::wire::Request;
 use siren_host::{filemodes, keyfile, registry, server};
 
 /// The Siren server.
@@ -63,13 +64,52 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Manage users of the password backend.
+    /// Manage users of the password backend (through the running server when there is one).
     User {
         /// Configuration file.
         #[arg(long, global = true)]
         config: Option<PathBuf>,
         #[command(subcommand)]
         action: UserAction,
+    },
+    /// A user's devices: list them, or end a device's sessions.
+    Devices {
+        /// Configuration file.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: DevicesAction,
+    },
+    /// Sessions: list them, or end a user's (or one device's).
+    Sessions {
+        /// Configuration file.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: SessionsAction,
+    },
+    /// Message queues.
+    Queue {
+        /// Configuration file.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: QueueAction,
+    },
+    /// Federation with other servers.
+    Federation {
+        /// Configuration file.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: FederationAction,
+    },
+    /// How the running server is doing: version, uptime, listeners, store, sessions,
+    /// federation, plugins. Fails when no server runs.
+    Status {
+        /// Configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Copy every account, device, roster, queued message and session from one store into
     /// another, empty, one; verified by counts and checksums. Stop the server first.
@@ -120,6 +160,52 @@ enum UserAction {
 }
 
 #[derive(Subcommand)]
+enum DevicesAction {
+    /// List a user's devices: fingerprint, name, registration, queued items, session.
+    List {
+        /// The username.
+        user: String,
+    },
+    /// End a device's sessions now (its live session gets error 209 and closes; none
+    /// resumes). The device stays in the user's signed chain, which only the user's devices
+    /// can change: to lock it out, change the password too.
+    Revoke {
+        /// The username.
+        user: String,
+        /// The start of the device's fingerprint, as `devices list` shows it.
+        device: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SessionsAction {
+    /// List sessions: live, and resumable ones.
+    List,
+    /// End a user's sessions (or only one device's): live ones close with error 209.
+    Kick {
+        /// The username.
+        user: String,
+        /// The start of a device fingerprint.
+        device: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueueAction {
+    /// Items and bytes waiting, and the age of the oldest; per device with a user.
+    Stats {
+        /// Only this user's devices.
+        user: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum FederationAction {
+    /// The peers: link state, outbox worker, envelopes waiting and the oldest one's age.
+    Links,
+}
+
+#[derive(Subcommand)]
 enum PluginAction {
     /// Show what is available, from where, with which interface version.
     List,
@@ -154,6 +240,19 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
         bail!("empty password");
     }
     Ok(password)
+}
+
+/// Checks a username before asking for its password.
+fn checked_user(name: &str) -> anyhow::Result<String> {
+    Username::parse(name).with_context(|| format!("username {name:?}"))?;
+    Ok(name.to_owned())
+}
+
+/// Runs an admin command (in the running server, or on the store) and prints its output.
+fn admin_command(config: Option<&Path>, request: Request) -> anyhow::Result<()> {
+    let config = load_config(config)?;
+    print!("{}", runtime()?.block_on(admin::command(&config, request))?);
+    Ok(())
 }
 
 fn init_logging(level: &str) {
@@ -223,22 +322,49 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             println!("{}", keyfile::read(&config.server.key_file)?.public());
         }
         Command::User { config, action } => {
-            let config = load_config(config.as_deref())?;
-            let user = |n: &str| Username::parse(n).with_context(|| format!("username {n:?}"));
-            let command = match action {
+            let request = match action {
                 UserAction::Add {
                     name,
                     password_stdin,
-                } => UserCommand::Add(user(&name)?, read_password(password_stdin)?),
+                } => Request::UserAdd {
+                    user: checked_user(&name)?,
+                    password: read_password(password_stdin)?,
+                },
                 UserAction::Passwd {
                     name,
                     password_stdin,
-                } => UserCommand::Passwd(user(&name)?, read_password(password_stdin)?),
-                UserAction::Del { name } => UserCommand::Del(user(&name)?),
-                UserAction::List => UserCommand::List,
+                } => Request::UserPasswd {
+                    user: checked_user(&name)?,
+                    password: read_password(password_stdin)?,
+                },
+                UserAction::Del { name } => Request::UserDel { user: name },
+                UserAction::List => Request::UserList {},
             };
-            print!("{}", runtime()?.block_on(admin::user(&config, command))?);
+            admin_command(config.as_deref(), request)?;
         }
+        Command::Devices { config, action } => {
+            let request = match action {
+                DevicesAction::List { user } => Request::DevicesList { user },
+                DevicesAction::Revoke { user, device } => Request::DevicesRevoke { user, device },
+            };
+            admin_command(config.as_deref(), request)?;
+        }
+        Command::Sessions { config, action } => {
+            let request = match action {
+                SessionsAction::List => Request::SessionsList {},
+                SessionsAction::Kick { user, device } => Request::SessionsKick { user, device },
+            };
+            admin_command(config.as_deref(), request)?;
+        }
+        Command::Queue {
+            config,
+            action: QueueAction::Stats { user },
+        } => admin_command(config.as_deref(), Request::QueueStats { user })?,
+        Command::Federation {
+            config,
+            action: FederationAction::Links,
+        } => admin_command(config.as_deref(), Request::FederationLinks {})?,
+        Command::Status { config } => admin_command(config.as_deref(), Request::Status {})?,
         Command::MigrateStore { from, to } => {
             let from_config = load_config(Some(&from))?;
             let to_config = load_config(Some(&to))?;

@@ -66,6 +66,15 @@ impl Rosters {
         }
     }
 
+    /// Drops what is cached of `user`'s roster, so the next read goes to the store (the user was
+    /// deleted, the roster with it).
+    pub fn forget(&self, user: &Username) {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(user);
+    }
+
     /// The user's current roster, if any.
     pub async fn get(&self, user: &Username) -> Result<Option<Arc<Roster>>, Error> {
         if let Some(cached) = self

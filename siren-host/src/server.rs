@@ -1,5 +1,5 @@
 //! Assembling and running the server: the store, the Authentication Manager, the Directory, the
-//! Message Queue and the listener; graceful shutdown on SIGINT or SIGTERM.
+//! Message Queue, the listener and the admin socket; graceful shutdown on SIGINT or SIGTERM.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -79,6 +79,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let local = listener.local_addr()?;
+    let started = std::time::Instant::now();
+    // Bound before the store is served, after it was opened: a second server on the same
+    // RocksDB store fails on the store's lock before it could touch the first one's socket.
+    let socket = crate::control::socket_path(&config);
+    let control = crate::control::listener::bind(&socket)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let hub = Arc::new(Hub::default());
     let usage = UsageCache::new(
@@ -141,6 +146,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         mechanisms = ?shared.auth.names(),
         "sirend ready"
     );
+    let admin = tokio::spawn(crate::control::listener::serve(
+        Arc::new(crate::control::commands::Ops::live(
+            shared.clone(),
+            crate::control::commands::ServerInfo {
+                started,
+                listen: local,
+                socket: socket.clone(),
+            },
+        )),
+        control,
+        stop_rx.clone(),
+    ));
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("listening on {local}");
 
@@ -213,6 +230,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         connections.shutdown().await;
     }
     let _ = sweeper.await;
+    let _ = admin.await;
+    if let Err(e) = std::fs::remove_file(&socket) {
+        tracing::warn!(socket = %socket.display(), error = %e, "cannot remove the admin socket");
+    }
     let _ = account_watch.await;
     storage
         .flush()

@@ -12,6 +12,7 @@
 //! | [`transport`] | Transport | directional keys, counter nonces |
 //! | [`message`] | Messages | CBOR message sets and the versioning rules |
 //! | [`keys`] | Keys | SEK, USK, DEK |
+//! | [`fingerprint`] | Keys | key fingerprints as people compare them |
 //! | [`envelope`] | Envelopes | end-to-end sealing and signing, replay window |
 //! | [`plaintext`] | Envelopes | what an opened envelope says: `type` registry, receiving rules |
 //! | [`records`] | Directory | signed device records and revocations, hash chain |
@@ -56,6 +57,7 @@
 pub mod approval;
 mod crypto;
 pub mod envelope;
+pub mod fingerprint;
 pub mod frame;
 pub mod handshake;
 pub mod ids;

@@ -183,7 +183,7 @@ level = "info"
         self.dir.path().join("sirend.toml")
     }
 
-    /// `sirend user add NAME` (the server must be stopped: the store takes one process).
+    /// `sirend user add NAME` (through the admin socket while the server runs).
     pub fn add_user(&self, name: &str, password: &str) {
         let mut child = Command::new(binary("sirend"))
             .args(["user", "add", name, "--password-stdin", "--config"])
@@ -213,14 +213,34 @@ level = "info"
     }
 
     /// Runs `sirend user ARGS… --config <this server's>` to completion with `stdin` (a
-    /// password for `--password-stdin`); may run while the server does, on a store that
-    /// allows it (PostgreSQL).
+    /// password for `--password-stdin`); through the admin socket while the server runs.
     pub fn user_command(&self, args: &[&str], stdin: &str) -> Output {
         let mut cmd = Command::new(binary("sirend"));
         cmd.arg("user")
             .args(args)
             .arg("--config")
             .arg(self.config());
+        run_to_end(cmd, stdin)
+    }
+
+    /// `sirend user ARGS…` as it runs on another machine sharing this server's store
+    /// (PostgreSQL): the same configuration with another data directory, so it cannot reach
+    /// the running server's admin socket and works on the store alone.
+    pub fn user_command_elsewhere(&self, args: &[&str], stdin: &str) -> Output {
+        let elsewhere = self.dir.path().join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        let config = elsewhere.join("sirend.toml");
+        std::fs::copy(self.config(), &config).unwrap();
+        let mut cmd = Command::new(binary("sirend"));
+        cmd.arg("user").args(args).arg("--config").arg(config);
+        run_to_end(cmd, stdin)
+    }
+
+    /// `sirend ARGS… --config <this server's>` (an admin command: through the running
+    /// server's admin socket, or on the store when the server is stopped) to completion.
+    pub fn admin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut cmd = Command::new(binary("sirend"));
+        cmd.args(args).arg("--config").arg(self.config());
         run_to_end(cmd, stdin)
     }
 

@@ -63,6 +63,15 @@ fn readme_walkthrough_works_as_written() {
         stdout.contains("bob@alpha.test: to both of your devices"),
         "{stdout}"
     );
+    // Administration while the server runs (issue 13): a user added, alice's two devices.
+    assert!(stdout.contains("created carol@alpha.test"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.get(41..).is_some_and(|name| name.starts_with("phone "))),
+        "`sirend devices list alice` shows the phone:\n{stdout}"
+    );
+    assert!(stdout.contains("sessions     "), "{stdout}");
     let presence = std::fs::read_to_string(dir.path().join("presence.out")).unwrap();
     assert_eq!(
         presence.lines().collect::<Vec<_>>(),

@@ -321,7 +321,7 @@ impl Driver {
 /// Server errors after which trying again cannot help (the account or session is gone).
 fn is_final(code: u16) -> bool {
     use siren_api::ErrorCode;
-    [ErrorCode::CredentialsChanged]
+    [ErrorCode::CredentialsChanged, ErrorCode::SessionEnded]
         .iter()
         .any(|c| c.as_u16() == code)
 }

@@ -81,6 +81,17 @@ impl Outboxes {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The peers with envelopes waiting (or a worker), and whether each one's worker runs.
+    pub fn peers(&self) -> HashMap<ServerName, bool> {
+        let state = self.state();
+        state
+            .peers
+            .keys()
+            .chain(state.workers.iter())
+            .map(|p| (p.clone(), state.workers.contains(p)))
+            .collect()
+    }
+
     /// Counts `peer` as one of the peers `user` has envelopes waiting for (an envelope of a
     /// `send` being checked), unless that would exceed the per-user limit (107) or the
     /// server's (203).

@@ -64,6 +64,33 @@ impl From<RequestError> for Error {
     }
 }
 
+/// What an outbound link to a peer is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// Open.
+    Up,
+    /// Being opened (DNS, connection, handshake), or busy being replaced.
+    Opening,
+    /// Closed (it will be opened again when something must go to the peer).
+    Down,
+}
+
+impl LinkState {
+    /// `up`, `opening` or `down`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Up => "up",
+            LinkState::Opening => "opening",
+            LinkState::Down => "down",
+        }
+    }
+
+    /// Whether the link is open.
+    pub fn is_up(self) -> bool {
+        self == LinkState::Up
+    }
+}
+
 /// This server's outbound links, peer pins and federation settings.
 pub struct Links {
     name: ServerName,
@@ -424,6 +451,29 @@ impl Links {
                 false
             }
         }
+    }
+
+    /// Every peer this server has an outbound link entry for, and the state of that link (for
+    /// `sirend federation links` and `status`).
+    pub fn peers(&self) -> Vec<(ServerName, LinkState)> {
+        let slots: Vec<(ServerName, Arc<Slot>)> = self
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(p, s)| (p.clone(), s.clone()))
+            .collect();
+        slots
+            .into_iter()
+            .map(|(peer, slot)| {
+                let state = match slot.try_lock() {
+                    Err(_) => LinkState::Opening,
+                    Ok(open) if open.as_ref().is_some_and(|l| l.is_alive()) => LinkState::Up,
+                    Ok(_) => LinkState::Down,
+                };
+                (peer, state)
+            })
+            .collect()
     }
 
     /// The receiving end of the peers' presence events (taken once, by the server).
