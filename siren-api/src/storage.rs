@@ -280,6 +280,21 @@ pub trait Storage:
 
     /// Makes everything written so far durable (called at shutdown).
     async fn flush(&self) -> Result<(), Error>;
+
+    /// Writes a consistent copy of the whole store into the directory `dir` (which must not
+    /// exist yet) while the store stays in use: every write that returned before the call is
+    /// in it (`sirend backup`). Stores that are backed up with their own tools answer with an
+    /// error that names them; that is the default.
+    async fn backup(&self, dir: &std::path::Path) -> Result<(), Error> {
+        let _ = dir;
+        Err(Error::new(
+            crate::ErrorCode::Internal,
+            format!(
+                "{} cannot make a backup itself; use the database's own tools",
+                self.describe()
+            ),
+        ))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -390,6 +405,16 @@ pub trait KvEngine: Send + Sync + 'static {
 
     /// Makes every earlier write durable.
     fn flush(&self) -> Result<(), Error>;
+
+    /// Writes a consistent copy of the database into the directory `dir` (which must not exist
+    /// yet), as [`Storage::backup`] describes. Engines that cannot say so (the default).
+    fn checkpoint(&self, dir: &std::path::Path) -> Result<(), Error> {
+        let _ = dir;
+        Err(Error::new(
+            crate::ErrorCode::Internal,
+            format!("{} cannot make a backup", self.describe()),
+        ))
+    }
 }
 
 #[cfg(test)]

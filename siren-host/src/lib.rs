@@ -26,6 +26,7 @@
 //! | [`roster`] | signed rosters: storing them, blocking, contact requests |
 //! | [`approvals`] | new devices waiting for approval |
 //! | [`admin`] | `sirend init`, DNS records, running an admin command (through the socket or on the store) |
+//! | [`backup`] | `sirend backup` (a consistent copy while running) and `sirend restore` |
 //! | [`control`] | the admin socket: wire format, who may connect, the commands themselves |
 //!
 //! # Architecture invariants
@@ -41,6 +42,7 @@ pub mod admin;
 pub mod admission;
 pub mod approvals;
 pub mod auth;
+pub mod backup;
 pub mod config;
 pub mod control;
 pub mod directory;

@@ -111,6 +111,26 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Write a consistent backup of the store, the server key and the peers' pinned keys into
+    /// a new directory, while the server runs (or not). RocksDB only: PostgreSQL is backed up
+    /// with pg_dump.
+    Backup {
+        /// Configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The backup directory (new, or empty).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Restore a backup into the empty data directory of a stopped server.
+    Restore {
+        /// Configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// A directory `sirend backup` wrote.
+        #[arg(long)]
+        from: PathBuf,
+    },
     /// Copy every account, device, roster, queued message and session from one store into
     /// another, empty, one; verified by counts and checksums. Stop the server first.
     MigrateStore {
@@ -364,6 +384,21 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             config,
             action: FederationAction::Links,
         } => admin_command(config.as_deref(), Request::FederationLinks {})?,
+        Command::Backup { config, to } => {
+            let to = std::path::absolute(&to).with_context(|| format!("--to {}", to.display()))?;
+            let to = to
+                .to_str()
+                .context("--to: the path is not UTF-8")?
+                .to_owned();
+            admin_command(config.as_deref(), Request::Backup { to })?;
+        }
+        Command::Restore { config, from } => {
+            let config = load_config(config.as_deref())?;
+            print!(
+                "{}",
+                runtime()?.block_on(siren_host::backup::restore(&config, &from))?
+            );
+        }
         Command::Status { config } => admin_command(config.as_deref(), Request::Status {})?,
         Command::MigrateStore { from, to } => {
             let from_config = load_config(Some(&from))?;

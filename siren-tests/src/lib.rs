@@ -545,6 +545,20 @@ impl Cli {
     }
 }
 
+/// A server started with `options`, with alice (password `alice-1`) and bob (`bob-1`) logged in
+/// on one device each.
+pub fn alice_and_bob(options: Options) -> (Server, Cli, Cli) {
+    let mut s = Server::new(options);
+    s.add_user("alice", "alice-1");
+    s.add_user("bob", "bob-1");
+    s.start();
+    let alice = Cli::init(&s, "alice@alpha.test");
+    alice.login("alice-1");
+    let bob = Cli::init(&s, "bob@alpha.test");
+    bob.login("bob-1");
+    (s, alice, bob)
+}
+
 /// Runs `cmd` to completion with `stdin` written to it.
 pub fn run_to_end(mut cmd: Command, stdin: &str) -> Output {
     let mut child = cmd

@@ -9,7 +9,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use siren_tests::{Cli, Options, Server, postgres_database, run_to_end, service_env};
+use siren_tests::{
+    Cli, Options, Server, alice_and_bob, postgres_database, run_to_end, service_env,
+};
 
 /// How long a live session may take to notice its account changed, with
 /// `recheck_interval_secs = 1`: generous, since the machine is shared (not a timing assertion:
@@ -21,19 +23,6 @@ fn unique() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos()
-}
-
-/// A server with alice and bob logged in, one device each.
-fn alice_and_bob(options: Options) -> (Server, Cli, Cli) {
-    let mut s = Server::new(options);
-    s.add_user("alice", "alice-1");
-    s.add_user("bob", "bob-1");
-    s.start();
-    let alice = Cli::init(&s, "alice@alpha.test");
-    alice.login("alice-1");
-    let bob = Cli::init(&s, "bob@alpha.test");
-    bob.login("bob-1");
-    (s, alice, bob)
 }
 
 const NO_SESSION: &str = "no longer knows this session";

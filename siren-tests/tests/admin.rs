@@ -9,7 +9,7 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use siren_tests::{Cli, Options, Server, binary, postgres_database, run_to_end};
+use siren_tests::{Cli, Options, Server, alice_and_bob, binary, postgres_database, run_to_end};
 
 /// How long a closed session's client may take to exit (generous: the machine is shared).
 const EXITS_WITHIN: Duration = Duration::from_secs(30);
@@ -271,14 +271,7 @@ fn raw(socket: &PathBuf, bytes: &[u8]) -> String {
 
 #[test]
 fn the_admin_socket_refuses_bad_input_and_other_users_and_the_server_keeps_serving() {
-    let mut s = Server::new(Options::default());
-    s.add_user("alice", "alice-1");
-    s.add_user("bob", "bob-1");
-    s.start();
-    let alice = Cli::init(&s, "alice@alpha.test");
-    alice.login("alice-1");
-    let bob = Cli::init(&s, "bob@alpha.test");
-    bob.login("bob-1");
+    let (mut s, alice, bob) = alice_and_bob(Options::default());
     let bob_live = bob.listen();
 
     let socket = s.dir.path().join("siren-data/sirend.sock");

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -112,6 +112,9 @@ impl Ops {
             },
             Request::FederationLinks {} => self.federation_links().await,
             Request::Status {} => self.status(),
+            Request::Backup { to } => {
+                crate::backup::write(&self.config, self.storage.as_ref(), Path::new(&to)).await
+            }
         }
     }
 

@@ -87,6 +87,11 @@ pub enum Request {
     FederationLinks {},
     /// `sirend status`.
     Status {},
+    /// `sirend backup --to DIR`.
+    Backup {
+        /// The backup directory, absolute (new, or empty).
+        to: String,
+    },
 }
 
 impl Request {
@@ -104,6 +109,7 @@ impl Request {
             Request::QueueStats { .. } => "queue stats",
             Request::FederationLinks {} => "federation links",
             Request::Status {} => "status",
+            Request::Backup { .. } => "backup",
         }
     }
 }

@@ -212,4 +212,10 @@ impl<E: KvEngine> Storage for KvStorage<E> {
     async fn flush(&self) -> Result<(), Error> {
         self.run("flush", |inner| inner.engine.flush()).await
     }
+
+    async fn backup(&self, dir: &std::path::Path) -> Result<(), Error> {
+        let dir = dir.to_path_buf();
+        self.run("backup", move |inner| inner.engine.checkpoint(&dir))
+            .await
+    }
 }

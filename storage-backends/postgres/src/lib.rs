@@ -428,6 +428,20 @@ impl Storage for PgStorage {
             .map_err(|e| self.db_error("flush", &e))?;
         Ok(())
     }
+
+    /// PostgreSQL is backed up with its own tools, which do it better than a copy through this
+    /// trait could (consistent snapshots, point-in-time recovery).
+    async fn backup(&self, _dir: &std::path::Path) -> Result<(), Error> {
+        Err(Error::new(
+            ErrorCode::Internal,
+            format!(
+                "{} is backed up with PostgreSQL's own tools: `pg_dump` (a consistent dump of the \
+                 database, while sirend runs) or `pg_basebackup`; see README, \"Backup and \
+                 restore\"",
+                self.describe()
+            ),
+        ))
+    }
 }
 
 #[cfg(test)]
