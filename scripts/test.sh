@@ -6,7 +6,8 @@
 # dependency), then runs every test of the workspace. The services the backends are proven
 # against (PostgreSQL, OpenLDAP slapd) are installed if missing (apt), started here on loopback
 # ports in a temporary directory, and stopped on exit; the DNS tests start their own dnsmasq;
-# tmux (for the `siren chat` terminal tests) is installed if missing.
+# tmux (for the `siren chat` terminal tests) and promtool (the metrics lint) are installed if
+# missing.
 # The wasm sample plugins are built first (scripts/build-plugins.sh), and the client core is
 # checked to build for wasm32 (scripts/check-wasm-core.sh).
 set -euo pipefail
@@ -23,15 +24,19 @@ stop_services() {
 }
 trap stop_services EXIT
 
-# The terminal tests of `siren chat` drive it in tmux (send-keys / capture-pane).
-if ! command -v tmux >/dev/null; then
-  echo "== installing tmux (apt)"
+# The terminal tests of `siren chat` drive it in tmux (send-keys / capture-pane); the metrics
+# test lints the exposition with `promtool check metrics` (Debian's prometheus package).
+missing=()
+command -v tmux >/dev/null || missing+=(tmux)
+command -v promtool >/dev/null || missing+=(prometheus)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing ${missing[*]} (apt)"
   if [ "$(id -u)" -ne 0 ]; then
-    echo "tmux is missing and installing it needs root: apt-get install tmux" >&2
+    echo "${missing[*]} missing and installing needs root: apt-get install ${missing[*]}" >&2
     exit 1
   fi
   apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 echo "== services: PostgreSQL, slapd (in $services)"

@@ -15,7 +15,8 @@
 # with `trust` authentication: a test cluster, never one to keep data in. PostgreSQL 15 is
 # expected at /usr/lib/postgresql/15/bin; if it is missing, it is installed with apt-get.
 # `start` on a DIR whose server is running does nothing; on a stopped one it starts it again on
-# the same data. Quiet unless something fails; errors go to stderr.
+# the same data. POSTGRES_PORT=N chooses the port (to start a stopped one again where its
+# clients expect it); otherwise a free one is picked. Quiet unless something fails; errors go to stderr.
 set -euo pipefail
 
 pg_bin=/usr/lib/postgresql/15/bin
@@ -133,7 +134,7 @@ start() {
             || die "initdb failed; see $base/initdb.log"
     fi
 
-    port="$(free_port)"
+    port="${POSTGRES_PORT:-$(free_port)}"
     as_postgres "$pg_bin/pg_ctl" -D "$data" -l "$log" -w -t 60 \
         -o "-p $port -k $sock -c listen_addresses=127.0.0.1" start >/dev/null 2>&1 \
         || die "the server did not start; see $log"

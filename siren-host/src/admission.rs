@@ -68,6 +68,15 @@ impl Refusal {
             Refusal::ServerWide => "too many unauthenticated connections server-wide",
         }
     }
+
+    /// A short name, for metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Refusal::PerAddress => "per_address",
+            Refusal::HandshakeRate => "handshake_rate",
+            Refusal::ServerWide => "server_wide",
+        }
+    }
 }
 
 #[derive(Default)]

@@ -32,6 +32,8 @@ pub struct Config {
     pub federation: FederationSection,
     /// Logging.
     pub log: LogSection,
+    /// The Prometheus metrics and health listener.
+    pub metrics: MetricsSection,
     /// Plugins loaded from files (`[[plugins]]`), each registered under its name next to the
     /// built-in implementations.
     pub plugins: Vec<PluginSection>,
@@ -356,6 +358,25 @@ impl Default for LogSection {
     }
 }
 
+/// `[metrics]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Whether to serve `/metrics`, `/healthz` and `/readyz` (off by default).
+    pub enabled: bool,
+    /// Where (loopback by default: metrics are for the operator's Prometheus, not the world).
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection {
+            enabled: false,
+            listen: SocketAddr::from(([127, 0, 0, 1], 7455)),
+        }
+    }
+}
+
 /// A configuration error, naming the key at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}: {}{message}", if key.is_empty() { String::new() } else { format!("`{key}`: ") })]
@@ -671,6 +692,10 @@ new_peer_hellos_per_address_per_minute = {hellos}  # links naming an unpinned se
 
 [log]
 level = "info"
+
+[metrics]
+enabled = false                  # /metrics (Prometheus), /healthz, /readyz over HTTP
+listen = "127.0.0.1:7455"
 "#,
             max_frame = d.limits.max_frame,
             hs = d.limits.handshake_timeout_secs,

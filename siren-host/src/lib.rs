@@ -27,6 +27,7 @@
 //! | [`approvals`] | new devices waiting for approval |
 //! | [`admin`] | `sirend init`, DNS records, running an admin command (through the socket or on the store) |
 //! | [`backup`] | `sirend backup` (a consistent copy while running) and `sirend restore` |
+//! | [`metrics`] | Prometheus metrics, `/metrics`, `/healthz`, `/readyz` |
 //! | [`control`] | the admin socket: wire format, who may connect, the commands themselves |
 //!
 //! # Architecture invariants
@@ -51,6 +52,7 @@ pub mod filemodes;
 pub mod hub;
 pub mod keyfile;
 pub mod links;
+pub mod metrics;
 pub mod migrate;
 pub mod pubsub;
 pub mod queue;

@@ -94,6 +94,7 @@ pub async fn sweeper(
     usage: Arc<UsageCache>,
     interval: Duration,
     session_ttl: u64,
+    expired_total: prometheus_client::metrics::counter::Counter,
     mut shutdown: watch::Receiver<bool>,
 ) {
     const BATCH: usize = 10_000;
@@ -121,6 +122,7 @@ pub async fn sweeper(
             }
         }
         if expired > 0 {
+            expired_total.inc_by(expired as u64);
             usage.forget_all();
             tracing::info!(expired, "expired queue items removed");
         }

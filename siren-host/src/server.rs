@@ -128,6 +128,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         links,
         outboxes: crate::federation::waiting::Outboxes::new(&config.federation),
         storage: storage.clone(),
+        metrics: crate::metrics::Metrics::new(),
         shutdown: stop_rx.clone(),
         config,
     });
@@ -146,6 +147,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         mechanisms = ?shared.auth.names(),
         "sirend ready"
     );
+    if shared.config.metrics.enabled {
+        let at = shared.config.metrics.listen;
+        let metrics = TcpListener::bind(at)
+            .await
+            .with_context(|| format!("cannot listen on {at} (`metrics.listen`)"))?;
+        tracing::info!(listen = %metrics.local_addr()?, "metrics on /metrics, /healthz, /readyz");
+        tokio::spawn(crate::metrics::http::serve(shared.clone(), metrics));
+    }
     let admin = tokio::spawn(crate::control::listener::serve(
         Arc::new(crate::control::commands::Ops::live(
             shared.clone(),
@@ -166,6 +175,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         usage,
         Duration::from_secs(shared.config.limits.sweep_interval_secs),
         shared.config.limits.session_ttl_secs,
+        shared.metrics.messages_expired.clone(),
         stop_rx.clone(),
     ));
     let account_watch = tokio::spawn(crate::accounts::watch(shared.clone()));
@@ -186,7 +196,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                         continue;
                     }
                 };
+                shared.metrics.connections.inc();
                 let Ok(permit) = limit.clone().try_acquire_owned() else {
+                    shared.metrics.connections_refused.get_or_create(&crate::metrics::Reason { reason: "max_connections".into() }).inc();
                     tracing::warn!(%peer, "connection limit reached; refusing");
                     drop(stream);
                     continue;
@@ -194,6 +206,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 let ticket = match shared.admission.admit(peer.ip()) {
                     Ok(ticket) => ticket,
                     Err(refusal) => {
+                        shared.metrics.connections_refused.get_or_create(&crate::metrics::Reason { reason: refusal.name().into() }).inc();
                         tracing::debug!(%peer, reason = refusal.as_str(), "connection refused");
                         refuse(&stream, refusal);
                         drop(stream);
@@ -203,7 +216,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 let conn = next_conn.fetch_add(1, Ordering::Relaxed);
                 let shared = shared.clone();
                 connections.spawn(async move {
-                    session::serve(shared, stream, peer, conn, ticket).await;
+                    shared.metrics.connections_open.inc();
+                    session::serve(shared.clone(), stream, peer, conn, ticket).await;
+                    shared.metrics.connections_open.dec();
                     drop(permit);
                 });
             }

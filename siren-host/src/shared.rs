@@ -60,6 +60,8 @@ pub struct Shared {
     pub filters: Vec<Arc<dyn siren_api::hooks::MessageFilter>>,
     /// Directory hooks (plugins), told about device additions and revocations.
     pub directory_hooks: Vec<Arc<dyn siren_api::hooks::DirectoryHook>>,
+    /// What the server counts, for Prometheus.
+    pub metrics: crate::metrics::Metrics,
     /// Flips to `true` when the server shuts down.
     pub shutdown: watch::Receiver<bool>,
 }

@@ -32,9 +32,15 @@ impl Session {
         let reserved = std::mem::take(&mut self.batch_reserved);
         let shared = self.shared.clone();
         let handle = tokio::spawn(async move {
+            let envelopes = items.len() as u64;
+            let started = std::time::Instant::now();
             let done = crate::federation::outbox::enqueue(&shared, items).await;
-            if done.is_err() {
-                shared.queue.usage.release(&reserved);
+            crate::metrics::Metrics::time(&shared.metrics.commit_seconds, started.elapsed());
+            match done {
+                Ok(()) => {
+                    shared.metrics.messages_accepted.inc_by(envelopes);
+                }
+                Err(_) => shared.queue.usage.release(&reserved),
             }
             done
         });
@@ -138,6 +144,10 @@ impl Session {
             if !frames.is_empty() {
                 let limit = Duration::from_secs(self.shared.config.limits.idle_timeout_secs);
                 within(limit, self.out.send_encoded_batch(&frames)).await??;
+                self.shared
+                    .metrics
+                    .messages_delivered
+                    .inc_by(frames.len() as u64);
             }
             if items.len() < want {
                 self.cursor = None;
@@ -323,7 +333,10 @@ impl Session {
                 "the sender fields must name this session's user and DEK",
             ));
         }
-        env.verify_sender(own.usk()).map_err(|_| {
+        let started = std::time::Instant::now();
+        let verified = env.verify_sender(own.usk());
+        crate::metrics::Metrics::time(&self.shared.metrics.verify_seconds, started.elapsed());
+        verified.map_err(|_| {
             Error::new(
                 ErrorCode::BadSignature,
                 "the envelope is not signed by your USK",
@@ -383,11 +396,16 @@ impl Session {
             }
         }
         match self.shared.storage.ack(self.dek.as_bytes(), seqs).await {
-            Ok(_) => self
-                .shared
-                .queue
-                .usage
-                .acknowledged(&self.dek, items, bytes),
+            Ok(removed) => {
+                self.shared
+                    .metrics
+                    .messages_acknowledged
+                    .inc_by(removed as u64);
+                self.shared
+                    .queue
+                    .usage
+                    .acknowledged(&self.dek, items, bytes)
+            }
             Err(e) => tracing::warn!(error = %e, "ack failed"),
         }
         Ok(())

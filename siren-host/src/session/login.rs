@@ -139,6 +139,7 @@ impl Session {
             channel_binding: self.channel_binding,
             device_key: *self.dek.as_bytes(),
         };
+        self.mechanism = mech.to_owned();
         self.exchange = Some((rid, mechanism.begin(ctx)));
         self.auth_step(rid, data).await
     }
@@ -235,6 +236,8 @@ impl Session {
                     limits.failed(a, attempted.as_ref());
                 }
                 tracing::info!(peer = %self.peer, user = ?attempted.as_ref().map(|u| u.to_string()), "login failed");
+                let result = if locked { "rate_limited" } else { "failure" };
+                self.shared.metrics.login(&self.mechanism, result);
                 let e = if locked {
                     rate_limited()
                 } else {
@@ -249,6 +252,7 @@ impl Session {
                         // Counted like a failure: the right password here is indistinguishable.
                         limits.failed(a, Some(&user));
                     }
+                    self.shared.metrics.login(&self.mechanism, "rate_limited");
                     self.error(Some(rid), &rate_limited()).await?;
                     return Ok(Flow::Continue);
                 }
@@ -287,6 +291,7 @@ impl Session {
                     self.save_session().await?;
                 }
                 tracing::info!(peer = %self.peer, %user, "logged in");
+                self.shared.metrics.login(&self.mechanism, "success");
                 let uid = self.uid(&user);
                 self.send(&ServerMessage::AuthSuccess { rid, uid, next })
                     .await?;

@@ -69,6 +69,7 @@ pub async fn serve(
                 out: sender,
                 inp: receiver,
                 exchange: None,
+                mechanism: String::new(),
                 inflight: BTreeMap::new(),
                 cursor: None,
                 drained_sent: false,
@@ -139,6 +140,8 @@ struct Session {
     inp: Receiver,
     /// A login in progress: its request id and mechanism state.
     exchange: Option<(RequestId, Box<dyn AuthExchange>)>,
+    /// The mechanism of the login in progress (one the server offers), for metrics.
+    mechanism: String,
     /// Delivered, not yet acknowledged: sequence number → stored size (for the quota).
     inflight: BTreeMap<u64, u64>,
     /// Where the next read of the stored backlog starts (`None`: nothing left to read).
@@ -251,6 +254,7 @@ impl Session {
     }
 
     async fn error(&mut self, rid: Option<RequestId>, e: &Error) -> Result<(), Outcome> {
+        self.shared.metrics.error(e);
         self.send(&ServerMessage::Error {
             rid,
             code: e.code.as_u16(),
