@@ -24,6 +24,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -72,6 +73,8 @@ enum Part {
     Stores,
     /// Relay between two federated servers beside relay on one server.
     Federation,
+    /// Relay with the metrics listener on and scraped every second beside metrics off.
+    Metrics,
 }
 
 /// Sizes of one benchmark run.
@@ -208,6 +211,9 @@ fn real_main(cli: &Cli) -> anyhow::Result<()> {
         if wants(Part::Federation) {
             federation(&bin, &sizes, &mut report).await?;
         }
+        if wants(Part::Metrics) {
+            metrics(&bin, &sizes, &mut report).await?;
+        }
         if wants(Part::Stores) {
             let url = cli
                 .postgres
@@ -318,6 +324,90 @@ async fn federation(bin: &Path, sizes: &Sizes, report: &mut Report) -> anyhow::R
     .await;
     let _ = dnsmasq("stop", dns_dir.path());
     result
+}
+
+/// 1:1 relay on a server with `[metrics] enabled` whose `/metrics` is scraped every second
+/// (Prometheus' default is every 15 s), beside the same relay on a server without the listener,
+/// same run: two rounds each, alternating, the better of each kept. The counters themselves are
+/// always updated (atomic increments), so this measures the listener and the scrapes on top.
+async fn metrics(bin: &Path, sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
+    eprintln!("metrics…");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let users: Vec<String> = (0..2)
+        .flat_map(|round| [format!("alice{round}"), format!("carol{round}")])
+        .collect();
+    let mut off = Server::new(bin, "alpha.test")?;
+    let mut on = Server::new(bin, "alpha.test")?;
+    on.append_config(&format!(
+        "\n[metrics]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n"
+    ))?;
+    for server in [&mut off, &mut on] {
+        server.add_users(&users)?;
+        server.start()?;
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scrapes = Arc::new(AtomicUsize::new(0));
+    let scraper = tokio::spawn({
+        let (stop, scrapes) = (stop.clone(), scrapes.clone());
+        async move {
+            use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                    let request = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+                    let mut body = Vec::new();
+                    if s.write_all(request.as_bytes()).await.is_ok()
+                        && s.read_to_end(&mut body).await.is_ok()
+                        && body.starts_with(b"HTTP/1.1 200")
+                    {
+                        scrapes.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    });
+    let (mut best_off, mut best_on) = (0.0f64, 0.0f64);
+    for round in 0..2 {
+        for (server, best) in [(&off, &mut best_off), (&on, &mut best_on)] {
+            let t = server.target()?;
+            let (a, c) = (
+                Account::new(&t, &format!("alice{round}"))?,
+                Account::new(&t, &format!("carol{round}"))?,
+            );
+            let pair = relay::siren_pair(&t, &a, &c).await?;
+            let runs = relay::siren(pair, server.pid()?, &sizes.load, |_| Vec::new()).await?;
+            if let Some(run) = runs.runs.first() {
+                *best = best.max(run.rate);
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = scraper.await;
+    anyhow::ensure!(
+        scrapes.load(Ordering::Relaxed) > 0,
+        "the metrics listener never answered a scrape"
+    );
+    report.rows.push(
+        Row::new(
+            "1:1 relay, metrics on and scraped every second (delivered msgs/s)",
+            fmt_rate(best_on),
+            format!("{} (no metrics listener)", fmt_rate(best_off)),
+            percent(best_on / best_off),
+        )
+        .goal(
+            "≥ 95% of off",
+            met(best_on >= 0.95 * best_off, best_on / best_off / 0.95),
+        ),
+    );
+    report.note(format!(
+        "metrics: {} scrapes of /metrics during the relay; the better of two alternating rounds each",
+        scrapes.load(Ordering::Relaxed)
+    ));
+    off.stop()?;
+    on.stop()?;
+    Ok(())
 }
 
 /// Runs `psql URL -c SQL`.

@@ -693,9 +693,10 @@ new_peer_hellos_per_address_per_minute = {hellos}  # links naming an unpinned se
 [log]
 level = "info"
 
-[metrics]
-enabled = false                  # /metrics (Prometheus), /healthz, /readyz over HTTP
-listen = "127.0.0.1:7455"
+# Prometheus metrics (/metrics), /healthz and /readyz over HTTP, off unless enabled:
+# [metrics]
+# enabled = true
+# listen = "127.0.0.1:7455"     # loopback by default
 "#,
             max_frame = d.limits.max_frame,
             hs = d.limits.handshake_timeout_secs,
