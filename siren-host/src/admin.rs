@@ -69,7 +69,10 @@ pub async fn command(config: &Config, request: Request) -> anyhow::Result<String
         }
         bail!("{}", response.error);
     }
-    if matches!(request, Request::Status {} | Request::FederationLinks {}) {
+    if matches!(
+        request,
+        Request::Status {} | Request::FederationLinks {} | Request::Reload {}
+    ) {
         bail!(
             "sirend is not running (no server answers on {})",
             socket.display()

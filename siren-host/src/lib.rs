@@ -28,6 +28,7 @@
 //! | [`admin`] | `sirend init`, DNS records, running an admin command (through the socket or on the store) |
 //! | [`backup`] | `sirend backup` (a consistent copy while running) and `sirend restore` |
 //! | [`metrics`] | Prometheus metrics, `/metrics`, `/healthz`, `/readyz` |
+//! | [`reload`] | SIGHUP and `sirend reload`: re-read, check, apply what can change live |
 //! | [`control`] | the admin socket: wire format, who may connect, the commands themselves |
 //!
 //! # Architecture invariants
@@ -59,6 +60,7 @@ pub mod queue;
 pub mod quota;
 pub mod rate;
 pub mod registry;
+pub mod reload;
 pub mod roster;
 pub mod server;
 mod session;

@@ -104,6 +104,14 @@ enum Command {
         #[command(subcommand)]
         action: FederationAction,
     },
+    /// Read the configuration file again (as SIGHUP does): a file that fails its checks is
+    /// refused and the running configuration stays; says what was applied and what waits for a
+    /// restart.
+    Reload {
+        /// Configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// How the running server is doing: version, uptime, listeners, store, sessions,
     /// federation, plugins. Fails when no server runs.
     Status {
@@ -275,14 +283,28 @@ fn admin_command(config: Option<&Path>, request: Request) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SIREN_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+/// Starts logging at `level` (or `SIREN_LOG`); returns how to change the level later (a
+/// reload), which leaves a `SIREN_LOG` setting alone.
+fn init_logging(level: &str) -> siren_host::reload::SetLogLevel {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let from_env = tracing_subscriber::EnvFilter::try_from_env("SIREN_LOG").ok();
+    let overridden = from_env.is_some();
+    let filter = from_env
+        .or_else(|| tracing_subscriber::EnvFilter::try_new(level).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .init();
+    Box::new(move |level: &str| {
+        if overridden {
+            return Ok(());
+        }
+        let filter = tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    })
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -312,9 +334,15 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             print!("{}", admin::init(&dir, &name, listen)?);
         }
         Command::Run { config } => {
-            let config = load_config(config.as_deref())?;
-            init_logging(&config.log.level);
-            runtime()?.block_on(server::run(config))?;
+            let path = config.or_else(|| {
+                Path::new("sirend.toml")
+                    .exists()
+                    .then(|| PathBuf::from("sirend.toml"))
+            });
+            let config = load_config(path.as_deref())?;
+            let set_log = init_logging(&config.log.level);
+            let reloader = siren_host::reload::Reloader::new(path, config.clone(), set_log);
+            runtime()?.block_on(server::run(config, std::sync::Arc::new(reloader)))?;
         }
         Command::CheckConfig { file } => {
             let config = Config::load(&file)?;
@@ -398,6 +426,14 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 "{}",
                 runtime()?.block_on(siren_host::backup::restore(&config, &from))?
             );
+        }
+        Command::Reload { config } => {
+            // The file is checked here first (this command needs it to find the server): a file
+            // that does not pass is not sent, and the server keeps what it runs.
+            if let Err(e) = load_config(config.as_deref()) {
+                bail!("{e:#}\nreload refused, the running configuration stays");
+            }
+            admin_command(config.as_deref(), Request::Reload {})?
         }
         Command::Status { config } => admin_command(config.as_deref(), Request::Status {})?,
         Command::MigrateStore { from, to } => {

@@ -29,7 +29,7 @@ use crate::{filemodes, keyfile, registry, session};
 const DRAIN: Duration = Duration::from_secs(5);
 
 /// Loads keys, opens the store, binds the listener and serves until SIGINT or SIGTERM.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub async fn run(config: Config, reloader: Arc<crate::reload::Reloader>) -> anyhow::Result<()> {
     let (sek, created) = keyfile::read_or_create(&config.server.key_file)?;
     if created {
         tracing::warn!(
@@ -162,6 +162,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 started,
                 listen: local,
                 socket: socket.clone(),
+                reload: reloader.clone(),
             },
         )),
         control,
@@ -184,6 +185,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut connections = JoinSet::new();
     let signal = shutdown_signal();
     tokio::pin!(signal);
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot watch SIGHUP")?;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -224,6 +227,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             () = &mut signal => break,
+            Some(()) = hangup.recv() => {
+                // Off the accept loop: a reload reads a file and may load plugins' checks.
+                let reloader = reloader.clone();
+                tokio::task::spawn_blocking(move || match reloader.reload() {
+                    Ok(done) => tracing::info!("SIGHUP: {}", done.trim_end()),
+                    Err(e) => tracing::warn!("SIGHUP: {e:#}"),
+                });
+            }
         }
     }
 

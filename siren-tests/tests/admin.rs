@@ -389,3 +389,65 @@ fn is_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+#[test]
+fn reload_refuses_a_bad_file_applies_the_log_level_names_what_waits_and_keeps_sessions() {
+    let (s, alice, bob) = alice_and_bob(Options::default());
+    let bob_live = bob.listen();
+    let config = std::fs::read_to_string(s.config()).unwrap();
+
+    let same = s.admin(&["reload"], "");
+    assert!(
+        ok(&same).contains("nothing applied live"),
+        "{}",
+        same.stdout
+    );
+
+    // A file that fails its checks is refused; the running configuration stays.
+    std::fs::write(
+        s.config(),
+        config.replace("[limits]\n", "[limits]\nqueue_ttl_second = 5\n"),
+    )
+    .unwrap();
+    let bad = s.admin(&["reload"], "");
+    assert!(
+        !bad.ok
+            && bad
+                .stderr
+                .contains("reload refused, the running configuration stays"),
+        "{}",
+        bad.stderr
+    );
+    // The same through SIGHUP, in the log.
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &s.pid().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let log = s.wait_for_log("SIGHUP: reload refused");
+    assert!(log.contains("queue_ttl_second"), "{log}");
+
+    // A valid change: the log level applies live; a limit waits for the restart, and says so.
+    std::fs::write(
+        s.config(),
+        config
+            .replace("level = \"info\"", "level = \"debug\"")
+            .replace("[limits]\n", "[limits]\nmax_connections = 999\n"),
+    )
+    .unwrap();
+    let good = s.admin(&["reload"], "");
+    assert!(
+        ok(&good).contains("applied [log] level")
+            && good.stdout.contains("next restart")
+            && good.stdout.contains("[limits]"),
+        "{}",
+        good.stdout
+    );
+
+    // The live session never noticed.
+    alice.send("bob@alpha.test", "after the reloads");
+    assert_eq!(
+        bob_live.next_line(EXITS_WITHIN).as_deref(),
+        Some("alice@alpha.test: after the reloads")
+    );
+}

@@ -25,7 +25,7 @@ use crate::hub::Hub;
 use crate::shared::Shared;
 
 /// What `sirend status` says about the running process besides [`Shared`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerInfo {
     /// When the server started.
     pub started: Instant,
@@ -33,6 +33,8 @@ pub struct ServerInfo {
     pub listen: SocketAddr,
     /// The admin socket.
     pub socket: PathBuf,
+    /// Reloads the configuration.
+    pub reload: Arc<crate::reload::Reloader>,
 }
 
 /// Where commands act: a store (and credential backend) of a server that is not running, or the
@@ -112,6 +114,7 @@ impl Ops {
             },
             Request::FederationLinks {} => self.federation_links().await,
             Request::Status {} => self.status(),
+            Request::Reload {} => self.running("reload")?.1.reload.reload(),
             Request::Backup { to } => {
                 crate::backup::write(&self.config, self.storage.as_ref(), Path::new(&to)).await
             }

@@ -87,6 +87,8 @@ pub enum Request {
     FederationLinks {},
     /// `sirend status`.
     Status {},
+    /// `sirend reload`.
+    Reload {},
     /// `sirend backup --to DIR`.
     Backup {
         /// The backup directory, absolute (new, or empty).
@@ -110,6 +112,7 @@ impl Request {
             Request::FederationLinks {} => "federation links",
             Request::Status {} => "status",
             Request::Backup { .. } => "backup",
+            Request::Reload {} => "reload",
         }
     }
 }
