@@ -239,12 +239,20 @@ enum PluginAction {
     List,
 }
 
-/// Loads `--config`, or `./sirend.toml`, or the defaults (paths relative to the current
-/// directory).
+/// The configuration file: `--config`, or `./sirend.toml` if there is one (`None`: the
+/// built-in defaults).
+fn config_path(path: Option<&Path>) -> Option<PathBuf> {
+    path.map(Path::to_path_buf).or_else(|| {
+        Path::new("sirend.toml")
+            .exists()
+            .then(|| PathBuf::from("sirend.toml"))
+    })
+}
+
+/// Loads [`config_path`], or the defaults (paths relative to the current directory).
 fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
-    let config = match path {
-        Some(p) => Config::load(p)?,
-        None if Path::new("sirend.toml").exists() => Config::load(Path::new("sirend.toml"))?,
+    let config = match config_path(path) {
+        Some(p) => Config::load(&p)?,
         None => Config::default(),
     };
     registry::check_names(&config).map_err(|(key, e)| anyhow::anyhow!("`{key}`: {}", e.message))?;
@@ -334,11 +342,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             print!("{}", admin::init(&dir, &name, listen)?);
         }
         Command::Run { config } => {
-            let path = config.or_else(|| {
-                Path::new("sirend.toml")
-                    .exists()
-                    .then(|| PathBuf::from("sirend.toml"))
-            });
+            let path = config_path(config.as_deref());
             let config = load_config(path.as_deref())?;
             let set_log = init_logging(&config.log.level);
             let reloader = siren_host::reload::Reloader::new(path, config.clone(), set_log);

@@ -24,6 +24,20 @@ pub fn now() -> UnixTime {
         .map_or(0, |d| d.as_secs())
 }
 
+/// How long the oldest item of `device`'s queue has waited, in seconds (`None`: the queue is
+/// empty). Items carry only their expiry, which is their enqueue time plus `ttl`.
+pub async fn oldest_age(
+    storage: &dyn Storage,
+    device: &siren_api::storage::DeviceKey,
+    ttl: u64,
+) -> Result<Option<u64>, siren_api::Error> {
+    Ok(storage
+        .pending(device, 0, 1)
+        .await?
+        .first()
+        .map(|item| now().saturating_sub(item.expires.saturating_sub(ttl))))
+}
+
 /// Message queues over the store, with live delivery through the hub.
 pub struct Queue {
     storage: Arc<dyn Storage>,

@@ -201,7 +201,7 @@ pub async fn run(config: Config, reloader: Arc<crate::reload::Reloader>) -> anyh
                 };
                 shared.metrics.connections.inc();
                 let Ok(permit) = limit.clone().try_acquire_owned() else {
-                    shared.metrics.connections_refused.get_or_create(&crate::metrics::Reason { reason: "max_connections".into() }).inc();
+                    shared.metrics.connection_refused("max_connections");
                     tracing::warn!(%peer, "connection limit reached; refusing");
                     drop(stream);
                     continue;
@@ -209,7 +209,7 @@ pub async fn run(config: Config, reloader: Arc<crate::reload::Reloader>) -> anyh
                 let ticket = match shared.admission.admit(peer.ip()) {
                     Ok(ticket) => ticket,
                     Err(refusal) => {
-                        shared.metrics.connections_refused.get_or_create(&crate::metrics::Reason { reason: refusal.name().into() }).inc();
+                        shared.metrics.connection_refused(refusal.name());
                         tracing::debug!(%peer, reason = refusal.as_str(), "connection refused");
                         refuse(&stream, refusal);
                         drop(stream);

@@ -142,19 +142,20 @@ impl Ops {
             bail!("no user {user}");
         }
         admin.set_password(user, password).await.map_err(api)?;
-        let sessions = self
-            .storage
-            .delete_user_sessions(user, None)
-            .await
-            .map_err(api)?;
         // The running server closes the live sessions now rather than at its next re-check.
-        if let Some(hub) = self.hub() {
-            hub.end(|_, who, _| who == user, &accounts::credentials_changed());
-        }
+        let ended = accounts::end_sessions(
+            self.storage.as_ref(),
+            self.hub(),
+            user,
+            None,
+            &accounts::credentials_changed(),
+        )
+        .await
+        .map_err(api)?;
         Ok(format!(
             "changed the password of {user}@{}; its devices must log in again \
-             ({sessions} sessions ended)\n",
-            self.config.server.name
+             ({} sessions ended)\n",
+            self.config.server.name, ended.stored
         ))
     }
 
@@ -348,18 +349,13 @@ impl Ops {
     /// Items, bytes and the age of the oldest item of one queue.
     async fn queue(&self, device: &DeviceKey) -> anyhow::Result<QueueRow> {
         let usage = self.storage.usage(device).await.map_err(api)?;
-        let oldest = self
-            .storage
-            .pending(device, 0, 1)
-            .await
-            .map_err(api)?
-            .first()
-            .map(|item| {
-                let queued = item
-                    .expires
-                    .saturating_sub(self.config.limits.queue_ttl_secs);
-                crate::queue::now().saturating_sub(queued)
-            });
+        let oldest = crate::queue::oldest_age(
+            self.storage.as_ref(),
+            device,
+            self.config.limits.queue_ttl_secs,
+        )
+        .await
+        .map_err(api)?;
         Ok(QueueRow {
             items: usage.items,
             bytes: usage.bytes,

@@ -76,6 +76,9 @@ pub enum LinkState {
 }
 
 impl LinkState {
+    /// Every state.
+    pub const ALL: [LinkState; 3] = [LinkState::Up, LinkState::Opening, LinkState::Down];
+
     /// `up`, `opening` or `down`.
     pub fn as_str(self) -> &'static str {
         match self {

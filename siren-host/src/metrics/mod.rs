@@ -193,11 +193,12 @@ impl Metrics {
 
     /// Counts an error answer.
     pub fn error(&self, e: &siren_api::Error) {
-        self.errors
-            .get_or_create(&Reason {
-                reason: e.code.name().to_owned(),
-            })
-            .inc();
+        count(&self.errors, e.code.name());
+    }
+
+    /// Counts a connection refused before its handshake.
+    pub fn connection_refused(&self, reason: &str) {
+        count(&self.connections_refused, reason);
     }
 
     /// Counts a login.
@@ -219,10 +220,10 @@ impl Metrics {
     pub async fn sample(&self, shared: &Shared) {
         self.sessions_live
             .set(i64::try_from(shared.hub.live().len()).unwrap_or(i64::MAX));
-        for state in ["up", "opening", "down"] {
+        for state in crate::links::LinkState::ALL {
             self.links
                 .get_or_create(&State {
-                    state: state.into(),
+                    state: state.as_str().into(),
                 })
                 .set(0);
         }
@@ -236,7 +237,6 @@ impl Metrics {
         self.outbox_items.clear();
         self.outbox_oldest.clear();
         let ttl = shared.config.limits.queue_ttl_secs;
-        let now = crate::queue::now();
         for (peer, _) in shared.outboxes.peers() {
             let key = crate::federation::outbox::outbox_key(&peer);
             let label = Peer {
@@ -247,11 +247,12 @@ impl Metrics {
                     .get_or_create(&label)
                     .set(i64::try_from(items).unwrap_or(i64::MAX));
             }
-            if let Ok(oldest) = shared.storage.pending(key.as_bytes(), 0, 1).await {
-                let age = oldest
-                    .first()
-                    .map_or(0, |i| now.saturating_sub(i.expires.saturating_sub(ttl)));
-                self.outbox_oldest.get_or_create(&label).set(age as f64);
+            if let Ok(age) =
+                crate::queue::oldest_age(shared.storage.as_ref(), key.as_bytes(), ttl).await
+            {
+                self.outbox_oldest
+                    .get_or_create(&label)
+                    .set(age.unwrap_or(0) as f64);
             }
         }
     }
@@ -269,6 +270,15 @@ impl Metrics {
     pub fn encode_classic(&self) -> String {
         classic(&self.encode())
     }
+}
+
+/// Adds one to `family`'s counter for `reason`.
+fn count(family: &Family<Reason, Counter>, reason: &str) {
+    family
+        .get_or_create(&Reason {
+            reason: reason.to_owned(),
+        })
+        .inc();
 }
 
 /// Turns OpenMetrics text into Prometheus' classic text format. The two differ, for what this
