@@ -145,7 +145,7 @@ pub async fn end_sessions(
 /// decided, every `[auth] recheck_interval_secs`, and ends the sessions of accounts that are gone
 /// or whose credential changed (error 208). Runs until shutdown.
 pub async fn watch(shared: Arc<Shared>) {
-    let every = Duration::from_secs(shared.config.auth.recheck_interval_secs);
+    let every = Duration::from_secs(shared.config().auth.recheck_interval_secs);
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut shutdown = shared.shutdown.clone();

@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::config::Limits;
@@ -87,8 +88,8 @@ struct Counts {
 
 /// The admission state of the server.
 pub struct Admission {
-    per_address: u32,
-    server_wide: usize,
+    per_address: AtomicU32,
+    server_wide: AtomicUsize,
     handshakes: Buckets<AddrKey>,
     counts: Mutex<Counts>,
 }
@@ -103,32 +104,33 @@ pub struct Ticket {
 impl Admission {
     /// Admission under `limits`.
     pub fn new(limits: &Limits) -> Arc<Admission> {
-        let rate = limits.handshakes_per_address_per_second;
         Arc::new(Admission {
-            per_address: limits.unauthenticated_per_address,
-            server_wide: limits.max_unauthenticated,
-            handshakes: Buckets::new(
-                Rate {
-                    per_second: f64::from(rate),
-                    // A few seconds' worth: a client reconnecting after a network change, or a
-                    // script opening several profiles, is not refused.
-                    burst: f64::from(rate.saturating_mul(4)).max(1.0),
-                },
-                100_000,
-            ),
+            per_address: AtomicU32::new(limits.unauthenticated_per_address),
+            server_wide: AtomicUsize::new(limits.max_unauthenticated),
+            handshakes: Buckets::new(handshake_rate(limits), 100_000),
             counts: Mutex::new(Counts::default()),
         })
+    }
+
+    /// Applies new limits (a reload) to the connections admitted from now on.
+    pub fn set_limits(&self, limits: &Limits) {
+        self.per_address
+            .store(limits.unauthenticated_per_address, Ordering::Relaxed);
+        self.server_wide
+            .store(limits.max_unauthenticated, Ordering::Relaxed);
+        self.handshakes.set_rate(handshake_rate(limits));
     }
 
     /// Admits a new connection from `addr`, or says why not.
     pub fn admit(self: &Arc<Self>, addr: IpAddr) -> Result<Ticket, Refusal> {
         let key = AddrKey::of(addr);
+        let per_address = self.per_address.load(Ordering::Relaxed);
         {
             let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-            if counts.total >= self.server_wide {
+            if counts.total >= self.server_wide.load(Ordering::Relaxed) {
                 return Err(Refusal::ServerWide);
             }
-            if counts.by_key.get(&key).copied().unwrap_or(0) >= self.per_address {
+            if counts.by_key.get(&key).copied().unwrap_or(0) >= per_address {
                 return Err(Refusal::PerAddress);
             }
         }
@@ -138,7 +140,7 @@ impl Admission {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         // Checked again: another connection from the same address may have got in meanwhile.
         let n = counts.by_key.entry(key).or_default();
-        if *n >= self.per_address {
+        if *n >= per_address {
             return Err(Refusal::PerAddress);
         }
         *n += 1;
@@ -164,6 +166,16 @@ impl Admission {
     /// Unauthenticated connections right now.
     pub fn unauthenticated(&self) -> usize {
         self.counts.lock().unwrap_or_else(|p| p.into_inner()).total
+    }
+}
+
+/// New connections per second from one address, with a burst of a few seconds' worth: a client
+/// reconnecting after a network change, or a script opening several profiles, is not refused.
+fn handshake_rate(limits: &Limits) -> Rate {
+    let rate = limits.handshakes_per_address_per_second;
+    Rate {
+        per_second: f64::from(rate),
+        burst: f64::from(rate.saturating_mul(4)).max(1.0),
     }
 }
 

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use siren_api::Username;
 use siren_proto::keys::DekPublic;
@@ -35,8 +36,8 @@ struct Pending {
 
 /// New devices waiting for approval, by their DEK.
 pub struct Approvals {
-    per_account: usize,
-    per_address: usize,
+    per_account: AtomicUsize,
+    per_address: AtomicUsize,
     pending: Mutex<HashMap<DekPublic, Pending>>,
 }
 
@@ -45,10 +46,16 @@ impl Approvals {
     /// to wait at once.
     pub fn new(per_account: usize, per_address: usize) -> Self {
         Approvals {
-            per_account,
-            per_address,
+            per_account: AtomicUsize::new(per_account),
+            per_address: AtomicUsize::new(per_address),
             pending: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Changes the bounds (a reload); devices already waiting stay.
+    pub fn set_limits(&self, per_account: usize, per_address: usize) {
+        self.per_account.store(per_account, Ordering::Relaxed);
+        self.per_address.store(per_address, Ordering::Relaxed);
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, HashMap<DekPublic, Pending>> {
@@ -67,10 +74,13 @@ impl Approvals {
             if t.len() >= MAX_PENDING {
                 return Err(Full::Server);
             }
-            if t.values().filter(|p| p.user == user).count() >= self.per_account {
+            if t.values().filter(|p| p.user == user).count()
+                >= self.per_account.load(Ordering::Relaxed)
+            {
                 return Err(Full::Account);
             }
-            if addr.is_some() && t.values().filter(|p| p.addr == addr).count() >= self.per_address {
+            let per_address = self.per_address.load(Ordering::Relaxed);
+            if addr.is_some() && t.values().filter(|p| p.addr == addr).count() >= per_address {
                 return Err(Full::Address);
             }
         }

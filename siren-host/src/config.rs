@@ -348,14 +348,29 @@ fn default_plugin_deadline() -> u64 {
 pub struct LogSection {
     /// A `tracing` filter: `info`, `debug`, `siren_host=debug,info`, …
     pub level: String,
+    /// `text` (for people) or `json` (one object per line, the same fields, for log shippers).
+    pub format: LogFormat,
 }
 
 impl Default for LogSection {
     fn default() -> Self {
         LogSection {
             level: "info".into(),
+            format: LogFormat::Text,
         }
     }
+}
+
+/// How log lines are written (to stderr).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One line per event for people to read, coloured on a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields` (the message and the
+    /// event's fields) and `span`s.
+    Json,
 }
 
 /// `[metrics]`.

@@ -25,7 +25,7 @@ pub struct Directory {
     /// The counter for `watchers`.
     lookups: std::sync::atomic::AtomicU64,
     /// Most entries in one user's chain.
-    max_entries: u64,
+    max_entries: std::sync::atomic::AtomicU64,
     /// Serialises appends (rare: one per login or revocation) so the cache and the store move
     /// together.
     append: tokio::sync::Mutex<()>,
@@ -57,9 +57,15 @@ impl Directory {
             cache: Mutex::new(HashMap::new()),
             watchers: Mutex::new(HashMap::new()),
             lookups: std::sync::atomic::AtomicU64::new(0),
-            max_entries,
+            max_entries: std::sync::atomic::AtomicU64::new(max_entries),
             append: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Changes the most entries one user's chain may have (a reload).
+    pub fn set_max_entries(&self, max_entries: u64) {
+        self.max_entries
+            .store(max_entries, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn cached(&self, user: &Username) -> Option<Arc<UserDirectory>> {
@@ -135,13 +141,14 @@ impl Directory {
         entry: DirectoryEntry,
     ) -> Result<Arc<UserDirectory>, Error> {
         let _guard = self.append.lock().await;
-        if entry.seq() > self.max_entries {
+        let max_entries = self.max_entries.load(std::sync::atomic::Ordering::Relaxed);
+        if entry.seq() > max_entries {
             return Err(Error::new(
                 ErrorCode::LimitExceeded,
                 format!(
                     "this account's device history is full ({} registrations and revocations); \
                      ask the server's administrator",
-                    self.max_entries
+                    max_entries
                 ),
             ));
         }

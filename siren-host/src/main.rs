@@ -291,9 +291,12 @@ fn admin_command(config: Option<&Path>, request: Request) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Starts logging at `level` (or `SIREN_LOG`); returns how to change the level later (a
-/// reload), which leaves a `SIREN_LOG` setting alone.
-fn init_logging(level: &str) -> siren_host::reload::SetLogLevel {
+/// Starts logging at `level` (or `SIREN_LOG`) in `format`; returns how to change the level
+/// later (a reload), which leaves a `SIREN_LOG` setting alone.
+fn init_logging(
+    level: &str,
+    format: siren_host::config::LogFormat,
+) -> siren_host::reload::SetLogLevel {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let from_env = tracing_subscriber::EnvFilter::try_from_env("SIREN_LOG").ok();
@@ -302,10 +305,19 @@ fn init_logging(level: &str) -> siren_host::reload::SetLogLevel {
         .or_else(|| tracing_subscriber::EnvFilter::try_new(level).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-        .init();
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        siren_host::config::LogFormat::Text => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .init(),
+        siren_host::config::LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+    }
     Box::new(move |level: &str| {
         if overridden {
             return Ok(());
@@ -344,7 +356,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         Command::Run { config } => {
             let path = config_path(config.as_deref());
             let config = load_config(path.as_deref())?;
-            let set_log = init_logging(&config.log.level);
+            let set_log = init_logging(&config.log.level, config.log.format);
             let reloader = siren_host::reload::Reloader::new(path, config.clone(), set_log);
             runtime()?.block_on(server::run(config, std::sync::Arc::new(reloader)))?;
         }

@@ -42,7 +42,7 @@ pub async fn oldest_age(
 pub struct Queue {
     storage: Arc<dyn Storage>,
     hub: Arc<Hub>,
-    ttl: u64,
+    ttl: std::sync::atomic::AtomicU64,
     /// Per-device usage, for the quota.
     pub usage: Arc<UsageCache>,
 }
@@ -53,9 +53,14 @@ impl Queue {
         Queue {
             storage,
             hub,
-            ttl,
+            ttl: std::sync::atomic::AtomicU64::new(ttl),
             usage,
         }
+    }
+
+    /// Changes how long new items live (a reload); items already queued keep their expiry.
+    pub fn set_ttl(&self, ttl: u64) {
+        self.ttl.store(ttl, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Stores the envelopes durably (one atomic batch), then offers each to its device's live
@@ -78,7 +83,7 @@ impl Queue {
         if items.is_empty() {
             return Ok(());
         }
-        let expires = now().saturating_add(self.ttl);
+        let expires = now().saturating_add(self.ttl.load(std::sync::atomic::Ordering::Relaxed));
         let batch: Vec<NewQueueItem> = items
             .iter()
             .map(|(dek, item)| NewQueueItem {

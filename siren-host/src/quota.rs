@@ -16,6 +16,7 @@
 //! and then it errs on the full side until the next sweep re-reads it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use siren_api::storage::{QueueUsage, Storage};
@@ -27,8 +28,8 @@ use crate::rate::{Buckets, Rate, wait_secs};
 /// Queue usage per device, as far as this process knows it.
 pub struct UsageCache {
     storage: Arc<dyn Storage>,
-    max_items: u64,
-    max_bytes: u64,
+    max_items: AtomicU64,
+    max_bytes: AtomicU64,
     known: Mutex<HashMap<DekPublic, QueueUsage>>,
 }
 
@@ -44,10 +45,17 @@ impl UsageCache {
     pub fn new(storage: Arc<dyn Storage>, max_items: u64, max_bytes: u64) -> Arc<UsageCache> {
         Arc::new(UsageCache {
             storage,
-            max_items,
-            max_bytes,
+            max_items: AtomicU64::new(max_items),
+            max_bytes: AtomicU64::new(max_bytes),
             known: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Changes the per-device quota (a reload); queues already over it keep their items and
+    /// take no more until they are under it.
+    pub fn set_quota(&self, max_items: u64, max_bytes: u64) {
+        self.max_items.store(max_items, Ordering::Relaxed);
+        self.max_bytes.store(max_bytes, Ordering::Relaxed);
     }
 
     async fn usage(&self, device: &DekPublic) -> Result<QueueUsage, Error> {
@@ -87,10 +95,12 @@ impl UsageCache {
         for (device, _) in &per_device {
             self.usage(device).await?;
         }
+        let max_items = self.max_items.load(Ordering::Relaxed);
+        let max_bytes = self.max_bytes.load(Ordering::Relaxed);
         let mut known = lock(&self.known);
         for (device, add) in &per_device {
             let now = known.get(device).copied().unwrap_or_default();
-            if now.items + add.items > self.max_items || now.bytes + add.bytes > self.max_bytes {
+            if now.items + add.items > max_items || now.bytes + add.bytes > max_bytes {
                 // The recipient's backlog is not told to the sender (it is the recipient's
                 // business), only the limit.
                 return Err(Error::new(
@@ -98,7 +108,7 @@ impl UsageCache {
                     format!(
                         "a recipient device's queue is full (at most {} messages or {} bytes wait \
                          per device): nothing was sent; try again later",
-                        self.max_items, self.max_bytes
+                        max_items, max_bytes
                     ),
                 ));
             }
@@ -165,6 +175,12 @@ impl SendRate {
             envelopes: Buckets::new(envelopes, 100_000),
             bytes: Buckets::new(bytes, 100_000),
         }
+    }
+
+    /// Changes the rates (a reload).
+    pub fn set(&self, envelopes: Rate, bytes: Rate) {
+        self.envelopes.set_rate(envelopes);
+        self.bytes.set_rate(bytes);
     }
 
     /// Charges a `send` of `envelopes` envelopes and `bytes` bytes to `sender`, or refuses it

@@ -37,19 +37,42 @@ impl Bucket {
 
 /// Keyed token buckets.
 pub struct Buckets<K> {
-    rate: Rate,
     max_keys: usize,
-    buckets: Mutex<HashMap<K, Bucket>>,
+    table: Mutex<Table<K>>,
+}
+
+/// The rate and the buckets, under one lock so that a reload's new rate applies to every take
+/// after it.
+struct Table<K> {
+    rate: Rate,
+    buckets: HashMap<K, Bucket>,
 }
 
 impl<K: Hash + Eq + Clone> Buckets<K> {
     /// Buckets refilling at `rate`, at most `max_keys` of them remembered.
     pub fn new(rate: Rate, max_keys: usize) -> Self {
         Buckets {
-            rate,
             max_keys: max_keys.max(1),
-            buckets: Mutex::new(HashMap::new()),
+            table: Mutex::new(Table {
+                rate,
+                buckets: HashMap::new(),
+            }),
         }
+    }
+
+    /// Changes the rate (a reload). Buckets keep their tokens, capped at the new burst when
+    /// they next refill.
+    pub fn set_rate(&self, rate: Rate) {
+        self.lock().rate = rate;
+    }
+
+    /// The rate in force.
+    pub fn rate(&self) -> Rate {
+        self.lock().rate
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table<K>> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Takes `n` tokens from `key`'s bucket. `Err(wait)`: not enough; nothing was taken, and
@@ -59,34 +82,36 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
     }
 
     fn take_at(&self, key: &K, n: f64, now: Instant) -> Result<(), Duration> {
-        if n > self.rate.burst {
+        let mut table = self.lock();
+        let rate = table.rate;
+        if n > rate.burst {
             return Err(Duration::MAX);
         }
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if !buckets.contains_key(key) && buckets.len() >= self.max_keys {
-            prune(&mut buckets, self.rate, now);
+        if !table.buckets.contains_key(key) && table.buckets.len() >= self.max_keys {
+            prune(&mut table.buckets, rate, now);
         }
-        let bucket = buckets.entry(key.clone()).or_insert(Bucket {
-            tokens: self.rate.burst,
+        let bucket = table.buckets.entry(key.clone()).or_insert(Bucket {
+            tokens: rate.burst,
             at: now,
         });
-        bucket.refill(self.rate, now);
+        bucket.refill(rate, now);
         if bucket.tokens >= n {
             bucket.tokens -= n;
             return Ok(());
         }
         let missing = n - bucket.tokens;
-        if self.rate.per_second <= 0.0 {
+        if rate.per_second <= 0.0 {
             return Err(Duration::MAX);
         }
-        Err(Duration::from_secs_f64(missing / self.rate.per_second))
+        Err(Duration::from_secs_f64(missing / rate.per_second))
     }
 
     /// Gives back `n` tokens taken earlier (for work that turned out not to happen).
     pub fn give_back(&self, key: &K, n: f64) {
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(bucket) = buckets.get_mut(key) {
-            bucket.tokens = (bucket.tokens + n).min(self.rate.burst);
+        let mut table = self.lock();
+        let burst = table.rate.burst;
+        if let Some(bucket) = table.buckets.get_mut(key) {
+            bucket.tokens = (bucket.tokens + n).min(burst);
         }
     }
 }
@@ -160,7 +185,28 @@ mod tests {
         for k in 0..10_000u32 {
             let _ = b.take_at(&k, 1.0, t0 + Duration::from_micros(u64::from(k)));
         }
-        assert!(b.buckets.lock().unwrap().len() <= 100);
+        assert!(b.lock().buckets.len() <= 100);
+    }
+
+    #[test]
+    fn a_new_rate_applies_to_the_next_take() {
+        let b = Buckets::new(
+            Rate {
+                per_second: 1.0,
+                burst: 10.0,
+            },
+            10,
+        );
+        let t0 = Instant::now();
+        assert!(b.take_at(&1, 2.0, t0).is_ok());
+        b.set_rate(Rate {
+            per_second: 1.0,
+            burst: 1.0,
+        });
+        // More than the new burst never fits; the old bucket is capped at the new burst.
+        assert_eq!(b.take_at(&1, 2.0, t0), Err(Duration::MAX));
+        assert!(b.take_at(&1, 1.0, t0).is_ok());
+        assert!(b.take_at(&1, 1.0, t0).is_err());
     }
 
     #[test]

@@ -48,7 +48,7 @@ const MAX_REQUESTED: usize = 100_000;
 /// Rosters, cached.
 pub struct Rosters {
     storage: Arc<dyn Storage>,
-    policy: NonContacts,
+    policy: Mutex<NonContacts>,
     cache: Mutex<HashMap<Username, Option<Arc<Roster>>>>,
     requested: Mutex<HashSet<(DekPublic, Uid)>>,
     put: tokio::sync::Mutex<()>,
@@ -59,11 +59,21 @@ impl Rosters {
     pub fn new(storage: Arc<dyn Storage>, policy: NonContacts) -> Self {
         Rosters {
             storage,
-            policy,
+            policy: Mutex::new(policy),
             cache: Mutex::new(HashMap::new()),
             requested: Mutex::new(HashSet::new()),
             put: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The policy for non-contacts in force.
+    pub fn policy(&self) -> NonContacts {
+        *self.policy.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes the policy for non-contacts (a reload): it applies to the next message.
+    pub fn set_policy(&self, policy: NonContacts) {
+        *self.policy.lock().unwrap_or_else(|p| p.into_inner()) = policy;
     }
 
     /// Drops what is cached of `user`'s roster, so the next read goes to the store (the user was
@@ -141,7 +151,7 @@ impl Rosters {
         if roster.as_ref().is_some_and(|r| r.contact(from).is_some()) {
             return Ok(Admission::Deliver);
         }
-        Ok(match self.policy {
+        Ok(match self.policy() {
             NonContacts::Accept => Admission::Deliver,
             NonContacts::Refuse => Admission::Refuse,
             NonContacts::Request => {
@@ -170,7 +180,7 @@ impl Rosters {
             None => true,
             Some(r) if r.is_blocked(from) => false,
             Some(r) if r.contact(from).is_some() => true,
-            Some(_) => self.policy == NonContacts::Accept,
+            Some(_) => self.policy() == NonContacts::Accept,
         })
     }
 

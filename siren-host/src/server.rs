@@ -106,12 +106,12 @@ pub async fn run(config: Config, reloader: Arc<crate::reload::Reloader>) -> anyh
             config.limits.queue_ttl_secs,
             usage.clone(),
         ),
-        send_rate: send_rate(&config.limits),
+        send_rate: {
+            let (envelopes, bytes) = send_rates(&config.limits);
+            SendRate::new(envelopes, bytes)
+        },
         directory_changes: crate::rate::Buckets::new(
-            Rate {
-                per_second: f64::from(config.limits.directory_changes_per_hour) / 3600.0,
-                burst: f64::from(config.limits.directory_changes_per_hour),
-            },
+            directory_change_rate(&config.limits),
             100_000,
         ),
         credentials,
@@ -123,15 +123,16 @@ pub async fn run(config: Config, reloader: Arc<crate::reload::Reloader>) -> anyh
             config.limits.pending_approvals_per_account,
             config.limits.pending_approvals_per_address,
         ),
-        filters,
-        directory_hooks,
+        filters: arc_swap::ArcSwap::from_pointee(filters),
+        directory_hooks: arc_swap::ArcSwap::from_pointee(directory_hooks),
         links,
         outboxes: crate::federation::waiting::Outboxes::new(&config.federation),
         storage: storage.clone(),
         metrics: crate::metrics::Metrics::new(),
         shutdown: stop_rx.clone(),
-        config,
+        running: arc_swap::ArcSwap::from_pointee(config),
     });
+    reloader.attach(&shared);
     crate::federation::outbox::resume_outboxes(&shared).await;
     if let Some(events) = shared.links.take_events() {
         tokio::spawn(crate::federation::presence::deliver_events(
@@ -140,15 +141,15 @@ pub async fn run(config: Config, reloader: Arc<crate::reload::Reloader>) -> anyh
         ));
     }
     tracing::info!(
-        name = %shared.config.server.name,
+        name = %shared.config().server.name,
         listen = %local,
         sek = %shared.keys.current.public(),
         storage = %storage.describe(),
         mechanisms = ?shared.auth.names(),
         "sirend ready"
     );
-    if shared.config.metrics.enabled {
-        let at = shared.config.metrics.listen;
+    if shared.config().metrics.enabled {
+        let at = shared.config().metrics.listen;
         let metrics = TcpListener::bind(at)
             .await
             .with_context(|| format!("cannot listen on {at} (`metrics.listen`)"))?;
@@ -174,13 +175,13 @@ pub async fn run(config: Config, reloader: Arc<crate::reload::Reloader>) -> anyh
     let sweeper = tokio::spawn(queue::sweeper(
         storage.clone(),
         usage,
-        Duration::from_secs(shared.config.limits.sweep_interval_secs),
-        shared.config.limits.session_ttl_secs,
+        Duration::from_secs(shared.config().limits.sweep_interval_secs),
+        shared.config().limits.session_ttl_secs,
         shared.metrics.messages_expired.clone(),
         stop_rx.clone(),
     ));
     let account_watch = tokio::spawn(crate::accounts::watch(shared.clone()));
-    let limit = Arc::new(Semaphore::new(shared.config.limits.max_connections));
+    let limit = Arc::new(Semaphore::new(shared.config().limits.max_connections));
     let next_conn = AtomicU64::new(1);
     let mut connections = JoinSet::new();
     let signal = shutdown_signal();
@@ -297,9 +298,9 @@ fn login_limits(config: &Config) -> LoginLimitConfig {
     }
 }
 
-/// The per-sender send rates of `limits`.
-fn send_rate(limits: &crate::config::Limits) -> SendRate {
-    SendRate::new(
+/// The per-sender rates of `limits`: envelopes, and bytes.
+pub(crate) fn send_rates(limits: &crate::config::Limits) -> (Rate, Rate) {
+    (
         Rate {
             per_second: f64::from(limits.send_envelopes_per_second),
             burst: f64::from(limits.send_envelope_burst),
@@ -309,6 +310,14 @@ fn send_rate(limits: &crate::config::Limits) -> SendRate {
             burst: limits.send_byte_burst as f64,
         },
     )
+}
+
+/// The rate of device registrations and revocations per user of `limits`.
+pub(crate) fn directory_change_rate(limits: &crate::config::Limits) -> Rate {
+    Rate {
+        per_second: f64::from(limits.directory_changes_per_hour) / 3600.0,
+        burst: f64::from(limits.directory_changes_per_hour),
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -22,8 +22,8 @@ use crate::roster::Rosters;
 
 /// Everything the sessions share.
 pub struct Shared {
-    /// The configuration.
-    pub config: Config,
+    /// The configuration in force: replaced whole by a reload (read with [`Shared::config`]).
+    pub running: arc_swap::ArcSwap<Config>,
     /// The SEK (and retired ones).
     pub keys: ResponderKeys,
     /// The store.
@@ -56,10 +56,11 @@ pub struct Shared {
     pub links: crate::links::Links,
     /// Outboxes to peer servers: their workers and the limits on how many there are.
     pub outboxes: crate::federation::waiting::Outboxes,
-    /// Message filters (plugins), asked about every `send`.
-    pub filters: Vec<Arc<dyn siren_api::hooks::MessageFilter>>,
-    /// Directory hooks (plugins), told about device additions and revocations.
-    pub directory_hooks: Vec<Arc<dyn siren_api::hooks::DirectoryHook>>,
+    /// Message filters (plugins), asked about every `send` (replaced by a reload).
+    pub filters: arc_swap::ArcSwap<Vec<Arc<dyn siren_api::hooks::MessageFilter>>>,
+    /// Directory hooks (plugins), told about device additions and revocations (replaced by a
+    /// reload).
+    pub directory_hooks: arc_swap::ArcSwap<Vec<Arc<dyn siren_api::hooks::DirectoryHook>>>,
     /// What the server counts, for Prometheus.
     pub metrics: crate::metrics::Metrics,
     /// Flips to `true` when the server shuts down.
@@ -67,6 +68,12 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The configuration in force. Read it where it is used rather than keeping a copy, so
+    /// that a reload reaches every request after it.
+    pub fn config(&self) -> arc_swap::Guard<Arc<Config>> {
+        self.running.load()
+    }
+
     /// Whether this server may talk to `peer` in `direction`: federation on (else 500) and the
     /// policy allows it (else 501).
     pub async fn remote_allowed(
@@ -79,7 +86,7 @@ impl Shared {
 
     /// Tells every directory hook about an event (a hook's failure is logged by its adapter).
     pub fn directory_event(&self, event: siren_api::hooks::DirectoryEvent) {
-        for hook in &self.directory_hooks {
+        for hook in self.directory_hooks.load().iter() {
             hook.event(&event);
         }
     }

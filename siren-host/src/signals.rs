@@ -95,7 +95,7 @@ pub async fn accept_from_peer(shared: &Shared, peer: &ServerName, msgs: Vec<Enve
             tracing::warn!(%peer, sender = %env.from, "a peer sent a signal from another server's user; dropped");
             continue;
         }
-        if env.to.server() != &shared.config.server.name {
+        if env.to.server() != &shared.config().server.name {
             tracing::warn!(%peer, recipient = %env.to, "a peer sent a signal for a user of another server; dropped");
             continue;
         }

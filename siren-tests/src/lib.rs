@@ -1021,3 +1021,41 @@ pub fn walkthrough(path_in_repo: &str) -> String {
         .unwrap_or_else(|| panic!("no sh block in {}", path.display()))
         .to_owned()
 }
+
+/// Scraping a server's metrics listener.
+pub mod metrics {
+    use std::io::{Read as _, Write as _};
+    use std::net::{SocketAddr, TcpStream};
+    use std::time::Duration;
+
+    /// `GET path` over HTTP/1.1: the status code and the body.
+    pub fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let status = response.split(' ').nth(1)?.parse().ok()?;
+        let body = response.split_once("\r\n\r\n")?.1.to_owned();
+        Some((status, body))
+    }
+
+    /// A `[metrics]` section listening on `port` of loopback.
+    pub fn metrics_on(port: u16) -> String {
+        format!("\n[metrics]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n")
+    }
+
+    /// The value of the sample line that starts with `name` (labels included), if any.
+    pub fn sample(text: &str, name: &str) -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+}

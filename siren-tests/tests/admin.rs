@@ -391,25 +391,24 @@ fn is_root() -> bool {
 }
 
 #[test]
-fn reload_refuses_a_bad_file_applies_the_log_level_names_what_waits_and_keeps_sessions() {
+fn reload_refuses_a_bad_file_applies_limits_roster_policy_and_log_level_and_keeps_sessions() {
     let (s, alice, bob) = alice_and_bob(Options::default());
     let bob_live = bob.listen();
     let config = std::fs::read_to_string(s.config()).unwrap();
+    let reload = |text: &str| {
+        std::fs::write(s.config(), text).unwrap();
+        s.admin(&["reload"], "")
+    };
 
     let same = s.admin(&["reload"], "");
     assert!(
-        ok(&same).contains("nothing applied live"),
+        ok(&same).contains("nothing changed that applies live"),
         "{}",
         same.stdout
     );
 
     // A file that fails its checks is refused; the running configuration stays.
-    std::fs::write(
-        s.config(),
-        config.replace("[limits]\n", "[limits]\nqueue_ttl_second = 5\n"),
-    )
-    .unwrap();
-    let bad = s.admin(&["reload"], "");
+    let bad = reload(&config.replace("[limits]\n", "[limits]\nqueue_ttl_second = 5\n"));
     assert!(
         !bad.ok
             && bad
@@ -426,28 +425,112 @@ fn reload_refuses_a_bad_file_applies_the_log_level_names_what_waits_and_keeps_se
     assert!(hup.success());
     let log = s.wait_for_log("SIGHUP: reload refused");
     assert!(log.contains("queue_ttl_second"), "{log}");
-
-    // A valid change: the log level applies live; a limit waits for the restart, and says so.
-    std::fs::write(
-        s.config(),
-        config
-            .replace("level = \"info\"", "level = \"debug\"")
-            .replace("[limits]\n", "[limits]\nmax_connections = 999\n"),
-    )
-    .unwrap();
-    let good = s.admin(&["reload"], "");
-    assert!(
-        ok(&good).contains("applied [log] level")
-            && good.stdout.contains("next restart")
-            && good.stdout.contains("[limits]"),
-        "{}",
-        good.stdout
+    alice.send("bob@alpha.test", "after a refused reload");
+    assert_eq!(
+        bob_live.next_line(EXITS_WITHIN).as_deref(),
+        Some("alice@alpha.test: after a refused reload")
     );
 
-    // The live session never noticed.
+    // A limit applies live: alice may send at most 10 bytes at once, so every message is now
+    // larger than she may send. The log level applies; the connection cap waits for the
+    // restart, and the answer says so.
+    let tight = reload(
+        &config
+            .replace("level = \"info\"", "level = \"debug\"")
+            .replace(
+                "[limits]\n",
+                "[limits]\nsend_byte_burst = 10\nmax_connections = 999\n",
+            ),
+    );
+    assert!(
+        ok(&tight).contains("applied limits.send_byte_burst, log.level;")
+            && tight
+                .stdout
+                .ends_with("next restart: limits.max_connections\n"),
+        "{}",
+        tight.stdout
+    );
+    let refused = alice.run(&["send", "bob@alpha.test", "too much now"]);
+    assert!(
+        !refused.ok && refused.stderr.contains("limit_exceeded"),
+        "{}",
+        refused.stderr
+    );
+
+    // The roster policy applies live: messages from non-contacts are now refused.
+    let strict = reload(&format!("{config}\n[roster]\nnon_contacts = \"refuse\"\n"));
+    assert!(
+        ok(&strict).contains("applied limits.send_byte_burst, log.level, roster.non_contacts\n"),
+        "{}",
+        strict.stdout
+    );
+    let refused = alice.run(&["send", "bob@alpha.test", "a stranger writes"]);
+    assert!(
+        !refused.ok && refused.stderr.contains("refused"),
+        "{}",
+        refused.stderr
+    );
+
+    // Back to the original file: messages flow again, to the session that lived through it all.
+    let back = reload(&config);
+    assert!(ok(&back).contains("roster.non_contacts"), "{}", back.stdout);
     alice.send("bob@alpha.test", "after the reloads");
     assert_eq!(
         bob_live.next_line(EXITS_WITHIN).as_deref(),
         Some("alice@alpha.test: after the reloads")
+    );
+    let sessions = ok(&s.admin(&["sessions", "list"], "")).to_owned();
+    assert!(sessions.contains("1 live"), "{sessions}");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_with_the_same_fields() {
+    let mut s = Server::new(Options::default());
+    let config = std::fs::read_to_string(s.config()).unwrap();
+    std::fs::write(
+        s.config(),
+        config.replace(
+            "level = \"info\"\n",
+            "level = \"info\"\nformat = \"json\"\n",
+        ),
+    )
+    .unwrap();
+    s.start();
+    s.add_user("alice", "pw-1");
+    let alice = Cli::init(&s, "alice@alpha.test");
+    alice.login("pw-1");
+    let mut lines = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !lines.iter().any(|l: &String| l.contains("logged in"))
+        && std::time::Instant::now() < deadline
+    {
+        lines.extend(s.log_lines());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let events: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    for event in &events {
+        assert!(
+            event["timestamp"].is_string()
+                && event["level"].is_string()
+                && event["target"].is_string()
+                && event["fields"]["message"].is_string(),
+            "{event}"
+        );
+    }
+    // What the text format prints as `logged in peer=… user=alice` carries the same fields.
+    let login = events
+        .iter()
+        .find(|e| e["fields"]["message"] == "logged in")
+        .unwrap_or_else(|| panic!("no login event in {lines:?}"));
+    assert_eq!(login["fields"]["user"], "alice", "{login}");
+    assert_eq!(login["level"], "INFO", "{login}");
+    assert!(
+        events.iter().any(
+            |e| e["fields"]["message"] == "sirend ready" && e["fields"]["name"] == "alpha.test"
+        ),
+        "{lines:?}"
     );
 }

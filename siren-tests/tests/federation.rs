@@ -1104,6 +1104,93 @@ fn queued_messages_stay_while_the_peer_is_denied_or_federation_is_off() {
     assert!(bob.recv().is_empty(), "nothing twice");
 }
 
+#[test]
+fn reloading_the_federation_settings_takes_effect_without_dropping_a_session() {
+    let (alpha, _beta, _dns) = two_servers(("alpha.test", "alice"), ("beta.test", "bob"), "");
+    let alice = Cli::init(&alpha, "alice@alpha.test");
+    alice.login("pw-1");
+    let bob = Cli::init(&_beta, "bob@beta.test");
+    bob.login("pw-2");
+    // carol stays connected through every reload (`siren listen` ends if its session does).
+    alpha.add_user("carol", "pw-3");
+    let carol = Cli::init(&alpha, "carol@alpha.test");
+    carol.login("pw-3");
+    let carol_live = carol.listen();
+    let next = |what: &str| {
+        carol_live
+            .next_line(Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("carol's live session got no {what}"))
+    };
+    // Links both ways: beta → alpha for bob's message, alpha → beta for alice's.
+    bob.send("carol@alpha.test", "before");
+    assert_eq!(next("message"), "bob@beta.test: before");
+    alice.send("bob@beta.test", "hello");
+    assert_eq!(receive(&bob, 1), vec!["alice@alpha.test: hello"]);
+
+    let open = std::fs::read_to_string(alpha.config()).unwrap();
+    let reload = |text: &str| {
+        std::fs::write(alpha.config(), text).unwrap();
+        let out = alpha.admin(&["reload"], "");
+        assert!(out.ok, "{}", out.stderr);
+        out.stdout
+    };
+
+    // Deny beta: both links close at once and nothing crosses either way.
+    let out = reload(&open.replace(
+        "enabled = true\n",
+        "enabled = true\npolicy = \"denylist\"\npeers = [\"beta.test\"]\n",
+    ));
+    assert_eq!(
+        out,
+        format!(
+            "reloaded {}: applied federation.peers, federation.policy\n",
+            alpha.config().display()
+        )
+    );
+    let mut log = String::new();
+    for needle in [
+        "inbound link closed: the reloaded",
+        "outbound link closed: the reloaded",
+    ] {
+        if !log.contains(needle) {
+            log.push_str(&alpha.wait_for_log(needle));
+            log.push('\n');
+        }
+        let line = log.lines().find(|l| l.contains(needle));
+        assert!(line.is_some_and(|l| l.contains("beta.test")), "{log}");
+    }
+    let refused = alice.run(&["send", "bob@beta.test", "denied"]);
+    assert!(
+        !refused.ok && refused.stderr.contains("federation_denied"),
+        "{}",
+        refused.stderr
+    );
+    let refused = bob.run(&["lookup", "alice@alpha.test"]);
+    assert!(
+        !refused.ok && refused.stderr.contains("federation_denied"),
+        "{}",
+        refused.stderr
+    );
+
+    // Federation off: a closed deployment, still without a restart.
+    let out = reload(&open.replace("enabled = true\n", "enabled = false\n"));
+    assert!(out.contains("applied federation.enabled"), "{out}");
+    let refused = alice.run(&["lookup", "bob@beta.test"]);
+    assert!(
+        !refused.ok && refused.stderr.contains("federation_disabled"),
+        "{}",
+        refused.stderr
+    );
+
+    // Open again: messages flow both ways, to the session that lived through every reload.
+    let out = reload(&open);
+    assert!(out.contains("applied federation.enabled"), "{out}");
+    alice.send("bob@beta.test", "open again");
+    assert_eq!(receive(&bob, 1), vec!["alice@alpha.test: open again"]);
+    bob.send("carol@alpha.test", "after");
+    assert_eq!(next("message after the reloads"), "bob@beta.test: after");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_peer_that_stops_reading_holds_up_no_session_and_its_link_is_closed() {
     // F13: stuck.test completes the link handshake, announces large frames and then never

@@ -3,43 +3,14 @@
 //! no user names in it; `/healthz`; `/readyz` failing while PostgreSQL is down and recovering
 //! when it is back (a private PostgreSQL started and stopped by this test).
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use siren_tests::{Cli, Options, alice_and_bob, free_port};
 
-/// `GET path` over HTTP/1.1: the status code and the body.
-fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split(' ').nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n")?.1.to_owned();
-    Some((status, body))
-}
-
-fn metrics_on(port: u16) -> String {
-    format!("\n[metrics]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n")
-}
-
-/// The value of the sample line that starts with `name` (labels included), if any.
-fn sample(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
+use siren_tests::metrics::{get, metrics_on, sample};
 
 #[test]
 fn metrics_after_real_traffic_pass_promtool_and_name_nobody() {
@@ -47,10 +18,16 @@ fn metrics_after_real_traffic_pass_promtool_and_name_nobody() {
     let at: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let (s, alice, bob) = alice_and_bob(Options {
         extra: metrics_on(port),
+        // One user may send at most 4 KiB at once: a larger message is refused by a limit.
+        limits_lines: "send_byte_burst = 4096".into(),
         ..Options::default()
     });
     alice.send("bob@alpha.test", "counted, never named");
     assert_eq!(bob.recv(), vec!["alice@alpha.test: counted, never named"]);
+    let large = "x".repeat(5000);
+    assert!(!alice.run(&["send", "bob@alpha.test", &large]).ok);
+    // One message waits in bob's queue when the metrics are scraped.
+    alice.send("bob@alpha.test", "waiting");
     let mallory = Cli::init(&s, "mallory@alpha.test");
     assert!(!mallory.try_login("guess").ok);
 
@@ -75,11 +52,22 @@ fn metrics_after_real_traffic_pass_promtool_and_name_nobody() {
         ("siren_connections_total", 4.0),
         ("siren_commit_duration_seconds_count", 1.0),
         ("siren_envelope_verify_duration_seconds_count", 1.0),
+        ("siren_limit_refusals_total{limit=\"send_rate\"}", 1.0),
+        ("siren_queue_items", 1.0),
     ] {
         let value = sample(&text, name).unwrap_or_else(|| panic!("no {name} in\n{text}"));
         assert!(value >= at_least, "{name} = {value}\n{text}");
     }
     assert_eq!(sample(&text, "siren_sessions_live"), Some(0.0), "{text}");
+    assert_eq!(
+        sample(&text, "siren_limit_refusals_total{limit=\"queue_quota\"}"),
+        Some(0.0),
+        "every kind of limit is there from the start\n{text}"
+    );
+    assert!(
+        sample(&text, "siren_queue_oldest_age_seconds").is_some(),
+        "{text}"
+    );
     for who in ["alice", "bob", "mallory", "guess"] {
         assert!(!text.contains(who), "{who} in the metrics:\n{text}");
     }

@@ -82,9 +82,14 @@ fn logins_go_through_a_wasm_credential_plugin_and_a_wasm_mechanism() {
 
 #[test]
 fn a_looping_or_memory_hungry_plugin_fails_that_call_and_the_server_goes_on() {
+    let port = siren_tests::free_port();
     let mut s = Server::new(Options {
         auth_lines: "credentials = \"bad\"".into(),
-        extra: plugin("bad", "credentials", "misbehaving-credentials", ""),
+        extra: format!(
+            "{}{}",
+            siren_tests::metrics::metrics_on(port),
+            plugin("bad", "credentials", "misbehaving-credentials", "")
+        ),
         ..Options::default()
     });
     s.start();
@@ -117,6 +122,25 @@ fn a_looping_or_memory_hungry_plugin_fails_that_call_and_the_server_goes_on() {
     let log = s.wait_for_log("memory limit");
     assert!(log.contains("deadline"), "the log says why:\n{log}");
     assert!(log.contains("memory limit"), "the log says why:\n{log}");
+
+    // And the metrics count the calls, the failures and the deadline hit, by plugin.
+    let at = format!("127.0.0.1:{port}").parse().unwrap();
+    let (_, text) = siren_tests::metrics::get(at, "/metrics").expect("metrics");
+    let value = |name: &str| {
+        siren_tests::metrics::sample(&text, name).unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    };
+    assert!(
+        value("siren_plugin_calls_total{plugin=\"bad\"}") >= 4.0,
+        "{text}"
+    );
+    assert!(
+        value("siren_plugin_errors_total{plugin=\"bad\"}") >= 2.0,
+        "{text}"
+    );
+    assert!(
+        value("siren_plugin_deadline_hits_total{plugin=\"bad\"}") >= 1.0,
+        "{text}"
+    );
 }
 
 #[test]
@@ -209,6 +233,49 @@ fn a_wasm_message_filter_rate_limits_senders() {
         3,
         "two from alice, one from bob"
     );
+}
+
+#[test]
+fn a_reload_rebuilds_the_message_filters_with_their_new_settings() {
+    let filter = |limit: &str| {
+        plugin(
+            "ratelimit",
+            "message_filter",
+            "rate-limit-filter",
+            &format!("limit = \"{limit}\"\nwindow_secs = \"3600\""),
+        )
+    };
+    let (s, alice, bob) = siren_tests::alice_and_bob(Options {
+        extra: filter("100"),
+        ..Options::default()
+    });
+    let bob_live = bob.listen();
+    alice.send("bob@alpha.test", "one");
+
+    // One message an hour from now on: the filter is rebuilt with the new setting (and a
+    // fresh count), without a restart and without closing bob's session.
+    let config = std::fs::read_to_string(s.config()).unwrap();
+    std::fs::write(s.config(), config.replace(&filter("100"), &filter("1"))).unwrap();
+    let out = s.admin(&["reload"], "");
+    assert!(
+        out.ok && out.stdout.contains("applied plugins") && !out.stdout.contains("restart"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    alice.send("bob@alpha.test", "two");
+    let three = alice.run(&["send", "bob@alpha.test", "three"]);
+    assert!(
+        !three.ok && three.stderr.contains("retry in"),
+        "{}",
+        three.stderr
+    );
+    for text in ["one", "two"] {
+        assert_eq!(
+            bob_live.next_line(Duration::from_secs(10)),
+            Some(format!("alice@alpha.test: {text}"))
+        );
+    }
 }
 
 #[test]

@@ -78,6 +78,7 @@ mod federation;
 mod filter;
 mod kv;
 mod runtime;
+mod stats;
 
 pub use auth::WasmAuthMechanism;
 pub use config::{
@@ -93,3 +94,4 @@ pub use kv::WasmKvEngine;
 pub use runtime::{
     DEFAULT_EPOCH_TICK, INTERFACE_PACKAGE, INTERFACE_VERSION, PluginInfo, PluginKind, WasmRuntime,
 };
+pub use stats::{CallCounts, call_counts};

@@ -346,6 +346,7 @@ impl WasmRuntime {
                 generation: 0,
                 dead: None,
             }),
+            stats: crate::stats::for_plugin(name),
         };
         {
             let mut state = plugin.lock_state();
@@ -562,6 +563,8 @@ pub(crate) struct Plugin<K: Kind> {
     deadline_ticks: u64,
     config: Vec<(String, String)>,
     state: Mutex<State<K>>,
+    /// Calls, failures and deadline hits, for the server's metrics.
+    stats: Arc<crate::stats::CallStats>,
 }
 
 struct State<K: Kind> {
@@ -689,6 +692,17 @@ impl<K: Kind> Plugin<K> {
     /// fresh one, or, for a plugin that is not restartable, the error saying it is out of
     /// service.
     pub(crate) fn call<R>(
+        &self,
+        generation: Option<u64>,
+        what: &str,
+        f: impl FnOnce(&K::Bindings, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<(R, u64), PluginError> {
+        let outcome = self.call_inner(generation, what, f);
+        self.stats.record(&outcome);
+        outcome
+    }
+
+    fn call_inner<R>(
         &self,
         generation: Option<u64>,
         what: &str,

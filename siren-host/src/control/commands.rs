@@ -40,7 +40,8 @@ pub struct ServerInfo {
 /// Where commands act: a store (and credential backend) of a server that is not running, or the
 /// running server itself.
 pub struct Ops {
-    config: Config,
+    /// The configuration of a server that is not running (a running one's is read live).
+    config: Arc<Config>,
     storage: Arc<dyn Storage>,
     credentials: Arc<dyn CredentialBackend>,
     live: Option<(Arc<Shared>, ServerInfo)>,
@@ -50,10 +51,18 @@ impl Ops {
     /// Commands on the running server.
     pub fn live(shared: Arc<Shared>, info: ServerInfo) -> Self {
         Ops {
-            config: shared.config.clone(),
+            config: shared.running.load_full(),
             storage: shared.storage.clone(),
             credentials: shared.credentials.clone(),
             live: Some((shared, info)),
+        }
+    }
+
+    /// The configuration in force.
+    fn config(&self) -> Arc<Config> {
+        match &self.live {
+            Some((shared, _)) => shared.running.load_full(),
+            None => self.config.clone(),
         }
     }
 
@@ -64,7 +73,7 @@ impl Ops {
         credentials: Arc<dyn CredentialBackend>,
     ) -> Self {
         Ops {
-            config,
+            config: Arc::new(config),
             storage,
             credentials,
             live: None,
@@ -80,7 +89,7 @@ impl Ops {
             anyhow!(
                 "the credential backend {:?} does not manage users itself; manage them where they \
                  live (for `ldap`: in the directory)",
-                self.config.auth.credentials
+                self.config().auth.credentials
             )
         })
     }
@@ -114,9 +123,15 @@ impl Ops {
             },
             Request::FederationLinks {} => self.federation_links().await,
             Request::Status {} => self.status(),
-            Request::Reload {} => self.running("reload")?.1.reload.reload(),
+            Request::Reload {} => {
+                // A reload reads a file and may compile plugins: off the async executor.
+                let reloader = self.running("reload")?.1.reload.clone();
+                tokio::task::spawn_blocking(move || reloader.reload())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("the reload task failed: {e}"))?
+            }
             Request::Backup { to } => {
-                crate::backup::write(&self.config, self.storage.as_ref(), Path::new(&to)).await
+                crate::backup::write(&self.config(), self.storage.as_ref(), Path::new(&to)).await
             }
         }
     }
@@ -130,7 +145,7 @@ impl Ops {
             bail!("user {user} already exists (use `sirend user passwd`)");
         }
         admin.set_password(user, password).await.map_err(api)?;
-        Ok(format!("created {user}@{}\n", self.config.server.name))
+        Ok(format!("created {user}@{}\n", self.config().server.name))
     }
 
     async fn user_passwd(&self, user: &Username, password: &str) -> anyhow::Result<String> {
@@ -155,7 +170,8 @@ impl Ops {
         Ok(format!(
             "changed the password of {user}@{}; its devices must log in again \
              ({} sessions ended)\n",
-            self.config.server.name, ended.stored
+            self.config().server.name,
+            ended.stored
         ))
     }
 
@@ -178,7 +194,7 @@ impl Ops {
         }
         Ok(format!(
             "deleted {user}@{}: {} devices, {} queued messages, {} sessions{}\n",
-            self.config.server.name,
+            self.config().server.name,
             forgotten.devices,
             forgotten.items,
             forgotten.sessions,
@@ -191,7 +207,7 @@ impl Ops {
         // A fresh read of the store, not the running server's cache: what is stored is the truth.
         let directory = Directory::new(
             self.storage.clone(),
-            self.config.limits.max_directory_entries,
+            self.config().limits.max_directory_entries,
         );
         let Some(dir) = directory.get(user).await.map_err(api)? else {
             if self.credentials.user_exists(user).await.map_err(api)? {
@@ -209,7 +225,7 @@ impl Ops {
         if devices.is_empty() {
             return Ok(format!(
                 "{user}@{} has no devices\n",
-                self.config.server.name
+                self.config().server.name
             ));
         }
         let sessions = self.session_states().await?;
@@ -295,14 +311,14 @@ impl Ops {
         let whose = match &record {
             Some(r) => format!(
                 "{user}@{}'s device {}{}",
-                self.config.server.name,
+                self.config().server.name,
                 fingerprint(r.dek.as_bytes()),
                 r.name
                     .as_deref()
                     .map(|n| format!(" ({})", shown(n)))
                     .unwrap_or_default()
             ),
-            None => format!("{user}@{}", self.config.server.name),
+            None => format!("{user}@{}", self.config().server.name),
         };
         Ok(format!(
             "ended the sessions of {whose}: {} stored, {} live; it must log in again\n",
@@ -352,7 +368,7 @@ impl Ops {
         let oldest = crate::queue::oldest_age(
             self.storage.as_ref(),
             device,
-            self.config.limits.queue_ttl_secs,
+            self.config().limits.queue_ttl_secs,
         )
         .await
         .map_err(api)?;
@@ -386,7 +402,7 @@ impl Ops {
         let _ = writeln!(
             out,
             "{user}@{}: {} devices, {} items, {} bytes, oldest {}",
-            self.config.server.name,
+            self.config().server.name,
             devices.len(),
             total.items,
             total.bytes,
@@ -415,7 +431,7 @@ impl Ops {
 
     async fn federation_links(&self) -> anyhow::Result<String> {
         let (shared, _) = self.running("federation links")?;
-        if !shared.config.federation.enabled {
+        if !shared.config().federation.enabled {
             return Ok("federation is off ([federation] enabled = false)\n".into());
         }
         let links: BTreeMap<_, _> = shared.links.peers().into_iter().collect();
@@ -445,7 +461,7 @@ impl Ops {
         let _ = writeln!(
             out,
             "federation on (policy {}): {} peers, {up} links up",
-            shared.config.federation.policy,
+            shared.config().federation.policy,
             peers.len()
         );
         Ok(out)
@@ -462,7 +478,7 @@ impl Ops {
         let links = shared.links.peers();
         let up = links.iter().filter(|(_, s)| s.is_up()).count();
         let plugins: Vec<String> = shared
-            .config
+            .config()
             .plugins
             .iter()
             .map(|p| format!("{} ({:?}, loaded)", p.name, p.kind))
@@ -480,7 +496,7 @@ impl Ops {
                 std::process::id()
             ),
         );
-        row("name", shared.config.server.name.to_string());
+        row("name", shared.config().server.name.to_string());
         row("listen", info.listen.to_string());
         row("admin", info.socket.display().to_string());
         row("store", shared.storage.describe());
@@ -488,7 +504,7 @@ impl Ops {
             "auth",
             format!(
                 "{} ({})",
-                shared.config.auth.credentials,
+                shared.config().auth.credentials,
                 shared.auth.names().join(", ")
             ),
         );
@@ -498,10 +514,10 @@ impl Ops {
         );
         row(
             "federation",
-            if shared.config.federation.enabled {
+            if shared.config().federation.enabled {
                 format!(
                     "on (policy {}), {up} of {} links up",
-                    shared.config.federation.policy,
+                    shared.config().federation.policy,
                     links.len()
                 )
             } else {

@@ -106,7 +106,7 @@ pub async fn serve(
     // One writer: answers and presence events share the link. Every write has a deadline: a
     // peer that stops reading gets its link closed, not a task stuck forever.
     let (out, mut queued) = tokio::sync::mpsc::channel::<LinkMessage>(256);
-    let deadline = Duration::from_secs(shared.config.federation.request_timeout_secs);
+    let deadline = Duration::from_secs(shared.config().federation.request_timeout_secs);
     let writer_peer = peer.clone();
     let writer = tokio::spawn(async move {
         while let Some(message) = queued.recv().await {
@@ -121,15 +121,16 @@ pub async fn serve(
         }
     });
     let ready = LinkMessage::LinkReady {
-        server: shared.config.server.name.clone(),
-        max_frame: shared.config.limits.max_frame,
+        server: shared.config().server.name.clone(),
+        max_frame: shared.config().limits.max_frame,
     };
     if out.send(ready).await.is_err() {
         return;
     }
     tracing::info!(%peer, "inbound link ready");
-    let idle = Duration::from_secs(shared.config.limits.idle_timeout_secs);
+    let idle = Duration::from_secs(shared.config().limits.idle_timeout_secs);
     let mut remote: HashMap<Uid, u64> = HashMap::new();
+    let mut gate = shared.links.gate_changes();
     loop {
         let message = tokio::select! {
             received = tokio::time::timeout(idle, receiver.recv::<LinkMessage>()) => match received {
@@ -138,6 +139,17 @@ pub async fn serve(
             },
             // The writer gave up (a stuck or broken link): stop serving it.
             () = out.closed() => break,
+            // A reload changed federation: a peer no longer allowed loses its link.
+            Ok(()) = gate.changed() => {
+                match shared.links.allowed(&peer, siren_api::federation::Direction::Inbound).await {
+                    Ok(()) => continue,
+                    Err(e) => {
+                        tracing::info!(%peer, error = %e, "inbound link closed: the reloaded federation settings no longer allow this peer");
+                        let _ = out.send(LinkMessage::Error { rid: None, code: e.code.as_u16(), msg: e.message }).await;
+                        break;
+                    }
+                }
+            }
         };
         // Signals have no answer: delivered to live sessions or dropped.
         let message = match message {
@@ -199,7 +211,7 @@ async fn lookup_local(shared: &Shared, rid: u32, uid: Uid) -> LinkMessage {
         code: ErrorCode::NotFound.as_u16(),
         msg,
     };
-    if uid.server() != &shared.config.server.name {
+    if uid.server() != &shared.config().server.name {
         return not_found(format!("{uid} is not a user of this server"));
     }
     match shared.directory.get(uid.user()).await {
@@ -236,7 +248,7 @@ async fn accept_delivery(
                 format!("{} is not a user of {peer}", env.from),
             ));
         }
-        if env.to.server() != &shared.config.server.name {
+        if env.to.server() != &shared.config().server.name {
             return Err(Error::new(
                 ErrorCode::NotFound,
                 format!("{} is not a user of this server", env.to),
@@ -280,7 +292,12 @@ async fn accept_delivery(
         .filter(|(_, item)| matches!(item, QueueItem::Message { .. }))
         .map(|(dek, item)| (*dek, siren_proto::message::encode_value(item).len() as u64))
         .collect();
-    shared.queue.usage.reserve(&reserve).await?;
+    if let Err(e) = shared.queue.usage.reserve(&reserve).await {
+        if e.code == ErrorCode::QueueFull {
+            shared.metrics.limit_refused("queue_quota");
+        }
+        return Err(e);
+    }
     if let Err(e) = shared.queue.enqueue_to(items).await {
         shared.queue.usage.release(&reserve);
         return Err(e);
@@ -321,7 +338,7 @@ async fn subscribe_remote(
     }
     for topic in &topics {
         let publisher = topic.publisher();
-        let shares = publisher.server() == &shared.config.server.name
+        let shares = publisher.server() == &shared.config().server.name
             && shared
                 .rosters
                 .shares_presence_with(publisher.user(), &from)

@@ -74,7 +74,7 @@ pub async fn enqueue(
     shared: &Arc<Shared>,
     items: Vec<(DekPublic, QueueItem)>,
 ) -> Result<(), Error> {
-    let local = &shared.config.server.name;
+    let local = &shared.config().server.name;
     let remote: BTreeSet<(Username, ServerName)> = items
         .iter()
         .filter_map(|(_, item)| match item {
@@ -94,7 +94,7 @@ pub async fn enqueue(
 
 /// Starts the worker that drains `peer`'s outbox, unless it runs already or federation is off.
 pub fn ensure_worker(shared: &Arc<Shared>, peer: &ServerName) {
-    if shared.config.federation.enabled && shared.outboxes.claim(peer) {
+    if shared.config().federation.enabled && shared.outboxes.claim(peer) {
         tokio::spawn(run_outbox(shared.clone(), peer.clone()));
     }
 }
@@ -406,7 +406,7 @@ pub async fn resume_outboxes(shared: &Arc<Shared>) {
             continue;
         };
         let peer = env.to.server();
-        if peer == &shared.config.server.name || outbox_key(peer).as_bytes() != &device {
+        if peer == &shared.config().server.name || outbox_key(peer).as_bytes() != &device {
             continue;
         }
         match shared.links.allowed(peer, Direction::Outbound).await {

@@ -106,6 +106,11 @@ impl Link {
         link
     }
 
+    /// Closes the link now (its peer is no longer allowed): waiting requests fail.
+    pub(super) fn close(&self) {
+        self.state.close();
+    }
+
     /// Whether the link is still open.
     pub(super) fn is_alive(&self) -> bool {
         self.state.alive.load(Ordering::Acquire)

@@ -94,13 +94,22 @@ impl LinkState {
     }
 }
 
+/// Whether federation is on and which peers the policy allows.
+#[derive(Clone)]
+struct Gate {
+    enabled: bool,
+    policy: Arc<dyn FederationPolicy>,
+}
+
 /// This server's outbound links, peer pins and federation settings.
 pub struct Links {
     name: ServerName,
     sek: SekSecret,
     resolver: Resolver,
-    enabled: bool,
-    policy: Arc<dyn FederationPolicy>,
+    /// Whether federation is on, and the policy: replaced whole by a reload.
+    gate: std::sync::RwLock<Gate>,
+    /// Counts the gate's changes, so inbound links can ask again whether their peer is allowed.
+    gate_changes: tokio::sync::watch::Sender<u64>,
     /// The deadline of each connection attempt and handshake step.
     step: Duration,
     /// The longest any request (opening the link included) and any link write may take.
@@ -136,8 +145,11 @@ impl Links {
             name: config.server.name.clone(),
             sek,
             resolver,
-            enabled: f.enabled,
-            policy,
+            gate: std::sync::RwLock::new(Gate {
+                enabled: f.enabled,
+                policy,
+            }),
+            gate_changes: tokio::sync::watch::Sender::new(0),
             step: Duration::from_secs(config.limits.handshake_timeout_secs),
             request_timeout: Duration::from_secs(f.request_timeout_secs),
             allow_non_public: f.danger_allow_private_targets,
@@ -155,7 +167,8 @@ impl Links {
     /// policy allows it (else 501). Asked before anything about another server or its users,
     /// before opening a link and before each outbox delivery.
     pub async fn allowed(&self, peer: &ServerName, direction: Direction) -> Result<(), Error> {
-        if !self.enabled {
+        let gate = self.gate();
+        if !gate.enabled {
             return Err(Error::new(
                 ErrorCode::FederationDisabled,
                 format!("{peer} is another server and federation is disabled here"),
@@ -163,14 +176,14 @@ impl Links {
         }
         // A policy plugin's call blocks (up to its deadline): off the async executor. A
         // failed task denies (fail closed).
-        let policy = self.policy.clone();
+        let policy = gate.policy.clone();
         let asked = peer.clone();
         let decision = tokio::task::spawn_blocking(move || policy.decide(&asked, direction))
             .await
             .unwrap_or_else(|e| Decision::Deny(format!("the policy task failed: {e}")));
         match decision {
             Decision::Deny(reason) => {
-                tracing::info!(%peer, ?direction, policy = self.policy.name(), %reason, "federation refused by policy");
+                tracing::info!(%peer, ?direction, policy = gate.policy.name(), %reason, "federation refused by policy");
                 Err(Error::new(
                     ErrorCode::FederationDenied,
                     format!("this server's federation policy does not allow {peer}"),
@@ -178,6 +191,61 @@ impl Links {
             }
             Decision::Allow => Ok(()),
         }
+    }
+
+    fn gate(&self) -> Gate {
+        self.gate
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether federation is on.
+    pub fn enabled(&self) -> bool {
+        self.gate().enabled
+    }
+
+    /// The name of the federation policy in force.
+    pub fn policy_name(&self) -> String {
+        self.gate().policy.name().to_owned()
+    }
+
+    /// Turns federation on or off and replaces the policy (a reload). Requests from now on are
+    /// asked under the new gate; inbound links learn of it through [`Links::gate_changes`], and
+    /// [`Links::close_disallowed`] closes the outbound links it no longer allows.
+    pub fn set_gate(&self, enabled: bool, policy: Arc<dyn FederationPolicy>) {
+        *self.gate.write().unwrap_or_else(PoisonError::into_inner) = Gate { enabled, policy };
+        self.gate_changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes of the gate (each reload that touched federation).
+    pub fn gate_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.gate_changes.subscribe()
+    }
+
+    /// Closes the outbound links to peers the gate no longer allows; returns their names.
+    /// Requests already on such a link finish; nothing new goes over it.
+    pub async fn close_disallowed(&self) -> Vec<ServerName> {
+        let mut closed = Vec::new();
+        for (peer, slot) in self.all_slots() {
+            if self.allowed(&peer, Direction::Outbound).await.is_err() {
+                if let Some(link) = slot.lock().await.take() {
+                    link.close();
+                }
+                closed.push(peer);
+            }
+        }
+        closed
+    }
+
+    /// Every peer's slot (a copy: the map is not locked while they are used).
+    fn all_slots(&self) -> Vec<(ServerName, Arc<Slot>)> {
+        self.slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(p, s)| (p.clone(), s.clone()))
+            .collect()
     }
 
     /// Whether `sek` is `peer`'s key, for a link `peer` opens to us from `from`: its pin
@@ -459,14 +527,7 @@ impl Links {
     /// Every peer this server has an outbound link entry for, and the state of that link (for
     /// `sirend federation links` and `status`).
     pub fn peers(&self) -> Vec<(ServerName, LinkState)> {
-        let slots: Vec<(ServerName, Arc<Slot>)> = self
-            .slots
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .map(|(p, s)| (p.clone(), s.clone()))
-            .collect();
-        slots
+        self.all_slots()
             .into_iter()
             .map(|(peer, slot)| {
                 let state = match slot.try_lock() {

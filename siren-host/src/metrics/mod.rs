@@ -44,6 +44,40 @@ pub struct Peer {
     pub peer: String,
 }
 
+/// How often the totals of all queues are computed at most (each walk reads every queue).
+pub const QUEUE_SAMPLE_EVERY: Duration = Duration::from_secs(30);
+
+/// A kind of limit.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Limit {
+    /// Which limit refused (a fixed set: see [`LIMITS`]).
+    pub limit: String,
+}
+
+/// Every kind of limit counted in `siren_limit_refusals_total`.
+pub const LIMITS: [&str; 13] = [
+    "max_connections",
+    "unauthenticated_server_wide",
+    "unauthenticated_per_address",
+    "handshake_rate",
+    "login_concurrency",
+    "login_failures",
+    "send_rate",
+    "queue_quota",
+    "signal_rate",
+    "subscriptions",
+    "directory_changes",
+    "directory_entries",
+    "pending_approvals",
+];
+
+/// A plugin, by its configured name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Plugin {
+    /// The `[[plugins]] name`.
+    pub plugin: String,
+}
+
 /// A link state.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct State {
@@ -84,6 +118,23 @@ pub struct Metrics {
     outbox_items: Family<Peer, Gauge>,
     /// Age of the oldest envelope in each peer's outbox (sampled).
     outbox_oldest: Family<Peer, Gauge<f64, AtomicU64>>,
+    /// Requests and connections refused by a limit, by kind.
+    limit_refusals: Family<Limit, Counter>,
+    /// Calls into each plugin (sampled from the plugin host's counters).
+    plugin_calls: Family<Plugin, Counter>,
+    /// Failed calls into each plugin (trap, deadline, memory, guest error).
+    plugin_errors: Family<Plugin, Counter>,
+    /// Calls into each plugin interrupted at their CPU deadline.
+    plugin_deadline_hits: Family<Plugin, Counter>,
+    /// Serialises the sampling of counters (two scrapes at once would add a delta twice).
+    sampling: std::sync::Mutex<()>,
+    /// When all queues were last walked for `queue_items` and `queue_oldest` (a walk reads
+    /// every queue's head, so it happens at most every [`QUEUE_SAMPLE_EVERY`]).
+    queue_sampled: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Items waiting in all queues together (devices' and outboxes'), sampled.
+    queue_items: Gauge,
+    /// Age of the oldest item waiting in any queue, sampled.
+    queue_oldest: Gauge<f64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -114,6 +165,14 @@ impl Metrics {
             links: Family::default(),
             outbox_items: Family::default(),
             outbox_oldest: Family::default(),
+            limit_refusals: Family::default(),
+            plugin_calls: Family::default(),
+            plugin_errors: Family::default(),
+            plugin_deadline_hits: Family::default(),
+            sampling: std::sync::Mutex::new(()),
+            queue_sampled: std::sync::Mutex::new(None),
+            queue_items: Gauge::default(),
+            queue_oldest: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -188,7 +247,102 @@ impl Metrics {
             "Age of the oldest envelope waiting in a peer's outbox",
             m.outbox_oldest.clone(),
         );
+        r.register(
+            "limit_refusals",
+            "Requests and connections refused by a limit, by kind of limit",
+            m.limit_refusals.clone(),
+        );
+        for limit in LIMITS {
+            // Every kind present from the start, so rates and alerts see zeros, not gaps.
+            let _ = m.limit_refusals.get_or_create(&Limit {
+                limit: limit.into(),
+            });
+        }
+        r.register(
+            "plugin_calls",
+            "Calls into a plugin",
+            m.plugin_calls.clone(),
+        );
+        r.register(
+            "plugin_errors",
+            "Calls into a plugin that failed (trap, deadline, memory limit, guest error)",
+            m.plugin_errors.clone(),
+        );
+        r.register(
+            "plugin_deadline_hits",
+            "Calls into a plugin interrupted at their CPU deadline",
+            m.plugin_deadline_hits.clone(),
+        );
+        r.register(
+            "queue_items",
+            "Items waiting in all queues together (devices and federation outboxes)",
+            m.queue_items.clone(),
+        );
+        r.register(
+            "queue_oldest_age_seconds",
+            "Age of the oldest item waiting in any queue",
+            m.queue_oldest.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// Counts a refusal by the limit `kind` (one of [`LIMITS`]).
+    pub fn limit_refused(&self, kind: &'static str) {
+        debug_assert!(LIMITS.contains(&kind), "{kind} is not in LIMITS");
+        self.limit_refusals
+            .get_or_create(&Limit {
+                limit: kind.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Walks every queue (at most every [`QUEUE_SAMPLE_EVERY`]) for the total of waiting
+    /// items and the age of the oldest.
+    async fn sample_queues(&self, shared: &Shared) {
+        {
+            let mut last = self.queue_sampled.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < QUEUE_SAMPLE_EVERY) {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        let Ok(devices) = shared.storage.queue_devices().await else {
+            return;
+        };
+        let ttl = shared.config().limits.queue_ttl_secs;
+        let (mut items, mut oldest) = (0u64, 0u64);
+        for device in devices {
+            if let Ok(usage) = shared.storage.usage(&device).await {
+                items = items.saturating_add(usage.items);
+            }
+            if let Ok(Some(age)) =
+                crate::queue::oldest_age(shared.storage.as_ref(), &device, ttl).await
+            {
+                oldest = oldest.max(age);
+            }
+        }
+        self.queue_items
+            .set(i64::try_from(items).unwrap_or(i64::MAX));
+        self.queue_oldest.set(oldest as f64);
+    }
+
+    /// Brings the plugin counters up to the plugin host's.
+    fn sample_plugins(&self) {
+        let _one = self.sampling.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, counts) in siren_plugins::call_counts() {
+            let label = Plugin { plugin: name };
+            for (family, total) in [
+                (&self.plugin_calls, counts.calls),
+                (&self.plugin_errors, counts.errors),
+                (&self.plugin_deadline_hits, counts.deadline_hits),
+            ] {
+                let counter = family.get_or_create(&label);
+                let seen = counter.get();
+                if total > seen {
+                    counter.inc_by(total - seen);
+                }
+            }
+        }
     }
 
     /// Counts an error answer.
@@ -196,9 +350,14 @@ impl Metrics {
         count(&self.errors, e.code.name());
     }
 
-    /// Counts a connection refused before its handshake.
-    pub fn connection_refused(&self, reason: &str) {
+    /// Counts a connection refused before its handshake (`reason`: one of [`LIMITS`]).
+    pub fn connection_refused(&self, reason: &'static str) {
         count(&self.connections_refused, reason);
+        self.limit_refused(match reason {
+            "per_address" => "unauthenticated_per_address",
+            "server_wide" => "unauthenticated_server_wide",
+            other => other,
+        });
     }
 
     /// Counts a login.
@@ -218,6 +377,8 @@ impl Metrics {
 
     /// Sets the sampled gauges from the server's state.
     pub async fn sample(&self, shared: &Shared) {
+        self.sample_plugins();
+        self.sample_queues(shared).await;
         self.sessions_live
             .set(i64::try_from(shared.hub.live().len()).unwrap_or(i64::MAX));
         for state in crate::links::LinkState::ALL {
@@ -236,7 +397,7 @@ impl Metrics {
         }
         self.outbox_items.clear();
         self.outbox_oldest.clear();
-        let ttl = shared.config.limits.queue_ttl_secs;
+        let ttl = shared.config().limits.queue_ttl_secs;
         for (peer, _) in shared.outboxes.peers() {
             let key = crate::federation::outbox::outbox_key(&peer);
             let label = Peer {

@@ -41,6 +41,7 @@ impl Session {
         }
         let addr = Some(crate::admission::AddrKey::of(self.peer.ip()));
         if let Err(full) = self.shared.approvals.open(self.dek, user.clone(), addr) {
+            self.shared.metrics.limit_refused("pending_approvals");
             let why = match full {
                 Full::Account => "too many new devices of this account are waiting for approval",
                 Full::Address => "too many new devices from this address are waiting for approval",
@@ -64,7 +65,7 @@ impl Session {
             self.shared.approvals.close(&self.dek);
             return self.error(Some(rid), &e).await;
         }
-        let wait = Duration::from_secs(self.shared.config.limits.approval_timeout_secs);
+        let wait = Duration::from_secs(self.shared.config().limits.approval_timeout_secs);
         self.approval = Some((rid, Instant::now() + wait));
         tracing::info!(%user, device = %short(&self.dek), "device waits for approval");
         self.ok(rid).await

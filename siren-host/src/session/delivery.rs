@@ -104,7 +104,7 @@ impl Session {
     }
 
     pub(super) fn max_in_flight(&self) -> usize {
-        self.shared.config.limits.max_in_flight
+        self.shared.config().limits.max_in_flight
     }
 
     /// Delivers from the stored backlog while there is room in flight.
@@ -142,7 +142,7 @@ impl Session {
                 .map(|item| message::encode_deliver(item.seq, &item.bytes))
                 .collect();
             if !frames.is_empty() {
-                let limit = Duration::from_secs(self.shared.config.limits.idle_timeout_secs);
+                let limit = Duration::from_secs(self.shared.config().limits.idle_timeout_secs);
                 within(limit, self.out.send_encoded_batch(&frames)).await??;
                 self.shared
                     .metrics
@@ -196,13 +196,14 @@ impl Session {
         // Charged for every envelope, delivered or dropped (so the rate does not reveal blocks).
         let bytes: u64 = msgs.iter().map(|e| e.ct.len() as u64).sum();
         if let Err(e) = self.shared.send_rate.charge(user, msgs.len(), bytes) {
+            self.shared.metrics.limit_refused("send_rate");
             return self.error(Some(rid), &e).await;
         }
         for env in msgs {
             if !ids.contains(&env.id) {
                 ids.push(env.id);
             }
-            if env.to.server() != &self.shared.config.server.name {
+            if env.to.server() != &self.shared.config().server.name {
                 let peer = env.to.server().clone();
                 items.push((
                     crate::federation::outbox::outbox_key(&peer),
@@ -237,7 +238,7 @@ impl Session {
             }
         }
         // Room in each local recipient device's queue, for the messages (notices always fit).
-        let local = &self.shared.config.server.name;
+        let local = &self.shared.config().server.name;
         let reserve: Vec<(siren_proto::keys::DekPublic, u64)> = items
             .iter()
             .filter(
@@ -246,6 +247,9 @@ impl Session {
             .map(|(dek, item)| (*dek, message::encode_value(item).len() as u64))
             .collect();
         if let Err(e) = self.shared.queue.usage.reserve(&reserve).await {
+            if e.code == ErrorCode::QueueFull {
+                self.shared.metrics.limit_refused("queue_quota");
+            }
             return self.error(Some(rid), &e).await;
         }
         self.batch_reserved.extend(reserve);
@@ -260,7 +264,7 @@ impl Session {
     /// `send` with the filter's reason; a delay refuses it with `rate_limited` and the seconds
     /// to wait, so the client retries (nothing is held in the server's memory).
     pub(super) async fn filter(&self, me: &Uid, msgs: &[Envelope]) -> Result<(), Error> {
-        if self.shared.filters.is_empty() {
+        if self.shared.filters.load().is_empty() {
             return Ok(());
         }
         let mut per_recipient: Vec<(Uid, u32, u64)> = Vec::new();
@@ -288,10 +292,10 @@ impl Session {
             })
             .collect();
         // Plugin calls block (up to their deadline): off the async executor.
-        let filters = self.shared.filters.clone();
+        let filters = self.shared.filters.load_full();
         let verdict = tokio::task::spawn_blocking(move || {
             for meta in &metas {
-                for filter in &filters {
+                for filter in filters.iter() {
                     match filter.check(meta) {
                         FilterDecision::Allow => {}
                         FilterDecision::Deny(reason) => {
@@ -353,7 +357,7 @@ impl Session {
         own: &UserDirectory,
     ) -> Result<(), Error> {
         self.check_sender(env, me, own)?;
-        if env.to.server() != &self.shared.config.server.name {
+        if env.to.server() != &self.shared.config().server.name {
             // For another server: allowed by the policy, it waits in that server's outbox (if it
             // fits the peer's frames and the limits on outboxes); the receiving server checks
             // the device and the recipient's roster.

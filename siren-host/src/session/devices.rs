@@ -63,16 +63,22 @@ impl Session {
     ) -> Result<Option<std::sync::Arc<UserDirectory>>, Outcome> {
         let changes = &self.shared.directory_changes;
         let refused = match changes.take(user, 1.0) {
-            Err(wait) => Error::new(
-                ErrorCode::RateLimited,
-                format!(
-                    "too many device registrations and revocations for this account; retry in {} s",
-                    crate::rate::wait_secs(wait)
-                ),
-            ),
+            Err(wait) => {
+                self.shared.metrics.limit_refused("directory_changes");
+                Error::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "too many device registrations and revocations for this account; retry in {} s",
+                        crate::rate::wait_secs(wait)
+                    ),
+                )
+            }
             Ok(()) => match self.shared.directory.append(user, entry).await {
                 Ok(dir) => return Ok(Some(dir)),
                 Err(e) => {
+                    if e.code == ErrorCode::LimitExceeded {
+                        self.shared.metrics.limit_refused("directory_entries");
+                    }
                     self.shared.directory_changes.give_back(user, 1.0);
                     e
                 }
@@ -131,7 +137,7 @@ impl Session {
         user: &Username,
         uid: &Uid,
     ) -> Result<(), Outcome> {
-        if uid.server() != &self.shared.config.server.name {
+        if uid.server() != &self.shared.config().server.name {
             // Answered by the other server, beside this session's other requests.
             self.lookup_remote(rid, uid.clone());
             return Ok(());

@@ -30,8 +30,8 @@ pub(super) async fn handshake(
     peer: SocketAddr,
     ticket: &mut crate::admission::Ticket,
 ) -> Result<Option<Established>, NetError> {
-    let step = Duration::from_secs(shared.config.limits.handshake_timeout_secs);
-    let max = shared.config.limits.max_frame as usize;
+    let step = Duration::from_secs(shared.config().limits.handshake_timeout_secs);
+    let max = shared.config().limits.max_frame as usize;
     stream.set_nodelay(true)?;
     let (mut rd, mut wr) = stream.into_split();
     let Some(hello) = read_step(&mut rd, &mut wr, step).await? else {
@@ -42,7 +42,7 @@ pub(super) async fn handshake(
         Err(HandshakeError::WrongRole {
             got: Role::ServerToServer,
             ..
-        }) if shared.config.federation.enabled => {
+        }) if shared.config().federation.enabled => {
             let link = crate::federation::inbound::Incoming {
                 hello: &hello,
                 rd,

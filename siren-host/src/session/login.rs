@@ -74,8 +74,8 @@ impl Session {
         let welcome = ServerMessage::Welcome {
             sid: id,
             resumed: was_resumed,
-            server: self.shared.config.server.name.clone(),
-            max_frame: self.shared.config.limits.max_frame,
+            server: self.shared.config().server.name.clone(),
+            max_frame: self.shared.config().limits.max_frame,
             uid: user.as_ref().map(|u| self.uid(u)),
         };
         self.send(&welcome).await?;
@@ -134,7 +134,7 @@ impl Session {
             return Ok(Flow::Continue);
         };
         let ctx = AuthContext {
-            server: self.shared.config.server.name.clone(),
+            server: self.shared.config().server.name.clone(),
             peer: Some(self.peer.ip()),
             channel_binding: self.channel_binding,
             device_key: *self.dek.as_bytes(),
@@ -176,6 +176,10 @@ impl Session {
             match limits.begin(addr) {
                 Ok(attempt) => Some(attempt),
                 Err(refused) => {
+                    self.shared.metrics.limit_refused(match refused {
+                        Refused::Busy => "login_concurrency",
+                        Refused::Address => "login_failures",
+                    });
                     // The exchange is dropped: the client starts again with `auth_start`.
                     let e = match refused {
                         Refused::Busy => Error::new(
@@ -236,7 +240,12 @@ impl Session {
                     limits.failed(a, attempted.as_ref());
                 }
                 tracing::info!(peer = %self.peer, user = ?attempted.as_ref().map(|u| u.to_string()), "login failed");
-                let result = if locked { "rate_limited" } else { "failure" };
+                let result = if locked {
+                    self.shared.metrics.limit_refused("login_failures");
+                    "rate_limited"
+                } else {
+                    "failure"
+                };
                 self.shared.metrics.login(&self.mechanism, result);
                 let e = if locked {
                     rate_limited()
@@ -253,6 +262,7 @@ impl Session {
                         limits.failed(a, Some(&user));
                     }
                     self.shared.metrics.login(&self.mechanism, "rate_limited");
+                    self.shared.metrics.limit_refused("login_failures");
                     self.error(Some(rid), &rate_limited()).await?;
                     return Ok(Flow::Continue);
                 }

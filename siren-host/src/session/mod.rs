@@ -81,7 +81,7 @@ pub async fn serve(
                 commit: None,
                 inbox: None,
                 signals: None,
-                signal_rate: signals::session_rate(&shared.config.limits),
+                signal_rate: signals::session_rate(&shared.config().limits),
                 counted_ready: false,
                 approval: None,
                 remote: remote::Remote::default(),
@@ -240,7 +240,7 @@ async fn committed(
 
 impl Session {
     fn uid(&self, user: &Username) -> Uid {
-        Uid::new(user.clone(), self.shared.config.server.name.clone())
+        Uid::new(user.clone(), self.shared.config().server.name.clone())
     }
 
     async fn send(&mut self, msg: &ServerMessage) -> Result<(), Outcome> {
@@ -248,7 +248,7 @@ impl Session {
     }
 
     async fn send_encoded(&mut self, plaintext: &[u8]) -> Result<(), Outcome> {
-        let limit = Duration::from_secs(self.shared.config.limits.idle_timeout_secs);
+        let limit = Duration::from_secs(self.shared.config().limits.idle_timeout_secs);
         within(limit, self.out.send_encoded(plaintext)).await??;
         Ok(())
     }
@@ -274,7 +274,7 @@ impl Session {
     }
 
     async fn run_inner(&mut self) -> Result<Outcome, Outcome> {
-        let limits = self.shared.config.limits.clone();
+        let limits = self.shared.config().limits.clone();
         let mut shutdown = self.shared.shutdown.clone();
         let auth_deadline = Instant::now() + Duration::from_secs(limits.auth_timeout_secs);
         let idle = Duration::from_secs(limits.idle_timeout_secs);

@@ -15,9 +15,10 @@ impl Session {
         topics: Vec<Topic>,
     ) -> Result<(), Outcome> {
         let me = self.uid(user);
-        let max = self.shared.config.limits.max_subscriptions_per_session;
+        let max = self.shared.config().limits.max_subscriptions_per_session;
         let new = self.shared.pubsub.new_topics(self.conn, &topics);
         if self.shared.pubsub.subscription_count(self.conn) + new > max {
+            self.shared.metrics.limit_refused("subscriptions");
             let e = Error::new(
                 ErrorCode::LimitExceeded,
                 format!("a session may subscribe to at most {max} topics"),
@@ -29,7 +30,7 @@ impl Session {
             Default::default();
         for topic in &topics {
             let uid = topic.publisher();
-            let refusal = if uid.server() != &self.shared.config.server.name {
+            let refusal = if uid.server() != &self.shared.config().server.name {
                 remote
                     .entry(uid.server().clone())
                     .or_default()
@@ -91,7 +92,7 @@ pub(super) async fn publish_presence(
             .await
             .unwrap_or(false);
         // A subscriber of another server: its server applies its blocking.
-        let blocked = subscriber.server() == &shared.config.server.name
+        let blocked = subscriber.server() == &shared.config().server.name
             && shared
                 .rosters
                 .blocks(subscriber.user(), me)

@@ -38,7 +38,7 @@ impl Session {
         }
         let mut remote: BTreeMap<ServerName, Vec<Envelope>> = BTreeMap::new();
         for env in msgs {
-            if env.to.server() == &self.shared.config.server.name {
+            if env.to.server() == &self.shared.config().server.name {
                 crate::signals::deliver_local(&self.shared, env).await;
             } else {
                 remote.entry(env.to.server().clone()).or_default().push(env);
@@ -53,13 +53,17 @@ impl Session {
     /// Takes `n` envelopes from this session's signal budget: error 203 with the seconds to
     /// wait, or 107 for one `signal` larger than the whole burst.
     fn charge_signal(&self, n: usize) -> Result<(), Error> {
-        match self.signal_rate.take(&(), n as f64) {
+        let taken = self.signal_rate.take(&(), n as f64);
+        if taken.is_err() {
+            self.shared.metrics.limit_refused("signal_rate");
+        }
+        match taken {
             Ok(()) => Ok(()),
             Err(wait) if wait == std::time::Duration::MAX => Err(Error::new(
                 ErrorCode::LimitExceeded,
                 format!(
                     "a signal may have at most {} envelopes here",
-                    self.shared.config.limits.signal_envelope_burst
+                    self.shared.config().limits.signal_envelope_burst
                 ),
             )),
             Err(wait) => Err(Error::new(
@@ -80,7 +84,7 @@ impl Session {
             })?;
         for env in msgs {
             self.check_sender(env, &me, &own)?;
-            if env.to.server() != &self.shared.config.server.name {
+            if env.to.server() != &self.shared.config().server.name {
                 self.shared
                     .remote_allowed(env.to.server(), siren_api::federation::Direction::Outbound)
                     .await?;
