@@ -707,6 +707,8 @@ new_peer_hellos_per_address_per_minute = {hellos}  # links naming an unpinned se
 
 [log]
 level = "info"
+# "json" for one JSON object per line (log shippers); a change needs a restart.
+format = "text"
 
 # Prometheus metrics (/metrics), /healthz and /readyz over HTTP, off unless enabled:
 # [metrics]
