@@ -88,8 +88,8 @@
 //! do not race; `siren_schema` records each version applied. A database whose schema is newer
 //! than this build knows is refused with an error saying so: downgrading would lose data.
 //!
-//! The federation outbox (deliveries waiting for an unreachable peer) will be a table of a
-//! later migration, with its store trait; there is none yet.
+//! The federation outbox (deliveries waiting for a peer) needs no table of its own: sirend keeps
+//! each peer's outbox as an ordinary queue under a key derived from the peer's name.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
