@@ -59,6 +59,11 @@ fn metrics_after_real_traffic_pass_promtool_and_name_nobody() {
         assert!(value >= at_least, "{name} = {value}\n{text}");
     }
     assert_eq!(sample(&text, "siren_sessions_live"), Some(0.0), "{text}");
+    // alice's and bob's sessions ended (each CLI command resumes one), so they are resumable.
+    assert!(
+        sample(&text, "siren_sessions_resumable").is_some_and(|n| n >= 2.0),
+        "{text}"
+    );
     assert_eq!(
         sample(&text, "siren_limit_refusals_total{limit=\"queue_quota\"}"),
         Some(0.0),

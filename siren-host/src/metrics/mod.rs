@@ -131,6 +131,9 @@ pub struct Metrics {
     /// When all queues were last walked for `queue_items` and `queue_oldest` (a walk reads
     /// every queue's head, so it happens at most every [`QUEUE_SAMPLE_EVERY`]).
     queue_sampled: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Stored sessions that are not live (resumable after a disconnection), sampled with the
+    /// queues.
+    sessions_resumable: Gauge,
     /// Items waiting in all queues together (devices' and outboxes'), sampled.
     queue_items: Gauge,
     /// Age of the oldest item waiting in any queue, sampled.
@@ -172,6 +175,7 @@ impl Metrics {
             sampling: std::sync::Mutex::new(()),
             queue_sampled: std::sync::Mutex::new(None),
             queue_items: Gauge::default(),
+            sessions_resumable: Gauge::default(),
             queue_oldest: Gauge::default(),
             registry: Registry::default(),
         };
@@ -274,6 +278,11 @@ impl Metrics {
             m.plugin_deadline_hits.clone(),
         );
         r.register(
+            "sessions_resumable",
+            "Sessions kept for resumption that are not live now (counted with the queues)",
+            m.sessions_resumable.clone(),
+        );
+        r.register(
             "queue_items",
             "Items waiting in all queues together (devices and federation outboxes)",
             m.queue_items.clone(),
@@ -296,8 +305,8 @@ impl Metrics {
             .inc();
     }
 
-    /// Walks every queue (at most every [`QUEUE_SAMPLE_EVERY`]) for the total of waiting
-    /// items and the age of the oldest.
+    /// Walks every queue and the stored sessions (at most every [`QUEUE_SAMPLE_EVERY`]) for
+    /// the total of waiting items, the age of the oldest, and the resumable sessions.
     async fn sample_queues(&self, shared: &Shared) {
         {
             let mut last = self.queue_sampled.lock().unwrap_or_else(|p| p.into_inner());
@@ -305,6 +314,11 @@ impl Metrics {
                 return;
             }
             *last = Some(std::time::Instant::now());
+        }
+        if let Ok(stored) = shared.storage.sessions().await {
+            let live = shared.hub.live().len();
+            self.sessions_resumable
+                .set(i64::try_from(stored.len().saturating_sub(live)).unwrap_or(i64::MAX));
         }
         let Ok(devices) = shared.storage.queue_devices().await else {
             return;
