@@ -61,3 +61,13 @@ echo "== build"
 cargo build --workspace --all-targets --locked
 echo "== tests"
 cargo test --workspace --locked "$@"
+
+# The benchmark's smoke check (issue 14): every measurement of `siren-bench --quick`, in the
+# debug build, against PostgreSQL too. It fails only if the bench itself breaks (a server that
+# does not start, a message lost or duplicated, a protocol error), never on a timing. Skipped
+# when the arguments select some tests only.
+if [ $# -eq 0 ]; then
+  echo "== bench smoke check (siren-bench --quick)"
+  "$CARGO_TARGET_DIR/debug/siren-bench" --quick --sirend "$CARGO_TARGET_DIR/debug/sirend" \
+    --postgres "$SIREN_TEST_POSTGRES_URL"
+fi

@@ -126,6 +126,9 @@ pub struct QueuedItem {
     pub bytes: Vec<u8>,
 }
 
+/// Told the sequence numbers of items being enqueued ([`QueueStore::enqueue_announced`]).
+pub type Announce = Box<dyn FnOnce(&[u64]) + Send>;
+
 /// Per-device message queues (PROTOCOL.md §13).
 #[async_trait]
 pub trait QueueStore: Send + Sync {
@@ -136,6 +139,23 @@ pub trait QueueStore: Send + Sync {
     /// (Two overlapping calls may commit in either order; the host pushes new items to live
     /// sessions itself and uses [`QueueStore::pending`] for the backlog.)
     async fn enqueue(&self, items: &[NewQueueItem]) -> Result<Vec<u64>, Error>;
+
+    /// [`QueueStore::enqueue`], calling `announce` with the items' sequence numbers as early as
+    /// the backend knows them: a backend that numbers items before its durable write calls it
+    /// before that write, so the host can offer the items to live sessions while the write
+    /// proceeds (PROTOCOL.md §13, the online fast path). The numbers are final: a successful
+    /// enqueue stores the items under exactly them. `announce` must be cheap and must not
+    /// block (the backend may hold a lock while calling it); for the items of one device,
+    /// calls happen in the order of their numbers. The default enqueues, then announces.
+    async fn enqueue_announced(
+        &self,
+        items: &[NewQueueItem],
+        announce: Announce,
+    ) -> Result<Vec<u64>, Error> {
+        let seqs = self.enqueue(items).await?;
+        announce(&seqs);
+        Ok(seqs)
+    }
 
     /// Up to `limit` items of `device` with `seq > after`, in sequence order, including expired
     /// items the sweeper has not removed yet.

@@ -13,6 +13,7 @@ mod client;
 mod drain;
 mod handshakes;
 mod idle;
+mod pairs;
 mod procfs;
 mod relay;
 mod server;
@@ -75,6 +76,8 @@ enum Part {
     Federation,
     /// Relay with the metrics listener on and scraped every second beside metrics off.
     Metrics,
+    /// Many pairs at once: 20 × 1 in flight (latency), 100 × 64 (throughput).
+    Pairs,
 }
 
 /// Sizes of one benchmark run.
@@ -204,6 +207,9 @@ fn real_main(cli: &Cli) -> anyhow::Result<()> {
     runtime.block_on(async {
         if wants(Part::Relay) || wants(Part::Drain) || wants(Part::Handshake) {
             one_server(&bin, &sizes, &wants, &mut report).await?;
+        }
+        if wants(Part::Pairs) {
+            pairs::measure(&bin, cli.quick, &sizes.load, &mut report).await?;
         }
         if wants(Part::Sessions) {
             memory(&bin, &sizes, &mut report).await?;

@@ -6,6 +6,14 @@
 //! session last looked) and wakes it; the session then reads from the store from that number on.
 //! The store is the source of truth; an idle session costs the hub a few small `Arc`s.
 //!
+//! **The online fast path** (PROTOCOL.md §13): a store that numbers items before its durable
+//! write announces the numbers, and the queue then *offers* each item to its device's live
+//! session through the hub ([`Hub::offer`]): a bounded channel per session carrying the number
+//! and a shared reference to the item's bytes (no copy). The session may deliver it at once,
+//! while the write proceeds; the push after the commit still follows, and the store read it
+//! causes confirms the item durable (see `session::delivery`). An offer that does not fit the
+//! channel is dropped: the item comes the slow way, through the store.
+//!
 //! The hub also knows as whom each session is logged in (the user and the credential stamp of
 //! its login), so that the server can end every live session of an account that was deleted or
 //! whose password changed ([`Hub::end`], used by [`crate::accounts`]).
@@ -16,10 +24,42 @@ use std::sync::{Arc, Mutex};
 
 use siren_api::{Error, Username};
 use siren_proto::keys::DekPublic;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 
 /// No lag recorded.
 pub const NO_LAG: u64 = u64::MAX;
+
+/// Offers one session can hold before it reads them (beyond this they are dropped).
+const OFFERS: usize = 512;
+
+/// Items of one enqueue, shared by the store write and the offers to live sessions.
+pub type OfferedItems = Arc<[siren_api::storage::NewQueueItem]>;
+
+/// What the queue tells a live client session through its channel.
+pub enum Offered {
+    /// An item, before it is durable.
+    Item(Offer),
+    /// Item `seq` is committed (durable).
+    Durable(u64),
+}
+
+/// A queue item offered to a live session before it is durable: its number and where its
+/// bytes are.
+pub struct Offer {
+    /// The item's sequence number in the device's queue (final).
+    pub seq: u64,
+    /// The enqueue's items.
+    pub items: OfferedItems,
+    /// Which of them.
+    pub index: usize,
+}
+
+impl Offer {
+    /// The stored bytes of the item (its queue item encoding).
+    pub fn bytes(&self) -> Option<&[u8]> {
+        self.items.get(self.index).map(|i| i.bytes.as_slice())
+    }
+}
 
 /// How the hub tells a live session to close, and why.
 #[derive(Default)]
@@ -57,6 +97,8 @@ struct Entry {
     kick: Arc<Kick>,
     wake: Arc<Notify>,
     conn: u64,
+    /// Where offers go (client sessions only).
+    offers: Option<mpsc::Sender<Offered>>,
     /// For a client's session: who is logged in, and the credential stamp of that login
     /// (`None`: not checked). `None` for the server's own registrations (outboxes).
     account: Option<(Username, Option<u64>)>,
@@ -77,6 +119,8 @@ pub struct Registration {
     /// Notified when the session must close (replaced by a resumption, its DEK revoked, or
     /// ended by [`Hub::end`]).
     pub kick: Arc<Kick>,
+    /// Items offered before they are durable (client sessions only).
+    pub offers: Option<mpsc::Receiver<Offered>>,
 }
 
 impl Hub {
@@ -112,6 +156,13 @@ impl Hub {
         let lag = Arc::new(AtomicU64::new(NO_LAG));
         let kick = Arc::new(Kick::default());
         let wake = Arc::new(Notify::new());
+        let (offers, offered) = match account {
+            Some(_) => {
+                let (tx, rx) = mpsc::channel(OFFERS);
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
         let old = self.sessions().insert(
             dek,
             Entry {
@@ -119,13 +170,19 @@ impl Hub {
                 kick: kick.clone(),
                 wake: wake.clone(),
                 conn,
+                offers,
                 account,
             },
         );
         if let Some(old) = old {
             old.kick.fire(None);
         }
-        Registration { lag, kick, wake }
+        Registration {
+            lag,
+            kick,
+            wake,
+            offers: offered,
+        }
     }
 
     /// Removes `conn`'s registration (if it is still the current one for `dek`).
@@ -136,12 +193,35 @@ impl Hub {
         }
     }
 
-    /// Tells `dek`'s live session, if any, that item `seq` is committed.
+    /// Tells `dek`'s live session, if any, that item `seq` is committed: through its channel
+    /// (in order after the item's offer, so a session that delivered the item early needs no
+    /// store read), or, when that is full or the session has none, by lowering its mark.
     pub fn push(&self, dek: &DekPublic, seq: u64) {
         let sessions = self.sessions();
         if let Some(entry) = sessions.get(dek) {
+            if let Some(tx) = &entry.offers
+                && tx.try_send(Offered::Durable(seq)).is_ok()
+            {
+                return;
+            }
             entry.lag.fetch_min(seq, Ordering::Relaxed);
             entry.wake.notify_one();
+        }
+    }
+
+    /// Offers items being enqueued (`items[i]` numbered `seqs[i]`) to the live sessions of
+    /// their devices. Never blocks: an offer that does not fit is dropped.
+    pub fn offer(&self, items: &OfferedItems, seqs: &[u64]) {
+        let sessions = self.sessions();
+        for (index, (item, &seq)) in items.iter().zip(seqs).enumerate() {
+            let dek = DekPublic::from_bytes(item.device);
+            if let Some(tx) = sessions.get(&dek).and_then(|e| e.offers.as_ref()) {
+                let _ = tx.try_send(Offered::Item(Offer {
+                    seq,
+                    items: items.clone(),
+                    index,
+                }));
+            }
         }
     }
 

@@ -84,7 +84,7 @@ impl Queue {
             return Ok(());
         }
         let expires = now().saturating_add(self.ttl.load(std::sync::atomic::Ordering::Relaxed));
-        let batch: Vec<NewQueueItem> = items
+        let batch: crate::hub::OfferedItems = items
             .iter()
             .map(|(dek, item)| NewQueueItem {
                 device: *dek.as_bytes(),
@@ -92,10 +92,16 @@ impl Queue {
                 bytes: message::encode_value(item),
             })
             .collect();
-        let seqs = self.storage.enqueue(&batch).await?;
+        // Live devices are offered the items as soon as they are numbered (before the write is
+        // durable, with a store that numbers first); the pushes below follow the commit.
+        let announce = {
+            let (hub, offered) = (self.hub.clone(), batch.clone());
+            Box::new(move |seqs: &[u64]| hub.offer(&offered, seqs))
+        };
+        let seqs = self.storage.enqueue_announced(&batch, announce).await?;
         let notices: Vec<(DekPublic, u64)> = items
             .iter()
-            .zip(&batch)
+            .zip(batch.iter())
             .filter(|((_, item), _)| matches!(item, QueueItem::Notice { .. }))
             .map(|((dek, _), stored)| (*dek, stored.bytes.len() as u64))
             .collect();

@@ -1,5 +1,7 @@
 //! No acknowledged message is lost: a stream of sends is interrupted by a graceful restart or by
-//! `kill -9`, and every message the server acknowledged is delivered afterwards.
+//! `kill -9`, and every message the server acknowledged is delivered afterwards — also when the
+//! recipient is online and gets messages through the fast path, before they are durable
+//! (PROTOCOL.md §13).
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -16,8 +18,12 @@ enum Stop {
     Kill9,
 }
 
-fn stream_and_stop(stop: Stop) {
-    let mut server = Server::new(Options::default());
+fn stream_and_stop(stop: Stop, online: bool) {
+    let port = siren_tests::free_port();
+    let mut server = Server::new(Options {
+        extra: siren_tests::metrics::metrics_on(port),
+        ..Options::default()
+    });
     server.add_user("alice", "pw-a");
     server.add_user("bob", "pw-b");
     server.start();
@@ -25,6 +31,8 @@ fn stream_and_stop(stop: Stop) {
     let bob = Cli::init(&server, "bob@alpha.test");
     alice.login("pw-a");
     bob.login("pw-b");
+    // Online: bob listens through the whole stream (his `siren listen` ends with the server).
+    let live = online.then(|| bob.listen());
 
     // Alice sends as fast as the server acknowledges, from a library client on another thread.
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -59,6 +67,13 @@ fn stream_and_stop(stop: Stop) {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+    if online {
+        // The fast path is in use: items went to bob before their commit was durable.
+        let at = format!("127.0.0.1:{port}").parse().unwrap();
+        let (_, text) = siren_tests::metrics::get(at, "/metrics").expect("metrics");
+        let early = siren_tests::metrics::sample(&text, "siren_messages_delivered_early_total");
+        assert!(early.is_some_and(|n| n > 0.0), "no early delivery:\n{text}");
+    }
     match stop {
         Stop::Graceful => assert!(server.stop(), "graceful shutdown must exit cleanly"),
         Stop::Kill9 => server.kill(),
@@ -66,13 +81,20 @@ fn stream_and_stop(stop: Stop) {
     sender.join().unwrap();
     let acked: Vec<String> = acked.lock().unwrap().clone();
     assert!(acked.len() >= 40);
+    let mut received: BTreeSet<String> = BTreeSet::new();
+    if let Some(live) = live {
+        while let Some(line) = live.next_line(Duration::from_secs(2)) {
+            received.insert(line.trim_start_matches("alice@alpha.test: ").to_owned());
+        }
+        assert!(!received.is_empty(), "bob received nothing while online");
+    }
 
     server.start();
-    let received: BTreeSet<String> = bob
-        .recv()
-        .into_iter()
-        .map(|line| line.trim_start_matches("alice@alpha.test: ").to_owned())
-        .collect();
+    received.extend(
+        bob.recv()
+            .into_iter()
+            .map(|line| line.trim_start_matches("alice@alpha.test: ").to_owned()),
+    );
     let missing: Vec<&String> = acked.iter().filter(|t| !received.contains(*t)).collect();
     assert!(
         missing.is_empty(),
@@ -85,10 +107,15 @@ fn stream_and_stop(stop: Stop) {
 
 #[test]
 fn graceful_restart_during_a_stream_loses_no_acknowledged_message() {
-    stream_and_stop(Stop::Graceful);
+    stream_and_stop(Stop::Graceful, false);
 }
 
 #[test]
 fn kill_9_during_a_stream_loses_no_acknowledged_message() {
-    stream_and_stop(Stop::Kill9);
+    stream_and_stop(Stop::Kill9, false);
+}
+
+#[test]
+fn kill_9_during_a_stream_to_an_online_device_loses_no_acknowledged_message() {
+    stream_and_stop(Stop::Kill9, true);
 }

@@ -100,6 +100,9 @@ pub struct Metrics {
     pub messages_accepted: Counter,
     /// Queue items written to a live device.
     pub messages_delivered: Counter,
+    /// Queue items written to a live device before they were durable (the online fast path;
+    /// also counted in `messages_delivered`).
+    pub messages_delivered_early: Counter,
     /// Queue items a device acknowledged (removed).
     pub messages_acknowledged: Counter,
     /// Queue items removed by the TTL sweeper.
@@ -157,6 +160,7 @@ impl Metrics {
             logins: Family::default(),
             messages_accepted: Counter::default(),
             messages_delivered: Counter::default(),
+            messages_delivered_early: Counter::default(),
             messages_acknowledged: Counter::default(),
             messages_expired: Counter::default(),
             errors: Family::default(),
@@ -205,6 +209,12 @@ impl Metrics {
             "messages_delivered",
             "Queue items written to a live device",
             m.messages_delivered.clone(),
+        );
+        r.register(
+            "messages_delivered_early",
+            "Queue items written to a live device before their commit was durable (also in \
+             messages_delivered)",
+            m.messages_delivered_early.clone(),
         );
         r.register(
             "messages_acknowledged",

@@ -1,6 +1,21 @@
 //! Queue delivery to the device and `send` from it (PROTOCOL.md §12, §13): the backlog read page
 //! by page, group commit of `send`s, message filters, acknowledgements.
+//!
+//! **The online fast path.** Items the queue offers before they are durable ([`crate::hub`])
+//! are delivered at once when that keeps the order: the session is not reading its backlog,
+//! no earlier offer was dropped, and the item's number is the one after the last delivered
+//! (numbers of one device are consecutive, so a gap means an item is missing and everything
+//! waits for the store). Such an item is *early* until it is known durable: the queue
+//! tells the session when its commit is done (through the same channel, after the offer); if
+//! that note does not fit, the push lowers the session's mark instead and a store read, whose
+//! items are all durable, confirms it. A device's `ack` of an early item frees its place in flight at once but is applied to the
+//! store only once the item is seen durable, so a removal can never come before the write (which
+//! would bring the item back). The sender's `send_ack` still waits for the commit: the promise
+//! that an acknowledged message is never lost is unchanged. An item delivered early whose write
+//! then fails was seen by the device while its sender was told it failed; the sender's retry
+//! under the same message id is dropped as a duplicate by the device.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -15,6 +30,26 @@ use siren_proto::records::UserDirectory;
 use super::{Live, Outcome, Session, short};
 use crate::hub::{NO_LAG, Registration};
 use crate::roster::Admission;
+
+/// Most early items acknowledged by the device and not yet seen durable (a safety bound: past
+/// it the oldest are forgotten, which at worst delivers them once more after a reconnect).
+const MAX_ACKED_EARLY: usize = 4096;
+/// Most offers taken at once (written to the device in one batch).
+const OFFER_BATCH: usize = 64;
+
+/// The fast path's state in one live session.
+#[derive(Default)]
+pub(super) struct Early {
+    /// The highest sequence number delivered (or seen in the store) in this session.
+    max_delivered: u64,
+    /// The lowest number of an offer that was not delivered: offers wait until the store has
+    /// brought everything up to it.
+    dropped: Option<u64>,
+    /// Delivered from an offer, not yet seen durable.
+    undurable: std::collections::BTreeSet<u64>,
+    /// Acknowledged by the device before they were seen durable: number → stored size.
+    acked: BTreeMap<u64, u64>,
+}
 
 /// Most `send` requests waiting for the next commit; beyond this the session stops reading.
 pub(super) const MAX_BATCHED: usize = 64;
@@ -82,7 +117,12 @@ impl Session {
 
     /// Registers the (logged-in) session in the hub and starts reading its backlog.
     pub(super) fn go_live(&mut self, user: &Username) -> Live {
-        let Registration { lag, kick, wake } = self.shared.hub.register_session(
+        let Registration {
+            lag,
+            kick,
+            wake,
+            offers,
+        } = self.shared.hub.register_session(
             self.dek,
             self.conn,
             user.clone(),
@@ -90,6 +130,8 @@ impl Session {
         );
         self.count_ready();
         self.signals = Some(self.shared.signals.register(self.dek, self.conn));
+        self.offers = offers;
+        self.early = Early::default();
         self.cursor = Some(0);
         self.drained_sent = false;
         Live { lag, kick, wake }
@@ -132,15 +174,37 @@ impl Session {
                     return Err(Outcome::Failed(e.to_string()));
                 }
             };
-            let frames: Vec<Vec<u8>> = items
-                .iter()
-                .filter(|item| {
-                    self.inflight
-                        .insert(item.seq, item.bytes.len() as u64)
-                        .is_none()
-                })
-                .map(|item| message::encode_deliver(item.seq, &item.bytes))
-                .collect();
+            let mut frames: Vec<Vec<u8>> = Vec::with_capacity(items.len());
+            let mut confirmed: Vec<(u64, u64)> = Vec::new();
+            for item in &items {
+                let early = &mut self.early;
+                early.max_delivered = early.max_delivered.max(item.seq);
+                match self.inflight.entry(item.seq) {
+                    std::collections::btree_map::Entry::Occupied(_) => {
+                        // Delivered already (early, or by an earlier read): now known durable.
+                        early.undurable.remove(&item.seq);
+                    }
+                    std::collections::btree_map::Entry::Vacant(slot) => {
+                        if let Some(size) = early.acked.remove(&item.seq) {
+                            // Delivered early and acknowledged: the removal can go to the store.
+                            confirmed.push((item.seq, size));
+                        } else {
+                            slot.insert(item.bytes.len() as u64);
+                            frames.push(message::encode_deliver(item.seq, &item.bytes));
+                        }
+                    }
+                }
+            }
+            if self
+                .early
+                .dropped
+                .is_some_and(|d| d <= self.early.max_delivered)
+            {
+                self.early.dropped = None;
+            }
+            if !confirmed.is_empty() {
+                self.remove_acknowledged(&confirmed).await;
+            }
             if !frames.is_empty() {
                 let limit = Duration::from_secs(self.shared.config().limits.idle_timeout_secs);
                 within(limit, self.out.send_encoded_batch(&frames)).await??;
@@ -391,13 +455,108 @@ impl Session {
         Ok(())
     }
 
+    /// Takes what the queue tells this session (see the module's text): items offered before
+    /// they are durable, delivered when that keeps the order, and commits, which confirm early
+    /// items durable (and apply their held acks) or, for an item not delivered early, start a
+    /// store read from it.
+    pub(super) async fn offered(&mut self, first: crate::hub::Offered) -> Result<(), Outcome> {
+        let mut frames = Vec::new();
+        let mut confirmed: Vec<(u64, u64)> = Vec::new();
+        let mut next = Some(first);
+        while let Some(told) = next {
+            let early = &mut self.early;
+            match told {
+                crate::hub::Offered::Item(offer) => {
+                    let in_order = self.cursor.is_none()
+                        && early.dropped.is_none()
+                        && early.max_delivered.checked_add(1) == Some(offer.seq);
+                    let room = self.inflight.len() < self.shared.config().limits.max_in_flight;
+                    match offer.bytes() {
+                        Some(bytes) if in_order && room => {
+                            self.inflight.insert(offer.seq, bytes.len() as u64);
+                            early.undurable.insert(offer.seq);
+                            early.max_delivered = offer.seq;
+                            frames.push(message::encode_deliver(offer.seq, bytes));
+                        }
+                        _ if offer.seq > early.max_delivered => {
+                            early.dropped =
+                                Some(early.dropped.map_or(offer.seq, |d| d.min(offer.seq)));
+                        }
+                        _ => {}
+                    }
+                }
+                crate::hub::Offered::Durable(seq) => {
+                    if early.undurable.remove(&seq) {
+                        // Delivered early; now durable.
+                    } else if let Some(size) = early.acked.remove(&seq) {
+                        confirmed.push((seq, size));
+                    } else if !self.inflight.contains_key(&seq) {
+                        // Not delivered yet (its offer was dropped): from the store.
+                        let from = seq.saturating_sub(1);
+                        self.cursor = Some(self.cursor.map_or(from, |c| c.min(from)));
+                    }
+                }
+            }
+            next = match &mut self.offers {
+                Some(rx) if frames.len() < OFFER_BATCH => rx.try_recv().ok(),
+                _ => None,
+            };
+        }
+        if !confirmed.is_empty() {
+            self.remove_acknowledged(&confirmed).await;
+        }
+        if !frames.is_empty() {
+            let limit = Duration::from_secs(self.shared.config().limits.idle_timeout_secs);
+            within(limit, self.out.send_encoded_batch(&frames)).await??;
+            self.shared
+                .metrics
+                .messages_delivered
+                .inc_by(frames.len() as u64);
+            self.shared
+                .metrics
+                .messages_delivered_early
+                .inc_by(frames.len() as u64);
+        }
+        Ok(())
+    }
+
     pub(super) async fn ack(&mut self, seqs: &[u64]) -> Result<(), Outcome> {
         let (mut items, mut bytes) = (0, 0);
+        let mut now = Vec::with_capacity(seqs.len());
         for seq in seqs {
+            if self.early.acked.contains_key(seq) {
+                // Acknowledged twice before it was seen durable: still waits.
+                continue;
+            }
             if let Some(size) = self.inflight.remove(seq) {
+                if self.early.undurable.remove(seq) {
+                    // Not seen durable yet: removed from the store once it is.
+                    self.early.acked.insert(*seq, size);
+                    continue;
+                }
                 items += 1;
                 bytes += size;
             }
+            now.push(*seq);
+        }
+        while self.early.acked.len() > MAX_ACKED_EARLY {
+            self.early.acked.pop_first();
+        }
+        self.remove(&now, items, bytes).await;
+        Ok(())
+    }
+
+    /// Removes early items the device acknowledged, now that they are durable.
+    async fn remove_acknowledged(&mut self, confirmed: &[(u64, u64)]) {
+        let seqs: Vec<u64> = confirmed.iter().map(|(seq, _)| *seq).collect();
+        let bytes = confirmed.iter().map(|(_, size)| size).sum();
+        self.remove(&seqs, confirmed.len() as u64, bytes).await;
+    }
+
+    /// Removes acknowledged items from the store and from the quota's count.
+    async fn remove(&mut self, seqs: &[u64], items: u64, bytes: u64) {
+        if seqs.is_empty() {
+            return;
         }
         match self.shared.storage.ack(self.dek.as_bytes(), seqs).await {
             Ok(removed) => {
@@ -412,6 +571,5 @@ impl Session {
             }
             Err(e) => tracing::warn!(error = %e, "ack failed"),
         }
-        Ok(())
     }
 }

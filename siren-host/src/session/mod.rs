@@ -71,6 +71,8 @@ pub async fn serve(
                 exchange: None,
                 mechanism: String::new(),
                 inflight: BTreeMap::new(),
+                early: delivery::Early::default(),
+                offers: None,
                 cursor: None,
                 drained_sent: false,
                 last_activity: Instant::now(),
@@ -144,6 +146,10 @@ struct Session {
     mechanism: String,
     /// Delivered, not yet acknowledged: sequence number → stored size (for the quota).
     inflight: BTreeMap<u64, u64>,
+    /// What the online fast path delivered before it was durable (see [`delivery`]).
+    early: delivery::Early,
+    /// Items offered by the queue before they are durable, once the session is live.
+    offers: Option<tokio::sync::mpsc::Receiver<crate::hub::Offered>>,
     /// Where the next read of the stored backlog starts (`None`: nothing left to read).
     cursor: Option<u64>,
     drained_sent: bool,
@@ -189,7 +195,17 @@ enum Event {
     PubSub(Option<Box<ServerMessage>>),
     Signal(Option<Box<siren_proto::envelope::Envelope>>),
     Remote(Option<Box<ServerMessage>>),
+    Offer(Option<crate::hub::Offered>),
     Timeout,
+}
+
+async fn next_offer(
+    offers: &mut Option<tokio::sync::mpsc::Receiver<crate::hub::Offered>>,
+) -> Option<crate::hub::Offered> {
+    match offers {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn next_signal(
@@ -306,6 +322,7 @@ impl Session {
                 ev = next_pubsub(&mut self.inbox) => Event::PubSub(ev.map(Box::new)),
                 env = next_signal(&mut self.signals) => Event::Signal(env.map(Box::new)),
                 answer = self.remote.next() => Event::Remote(answer.map(Box::new)),
+                offer = next_offer(&mut self.offers) => Event::Offer(offer),
                 frame = self.inp.recv_plain(), if reading => Event::Frame(frame),
                 _ = tokio::time::sleep_until(deadline) => Event::Timeout,
             };
@@ -343,6 +360,8 @@ impl Session {
                 Event::Signal(None) => self.signals = None,
                 Event::Remote(Some(answer)) => self.send(&answer).await?,
                 Event::Remote(None) => {}
+                Event::Offer(Some(offer)) => self.offered(offer).await?,
+                Event::Offer(None) => self.offers = None,
                 Event::Frame(Err(NetError::Frame(e))) => {
                     let why = format!("bad frame: {e}");
                     let _ = self

@@ -11,8 +11,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use siren_api::storage::{
-    DeviceKey, Durability, KeyRange, KvEngine, NewQueueItem, QueueStore, QueuedItem, UnixTime,
-    WriteBatch,
+    Announce, DeviceKey, Durability, KeyRange, KvEngine, NewQueueItem, QueueStore, QueuedItem,
+    UnixTime, WriteBatch,
 };
 use siren_api::{Error, ErrorCode};
 
@@ -91,7 +91,11 @@ impl Removed {
 
 impl<E: KvEngine> Inner<E> {
     /// Enqueues items given as `(device, expires, encoded value)`.
-    fn enqueue(&self, items: Vec<(DeviceKey, UnixTime, Vec<u8>)>) -> Result<Vec<u64>, Error> {
+    fn enqueue(
+        &self,
+        items: Vec<(DeviceKey, UnixTime, Vec<u8>)>,
+        announce: Option<Announce>,
+    ) -> Result<Vec<u64>, Error> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
@@ -127,6 +131,10 @@ impl<E: KvEngine> Inner<E> {
                     Error::new(ErrorCode::Internal, "queue sequence numbers exhausted")
                 })?;
                 seqs.push(*last);
+            }
+            // Under the lock: the numbers of one device are announced in their order.
+            if let Some(announce) = announce {
+                announce(&seqs);
             }
             seqs
         };
@@ -252,9 +260,12 @@ impl<E: KvEngine> Inner<E> {
     }
 }
 
-#[async_trait]
-impl<E: KvEngine> QueueStore for KvStorage<E> {
-    async fn enqueue(&self, items: &[NewQueueItem]) -> Result<Vec<u64>, Error> {
+impl<E: KvEngine> KvStorage<E> {
+    async fn enqueue_with(
+        &self,
+        items: &[NewQueueItem],
+        announce: Option<Announce>,
+    ) -> Result<Vec<u64>, Error> {
         // Encoded here, so the item bytes are copied once on their way to the blocking task.
         let items: Vec<_> = items
             .iter()
@@ -263,7 +274,24 @@ impl<E: KvEngine> QueueStore for KvStorage<E> {
                 (item.device, item.expires, value)
             })
             .collect();
-        self.run("enqueue", move |inner| inner.enqueue(items)).await
+        self.run("enqueue", move |inner| inner.enqueue(items, announce))
+            .await
+    }
+}
+
+#[async_trait]
+impl<E: KvEngine> QueueStore for KvStorage<E> {
+    async fn enqueue(&self, items: &[NewQueueItem]) -> Result<Vec<u64>, Error> {
+        self.enqueue_with(items, None).await
+    }
+
+    async fn enqueue_announced(
+        &self,
+        items: &[NewQueueItem],
+        announce: Announce,
+    ) -> Result<Vec<u64>, Error> {
+        // The numbers come from memory, before the synced write: announced then.
+        self.enqueue_with(items, Some(announce)).await
     }
 
     async fn pending(
