@@ -146,15 +146,34 @@ pub trait QueueStore: Send + Sync {
     /// proceeds (PROTOCOL.md §13, the online fast path). The numbers are final: a successful
     /// enqueue stores the items under exactly them. `announce` must be cheap and must not
     /// block (the backend may hold a lock while calling it); for the items of one device,
-    /// calls happen in the order of their numbers. The default enqueues, then announces.
+    /// calls happen in the order of their numbers.
+    ///
+    /// With [`Durability::Buffered`] a backend that [`QueueStore::defers_sync`] may return once
+    /// the items are stored (visible to [`QueueStore::pending`], surviving a crash of the
+    /// process) but before they are on disk; [`QueueStore::sync`] then makes them durable. The
+    /// default enqueues durably, then announces.
     async fn enqueue_announced(
         &self,
         items: &[NewQueueItem],
         announce: Announce,
+        durability: Durability,
     ) -> Result<Vec<u64>, Error> {
+        let _ = durability;
         let seqs = self.enqueue(items).await?;
         announce(&seqs);
         Ok(seqs)
+    }
+
+    /// Whether a [`Durability::Buffered`] enqueue is cheaper than a durable one (a backend with
+    /// a write-ahead log it syncs), so the host may defer the sync hoping it is not needed.
+    /// Default: no (every enqueue is durable).
+    fn defers_sync(&self) -> bool {
+        false
+    }
+
+    /// Makes every item enqueued before this call durable. Default: nothing to do.
+    async fn sync(&self) -> Result<(), Error> {
+        Ok(())
     }
 
     /// Up to `limit` items of `device` with `seq > after`, in sequence order, including expired
@@ -425,6 +444,18 @@ pub trait KvEngine: Send + Sync + 'static {
 
     /// Makes every earlier write durable.
     fn flush(&self) -> Result<(), Error>;
+
+    /// Makes every earlier write durable, as cheaply as the engine can (an engine with a
+    /// write-ahead log syncs the log, without flushing its tables). Default: [`KvEngine::flush`].
+    fn sync(&self) -> Result<(), Error> {
+        self.flush()
+    }
+
+    /// Whether a [`Durability::Buffered`] write followed later by [`KvEngine::sync`] costs less
+    /// than a synced write (true of an engine with a write-ahead log). Default: no.
+    fn buffered_is_cheaper(&self) -> bool {
+        false
+    }
 
     /// Writes a consistent copy of the database into the directory `dir` (which must not exist
     /// yet), as [`Storage::backup`] describes. Engines that cannot say so (the default).

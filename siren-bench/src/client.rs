@@ -10,7 +10,7 @@ use siren_net::{Connected, connect};
 use siren_proto::handshake::SessionRequest;
 use siren_proto::ids::SessionId;
 use siren_proto::keys::{DekSecret, UskSecret};
-use siren_proto::message::{ClientMessage, NextStep, ServerMessage};
+use siren_proto::message::{ClientMessage, NextStep, QueueItem, ServerMessage};
 use siren_proto::records::{DeviceRecordDraft, DirectoryListing};
 use siren_proto::transcript::Digest;
 
@@ -85,12 +85,25 @@ pub async fn welcome(conn: &mut Connected) -> anyhow::Result<(SessionId, bool)> 
     }
 }
 
-/// Waits for `queue_drained` (a device that just became ready, with nothing queued).
+/// Waits for `queue_drained` (a device that just became ready, with no message queued; the
+/// notices it may have, such as the directory changes of its user's later devices, are
+/// acknowledged).
 pub async fn drained(conn: &mut Connected) -> anyhow::Result<()> {
     loop {
         match recv(conn).await? {
             ServerMessage::QueueDrained => return Ok(()),
-            ServerMessage::Deliver { .. } => bail!("unexpected delivery to an empty queue"),
+            ServerMessage::Deliver {
+                seq,
+                item: QueueItem::Notice { .. },
+            } => {
+                conn.sender
+                    .send(&ClientMessage::Ack { seqs: vec![seq] })
+                    .await
+                    .context("acknowledging a notice")?;
+            }
+            ServerMessage::Deliver { seq, item } => {
+                bail!("unexpected delivery to an empty queue: item {seq}, {item:?}")
+            }
             _ => {}
         }
     }

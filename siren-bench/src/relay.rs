@@ -527,6 +527,7 @@ pub async fn siren(
         flow.clone(),
         observed.clone(),
         pair.overhead,
+        ACK_BATCH.min(load.window).max(1),
     ));
     let mut source = SirenSource {
         sender,
@@ -566,14 +567,17 @@ pub async fn siren(
     })
 }
 
-/// The receiving device: reads each `deliver`, records it, and acknowledges in batches.
+/// The receiving device: reads each `deliver`, records it, and acknowledges in batches of
+/// `ack_every` (a real client acknowledges what it has whenever it waits for more: with one
+/// message in flight, each at once).
 async fn receive(
     mut conn: Connected,
     flow: Arc<Flow>,
     observed: Arc<AtomicUsize>,
     overhead: usize,
+    ack_every: usize,
 ) {
-    let mut seqs = Vec::with_capacity(ACK_BATCH);
+    let mut seqs = Vec::with_capacity(ack_every);
     loop {
         let plain = match conn.receiver.recv_plain().await {
             Ok(p) => p,
@@ -590,7 +594,7 @@ async fn receive(
                 n.copy_from_slice(&env.id.as_bytes()[..8]);
                 flow.received(u64::from_le_bytes(n));
                 seqs.push(seq);
-                if seqs.len() >= ACK_BATCH {
+                if seqs.len() >= ack_every {
                     let ack = ClientMessage::Ack {
                         seqs: std::mem::take(&mut seqs),
                     };

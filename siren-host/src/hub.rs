@@ -209,6 +209,12 @@ impl Hub {
         }
     }
 
+    /// Whether every one of `devices` has a live client session (to offer items to).
+    pub fn all_live<'a>(&self, mut devices: impl Iterator<Item = &'a DekPublic>) -> bool {
+        let sessions = self.sessions();
+        devices.all(|dek| sessions.get(dek).is_some_and(|e| e.offers.is_some()))
+    }
+
     /// Offers items being enqueued (`items[i]` numbered `seqs[i]`) to the live sessions of
     /// their devices. Never blocks: an offer that does not fit is dropped.
     pub fn offer(&self, items: &OfferedItems, seqs: &[u64]) {

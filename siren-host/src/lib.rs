@@ -47,6 +47,7 @@ pub mod auth;
 pub mod backup;
 pub mod config;
 pub mod control;
+pub mod deferred;
 pub mod directory;
 pub mod federation;
 pub mod filemodes;

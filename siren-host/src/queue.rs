@@ -1,19 +1,23 @@
 //! The Message Queue: store-and-forward per device, and the background sweeper.
 //!
-//! [`Queue::enqueue`] returns only after the store has committed the items durably; only then
-//! does the session acknowledge the `send`. Live sessions are then told through the [`Hub`]; everything else waits in the store until its device connects, acknowledges it,
-//! or its time to live runs out.
+//! [`Queue::enqueue`] returns only once each item is durable in the store or acknowledged by
+//! its device ([`crate::deferred`]); only then does the session acknowledge the `send`. Live
+//! sessions are offered the items through the [`Hub`] as soon as the store numbers them;
+//! everything else waits in the store until its device connects, acknowledges it, or its time
+//! to live runs out.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use siren_api::Error;
-use siren_api::storage::{NewQueueItem, Storage, UnixTime};
+use siren_api::storage::{Durability, NewQueueItem, Storage, UnixTime};
 use siren_proto::envelope::Envelope;
 use siren_proto::keys::DekPublic;
 use siren_proto::message::{self, QueueItem};
 use tokio::sync::watch;
 
+use crate::deferred::{self, Deferred};
 use crate::hub::Hub;
 use crate::quota::UsageCache;
 
@@ -45,16 +49,29 @@ pub struct Queue {
     ttl: std::sync::atomic::AtomicU64,
     /// Per-device usage, for the quota.
     pub usage: Arc<UsageCache>,
+    /// Commits written without a sync, waiting for their devices' acknowledgements.
+    pub deferred: Arc<Deferred>,
+    /// Items acknowledged by their device before any sync was needed.
+    acknowledged_unsynced: Counter,
 }
 
 impl Queue {
     /// Queues over `storage`; items live `ttl` seconds; `usage` enforces the per-device quota.
-    pub fn new(storage: Arc<dyn Storage>, hub: Arc<Hub>, ttl: u64, usage: Arc<UsageCache>) -> Self {
+    /// `acknowledged_unsynced` counts items whose devices acknowledged them before any sync.
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        hub: Arc<Hub>,
+        ttl: u64,
+        usage: Arc<UsageCache>,
+        acknowledged_unsynced: Counter,
+    ) -> Self {
         Queue {
             storage,
             hub,
             ttl: std::sync::atomic::AtomicU64::new(ttl),
             usage,
+            deferred: Arc::default(),
+            acknowledged_unsynced,
         }
     }
 
@@ -93,12 +110,46 @@ impl Queue {
             })
             .collect();
         // Live devices are offered the items as soon as they are numbered (before the write is
-        // durable, with a store that numbers first); the pushes below follow the commit.
+        // durable, with a store that numbers first). When every item goes to a live device and
+        // the store can sync later for less, the write is not synced: the commit settles when
+        // the devices acknowledge or a sync makes the items durable (crate::deferred).
+        let defer = self.storage.defers_sync() && self.hub.all_live(items.iter().map(|(d, _)| d));
+        let started: Arc<std::sync::Mutex<Option<deferred::Commit>>> = Arc::default();
         let announce = {
             let (hub, offered) = (self.hub.clone(), batch.clone());
-            Box::new(move |seqs: &[u64]| hub.offer(&offered, seqs))
+            let deferred = defer.then(|| (self.deferred.clone(), started.clone()));
+            Box::new(move |seqs: &[u64]| {
+                if let Some((deferred, started)) = deferred {
+                    let devices: Vec<DekPublic> = offered
+                        .iter()
+                        .map(|i| DekPublic::from_bytes(i.device))
+                        .collect();
+                    let commit = deferred.start(&devices, seqs);
+                    *started.lock().unwrap_or_else(|p| p.into_inner()) = Some(commit);
+                }
+                hub.offer(&offered, seqs);
+            })
         };
-        let seqs = self.storage.enqueue_announced(&batch, announce).await?;
+        let durability = if defer {
+            Durability::Buffered
+        } else {
+            Durability::Synced
+        };
+        let written = self
+            .storage
+            .enqueue_announced(&batch, announce, durability)
+            .await;
+        let commit = started.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let seqs = match written {
+            Ok(seqs) => seqs,
+            Err(e) => {
+                if let Some(commit) = commit {
+                    self.deferred.forget(commit);
+                }
+                return Err(e);
+            }
+        };
+        // Counted before any device can acknowledge a notice (which uncounts it).
         let notices: Vec<(DekPublic, u64)> = items
             .iter()
             .zip(batch.iter())
@@ -106,8 +157,20 @@ impl Queue {
             .map(|((dek, _), stored)| (*dek, stored.bytes.len() as u64))
             .collect();
         self.usage.added_notices(&notices);
-        for ((dek, _), seq) in items.iter().zip(seqs) {
-            self.hub.push(dek, seq);
+        let durable: Vec<(DekPublic, u64)> = match commit {
+            Some(commit) => {
+                self.deferred.written(&commit);
+                let unacknowledged = self.deferred.settle(&*self.storage, commit).await?;
+                let acknowledged = seqs.len().saturating_sub(unacknowledged.len());
+                self.acknowledged_unsynced.inc_by(acknowledged as u64);
+                unacknowledged
+            }
+            None => items.iter().map(|(dek, _)| *dek).zip(seqs).collect(),
+        };
+        // Their sessions are told the items are durable (or, if an offer did not fit, that
+        // there is something to read).
+        for (dek, seq) in durable {
+            self.hub.push(&dek, seq);
         }
         Ok(())
     }

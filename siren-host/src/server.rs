@@ -86,6 +86,7 @@ pub async fn run(config: Config, reloader: Arc<crate::reload::Reloader>) -> anyh
     let control = crate::control::listener::bind(&socket)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let hub = Arc::new(Hub::default());
+    let metrics = crate::metrics::Metrics::new();
     let usage = UsageCache::new(
         storage.clone(),
         config.limits.max_queue_items_per_device,
@@ -105,6 +106,7 @@ pub async fn run(config: Config, reloader: Arc<crate::reload::Reloader>) -> anyh
             hub.clone(),
             config.limits.queue_ttl_secs,
             usage.clone(),
+            metrics.messages_acknowledged_unsynced.clone(),
         ),
         send_rate: {
             let (envelopes, bytes) = send_rates(&config.limits);
@@ -128,7 +130,7 @@ pub async fn run(config: Config, reloader: Arc<crate::reload::Reloader>) -> anyh
         links,
         outboxes: crate::federation::waiting::Outboxes::new(&config.federation),
         storage: storage.clone(),
-        metrics: crate::metrics::Metrics::new(),
+        metrics,
         shutdown: stop_rx.clone(),
         running: arc_swap::ArcSwap::from_pointee(config),
     });

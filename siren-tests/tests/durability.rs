@@ -73,6 +73,21 @@ fn stream_and_stop(stop: Stop, online: bool) {
         let (_, text) = siren_tests::metrics::get(at, "/metrics").expect("metrics");
         let early = siren_tests::metrics::sample(&text, "siren_messages_delivered_early_total");
         assert!(early.is_some_and(|n| n > 0.0), "no early delivery:\n{text}");
+        // And commits settled by bob's acknowledgements, without a sync (crate::deferred):
+        // waited for while the stream goes on (a slow machine may need a few tries).
+        loop {
+            let (_, text) = siren_tests::metrics::get(at, "/metrics").expect("metrics");
+            let unsynced =
+                siren_tests::metrics::sample(&text, "siren_messages_acknowledged_unsynced_total");
+            if unsynced.is_some_and(|n| n > 0.0) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no commit was settled by an acknowledgement:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
     match stop {
         Stop::Graceful => assert!(server.stop(), "graceful shutdown must exit cleanly"),

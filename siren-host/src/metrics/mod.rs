@@ -103,6 +103,9 @@ pub struct Metrics {
     /// Queue items written to a live device before they were durable (the online fast path;
     /// also counted in `messages_delivered`).
     pub messages_delivered_early: Counter,
+    /// Queue items acknowledged by their device before any sync of the store was needed
+    /// (written without a sync; crate::deferred).
+    pub messages_acknowledged_unsynced: Counter,
     /// Queue items a device acknowledged (removed).
     pub messages_acknowledged: Counter,
     /// Queue items removed by the TTL sweeper.
@@ -161,6 +164,7 @@ impl Metrics {
             messages_accepted: Counter::default(),
             messages_delivered: Counter::default(),
             messages_delivered_early: Counter::default(),
+            messages_acknowledged_unsynced: Counter::default(),
             messages_acknowledged: Counter::default(),
             messages_expired: Counter::default(),
             errors: Family::default(),
@@ -215,6 +219,13 @@ impl Metrics {
             "Queue items written to a live device before their commit was durable (also in \
              messages_delivered)",
             m.messages_delivered_early.clone(),
+        );
+        r.register(
+            "messages_acknowledged_unsynced",
+            "Queue items acknowledged by their device before a sync of the store was needed (a \
+             commit to live devices is written unsynced and settles when its devices acknowledge \
+             or a sync makes it durable)",
+            m.messages_acknowledged_unsynced.clone(),
         );
         r.register(
             "messages_acknowledged",

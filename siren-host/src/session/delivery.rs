@@ -8,12 +8,15 @@
 //! waits for the store). Such an item is *early* until it is known durable: the queue
 //! tells the session when its commit is done (through the same channel, after the offer); if
 //! that note does not fit, the push lowers the session's mark instead and a store read, whose
-//! items are all durable, confirms it. A device's `ack` of an early item frees its place in flight at once but is applied to the
-//! store only once the item is seen durable, so a removal can never come before the write (which
-//! would bring the item back). The sender's `send_ack` still waits for the commit: the promise
-//! that an acknowledged message is never lost is unchanged. An item delivered early whose write
-//! then fails was seen by the device while its sender was told it failed; the sender's retry
-//! under the same message id is dropped as a duplicate by the device.
+//! items are all written, confirms it. A device's `ack` of an early item frees its place in
+//! flight at once but is applied to the store only once the item's write is: at once if the
+//! commit is one the deferred sync waits on ([`crate::deferred`], which then counts the item
+//! as settled, so the sender's `send_ack` needs no disk sync), otherwise once the item is seen
+//! durable. A removal can never come before the write (which would bring the item back). The
+//! sender's `send_ack` waits until each item is durable or acknowledged by its device: an
+//! acknowledged message is never lost. An item delivered early whose write then fails was seen
+//! by the device while its sender was told it failed; the sender's retry under the same message
+//! id is dropped as a duplicate by the device.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -529,8 +532,12 @@ impl Session {
                 continue;
             }
             if let Some(size) = self.inflight.remove(seq) {
-                if self.early.undurable.remove(seq) {
-                    // Not seen durable yet: removed from the store once it is.
+                // Written without a sync and waiting for this acknowledgement (or a sync): the
+                // write is applied, so the item can go at once.
+                let settled = self.shared.queue.deferred.acknowledge(&self.dek, *seq);
+                if self.early.undurable.remove(seq) && !settled {
+                    // Delivered before its write: removed from the store once it is seen
+                    // durable.
                     self.early.acked.insert(*seq, size);
                     continue;
                 }
@@ -549,6 +556,10 @@ impl Session {
     /// Removes early items the device acknowledged, now that they are durable.
     async fn remove_acknowledged(&mut self, confirmed: &[(u64, u64)]) {
         let seqs: Vec<u64> = confirmed.iter().map(|(seq, _)| *seq).collect();
+        for seq in &seqs {
+            // Seen written by a store read: the commit waiting on it (if any) is settled.
+            self.shared.queue.deferred.acknowledge(&self.dek, *seq);
+        }
         let bytes = confirmed.iter().map(|(_, size)| size).sum();
         self.remove(&seqs, confirmed.len() as u64, bytes).await;
     }

@@ -95,6 +95,7 @@ impl<E: KvEngine> Inner<E> {
         &self,
         items: Vec<(DeviceKey, UnixTime, Vec<u8>)>,
         announce: Option<Announce>,
+        durability: Durability,
     ) -> Result<Vec<u64>, Error> {
         if items.is_empty() {
             return Ok(Vec::new());
@@ -144,7 +145,7 @@ impl<E: KvEngine> Inner<E> {
             batch.put(layout::queue_key(&device, seq), value);
             batch.put(layout::expiry_key(expires, &device, seq), Vec::new());
         }
-        self.engine.write(&batch, Durability::Synced)?;
+        self.engine.write(&batch, durability)?;
         Ok(seqs)
     }
 
@@ -265,6 +266,7 @@ impl<E: KvEngine> KvStorage<E> {
         &self,
         items: &[NewQueueItem],
         announce: Option<Announce>,
+        durability: Durability,
     ) -> Result<Vec<u64>, Error> {
         // Encoded here, so the item bytes are copied once on their way to the blocking task.
         let items: Vec<_> = items
@@ -274,24 +276,35 @@ impl<E: KvEngine> KvStorage<E> {
                 (item.device, item.expires, value)
             })
             .collect();
-        self.run("enqueue", move |inner| inner.enqueue(items, announce))
-            .await
+        self.run("enqueue", move |inner| {
+            inner.enqueue(items, announce, durability)
+        })
+        .await
     }
 }
 
 #[async_trait]
 impl<E: KvEngine> QueueStore for KvStorage<E> {
     async fn enqueue(&self, items: &[NewQueueItem]) -> Result<Vec<u64>, Error> {
-        self.enqueue_with(items, None).await
+        self.enqueue_with(items, None, Durability::Synced).await
     }
 
     async fn enqueue_announced(
         &self,
         items: &[NewQueueItem],
         announce: Announce,
+        durability: Durability,
     ) -> Result<Vec<u64>, Error> {
-        // The numbers come from memory, before the synced write: announced then.
-        self.enqueue_with(items, Some(announce)).await
+        // The numbers come from memory, before the write: announced then.
+        self.enqueue_with(items, Some(announce), durability).await
+    }
+
+    fn defers_sync(&self) -> bool {
+        self.inner.engine.buffered_is_cheaper()
+    }
+
+    async fn sync(&self) -> Result<(), Error> {
+        self.run("sync", |inner| inner.engine.sync()).await
     }
 
     async fn pending(

@@ -16,7 +16,9 @@
 //! sync (group commit), which is why this engine takes no lock of its own around writes. A
 //! [`Durability::Buffered`] write still goes to the WAL (so a batch is never torn, and survives
 //! a crash of the process) but may be lost if the machine fails before the next sync.
-//! [`KvEngine::flush`] syncs the WAL and then flushes the memtables to SST files.
+//! [`KvEngine::sync`] syncs the WAL (making every earlier buffered write durable: the queue's
+//! deferred sync, PROTOCOL.md §13); [`KvEngine::flush`] syncs it and then flushes the memtables
+//! to SST files.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -171,5 +173,16 @@ impl KvEngine for RocksEngine {
             .flush_wal(true)
             .map_err(|e| unavailable("flush WAL", e))?;
         self.db.flush().map_err(|e| unavailable("flush", e))
+    }
+
+    fn sync(&self) -> Result<(), Error> {
+        // Syncs the write-ahead log: every write before this call is then on disk.
+        self.db
+            .flush_wal(true)
+            .map_err(|e| unavailable("sync WAL", e))
+    }
+
+    fn buffered_is_cheaper(&self) -> bool {
+        true
     }
 }
