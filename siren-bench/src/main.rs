@@ -572,13 +572,7 @@ async fn one_server(
                 format!("{} (bare, same rate)", fmt_ms(bare_half.p99)),
                 times(half.p99, bare_half.p99),
             )
-            .goal(
-                "≤ 5 ms",
-                met(
-                    half.p99 <= Duration::from_millis(5),
-                    5.0 / half.p99.as_secs_f64().max(1e-9) / 1e3,
-                ),
-            ),
+            .goal("≤ 5 ms", met_within(half.p99, Duration::from_millis(5))),
         );
         // Diagnostic: several independent pairs at once. If the aggregate grows with the number
         // of pairs while sirend's CPU is not saturated, one pair is limited by the per-session
@@ -875,6 +869,14 @@ fn per_msg(cpu: Duration, messages: u64) -> String {
 }
 
 /// "yes", or "no" with how far off: `fraction` is achieved ÷ required (below 1 when missed).
+/// Whether a latency goal "≤ `limit`" is met by `got` (how far off, if not).
+fn met_within(got: Duration, limit: Duration) -> String {
+    met(
+        got <= limit,
+        limit.as_secs_f64() / got.as_secs_f64().max(1e-9),
+    )
+}
+
 fn met(ok: bool, fraction: f64) -> String {
     if ok {
         "yes".into()

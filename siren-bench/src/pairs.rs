@@ -11,7 +11,7 @@ use crate::client::Account;
 use crate::relay::{self, Load};
 use crate::server::Server;
 use crate::stats::{fmt_ms, fmt_rate};
-use crate::{Report, Row, met, per_msg, procfs, times};
+use crate::{Report, Row, met_within, per_msg, procfs, times};
 
 /// One shape of load: how many pairs, how many messages in flight per pair.
 #[derive(Clone, Copy)]
@@ -139,13 +139,7 @@ pub async fn measure(
             format!("{} (bare relay, 1 pair × 1)", fmt_ms(bare_one.p50)),
             times(near.p50, bare_one.p50),
         )
-        .goal(
-            "≤ 0.5 ms",
-            met(
-                near.p50 <= Duration::from_micros(500),
-                0.5e-3 / near.p50.as_secs_f64().max(1e-9),
-            ),
-        ),
+        .goal("≤ 0.5 ms", met_within(near.p50, Duration::from_micros(500))),
     );
     report.rows.push(
         Row::new(
@@ -154,13 +148,7 @@ pub async fn measure(
             format!("{} (bare relay, 1 pair × 1)", fmt_ms(bare_one.p99)),
             times(near.p99, bare_one.p99),
         )
-        .goal(
-            "≤ 2 ms",
-            met(
-                near.p99 <= Duration::from_millis(2),
-                2e-3 / near.p99.as_secs_f64().max(1e-9),
-            ),
-        ),
+        .goal("≤ 2 ms", met_within(near.p99, Duration::from_millis(2))),
     );
 
     let loaded = run(&server, 'h', heavy, load).await?;

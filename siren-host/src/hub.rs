@@ -10,9 +10,11 @@
 //! write announces the numbers, and the queue then *offers* each item to its device's live
 //! session through the hub ([`Hub::offer`]): a bounded channel per session carrying the number
 //! and a shared reference to the item's bytes (no copy). The session may deliver it at once,
-//! while the write proceeds; the push after the commit still follows, and the store read it
-//! causes confirms the item durable (see `session::delivery`). An offer that does not fit the
-//! channel is dropped: the item comes the slow way, through the store.
+//! while the write proceeds. After the commit, the push of an item its device has not already
+//! acknowledged (`crate::deferred`) sends a note through the same channel that the item is
+//! durable (or, if the channel is full, lowers the session's mark so that it reads the store);
+//! see `session::delivery`. An offer that does not fit the channel is dropped: the item comes
+//! the slow way, through the store.
 //!
 //! The hub also knows as whom each session is logged in (the user and the credential stamp of
 //! its login), so that the server can end every live session of an account that was deleted or

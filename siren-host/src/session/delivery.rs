@@ -205,17 +205,7 @@ impl Session {
             {
                 self.early.dropped = None;
             }
-            if !confirmed.is_empty() {
-                self.remove_acknowledged(&confirmed).await;
-            }
-            if !frames.is_empty() {
-                let limit = Duration::from_secs(self.shared.config().limits.idle_timeout_secs);
-                within(limit, self.out.send_encoded_batch(&frames)).await??;
-                self.shared
-                    .metrics
-                    .messages_delivered
-                    .inc_by(frames.len() as u64);
-            }
+            self.write_deliveries(&confirmed, &frames).await?;
             if items.len() < want {
                 self.cursor = None;
                 if !self.drained_sent {
@@ -505,19 +495,30 @@ impl Session {
                 _ => None,
             };
         }
+        self.write_deliveries(&confirmed, &frames).await?;
+        self.shared
+            .metrics
+            .messages_delivered_early
+            .inc_by(frames.len() as u64);
+        Ok(())
+    }
+
+    /// Applies the held acks of early items now known written (`confirmed`), then writes the
+    /// `deliver` frames to the device in one batch and counts them.
+    async fn write_deliveries(
+        &mut self,
+        confirmed: &[(u64, u64)],
+        frames: &[Vec<u8>],
+    ) -> Result<(), Outcome> {
         if !confirmed.is_empty() {
-            self.remove_acknowledged(&confirmed).await;
+            self.remove_acknowledged(confirmed).await;
         }
         if !frames.is_empty() {
             let limit = Duration::from_secs(self.shared.config().limits.idle_timeout_secs);
-            within(limit, self.out.send_encoded_batch(&frames)).await??;
+            within(limit, self.out.send_encoded_batch(frames)).await??;
             self.shared
                 .metrics
                 .messages_delivered
-                .inc_by(frames.len() as u64);
-            self.shared
-                .metrics
-                .messages_delivered_early
                 .inc_by(frames.len() as u64);
         }
         Ok(())
