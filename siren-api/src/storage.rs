@@ -457,6 +457,15 @@ pub trait KvEngine: Send + Sync + 'static {
         false
     }
 
+    /// Whether a [`Durability::Buffered`] write, and a read of what was written lately, return
+    /// without waiting for a device (they go to memory and the operating system's buffers),
+    /// so the adapter may call them on the async executor instead of handing them to a blocking
+    /// thread: the queue's buffered writes (deferred enqueues, acknowledgements) then cost no
+    /// thread hand-off. Default: no (every call goes to a blocking thread).
+    fn quick_buffered_write(&self) -> bool {
+        false
+    }
+
     /// Writes a consistent copy of the database into the directory `dir` (which must not exist
     /// yet), as [`Storage::backup`] describes. Engines that cannot say so (the default).
     fn checkpoint(&self, dir: &std::path::Path) -> Result<(), Error> {

@@ -6,6 +6,10 @@
 //! device) saves the sync altogether; one that does not is waited for at most
 //! [`SYNC_AFTER`], then the store is synced (one sync for all the commits waiting then).
 //!
+//! The same [`Deferred::sync`] serves the commits that cannot wait for acknowledgements (an
+//! item for a device with no live session): they too are written unsynced, and sync at once,
+//! sharing the sync with every commit asking meanwhile.
+//!
 //! Why this keeps the promise "an acknowledged message is never lost": the sender is told only
 //! when each item is on disk or in the hands of its recipient device, which is all the promise
 //! ever meant. An acknowledged item that was not synced is removed at once (its write is
@@ -173,14 +177,14 @@ impl Deferred {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use siren_api::storage::{Durability, KeyRange, KvEngine, KvPair, WriteBatch};
     use siren_storage_kv::KvStorage;
     use siren_storage_memory::MemoryEngine;
 
     /// The memory engine, counting syncs (each taking `delay`).
-    struct Counting {
+    pub(crate) struct Counting {
         inner: MemoryEngine,
         syncs: Arc<AtomicUsize>,
         delay: Duration,
@@ -217,7 +221,7 @@ mod tests {
         }
     }
 
-    fn storage(delay: Duration) -> (KvStorage<Counting>, Arc<AtomicUsize>) {
+    pub(crate) fn storage(delay: Duration) -> (KvStorage<Counting>, Arc<AtomicUsize>) {
         let syncs = Arc::new(AtomicUsize::new(0));
         let engine = Counting {
             inner: MemoryEngine::new(),

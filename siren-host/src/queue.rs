@@ -110,10 +110,13 @@ impl Queue {
             })
             .collect();
         // Live devices are offered the items as soon as they are numbered (before the write is
-        // durable, with a store that numbers first). When every item goes to a live device and
-        // the store can sync later for less, the write is not synced: the commit settles when
-        // the devices acknowledge or a sync makes the items durable (crate::deferred).
-        let defer = self.storage.defers_sync() && self.hub.all_live(items.iter().map(|(d, _)| d));
+        // durable, with a store that numbers first). When the store can sync later for less,
+        // the write is not synced: if every item goes to a live device, the commit settles when
+        // the devices acknowledge or a sync makes the items durable (crate::deferred);
+        // otherwise a sync follows at once, shared with every commit asking meanwhile (the
+        // write itself then needs no blocking thread).
+        let buffered = self.storage.defers_sync();
+        let defer = buffered && self.hub.all_live(items.iter().map(|(d, _)| d));
         let started: Arc<std::sync::Mutex<Option<deferred::Commit>>> = Arc::default();
         let announce = {
             let (hub, offered) = (self.hub.clone(), batch.clone());
@@ -130,7 +133,7 @@ impl Queue {
                 hub.offer(&offered, seqs);
             })
         };
-        let durability = if defer {
+        let durability = if buffered {
             Durability::Buffered
         } else {
             Durability::Synced
@@ -165,7 +168,12 @@ impl Queue {
                 self.acknowledged_unsynced.inc_by(acknowledged as u64);
                 unacknowledged
             }
-            None => items.iter().map(|(dek, _)| *dek).zip(seqs).collect(),
+            None => {
+                if buffered {
+                    self.deferred.sync(&*self.storage).await?;
+                }
+                items.iter().map(|(dek, _)| *dek).zip(seqs).collect()
+            }
         };
         // Their sessions are told the items are durable (or, if an offer did not fit, that
         // there is something to read).
@@ -222,5 +230,41 @@ pub async fn sweeper(
             Ok(n) => tracing::info!(sessions = n, "stale sessions forgotten"),
             Err(e) => tracing::warn!(error = %e, "session sweep failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    fn queue(storage: Arc<dyn Storage>) -> Queue {
+        let usage = UsageCache::new(storage.clone(), 1000, 1 << 20);
+        Queue::new(storage, Arc::default(), 60, usage, Counter::default())
+    }
+
+    fn notice(n: u8) -> (DekPublic, QueueItem) {
+        let from: siren_api::Uid = "carol@alpha.test".parse().unwrap();
+        (
+            DekPublic::from_bytes([n; 32]),
+            QueueItem::Notice {
+                notice: siren_proto::message::Notice::ContactRequest { from },
+            },
+        )
+    }
+
+    /// With a store that syncs later for less, items for a device with no live session are
+    /// written without a sync, and the enqueue returns only after a sync covering them.
+    #[tokio::test]
+    async fn an_enqueue_for_an_offline_device_returns_after_a_sync() {
+        let (storage, syncs) = crate::deferred::tests::storage(Duration::ZERO);
+        let storage: Arc<dyn Storage> = Arc::new(storage);
+        let queue = queue(storage.clone());
+        queue.enqueue_to(vec![notice(1), notice(2)]).await.unwrap();
+        assert_eq!(syncs.load(Ordering::SeqCst), 1);
+        let device = *DekPublic::from_bytes([1; 32]).as_bytes();
+        assert_eq!(storage.pending(&device, 0, 10).await.unwrap().len(), 1);
+        queue.enqueue_to(vec![notice(1)]).await.unwrap();
+        assert_eq!(syncs.load(Ordering::SeqCst), 2);
     }
 }

@@ -7,7 +7,10 @@
 //!
 //! **Needs to run:** a tokio runtime. Engine calls block, so every async method runs them on
 //! tokio's blocking pool ([`tokio::task::spawn_blocking`]); called outside a runtime, a method
-//! returns an [`ErrorCode::Internal`] error instead of panicking. The adapter must be the only
+//! returns an [`ErrorCode::Internal`] error instead of panicking. The exception: with an engine
+//! whose buffered writes do not wait for a device ([`KvEngine::quick_buffered_write`]), the
+//! queue's buffered enqueues (of devices whose counter is known) and its acknowledgements run
+//! on the calling task, saving two thread hand-offs per relayed message. The adapter must be the only
 //! writer of its engine: the compare-and-set stores (directory, roster) and the queue's sequence
 //! numbers rely on locks and counters held in the adapter.
 //!
@@ -38,7 +41,10 @@
 //!
 //! * **Durability.** Every write is one [`WriteBatch`], so it is atomic, and
 //!   [`Durability::Synced`] unless the trait says it need not be: only
-//!   [`ack`](siren_api::storage::QueueStore::ack) writes [`Durability::Buffered`].
+//!   [`ack`](siren_api::storage::QueueStore::ack), and an
+//!   [`enqueue_announced`](siren_api::storage::QueueStore::enqueue_announced) the host asks to
+//!   be buffered (it then calls [`sync`](siren_api::storage::QueueStore::sync) itself), write
+//!   [`Durability::Buffered`].
 //! * **Queue sequence numbers.** The adapter keeps the last allocated number of each device in
 //!   memory (a map behind a mutex that is held only to allocate, never across a write), so
 //!   overlapping [`enqueue`](siren_api::storage::QueueStore::enqueue) calls each make one
@@ -150,6 +156,22 @@ impl<E: KvEngine> KvStorage<E> {
                 )
             })?
             .map_err(|e| Error::new(e.code, format!("{op}: {}", e.message)))
+    }
+}
+
+impl<E: KvEngine> KvStorage<E> {
+    /// Runs `f` at once, on the calling task, when the engine's buffered writes do not wait for
+    /// a device ([`KvEngine::quick_buffered_write`]); otherwise like [`KvStorage::run`]. For
+    /// work that is only buffered writes and reads of what was written lately.
+    async fn run_quick<T, F>(&self, op: &'static str, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner<E>) -> Result<T, Error> + Send + 'static,
+    {
+        if self.inner.engine.quick_buffered_write() {
+            return f(&self.inner).map_err(|e| Error::new(e.code, format!("{op}: {}", e.message)));
+        }
+        self.run(op, f).await
     }
 }
 

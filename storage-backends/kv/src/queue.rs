@@ -149,6 +149,14 @@ impl<E: KvEngine> Inner<E> {
         Ok(seqs)
     }
 
+    /// Whether every device of `items` has its counter in memory (so an enqueue does no read).
+    fn counters_known(&self, items: &[(DeviceKey, UnixTime, Vec<u8>)]) -> bool {
+        let last_seq = lock(&self.queue.last_seq);
+        items
+            .iter()
+            .all(|(device, _, _)| last_seq.contains_key(device))
+    }
+
     fn pending(
         &self,
         device: &DeviceKey,
@@ -276,10 +284,15 @@ impl<E: KvEngine> KvStorage<E> {
                 (item.device, item.expires, value)
             })
             .collect();
-        self.run("enqueue", move |inner| {
-            inner.enqueue(items, announce, durability)
-        })
-        .await
+        // A buffered write needs no blocking thread, unless a counter must be recovered first
+        // (a scan of the store).
+        let quick = durability == Durability::Buffered && self.inner.counters_known(&items);
+        let enqueue = move |inner: &Inner<E>| inner.enqueue(items, announce, durability);
+        if quick {
+            self.run_quick("enqueue", enqueue).await
+        } else {
+            self.run("enqueue", enqueue).await
+        }
     }
 }
 
@@ -321,7 +334,8 @@ impl<E: KvEngine> QueueStore for KvStorage<E> {
     async fn ack(&self, device: &DeviceKey, seqs: &[u64]) -> Result<usize, Error> {
         let device = *device;
         let seqs = seqs.to_vec();
-        self.run("ack", move |inner| inner.ack(&device, &seqs))
+        // Buffered, and the items were read or written lately.
+        self.run_quick("ack", move |inner| inner.ack(&device, &seqs))
             .await
     }
 

@@ -127,4 +127,8 @@ impl KvEngine for MemoryEngine {
     fn flush(&self) -> Result<(), Error> {
         Ok(())
     }
+
+    fn quick_buffered_write(&self) -> bool {
+        true
+    }
 }
