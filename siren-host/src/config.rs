@@ -129,6 +129,10 @@ pub struct Limits {
     pub pending_approvals_per_account: usize,
     /// Most devices waiting for approval at once from one client address.
     pub pending_approvals_per_address: usize,
+    /// Whether the server also verifies each envelope's signature under its sender's USK
+    /// (error 301), as every recipient does; off by default: it costs ~35 µs of CPU per
+    /// envelope and proves nothing a recipient does not check itself (PROTOCOL.md §12).
+    pub check_envelope_signatures: bool,
 }
 
 impl Default for Limits {
@@ -160,6 +164,7 @@ impl Default for Limits {
             max_directory_entries: 20_000,
             pending_approvals_per_account: 4,
             pending_approvals_per_address: 8,
+            check_envelope_signatures: false,
         }
     }
 }
@@ -671,6 +676,9 @@ directory_changes_per_hour = {dir_rate}   # device registrations + revocations p
 max_directory_entries = {dir_max}
 pending_approvals_per_account = {appr_acct}
 pending_approvals_per_address = {appr_addr}
+# Recipients verify every envelope's signature; the server can too (error 301 to the sender),
+# at ~35 µs of CPU per envelope.
+check_envelope_signatures = {check_sigs}
 
 [storage]
 backend = "rocksdb"              # or "memory" (nothing survives a restart)
@@ -741,6 +749,7 @@ format = "text"
             dir_max = d.limits.max_directory_entries,
             appr_acct = d.limits.pending_approvals_per_account,
             appr_addr = d.limits.pending_approvals_per_address,
+            check_sigs = d.limits.check_envelope_signatures,
             fpa = d.auth.failures_per_account_per_minute,
             fpi = d.auth.failures_per_address_per_minute,
             fpaa = d.auth.failures_per_address_and_account_per_minute,

@@ -75,32 +75,81 @@ async fn forged_sender_is_refused() {
         error_code(&mallory.next_answer().await),
         Some(ErrorCode::ForgedSender.as_u16())
     );
-    // Right sender fields but a signature by another USK.
-    let mut env = Envelope::seal(
-        Sender {
-            uid: &mallory.uid,
-            usk: &alice.usk,
-            dek: &mallory.dek.public(),
-        },
-        &alice.uid,
-        &alice.dek.public(),
-        MessageId::random(&mut siren_proto::os_rng()),
-        2,
-        b"signed by someone else",
-        &mut siren_proto::os_rng(),
-    )
-    .unwrap();
-    env.ctr = 3;
-    mallory
-        .request(|rid| ClientMessage::Send {
-            rid,
-            msgs: vec![env],
-        })
-        .await;
-    assert_eq!(
-        error_code(&mallory.next_answer().await),
-        Some(ErrorCode::BadSignature.as_u16())
-    );
+}
+
+/// Mallory's own sender fields, but a signature by another user's USK. By default the server
+/// passes it on (the sender fields are bound to the session; the signature is the recipients'
+/// to check, PROTOCOL.md §12) and bob's client refuses it, showing nothing of it; with
+/// `[limits] check_envelope_signatures` the server refuses it itself (301).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_badly_signed_envelope_is_refused_by_the_recipient_or_a_checking_server() {
+    for check in [false, true] {
+        let s = server(Options {
+            limits_lines: format!("check_envelope_signatures = {check}"),
+            ..Options::default()
+        });
+        let bob = Cli::init(&s, "bob@alpha.test");
+        bob.login("pw-b");
+        let alice = Session::create(&s, "alice", "pw-a").await;
+        let mut mallory = Session::create(&s, "mallory", "pw-m").await;
+        let lookup = mallory
+            .request(|rid| ClientMessage::Lookup {
+                rid,
+                uid: bob_uid(),
+            })
+            .await;
+        let ServerMessage::Directory { rid, listing } = mallory.next_answer().await else {
+            panic!("lookup failed")
+        };
+        assert_eq!(rid, lookup);
+        let content = siren_proto::plaintext::Plaintext::Text {
+            body: "signed by someone else".into(),
+            ts: 0,
+        }
+        .encode();
+        let env = Envelope::seal(
+            Sender {
+                uid: &mallory.uid,
+                usk: &alice.usk,
+                dek: &mallory.dek.public(),
+            },
+            &bob_uid(),
+            &listing.records[0].dek,
+            MessageId::random(&mut siren_proto::os_rng()),
+            1,
+            &content,
+            &mut siren_proto::os_rng(),
+        )
+        .unwrap();
+        mallory
+            .request(|rid| ClientMessage::Send {
+                rid,
+                msgs: vec![env],
+            })
+            .await;
+        let answer = mallory.next_answer().await;
+        let out = bob.run(&["recv"]);
+        assert!(out.ok, "siren recv: {}", out.stderr);
+        assert!(
+            !out.stdout.contains("signed by someone else"),
+            "a badly signed message was shown: {}",
+            out.stdout
+        );
+        if check {
+            assert_eq!(error_code(&answer), Some(ErrorCode::BadSignature.as_u16()));
+        } else {
+            assert!(
+                matches!(answer, ServerMessage::SendAck { .. }),
+                "{answer:?}"
+            );
+            assert!(
+                out.stderr
+                    .contains("refused a message claiming to be from mallory@alpha.test"),
+                "{}",
+                out.stderr
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

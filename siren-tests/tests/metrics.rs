@@ -19,7 +19,8 @@ fn metrics_after_real_traffic_pass_promtool_and_name_nobody() {
     let (s, alice, bob) = alice_and_bob(Options {
         extra: metrics_on(port),
         // One user may send at most 4 KiB at once: a larger message is refused by a limit.
-        limits_lines: "send_byte_burst = 4096".into(),
+        // The server verifies envelope signatures too (timed by a histogram).
+        limits_lines: "send_byte_burst = 4096\ncheck_envelope_signatures = true".into(),
         ..Options::default()
     });
     alice.send("bob@alpha.test", "counted, never named");

@@ -253,7 +253,8 @@ async fn answer(session: &mut Session, msgs: Vec<Envelope>) -> (u16, String) {
 async fn oversized_too_many_forged_and_too_fast_signals_are_refused() {
     let s = one_server(
         &["alice", "bob", "mallory"],
-        "signal_envelopes_per_second = 1\nsignal_envelope_burst = 20",
+        "signal_envelopes_per_second = 1\nsignal_envelope_burst = 20\n\
+         check_envelope_signatures = true",
     );
     let mut alice = Session::create(&s, "alice", "pw-alice").await;
     let bob = Session::create(&s, "bob", "pw-bob").await;
@@ -284,7 +285,8 @@ async fn oversized_too_many_forged_and_too_fast_signals_are_refused() {
         e
     };
     assert_eq!(answer(&mut mallory, vec![small.clone()]).await.0, 400);
-    // Sender fields of mallory's own, but signed by alice's USK: 301.
+    // Sender fields of mallory's own, but signed by alice's USK: 301 (the server checks
+    // signatures too here: `check_envelope_signatures`).
     assert_eq!(answer(&mut mallory, vec![forged_by_mallory]).await.0, 301);
 }
 
