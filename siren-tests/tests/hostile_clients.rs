@@ -92,16 +92,7 @@ async fn a_badly_signed_envelope_is_refused_by_the_recipient_or_a_checking_serve
         bob.login("pw-b");
         let alice = Session::create(&s, "alice", "pw-a").await;
         let mut mallory = Session::create(&s, "mallory", "pw-m").await;
-        let lookup = mallory
-            .request(|rid| ClientMessage::Lookup {
-                rid,
-                uid: bob_uid(),
-            })
-            .await;
-        let ServerMessage::Directory { rid, listing } = mallory.next_answer().await else {
-            panic!("lookup failed")
-        };
-        assert_eq!(rid, lookup);
+        let bob_dek = bob_device(&mut mallory).await;
         let content = siren_proto::plaintext::Plaintext::Text {
             body: "signed by someone else".into(),
             ts: 0,
@@ -114,7 +105,7 @@ async fn a_badly_signed_envelope_is_refused_by_the_recipient_or_a_checking_serve
                 dek: &mallory.dek.public(),
             },
             &bob_uid(),
-            &listing.records[0].dek,
+            &bob_dek,
             MessageId::random(&mut siren_proto::os_rng()),
             1,
             &content,
@@ -158,17 +149,7 @@ async fn replayed_envelope_is_delivered_only_once() {
     let bob = Cli::init(&s, "bob@alpha.test");
     bob.login("pw-b");
     let mut alice = Session::create(&s, "alice", "pw-a").await;
-    let lookup = alice
-        .request(|rid| ClientMessage::Lookup {
-            rid,
-            uid: bob_uid(),
-        })
-        .await;
-    let ServerMessage::Directory { rid, listing } = alice.next_answer().await else {
-        panic!("lookup failed")
-    };
-    assert_eq!(rid, lookup);
-    let bob_dek = listing.records[0].dek;
+    let bob_dek = bob_device(&mut alice).await;
     let content = siren_proto::plaintext::Plaintext::Text {
         body: "only once".into(),
         ts: 0,
@@ -217,6 +198,21 @@ async fn replayed_envelope_is_delivered_only_once() {
 
 fn bob_uid() -> siren_api::Uid {
     siren_api::Uid::parse("bob@alpha.test").unwrap()
+}
+
+/// Bob's first device, looked up by `session`.
+async fn bob_device(session: &mut Session) -> siren_proto::keys::DekPublic {
+    let lookup = session
+        .request(|rid| ClientMessage::Lookup {
+            rid,
+            uid: bob_uid(),
+        })
+        .await;
+    let ServerMessage::Directory { rid, listing } = session.next_answer().await else {
+        panic!("lookup failed")
+    };
+    assert_eq!(rid, lookup);
+    listing.records[0].dek
 }
 
 #[tokio::test(flavor = "multi_thread")]
