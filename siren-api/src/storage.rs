@@ -164,6 +164,35 @@ pub trait QueueStore: Send + Sync {
         Ok(seqs)
     }
 
+    /// Numbers items for `devices` (one number per entry, in order) without storing anything,
+    /// calling `announce` with the numbers before returning, as
+    /// [`QueueStore::enqueue_announced`] does; `None` (and no call) if the backend cannot
+    /// number without IO or does not number before it writes (the default). For the online
+    /// fast path: an item its device acknowledges before the host needed to store it is never
+    /// written. The host stores the others with [`QueueStore::enqueue_numbered`]. A number is
+    /// never handed out twice while the process runs; after a restart, a number that was
+    /// never stored may be handed out again (PROTOCOL.md §13 allows it).
+    fn number(&self, devices: &[DeviceKey], announce: &mut dyn FnMut(&[u64])) -> Option<Vec<u64>> {
+        let _ = (devices, announce);
+        None
+    }
+
+    /// Stores items under the numbers [`QueueStore::number`] gave them (`items[i]` under
+    /// `seqs[i]`), atomically, with `durability` as for [`QueueStore::enqueue_announced`].
+    /// The default refuses: only a backend whose `number` returns numbers is asked.
+    async fn enqueue_numbered(
+        &self,
+        items: &[NewQueueItem],
+        seqs: &[u64],
+        durability: Durability,
+    ) -> Result<(), Error> {
+        let _ = (items, seqs, durability);
+        Err(Error::new(
+            crate::ErrorCode::Internal,
+            "this store does not number items before it writes them",
+        ))
+    }
+
     /// Whether a [`Durability::Buffered`] enqueue is cheaper than a durable one (a backend with
     /// a write-ahead log it syncs), so the host may defer the sync hoping it is not needed.
     /// Default: no (every enqueue is durable).

@@ -6,6 +6,10 @@
 //! device) saves the sync altogether; one that does not is waited for at most
 //! [`SYNC_AFTER`], then the store is synced (one sync for all the commits waiting then).
 //!
+//! When the store numbers items in memory, such a commit is not even written at first
+//! ([`Deferred::settle_unwritten`]): an item acknowledged within [`SYNC_AFTER`] is never
+//! written (nor removed), and only the others are written and synced then.
+//!
 //! The same [`Deferred::sync`] serves the commits that cannot wait for acknowledgements (an
 //! item for a device with no live session): they too are written unsynced, and sync at once,
 //! sharing the sync with every commit asking meanwhile.
@@ -23,7 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use siren_api::Error;
-use siren_api::storage::Storage;
+use siren_api::storage::{Durability, NewQueueItem, Storage};
 use siren_proto::keys::DekPublic;
 use tokio::sync::Notify;
 
@@ -38,14 +42,30 @@ pub struct Waiting {
     /// The write is applied (an acknowledgement before it must wait: a removal must never
     /// come before the write it removes).
     written: AtomicBool,
+    /// Nothing is written until [`Deferred::settle_unwritten`] writes what is left: an
+    /// acknowledged item needs no removal.
+    unwritten: bool,
+}
+
+/// What an acknowledgement of an item meant to the commit it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acknowledged {
+    /// Not (or no longer) waiting here, or its write is not applied yet: the session holds the
+    /// acknowledgement until it sees the item durable.
+    NotWaiting,
+    /// Counted for its commit; its write is applied, so the caller removes it from the store.
+    Written,
+    /// Counted for its commit, and it will never be written: nothing to remove.
+    Unwritten,
 }
 
 impl Waiting {
-    fn new(items: usize) -> Arc<Waiting> {
+    fn new(items: usize, unwritten: bool) -> Arc<Waiting> {
         Arc::new(Waiting {
             left: AtomicUsize::new(items),
             all_acknowledged: Notify::new(),
             written: AtomicBool::new(false),
+            unwritten,
         })
     }
 
@@ -85,9 +105,19 @@ impl Deferred {
     /// once the numbers are known, before the items are offered to their devices (so that the
     /// quickest acknowledgement finds its item here).
     pub fn start(&self, devices: &[DekPublic], seqs: &[u64]) -> Commit {
+        self.begin(devices, seqs, false)
+    }
+
+    /// Starts a commit of items numbered but not written at all (see
+    /// [`Deferred::settle_unwritten`]); called like [`Deferred::start`].
+    pub fn start_unwritten(&self, devices: &[DekPublic], seqs: &[u64]) -> Commit {
+        self.begin(devices, seqs, true)
+    }
+
+    fn begin(&self, devices: &[DekPublic], seqs: &[u64], unwritten: bool) -> Commit {
         let keys: Vec<(DekPublic, u64)> =
             devices.iter().copied().zip(seqs.iter().copied()).collect();
-        let waiting = Waiting::new(keys.len());
+        let waiting = Waiting::new(keys.len(), unwritten);
         let mut items = self.items();
         for key in &keys {
             items.insert(*key, waiting.clone());
@@ -100,27 +130,73 @@ impl Deferred {
         commit.waiting.written.store(true, Ordering::Release);
     }
 
-    /// `device` acknowledged item `seq`. True if the item belongs to a commit still waiting
-    /// whose write is applied: it is then counted as settled for its commit, and the caller
-    /// removes it from the store at once. False if it is not (or no longer) waiting here, or
-    /// its write is not applied yet (it then waits for the sync, after which its device's
-    /// session is told it is durable).
-    pub fn acknowledge(&self, device: &DekPublic, seq: u64) -> bool {
-        let waiting = {
+    /// `device` acknowledged item `seq`: counted as settled for its commit if the item belongs
+    /// to one still waiting whose write is applied ([`Acknowledged::Written`]: the caller
+    /// removes it from the store at once) or that writes nothing of what is acknowledged in
+    /// time ([`Acknowledged::Unwritten`]). Otherwise ([`Acknowledged::NotWaiting`]) the item
+    /// waits for the sync, after which its device's session is told it is durable.
+    pub fn acknowledge(&self, device: &DekPublic, seq: u64) -> Acknowledged {
+        let (waiting, answer) = {
             let mut items = self.items();
             let key = (*device, seq);
             match items.get(&key) {
-                Some(w) if w.written.load(Ordering::Acquire) => items.remove(&key),
-                _ => None,
+                Some(w) if w.unwritten => (items.remove(&key), Acknowledged::Unwritten),
+                Some(w) if w.written.load(Ordering::Acquire) => {
+                    (items.remove(&key), Acknowledged::Written)
+                }
+                _ => (None, Acknowledged::NotWaiting),
             }
         };
         let Some(waiting) = waiting else {
-            return false;
+            return Acknowledged::NotWaiting;
         };
         if waiting.left.fetch_sub(1, Ordering::AcqRel) == 1 {
             waiting.all_acknowledged.notify_one();
         }
-        true
+        answer
+    }
+
+    /// Settles a commit started with [`Deferred::start_unwritten`] (`items[i]` numbered
+    /// `seqs[i]`): if every item is acknowledged within [`SYNC_AFTER`], nothing is written at
+    /// all; otherwise the items still unacknowledged are taken out of the commit (their later
+    /// acknowledgements wait until they are seen durable, as for any item), written and synced.
+    /// Returns those items (their devices are told they are durable), or the error.
+    pub async fn settle_unwritten(
+        &self,
+        storage: &dyn Storage,
+        commit: Commit,
+        items: &[NewQueueItem],
+    ) -> Result<Vec<(DekPublic, u64)>, Error> {
+        let _ = tokio::time::timeout(SYNC_AFTER, commit.waiting.acknowledged()).await;
+        let left: Vec<usize> = {
+            let mut waiting = self.items();
+            (0..commit.keys.len())
+                .filter(|&i| {
+                    commit
+                        .keys
+                        .get(i)
+                        .is_some_and(|k| waiting.remove(k).is_some())
+                })
+                .collect()
+        };
+        if left.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut write = Vec::with_capacity(left.len());
+        let mut seqs = Vec::with_capacity(left.len());
+        let mut keys = Vec::with_capacity(left.len());
+        for i in left {
+            if let (Some(item), Some(key)) = (items.get(i), commit.keys.get(i)) {
+                write.push(item.clone());
+                seqs.push(key.1);
+                keys.push(*key);
+            }
+        }
+        storage
+            .enqueue_numbered(&write, &seqs, Durability::Buffered)
+            .await?;
+        self.sync(storage).await?;
+        Ok(keys)
     }
 
     /// Waits until every item of `commit` is acknowledged, or [`SYNC_AFTER`] has passed and a
@@ -179,7 +255,7 @@ impl Deferred {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use siren_api::storage::{Durability, KeyRange, KvEngine, KvPair, WriteBatch};
+    use siren_api::storage::{Durability, KeyRange, KvEngine, KvPair, QueueStore, WriteBatch};
     use siren_storage_kv::KvStorage;
     use siren_storage_memory::MemoryEngine;
 
@@ -241,12 +317,20 @@ pub(crate) mod tests {
         let deferred = Deferred::default();
         let commit = deferred.start(&[dek(1), dek(2)], &[7, 3]);
         // Before the write is applied, an acknowledgement waits (a removal must follow it).
-        assert!(!deferred.acknowledge(&dek(1), 7));
+        assert_eq!(deferred.acknowledge(&dek(1), 7), Acknowledged::NotWaiting);
         deferred.written(&commit);
-        assert!(deferred.acknowledge(&dek(1), 7));
-        assert!(!deferred.acknowledge(&dek(1), 7), "counted once");
-        assert!(!deferred.acknowledge(&dek(1), 3), "another device's item");
-        assert!(deferred.acknowledge(&dek(2), 3));
+        assert_eq!(deferred.acknowledge(&dek(1), 7), Acknowledged::Written);
+        assert_eq!(
+            deferred.acknowledge(&dek(1), 7),
+            Acknowledged::NotWaiting,
+            "counted once"
+        );
+        assert_eq!(
+            deferred.acknowledge(&dek(1), 3),
+            Acknowledged::NotWaiting,
+            "another device's item"
+        );
+        assert_eq!(deferred.acknowledge(&dek(2), 3), Acknowledged::Written);
         let left = deferred.settle(&storage, commit).await.unwrap();
         assert!(left.is_empty());
         assert_eq!(syncs.load(Ordering::SeqCst), 0);
@@ -258,12 +342,67 @@ pub(crate) mod tests {
         let deferred = Deferred::default();
         let commit = deferred.start(&[dek(1), dek(1)], &[1, 2]);
         deferred.written(&commit);
-        assert!(deferred.acknowledge(&dek(1), 1));
+        assert_eq!(deferred.acknowledge(&dek(1), 1), Acknowledged::Written);
         let left = deferred.settle(&storage, commit).await.unwrap();
         assert_eq!(left, vec![(dek(1), 2)]);
         assert_eq!(syncs.load(Ordering::SeqCst), 1);
         // Settled: a late acknowledgement is the session's to hold until it hears "durable".
-        assert!(!deferred.acknowledge(&dek(1), 2));
+        assert_eq!(deferred.acknowledge(&dek(1), 2), Acknowledged::NotWaiting);
+    }
+
+    fn item(device: u8) -> NewQueueItem {
+        NewQueueItem {
+            device: [device; 32],
+            expires: u64::MAX,
+            bytes: vec![device],
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unwritten_commit_acknowledged_in_time_writes_nothing() {
+        let (storage, syncs) = storage(Duration::ZERO);
+        let deferred = Deferred::default();
+        let items = [item(1), item(2)];
+        let commit = deferred.start_unwritten(&[dek(1), dek(2)], &[4, 9]);
+        // Acknowledged at once: nothing was written, so nothing is to be removed.
+        assert_eq!(deferred.acknowledge(&dek(1), 4), Acknowledged::Unwritten);
+        assert_eq!(deferred.acknowledge(&dek(1), 4), Acknowledged::NotWaiting);
+        assert_eq!(deferred.acknowledge(&dek(2), 9), Acknowledged::Unwritten);
+        let left = deferred
+            .settle_unwritten(&storage, commit, &items)
+            .await
+            .unwrap();
+        assert!(left.is_empty());
+        assert_eq!(syncs.load(Ordering::SeqCst), 0);
+        for device in [[1; 32], [2; 32]] {
+            assert!(storage.pending(&device, 0, 10).await.unwrap().is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unwritten_commit_writes_and_syncs_what_is_not_acknowledged_in_time() {
+        let (storage, syncs) = storage(Duration::ZERO);
+        let deferred = Deferred::default();
+        let items = [item(1), item(2)];
+        let commit = deferred.start_unwritten(&[dek(1), dek(2)], &[4, 9]);
+        assert_eq!(deferred.acknowledge(&dek(1), 4), Acknowledged::Unwritten);
+        let left = deferred
+            .settle_unwritten(&storage, commit, &items)
+            .await
+            .unwrap();
+        assert_eq!(left, vec![(dek(2), 9)]);
+        assert_eq!(syncs.load(Ordering::SeqCst), 1);
+        assert!(storage.pending(&[1; 32], 0, 10).await.unwrap().is_empty());
+        let stored = storage.pending(&[2; 32], 0, 10).await.unwrap();
+        assert_eq!(
+            stored
+                .iter()
+                .map(|i| (i.seq, i.bytes.clone()))
+                .collect::<Vec<_>>(),
+            vec![(9, vec![2])]
+        );
+        // Written now: a late acknowledgement waits until its session sees it durable.
+        assert_eq!(deferred.acknowledge(&dek(2), 9), Acknowledged::NotWaiting);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -117,6 +117,18 @@ impl Queue {
         // write itself then needs no blocking thread).
         let buffered = self.storage.defers_sync();
         let defer = buffered && self.hub.all_live(items.iter().map(|(d, _)| d));
+        // Messages only (a notice is counted in the quota before it can be acknowledged, which
+        // the unwritten commit does not wait for): numbered, offered, and written only if not
+        // acknowledged in time.
+        let notices = items
+            .iter()
+            .any(|(_, item)| matches!(item, QueueItem::Notice { .. }));
+        if defer
+            && !notices
+            && let Some(done) = self.enqueue_unwritten(&items, &batch).await
+        {
+            return done;
+        }
         let started: Arc<std::sync::Mutex<Option<deferred::Commit>>> = Arc::default();
         let announce = {
             let (hub, offered) = (self.hub.clone(), batch.clone());
@@ -181,6 +193,42 @@ impl Queue {
             self.hub.push(&dek, seq);
         }
         Ok(())
+    }
+}
+
+impl Queue {
+    /// Numbers `batch` (of `items`) without writing it and offers it to the live sessions; it
+    /// is written only if some device has not acknowledged its item within
+    /// [`deferred::SYNC_AFTER`] ([`Deferred::settle_unwritten`]). `None` if the store cannot
+    /// number without IO (the caller then enqueues as usual).
+    async fn enqueue_unwritten(
+        &self,
+        items: &[(DekPublic, QueueItem)],
+        batch: &crate::hub::OfferedItems,
+    ) -> Option<Result<(), Error>> {
+        let devices: Vec<siren_api::storage::DeviceKey> = batch.iter().map(|i| i.device).collect();
+        let deks: Vec<DekPublic> = items.iter().map(|(dek, _)| *dek).collect();
+        let mut started = None;
+        let seqs = self.storage.number(&devices, &mut |seqs| {
+            // Waiting before it is offered: the quickest acknowledgement finds it.
+            started = Some(self.deferred.start_unwritten(&deks, seqs));
+            self.hub.offer(batch, seqs);
+        })?;
+        let commit = started?;
+        let written = match self
+            .deferred
+            .settle_unwritten(&*self.storage, commit, batch)
+            .await
+        {
+            Ok(written) => written,
+            Err(e) => return Some(Err(e)),
+        };
+        let acknowledged = seqs.len().saturating_sub(written.len());
+        self.acknowledged_unsynced.inc_by(acknowledged as u64);
+        for (dek, seq) in written {
+            self.hub.push(&dek, seq);
+        }
+        Some(Ok(()))
     }
 }
 

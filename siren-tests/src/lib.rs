@@ -813,6 +813,19 @@ pub mod raw {
             )) => return (dek, Err(code)),
             Err(e) => panic!("cannot connect: {e}"),
         };
+        start_plain(&mut conn, user, password).await;
+        let answer = match conn.receiver.recv::<ServerMessage>().await {
+            Ok(ServerMessage::AuthSuccess { next, .. }) => Ok(next),
+            Ok(ServerMessage::Error { code, .. }) => Err(code),
+            Ok(other) => panic!("unexpected answer to login: {other:?}"),
+            Err(e) => panic!("login: {e}"),
+        };
+        (dek, answer.map(|next| (conn, next)))
+    }
+
+    /// Reads the welcome and the mechanisms, then sends a `PLAIN` login (request id 1); the
+    /// answers are the caller's to read.
+    pub async fn start_plain(conn: &mut Connected, user: &str, password: &str) {
         for _ in 0..2 {
             // welcome, auth_mechanisms
             conn.receiver.recv::<ServerMessage>().await.unwrap();
@@ -825,16 +838,9 @@ pub mod raw {
             })
             .await
             .unwrap();
-        let answer = match conn.receiver.recv::<ServerMessage>().await {
-            Ok(ServerMessage::AuthSuccess { next, .. }) => Ok(next),
-            Ok(ServerMessage::Error { code, .. }) => Err(code),
-            Ok(other) => panic!("unexpected answer to login: {other:?}"),
-            Err(e) => panic!("login: {e}"),
-        };
-        (dek, answer.map(|next| (conn, next)))
     }
 
-    /// Opens a session with a fresh DEK.
+    /// Opens a session with `dek`.
     pub async fn open(server: &Server, dek: &DekSecret) -> Connected {
         connect(
             &server.addr.to_string(),

@@ -134,3 +134,105 @@ fn kill_9_during_a_stream_loses_no_acknowledged_message() {
 fn kill_9_during_a_stream_to_an_online_device_loses_no_acknowledged_message() {
     stream_and_stop(Stop::Kill9, true);
 }
+
+/// The online fast path writes nothing of a message its live device acknowledges within a few
+/// milliseconds (PROTOCOL.md §13). A live device that does *not* acknowledge it must still find
+/// it after reconnecting: the sender was acknowledged, so the message was written and synced.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_delivered_early_and_never_acknowledged_comes_again_after_a_reconnect() {
+    use siren_proto::envelope::{Envelope, Sender};
+    use siren_proto::ids::MessageId;
+    use siren_proto::message::{ClientMessage, NextStep, QueueItem, ServerMessage};
+    use siren_tests::raw::{self, Session};
+
+    let mut s = Server::new(Options::default());
+    s.add_user("alice", "pw-a");
+    s.add_user("bob", "pw-b");
+    s.start();
+    let mut bob = Session::create(&s, "bob", "pw-b").await;
+    let mut alice = Session::create(&s, "alice", "pw-a").await;
+    let seal = |ctr: u64, text: &[u8]| {
+        Envelope::seal(
+            Sender {
+                uid: &alice.uid,
+                usk: &alice.usk,
+                dek: &alice.dek.public(),
+            },
+            &bob.uid,
+            &bob.dek.public(),
+            MessageId::random(&mut siren_proto::os_rng()),
+            ctr,
+            text,
+            &mut siren_proto::os_rng(),
+        )
+        .unwrap()
+    };
+    let delivered = |msg: &ServerMessage, id: MessageId| match msg {
+        ServerMessage::Deliver {
+            item: QueueItem::Message { env },
+            seq,
+        } => (env.id == id).then_some(*seq),
+        _ => None,
+    };
+    // The first message to bob's device is acknowledged (the server then knows the device's
+    // numbers, which the unwritten path needs); the second is not.
+    let (first, second) = (seal(1, b"seen"), seal(2, b"keep me"));
+    let id = second.id;
+    for (env, acknowledge) in [(first, true), (second, false)] {
+        let this = env.id;
+        alice
+            .request(|rid| ClientMessage::Send {
+                rid,
+                msgs: vec![env],
+            })
+            .await;
+        let seq = loop {
+            let msg = tokio::time::timeout(
+                Duration::from_secs(20),
+                bob.conn.receiver.recv::<ServerMessage>(),
+            )
+            .await
+            .expect("a delivery in time")
+            .unwrap();
+            if let Some(seq) = delivered(&msg, this) {
+                break seq;
+            }
+        };
+        if acknowledge {
+            bob.conn
+                .sender
+                .send(&ClientMessage::Ack { seqs: vec![seq] })
+                .await
+                .unwrap();
+        }
+        assert!(matches!(
+            alice.next_answer().await,
+            ServerMessage::SendAck { .. }
+        ));
+    }
+    drop(bob.conn);
+
+    // Bob's device logs in again (same DEK): the message is delivered again.
+    let mut conn = raw::open(&s, &bob.dek).await;
+    raw::start_plain(&mut conn, "bob", "pw-b").await;
+    let mut ready = false;
+    loop {
+        let msg = tokio::time::timeout(
+            Duration::from_secs(20),
+            conn.receiver.recv::<ServerMessage>(),
+        )
+        .await
+        .expect("the queue in time")
+        .unwrap();
+        match msg {
+            ServerMessage::AuthSuccess { next, .. } => {
+                assert_eq!(next, NextStep::Ready);
+                ready = true;
+            }
+            ServerMessage::QueueDrained => panic!("the unacknowledged message was lost"),
+            msg if delivered(&msg, id).is_some() => break,
+            _ => {}
+        }
+    }
+    assert!(ready);
+}

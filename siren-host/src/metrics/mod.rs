@@ -223,8 +223,8 @@ impl Metrics {
         r.register(
             "messages_acknowledged_unsynced",
             "Queue items acknowledged by their device before a sync of the store was needed (a \
-             commit to live devices is written unsynced and settles when its devices acknowledge \
-             or a sync makes it durable)",
+             commit to live devices is written unsynced, or not at all, and settles when its \
+             devices acknowledge or a sync makes it durable)",
             m.messages_acknowledged_unsynced.clone(),
         );
         r.register(

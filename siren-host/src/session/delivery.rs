@@ -31,6 +31,7 @@ use siren_proto::message::{self, Notice, QueueItem, RequestId, ServerMessage};
 use siren_proto::records::UserDirectory;
 
 use super::{Live, Outcome, Session, short};
+use crate::deferred::Acknowledged;
 use crate::hub::{NO_LAG, Registration};
 use crate::roster::Admission;
 
@@ -532,6 +533,7 @@ impl Session {
 
     pub(super) async fn ack(&mut self, seqs: &[u64]) -> Result<(), Outcome> {
         let (mut items, mut bytes) = (0, 0);
+        let (mut unwritten, mut unwritten_bytes) = (0, 0);
         let mut now = Vec::with_capacity(seqs.len());
         for seq in seqs {
             if self.early.acked.contains_key(seq) {
@@ -539,14 +541,24 @@ impl Session {
                 continue;
             }
             if let Some(size) = self.inflight.remove(seq) {
-                // Written without a sync and waiting for this acknowledgement (or a sync): the
-                // write is applied, so the item can go at once.
-                let settled = self.shared.queue.deferred.acknowledge(&self.dek, *seq);
-                if self.early.undurable.remove(seq) && !settled {
+                let early = self.early.undurable.remove(seq);
+                match self.shared.queue.deferred.acknowledge(&self.dek, *seq) {
+                    // Never written, and now never will be: nothing to remove.
+                    Acknowledged::Unwritten => {
+                        unwritten += 1;
+                        unwritten_bytes += size;
+                        continue;
+                    }
+                    // Written without a sync and waiting for this acknowledgement (or a sync):
+                    // the write is applied, so the item can go at once.
+                    Acknowledged::Written => {}
                     // Delivered before its write: removed from the store once it is seen
                     // durable.
-                    self.early.acked.insert(*seq, size);
-                    continue;
+                    Acknowledged::NotWaiting if early => {
+                        self.early.acked.insert(*seq, size);
+                        continue;
+                    }
+                    Acknowledged::NotWaiting => {}
                 }
                 items += 1;
                 bytes += size;
@@ -555,6 +567,13 @@ impl Session {
         }
         while self.early.acked.len() > MAX_ACKED_EARLY {
             self.early.acked.pop_first();
+        }
+        if unwritten > 0 {
+            self.shared.metrics.messages_acknowledged.inc_by(unwritten);
+            self.shared
+                .queue
+                .usage
+                .acknowledged(&self.dek, unwritten, unwritten_bytes);
         }
         self.remove(&now, items, bytes).await;
         Ok(())

@@ -51,8 +51,10 @@
 //!   synced write outside every lock, and the engine can group-commit them. A device's counter
 //!   is recovered on first use as the larger of its highest stored item (a reverse scan of
 //!   `q/<device>`, limit 1) and its high-water mark `n/<device>`, which every removal (ack,
-//!   purge, expire) raises in the same atomic batch. So a number once returned is never handed
-//!   out again, even after the queue was emptied and the store reopened.
+//!   purge, expire) raises in the same atomic batch. So a number once stored is never handed
+//!   out again, even after the queue was emptied and the store reopened. (A number from
+//!   [`number`](siren_api::storage::QueueStore::number) that was never stored may come again
+//!   after a restart, as the trait allows.)
 //! * **Expiry** is a range scan of `x/` up to `now`, not a scan of every queue.
 //! * **Removals** (ack, purge, expire) are serialised by one lock, so each item is counted once
 //!   and the high-water mark only grows.

@@ -140,13 +140,40 @@ impl<E: KvEngine> Inner<E> {
             seqs
         };
 
+        self.enqueue_numbered(items, &seqs, durability)?;
+        Ok(seqs)
+    }
+
+    /// Numbers one item per entry of `devices` from the counters in memory, announcing the
+    /// numbers under the lock; `None` if a counter is not in memory yet (recovering it is IO).
+    fn number(&self, devices: &[DeviceKey], announce: &mut dyn FnMut(&[u64])) -> Option<Vec<u64>> {
+        let mut last_seq = lock(&self.queue.last_seq);
+        if !devices.iter().all(|device| last_seq.contains_key(device)) {
+            return None;
+        }
+        let mut seqs = Vec::with_capacity(devices.len());
+        for device in devices {
+            let last = last_seq.get_mut(device)?;
+            *last = last.checked_add(1)?;
+            seqs.push(*last);
+        }
+        announce(&seqs);
+        Some(seqs)
+    }
+
+    /// Writes items numbered earlier by [`Inner::number`].
+    fn enqueue_numbered(
+        &self,
+        items: Vec<(DeviceKey, UnixTime, Vec<u8>)>,
+        seqs: &[u64],
+        durability: Durability,
+    ) -> Result<(), Error> {
         let mut batch = WriteBatch::new();
-        for ((device, expires, value), &seq) in items.into_iter().zip(&seqs) {
+        for ((device, expires, value), &seq) in items.into_iter().zip(seqs) {
             batch.put(layout::queue_key(&device, seq), value);
             batch.put(layout::expiry_key(expires, &device, seq), Vec::new());
         }
-        self.engine.write(&batch, durability)?;
-        Ok(seqs)
+        self.engine.write(&batch, durability)
     }
 
     /// Whether every device of `items` has its counter in memory (so an enqueue does no read).
@@ -269,6 +296,18 @@ impl<E: KvEngine> Inner<E> {
     }
 }
 
+/// Items as `(device, expires, stored value)`, encoded before they go to a blocking task (so
+/// their bytes are copied once).
+fn encoded(items: &[NewQueueItem]) -> Vec<(DeviceKey, UnixTime, Vec<u8>)> {
+    items
+        .iter()
+        .map(|item| {
+            let value = layout::queue_value(item.expires, &item.bytes);
+            (item.device, item.expires, value)
+        })
+        .collect()
+}
+
 impl<E: KvEngine> KvStorage<E> {
     async fn enqueue_with(
         &self,
@@ -276,14 +315,7 @@ impl<E: KvEngine> KvStorage<E> {
         announce: Option<Announce>,
         durability: Durability,
     ) -> Result<Vec<u64>, Error> {
-        // Encoded here, so the item bytes are copied once on their way to the blocking task.
-        let items: Vec<_> = items
-            .iter()
-            .map(|item| {
-                let value = layout::queue_value(item.expires, &item.bytes);
-                (item.device, item.expires, value)
-            })
-            .collect();
+        let items = encoded(items);
         // A buffered write needs no blocking thread, unless a counter must be recovered first
         // (a scan of the store).
         let quick = durability == Durability::Buffered && self.inner.counters_known(&items);
@@ -310,6 +342,31 @@ impl<E: KvEngine> QueueStore for KvStorage<E> {
     ) -> Result<Vec<u64>, Error> {
         // The numbers come from memory, before the write: announced then.
         self.enqueue_with(items, Some(announce), durability).await
+    }
+
+    fn number(&self, devices: &[DeviceKey], announce: &mut dyn FnMut(&[u64])) -> Option<Vec<u64>> {
+        self.inner.number(devices, announce)
+    }
+
+    async fn enqueue_numbered(
+        &self,
+        items: &[NewQueueItem],
+        seqs: &[u64],
+        durability: Durability,
+    ) -> Result<(), Error> {
+        if items.len() != seqs.len() {
+            return Err(Error::new(
+                ErrorCode::Internal,
+                "enqueue_numbered: one number per item",
+            ));
+        }
+        let (items, seqs) = (encoded(items), seqs.to_vec());
+        let write = move |inner: &Inner<E>| inner.enqueue_numbered(items, &seqs, durability);
+        if durability == Durability::Buffered {
+            self.run_quick("enqueue", write).await
+        } else {
+            self.run("enqueue", write).await
+        }
     }
 
     fn defers_sync(&self) -> bool {
