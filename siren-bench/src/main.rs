@@ -462,7 +462,9 @@ async fn compare_stores(admin_url: &str, quick: bool, report: &mut Report) -> an
         &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
     )?;
     let pg = pg?;
-    for (what, p, r) in [
+    // Issue 14's goal for PostgreSQL's durable enqueues with 16 writers.
+    let enqueue_goal = 15_000.0;
+    for (what, p, r, goal) in [
         (
             format!(
                 "store: durable 1-item enqueues/s, {} writers (PostgreSQL vs RocksDB)",
@@ -470,24 +472,31 @@ async fn compare_stores(admin_url: &str, quick: bool, report: &mut Report) -> an
             ),
             pg.enqueue,
             rocks.enqueue,
+            Some(("≥ 15,000/s", enqueue_goal)),
         ),
         (
             "store: items drained/s, 256-item pages read + acked".to_owned(),
             pg.drain,
             rocks.drain,
+            None,
         ),
         (
             "store: directory lookups/s (3 entries per user)".to_owned(),
             pg.lookup,
             rocks.lookup,
+            None,
         ),
     ] {
-        report.rows.push(Row::new(
+        let row = Row::new(
             what,
             fmt_rate(p),
             format!("{} (RocksDB)", fmt_rate(r)),
             percent(p / r),
-        ));
+        );
+        report.rows.push(match goal {
+            Some((text, at_least)) => row.goal(text, met(p >= at_least, p / at_least)),
+            None => row,
+        });
     }
     report.note(format!(
         "stores: {} items of 512 B, {} users, {} lookups, one process, both stores on this machine's disk; PostgreSQL over loopback TCP with a pool",

@@ -60,7 +60,9 @@
 //!   trait asks), so [`Storage::flush`] has nothing left to write: it checks the connection.
 //! * **Queue sequence numbers.** `queue_counters` holds the last number handed out to each
 //!   device; an enqueue raises it and inserts its items in one statement (one transaction), so
-//!   a call that starts after another returned gets higher numbers. Removals (ack, purge,
+//!   a call that starts after another returned gets higher numbers. Overlapping enqueues
+//!   share one statement (`batch`: group commit in the process, since enqueues to one device
+//!   would otherwise wait for each other's commit on its counter's row lock). Removals (ack, purge,
 //!   expire) never lower it and the row outlives a purge, so a number is never handed out
 //!   twice, even after the queue was emptied and the server restarted (the role of the
 //!   key-value adapter's high-water mark). The row lock on a device's counter orders concurrent
@@ -94,6 +96,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod accounts;
+mod batch;
 mod directory;
 mod error;
 mod export;
@@ -211,6 +214,8 @@ pub struct PgStorage {
     pool: Pool,
     /// `user@host:port/database`, for logs and error messages (never the password).
     target: Arc<str>,
+    /// Enqueues waiting to share a statement.
+    enqueues: Arc<batch::Enqueues>,
 }
 
 impl fmt::Debug for PgStorage {
@@ -305,7 +310,11 @@ pub async fn open(config: &PgConfig) -> Result<PgStorage, Error> {
                 format!("postgresql at {target}: cannot build the connection pool: {e}"),
             )
         })?;
-    let storage = PgStorage { pool, target };
+    let storage = PgStorage {
+        pool,
+        target,
+        enqueues: Arc::default(),
+    };
     let version = migrate::migrate(&storage).await?;
     storage.check_durability().await?;
     tracing::info!(

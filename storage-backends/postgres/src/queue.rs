@@ -56,9 +56,10 @@ DELETE FROM queue_items WHERE (device, seq) IN (
 /// serialisation failure (it then stored nothing).
 const ENQUEUE_ATTEMPTS: usize = 3;
 
-#[async_trait]
-impl QueueStore for PgStorage {
-    async fn enqueue(&self, items: &[NewQueueItem]) -> Result<Vec<u64>, Error> {
+impl PgStorage {
+    /// Enqueues `items` in one statement (one transaction), retrying a deadlock or
+    /// serialisation failure.
+    async fn enqueue_statement(&self, items: &[NewQueueItem]) -> Result<Vec<u64>, Error> {
         let op = "enqueue";
         let db = |e: tokio_postgres::Error| self.db_error(op, &e);
         if items.is_empty() {
@@ -124,6 +125,34 @@ impl QueueStore for PgStorage {
                 Ok(this)
             })
             .collect()
+    }
+}
+
+#[async_trait]
+impl QueueStore for PgStorage {
+    /// Joins the next statement (`batch`): whoever's turn comes runs everything pending then.
+    async fn enqueue(&self, items: &[NewQueueItem]) -> Result<Vec<u64>, Error> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut answer = self.enqueues.join(items);
+        let abandoned = |_| {
+            Err(Error::new(
+                ErrorCode::Internal,
+                "enqueue: the statement carrying these items was abandoned",
+            ))
+        };
+        tokio::select! {
+            biased;
+            done = &mut answer => return done.unwrap_or_else(abandoned),
+            _turn = self.enqueues.turn.lock() => {
+                if let Some(taken) = self.enqueues.take() {
+                    let result = self.enqueue_statement(&taken.items).await;
+                    taken.answer(result);
+                }
+            }
+        }
+        answer.await.unwrap_or_else(abandoned)
     }
 
     async fn pending(
