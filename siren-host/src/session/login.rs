@@ -13,6 +13,10 @@ use crate::admission::AddrKey;
 use crate::auth::limits::Refused;
 use crate::queue::now;
 
+/// How stale a resumed session's `last_seen` may be before a resumption writes it again (at
+/// most a tenth of `session_ttl_secs`).
+const LAST_SEEN_GRANULARITY_SECS: u64 = 3600;
+
 impl Session {
     /// Sends `welcome` (resuming if the session id is bound to this DEK) and, for a session that
     /// still has to log in, the mechanisms on offer.
@@ -55,9 +59,16 @@ impl Session {
             }
         }
         let was_resumed = resumed.is_some();
+        // A resumed session's record changes only in `last_seen`, which ages it out after
+        // `session_ttl_secs` (days): rewritten (a synced write) at most once per
+        // LAST_SEEN_GRANULARITY_SECS, not on every resumption.
+        let mut fresh = false;
         let (id, user) = match resumed {
             Some((id, rec)) => {
                 self.credential_stamp = rec.credential_stamp;
+                let ttl = self.shared.config().limits.session_ttl_secs;
+                let granularity = LAST_SEEN_GRANULARITY_SECS.min(ttl / 10);
+                fresh = rec.last_seen.saturating_add(granularity) > now();
                 (id, rec.user)
             }
             None => (SessionId::random(&mut siren_proto::os_rng()), None),
@@ -69,7 +80,9 @@ impl Session {
         // costs no write.
         if user.is_some() {
             self.ticket.logged_in();
-            self.save_session().await?;
+            if !fresh {
+                self.save_session().await?;
+            }
         }
         let welcome = ServerMessage::Welcome {
             sid: id,
