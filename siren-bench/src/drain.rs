@@ -243,8 +243,9 @@ async fn drain(mut conn: Connected, messages: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Envelope signature checks per second on one thread: the server checks one per envelope of
-/// a `send`, on the task serving the sender's session.
+/// Envelope signature checks per second on one thread: what a server that checks them
+/// (`[limits] check_envelope_signatures`; off by default, recipients always check) could take
+/// at most on the task serving the sender's session.
 pub fn verify_rate(duration: Duration) -> anyhow::Result<f64> {
     let mut rng = siren_proto::os_rng();
     let from = siren_api::Uid::parse("alice@bench.test")?;
