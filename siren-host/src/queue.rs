@@ -194,9 +194,7 @@ impl Queue {
         }
         Ok(())
     }
-}
 
-impl Queue {
     /// Numbers `batch` (of `items`) without writing it and offers it to the live sessions; it
     /// is written only if some device has not acknowledged its item within
     /// [`deferred::SYNC_AFTER`] ([`Deferred::settle_unwritten`]). `None` if the store cannot
@@ -214,7 +212,14 @@ impl Queue {
             started = Some(self.deferred.start_unwritten(&deks, seqs));
             self.hub.offer(batch, seqs);
         })?;
-        let commit = started?;
+        let Some(commit) = started else {
+            // The store returned numbers without announcing them (against its contract): the
+            // items are neither stored nor waited for, so the send fails rather than vanish.
+            return Some(Err(Error::new(
+                siren_api::ErrorCode::Internal,
+                "the store numbered items without announcing them",
+            )));
+        };
         let written = match self
             .deferred
             .settle_unwritten(&*self.storage, commit, batch)
