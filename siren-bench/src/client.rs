@@ -109,10 +109,12 @@ pub async fn drained(conn: &mut Connected) -> anyhow::Result<()> {
     }
 }
 
-/// Opens a session with a fresh DEK, logs in as `account` with `PLAIN` and registers the DEK
-/// (the user's first device, or the next entry of its chain: the bench holds the USK, so no
-/// approval is needed). Returns once the device is ready and its (empty) queue drained.
-pub async fn enroll(target: &Target, account: &Account) -> anyhow::Result<(Device, Connected)> {
+/// Opens a session with a fresh DEK and logs in as `uid` with `PLAIN`: the DEK, the
+/// connection, the session id and the answer to `auth_start`.
+pub async fn log_in(
+    target: &Target,
+    uid: &Uid,
+) -> anyhow::Result<(DekSecret, Connected, SessionId, ServerMessage)> {
     let dek = DekSecret::generate(&mut siren_proto::os_rng());
     let mut conn = open(target, &dek, SessionRequest::Open).await?;
     let (sid, _) = welcome(&mut conn).await?;
@@ -120,7 +122,7 @@ pub async fn enroll(target: &Target, account: &Account) -> anyhow::Result<(Devic
         ServerMessage::AuthMechanisms { mechs } if mechs.iter().any(|m| m == "PLAIN") => {}
         other => bail!("expected auth_mechanisms offering PLAIN, got {other:?}"),
     }
-    let user = account.uid.user().as_str();
+    let user = uid.user().as_str();
     conn.sender
         .send(&ClientMessage::AuthStart {
             rid: 1,
@@ -128,7 +130,17 @@ pub async fn enroll(target: &Target, account: &Account) -> anyhow::Result<(Devic
             data: format!("\0{user}\0{PASSWORD}").into_bytes(),
         })
         .await?;
-    let (seq, prev) = match recv(&mut conn).await? {
+    let answer = recv(&mut conn).await?;
+    Ok((dek, conn, sid, answer))
+}
+
+/// Opens a session with a fresh DEK, logs in as `account` with `PLAIN` and registers the DEK
+/// (the user's first device, or the next entry of its chain: the bench holds the USK, so no
+/// approval is needed). Returns once the device is ready and its (empty) queue drained.
+pub async fn enroll(target: &Target, account: &Account) -> anyhow::Result<(Device, Connected)> {
+    let (dek, mut conn, sid, answer) = log_in(target, &account.uid).await?;
+    let user = account.uid.user().as_str();
+    let (seq, prev) = match answer {
         ServerMessage::AuthSuccess {
             next: NextStep::CreateUser,
             ..

@@ -46,16 +46,51 @@ pub fn test_keys(name: &ServerName) -> ResponderKeys {
 pub fn crypto_rate(threads: usize, duration: Duration) -> anyhow::Result<f64> {
     let name = ServerName::parse("bench.test").context("server name")?;
     let keys = Arc::new(test_keys(&name));
+    on_threads(threads, duration, move || {
+        let dek = DekSecret::generate(&mut siren_proto::os_rng());
+        let keys = keys.clone();
+        move || in_process(&keys, &dek, SessionRequest::Open).map(|_| ())
+    })
+}
+
+/// argon2id password hashes per second at the password backend's default cost (OWASP's:
+/// 19 MiB, 2 iterations, 1 lane), on `threads` threads: the raw price of one `PLAIN` login.
+pub fn hash_rate(threads: usize, duration: Duration) -> anyhow::Result<f64> {
+    let cost = siren_auth_password::Cost::RECOMMENDED;
+    let params = argon2::Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
+        .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+    on_threads(threads, duration, move || {
+        let argon2 = argon2::Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            params.clone(),
+        );
+        move || {
+            let mut out = [0u8; 32];
+            argon2
+                .hash_password_into(b"a bench password", b"sixteen byte salt", &mut out)
+                .map_err(|e| anyhow::anyhow!("argon2: {e}"))
+        }
+    })
+}
+
+/// Runs `work` in a loop on `threads` threads for `duration` (each thread makes its own with
+/// `make`); completions per second.
+fn on_threads<M, W>(threads: usize, duration: Duration, make: M) -> anyhow::Result<f64>
+where
+    M: Fn() -> W,
+    W: FnMut() -> anyhow::Result<()> + Send + 'static,
+{
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let workers: Vec<_> = (0..threads)
         .map(|_| {
-            let (keys, stop, count) = (keys.clone(), stop.clone(), count.clone());
+            let (stop, count) = (stop.clone(), count.clone());
+            let mut work = make();
             std::thread::spawn(move || -> anyhow::Result<()> {
-                let dek = DekSecret::generate(&mut siren_proto::os_rng());
                 while !stop.load(Ordering::Relaxed) {
-                    in_process(&keys, &dek, SessionRequest::Open)?;
+                    work()?;
                     count.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(())
@@ -67,9 +102,31 @@ pub fn crypto_rate(threads: usize, duration: Duration) -> anyhow::Result<f64> {
     let elapsed = start.elapsed();
     for w in workers {
         w.join()
-            .map_err(|_| anyhow::anyhow!("a handshake thread panicked"))??;
+            .map_err(|_| anyhow::anyhow!("a measuring thread panicked"))??;
     }
     Ok(rate(count.load(Ordering::Relaxed), elapsed))
+}
+
+/// `PLAIN` logins per second through the server, `connectors` at once for `duration`: each a
+/// fresh connection (handshake, `welcome`, `auth_start`, `auth_success`), dropped once logged in.
+pub async fn logins(
+    target: &Target,
+    account: &Account,
+    connectors: usize,
+    duration: Duration,
+) -> anyhow::Result<f64> {
+    let (t, uid) = (target.clone(), account.uid.clone());
+    timed(connectors, duration, move |_| {
+        let (target, uid) = (t.clone(), uid.clone());
+        async move {
+            match client::log_in(&target, &uid).await?.3 {
+                ServerMessage::AuthSuccess { .. } => Ok(()),
+                other => bail!("login failed: {other:?}"),
+            }
+        }
+    })
+    .await
+    .context("logins")
 }
 
 /// What [`through_server`] measured.

@@ -736,6 +736,26 @@ async fn one_server(
             base,
             percent(rates.resumed / crypto),
         ));
+        // Logins at the real password cost, on a server of their own.
+        let mut server = Server::new(bin, "logins.test")?;
+        server.default_password_cost()?;
+        server.add_users(&["frank"])?;
+        server.start()?;
+        let at = server.target()?;
+        let frank = Account::new(&at, "frank")?;
+        let logins = handshakes::logins(&at, &frank, sizes.connectors, time).await?;
+        server.stop()?;
+        let hashes =
+            tokio::task::spawn_blocking(move || handshakes::hash_rate(threads, time)).await??;
+        report.rows.push(Row::new(
+            format!(
+                "PLAIN logins, argon2id at OWASP's cost ({} connectors, per s)",
+                sizes.connectors
+            ),
+            fmt_rate(logins),
+            format!("{} (argon2id hashes, {threads} threads)", fmt_rate(hashes)),
+            percent(logins / hashes),
+        ));
     }
 
     let warnings = server.warnings();

@@ -189,6 +189,18 @@ level = "info"
         Ok(())
     }
 
+    /// Drops the cheap argon2 cost from the configuration: passwords are then hashed at the
+    /// password backend's default (OWASP's) cost, as on a real server. Before users are added.
+    pub fn default_password_cost(&self) -> anyhow::Result<()> {
+        let path = self.dir.path().join("sirend.toml");
+        let config = std::fs::read_to_string(&path).context("cannot read sirend.toml")?;
+        let cheap = "argon2_memory_kib = 64\nargon2_iterations = 1\n";
+        if !config.contains(cheap) {
+            bail!("sirend.toml has no cheap argon2 cost to drop");
+        }
+        std::fs::write(&path, config.replace(cheap, "")).context("cannot write sirend.toml")
+    }
+
     /// Starts `sirend run` and waits until it listens.
     pub fn start(&mut self) -> anyhow::Result<()> {
         if self.child.is_some() {
