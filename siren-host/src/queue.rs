@@ -97,7 +97,28 @@ impl Queue {
     /// [`UsageCache::reserve`] (the caller releases the reservation if this fails); notices are
     /// counted here.
     pub async fn enqueue_to(&self, items: Vec<(DekPublic, QueueItem)>) -> Result<(), Error> {
+        self.enqueue_numbered_first(items, None).await
+    }
+
+    /// [`Queue::enqueue_to`], sending on `numbered` as soon as the items have their final
+    /// numbers (before the write, with a store that numbers first; otherwise once written), so
+    /// that a session can start its next commit while this one settles: the next one's items
+    /// are then numbered after these, and each device receives them in order. Dropped without
+    /// a send if the enqueue fails first.
+    pub async fn enqueue_numbered_first(
+        &self,
+        items: Vec<(DekPublic, QueueItem)>,
+        numbered: Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> Result<(), Error> {
+        let numbered = std::sync::Mutex::new(numbered);
+        let signal = move || {
+            if let Some(tx) = numbered.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                let _ = tx.send(());
+            }
+        };
+        let signal = Arc::new(signal);
         if items.is_empty() {
+            signal();
             return Ok(());
         }
         let expires = now().saturating_add(self.ttl.load(std::sync::atomic::Ordering::Relaxed));
@@ -125,7 +146,7 @@ impl Queue {
             .any(|(_, item)| matches!(item, QueueItem::Notice { .. }));
         if defer
             && !notices
-            && let Some(done) = self.enqueue_unwritten(&items, &batch).await
+            && let Some(done) = self.enqueue_unwritten(&items, &batch, &*signal).await
         {
             return done;
         }
@@ -133,6 +154,7 @@ impl Queue {
         let announce = {
             let (hub, offered) = (self.hub.clone(), batch.clone());
             let deferred = defer.then(|| (self.deferred.clone(), started.clone()));
+            let signal = signal.clone();
             Box::new(move |seqs: &[u64]| {
                 if let Some((deferred, started)) = deferred {
                     let devices: Vec<DekPublic> = offered
@@ -143,6 +165,7 @@ impl Queue {
                     *started.lock().unwrap_or_else(|p| p.into_inner()) = Some(commit);
                 }
                 hub.offer(&offered, seqs);
+                signal();
             })
         };
         let durability = if buffered {
@@ -203,6 +226,7 @@ impl Queue {
         &self,
         items: &[(DekPublic, QueueItem)],
         batch: &crate::hub::OfferedItems,
+        numbered: &(dyn Fn() + Send + Sync),
     ) -> Option<Result<(), Error>> {
         let devices: Vec<siren_api::storage::DeviceKey> = batch.iter().map(|i| i.device).collect();
         let deks: Vec<DekPublic> = items.iter().map(|(dek, _)| *dek).collect();
@@ -212,6 +236,7 @@ impl Queue {
             started = Some(self.deferred.start_unwritten(&deks, seqs));
             self.hub.offer(batch, seqs);
         })?;
+        numbered();
         let Some(commit) = started else {
             // The store returned numbers without announcing them (against its contract): the
             // items are neither stored nor waited for, so the send fails rather than vanish.

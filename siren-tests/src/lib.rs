@@ -894,6 +894,30 @@ pub mod raw {
             }
         }
 
+        /// An envelope from this session's device to `to`'s device, with counter `ctr`.
+        pub fn seal_to(
+            &self,
+            to: &Uid,
+            to_dek: &siren_proto::keys::DekPublic,
+            ctr: u64,
+            content: &[u8],
+        ) -> siren_proto::envelope::Envelope {
+            siren_proto::envelope::Envelope::seal(
+                siren_proto::envelope::Sender {
+                    uid: &self.uid,
+                    usk: &self.usk,
+                    dek: &self.dek.public(),
+                },
+                to,
+                to_dek,
+                siren_proto::ids::MessageId::random(&mut siren_proto::os_rng()),
+                ctr,
+                content,
+                &mut siren_proto::os_rng(),
+            )
+            .unwrap()
+        }
+
         /// Sends a request with the next request id; returns the id.
         pub async fn request(&mut self, make: impl FnOnce(u32) -> ClientMessage) -> u32 {
             self.next_rid += 1;

@@ -140,7 +140,6 @@ fn kill_9_during_a_stream_to_an_online_device_loses_no_acknowledged_message() {
 /// it after reconnecting: the sender was acknowledged, so the message was written and synced.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_message_delivered_early_and_never_acknowledged_comes_again_after_a_reconnect() {
-    use siren_proto::envelope::{Envelope, Sender};
     use siren_proto::ids::MessageId;
     use siren_proto::message::{ClientMessage, NextStep, QueueItem, ServerMessage};
     use siren_tests::raw::{self, Session};
@@ -151,22 +150,7 @@ async fn a_message_delivered_early_and_never_acknowledged_comes_again_after_a_re
     s.start();
     let mut bob = Session::create(&s, "bob", "pw-b").await;
     let mut alice = Session::create(&s, "alice", "pw-a").await;
-    let seal = |ctr: u64, text: &[u8]| {
-        Envelope::seal(
-            Sender {
-                uid: &alice.uid,
-                usk: &alice.usk,
-                dek: &alice.dek.public(),
-            },
-            &bob.uid,
-            &bob.dek.public(),
-            MessageId::random(&mut siren_proto::os_rng()),
-            ctr,
-            text,
-            &mut siren_proto::os_rng(),
-        )
-        .unwrap()
-    };
+    let seal = |ctr: u64, text: &[u8]| alice.seal_to(&bob.uid, &bob.dek.public(), ctr, text);
     let delivered = |msg: &ServerMessage, id: MessageId| match msg {
         ServerMessage::Deliver {
             item: QueueItem::Message { env },

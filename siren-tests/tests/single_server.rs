@@ -140,3 +140,77 @@ fn the_data_directory_holds_no_plaintext() {
     server.start();
     assert_eq!(bob.recv().len(), 20);
 }
+
+/// A session may have several commits in flight (each waits up to 2 ms for its recipient's
+/// acknowledgements): messages sent back to back, without waiting for `send_ack`, still reach
+/// the live recipient in the order sent, and every `send` is answered, in order.
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_sent_back_to_back_arrive_in_order_and_are_acknowledged_in_order() {
+    use siren_proto::message::{ClientMessage, QueueItem, ServerMessage};
+    use siren_tests::raw::Session;
+
+    const N: u64 = 300;
+    let mut s = Server::new(Options::default());
+    s.add_user("alice", "pw-a");
+    s.add_user("bob", "pw-b");
+    s.start();
+    let mut bob = Session::create(&s, "bob", "pw-b").await;
+    let mut alice = Session::create(&s, "alice", "pw-a").await;
+    let envelopes: Vec<_> = (1..=N)
+        .map(|ctr| alice.seal_to(&bob.uid, &bob.dek.public(), ctr, b"in order"))
+        .collect();
+    // Bob reads as they come and acknowledges 16 at a time (so commits wait for him).
+    let receiver = tokio::spawn(async move {
+        let mut counters = Vec::new();
+        let mut unacked = Vec::new();
+        while counters.len() < N as usize {
+            let msg = tokio::time::timeout(
+                Duration::from_secs(30),
+                bob.conn.receiver.recv::<ServerMessage>(),
+            )
+            .await
+            .expect("deliveries in time")
+            .unwrap();
+            if let ServerMessage::Deliver {
+                seq,
+                item: QueueItem::Message { env },
+            } = msg
+            {
+                counters.push(env.ctr);
+                unacked.push(seq);
+                if unacked.len() == 16 {
+                    let seqs = std::mem::take(&mut unacked);
+                    bob.conn
+                        .sender
+                        .send(&ClientMessage::Ack { seqs })
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+        counters
+    });
+    let mut rids = Vec::new();
+    for env in envelopes {
+        rids.push(
+            alice
+                .request(|rid| ClientMessage::Send {
+                    rid,
+                    msgs: vec![env],
+                })
+                .await,
+        );
+    }
+    for rid in rids {
+        match alice.next_answer().await {
+            ServerMessage::SendAck { rid: r, .. } => assert_eq!(r, rid, "answers out of order"),
+            other => panic!("send {rid} not acknowledged: {other:?}"),
+        }
+    }
+    let counters = receiver.await.unwrap();
+    assert_eq!(
+        counters,
+        (1..=N).collect::<Vec<_>>(),
+        "delivered out of order"
+    );
+}

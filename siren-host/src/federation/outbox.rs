@@ -68,11 +68,13 @@ pub fn admit(shared: &Arc<Shared>, from: &Uid, env: &Envelope) -> Result<(), Err
     shared.outboxes.reserve(from.user(), peer)
 }
 
-/// Commits queue items (as [`crate::queue::Queue::enqueue_to`]) and then starts the workers of
-/// the outboxes among them: started after the commit, a worker always finds the new envelopes.
+/// Commits queue items (as [`crate::queue::Queue::enqueue_numbered_first`], which sends on
+/// `numbered` once they are numbered) and then starts the workers of the outboxes among them:
+/// started after the commit, a worker always finds the new envelopes.
 pub async fn enqueue(
     shared: &Arc<Shared>,
     items: Vec<(DekPublic, QueueItem)>,
+    numbered: Option<tokio::sync::oneshot::Sender<()>>,
 ) -> Result<(), Error> {
     let local = &shared.config().server.name;
     let remote: BTreeSet<(Username, ServerName)> = items
@@ -84,7 +86,7 @@ pub async fn enqueue(
             _ => None,
         })
         .collect();
-    shared.queue.enqueue_to(items).await?;
+    shared.queue.enqueue_numbered_first(items, numbered).await?;
     for (user, peer) in remote {
         shared.outboxes.committed(&user, &peer);
         ensure_worker(shared, &peer);

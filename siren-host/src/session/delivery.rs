@@ -57,23 +57,42 @@ pub(super) struct Early {
 
 /// Most `send` requests waiting for the next commit; beyond this the session stops reading.
 pub(super) const MAX_BATCHED: usize = 64;
+/// Most commits of one session in flight at once: a commit whose items are numbered may still
+/// wait for its devices' acknowledgements (up to 2 ms, `crate::deferred`) while the next ones
+/// proceed; `send_ack`s still go in order.
+pub(super) const MAX_COMMITS: usize = 4;
 /// Queue items fetched from the store at a time.
 const PAGE: usize = 64;
 
 impl Session {
-    /// Starts committing the waiting envelopes, unless a commit is already in flight.
+    /// Starts committing the waiting envelopes, unless the newest commit in flight has not
+    /// numbered its items yet (the next one's must come after them) or [`MAX_COMMITS`] are in
+    /// flight.
     pub(super) fn start_commit(&mut self) {
-        if self.commit.is_some() || self.batch_rids.is_empty() {
+        if let Some(rx) = &mut self.numbering
+            && !matches!(
+                rx.try_recv(),
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty)
+            )
+        {
+            // Numbered (or failed) already, even if the loop has not heard of it yet.
+            self.numbering = None;
+        }
+        if self.numbering.is_some()
+            || self.commits.len() >= MAX_COMMITS
+            || self.batch_rids.is_empty()
+        {
             return;
         }
         let items = std::mem::take(&mut self.batch);
         let rids = std::mem::take(&mut self.batch_rids);
         let reserved = std::mem::take(&mut self.batch_reserved);
         let shared = self.shared.clone();
+        let (numbered, numbering) = tokio::sync::oneshot::channel();
         let handle = tokio::spawn(async move {
             let envelopes = items.len() as u64;
             let started = std::time::Instant::now();
-            let done = crate::federation::outbox::enqueue(&shared, items).await;
+            let done = crate::federation::outbox::enqueue(&shared, items, Some(numbered)).await;
             crate::metrics::Metrics::time(&shared.metrics.commit_seconds, started.elapsed());
             match done {
                 Ok(()) => {
@@ -83,15 +102,16 @@ impl Session {
             }
             done
         });
-        self.commit = Some((handle, rids));
+        self.commits.push_back((handle, rids));
+        self.numbering = Some(numbering);
     }
 
-    /// Answers the requests of a finished commit and starts the next one.
+    /// Answers the requests of the oldest commit, now finished, and starts the next one.
     pub(super) async fn finish_commit(
         &mut self,
         done: Result<Result<(), Error>, tokio::task::JoinError>,
     ) -> Result<(), Outcome> {
-        let Some((_, rids)) = self.commit.take() else {
+        let Some((_, rids)) = self.commits.pop_front() else {
             return Ok(());
         };
         let failure = match done {

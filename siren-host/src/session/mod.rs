@@ -4,7 +4,9 @@
 //! once), answers requests one at a time, delivers queue items and watches the timeouts. A client
 //! that floods requests is slowed down by TCP: nothing is read while a request is being handled.
 //! Envelopes of consecutive `send`s are committed together while an earlier commit is in flight
-//! (group commit, order kept), and each `send` is acknowledged after the commit that holds it.
+//! (group commit, order kept); a commit starts once the one before has numbered its items, so
+//! several may be in flight ([`delivery::MAX_COMMITS`]), and each `send` is acknowledged after
+//! the commit that holds it, in order.
 //! Lookups another server answers run beside the loop ([`remote`]), so a slow or stuck peer never
 //! holds up the session's other requests. Every error caused by the client's bytes ends in an `error` message or a closed connection,
 //! never a panic.
@@ -80,7 +82,8 @@ pub async fn serve(
                 batch: Vec::new(),
                 batch_rids: Vec::new(),
                 batch_reserved: Vec::new(),
-                commit: None,
+                commits: std::collections::VecDeque::new(),
+                numbering: None,
                 inbox: None,
                 signals: None,
                 signal_rate: signals::session_rate(&shared.config().limits),
@@ -161,8 +164,11 @@ struct Session {
     batch_rids: Vec<(RequestId, Vec<MessageId>)>,
     /// Quota reserved for the batch's messages (given back if the commit fails).
     batch_reserved: Vec<(DekPublic, u64)>,
-    /// The commit in flight and the requests it answers.
-    commit: Option<Commit>,
+    /// The commits in flight, oldest first, and the requests each answers (answered in this
+    /// order).
+    commits: std::collections::VecDeque<Commit>,
+    /// Told when the newest commit's items are numbered (the next commit waits for that).
+    numbering: Option<tokio::sync::oneshot::Receiver<()>>,
     /// Presence events for this session, once it subscribed to something.
     inbox: Option<crate::pubsub::Inbox>,
     /// Signals for this session, once it is live.
@@ -192,6 +198,7 @@ enum Event {
     Wake,
     Frame(Result<Vec<u8>, NetError>),
     Committed(Result<Result<(), Error>, tokio::task::JoinError>),
+    Numbered,
     PubSub(Option<Box<ServerMessage>>),
     Signal(Option<Box<siren_proto::envelope::Envelope>>),
     Remote(Option<Box<ServerMessage>>),
@@ -245,11 +252,22 @@ async fn kicked(k: Option<Arc<crate::hub::Kick>>) {
     }
 }
 
+/// The oldest commit in flight, once it finished.
 async fn committed(
-    commit: &mut Option<Commit>,
+    commits: &mut std::collections::VecDeque<Commit>,
 ) -> Result<Result<(), Error>, tokio::task::JoinError> {
-    match commit {
+    match commits.front_mut() {
         Some((handle, _)) => handle.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The newest commit numbered its items (or failed before).
+async fn numbered(numbering: &mut Option<tokio::sync::oneshot::Receiver<()>>) {
+    match numbering {
+        Some(rx) => {
+            let _ = rx.await;
+        }
         None => std::future::pending().await,
     }
 }
@@ -318,7 +336,8 @@ impl Session {
                 _ = shutdown.changed() => Event::Shutdown,
                 _ = kicked(kick) => Event::Kicked,
                 _ = notified(wake) => Event::Wake,
-                done = committed(&mut self.commit) => Event::Committed(done),
+                done = committed(&mut self.commits) => Event::Committed(done),
+                () = numbered(&mut self.numbering) => Event::Numbered,
                 ev = next_pubsub(&mut self.inbox) => Event::PubSub(ev.map(Box::new)),
                 env = next_signal(&mut self.signals) => Event::Signal(env.map(Box::new)),
                 answer = self.remote.next() => Event::Remote(answer.map(Box::new)),
@@ -329,8 +348,8 @@ impl Session {
             match event {
                 Event::Shutdown => {
                     // Answer the sends already taken: their envelopes may be committed.
-                    while self.commit.is_some() {
-                        let done = committed(&mut self.commit).await;
+                    while !self.commits.is_empty() {
+                        let done = committed(&mut self.commits).await;
                         self.finish_commit(done).await?;
                     }
                     let _ = self
@@ -354,6 +373,10 @@ impl Session {
                 }
                 Event::Wake => {}
                 Event::Committed(done) => self.finish_commit(done).await?,
+                Event::Numbered => {
+                    self.numbering = None;
+                    self.start_commit();
+                }
                 Event::PubSub(Some(ev)) => self.send(&ev).await?,
                 Event::PubSub(None) => self.inbox = None,
                 Event::Signal(Some(env)) => self.send(&ServerMessage::Signal { env: *env }).await?,
