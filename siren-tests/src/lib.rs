@@ -840,6 +840,17 @@ pub mod raw {
             .unwrap();
     }
 
+    /// The next message the server sends on `conn`, whatever it is (20 s at most).
+    pub async fn next_message(conn: &mut Connected) -> ServerMessage {
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            conn.receiver.recv::<ServerMessage>(),
+        )
+        .await
+        .expect("a message from the server in time")
+        .unwrap()
+    }
+
     /// Opens a session with `dek`.
     pub async fn open(server: &Server, dek: &DekSecret) -> Connected {
         connect(
@@ -929,13 +940,7 @@ pub mod raw {
         /// The next message that is not a queue delivery.
         pub async fn next_answer(&mut self) -> ServerMessage {
             loop {
-                let msg = tokio::time::timeout(
-                    Duration::from_secs(20),
-                    self.conn.receiver.recv::<ServerMessage>(),
-                )
-                .await
-                .expect("an answer in time")
-                .unwrap();
+                let msg = next_message(&mut self.conn).await;
                 if !matches!(
                     msg,
                     ServerMessage::Deliver { .. } | ServerMessage::QueueDrained

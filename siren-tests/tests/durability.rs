@@ -171,13 +171,7 @@ async fn a_message_delivered_early_and_never_acknowledged_comes_again_after_a_re
             })
             .await;
         let seq = loop {
-            let msg = tokio::time::timeout(
-                Duration::from_secs(20),
-                bob.conn.receiver.recv::<ServerMessage>(),
-            )
-            .await
-            .expect("a delivery in time")
-            .unwrap();
+            let msg = raw::next_message(&mut bob.conn).await;
             if let Some(seq) = delivered(&msg, this) {
                 break seq;
             }
@@ -201,14 +195,7 @@ async fn a_message_delivered_early_and_never_acknowledged_comes_again_after_a_re
     raw::start_plain(&mut conn, "bob", "pw-b").await;
     let mut ready = false;
     loop {
-        let msg = tokio::time::timeout(
-            Duration::from_secs(20),
-            conn.receiver.recv::<ServerMessage>(),
-        )
-        .await
-        .expect("the queue in time")
-        .unwrap();
-        match msg {
+        match raw::next_message(&mut conn).await {
             ServerMessage::AuthSuccess { next, .. } => {
                 assert_eq!(next, NextStep::Ready);
                 ready = true;

@@ -93,11 +93,7 @@ async fn a_badly_signed_envelope_is_refused_by_the_recipient_or_a_checking_serve
         let alice = Session::create(&s, "alice", "pw-a").await;
         let mut mallory = Session::create(&s, "mallory", "pw-m").await;
         let bob_dek = bob_device(&mut mallory).await;
-        let content = siren_proto::plaintext::Plaintext::Text {
-            body: "signed by someone else".into(),
-            ts: 0,
-        }
-        .encode();
+        let content = text("signed by someone else");
         let env = Envelope::seal(
             Sender {
                 uid: &mallory.uid,
@@ -150,25 +146,7 @@ async fn replayed_envelope_is_delivered_only_once() {
     bob.login("pw-b");
     let mut alice = Session::create(&s, "alice", "pw-a").await;
     let bob_dek = bob_device(&mut alice).await;
-    let content = siren_proto::plaintext::Plaintext::Text {
-        body: "only once".into(),
-        ts: 0,
-    }
-    .encode();
-    let env = Envelope::seal(
-        Sender {
-            uid: &alice.uid,
-            usk: &alice.usk,
-            dek: &alice.dek.public(),
-        },
-        &bob_uid(),
-        &bob_dek,
-        MessageId::random(&mut siren_proto::os_rng()),
-        1,
-        &content,
-        &mut siren_proto::os_rng(),
-    )
-    .unwrap();
+    let env = alice.seal_to(&bob_uid(), &bob_dek, 1, &text("only once"));
     // The same envelope three times: once now, twice after bob has read it.
     alice
         .request(|rid| ClientMessage::Send {
@@ -198,6 +176,15 @@ async fn replayed_envelope_is_delivered_only_once() {
 
 fn bob_uid() -> siren_api::Uid {
     siren_api::Uid::parse("bob@alpha.test").unwrap()
+}
+
+/// A text message's plaintext.
+fn text(body: &str) -> Vec<u8> {
+    siren_proto::plaintext::Plaintext::Text {
+        body: body.into(),
+        ts: 0,
+    }
+    .encode()
 }
 
 /// Bob's first device, looked up by `session`.

@@ -164,13 +164,7 @@ async fn messages_sent_back_to_back_arrive_in_order_and_are_acknowledged_in_orde
         let mut counters = Vec::new();
         let mut unacked = Vec::new();
         while counters.len() < N as usize {
-            let msg = tokio::time::timeout(
-                Duration::from_secs(30),
-                bob.conn.receiver.recv::<ServerMessage>(),
-            )
-            .await
-            .expect("deliveries in time")
-            .unwrap();
+            let msg = siren_tests::raw::next_message(&mut bob.conn).await;
             if let ServerMessage::Deliver {
                 seq,
                 item: QueueItem::Message { env },
