@@ -168,30 +168,16 @@ impl Deferred {
         items: &[NewQueueItem],
     ) -> Result<Vec<(DekPublic, u64)>, Error> {
         let _ = tokio::time::timeout(SYNC_AFTER, commit.waiting.acknowledged()).await;
-        let left: Vec<usize> = {
-            let mut waiting = self.items();
-            (0..commit.keys.len())
-                .filter(|&i| {
-                    commit
-                        .keys
-                        .get(i)
-                        .is_some_and(|k| waiting.remove(k).is_some())
-                })
-                .collect()
-        };
+        let left = self.take_unacknowledged(&commit);
         if left.is_empty() {
             return Ok(Vec::new());
         }
-        let mut write = Vec::with_capacity(left.len());
-        let mut seqs = Vec::with_capacity(left.len());
-        let mut keys = Vec::with_capacity(left.len());
-        for i in left {
-            if let (Some(item), Some(key)) = (items.get(i), commit.keys.get(i)) {
-                write.push(item.clone());
-                seqs.push(key.1);
-                keys.push(*key);
-            }
-        }
+        let write: Vec<NewQueueItem> = left.iter().filter_map(|&i| items.get(i).cloned()).collect();
+        let keys: Vec<(DekPublic, u64)> = left
+            .iter()
+            .filter_map(|&i| commit.keys.get(i).copied())
+            .collect();
+        let seqs: Vec<u64> = keys.iter().map(|(_, seq)| *seq).collect();
         storage
             .enqueue_numbered(&write, &seqs, Durability::Buffered)
             .await?;
@@ -216,22 +202,31 @@ impl Deferred {
         } else {
             self.sync(storage).await
         };
-        let mut items = self.items();
-        let unacknowledged = commit
-            .keys
+        let unacknowledged = self
+            .take_unacknowledged(&commit)
             .into_iter()
-            .filter(|key| items.remove(key).is_some())
+            .filter_map(|i| commit.keys.get(i).copied())
             .collect();
-        drop(items);
         synced.map(|()| unacknowledged)
+    }
+
+    /// Stops waiting for `commit`'s items: the positions of those not acknowledged yet (their
+    /// later acknowledgements are the sessions' to hold until they see them durable).
+    fn take_unacknowledged(&self, commit: &Commit) -> Vec<usize> {
+        let mut items = self.items();
+        (0..commit.keys.len())
+            .filter(|&i| {
+                commit
+                    .keys
+                    .get(i)
+                    .is_some_and(|key| items.remove(key).is_some())
+            })
+            .collect()
     }
 
     /// Drops a commit whose write failed.
     pub fn forget(&self, commit: Commit) {
-        let mut items = self.items();
-        for key in &commit.keys {
-            items.remove(key);
-        }
+        self.take_unacknowledged(&commit);
     }
 
     /// Syncs `storage`, so that every write finished before this call is durable; callers that
