@@ -162,15 +162,15 @@ impl<E: KvEngine> KvStorage<E> {
 }
 
 impl<E: KvEngine> KvStorage<E> {
-    /// Runs `f` at once, on the calling task, when the engine's buffered writes do not wait for
-    /// a device ([`KvEngine::quick_buffered_write`]); otherwise like [`KvStorage::run`]. For
-    /// work that is only buffered writes and reads of what was written lately.
-    async fn run_quick<T, F>(&self, op: &'static str, f: F) -> Result<T, Error>
+    /// Runs `f` at once, on the calling task, if it is `buffered` work (only buffered writes
+    /// and reads of what was written lately) and the engine's buffered writes do not wait for a
+    /// device ([`KvEngine::quick_buffered_write`]); otherwise like [`KvStorage::run`].
+    async fn run_quick<T, F>(&self, op: &'static str, buffered: bool, f: F) -> Result<T, Error>
     where
         T: Send + 'static,
         F: FnOnce(&Inner<E>) -> Result<T, Error> + Send + 'static,
     {
-        if self.inner.engine.quick_buffered_write() {
+        if buffered && self.inner.engine.quick_buffered_write() {
             return f(&self.inner).map_err(|e| Error::new(e.code, format!("{op}: {}", e.message)));
         }
         self.run(op, f).await

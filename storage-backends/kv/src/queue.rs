@@ -318,13 +318,11 @@ impl<E: KvEngine> KvStorage<E> {
         let items = encoded(items);
         // A buffered write needs no blocking thread, unless a counter must be recovered first
         // (a scan of the store).
-        let quick = durability == Durability::Buffered && self.inner.counters_known(&items);
-        let enqueue = move |inner: &Inner<E>| inner.enqueue(items, announce, durability);
-        if quick {
-            self.run_quick("enqueue", enqueue).await
-        } else {
-            self.run("enqueue", enqueue).await
-        }
+        let buffered = durability == Durability::Buffered && self.inner.counters_known(&items);
+        self.run_quick("enqueue", buffered, move |inner| {
+            inner.enqueue(items, announce, durability)
+        })
+        .await
     }
 }
 
@@ -361,12 +359,12 @@ impl<E: KvEngine> QueueStore for KvStorage<E> {
             ));
         }
         let (items, seqs) = (encoded(items), seqs.to_vec());
-        let write = move |inner: &Inner<E>| inner.enqueue_numbered(items, &seqs, durability);
-        if durability == Durability::Buffered {
-            self.run_quick("enqueue", write).await
-        } else {
-            self.run("enqueue", write).await
-        }
+        self.run_quick(
+            "enqueue",
+            durability == Durability::Buffered,
+            move |inner| inner.enqueue_numbered(items, &seqs, durability),
+        )
+        .await
     }
 
     fn defers_sync(&self) -> bool {
@@ -392,7 +390,7 @@ impl<E: KvEngine> QueueStore for KvStorage<E> {
         let device = *device;
         let seqs = seqs.to_vec();
         // Buffered, and the items were read or written lately.
-        self.run_quick("ack", move |inner| inner.ack(&device, &seqs))
+        self.run_quick("ack", true, move |inner| inner.ack(&device, &seqs))
             .await
     }
 
