@@ -90,14 +90,8 @@ impl Taken {
     /// Answers every caller: its share of `seqs` (one per item, in the order taken), or the
     /// error.
     pub(crate) fn answer(self, result: Result<Vec<u64>, Error>) {
-        match result {
-            Ok(seqs) if seqs.len() == self.items.len() => {
-                let mut seqs = seqs.into_iter();
-                for (n, answer) in self.answers {
-                    // A caller that went away no longer needs its numbers.
-                    let _ = answer.send(Ok(seqs.by_ref().take(n).collect()));
-                }
-            }
+        let seqs = match result {
+            Ok(seqs) if seqs.len() == self.items.len() => seqs,
             Ok(seqs) => {
                 let e = Error::new(
                     ErrorCode::Internal,
@@ -107,15 +101,21 @@ impl Taken {
                         self.items.len()
                     ),
                 );
-                for (_, answer) in self.answers {
-                    let _ = answer.send(Err(e.clone()));
-                }
+                return self.fail(&e);
             }
-            Err(e) => {
-                for (_, answer) in self.answers {
-                    let _ = answer.send(Err(e.clone()));
-                }
-            }
+            Err(e) => return self.fail(&e),
+        };
+        let mut seqs = seqs.into_iter();
+        for (n, answer) in self.answers {
+            // A caller that went away no longer needs its numbers.
+            let _ = answer.send(Ok(seqs.by_ref().take(n).collect()));
+        }
+    }
+
+    /// Answers every caller with `e`.
+    fn fail(self, e: &Error) {
+        for (_, answer) in self.answers {
+            let _ = answer.send(Err(e.clone()));
         }
     }
 }
