@@ -30,4 +30,11 @@ pub trait FederationPolicy: Send + Sync {
 
     /// Whether this server may talk to `peer` in `direction`.
     fn decide(&self, peer: &ServerName, direction: Direction) -> Decision;
+
+    /// Whether [`FederationPolicy::decide`] answers from memory at once, so the host may call
+    /// it on its async executor. Default `false`: the host calls it on a blocking thread (a
+    /// plugin with a deadline, a lookup).
+    fn decides_at_once(&self) -> bool {
+        false
+    }
 }

@@ -544,6 +544,10 @@ impl FederationPolicy for ListPolicy {
             Decision::Deny(format!("{peer} is in the denylist"))
         }
     }
+
+    fn decides_at_once(&self) -> bool {
+        true
+    }
 }
 
 /// The federation policy `[federation] policy` names: `open`, `allowlist`, `denylist`, or a

@@ -174,13 +174,18 @@ impl Links {
                 format!("{peer} is another server and federation is disabled here"),
             ));
         }
-        // A policy plugin's call blocks (up to its deadline): off the async executor. A
-        // failed task denies (fail closed).
-        let policy = gate.policy.clone();
-        let asked = peer.clone();
-        let decision = tokio::task::spawn_blocking(move || policy.decide(&asked, direction))
-            .await
-            .unwrap_or_else(|e| Decision::Deny(format!("the policy task failed: {e}")));
+        // A policy plugin's call blocks (up to its deadline): off the async executor (it is
+        // asked before every send to another server's user and every outbox delivery, so a
+        // built-in list answers here). A failed task denies (fail closed).
+        let decision = if gate.policy.decides_at_once() {
+            gate.policy.decide(peer, direction)
+        } else {
+            let policy = gate.policy.clone();
+            let asked = peer.clone();
+            tokio::task::spawn_blocking(move || policy.decide(&asked, direction))
+                .await
+                .unwrap_or_else(|e| Decision::Deny(format!("the policy task failed: {e}")))
+        };
         match decision {
             Decision::Deny(reason) => {
                 tracing::info!(%peer, ?direction, policy = gate.policy.name(), %reason, "federation refused by policy");
