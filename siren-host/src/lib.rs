@@ -67,3 +67,5 @@ pub mod server;
 mod session;
 pub mod shared;
 pub mod signals;
+#[cfg(test)]
+mod testing;

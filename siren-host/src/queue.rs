@@ -97,19 +97,19 @@ impl Queue {
     /// [`UsageCache::reserve`] (the caller releases the reservation if this fails); notices are
     /// counted here.
     pub async fn enqueue_to(&self, items: Vec<(DekPublic, QueueItem)>) -> Result<(), Error> {
-        self.enqueue_numbered_first(items, None).await
+        self.enqueue_numbered_first(items, None).await.map(drop)
     }
 
     /// [`Queue::enqueue_to`], sending on `numbered` as soon as the items have their final
     /// numbers (before the write, with a store that numbers first; otherwise once written), so
     /// that a session can start its next commit while this one settles: the next one's items
     /// are then numbered after these, and each device receives them in order. Dropped without
-    /// a send if the enqueue fails first.
+    /// a send if the enqueue fails first. Returns the items' numbers, in their order.
     pub async fn enqueue_numbered_first(
         &self,
         items: Vec<(DekPublic, QueueItem)>,
         numbered: Option<tokio::sync::oneshot::Sender<()>>,
-    ) -> Result<(), Error> {
+    ) -> Result<Vec<u64>, Error> {
         let numbered = std::sync::Mutex::new(numbered);
         let signal = move || {
             if let Some(tx) = numbered.lock().unwrap_or_else(|p| p.into_inner()).take() {
@@ -119,7 +119,7 @@ impl Queue {
         let signal = Arc::new(signal);
         if items.is_empty() {
             signal();
-            return Ok(());
+            return Ok(Vec::new());
         }
         let expires = now().saturating_add(self.ttl.load(std::sync::atomic::Ordering::Relaxed));
         let batch: crate::hub::OfferedItems = items
@@ -195,6 +195,7 @@ impl Queue {
             .map(|((dek, _), stored)| (*dek, stored.bytes.len() as u64))
             .collect();
         self.usage.added_notices(&notices);
+        let numbers = seqs.clone();
         let durable: Vec<(DekPublic, u64)> = match commit {
             Some(commit) => {
                 self.deferred.written(&commit);
@@ -215,19 +216,19 @@ impl Queue {
         for (dek, seq) in durable {
             self.hub.push(&dek, seq);
         }
-        Ok(())
+        Ok(numbers)
     }
 
     /// Numbers `batch` (of `items`) without writing it and offers it to the live sessions; it
     /// is written only if some device has not acknowledged its item within
     /// [`deferred::SYNC_AFTER`] ([`Deferred::settle_unwritten`]). `None` if the store cannot
-    /// number without IO (the caller then enqueues as usual).
+    /// number without IO (the caller then enqueues as usual); otherwise the items' numbers.
     async fn enqueue_unwritten(
         &self,
         items: &[(DekPublic, QueueItem)],
         batch: &crate::hub::OfferedItems,
         numbered: &(dyn Fn() + Send + Sync),
-    ) -> Option<Result<(), Error>> {
+    ) -> Option<Result<Vec<u64>, Error>> {
         let devices: Vec<siren_api::storage::DeviceKey> = batch.iter().map(|i| i.device).collect();
         let deks: Vec<DekPublic> = items.iter().map(|(dek, _)| *dek).collect();
         let mut started = None;
@@ -258,7 +259,7 @@ impl Queue {
         for (dek, seq) in written {
             self.hub.push(&dek, seq);
         }
-        Some(Ok(()))
+        Some(Ok(seqs))
     }
 }
 

@@ -106,22 +106,9 @@ pub async fn accept_from_peer(shared: &Shared, peer: &ServerName, msgs: Vec<Enve
 #[cfg(test)]
 mod tests {
     use super::*;
-    use siren_api::Uid;
-    use siren_proto::ids::MessageId;
-    use siren_proto::keys::Signature;
 
     fn env(to_dek: u8) -> Envelope {
-        Envelope {
-            id: MessageId::from_bytes([1; 16]),
-            from: Uid::parse("alice@a.test").unwrap(),
-            from_dek: DekPublic::from_bytes([2; 32]),
-            to: Uid::parse("bob@a.test").unwrap(),
-            to_dek: DekPublic::from_bytes([to_dek; 32]),
-            ctr: 1,
-            eph: [4; 32],
-            ct: vec![5; 20],
-            sig: Signature::from_bytes([6; 64]),
-        }
+        crate::testing::envelope("a.test", to_dek, 20)
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@ use siren_net::{Receiver, Sender, read_frame, write_frame};
 use siren_proto::handshake::{self, Initiator, Peer, ResponderKeys, Role};
 use siren_proto::keys::{SekPublic, SekSecret};
 use siren_proto::message::LinkMessage;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpSocket};
 
 /// Frames the fake peer reads may be this large.
@@ -27,7 +28,7 @@ pub struct FakePeer {
 
 /// One link a real server opened to the fake peer, after its `link_ready`.
 pub struct PeerLink {
-    /// The server that opened it.
+    /// The real server at the other end (the one that opened it, or the one connected to).
     pub from: ServerName,
     pub sender: Sender,
     pub receiver: Receiver,
@@ -94,18 +95,30 @@ impl FakePeer {
             .await
             .unwrap();
         let done = waiting.read_finish(&finish).unwrap();
-        let (sealer, opener) = done.transport.split();
-        let mut link = PeerLink {
-            from,
-            sender: Sender::new(wr, sealer, MAX_READ),
-            receiver: Receiver::new(rd, opener, MAX_READ),
-        };
+        let mut link = PeerLink::new(from, rd, wr, done.transport);
         link.send(&LinkMessage::LinkReady {
             server: self.name.clone(),
             max_frame,
         })
         .await;
         link
+    }
+
+    /// Opens a link to the real server `name` at `addr` (key `sek`) as this peer, the other
+    /// direction from [`FakePeer::accept`]: the initiator's handshake, then the server's
+    /// `link_ready`. The server must be able to check this peer's key (DNS or a pin).
+    pub async fn connect(&self, addr: SocketAddr, name: &str, sek: SekPublic) -> PeerLink {
+        let server = ServerName::parse(name).unwrap();
+        let (init, rd, mut wr, reply) = hello(addr, &self.name, &self.secret, &server, &sek).await;
+        let (done, finish) = init.read_reply(&reply).unwrap();
+        write_frame(&mut wr, &finish, handshake::MAX_HANDSHAKE_FRAME)
+            .await
+            .unwrap();
+        let mut link = PeerLink::new(server, rd, wr, done.transport);
+        match link.recv(Duration::from_secs(30)).await {
+            Some(LinkMessage::LinkReady { .. }) => link,
+            other => panic!("expected link_ready, got {other:?}"),
+        }
     }
 
     /// Whether a connection arrives within `limit` (it is accepted and dropped).
@@ -117,6 +130,20 @@ impl FakePeer {
 }
 
 impl PeerLink {
+    fn new(
+        from: ServerName,
+        rd: OwnedReadHalf,
+        wr: OwnedWriteHalf,
+        transport: siren_proto::transport::Transport,
+    ) -> PeerLink {
+        let (sealer, opener) = transport.split();
+        PeerLink {
+            from,
+            sender: Sender::new(wr, sealer, MAX_READ),
+            receiver: Receiver::new(rd, opener, MAX_READ),
+        }
+    }
+
     pub async fn send(&mut self, message: &LinkMessage) {
         self.sender.send(message).await.unwrap();
     }
@@ -150,14 +177,26 @@ pub async fn knock(
     claimed: String,
 ) -> Result<(), (u16, String)> {
     let own = SekSecret::generate(&mut siren_proto::os_rng());
-    let (_init, hello) = Initiator::server(
-        &ServerName::parse(&claimed).unwrap(),
-        &own,
-        &ServerName::parse(name).unwrap(),
-        &sek,
-        &mut siren_proto::os_rng(),
-    )
-    .unwrap();
+    let claimed = ServerName::parse(&claimed).unwrap();
+    let server = ServerName::parse(name).unwrap();
+    let (_, _, _, frame) = hello(addr, &claimed, &own, &server, &sek).await;
+    match handshake::decode_error_frame(&frame) {
+        Some(refusal) => Err(refusal),
+        None => Ok(()),
+    }
+}
+
+/// Sends an `s2s` hello to `server` (at `addr`, key `sek`) as `own_name` with key `own`, and
+/// reads the answer (within 30 s): the initiator's state, the socket's halves and the frame.
+async fn hello(
+    addr: SocketAddr,
+    own_name: &ServerName,
+    own: &SekSecret,
+    server: &ServerName,
+    sek: &SekPublic,
+) -> (Initiator, OwnedReadHalf, OwnedWriteHalf, Vec<u8>) {
+    let (init, hello) =
+        Initiator::server(own_name, own, server, sek, &mut siren_proto::os_rng()).unwrap();
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut rd, mut wr) = stream.into_split();
     write_frame(&mut wr, &hello, handshake::MAX_HANDSHAKE_FRAME)
@@ -170,8 +209,5 @@ pub async fn knock(
     .await
     .expect("an answer to the hello in time")
     .unwrap();
-    match handshake::decode_error_frame(&frame) {
-        Some(refusal) => Err(refusal),
-        None => Ok(()),
-    }
+    (init, rd, wr, frame)
 }

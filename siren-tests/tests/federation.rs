@@ -960,6 +960,22 @@ async fn deliver_request(link: &mut fake_peer::PeerLink) -> (u32, Vec<MessageId>
     }
 }
 
+/// A scripted peer far.test, and alpha.test (which can find it) with alice's session.
+async fn alpha_and_far() -> (FakePeer, Dns, Server, Session) {
+    let far = FakePeer::bind("far.test", None).await;
+    let dns = Dns::start(&far.records());
+    let alpha = federated(
+        "alpha.test",
+        &[("alice", "pw-a")],
+        &dns,
+        "danger_allow_private_targets = true",
+        "",
+        Options::default(),
+    );
+    let alice = Session::create(&alpha, "alice", "pw-a").await;
+    (far, dns, alpha, alice)
+}
+
 fn refuse(rid: u32, code: ErrorCode, msg: &str) -> LinkMessage {
     LinkMessage::Error {
         rid: Some(rid),
@@ -971,17 +987,7 @@ fn refuse(rid: u32, code: ErrorCode, msg: &str) -> LinkMessage {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_peers_permanent_refusal_gives_a_message_up_and_a_transient_one_is_retried() {
     // F11: far.test is scripted: it refuses deliveries as the test says.
-    let far = FakePeer::bind("far.test", None).await;
-    let dns = Dns::start(&far.records());
-    let alpha = federated(
-        "alpha.test",
-        &[("alice", "pw-a")],
-        &dns,
-        "danger_allow_private_targets = true",
-        "",
-        Options::default(),
-    );
-    let mut alice = Session::create(&alpha, "alice", "pw-a").await;
+    let (far, _dns, _alpha, mut alice) = alpha_and_far().await;
     let to_far = |s: &Session| envelope_to_nowhere(s, "x@far.test", 10);
     let first = to_far(&alice);
     assert!(matches!(
@@ -1033,7 +1039,12 @@ async fn a_peers_permanent_refusal_gives_a_message_up_and_a_transient_one_is_ret
     ));
     link.send(&refuse(rid, ErrorCode::Unavailable, "busy"))
         .await;
-    let (rid, got) = deliver_request(&mut link).await;
+    // b may have gone in a delivery of its own while a's was waiting (several are in flight
+    // on a link); after a's failure both are sent again from the head.
+    let (mut rid, mut got) = deliver_request(&mut link).await;
+    if got == [b.id] {
+        (rid, got) = deliver_request(&mut link).await;
+    }
     assert_eq!(got, [a.id, b.id], "both in one batch");
     link.send(&refuse(rid, ErrorCode::NotFound, "no such device"))
         .await;
@@ -1054,6 +1065,214 @@ async fn a_peers_permanent_refusal_gives_a_message_up_and_a_transient_one_is_ret
         (notices[0].0, notices[0].1),
         (a.id, ErrorCode::NotFound.as_u16())
     );
+}
+
+/// Several deliveries are in flight on a link at once (PROTOCOL.md §17): the next batch goes
+/// before the peer answered the one before, the answers may come in any order, and each batch
+/// leaves the outbox once its answer came (nothing is sent twice).
+#[tokio::test(flavor = "multi_thread")]
+async fn deliveries_to_a_peer_are_pipelined_and_may_be_answered_in_any_order() {
+    let (far, _dns, alpha, mut alice) = alpha_and_far().await;
+    let mut link = None;
+    let mut requests = Vec::new();
+    for _ in 0..3 {
+        let env = envelope_to_nowhere(&alice, "x@far.test", 10);
+        assert!(matches!(
+            send(&mut alice, vec![env.clone()]).await,
+            ServerMessage::SendAck { .. }
+        ));
+        let link = match &mut link {
+            Some(link) => link,
+            None => link.insert(far.accept(1 << 20, Duration::from_secs(30)).await),
+        };
+        // Not answered yet, and the next one comes anyway.
+        let (rid, got) = tokio::time::timeout(Duration::from_secs(10), deliver_request(link))
+            .await
+            .expect("the next delivery is sent before the one before is answered");
+        assert_eq!(got, [env.id]);
+        requests.push((rid, got));
+    }
+    let link = link.as_mut().unwrap();
+    for i in [2, 0, 1] {
+        let (rid, ids) = requests[i].clone();
+        link.send(&LinkMessage::DeliverAck { rid, ids }).await;
+    }
+    alpha.wait_for_log("outbox empty; its worker stopped");
+    assert!(
+        link.next_request(Duration::from_millis(500))
+            .await
+            .is_none(),
+        "nothing answered is sent again"
+    );
+}
+
+/// Two senders' streams to another server, sent back to back: each session has several commits
+/// in flight and both share the peer's outbox, so the store may write a commit after a later
+/// one; every message still crosses, once.
+#[tokio::test(flavor = "multi_thread")]
+async fn streams_from_several_senders_to_a_peer_all_arrive_once() {
+    let (alpha, beta, _dns) = two_servers(("alpha.test", "alice"), ("beta.test", "bob"), "");
+    alpha.add_user("carol", "pw-1");
+    let mut bob = Session::create(&beta, "bob", "pw-2").await;
+    const EACH: usize = 300;
+    let mut senders = Vec::new();
+    let mut ids = std::collections::HashSet::new();
+    for user in ["alice", "carol"] {
+        let mut session = Session::create(&alpha, user, "pw-1").await;
+        let msgs: Vec<Envelope> = (0..EACH)
+            .map(|_| envelope(&session, "bob@beta.test", &bob.dek.public(), 10))
+            .collect();
+        ids.extend(msgs.iter().map(|e| e.id));
+        senders.push(tokio::spawn(async move {
+            for env in msgs {
+                session
+                    .request(|rid| ClientMessage::Send {
+                        rid,
+                        msgs: vec![env],
+                    })
+                    .await;
+            }
+            for _ in 0..EACH {
+                let answer = session.next_answer().await;
+                assert!(
+                    matches!(answer, ServerMessage::SendAck { .. }),
+                    "{answer:?}"
+                );
+            }
+        }));
+    }
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    // Bob acknowledges as he reads (a session gets only so many unacknowledged deliveries).
+    let mut got = Vec::new();
+    while got.len() < 2 * EACH {
+        let next = tokio::time::timeout(
+            Duration::from_secs(60),
+            bob.conn.receiver.recv::<ServerMessage>(),
+        );
+        let Ok(Ok(message)) = next.await else { break };
+        if let ServerMessage::Deliver { seq, item } = message {
+            if let QueueItem::Message { env } = item {
+                got.push(env.id);
+            }
+            let ack = ClientMessage::Ack { seqs: vec![seq] };
+            bob.conn.sender.send(&ack).await.unwrap();
+        }
+    }
+    assert_eq!(got.len(), 2 * EACH, "every message arrived");
+    assert_eq!(
+        got.iter()
+            .copied()
+            .collect::<std::collections::HashSet<_>>(),
+        ids,
+        "once each"
+    );
+}
+
+/// An envelope from `from` (a user of another server, with fresh keys) to `to`'s device.
+fn envelope_from_elsewhere(from: &str, to: &Session) -> Envelope {
+    let mut rng = siren_proto::os_rng();
+    let usk = siren_proto::keys::UskSecret::generate(&mut rng);
+    let dek = DekSecret::generate(&mut rng);
+    Envelope::seal(
+        Sender {
+            uid: &Uid::parse(from).unwrap(),
+            usk: &usk,
+            dek: &dek.public(),
+        },
+        &to.uid,
+        &to.dek.public(),
+        MessageId::random(&mut rng),
+        1,
+        b"hello",
+        &mut rng,
+    )
+    .unwrap()
+}
+
+/// A peer's deliveries over one link are committed several at a time, in the order they came:
+/// the device receives them in that order. A refused delivery fails at most the ones that came
+/// while it was being committed (902, to be sent again after it), never one sent after its
+/// answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_peers_deliveries_in_flight_are_committed_in_the_order_they_came() {
+    let (far, _dns, alpha, mut alice) = alpha_and_far().await;
+    let sek = siren_tests::raw::sek(&alpha);
+    let mut link = far.connect(alpha.addr, "alpha.test", sek).await;
+    let answers = async |link: &mut fake_peer::PeerLink, n: usize| {
+        let mut answers = std::collections::BTreeMap::new();
+        while answers.len() < n {
+            match link.recv(Duration::from_secs(30)).await {
+                Some(LinkMessage::DeliverAck { rid, .. }) => answers.insert(rid, None),
+                Some(LinkMessage::Error {
+                    rid: Some(rid),
+                    code,
+                    ..
+                }) => answers.insert(rid, Some(code)),
+                Some(LinkMessage::Ping { .. }) => continue,
+                other => panic!("expected an answer to a deliver, got {other:?}"),
+            };
+        }
+        answers
+    };
+
+    // Twenty deliveries sent back to back, none waiting for an answer.
+    let sent: Vec<Envelope> = (0..20)
+        .map(|_| envelope_from_elsewhere("x@far.test", &alice))
+        .collect();
+    for (rid, env) in (1..).zip(&sent) {
+        let msgs = vec![env.clone()];
+        link.send(&LinkMessage::Deliver { rid, msgs }).await;
+    }
+    let got = answers(&mut link, 20).await;
+    assert!(got.values().all(Option::is_none), "{got:?}");
+    let items = delivered(&mut alice, Duration::from_secs(30), |items| {
+        message_ids(items).len() >= 20
+    })
+    .await;
+    let ids: Vec<MessageId> = sent.iter().map(|e| e.id).collect();
+    assert_eq!(message_ids(&items), ids, "in the order they came");
+
+    // A delivery refused (its sender is not a user of far.test), one right behind it, and one
+    // sent after both answers: that last one is committed.
+    let forged = envelope_from_elsewhere("y@elsewhere.test", &alice);
+    let (behind, after) = (
+        envelope_from_elsewhere("x@far.test", &alice),
+        envelope_from_elsewhere("x@far.test", &alice),
+    );
+    link.send(&LinkMessage::Deliver {
+        rid: 100,
+        msgs: vec![forged],
+    })
+    .await;
+    link.send(&LinkMessage::Deliver {
+        rid: 101,
+        msgs: vec![behind.clone()],
+    })
+    .await;
+    let got = answers(&mut link, 2).await;
+    assert_eq!(got[&100], Some(ErrorCode::ForgedSender.as_u16()));
+    assert!(
+        matches!(got[&101], None | Some(902)),
+        "accepted, or failed with its predecessor: {got:?}"
+    );
+    link.send(&LinkMessage::Deliver {
+        rid: 102,
+        msgs: vec![after.clone()],
+    })
+    .await;
+    assert_eq!(answers(&mut link, 1).await[&102], None, "not held up");
+    let mut expected = Vec::new();
+    if got[&101].is_none() {
+        expected.push(behind.id);
+    }
+    expected.push(after.id);
+    let items = delivered(&mut alice, Duration::from_secs(30), |items| {
+        message_ids(items).len() >= expected.len()
+    })
+    .await;
+    assert_eq!(message_ids(&items), expected);
 }
 
 #[test]

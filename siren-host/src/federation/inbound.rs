@@ -131,6 +131,11 @@ pub async fn serve(
     let idle = Duration::from_secs(shared.config().limits.idle_timeout_secs);
     let mut remote: HashMap<Uid, u64> = HashMap::new();
     let mut gate = shared.links.gate_changes();
+    // Deliveries are committed in the order they arrive, several at a time: each waits until
+    // the one before has numbered its items (`chain`), then commits while the next ones are
+    // read and checked.
+    let mut chain: Option<tokio::sync::oneshot::Receiver<()>> = None;
+    let deliveries = Arc::new(tokio::sync::Semaphore::new(DELIVERY_BUDGET_KIB as usize));
     loop {
         let message = tokio::select! {
             received = tokio::time::timeout(idle, receiver.recv::<LinkMessage>()) => match received {
@@ -157,6 +162,42 @@ pub async fn serve(
                 crate::signals::accept_from_peer(&shared, &peer, msgs).await;
                 continue;
             }
+            LinkMessage::Deliver { rid, msgs } => {
+                // Within the link's budget: the link is not read further meanwhile.
+                let Ok(slot) = deliveries
+                    .clone()
+                    .acquire_many_owned(delivery_weight(&msgs))
+                    .await
+                else {
+                    break;
+                };
+                let (numbered, next) = tokio::sync::oneshot::channel();
+                // Waits for the one before only while that one is still numbering: one that
+                // failed already was answered (or is about to be), and the peer may be sending
+                // this one again after it.
+                let before = chain.replace(next).and_then(|mut before| {
+                    matches!(
+                        before.try_recv(),
+                        Err(tokio::sync::oneshot::error::TryRecvError::Empty)
+                    )
+                    .then_some(before)
+                });
+                let (shared, peer, out) = (shared.clone(), peer.clone(), out.clone());
+                tokio::spawn(async move {
+                    let answer = match accept_delivery(&shared, &peer, msgs, before, numbered).await
+                    {
+                        Ok(ids) => LinkMessage::DeliverAck { rid, ids },
+                        Err(e) => LinkMessage::Error {
+                            rid: Some(rid),
+                            code: e.code.as_u16(),
+                            msg: e.message,
+                        },
+                    };
+                    let _ = out.send(answer).await;
+                    drop(slot);
+                });
+                continue;
+            }
             other => other,
         };
         let failed = |rid: u32, e: Error| LinkMessage::Error {
@@ -167,11 +208,6 @@ pub async fn serve(
         let answer = match message {
             LinkMessage::Lookup { rid, uid } => lookup_local(&shared, rid, uid).await,
             LinkMessage::Ping { rid } => LinkMessage::Pong { rid },
-            LinkMessage::Deliver { rid, msgs } => match accept_delivery(&shared, &peer, msgs).await
-            {
-                Ok(ids) => LinkMessage::DeliverAck { rid, ids },
-                Err(e) => failed(rid, e),
-            },
             LinkMessage::Subscribe { rid, from, topics } => {
                 match subscribe_remote(&shared, &peer, from, topics, &mut remote, &out).await {
                     Ok(()) => LinkMessage::Ok { rid },
@@ -228,16 +264,43 @@ async fn lookup_local(shared: &Shared, rid: u32, uid: Uid) -> LinkMessage {
     }
 }
 
+/// What the `deliver`s of one inbound link being committed at once may hold, in KiB: at most
+/// 16 of them, and (for large ones) about 4 MiB of envelopes.
+const DELIVERY_BUDGET_KIB: u32 = 4 << 10;
+
+/// A delivery's share of [`DELIVERY_BUDGET_KIB`]: its envelopes' size, and at least a
+/// sixteenth (never more than the whole).
+fn delivery_weight(msgs: &[siren_proto::envelope::Envelope]) -> u32 {
+    // The ciphertext and a generous allowance for the other fields.
+    let bytes: usize = msgs.iter().map(|e| e.ct.len() + 256).sum();
+    let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+    kib.clamp(DELIVERY_BUDGET_KIB / 16, DELIVERY_BUDGET_KIB)
+}
+
 /// Checks a peer's envelopes (sent by its users, to live devices of ours, not blocked) and
 /// commits them to the recipients' queues; returns the ids accepted. Nothing is acknowledged
 /// before the commit. The recipients' devices verify each sender's signature (E2E).
+///
+/// Deliveries over one link are committed in order: this one starts once the one `before` it
+/// has numbered its items, and sends on `numbered` when its own are numbered. If the one before
+/// fails meanwhile, this one fails too (error 902), so the peer sends both again in their order.
 async fn accept_delivery(
     shared: &Arc<Shared>,
     peer: &ServerName,
     msgs: Vec<siren_proto::envelope::Envelope>,
+    before: Option<tokio::sync::oneshot::Receiver<()>>,
+    numbered: tokio::sync::oneshot::Sender<()>,
 ) -> Result<Vec<siren_proto::ids::MessageId>, Error> {
     use crate::roster::Admission;
     use siren_proto::message::{Notice, QueueItem};
+    if let Some(before) = before
+        && before.await.is_err()
+    {
+        return Err(Error::new(
+            ErrorCode::Unavailable,
+            "a delivery sent before this one on the link failed: send this one again after it",
+        ));
+    }
     let mut ids = Vec::new();
     let mut items = Vec::new();
     let mut live_msgs = Vec::with_capacity(msgs.len());
@@ -298,7 +361,11 @@ async fn accept_delivery(
         }
         return Err(e);
     }
-    if let Err(e) = shared.queue.enqueue_to(items).await {
+    if let Err(e) = shared
+        .queue
+        .enqueue_numbered_first(items, Some(numbered))
+        .await
+    {
         shared.queue.usage.release(&reserve);
         return Err(e);
     }
@@ -377,4 +444,25 @@ async fn subscribe_remote(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(ct: usize) -> siren_proto::envelope::Envelope {
+        crate::testing::envelope("b.test", 3, ct)
+    }
+
+    #[test]
+    fn deliveries_in_flight_are_bounded_by_count_and_by_size() {
+        let budget = DELIVERY_BUDGET_KIB;
+        // Small ones: sixteen at a time.
+        assert_eq!(delivery_weight(&[env(100)]), budget / 16);
+        assert_eq!(delivery_weight(&vec![env(100); 64]), budget / 16);
+        // Large ones by their size: four 1 MiB deliveries fill it.
+        assert_eq!(delivery_weight(&[env((1 << 20) - 256)]), budget / 4);
+        // Never more than the whole, so even the largest one can go alone.
+        assert_eq!(delivery_weight(&[env(64 << 20)]), budget);
+    }
 }

@@ -15,7 +15,7 @@
 //!   that peer (after the commit, so no envelope is left without a worker) and at start-up for
 //!   non-empty outboxes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,8 +24,9 @@ use siren_api::{Error, ErrorCode, ServerName, Uid, Username};
 use siren_proto::envelope::Envelope;
 use siren_proto::keys::DekPublic;
 use siren_proto::message::{self, LinkMessage, Notice, QueueItem};
+use tokio::sync::Notify;
 
-use crate::links::RequestError;
+use crate::links::{DeliveryAnswer, RequestError};
 use crate::shared::Shared;
 
 /// The queue that holds envelopes waiting for `peer`: an ordinary device queue in the store,
@@ -77,18 +78,26 @@ pub async fn enqueue(
     numbered: Option<tokio::sync::oneshot::Sender<()>>,
 ) -> Result<(), Error> {
     let local = &shared.config().server.name;
-    let remote: BTreeSet<(Username, ServerName)> = items
+    // For each outbox among the items: its senders, and the items' place in the list.
+    let remote: Vec<(usize, Username, ServerName)> = items
         .iter()
-        .filter_map(|(_, item)| match item {
+        .enumerate()
+        .filter_map(|(i, (_, item))| match item {
             QueueItem::Message { env } if env.to.server() != local => {
-                Some((env.from.user().clone(), env.to.server().clone()))
+                Some((i, env.from.user().clone(), env.to.server().clone()))
             }
             _ => None,
         })
         .collect();
-    shared.queue.enqueue_numbered_first(items, numbered).await?;
-    for (user, peer) in remote {
-        shared.outboxes.committed(&user, &peer);
+    let seqs = shared.queue.enqueue_numbered_first(items, numbered).await?;
+    let mut first: BTreeMap<(Username, ServerName), u64> = BTreeMap::new();
+    for (i, user, peer) in remote {
+        let seq = seqs.get(i).copied().unwrap_or(0);
+        let lowest = first.entry((user, peer)).or_insert(seq);
+        *lowest = (*lowest).min(seq);
+    }
+    for ((user, peer), seq) in first {
+        shared.outboxes.committed(&user, &peer, seq);
         ensure_worker(shared, &peer);
     }
     Ok(())
@@ -96,8 +105,10 @@ pub async fn enqueue(
 
 /// Starts the worker that drains `peer`'s outbox, unless it runs already or federation is off.
 pub fn ensure_worker(shared: &Arc<Shared>, peer: &ServerName) {
-    if shared.config().federation.enabled && shared.outboxes.claim(peer) {
-        tokio::spawn(run_outbox(shared.clone(), peer.clone()));
+    if shared.config().federation.enabled
+        && let Some(wake) = shared.outboxes.claim(peer)
+    {
+        tokio::spawn(run_outbox(shared.clone(), peer.clone(), wake));
     }
 }
 
@@ -225,28 +236,37 @@ async fn dead_letter(
         .map(drop)
 }
 
-/// Drains `peer`'s outbox: reads the stored envelopes in order, delivers them in batches, and
-/// removes them only after the peer acknowledged its commit. While the peer is unreachable it
-/// retries with exponential backoff (1 s doubling to 30 s); expired envelopes are removed by the
-/// sweeper like any queue item. Stops when the outbox is empty, when the policy no longer
-/// allows the peer (the envelopes are held) and at shutdown.
-async fn run_outbox(shared: Arc<Shared>, peer: ServerName) {
-    let key = outbox_key(&peer);
+/// Drains `peer`'s outbox: reads the stored envelopes in order, delivers them in batches (up to
+/// [`IN_FLIGHT`] sent before the oldest is answered), and removes each batch only after the peer
+/// acknowledged its commit. While the peer is unreachable it retries with exponential backoff
+/// (1 s doubling to 30 s); expired envelopes are removed by the sweeper like any queue item.
+/// Stops when the outbox is empty, when the policy no longer allows the peer (the envelopes are
+/// held) and at shutdown.
+async fn run_outbox(shared: Arc<Shared>, peer: ServerName, wake: Arc<Notify>) {
+    let mut worker = Worker {
+        key: outbox_key(&peer),
+        wake,
+        shared,
+        peer,
+        single: 0,
+        sent: VecDeque::new(),
+        floor: 0,
+    };
     let mut backoff = MIN_BACKOFF;
-    // After a permanent refusal of a batch: how many envelopes to send one at a time.
-    let mut single = 0usize;
-    let mut shutdown = shared.shutdown.clone();
+    let mut shutdown = worker.shared.shutdown.clone();
     loop {
         if *shutdown.borrow() {
             return;
         }
-        let wait = match drain_once(&shared, &peer, &key, &mut single).await {
+        let wait = match worker.step().await {
             Step::Continue => {
                 backoff = MIN_BACKOFF;
                 continue;
             }
             Step::Stop => return,
             Step::Retry => {
+                // Whatever was in flight is read and sent again from the head.
+                worker.restart();
                 let wait = backoff;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 wait
@@ -259,6 +279,50 @@ async fn run_outbox(shared: Arc<Shared>, peer: ServerName) {
     }
 }
 
+/// Most `deliver`s of one outbox sent and not answered yet. The peer commits them in the order
+/// sent (a reference server fails the ones after a failed one, PROTOCOL.md §17), so the batches
+/// behind the oldest cross the link and start their commit while it settles.
+const IN_FLIGHT: usize = 16;
+
+/// Most envelopes of one outbox in flight at once (the head is read past them each time).
+const ITEMS_IN_FLIGHT: usize = 4 * PAGE;
+
+/// A `deliver` sent and waiting for its answer.
+struct Sent {
+    /// The outbox items it removes once answered.
+    seqs: Vec<u64>,
+    /// Its envelopes: how many, and the first (given up by itself if refused for good).
+    count: usize,
+    first: Option<Envelope>,
+    answer: DeliveryAnswer,
+}
+
+/// The state of the task draining one peer's outbox.
+struct Worker {
+    shared: Arc<Shared>,
+    peer: ServerName,
+    key: DekPublic,
+    /// Woken when envelopes are committed for the peer.
+    wake: Arc<Notify>,
+    /// After a permanent refusal of a batch: how many envelopes to send one at a time.
+    single: usize,
+    /// Deliveries sent, oldest first.
+    sent: VecDeque<Sent>,
+    /// No item below this number is in the outbox: reads start here rather than at the head,
+    /// over the removed items (a log-structured store keeps them as tombstones for a while).
+    floor: u64,
+}
+
+/// What sending the next batch did.
+enum Sending {
+    /// Sent one (or gave up or removed items that could not be sent): look again.
+    More,
+    /// The outbox has nothing after what is in flight.
+    Nothing,
+    /// Stop sending and go on with this step.
+    Failed(Step),
+}
+
 /// What the worker does after one step.
 enum Step {
     /// Go on at once.
@@ -269,109 +333,215 @@ enum Step {
     Stop,
 }
 
-/// One step of a worker: ask the policy, read the head of the outbox, deliver or dead-letter.
-async fn drain_once(
-    shared: &Arc<Shared>,
-    peer: &ServerName,
-    key: &DekPublic,
-    single: &mut usize,
-) -> Step {
-    if let Err(e) = shared.links.allowed(peer, Direction::Outbound).await {
-        tracing::warn!(%peer, error = %e, "federation with this peer is not allowed: its outbox is held until its messages expire");
-        shared.outboxes.stop(peer);
-        return Step::Stop;
+impl Worker {
+    /// Forgets the deliveries in flight (the peer fails those after a failed one, or they are
+    /// duplicates its devices drop by id) and reads again from the head of the outbox.
+    fn restart(&mut self) {
+        self.sent.clear();
     }
-    let page = match shared.storage.pending(key.as_bytes(), 0, PAGE).await {
-        Ok(page) => page,
-        Err(e) => {
-            tracing::warn!(%peer, error = %e, "cannot read the outbox");
-            return Step::Retry;
+
+    /// One step: send the next batch while there is room in flight and something to send,
+    /// otherwise wait for the oldest answer (or, with room, for envelopes to be committed).
+    async fn step(&mut self) -> Step {
+        let room = if self.single > 0 {
+            self.sent.is_empty()
+        } else {
+            self.sent.len() < IN_FLIGHT
+                && self.sent.iter().map(|s| s.seqs.len()).sum::<usize>() < ITEMS_IN_FLIGHT
+        };
+        if room {
+            match self.send_next().await {
+                Sending::More => return Step::Continue,
+                Sending::Nothing if self.sent.is_empty() => return self.stop_if_empty().await,
+                Sending::Nothing => {}
+                Sending::Failed(step) => return step,
+            }
         }
-    };
-    if page.is_empty() {
-        let generation = shared.outboxes.unclaim(peer);
-        // An envelope committed before the unclaim started no worker (this one still ran), but
-        // this second look sees it; one committed after it starts a new worker.
-        match shared.storage.pending(key.as_bytes(), 0, 1).await {
-            Ok(more) if more.is_empty() => shared.outboxes.forget(peer, generation),
-            _ if shared.outboxes.claim(peer) => return Step::Continue,
-            _ => {}
+        let Some(oldest) = self.sent.front_mut() else {
+            return Step::Continue;
+        };
+        let answer = tokio::select! {
+            answer = &mut oldest.answer => answer,
+            () = self.wake.notified(), if room => return Step::Continue,
+        };
+        match self.sent.pop_front() {
+            Some(sent) => self.answered(sent, answer).await,
+            None => Step::Continue,
         }
-        tracing::info!(%peer, "outbox empty; its worker stopped");
-        return Step::Stop;
     }
-    let limit = match shared.links.frame_limit(peer).await {
-        Ok(limit) => limit,
-        Err(e) => {
-            tracing::info!(%peer, error = %e, "peer unreachable; envelopes stay queued");
-            return Step::Retry;
+}
+impl Worker {
+    /// Reads the head of the outbox past what is in flight and sends the next batch (the policy
+    /// is asked first), gives up an envelope too large for the peer's frames, or removes items
+    /// that are not envelopes.
+    ///
+    /// The outbox is read from its first item every time, not after the last one sent: a store
+    /// that numbers items before writing them may write a commit after a later one (several
+    /// commits in flight, other senders), so an item can appear before items already sent. The
+    /// read starts at the floor: the first item found last time, or lower if a commit since
+    /// numbered lower ([`crate::federation::waiting::Outboxes::take_first_committed`]).
+    async fn send_next(&mut self) -> Sending {
+        let (shared, peer, key) = (&self.shared, &self.peer, &self.key);
+        if let Err(e) = shared.links.allowed(peer, Direction::Outbound).await {
+            tracing::warn!(%peer, error = %e, "federation with this peer is not allowed: its outbox is held until its messages expire");
+            shared.outboxes.stop(peer);
+            return Sending::Failed(Step::Stop);
         }
-    };
-    let items = page
-        .into_iter()
-        .map(|item| Item {
-            seq: item.seq,
-            env: match message::decode_value(&item.bytes) {
-                Ok(QueueItem::Message { env }) => Some(env),
-                _ => None,
-            },
-        })
-        .collect();
-    match next_batch(items, limit, *single > 0) {
-        Next::TooLarge { seq, env, size } => {
-            let reason =
-                format!("it takes {size} bytes in a link frame; {peer} accepts at most {limit}");
-            match dead_letter(
-                shared,
-                peer,
-                seq,
-                &env,
-                ErrorCode::LimitExceeded.as_u16(),
-                &reason,
+        let flying: HashSet<u64> = self
+            .sent
+            .iter()
+            .flat_map(|s| s.seqs.iter().copied())
+            .collect();
+        if let Some(first) = shared.outboxes.take_first_committed(peer) {
+            self.floor = self.floor.min(first);
+        }
+        let read = shared
+            .storage
+            .pending(
+                key.as_bytes(),
+                self.floor.saturating_sub(1),
+                PAGE + flying.len(),
             )
-            .await
-            {
-                Ok(()) => Step::Continue,
-                Err(e) => {
-                    tracing::warn!(%peer, error = %e, "cannot give an envelope up");
-                    Step::Retry
+            .await;
+        let page: Vec<_> = match read {
+            Ok(page) => {
+                if let Some(head) = page.first() {
+                    self.floor = head.seq;
+                }
+                page.into_iter()
+                    .filter(|item| !flying.contains(&item.seq))
+                    .collect()
+            }
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "cannot read the outbox");
+                return Sending::Failed(Step::Retry);
+            }
+        };
+        if page.is_empty() {
+            return Sending::Nothing;
+        }
+        let limit = match shared.links.frame_limit(peer).await {
+            Ok(limit) => limit,
+            Err(e) => {
+                tracing::info!(%peer, error = %e, "peer unreachable; envelopes stay queued");
+                return Sending::Failed(Step::Retry);
+            }
+        };
+        let items = page
+            .into_iter()
+            .map(|item| Item {
+                seq: item.seq,
+                env: match message::decode_value(&item.bytes) {
+                    Ok(QueueItem::Message { env }) => Some(env),
+                    _ => None,
+                },
+            })
+            .collect();
+        match next_batch(items, limit, self.single > 0) {
+            Next::TooLarge { seq, env, size } => {
+                let reason = format!(
+                    "it takes {size} bytes in a link frame; {peer} accepts at most {limit}"
+                );
+                let code = ErrorCode::LimitExceeded.as_u16();
+                match dead_letter(shared, peer, seq, &env, code, &reason).await {
+                    Ok(()) => Sending::More,
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "cannot give an envelope up");
+                        Sending::Failed(Step::Retry)
+                    }
+                }
+            }
+            Next::Deliver { seqs, msgs } if msgs.is_empty() => {
+                // Only items that are not envelopes: nothing to send.
+                match remove(shared, peer, key, &seqs).await {
+                    Step::Continue => Sending::More,
+                    step => Sending::Failed(step),
+                }
+            }
+            Next::Deliver { seqs, msgs } => {
+                let count = msgs.len();
+                let first = msgs.first().filter(|_| count == 1).cloned();
+                match shared.links.send_deliver(peer, msgs).await {
+                    Ok(answer) => {
+                        self.sent.push_back(Sent {
+                            seqs,
+                            count,
+                            first,
+                            answer,
+                        });
+                        Sending::More
+                    }
+                    Err(e) => {
+                        tracing::info!(%peer, error = %e, "delivery failed; envelopes stay queued");
+                        Sending::Failed(Step::Retry)
+                    }
                 }
             }
         }
-        Next::Deliver { seqs, msgs } if msgs.is_empty() => {
-            // Only items that are not envelopes: nothing to send.
-            remove(shared, peer, key, &seqs).await
+    }
+
+    /// Nothing in flight and nothing after it: the worker stops, unless an envelope committed
+    /// meanwhile needs it.
+    async fn stop_if_empty(&mut self) -> Step {
+        let (shared, peer) = (&self.shared, &self.peer);
+        let generation = shared.outboxes.unclaim(peer);
+        // An envelope committed before the unclaim started no worker (this one still ran), but
+        // this second look sees it (its commit lowered the floor before it tried to start a
+        // worker); one committed after it starts a new worker.
+        if let Some(first) = shared.outboxes.take_first_committed(peer) {
+            self.floor = self.floor.min(first);
         }
-        Next::Deliver { seqs, msgs } => {
-            let count = msgs.len();
-            let first = msgs.first().cloned();
-            match shared.links.deliver(peer, msgs).await {
-                Ok(()) => {
-                    *single = single.saturating_sub(count);
-                    remove(shared, peer, key, &seqs).await
+        let after = self.floor.saturating_sub(1);
+        match shared.storage.pending(self.key.as_bytes(), after, 1).await {
+            Ok(more) if more.is_empty() => shared.outboxes.forget(peer, generation),
+            _ => {
+                if let Some(wake) = shared.outboxes.claim(peer) {
+                    self.wake = wake;
+                    self.restart();
+                    return Step::Continue;
                 }
-                Err(RequestError::Refused { code, error }) if permanent(code) => {
-                    if let (1, Some(env), Some(seq)) = (count, first, seqs.last()) {
-                        *single = single.saturating_sub(1);
-                        let reason = format!("the other server refused it ({})", error.message);
-                        match dead_letter(shared, peer, *seq, &env, code, &reason).await {
-                            Ok(()) => Step::Continue,
-                            Err(e) => {
-                                tracing::warn!(%peer, error = %e, "cannot give an envelope up");
-                                Step::Retry
-                            }
+            }
+        }
+        tracing::info!(%peer, "outbox empty; its worker stopped");
+        Step::Stop
+    }
+
+    /// The oldest delivery's answer: removes its items once the peer committed
+    /// them; after a permanent refusal gives its envelope up (or, for a batch of several, sends
+    /// them again one at a time to find the one refused); otherwise retries after a backoff.
+    async fn answered(&mut self, sent: Sent, answer: Result<(), RequestError>) -> Step {
+        let peer = &self.peer.clone();
+        let Sent {
+            seqs, count, first, ..
+        } = sent;
+        match answer {
+            Ok(()) => {
+                self.single = self.single.saturating_sub(count);
+                remove(&self.shared, peer, &self.key, &seqs).await
+            }
+            Err(RequestError::Refused { code, error }) if permanent(code) => {
+                // The peer failed what was sent after it: read again from the head.
+                self.restart();
+                if let (Some(env), Some(seq)) = (first, seqs.last()) {
+                    self.single = self.single.saturating_sub(1);
+                    let reason = format!("the other server refused it ({})", error.message);
+                    match dead_letter(&self.shared, peer, *seq, &env, code, &reason).await {
+                        Ok(()) => Step::Continue,
+                        Err(e) => {
+                            tracing::warn!(%peer, error = %e, "cannot give an envelope up");
+                            Step::Retry
                         }
-                    } else {
-                        // Find the envelope the peer refuses: one at a time for this batch.
-                        tracing::info!(%peer, error = %error, count, "a peer refused a batch for good; trying its envelopes one by one");
-                        *single = count;
-                        Step::Continue
                     }
+                } else {
+                    // Find the envelope the peer refuses: one at a time for this batch.
+                    tracing::info!(%peer, error = %error, count, "a peer refused a batch for good; trying its envelopes one by one");
+                    self.single = count;
+                    Step::Continue
                 }
-                Err(e) => {
-                    tracing::info!(%peer, error = %e, "delivery failed; envelopes stay queued");
-                    Step::Retry
-                }
+            }
+            Err(e) => {
+                tracing::info!(%peer, error = %e, "delivery failed; envelopes stay queued");
+                Step::Retry
             }
         }
     }

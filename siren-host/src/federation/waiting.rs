@@ -8,10 +8,11 @@
 //! towards the server's limit.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use siren_api::{Error, ErrorCode, ServerName, Username};
+use tokio::sync::Notify;
 
 use crate::config::FederationSection;
 
@@ -27,8 +28,8 @@ pub struct Outboxes {
 
 #[derive(Default)]
 struct State {
-    /// Peers whose worker runs.
-    workers: HashSet<ServerName>,
+    /// Peers whose worker runs, and what wakes it when envelopes are committed for its peer.
+    workers: HashMap<ServerName, Arc<Notify>>,
     /// Peers with envelopes waiting or about to be committed.
     peers: HashMap<ServerName, Waiting>,
 }
@@ -42,6 +43,8 @@ struct Waiting {
     reserved: HashMap<Username, Instant>,
     /// Counts changes, so a stopping worker can tell that envelopes came after it looked.
     generation: u64,
+    /// The lowest outbox number committed since the worker last asked.
+    first_committed: Option<u64>,
 }
 
 impl Waiting {
@@ -62,7 +65,7 @@ impl State {
             waiting
                 .reserved
                 .retain(|_, since| now.duration_since(*since) < RESERVATION);
-            !waiting.users.is_empty() || !waiting.reserved.is_empty() || workers.contains(peer)
+            !waiting.users.is_empty() || !waiting.reserved.is_empty() || workers.contains_key(peer)
         });
     }
 }
@@ -87,8 +90,8 @@ impl Outboxes {
         state
             .peers
             .keys()
-            .chain(state.workers.iter())
-            .map(|p| (p.clone(), state.workers.contains(p)))
+            .chain(state.workers.keys())
+            .map(|p| (p.clone(), state.workers.contains_key(p)))
             .collect()
     }
 
@@ -127,20 +130,40 @@ impl Outboxes {
         Ok(())
     }
 
-    /// `user`'s envelopes for `peer` are committed: they count until the outbox is empty.
-    pub fn committed(&self, user: &Username, peer: &ServerName) {
+    /// `user`'s envelopes for `peer` are committed, numbered from `first` on in its outbox:
+    /// they count until the outbox is empty, and the worker reads from `first` again
+    /// ([`Outboxes::take_first_committed`]).
+    pub fn committed(&self, user: &Username, peer: &ServerName, first: u64) {
         let mut state = self.state();
         let waiting = state.peers.entry(peer.clone()).or_default();
         waiting.reserved.remove(user);
         waiting.users.insert(user.clone());
         waiting.generation += 1;
+        waiting.first_committed = Some(waiting.first_committed.map_or(first, |f| f.min(first)));
     }
 
-    /// Marks `peer`'s worker as running; false if it already runs.
-    pub fn claim(&self, peer: &ServerName) -> bool {
+    /// The lowest outbox number committed for `peer` since the last call: a store that numbers
+    /// before it writes may write a commit after a later one, so the worker, which reads past
+    /// what it has seen, must look from there again.
+    pub fn take_first_committed(&self, peer: &ServerName) -> Option<u64> {
+        self.state()
+            .peers
+            .get_mut(peer)
+            .and_then(|w| w.first_committed.take())
+    }
+
+    /// Marks `peer`'s worker as running and returns what wakes it; `None` if it already runs
+    /// (it is woken instead: envelopes were committed for it).
+    pub fn claim(&self, peer: &ServerName) -> Option<Arc<Notify>> {
         let mut state = self.state();
         state.peers.entry(peer.clone()).or_default();
-        state.workers.insert(peer.clone())
+        if let Some(running) = state.workers.get(peer) {
+            running.notify_one();
+            return None;
+        }
+        let wake = Arc::new(Notify::new());
+        state.workers.insert(peer.clone(), wake.clone());
+        Some(wake)
     }
 
     /// `peer`'s worker stops for good (the peer may not be talked to): nothing counts it.
@@ -162,7 +185,7 @@ impl Outboxes {
     /// came since `generation` or a new worker runs.
     pub fn forget(&self, peer: &ServerName, generation: u64) {
         let mut state = self.state();
-        let running = state.workers.contains(peer);
+        let running = state.workers.contains_key(peer);
         if let Some(waiting) = state.peers.get_mut(peer)
             && waiting.generation == generation
             && !running
@@ -199,18 +222,18 @@ mod tests {
 
         // Committed, then delivered: a worker that finds p1's outbox empty releases it for
         // everyone.
-        outboxes.committed(&alice, &peer(1));
-        outboxes.committed(&carol, &peer(1));
-        assert!(outboxes.claim(&peer(1)));
-        assert!(!outboxes.claim(&peer(1)));
+        outboxes.committed(&alice, &peer(1), 1);
+        outboxes.committed(&carol, &peer(1), 2);
+        assert!(outboxes.claim(&peer(1)).is_some());
+        assert!(outboxes.claim(&peer(1)).is_none());
         let generation = outboxes.unclaim(&peer(1));
         outboxes.forget(&peer(1), generation);
         outboxes.reserve(&alice, &peer(3)).unwrap();
         outboxes.reserve(&dave, &peer(4)).unwrap();
 
         // Envelopes that came while p4's worker stopped keep it counted.
-        outboxes.committed(&dave, &peer(4));
-        assert!(outboxes.claim(&peer(4)));
+        outboxes.committed(&dave, &peer(4), 1);
+        assert!(outboxes.claim(&peer(4)).is_some());
         let generation = outboxes.unclaim(&peer(4));
         outboxes.reserve(&dave, &peer(4)).unwrap();
         outboxes.forget(&peer(4), generation);
@@ -219,6 +242,21 @@ mod tests {
         // A peer that may not be talked to counts no more at once.
         outboxes.stop(&peer(4));
         outboxes.reserve(&carol, &peer(5)).unwrap();
+    }
+
+    #[test]
+    fn the_worker_learns_the_lowest_number_committed_since_it_last_asked() {
+        let outboxes = Outboxes::new(&FederationSection::default());
+        let alice = Username::parse("alice").unwrap();
+        let peer = |n: u8| ServerName::parse(&format!("p{n}.test")).unwrap();
+        assert_eq!(outboxes.take_first_committed(&peer(1)), None);
+        // A later commit written first, then the earlier one: the lower number wins.
+        outboxes.committed(&alice, &peer(1), 12);
+        outboxes.committed(&alice, &peer(1), 10);
+        outboxes.committed(&alice, &peer(2), 3);
+        assert_eq!(outboxes.take_first_committed(&peer(1)), Some(10));
+        assert_eq!(outboxes.take_first_committed(&peer(1)), None, "taken");
+        assert_eq!(outboxes.take_first_committed(&peer(2)), Some(3));
     }
 
     #[test]

@@ -122,6 +122,16 @@ impl Link {
         &self,
         make: impl FnOnce(u32) -> LinkMessage,
     ) -> Result<LinkMessage, LinkClosed> {
+        self.send(make).await?.answer().await
+    }
+
+    /// Queues a request for the writer (waiting for room) and returns what waits for its
+    /// answer: requests sent one after another are written in that order, so their answers
+    /// can be awaited later, several at a time.
+    pub(super) async fn send(
+        &self,
+        make: impl FnOnce(u32) -> LinkMessage,
+    ) -> Result<Answer, LinkClosed> {
         let rid = self.next_rid.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.state
@@ -129,13 +139,30 @@ impl Link {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(rid, tx);
-        let _forget = Forget {
-            state: &self.state,
-            rid,
+        let answer = Answer {
+            rx,
+            _forget: Forget {
+                state: self.state.clone(),
+                rid,
+            },
         };
         if !self.is_alive() || self.out.send(make(rid)).await.is_err() {
             return Err(LinkClosed);
         }
+        Ok(answer)
+    }
+}
+
+/// The answer a sent request waits for; dropping it forgets the request.
+pub(super) struct Answer {
+    rx: oneshot::Receiver<LinkMessage>,
+    _forget: Forget,
+}
+
+impl Answer {
+    /// Waits for the answer (the link closing fails it).
+    pub(super) async fn answer(self) -> Result<LinkMessage, LinkClosed> {
+        let Answer { rx, _forget } = self;
         rx.await.map_err(|_| LinkClosed)
     }
 }
@@ -195,12 +222,12 @@ impl Drop for Link {
 }
 
 /// Removes a request's entry when the request ends, answered or given up.
-struct Forget<'a> {
-    state: &'a State,
+struct Forget {
+    state: Arc<State>,
     rid: u32,
 }
 
-impl Drop for Forget<'_> {
+impl Drop for Forget {
     fn drop(&mut self) {
         self.state
             .pending
@@ -296,22 +323,9 @@ async fn keepalive(link: Weak<Link>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use siren_api::Uid;
-    use siren_proto::ids::MessageId;
-    use siren_proto::keys::{DekPublic, Signature};
 
     fn env(ct: usize) -> Envelope {
-        Envelope {
-            id: MessageId::from_bytes([1; 16]),
-            from: Uid::parse("alice@a.test").unwrap(),
-            from_dek: DekPublic::from_bytes([2; 32]),
-            to: Uid::parse("bob@b.test").unwrap(),
-            to_dek: DekPublic::from_bytes([3; 32]),
-            ctr: 1,
-            eph: [4; 32],
-            ct: vec![5; ct],
-            sig: Signature::from_bytes([6; 64]),
-        }
+        crate::testing::envelope("b.test", 3, ct)
     }
 
     #[test]

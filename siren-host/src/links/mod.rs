@@ -64,6 +64,11 @@ impl From<RequestError> for Error {
     }
 }
 
+/// The peer's answer to a `deliver` sent with [`Links::send_deliver`]: `Ok` once it committed
+/// the envelopes.
+pub type DeliveryAnswer =
+    std::pin::Pin<Box<dyn Future<Output = Result<(), RequestError>> + Send + 'static>>;
+
 /// What an outbound link to a peer is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkState {
@@ -416,24 +421,10 @@ impl Links {
     ) -> Result<LinkMessage, RequestError> {
         self.within_budget(peer, async {
             let link = self.link(peer).await.map_err(RequestError::Failed)?;
-            match link.request(make).await {
-                Ok(LinkMessage::Error { code, msg, .. }) => Err(RequestError::Refused {
-                    code,
-                    error: Error::new(
-                        ErrorCode::from_u16(code).unwrap_or(ErrorCode::Internal),
-                        peer_text(peer, &msg),
-                    ),
-                }),
-                Ok(answer) => Ok(answer),
-                Err(e) => {
-                    tracing::info!(%peer, error = %e, "a request to a peer failed");
-                    Err(RequestError::Failed(dial::unreachable(peer)))
-                }
-            }
+            answered(peer, link.request(make).await)
         })
         .await
     }
-
     /// The largest frame `peer` accepts: from the open link, or opening one.
     pub async fn frame_limit(&self, peer: &ServerName) -> Result<usize, Error> {
         let link = self
@@ -489,19 +480,36 @@ impl Links {
         }
     }
 
-    /// Sends envelopes over the link and waits for the peer's commit.
-    pub async fn deliver(
+    /// Sends envelopes over the link to `peer` (opened first if needed) and returns what waits
+    /// for the peer's commit, each step within the request timeout. Deliveries sent one after
+    /// another are written in that order, so several can wait for their answers at once.
+    pub async fn send_deliver(
         &self,
         peer: &ServerName,
         msgs: Vec<siren_proto::envelope::Envelope>,
-    ) -> Result<(), RequestError> {
-        match self
-            .request(peer, |rid| LinkMessage::Deliver { rid, msgs })
-            .await?
-        {
-            LinkMessage::DeliverAck { .. } => Ok(()),
-            other => Err(RequestError::Failed(unexpected(peer, &other))),
-        }
+    ) -> Result<DeliveryAnswer, RequestError> {
+        let answer = self
+            .within_budget(peer, async {
+                let link = self.link(peer).await.map_err(RequestError::Failed)?;
+                link.send(|rid| LinkMessage::Deliver { rid, msgs })
+                    .await
+                    .map_err(|e| {
+                        tracing::info!(%peer, error = %e, "a request to a peer failed");
+                        RequestError::Failed(dial::unreachable(peer))
+                    })
+            })
+            .await?;
+        let (peer, timeout) = (peer.clone(), self.request_timeout);
+        Ok(Box::pin(async move {
+            let Ok(answer) = tokio::time::timeout(timeout, answer.answer()).await else {
+                tracing::info!(%peer, after = ?timeout, "no answer from a peer in time");
+                return Err(RequestError::Failed(dial::unreachable(&peer)));
+            };
+            match answered(&peer, answer)? {
+                LinkMessage::DeliverAck { .. } => Ok(()),
+                other => Err(RequestError::Failed(unexpected(&peer, &other))),
+            }
+        }))
     }
 
     /// Sends ephemeral envelopes (signals) to `peer` over the link that is open to it right
@@ -557,6 +565,28 @@ impl Links {
 }
 
 /// A peer answered with a message that is not the answer to the request.
+/// A request's answer as the requester sees it: an `error` is [`RequestError::Refused`], a
+/// closed link the generic 502.
+fn answered(
+    peer: &ServerName,
+    answer: Result<LinkMessage, link::LinkClosed>,
+) -> Result<LinkMessage, RequestError> {
+    match answer {
+        Ok(LinkMessage::Error { code, msg, .. }) => Err(RequestError::Refused {
+            code,
+            error: Error::new(
+                ErrorCode::from_u16(code).unwrap_or(ErrorCode::Internal),
+                peer_text(peer, &msg),
+            ),
+        }),
+        Ok(answer) => Ok(answer),
+        Err(e) => {
+            tracing::info!(%peer, error = %e, "a request to a peer failed");
+            Err(RequestError::Failed(dial::unreachable(peer)))
+        }
+    }
+}
+
 fn unexpected(peer: &ServerName, answer: &LinkMessage) -> Error {
     tracing::info!(%peer, ?answer, "a peer answered a request with the wrong message");
     dial::unreachable(peer)
