@@ -13,8 +13,8 @@ use crate::admission::AddrKey;
 use crate::auth::limits::Refused;
 use crate::queue::now;
 
-/// How stale a resumed session's `last_seen` may be before a resumption writes it again (at
-/// most a tenth of `session_ttl_secs`).
+/// How stale a session's stored `last_seen` may be before a resumption or a disconnection
+/// writes it again (at most a tenth of `session_ttl_secs`).
 const LAST_SEEN_GRANULARITY_SECS: u64 = 3600;
 
 impl Session {
@@ -59,16 +59,10 @@ impl Session {
             }
         }
         let was_resumed = resumed.is_some();
-        // A resumed session's record changes only in `last_seen`, which ages it out after
-        // `session_ttl_secs` (days): rewritten (a synced write) at most once per
-        // LAST_SEEN_GRANULARITY_SECS, not on every resumption.
-        let mut fresh = false;
         let (id, user) = match resumed {
             Some((id, rec)) => {
                 self.credential_stamp = rec.credential_stamp;
-                let ttl = self.shared.config().limits.session_ttl_secs;
-                let granularity = LAST_SEEN_GRANULARITY_SECS.min(ttl / 10);
-                fresh = rec.last_seen.saturating_add(granularity) > now();
+                self.last_seen_stored = rec.last_seen;
                 (id, rec.user)
             }
             None => (SessionId::random(&mut siren_proto::os_rng()), None),
@@ -80,7 +74,7 @@ impl Session {
         // costs no write.
         if user.is_some() {
             self.ticket.logged_in();
-            if !fresh {
+            if !self.last_seen_fresh() {
                 self.save_session().await?;
             }
         }
@@ -101,6 +95,16 @@ impl Session {
         Ok(Flow::Continue)
     }
 
+    /// Whether the stored record's `last_seen` is recent enough not to be written again: a
+    /// session's record changes only in `last_seen`, which ages it out after
+    /// `session_ttl_secs` (days), so it is rewritten (a synced write) at most once per
+    /// [`LAST_SEEN_GRANULARITY_SECS`], not on every resumption and disconnection.
+    pub(super) fn last_seen_fresh(&self) -> bool {
+        let ttl = self.shared.config().limits.session_ttl_secs;
+        let granularity = LAST_SEEN_GRANULARITY_SECS.min(ttl / 10);
+        self.last_seen_stored.saturating_add(granularity) > now()
+    }
+
     pub(super) async fn save_session(&mut self) -> Result<(), Outcome> {
         let rec = SessionRecord {
             id: *self.id.as_bytes(),
@@ -109,7 +113,11 @@ impl Session {
             last_seen: now(),
             credential_stamp: self.credential_stamp,
         };
-        if let Err(e) = self.shared.storage.put_session(&rec).await {
+        let stored = self.shared.storage.put_session(&rec).await;
+        if stored.is_ok() {
+            self.last_seen_stored = rec.last_seen;
+        }
+        if let Err(e) = stored {
             tracing::warn!(error = %e, "cannot store session");
             let _ = self
                 .error(

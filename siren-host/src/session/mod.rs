@@ -66,6 +66,7 @@ pub async fn serve(
                 id: SessionId::from_bytes([0; 16]),
                 user: None,
                 credential_stamp: None,
+                last_seen_stored: 0,
                 usk_registered: false,
                 channel_binding: *hash.as_bytes(),
                 out: sender,
@@ -138,6 +139,8 @@ struct Session {
     /// The account's credential stamp at login, when the credential backend decided the login
     /// (see [`crate::accounts`]).
     credential_stamp: Option<u64>,
+    /// The `last_seen` of the session's stored record (0: none stored by this session).
+    last_seen_stored: u64,
     /// Whether this DEK is a live device of `user`.
     usk_registered: bool,
     channel_binding: [u8; 32],
@@ -597,7 +600,7 @@ impl Session {
             if let Err(e) = self.shared.storage.delete_session(self.id.as_bytes()).await {
                 tracing::warn!(error = %e, "cannot forget an ended session");
             }
-        } else if self.user.is_some() && self.usk_registered {
+        } else if self.user.is_some() && self.usk_registered && !self.last_seen_fresh() {
             let _ = self.save_session().await;
         }
         match outcome {
