@@ -291,7 +291,8 @@ const ITEMS_IN_FLIGHT: usize = 4 * PAGE;
 struct Sent {
     /// The outbox items it removes once answered.
     seqs: Vec<u64>,
-    /// Its envelopes: how many, and the first (given up by itself if refused for good).
+    /// How many envelopes it carries, and the envelope when it is the only one (given up by
+    /// itself if the peer refuses it for good).
     count: usize,
     first: Option<Envelope>,
     answer: DeliveryAnswer,
