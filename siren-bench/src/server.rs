@@ -111,6 +111,9 @@ non_contacts = "accept"    # the bench's users are strangers; contact requests a
 
 [log]
 level = "info"
+
+[web]
+enabled = false            # several bench servers run at once; none serves the web client
 "#
         );
         std::fs::write(dir.path().join("sirend.toml"), config)

@@ -23,7 +23,12 @@ pub fn dns_records(name: &ServerName, port: u16, sek: &SekPublic) -> String {
 }
 
 /// Writes `sirend.toml` and a fresh SEK into `dir`; refuses to overwrite either.
-pub fn init(dir: &Path, name: &ServerName, listen: SocketAddr) -> anyhow::Result<String> {
+pub fn init(
+    dir: &Path,
+    name: &ServerName,
+    listen: SocketAddr,
+    web: SocketAddr,
+) -> anyhow::Result<String> {
     filemodes::create_private_dir(dir)?;
     let config_path = dir.join("sirend.toml");
     if config_path.exists() {
@@ -38,13 +43,14 @@ pub fn init(dir: &Path, name: &ServerName, listen: SocketAddr) -> anyhow::Result
     }
     let sek = SekSecret::generate(&mut siren_proto::os_rng());
     keyfile::create(&key_path, &sek)?;
-    std::fs::write(&config_path, Config::template(name, listen))
+    std::fs::write(&config_path, Config::template(name, listen, web))
         .with_context(|| format!("cannot write {}", config_path.display()))?;
     Ok(format!(
         "wrote {config}\nwrote {key} (keep it secret)\n\n\
          Publish these DNS records so clients and servers can find {name}:\n\n{records}\n\
          Clients that do not use DNS need the address and this key:\n  --server {listen} --server-key {sek}\n\n\
-         Next: sirend user add alice --config {config}\n      sirend run --config {config}\n",
+         Next: sirend user add alice --config {config}\n      sirend run --config {config}\n\
+         The web client will be at http://{web}/\n",
         config = config_path.display(),
         key = key_path.display(),
         records = dns_records(name, listen.port(), &sek.public()),
@@ -113,11 +119,25 @@ mod tests {
     fn init_writes_a_valid_config_and_refuses_to_overwrite() {
         let dir = tempfile::tempdir().unwrap();
         let name = ServerName::parse("alpha.test").unwrap();
-        let out = init(dir.path(), &name, "127.0.0.1:7453".parse().unwrap()).unwrap();
+        let out = init(
+            dir.path(),
+            &name,
+            "127.0.0.1:7453".parse().unwrap(),
+            "127.0.0.1:7454".parse().unwrap(),
+        )
+        .unwrap();
         assert!(out.contains("_siren-key.alpha.test."));
         let config = Config::load(&dir.path().join("sirend.toml")).unwrap();
         assert_eq!(config.server.name, name);
         keyfile::read(&config.server.key_file).unwrap();
-        assert!(init(dir.path(), &name, "127.0.0.1:7453".parse().unwrap()).is_err());
+        assert!(
+            init(
+                dir.path(),
+                &name,
+                "127.0.0.1:7453".parse().unwrap(),
+                "127.0.0.1:7454".parse().unwrap()
+            )
+            .is_err()
+        );
     }
 }

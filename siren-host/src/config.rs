@@ -34,6 +34,8 @@ pub struct Config {
     pub log: LogSection,
     /// The Prometheus metrics and health listener.
     pub metrics: MetricsSection,
+    /// The web listener: the browser client's page and its WebSocket.
+    pub web: WebSection,
     /// Plugins loaded from files (`[[plugins]]`), each registered under its name next to the
     /// built-in implementations.
     pub plugins: Vec<PluginSection>,
@@ -397,6 +399,43 @@ impl Default for MetricsSection {
     }
 }
 
+/// `[web]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSection {
+    /// Whether to serve the web client and its WebSocket (on by default, on loopback).
+    pub enabled: bool,
+    /// Where. Loopback by default: browsers need a secure context (HTTPS) anywhere else, so
+    /// off this machine serve it with `tls_cert`/`tls_key` or behind a reverse proxy.
+    pub listen: SocketAddr,
+    /// Origins (`https://chat.example.com`) whose pages may open the WebSocket. Empty: only the
+    /// page's own origin, the one the request's `Host` names.
+    pub allowed_origins: Vec<String>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client: the per-address limits then
+    /// count the client's address, not the proxy's.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// A PEM certificate chain: serve HTTPS and `wss:` (with `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+}
+
+/// The default port of the web listener.
+pub const DEFAULT_WEB_PORT: u16 = 7454;
+
+impl Default for WebSection {
+    fn default() -> Self {
+        WebSection {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_WEB_PORT)),
+            allowed_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
 /// A configuration error, naming the key at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}: {}{message}", if key.is_empty() { String::new() } else { format!("`{key}`: ") })]
@@ -465,6 +504,12 @@ impl Config {
             }
         }
         if let Some(p) = self.storage.path.as_mut() {
+            fix(p);
+        }
+        if let Some(p) = self.web.tls_cert.as_mut() {
+            fix(p);
+        }
+        if let Some(p) = self.web.tls_key.as_mut() {
             fix(p);
         }
     }
@@ -596,6 +641,22 @@ impl Config {
                     .into(),
             ));
         }
+        if self.web.tls_cert.is_some() != self.web.tls_key.is_some() {
+            return Err((
+                "web.tls_cert",
+                "give both `tls_cert` and `tls_key`, or neither".into(),
+            ));
+        }
+        for origin in &self.web.allowed_origins {
+            if !crate::web::origin::is_origin(origin) {
+                return Err((
+                    "web.allowed_origins",
+                    format!(
+                        "{origin:?} is not an origin: scheme://host[:port], e.g. \"https://chat.example.com\""
+                    ),
+                ));
+            }
+        }
         if self.auth.mechanisms.is_empty() {
             return Err(("auth.mechanisms", "offer at least one mechanism".into()));
         }
@@ -632,7 +693,7 @@ impl Config {
     }
 
     /// The configuration `sirend init` writes: every key with its default, commented.
-    pub fn template(name: &ServerName, listen: SocketAddr) -> String {
+    pub fn template(name: &ServerName, listen: SocketAddr, web: SocketAddr) -> String {
         let d = Config::default();
         format!(
             r#"# sirend configuration. Every key is optional; the values shown are the defaults
@@ -718,6 +779,16 @@ level = "info"
 # "json" for one JSON object per line (log shippers); a change needs a restart.
 format = "text"
 
+[web]
+enabled = true                   # the browser client at http://{web}/ and its WebSocket
+listen = "{web}"
+allowed_origins = []             # pages that may open the WebSocket; [] = the page's own origin
+trusted_proxies = []             # reverse proxies whose X-Forwarded-For names the client
+# Browsers need HTTPS off this machine: give a certificate here, or put a reverse proxy in front
+# (docs/web.md).
+# tls_cert = "web.crt"
+# tls_key = "web.key"
+
 # Prometheus metrics (/metrics), /healthz and /readyz over HTTP, off unless enabled:
 # [metrics]
 # enabled = true
@@ -779,7 +850,16 @@ mod tests {
     fn template_parses_to_defaults_with_name_and_listen() {
         let name = ServerName::parse("alpha.test").unwrap();
         let listen: SocketAddr = "127.0.0.1:9000".parse().unwrap();
-        let c = Config::parse(&Config::template(&name, listen), "t").unwrap();
+        let web: SocketAddr = "127.0.0.1:9001".parse().unwrap();
+        let c = Config::parse(&Config::template(&name, listen, web), "t").unwrap();
+        assert_eq!(c.web.listen, web);
+        assert_eq!(
+            c.web,
+            WebSection {
+                listen: web,
+                ..WebSection::default()
+            }
+        );
         assert_eq!(c.server.name, name);
         assert_eq!(c.server.listen, listen);
         assert_eq!(c.limits, Limits::default());

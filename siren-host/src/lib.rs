@@ -30,6 +30,7 @@
 //! | [`metrics`] | Prometheus metrics, `/metrics`, `/healthz`, `/readyz` |
 //! | [`reload`] | SIGHUP and `sirend reload`: re-read, check, apply what can change live |
 //! | [`control`] | the admin socket: wire format, who may connect, the commands themselves |
+//! | [`web`] | the web listener: the browser client's page, sessions over a WebSocket |
 //!
 //! # Architecture invariants
 //!
@@ -69,3 +70,4 @@ pub mod shared;
 pub mod signals;
 #[cfg(test)]
 mod testing;
+pub mod web;

@@ -40,6 +40,10 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value_t = SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)))]
         listen: SocketAddr,
+        /// Address of the web listener (the browser client; loopback unless it has TLS or a
+        /// reverse proxy in front).
+        #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], siren_host::config::DEFAULT_WEB_PORT)))]
+        web_listen: SocketAddr,
     },
     /// Run the server (default configuration: ./sirend.toml if present, else built-in defaults).
     Run {
@@ -349,9 +353,14 @@ fn main() -> ExitCode {
 
 fn real_main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Init { dir, name, listen } => {
+        Command::Init {
+            dir,
+            name,
+            listen,
+            web_listen,
+        } => {
             let name = ServerName::parse(&name).context("--name")?;
-            print!("{}", admin::init(&dir, &name, listen)?);
+            print!("{}", admin::init(&dir, &name, listen, web_listen)?);
         }
         Command::Run { config } => {
             let path = config_path(config.as_deref());

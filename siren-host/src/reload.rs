@@ -15,8 +15,8 @@
 //! * `[[plugins]]` message filters, directory hooks and federation policies (their settings,
 //!   limits, added and removed ones), rebuilt and swapped in whole.
 //!
-//! Every other key that changed (the listener, the store, authentication, the metrics
-//! listener, the other `[federation]` keys, plugins of other kinds) is named in the answer as
+//! Every other key that changed (the listeners, the store, authentication, the metrics
+//! and web listeners, the other `[federation]` keys, plugins of other kinds) is named in the answer as
 //! taking effect at the next restart, and the running server keeps its old value, so what
 //! `sirend status` shows stays what is in force.
 

@@ -79,6 +79,11 @@ pub async fn run(config: Config, reloader: Arc<crate::reload::Reloader>) -> anyh
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let local = listener.local_addr()?;
+    let web = if config.web.enabled {
+        Some(crate::web::Bound::bind(&config.web).await?)
+    } else {
+        None
+    };
     let started = std::time::Instant::now();
     // Bound before the store is served, after it was opened: a second server on the same
     // RocksDB store fails on the store's lock before it could touch the first one's socket.
@@ -171,6 +176,24 @@ pub async fn run(config: Config, reloader: Arc<crate::reload::Reloader>) -> anyh
         control,
         stop_rx.clone(),
     ));
+    let limit = Arc::new(Semaphore::new(shared.config().limits.max_connections));
+    let next_conn = Arc::new(AtomicU64::new(1));
+    let web_sessions = tokio_util::task::TaskTracker::new();
+    if let Some(web) = web {
+        // Tests and scripts read this line to learn the web port when listening on port 0.
+        println!("web client on {}", web.url()?);
+        tracing::info!(url = %web.url()?, "web client and WebSocket");
+        let gate = crate::web::Gate {
+            limit: limit.clone(),
+            next_conn: next_conn.clone(),
+        };
+        tokio::spawn(crate::web::serve(
+            shared.clone(),
+            web,
+            gate,
+            web_sessions.clone(),
+        ));
+    }
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("listening on {local}");
 
@@ -183,8 +206,6 @@ pub async fn run(config: Config, reloader: Arc<crate::reload::Reloader>) -> anyh
         stop_rx.clone(),
     ));
     let account_watch = tokio::spawn(crate::accounts::watch(shared.clone()));
-    let limit = Arc::new(Semaphore::new(shared.config().limits.max_connections));
-    let next_conn = AtomicU64::new(1);
     let mut connections = JoinSet::new();
     let signal = shutdown_signal();
     tokio::pin!(signal);
@@ -222,9 +243,14 @@ pub async fn run(config: Config, reloader: Arc<crate::reload::Reloader>) -> anyh
                 let conn = next_conn.fetch_add(1, Ordering::Relaxed);
                 let shared = shared.clone();
                 connections.spawn(async move {
-                    shared.metrics.connections_open.inc();
-                    session::serve(shared.clone(), stream, peer, conn, ticket).await;
-                    shared.metrics.connections_open.dec();
+                    match session::Connection::tcp(stream) {
+                        Ok(connection) => {
+                            shared.metrics.connections_open.inc();
+                            session::serve(shared.clone(), connection, peer, conn, ticket).await;
+                            shared.metrics.connections_open.dec();
+                        }
+                        Err(e) => tracing::debug!(%peer, error = %e, "connection lost at once"),
+                    }
                     drop(permit);
                 });
             }
@@ -242,18 +268,20 @@ pub async fn run(config: Config, reloader: Arc<crate::reload::Reloader>) -> anyh
     }
 
     tracing::info!(
-        open = connections.len(),
+        open = connections.len() + web_sessions.len(),
         "shutting down: no new connections"
     );
     drop(listener);
     let _ = stop_tx.send(true);
+    web_sessions.close();
     let drained = tokio::time::timeout(DRAIN, async {
         while connections.join_next().await.is_some() {}
+        web_sessions.wait().await;
     })
     .await;
     if drained.is_err() {
         tracing::warn!(
-            left = connections.len(),
+            left = connections.len() + web_sessions.len(),
             "connections did not finish in time; closing them"
         );
         connections.shutdown().await;

@@ -23,10 +23,16 @@ use siren_proto::message::{self, DecodeError, WireMessage};
 use siren_proto::transcript::Digest;
 use siren_proto::transport::{Opener, Sealer, TransportError};
 use siren_proto::{frame, handshake};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 pub use frames::{ReadError, read_frame, write_frame};
+
+/// The reading half of a connection: a TCP socket's, or a WebSocket's as `sirend` bridges it
+/// (one binary message per frame). Boxed so one session code serves every transport.
+pub type ReadHalf = Box<dyn AsyncRead + Send + Sync + Unpin>;
+/// The writing half of a connection (see [`ReadHalf`]).
+pub type WriteHalf = Box<dyn AsyncWrite + Send + Sync + Unpin>;
 
 /// Why a session could not be opened or used.
 #[derive(Debug, thiserror::Error)]
@@ -63,16 +69,21 @@ impl From<ReadError> for NetError {
 
 /// The sending direction of an established session.
 pub struct Sender {
-    wr: OwnedWriteHalf,
+    wr: WriteHalf,
     sealer: Sealer,
     max_frame: usize,
 }
 
 impl Sender {
-    /// Wraps a socket half and its transport direction; frames are limited to `max_frame`.
-    pub fn new(wr: OwnedWriteHalf, sealer: Sealer, max_frame: usize) -> Self {
+    /// Wraps a connection's writing half and its transport direction; frames are limited to
+    /// `max_frame`.
+    pub fn new(
+        wr: impl AsyncWrite + Send + Sync + Unpin + 'static,
+        sealer: Sealer,
+        max_frame: usize,
+    ) -> Self {
         Sender {
-            wr,
+            wr: Box::new(wr),
             sealer,
             max_frame,
         }
@@ -115,7 +126,7 @@ impl Sender {
 /// bytes. An idle receiver holds no buffer; a frame's buffer is allocated once its length prefix
 /// has been checked against the maximum.
 pub struct Receiver {
-    rd: OwnedReadHalf,
+    rd: ReadHalf,
     opener: Opener,
     max_frame: usize,
     header: [u8; frame::HEADER_LEN],
@@ -125,10 +136,15 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// Wraps a socket half and its transport direction; frames above `max_frame` are refused.
-    pub fn new(rd: OwnedReadHalf, opener: Opener, max_frame: usize) -> Self {
+    /// Wraps a connection's reading half and its transport direction; frames above `max_frame`
+    /// are refused.
+    pub fn new(
+        rd: impl AsyncRead + Send + Sync + Unpin + 'static,
+        opener: Opener,
+        max_frame: usize,
+    ) -> Self {
         Receiver {
-            rd,
+            rd: Box::new(rd),
             opener,
             max_frame,
             header: [0; frame::HEADER_LEN],
@@ -244,8 +260,23 @@ pub async fn connect_link(
     run_initiator(std::future::ready(Ok(stream)), init, hello, step_timeout).await
 }
 
-/// Connects, sends `hello`, reads the reply, sends `finish`: the initiator's side of the
-/// handshake with a deadline on each step.
+/// Runs the device side of the handshake over a connection the caller opened: `rd` and `wr`
+/// carry frames (a WebSocket bridged to frames, say). Each handshake step may take at most
+/// `step_timeout`.
+pub async fn connect_over(
+    rd: impl AsyncRead + Send + Sync + Unpin + 'static,
+    wr: impl AsyncWrite + Send + Sync + Unpin + 'static,
+    server: &ServerName,
+    sek: &SekPublic,
+    dek: &DekSecret,
+    request: SessionRequest,
+    step_timeout: Duration,
+) -> Result<Connected, NetError> {
+    let (init, hello) = Initiator::client(server, sek, dek, request, &mut siren_proto::os_rng())?;
+    initiate(rd, wr, init, hello, step_timeout).await
+}
+
+/// Connects, then runs the initiator's side of the handshake ([`initiate`]).
 async fn run_initiator(
     connecting: impl Future<Output = std::io::Result<TcpStream>>,
     init: Initiator,
@@ -254,7 +285,19 @@ async fn run_initiator(
 ) -> Result<Connected, NetError> {
     let stream = within(step_timeout, connecting).await??;
     stream.set_nodelay(true)?;
-    let (mut rd, mut wr) = stream.into_split();
+    let (rd, wr) = stream.into_split();
+    initiate(rd, wr, init, hello, step_timeout).await
+}
+
+/// Sends `hello`, reads the reply, sends `finish`: the initiator's side of the handshake with a
+/// deadline on each step.
+async fn initiate(
+    mut rd: impl AsyncRead + Send + Sync + Unpin + 'static,
+    mut wr: impl AsyncWrite + Send + Sync + Unpin + 'static,
+    init: Initiator,
+    hello: Vec<u8>,
+    step_timeout: Duration,
+) -> Result<Connected, NetError> {
     write_frame(&mut wr, &hello, handshake::MAX_HANDSHAKE_FRAME).await?;
     let reply = within(
         step_timeout,

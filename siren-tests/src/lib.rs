@@ -18,6 +18,7 @@ use tempfile::TempDir;
 pub mod fake_peer;
 pub mod hostile;
 pub mod tmux;
+pub mod web;
 
 /// A workspace binary built next to the tests.
 pub fn binary(name: &str) -> PathBuf {
@@ -88,6 +89,8 @@ pub struct Server {
     pub addr: SocketAddr,
     pub name: String,
     pub sek: String,
+    /// The web listener's address while running (`[web] enabled`).
+    pub web: Option<SocketAddr>,
     child: Option<Child>,
     log: Option<std::sync::Mutex<mpsc::Receiver<String>>>,
 }
@@ -138,7 +141,7 @@ backend = "{storage}"
 
 [log]
 level = "info"
-{extra}
+{web}{extra}
 "#,
             name = options.name,
             ttl = options.queue_ttl_secs,
@@ -156,6 +159,13 @@ level = "info"
             },
             auth_lines = options.auth_lines,
             limits_lines = options.limits_lines,
+            // Every test server's web listener on a port of its own (a test that configures it
+            // writes its own `[web]`).
+            web = if options.extra.contains("[web]") {
+                ""
+            } else {
+                "\n[web]\nlisten = \"127.0.0.1:0\"\n"
+            },
             extra = options.extra,
         );
         std::fs::write(dir.path().join("sirend.toml"), config).unwrap();
@@ -164,6 +174,7 @@ level = "info"
             addr,
             name: options.name,
             sek,
+            web: None,
             child: None,
             log: None,
         }
@@ -275,12 +286,18 @@ level = "info"
                 let _ = log_tx.send(line);
             }
         });
-        let ready = wait_for_line(stdout, "listening on ", Duration::from_secs(60));
+        let ready = wait_for_lines(stdout, "listening on ", Duration::from_secs(60));
         assert!(
             ready.is_some(),
             "sirend did not start; log: {:?}",
             rx.try_iter().collect::<Vec<_>>()
         );
+        // `web client on http://127.0.0.1:PORT/` comes before `listening on`.
+        self.web = ready.unwrap_or_default().iter().find_map(|line| {
+            let url = line.strip_prefix("web client on ")?;
+            let rest = url.split("://").nth(1)?;
+            rest.trim_end_matches('/').parse().ok()
+        });
         self.child = Some(child);
         self.log = Some(std::sync::Mutex::new(rx));
     }
@@ -356,7 +373,9 @@ fn signal(child: &Child, sig: &str) {
 
 /// Reads `stdout` on a thread until a line containing `needle` appears (returns it) or the time
 /// runs out. The rest of the stream is drained in the background.
-fn wait_for_line(stdout: ChildStdout, needle: &str, limit: Duration) -> Option<String> {
+/// The lines of `stdout` up to and with the first that contains `needle`; the rest is read and
+/// dropped in the background.
+fn wait_for_lines(stdout: ChildStdout, needle: &str, limit: Duration) -> Option<Vec<String>> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -366,10 +385,16 @@ fn wait_for_line(stdout: ChildStdout, needle: &str, limit: Duration) -> Option<S
         }
     });
     let deadline = Instant::now() + limit;
+    let mut lines = Vec::new();
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
         match rx.recv_timeout(left) {
-            Ok(line) if line.contains(needle) => return Some(line),
-            Ok(_) => {}
+            Ok(line) => {
+                let found = line.contains(needle);
+                lines.push(line);
+                if found {
+                    return Some(lines);
+                }
+            }
             Err(_) => return None,
         }
     }
@@ -806,13 +831,22 @@ pub mod raw {
         password: &str,
     ) -> (DekSecret, Result<(Connected, NextStep), u16>) {
         let dek = DekSecret::generate(&mut siren_proto::os_rng());
-        let mut conn = match open_from(server, &dek, from).await {
+        let conn = match open_from(server, &dek, from).await {
             Ok(c) => c,
             Err(siren_net::NetError::Handshake(
                 siren_proto::handshake::HandshakeError::Refused { code, .. },
             )) => return (dek, Err(code)),
             Err(e) => panic!("cannot connect: {e}"),
         };
+        (dek, login_on(conn, user, password).await)
+    }
+
+    /// Runs a `PLAIN` login on an open session: the `next` step, or the error code.
+    pub async fn login_on(
+        mut conn: Connected,
+        user: &str,
+        password: &str,
+    ) -> Result<(Connected, NextStep), u16> {
         start_plain(&mut conn, user, password).await;
         let answer = match conn.receiver.recv::<ServerMessage>().await {
             Ok(ServerMessage::AuthSuccess { next, .. }) => Ok(next),
@@ -820,7 +854,34 @@ pub mod raw {
             Ok(other) => panic!("unexpected answer to login: {other:?}"),
             Err(e) => panic!("login: {e}"),
         };
-        (dek, answer.map(|next| (conn, next)))
+        answer.map(|next| (conn, next))
+    }
+
+    /// Opens a session with `dek` over a WebSocket to the server's web listener.
+    pub async fn open_web(server: &Server, dek: &DekSecret) -> Connected {
+        let web = server.web.expect("the server's web listener is on");
+        let (rd, wr) = crate::web::bridge(crate::web::open(web, None).await.unwrap());
+        open_over(server, dek, rd, wr).await
+    }
+
+    /// Opens a session with `dek` over a connection the caller opened (frames on `rd`, `wr`).
+    pub async fn open_over(
+        server: &Server,
+        dek: &DekSecret,
+        rd: siren_net::ReadHalf,
+        wr: siren_net::WriteHalf,
+    ) -> Connected {
+        siren_net::connect_over(
+            rd,
+            wr,
+            &ServerName::parse(&server.name).unwrap(),
+            &sek(server),
+            dek,
+            SessionRequest::Open,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap()
     }
 
     /// Reads the welcome and the mechanisms, then sends a `PLAIN` login (request id 1); the
@@ -875,6 +936,34 @@ pub mod raw {
                 password,
             )
             .await;
+            Session::register(server, dek, answer, user).await
+        }
+
+        /// [`Session::create`] over a WebSocket to the server's web listener.
+        pub async fn create_web(server: &Server, user: &str, password: &str) -> Session {
+            let dek = DekSecret::generate(&mut siren_proto::os_rng());
+            let conn = open_web(server, &dek).await;
+            Session::create_on(server, dek, conn, user, password).await
+        }
+
+        /// [`Session::create`] on a session `conn` opened with `dek` in some other way.
+        pub async fn create_on(
+            server: &Server,
+            dek: DekSecret,
+            conn: Connected,
+            user: &str,
+            password: &str,
+        ) -> Session {
+            let answer = login_on(conn, user, password).await;
+            Session::register(server, dek, answer, user).await
+        }
+
+        async fn register(
+            server: &Server,
+            dek: DekSecret,
+            answer: Result<(Connected, NextStep), u16>,
+            user: &str,
+        ) -> Session {
             let (mut conn, next) = answer.unwrap_or_else(|code| panic!("login failed: {code}"));
             let uid = Uid::parse(&format!("{user}@{}", server.name)).unwrap();
             assert_eq!(next, NextStep::CreateUser, "raw sessions create their user");

@@ -20,10 +20,10 @@ use crate::shared::Shared;
 pub struct Incoming<'a> {
     /// The hello frame.
     pub hello: &'a [u8],
-    /// The socket's halves.
-    pub rd: tokio::net::tcp::OwnedReadHalf,
-    /// The socket's halves.
-    pub wr: tokio::net::tcp::OwnedWriteHalf,
+    /// The connection's halves.
+    pub rd: siren_net::ReadHalf,
+    /// The connection's halves.
+    pub wr: siren_net::WriteHalf,
     /// The peer's address.
     pub addr: SocketAddr,
     /// The time allowed for each handshake step.

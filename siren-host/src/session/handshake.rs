@@ -9,8 +9,9 @@ use siren_api::ErrorCode;
 use siren_net::{NetError, ReadError, Receiver, Sender, read_frame, within, write_frame};
 use siren_proto::handshake::{self, HandshakeError, Peer, Role, SessionRequest};
 use siren_proto::keys::DekPublic;
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::connection::{Connection, Transport};
 
 use crate::shared::Shared;
 
@@ -23,26 +24,32 @@ pub(super) type Established = (
 );
 
 /// Runs the responder side of the handshake with a deadline on each step. On a refused hello the
-/// client gets a plaintext `error` frame before the connection closes.
+/// client gets a plaintext `error` frame before the connection closes. A hello in the `s2s` role
+/// on the client listener goes to federation when it is enabled; on the web listener it is
+/// refused like a disabled federation's (error 601): links are TCP only.
 pub(super) async fn handshake(
     shared: &Arc<Shared>,
-    stream: TcpStream,
+    connection: Connection,
     peer: SocketAddr,
     ticket: &mut crate::admission::Ticket,
 ) -> Result<Option<Established>, NetError> {
     let step = Duration::from_secs(shared.config().limits.handshake_timeout_secs);
     let max = shared.config().limits.max_frame as usize;
-    stream.set_nodelay(true)?;
-    let (mut rd, mut wr) = stream.into_split();
+    let Connection {
+        mut rd,
+        mut wr,
+        transport,
+    } = connection;
     let Some(hello) = read_step(&mut rd, &mut wr, step).await? else {
         return Ok(None);
     };
+    let links_here = transport == Transport::Tcp && shared.config().federation.enabled;
     let received = match handshake::read_hello(&shared.keys, Role::ClientToServer, &hello) {
         Ok(r) => r,
         Err(HandshakeError::WrongRole {
             got: Role::ServerToServer,
             ..
-        }) if shared.config().federation.enabled => {
+        }) if links_here => {
             let link = crate::federation::inbound::Incoming {
                 hello: &hello,
                 rd,
@@ -56,6 +63,13 @@ pub(super) async fn handshake(
         }
         Err(e) => {
             let (code, text) = match &e {
+                HandshakeError::WrongRole {
+                    got: Role::ServerToServer,
+                    ..
+                } if transport == Transport::WebSocket => (
+                    ErrorCode::FederationDisabled,
+                    "server-to-server links are not accepted on the web listener".to_owned(),
+                ),
                 HandshakeError::WrongRole {
                     got: Role::ServerToServer,
                     ..
@@ -110,8 +124,8 @@ pub(super) async fn handshake(
 /// a plaintext `error` 100, a client that stays silent an `error` 105, before the close
 /// (PROTOCOL.md §5, §7.7); `None` then.
 pub(crate) async fn read_step(
-    rd: &mut OwnedReadHalf,
-    wr: &mut OwnedWriteHalf,
+    rd: &mut (impl AsyncRead + Unpin),
+    wr: &mut (impl AsyncWrite + Unpin),
     step: Duration,
 ) -> Result<Option<Vec<u8>>, NetError> {
     let (code, text) = match within(step, read_frame(rd, handshake::MAX_HANDSHAKE_FRAME)).await {

@@ -19,6 +19,7 @@
 //! session core: the state, the event loop and the dispatch of requests.
 
 mod approvals;
+mod connection;
 mod delivery;
 mod devices;
 mod handshake;
@@ -42,25 +43,28 @@ use siren_proto::keys::DekPublic;
 use siren_proto::message::{
     self, ClientMessage, DecodeErrorKind, Notice, QueueItem, RequestId, ServerMessage,
 };
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::admission::Ticket;
 use crate::shared::Shared;
 
+pub use connection::{Connection, Transport};
+
 /// Serves one accepted connection to the end. Never panics on the client's input.
 pub async fn serve(
     shared: Arc<Shared>,
-    stream: TcpStream,
+    connection: Connection,
     peer: SocketAddr,
     conn: u64,
     mut ticket: Ticket,
 ) {
-    match handshake::handshake(&shared, stream, peer, &mut ticket).await {
+    let transport = connection.transport;
+    match handshake::handshake(&shared, connection, peer, &mut ticket).await {
         Ok(Some((dek, request, sender, receiver, hash))) => {
             let mut session = Session {
                 shared: shared.clone(),
                 peer,
+                transport,
                 conn,
                 dek,
                 id: SessionId::from_bytes([0; 16]),
@@ -97,7 +101,9 @@ pub async fn serve(
             session.close(outcome).await;
         }
         Ok(None) => {}
-        Err(e) => tracing::debug!(%peer, error = %e, "handshake failed"),
+        Err(e) => {
+            tracing::debug!(%peer, transport = transport.as_str(), error = %e, "handshake failed")
+        }
     }
 }
 
@@ -131,6 +137,8 @@ enum Flow {
 struct Session {
     shared: Arc<Shared>,
     peer: SocketAddr,
+    /// What the connection came over (for the log).
+    transport: Transport,
     conn: u64,
     dek: DekPublic,
     id: SessionId,
@@ -603,18 +611,19 @@ impl Session {
         } else if self.user.is_some() && self.usk_registered && !self.last_seen_fresh() {
             let _ = self.save_session().await;
         }
+        let (peer, session, transport) = (self.peer, self.id, self.transport.as_str());
         match outcome {
             Outcome::Done(why) => {
-                tracing::info!(peer = %self.peer, session = ?self.id, why, "session closed")
+                tracing::info!(%peer, ?session, transport, why, "session closed")
             }
             Outcome::Replaced => {
-                tracing::info!(peer = %self.peer, session = ?self.id, "session replaced")
+                tracing::info!(%peer, ?session, transport, "session replaced")
             }
             Outcome::Ended(why) => {
-                tracing::info!(peer = %self.peer, session = ?self.id, %why, "session ended by the server")
+                tracing::info!(%peer, ?session, transport, %why, "session ended by the server")
             }
             Outcome::Failed(why) => {
-                tracing::info!(peer = %self.peer, session = ?self.id, %why, "session ended")
+                tracing::info!(%peer, ?session, transport, %why, "session ended")
             }
         }
     }
