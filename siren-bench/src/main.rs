@@ -513,7 +513,7 @@ async fn one_server(
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let mut server = Server::new(bin, "bench.test")?;
-    let mut users = vec!["alice", "bob", "carol", "dave", "erin"];
+    let mut users = vec!["alice", "bob", "carol", "dave", "erin", "frank", "grace"];
     users.extend(PAIR_USERS.iter().flat_map(|(s, r)| [*s, *r]));
     server.add_users(&users)?;
     server.start()?;
@@ -583,6 +583,27 @@ async fn one_server(
             )
             .goal("≤ 5 ms", met_within(half.p99, Duration::from_millis(5))),
         );
+        // The same relay with both clients on the web listener's WebSocket (as browsers reach
+        // it): the bridge between messages and frames is its price.
+        let web = target.over_websocket()?;
+        let (frank, grace) = (Account::new(&web, "frank")?, Account::new(&web, "grace")?);
+        let pair = relay::siren_pair(&web, &frank, &grace).await?;
+        let ws = relay::siren(pair, pid, load, |_| Vec::new()).await?;
+        let Some(ws) = ws.runs.first() else {
+            anyhow::bail!("the WebSocket relay returned no runs");
+        };
+        report.rows.push(Row::new(
+            "1:1 relay over WebSocket (delivered msgs/s)",
+            fmt_rate(ws.rate),
+            format!("{} (TCP)", fmt_rate(max.rate)),
+            percent(ws.rate / max.rate),
+        ));
+        report.rows.push(Row::new(
+            "relay latency p50 over WebSocket, at max rate",
+            fmt_ms(ws.p50),
+            format!("{} (TCP)", fmt_ms(max.p50)),
+            times(ws.p50, max.p50),
+        ));
         // Diagnostic: several independent pairs at once. If the aggregate grows with the number
         // of pairs while sirend's CPU is not saturated, one pair is limited by the per-session
         // sequence of synced writes, not by the server's capacity.

@@ -29,6 +29,21 @@ pub struct Target {
     pub name: ServerName,
     /// Its public key (SEK).
     pub sek: SekPublic,
+    /// Its web listener's WebSocket (`ws://host:port/ws`), when it has one.
+    pub websocket: Option<String>,
+    /// Sessions go over the WebSocket instead of TCP ([`Target::over_websocket`]).
+    pub via_websocket: bool,
+}
+
+impl Target {
+    /// The same server, reached over its WebSocket (as a browser does).
+    pub fn over_websocket(&self) -> anyhow::Result<Target> {
+        anyhow::ensure!(self.websocket.is_some(), "the server has no web listener");
+        Ok(Target {
+            via_websocket: true,
+            ..self.clone()
+        })
+    }
 }
 
 /// A `sirend` configuration and data directory, run as a child process.
@@ -38,6 +53,8 @@ pub struct Server {
     name: ServerName,
     sek: SekPublic,
     addr: Option<SocketAddr>,
+    /// The web listener's address, from `web client on http://…/`.
+    web: Option<SocketAddr>,
     child: Option<Child>,
 }
 
@@ -113,7 +130,7 @@ non_contacts = "accept"    # the bench's users are strangers; contact requests a
 level = "info"
 
 [web]
-enabled = false            # several bench servers run at once; none serves the web client
+listen = "127.0.0.1:0"     # several bench servers run at once, each on a port of its own
 "#
         );
         std::fs::write(dir.path().join("sirend.toml"), config)
@@ -124,6 +141,7 @@ enabled = false            # several bench servers run at once; none serves the 
             name: ServerName::parse(name).context("server name")?,
             sek: SekPublic::from_bytes([0; 32]),
             addr: None,
+            web: None,
             child: None,
         };
         let key = server.admin(&["key"], None)?;
@@ -237,6 +255,9 @@ enabled = false            # several bench servers run at once; none serves the 
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
+                    if let Some(url) = line.strip_prefix("web client on http://") {
+                        self.web = url.trim().trim_end_matches('/').parse().ok();
+                    }
                     if let Some(addr) = line.strip_prefix("listening on ") {
                         break addr.trim().parse::<SocketAddr>().with_context(|| {
                             format!("sirend printed an unreadable address: {line:?}")
@@ -262,6 +283,8 @@ enabled = false            # several bench servers run at once; none serves the 
             addr: addr.to_string(),
             name: self.name.clone(),
             sek: self.sek,
+            websocket: self.web.map(|web| format!("ws://{web}/ws")),
+            via_websocket: false,
         })
     }
 

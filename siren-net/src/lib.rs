@@ -13,6 +13,7 @@
 pub mod address;
 pub mod discovery;
 pub mod frames;
+pub mod websocket;
 
 use std::time::Duration;
 
@@ -56,6 +57,9 @@ pub enum NetError {
     /// The peer did not answer in time.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// The WebSocket could not be opened ([`websocket::connect`]).
+    #[error("websocket: {0}")]
+    WebSocket(String),
 }
 
 impl From<ReadError> for NetError {

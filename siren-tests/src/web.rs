@@ -1,11 +1,10 @@
 //! A WebSocket client for tests of `sirend`'s web listener: the raw WebSocket (to send what a
-//! browser might: text, oversized or garbage messages) and a bridge to frames, so the raw
-//! protocol helpers ([`crate::raw`]) run a real session over it.
+//! browser might: an `Origin`, text, oversized or garbage messages), and siren-net's bridge to
+//! frames, so the raw protocol helpers ([`crate::raw`]) run a real session over it.
 
 use std::net::SocketAddr;
 
-use futures_util::{SinkExt as _, StreamExt as _};
-use tokio::io::AsyncWriteExt as _;
+use futures_util::StreamExt as _;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -32,44 +31,8 @@ pub async fn open(addr: SocketAddr, origin: Option<&str>) -> Result<Ws, tungsten
     Ok(ws)
 }
 
-/// The WebSocket as the frames of a connection: each binary message is one frame. The bridge runs
-/// until either side closes.
-pub fn bridge<S>(ws: WebSocketStream<S>) -> (siren_net::ReadHalf, siren_net::WriteHalf)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (ours, theirs) = tokio::io::duplex(64 * 1024);
-    tokio::spawn(async move {
-        let (mut sink, mut stream) = ws.split();
-        let (mut from_client, mut to_client) = tokio::io::split(ours);
-        let inbound = async {
-            while let Some(Ok(message)) = stream.next().await {
-                if let Message::Binary(bytes) = message {
-                    let len = (bytes.len() as u32).to_be_bytes();
-                    if to_client.write_all(&len).await.is_err()
-                        || to_client.write_all(&bytes).await.is_err()
-                    {
-                        break;
-                    }
-                }
-            }
-        };
-        let outbound = async {
-            while let Ok(frame) = siren_net::read_frame(&mut from_client, 64 << 20).await {
-                if sink.send(Message::Binary(frame.into())).await.is_err() {
-                    break;
-                }
-            }
-        };
-        tokio::select! {
-            () = inbound => {}
-            () = outbound => {}
-        }
-        let _ = sink.close().await;
-    });
-    let (rd, wr) = tokio::io::split(theirs);
-    (Box::new(rd), Box::new(wr))
-}
+/// The WebSocket as the frames of a connection (siren-net's bridge, as the bench uses it).
+pub use siren_net::websocket::bridge;
 
 /// How the server ended a WebSocket: the close code and reason, and the binary messages before.
 #[derive(Debug)]
