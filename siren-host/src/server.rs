@@ -84,6 +84,7 @@ pub async fn run(config: Config, reloader: Arc<crate::reload::Reloader>) -> anyh
     } else {
         None
     };
+    let web_url = web.as_ref().map(crate::web::Bound::url).transpose()?;
     let started = std::time::Instant::now();
     // Bound before the store is served, after it was opened: a second server on the same
     // RocksDB store fails on the store's lock before it could touch the first one's socket.
@@ -169,6 +170,7 @@ pub async fn run(config: Config, reloader: Arc<crate::reload::Reloader>) -> anyh
             crate::control::commands::ServerInfo {
                 started,
                 listen: local,
+                web: web_url.clone(),
                 socket: socket.clone(),
                 reload: reloader.clone(),
             },
@@ -181,8 +183,9 @@ pub async fn run(config: Config, reloader: Arc<crate::reload::Reloader>) -> anyh
     let web_sessions = tokio_util::task::TaskTracker::new();
     if let Some(web) = web {
         // Tests and scripts read this line to learn the web port when listening on port 0.
-        println!("web client on {}", web.url()?);
-        tracing::info!(url = %web.url()?, "web client and WebSocket");
+        let url = web.url()?;
+        println!("web client on {url}");
+        tracing::info!(%url, "web client and WebSocket");
         let gate = crate::web::Gate {
             limit: limit.clone(),
             next_conn: next_conn.clone(),

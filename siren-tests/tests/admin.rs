@@ -102,6 +102,10 @@ fn admin_commands_run_inside_the_running_server_and_act_on_live_sessions() {
     for needle in [
         "name         alpha.test",
         &format!("listen       {}", s.addr),
+        &format!(
+            "web          http://{}/ (WebSocket at /ws)",
+            s.web.expect("the web listener is on")
+        ),
         "sessions     1 live (1 users)",
         "federation   off",
     ] {

@@ -31,6 +31,8 @@ pub struct ServerInfo {
     pub started: Instant,
     /// The client listener's bound address.
     pub listen: SocketAddr,
+    /// The web listener's page (`http://127.0.0.1:7454/`), when it is on.
+    pub web: Option<String>,
     /// The admin socket.
     pub socket: PathBuf,
     /// Reloads the configuration.
@@ -498,6 +500,13 @@ impl Ops {
         );
         row("name", shared.config().server.name.to_string());
         row("listen", info.listen.to_string());
+        row(
+            "web",
+            info.web.clone().map_or_else(
+                || "off".to_owned(),
+                |url| format!("{url} (WebSocket at /ws)"),
+            ),
+        );
         row("admin", info.socket.display().to_string());
         row("store", shared.storage.describe());
         row(
