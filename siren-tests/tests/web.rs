@@ -303,3 +303,27 @@ fn a_certificate_that_does_not_load_stops_the_start() {
     let stderr = server.start_failure();
     assert!(stderr.contains("web.tls_cert"), "{stderr}");
 }
+
+/// SIGTERM: WebSocket sessions are told and closed like TCP ones, and `sirend` exits cleanly
+/// (the drain waits for them, and they end).
+#[tokio::test]
+async fn a_shutdown_ends_websocket_sessions_and_sirend_exits_cleanly() {
+    let mut server = server("");
+    server.add_user("alice", "pw-alice");
+    let mut alice = Session::create_web(&server, "alice", "pw-alice").await;
+    let stopping = tokio::task::spawn_blocking(move || {
+        let clean = server.stop();
+        (clean, server)
+    });
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if alice.conn.receiver.recv::<ServerMessage>().await.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the WebSocket session outlived the shutdown");
+    let (clean, _server) = stopping.await.unwrap();
+    assert!(clean, "sirend exited with an error");
+}
