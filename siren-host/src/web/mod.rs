@@ -5,7 +5,8 @@
 //! the client listener's TCP connections: the same handshake, limits, timeouts and rate limits.
 //! What this module adds is HTTP's part: each connection counts against `[limits]
 //! max_connections` with the client listener's (a connection over the cap is closed at once, as
-//! there), its request headers must arrive within `handshake_timeout_secs`, the WebSocket upgrade
+//! there), its request headers must arrive within `handshake_timeout_secs` (hyper's header
+//! timeout, which also closes a connection idle that long between requests), the WebSocket upgrade
 //! is refused to pages of other origins ([`origin`]), admission before login counts the client's
 //! address — behind a trusted reverse proxy the one it forwards ([`forwarded`]) — and every answer
 //! carries the page's security headers ([`assets`]). HTTPS through rustls when `tls_cert` and
