@@ -42,7 +42,9 @@ enum Command {
     Init {
         /// The account, e.g. alice@alpha.test.
         uid: String,
-        /// The server's address, host:port (skips the DNS SRV lookup).
+        /// The server's address, host:port (skips the DNS SRV lookup), or its web listener's
+        /// WebSocket, ws://host:port/ws (where only HTTP gets through; the session is
+        /// authenticated by the server's key either way).
         #[arg(long)]
         server: Option<String>,
         /// The server's key (base64), as `sirend init` printed it. With DNS discovery, the key

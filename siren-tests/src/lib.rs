@@ -417,6 +417,11 @@ pub struct Output {
 impl Cli {
     /// `siren init UID --server … --server-key …` in a fresh profile directory.
     pub fn init(server: &Server, uid: &str) -> Cli {
+        Cli::init_at(server, uid, &server.addr.to_string())
+    }
+
+    /// [`Cli::init`] with the server at `address` (`ws://…/ws` for its web listener).
+    pub fn init_at(server: &Server, uid: &str, address: &str) -> Cli {
         let dir = tempfile::tempdir().unwrap();
         let cli = Cli {
             dir,
@@ -426,7 +431,7 @@ impl Cli {
             "init",
             uid,
             "--server",
-            &server.addr.to_string(),
+            address,
             "--server-key",
             &server.sek,
         ]);

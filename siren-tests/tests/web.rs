@@ -327,3 +327,26 @@ async fn a_shutdown_ends_websocket_sessions_and_sirend_exits_cleanly() {
     let (clean, _server) = stopping.await.unwrap();
     assert!(clean, "sirend exited with an error");
 }
+
+/// `siren` with a `ws://` server address: the CLI's session over the web listener, chatting with
+/// a CLI on TCP, both ways.
+#[test]
+fn the_cli_talks_over_the_web_listener_too() {
+    let server = server("");
+    server.add_user("alice", "pw-alice");
+    server.add_user("bob", "pw-bob");
+    let ws = format!("ws://{}/ws", server.web.unwrap());
+    let alice = siren_tests::Cli::init_at(&server, "alice@alpha.test", &ws);
+    let bob = siren_tests::Cli::init(&server, "bob@alpha.test");
+    assert!(alice.login("pw-alice").ok);
+    assert!(bob.login("pw-bob").ok);
+    alice.send("bob@alpha.test", "from a WebSocket");
+    assert_eq!(bob.recv(), ["alice@alpha.test: from a WebSocket"]);
+    bob.send("alice@alpha.test", "from TCP");
+    assert_eq!(alice.recv(), ["bob@alpha.test: from TCP"]);
+    let log = server.wait_for_log("\"websocket\"");
+    assert!(
+        log.contains("websocket"),
+        "the session was not over the WebSocket:\n{log}"
+    );
+}
