@@ -232,6 +232,31 @@ impl WireMessage for ClientMessage {
         "bye",
     ];
 
+    fn decode_direct(t: &str, bytes: &[u8]) -> Option<Result<Self, String>> {
+        /// `send`'s fields (the `t` key is read and ignored, as unknown keys are).
+        #[derive(Deserialize)]
+        struct SendFields {
+            rid: RequestId,
+            msgs: Vec<Envelope>,
+        }
+        /// `ack`'s fields.
+        #[derive(Deserialize)]
+        struct AckFields {
+            seqs: Vec<u64>,
+        }
+        match t {
+            "send" => Some(
+                super::cbor::decode_checked::<SendFields>(bytes)
+                    .map(|SendFields { rid, msgs }| ClientMessage::Send { rid, msgs }),
+            ),
+            "ack" => Some(
+                super::cbor::decode_checked::<AckFields>(bytes)
+                    .map(|AckFields { seqs }| ClientMessage::Ack { seqs }),
+            ),
+            _ => None,
+        }
+    }
+
     fn check_limits(&self) -> Result<(), LimitError> {
         match self {
             ClientMessage::AuthStart { mech, data, .. } => {

@@ -87,6 +87,15 @@ pub trait WireMessage: Serialize + DeserializeOwned {
 
     /// Checks counts and lengths against the protocol's limits.
     fn check_limits(&self) -> Result<(), LimitError>;
+
+    /// Decodes a message of type `t` straight into its fields, for the types a server or client
+    /// decodes most (`send`, `ack`): serde reads an internally tagged enum by first buffering the
+    /// whole message into its own tree, then reading the tree again, which was a sixth of the
+    /// server's CPU per relayed message. `None`: the generic path (same result, same errors).
+    fn decode_direct(t: &str, bytes: &[u8]) -> Option<Result<Self, String>> {
+        let _ = (t, bytes);
+        None
+    }
 }
 
 /// A count or length beyond its limit.
@@ -163,7 +172,11 @@ pub fn decode<M: WireMessage>(bytes: &[u8]) -> Result<M, DecodeError> {
             rid,
         });
     }
-    let msg: M = cbor::decode_checked(bytes).map_err(|e| malformed(e, rid))?;
+    let msg: M = match M::decode_direct(&t, bytes) {
+        Some(decoded) => decoded,
+        None => cbor::decode_checked(bytes),
+    }
+    .map_err(|e| malformed(e, rid))?;
     msg.check_limits()
         .map_err(|LimitError { what, max }| DecodeError {
             kind: DecodeErrorKind::Limit { what, max },

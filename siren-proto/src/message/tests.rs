@@ -366,3 +366,75 @@ fn signals_look_as_documented_and_are_bounded() {
     .unwrap_err();
     assert_eq!(e.code(), ErrorCode::LimitExceeded);
 }
+
+/// `send` and `ack` are decoded straight into their fields ([`WireMessage::decode_direct`]):
+/// the same message, and the same refusals, as serde's tagged-enum path.
+#[test]
+fn send_and_ack_decode_directly_as_the_generic_path_does() {
+    use crate::envelope::Envelope;
+    use crate::keys::{DekPublic, Signature};
+    let env = Envelope {
+        id: crate::ids::MessageId::from_bytes([1; 16]),
+        from: siren_api::Uid::parse("alice@alpha.test").unwrap(),
+        from_dek: DekPublic::from_bytes([2; 32]),
+        to: siren_api::Uid::parse("bob@beta.test").unwrap(),
+        to_dek: DekPublic::from_bytes([3; 32]),
+        ctr: 9,
+        eph: [4; 32],
+        ct: vec![5; 40],
+        sig: Signature::from_bytes([6; 64]),
+    };
+    let generic = |bytes: &[u8]| cbor::decode_checked::<ClientMessage>(bytes);
+    let direct = |t: &str, bytes: &[u8]| ClientMessage::decode_direct(t, bytes).unwrap();
+    for msg in [
+        ClientMessage::Send {
+            rid: 4,
+            msgs: vec![env.clone(), env.clone()],
+        },
+        ClientMessage::Send {
+            rid: 5,
+            msgs: Vec::new(),
+        },
+        ClientMessage::Ack {
+            seqs: vec![1, 2, u64::MAX],
+        },
+    ] {
+        let bytes = encode(&msg);
+        let t = if matches!(msg, ClientMessage::Ack { .. }) {
+            "ack"
+        } else {
+            "send"
+        };
+        assert_eq!(direct(t, &bytes), Ok(msg.clone()));
+        assert_eq!(generic(&bytes), Ok(msg.clone()));
+        assert_eq!(decode::<ClientMessage>(&bytes).unwrap(), msg);
+    }
+    // Unknown keys are ignored by both; missing or mistyped fields refused by both.
+    let extra = cbor(&map(vec![
+        ("t", Value::Text("ack".into())),
+        ("seqs", Value::Array(vec![Value::Integer(7.into())])),
+        ("later", Value::Bool(true)),
+    ]));
+    assert_eq!(direct("ack", &extra), generic(&extra));
+    for bad in [
+        map(vec![
+            ("t", Value::Text("send".into())),
+            ("msgs", Value::Array(vec![])),
+        ]),
+        map(vec![
+            ("t", Value::Text("send".into())),
+            ("rid", Value::Integer(1.into())),
+            ("msgs", Value::Text("no".into())),
+        ]),
+        map(vec![
+            ("t", Value::Text("send".into())),
+            ("rid", Value::Integer((-1).into())),
+            ("msgs", Value::Array(vec![])),
+        ]),
+    ] {
+        let bytes = cbor(&bad);
+        assert!(direct("send", &bytes).is_err(), "{bad:?}");
+        assert!(generic(&bytes).is_err(), "{bad:?}");
+        assert!(decode::<ClientMessage>(&bytes).is_err(), "{bad:?}");
+    }
+}
