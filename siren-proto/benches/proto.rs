@@ -23,7 +23,7 @@ use siren_proto::frame;
 use siren_proto::handshake::{self, Initiator, ResponderKeys, Role, SessionRequest};
 use siren_proto::ids::MessageId;
 use siren_proto::keys::{DekSecret, SekSecret, UskSecret};
-use siren_proto::message::{self, QueueItem, ServerMessage};
+use siren_proto::message::{self, ClientMessage, QueueItem, ServerMessage, WireMessage as _};
 use siren_proto::transport::Transport;
 use x25519_dalek::{PublicKey, StaticSecret};
 
@@ -316,5 +316,42 @@ fn frames(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, primitives, envelopes, handshakes, frames);
+/// Decoding a `send` with one envelope (what sirend does for every relayed message): straight
+/// into its fields ([`WireMessage::decode_direct`]) beside serde's internally tagged enum, which
+/// buffers the whole message into its own tree first. Baseline: the tagged enum.
+fn decode_send(c: &mut Criterion) {
+    let p = parties();
+    let mut g = c.benchmark_group("decode_send");
+    for size in SIZES {
+        let msg = ClientMessage::Send {
+            rid: 1,
+            msgs: vec![seal(&p, size, 11)],
+        };
+        let bytes = message::encode(&msg);
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_with_input(
+            BenchmarkId::new("baseline_tagged_enum", size),
+            &bytes,
+            |b, x| {
+                b.iter(|| ciborium::de::from_reader::<ClientMessage, _>(black_box(&x[..])).unwrap())
+            },
+        );
+        g.bench_with_input(BenchmarkId::new("direct", size), &bytes, |b, x| {
+            b.iter(|| ClientMessage::decode_direct("send", black_box(&x[..])).unwrap())
+        });
+        g.bench_with_input(BenchmarkId::new("decode", size), &bytes, |b, x| {
+            b.iter(|| message::decode::<ClientMessage>(black_box(&x[..])).unwrap())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    primitives,
+    envelopes,
+    handshakes,
+    frames,
+    decode_send
+);
 criterion_main!(benches);
