@@ -213,10 +213,6 @@ pub struct Profile {
 const KEYS_MAGIC: &[u8; 8] = b"SIRENKY1";
 const MODE_PLAIN: u8 = 0;
 const MODE_PASSPHRASE: u8 = 1;
-/// Argon2id cost for the passphrase (19 MiB, 2 passes).
-const KDF_MEMORY_KIB: u32 = 19 * 1024;
-const KDF_ITERATIONS: u32 = 2;
-
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
     let _ = fs::remove_file(&tmp);
@@ -232,15 +228,11 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The key sealing the keys file ([`siren_client_core::at_rest::passphrase_key`]).
 fn kdf(passphrase: &str, salt: &[u8; 16]) -> anyhow::Result<Zeroizing<[u8; 32]>> {
-    let params = argon2::Params::new(KDF_MEMORY_KIB, KDF_ITERATIONS, 1, Some(32))
-        .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
-    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-    let mut key = Zeroizing::new([0u8; 32]);
-    argon
-        .hash_password_into(passphrase.as_bytes(), salt, key.as_mut())
-        .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
-    Ok(key)
+    Ok(siren_client_core::at_rest::passphrase_key(
+        passphrase, salt,
+    )?)
 }
 
 impl Profile {

@@ -16,10 +16,12 @@
 //! | [`effect`] | what the core asks its driver to do |
 //! | [`engine`] | the state and its rules ([`Core`]) |
 //! | [`files`] | files in transfer: chunking, reassembly, checks, bounds |
+//! | [`at_rest`] | sealing what the device keeps: passphrase keys (argon2id), the history's keys |
 //! | `conversation` | one conversation's loaded messages |
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod at_rest;
 pub mod command;
 mod conversation;
 pub mod effect;

@@ -164,8 +164,11 @@ impl History {
                     _ => return Err(HistoryError::WrongKey),
                 },
                 None => {
-                    meta.insert("check", self.keys.seal(CHECK).as_slice())
-                        .map_err(store_err)?;
+                    meta.insert(
+                        "check",
+                        self.keys.seal(CHECK, &mut siren_proto::os_rng()).as_slice(),
+                    )
+                    .map_err(store_err)?;
                 }
             }
         }
@@ -265,14 +268,16 @@ impl History {
                         peer: msg.peer.clone(),
                         count: count.saturating_add(1),
                     };
-                    let sealed = self.keys.seal(&message::encode_value(&entry));
+                    let sealed = self
+                        .keys
+                        .seal(&message::encode_value(&entry), &mut siren_proto::os_rng());
                     peers
                         .insert(peer.as_slice(), sealed.as_slice())
                         .map_err(store_err)?;
                 }
                 let key = self.message_key(&peer, record.at, &id);
                 let plain = zeroize::Zeroizing::new(message::encode_value(&record));
-                let sealed = self.keys.seal(&plain);
+                let sealed = self.keys.seal(&plain, &mut siren_proto::os_rng());
                 messages
                     .insert(key.as_slice(), sealed.as_slice())
                     .map_err(store_err)?;
