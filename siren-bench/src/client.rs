@@ -46,24 +46,12 @@ pub struct Device {
     pub sid: SessionId,
 }
 
-/// Runs the handshake (over the server's WebSocket when the target says so).
+/// Runs the handshake (over TCP, or the server's WebSocket for a `ws://` target address).
 pub async fn open(
     target: &Target,
     dek: &DekSecret,
     request: SessionRequest,
 ) -> anyhow::Result<Connected> {
-    if let (true, Some(url)) = (target.via_websocket, &target.websocket) {
-        return siren_net::websocket::connect(
-            url,
-            &target.name,
-            &target.sek,
-            dek,
-            request,
-            ANSWER_TIMEOUT,
-        )
-        .await
-        .with_context(|| format!("cannot open a session over {url}"));
-    }
     connect(
         &target.addr,
         &target.name,

@@ -23,7 +23,7 @@ pub const PASSWORD: &str = "bench-password";
 /// Where the server is and how to prove it is the right one.
 #[derive(Clone)]
 pub struct Target {
-    /// `host:port`.
+    /// `host:port`, or `ws://host:port/ws` to go over the web listener.
     pub addr: String,
     /// The server's name.
     pub name: ServerName,
@@ -31,16 +31,17 @@ pub struct Target {
     pub sek: SekPublic,
     /// Its web listener's WebSocket (`ws://host:port/ws`), when it has one.
     pub websocket: Option<String>,
-    /// Sessions go over the WebSocket instead of TCP ([`Target::over_websocket`]).
-    pub via_websocket: bool,
 }
 
 impl Target {
     /// The same server, reached over its WebSocket (as a browser does).
     pub fn over_websocket(&self) -> anyhow::Result<Target> {
-        anyhow::ensure!(self.websocket.is_some(), "the server has no web listener");
+        let url = self
+            .websocket
+            .clone()
+            .context("the server has no web listener")?;
         Ok(Target {
-            via_websocket: true,
+            addr: url,
             ..self.clone()
         })
     }
@@ -284,7 +285,6 @@ listen = "127.0.0.1:0"     # several bench servers run at once, each on a port o
             name: self.name.clone(),
             sek: self.sek,
             websocket: self.web.map(|web| format!("ws://{web}/ws")),
-            via_websocket: false,
         })
     }
 

@@ -329,37 +329,23 @@ impl Client {
         request: SessionRequest,
     ) -> anyhow::Result<(Conn, ServerMessage)> {
         let s = &self.profile.settings;
-        let connecting = async {
-            if s.server.starts_with("ws://") {
-                // The server's web listener (PROTOCOL.md §5.1): for networks that pass only
-                // HTTP. The session is authenticated by the pinned key as over TCP.
-                siren_net::websocket::connect(
-                    &s.server,
-                    s.server_name(),
-                    &s.sek()?,
-                    dek,
-                    request,
-                    TIMEOUT,
-                )
-                .await
-            } else {
-                connect(&s.server, s.server_name(), &s.sek()?, dek, request, TIMEOUT).await
-            }
-            .map_err(anyhow::Error::from)
-        };
+        // `s.server` may be the web listener's `ws://…/ws` (for networks that pass only HTTP):
+        // `connect` goes there, and the pinned key authenticates the session as over TCP.
         let Connected {
             sender,
             receiver,
             rotated_sek,
             handshake_hash,
             ..
-        } = connecting.await.with_context(|| {
-            format!(
-                "cannot open a session with {} at {}",
-                s.server_name(),
-                s.server
-            )
-        })?;
+        } = connect(&s.server, s.server_name(), &s.sek()?, dek, request, TIMEOUT)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot open a session with {} at {}",
+                    s.server_name(),
+                    s.server
+                )
+            })?;
         if rotated_sek.is_some() {
             crate::note!("note: the server announced a new key; update server_key in profile.toml");
         }

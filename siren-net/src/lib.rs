@@ -81,13 +81,9 @@ pub struct Sender {
 impl Sender {
     /// Wraps a connection's writing half and its transport direction; frames are limited to
     /// `max_frame`.
-    pub fn new(
-        wr: impl AsyncWrite + Send + Sync + Unpin + 'static,
-        sealer: Sealer,
-        max_frame: usize,
-    ) -> Self {
+    pub fn new(wr: WriteHalf, sealer: Sealer, max_frame: usize) -> Self {
         Sender {
-            wr: Box::new(wr),
+            wr,
             sealer,
             max_frame,
         }
@@ -142,13 +138,9 @@ pub struct Receiver {
 impl Receiver {
     /// Wraps a connection's reading half and its transport direction; frames above `max_frame`
     /// are refused.
-    pub fn new(
-        rd: impl AsyncRead + Send + Sync + Unpin + 'static,
-        opener: Opener,
-        max_frame: usize,
-    ) -> Self {
+    pub fn new(rd: ReadHalf, opener: Opener, max_frame: usize) -> Self {
         Receiver {
-            rd: Box::new(rd),
+            rd,
             opener,
             max_frame,
             header: [0; frame::HEADER_LEN],
@@ -212,7 +204,8 @@ pub struct Connected {
 }
 
 /// Connects to a server as a device and runs the handshake. Each handshake step may take at
-/// most `step_timeout`.
+/// most `step_timeout`. `addr` is `host:port` (TCP), or `ws://host:port/ws` for a server's web
+/// listener ([`websocket::connect`], PROTOCOL.md §5.1).
 pub async fn connect(
     addr: &str,
     server: &ServerName,
@@ -221,6 +214,9 @@ pub async fn connect(
     request: SessionRequest,
     step_timeout: Duration,
 ) -> Result<Connected, NetError> {
+    if addr.starts_with("ws://") {
+        return websocket::connect(addr, server, sek, dek, request, step_timeout).await;
+    }
     let (init, hello) = Initiator::client(server, sek, dek, request, &mut siren_proto::os_rng())?;
     run_initiator(TcpStream::connect(addr), init, hello, step_timeout).await
 }
@@ -268,8 +264,8 @@ pub async fn connect_link(
 /// carry frames (a WebSocket bridged to frames, say). Each handshake step may take at most
 /// `step_timeout`.
 pub async fn connect_over(
-    rd: impl AsyncRead + Send + Sync + Unpin + 'static,
-    wr: impl AsyncWrite + Send + Sync + Unpin + 'static,
+    rd: ReadHalf,
+    wr: WriteHalf,
     server: &ServerName,
     sek: &SekPublic,
     dek: &DekSecret,
@@ -290,14 +286,14 @@ async fn run_initiator(
     let stream = within(step_timeout, connecting).await??;
     stream.set_nodelay(true)?;
     let (rd, wr) = stream.into_split();
-    initiate(rd, wr, init, hello, step_timeout).await
+    initiate(Box::new(rd), Box::new(wr), init, hello, step_timeout).await
 }
 
 /// Sends `hello`, reads the reply, sends `finish`: the initiator's side of the handshake with a
 /// deadline on each step.
 async fn initiate(
-    mut rd: impl AsyncRead + Send + Sync + Unpin + 'static,
-    mut wr: impl AsyncWrite + Send + Sync + Unpin + 'static,
+    mut rd: ReadHalf,
+    mut wr: WriteHalf,
     init: Initiator,
     hello: Vec<u8>,
     step_timeout: Duration,

@@ -2,8 +2,9 @@
 //! frame. The WebSocket is bridged to frames through a small in-memory pipe, so the session runs
 //! on the same [`Sender`](crate::Sender) and [`Receiver`](crate::Receiver) as over TCP.
 //!
-//! Used by the bench and the tests to drive `sirend`'s web listener as a browser would; any
-//! stream tokio-tungstenite can speak over works (a TLS stream for `wss:`, with [`bridge`]).
+//! [`crate::connect`] comes here for a `ws://` address (the CLI where only HTTP gets through,
+//! the bench and the tests driving `sirend`'s web listener as a browser would); any stream
+//! tokio-tungstenite can speak over works (a TLS stream for `wss:`, with [`bridge`]).
 
 use std::time::Duration;
 

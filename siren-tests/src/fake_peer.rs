@@ -139,8 +139,8 @@ impl PeerLink {
         let (sealer, opener) = transport.split();
         PeerLink {
             from,
-            sender: Sender::new(wr, sealer, MAX_READ),
-            receiver: Receiver::new(rd, opener, MAX_READ),
+            sender: Sender::new(Box::new(wr), sealer, MAX_READ),
+            receiver: Receiver::new(Box::new(rd), opener, MAX_READ),
         }
     }
 

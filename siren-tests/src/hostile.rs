@@ -186,8 +186,8 @@ async fn serve(
         return;
     };
     let (sealer, opener) = done.transport.split();
-    let mut tx = Sender::new(wr, sealer, DEFAULT_MAX_FRAME);
-    let mut rx = Receiver::new(rd, opener, DEFAULT_MAX_FRAME);
+    let mut tx = Sender::new(Box::new(wr), sealer, DEFAULT_MAX_FRAME);
+    let mut rx = Receiver::new(Box::new(rd), opener, DEFAULT_MAX_FRAME);
     let opened = (script.lock().unwrap())(Seen::Opened {
         dek: &dek,
         request: &done.request,
