@@ -12,8 +12,8 @@
 //! The WebSocket is closed with a code that says why (PROTOCOL.md §5.1):
 //! 1000 when the session ended (after any `error` frame it sent), 1003 for a text message,
 //! 1009 for a message larger than `max_frame` (refused by the WebSocket layer before it is
-//! buffered), 1002 for a broken WebSocket (when a close frame can still be sent), 1013 when the connection was refused before the
-//! handshake (after a plaintext `error` 203 frame, as on TCP).
+//! buffered), 1002 for a broken WebSocket (when a close frame can still be sent), 1013 when the
+//! connection was refused before the handshake (after a plaintext `error` 203 frame, as on TCP).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

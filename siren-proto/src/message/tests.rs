@@ -263,13 +263,10 @@ fn undeliverable_notices_look_as_documented_and_bound_their_reason() {
     );
 }
 
-/// A `signal` (PROTOCOL.md §10, §14): the device request, the delivery to a live session and
-/// the link message carry whole envelopes, as documented, within the signal limits.
-#[test]
-fn signals_look_as_documented_and_are_bounded() {
-    use crate::envelope::Envelope;
+/// An envelope with fixed fields and `ct_len` bytes of ciphertext.
+fn envelope(ct_len: usize) -> crate::envelope::Envelope {
     use crate::keys::{DekPublic, Signature};
-    let env = |ct_len: usize| Envelope {
+    crate::envelope::Envelope {
         id: crate::ids::MessageId::from_bytes([1; 16]),
         from: siren_api::Uid::parse("alice@alpha.test").unwrap(),
         from_dek: DekPublic::from_bytes([2; 32]),
@@ -279,7 +276,14 @@ fn signals_look_as_documented_and_are_bounded() {
         eph: [4; 32],
         ct: vec![5; ct_len],
         sig: Signature::from_bytes([6; 64]),
-    };
+    }
+}
+
+/// A `signal` (PROTOCOL.md §10, §14): the device request, the delivery to a live session and
+/// the link message carry whole envelopes, as documented, within the signal limits.
+#[test]
+fn signals_look_as_documented_and_are_bounded() {
+    let env = envelope;
     let one = env(40);
     let env_value = map(vec![
         ("id", Value::Bytes(vec![1; 16])),
@@ -371,19 +375,7 @@ fn signals_look_as_documented_and_are_bounded() {
 /// the same message, and the same refusals, as serde's tagged-enum path.
 #[test]
 fn send_and_ack_decode_directly_as_the_generic_path_does() {
-    use crate::envelope::Envelope;
-    use crate::keys::{DekPublic, Signature};
-    let env = Envelope {
-        id: crate::ids::MessageId::from_bytes([1; 16]),
-        from: siren_api::Uid::parse("alice@alpha.test").unwrap(),
-        from_dek: DekPublic::from_bytes([2; 32]),
-        to: siren_api::Uid::parse("bob@beta.test").unwrap(),
-        to_dek: DekPublic::from_bytes([3; 32]),
-        ctr: 9,
-        eph: [4; 32],
-        ct: vec![5; 40],
-        sig: Signature::from_bytes([6; 64]),
-    };
+    let env = envelope(40);
     let generic = |bytes: &[u8]| cbor::decode_checked::<ClientMessage>(bytes);
     let direct = |t: &str, bytes: &[u8]| ClientMessage::decode_direct(t, bytes).unwrap();
     for msg in [
