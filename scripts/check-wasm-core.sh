@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Checks that the client core (siren-client-core, with siren-proto and siren-api under it) builds
-# for wasm32-unknown-unknown: the browser client (issue 15) runs the same code.
+# Checks that the client core (siren-client-core) and the session code (siren-client-session),
+# with siren-proto and siren-api under them, build for wasm32-unknown-unknown: the browser client
+# runs the same code as `siren`.
 #
 # Uses Debian's Rust for wasm (rustc-web, cargo-web, rust-web-src; std built from source with
 # -Zbuild-std), as scripts/build-plugins.sh does, installing it when missing. Output goes to
@@ -19,12 +20,12 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-echo "== client core for wasm32 ($(/usr/bin/rustc --version))"
+echo "== client core and session for wasm32 ($(/usr/bin/rustc --version))"
 # rustup's shims in ~/.cargo/bin would shadow Debian's cargo and rustc: name them explicitly.
 env PATH="/usr/bin:$PATH" RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
   CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld-14 \
   CARGO_TARGET_DIR="$target_base/wasm-core" \
   /usr/bin/cargo build --quiet --locked --release -Zbuild-std=std,panic_abort \
-  --target wasm32-unknown-unknown --manifest-path siren-client/core/Cargo.toml --lib
-ls -l "$target_base/wasm-core/wasm32-unknown-unknown/release/"*.rlib
-echo "client core builds for wasm32"
+  --target wasm32-unknown-unknown -p siren-client-core -p siren-client-session --lib
+ls -l "$target_base/wasm-core/wasm32-unknown-unknown/release/"libsiren_client_*.rlib
+echo "client core and session build for wasm32"

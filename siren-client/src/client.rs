@@ -1,334 +1,65 @@
-//! The client: log in, look users up (verified and cached), send and receive end-to-end
-//! encrypted messages. The session core is here; each capability has its own module:
-//! [`login`] (login, DEK rotation, USK creation, recovery key), [`approval`] (adding a device),
-//! [`directory`] (lookups against the cache, revocation), [`messages`] (send and receive),
-//! [`signals`] (ephemeral `typing` notices), [`roster`] and [`presence`].
+//! The client of `siren` and `siren chat`: the session code of [`siren_client_session`]
+//! (login, approval, verified lookups, sealing and opening, roster, presence — the code the
+//! browser runs too) on tokio, over TCP or the web listener's WebSocket ([`siren_net`]), keeping
+//! its state in a [`Profile`] directory.
 
-mod approval;
-
-pub use approval::Approving;
-mod directory;
-mod login;
-mod messages;
-mod presence;
-mod roster;
-mod signals;
-
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
-use siren_api::{ErrorCode, Uid};
-use siren_net::{Connected, Receiver, Sender, connect};
-use siren_proto::approval::ShortCode;
+use anyhow::Context as _;
+use siren_api::Uid;
+use siren_net::{Connected, Receiver, Sender};
 use siren_proto::handshake::SessionRequest;
-use siren_proto::ids::{MessageId, SessionId};
-use siren_proto::keys::{DekPublic, DekSecret, UskPublic, UskSecret};
-use siren_proto::message::{ClientMessage, Notice, Presence, RequestId, ServerMessage};
-use siren_proto::plaintext::Plaintext;
-use siren_proto::records::UserDirectory;
+use siren_proto::ids::MessageId;
+use siren_proto::keys::DekSecret;
+use siren_proto::message::{ClientMessage, ServerMessage};
+
+pub use siren_client_session::{
+    ApprovalPrompt, Approving, CertificateLogin, Credentials, Event, LoginOutcome, LookupReport,
+    Received, ServerRefused, TIMEOUT,
+};
+use siren_client_session::{
+    ContactState, Link, Opened, Platform, RosterSeen, Secrets, SeenRequest, Store,
+};
 
 use crate::history::History;
-use crate::profile::{Profile, Secrets};
-use crate::x509::ClientCert;
+use crate::profile::{Profile, Settings};
 
-/// How long each handshake step and each request may take.
-pub const TIMEOUT: Duration = Duration::from_secs(30);
-/// Acknowledgements sent together.
-const ACK_BATCH: usize = 64;
+/// A client over one profile, on tokio.
+pub type Client = siren_client_session::Client<Profile, Tokio>;
 
-/// A message received and opened.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Received {
-    /// Who sent it.
-    pub from: Uid,
-    /// Its id.
-    pub id: MessageId,
-    /// What it says (a text, or a type this client cannot show: PROTOCOL.md §12).
-    pub content: Plaintext,
+/// A client for an open profile.
+pub fn open(profile: Profile) -> anyhow::Result<Client> {
+    let secrets = profile.secrets()?;
+    let seen = profile.seen()?;
+    let uid = profile.settings.uid.clone();
+    let platform = Tokio {
+        settings: profile.settings.clone(),
+    };
+    Ok(Client::with_state(uid, profile, platform, secrets, seen))
 }
 
-/// Something that arrived on the session.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// An end-to-end message, opened and verified.
-    Message(Received),
-    /// An ephemeral signal (a `typing` notice, PROTOCOL.md §14), opened and verified like a
-    /// message; it was never queued and is not acknowledged.
-    Signal(Received),
-    /// A message that was refused (and dropped): who claimed to send it, and why.
-    Refused {
-        /// The claimed sender.
-        from: Uid,
-        /// Why it was refused.
-        reason: String,
-    },
-    /// A notification from the server.
-    Notice(Notice),
-    /// Everything that was queued while away has been delivered.
-    Drained,
-    /// A contact's presence changed (only for subscribed contacts, only while connected).
-    Presence {
-        /// Whose.
-        from: Uid,
-        /// The new presence.
-        presence: Presence,
-    },
+/// Opens the profile's local history ([`crate::history`]), creating the history seed in the
+/// keys file first if this (older) profile has none.
+pub async fn history(client: &mut Client) -> anyhow::Result<History> {
+    let seed = client.history_seed().await?;
+    Ok(History::open_in(client.store().dir(), &seed)?)
 }
 
-/// What a lookup found, against the cache.
-#[derive(Debug, Clone)]
-pub struct LookupReport {
-    /// The verified directory.
-    pub directory: UserDirectory,
-    /// Devices new since the last lookup (trust prompt). On the first lookup of a user, all of
-    /// them.
-    pub added: Vec<DekPublic>,
-    /// This profile had never seen a listing of this user before (so `added` is not news).
-    pub first: bool,
-    /// Devices gone since the last lookup (revoked; never used again).
-    pub removed: Vec<DekPublic>,
+/// tokio, TCP or WebSocket connections to the server the profile names, the system clock.
+pub struct Tokio {
+    settings: Settings,
 }
 
-/// How a device proves it may log in to its account.
-#[derive(Debug, Clone, Copy)]
-pub enum Credentials<'a> {
-    /// The account's password (mechanism `PLAIN`).
-    Password(&'a str),
-    /// A password sent in `PLAIN`'s format (RFC 4616) under another mechanism name, for
-    /// password mechanisms a deployment adds as a plugin.
-    PasswordVia {
-        /// The mechanism's name.
-        mechanism: &'a str,
-        /// The password.
-        password: &'a str,
-    },
-    /// A client certificate and its key (mechanism `X509`).
-    Certificate(&'a ClientCert),
-}
-
-/// What the person at a new device sees and answers while one of their existing devices
-/// approves it (PROTOCOL.md §16).
-pub trait ApprovalPrompt {
-    /// Shows the six-digit code to compare with the approving device.
-    fn show_code(&mut self, code: ShortCode);
-
-    /// The USK arrived and checks out against the listing the server sent (`usk` is its public
-    /// key; show its fingerprint, which the account's existing devices show too). Returns
-    /// whether the person confirms that they approved `code` on one of their existing devices:
-    /// only then is the USK stored and this device registered. A server can invent the
-    /// approving device and hand over a USK it holds itself; this question is what catches it.
-    fn confirm(&mut self, code: ShortCode, usk: &UskPublic) -> bool;
-}
-
-/// How `login` went.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LoginOutcome {
-    /// First device: a USK was generated and this device registered.
-    CreatedUser,
-    /// This device registered a new DEK with the USK it already holds.
-    Registered,
-    /// Another device approved this one and handed over the USK.
-    Approved,
-    /// The device was already registered.
-    AlreadyRegistered,
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// An open session.
-struct Conn {
-    tx: Sender,
-    rx: Receiver,
-    next_rid: RequestId,
-    /// Messages that arrived while a request waited for its answer.
-    events: VecDeque<ServerMessage>,
-    acks: Vec<u64>,
-    /// The handshake hash (what the `X509` mechanism signs).
-    channel_binding: [u8; 32],
-}
-
-/// The request id a server answer refers to, if it is an answer.
-fn answer_rid(msg: &ServerMessage) -> Option<RequestId> {
-    match msg {
-        ServerMessage::AuthChallenge { rid, .. }
-        | ServerMessage::AuthSuccess { rid, .. }
-        | ServerMessage::Ok { rid }
-        | ServerMessage::Directory { rid, .. }
-        | ServerMessage::SendAck { rid, .. }
-        | ServerMessage::Roster { rid, .. }
-        | ServerMessage::Pong { rid } => Some(*rid),
-        ServerMessage::Error { rid, .. } => *rid,
-        _ => None,
-    }
-}
-
-/// A server `error` as an error value.
-fn server_error(code: u16, msg: &str) -> anyhow::Error {
-    anyhow::Error::new(ServerRefused {
-        code,
-        msg: msg.to_owned(),
-    })
-}
-
-/// A request the server answered with an error (PROTOCOL.md §18).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerRefused {
-    /// The stable error code.
-    pub code: u16,
-    /// The server's text.
-    pub msg: String,
-}
-
-impl std::fmt::Display for ServerRefused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = ErrorCode::from_u16(self.code).map_or("unknown", |c| c.name());
-        write!(f, "server refused: {} ({name}, {})", self.msg, self.code)
-    }
-}
-
-impl std::error::Error for ServerRefused {}
-
-impl Conn {
-    async fn recv(&mut self) -> anyhow::Result<ServerMessage> {
-        let msg = loop {
-            let received =
-                siren_net::within(Duration::from_secs(600), self.rx.recv::<ServerMessage>())
-                    .await
-                    .map_err(|_| anyhow::anyhow!("the server went silent"))?;
-            match received {
-                // A message type a newer server added: skipped (PROTOCOL.md §21); the frame
-                // itself was authentic, so the session goes on.
-                Err(siren_net::NetError::Decode(e))
-                    if matches!(
-                        e.kind,
-                        siren_proto::message::DecodeErrorKind::UnknownType(_)
-                    ) => {}
-                other => break other?,
-            }
-        };
-        if let ServerMessage::Error {
-            rid: None,
-            code,
-            msg,
-        } = &msg
-        {
-            return Err(server_error(*code, msg));
-        }
-        Ok(msg)
-    }
-
-    /// Sends a request and waits for its answer (an `error` answer becomes `Err`).
-    async fn request(
-        &mut self,
-        make: impl FnOnce(RequestId) -> ClientMessage,
-    ) -> anyhow::Result<ServerMessage> {
-        self.next_rid = self.next_rid.wrapping_add(1);
-        let rid = self.next_rid;
-        self.tx.send(&make(rid)).await?;
-        loop {
-            let msg = siren_net::within(TIMEOUT, self.recv())
-                .await
-                .map_err(|_| anyhow::anyhow!("no answer from the server within {TIMEOUT:?}"))??;
-            match answer_rid(&msg) {
-                Some(r) if r == rid => {
-                    if let ServerMessage::Error { code, msg, .. } = &msg {
-                        return Err(server_error(*code, msg));
-                    }
-                    return Ok(msg);
-                }
-                _ => self.events.push_back(msg),
-            }
-        }
-    }
-
-    /// The next message that is not an answer being waited for. Cancel-safe: acknowledgements
-    /// are flushed by the callers, and the receiver keeps a partly read frame.
-    async fn next_message(&mut self) -> anyhow::Result<ServerMessage> {
-        if let Some(msg) = self.events.pop_front() {
-            return Ok(msg);
-        }
-        self.recv().await
-    }
-
-    async fn flush_acks(&mut self) -> anyhow::Result<()> {
-        if !self.acks.is_empty() {
-            let seqs = std::mem::take(&mut self.acks);
-            self.tx.send(&ClientMessage::Ack { seqs }).await?;
-        }
-        Ok(())
-    }
-
-    async fn ack(&mut self, seq: u64) -> anyhow::Result<()> {
-        self.acks.push(seq);
-        if self.acks.len() >= ACK_BATCH {
-            self.flush_acks().await?;
-        }
-        Ok(())
-    }
-}
-
-/// A client over one profile.
-pub struct Client {
-    profile: Profile,
-    secrets: Secrets,
-    conn: Option<Conn>,
-    seen: VecDeque<MessageId>,
-    seen_set: BTreeSet<MessageId>,
-    last_lookup: Option<LookupReport>,
-}
-
-impl Client {
-    /// A client for an open profile.
-    pub fn new(profile: Profile) -> anyhow::Result<Client> {
-        let secrets = profile.secrets()?;
-        let seen = profile.seen()?;
-        let seen_set = seen.iter().copied().collect();
-        Ok(Client {
-            profile,
-            secrets,
-            conn: None,
-            seen,
-            seen_set,
-            last_lookup: None,
-        })
-    }
-
-    /// The account.
-    pub fn uid(&self) -> &Uid {
-        &self.profile.settings.uid
-    }
-
-    /// This device's current DEK, if logged in.
-    pub fn device(&self) -> Option<DekPublic> {
-        self.secrets.dek().map(|d| d.public())
-    }
-
-    /// The user's USK, if this device holds it.
-    pub fn usk(&self) -> Option<UskSecret> {
-        self.secrets.usk()
-    }
-
-    /// Opens this profile's local history ([`crate::history`]), creating the history seed in
-    /// the keys file first if this (older) profile has none.
-    pub fn history(&mut self) -> anyhow::Result<History> {
-        let (seed, created) = self.secrets.history_seed();
-        if created {
-            self.profile.save_secrets(&self.secrets)?;
-        }
-        Ok(History::open_in(self.profile.dir(), &seed)?)
-    }
+impl Platform for Tokio {
+    type Link = NetLink;
 
     async fn open(
-        &self,
+        &mut self,
         dek: &DekSecret,
         request: SessionRequest,
-    ) -> anyhow::Result<(Conn, ServerMessage)> {
-        let s = &self.profile.settings;
+    ) -> anyhow::Result<Opened<NetLink>> {
+        let s = &self.settings;
         // `s.server` may be the web listener's `ws://…/ws` (for networks that pass only HTTP):
         // `connect` goes there, and the pinned key authenticates the session as over TCP.
         let Connected {
@@ -337,7 +68,7 @@ impl Client {
             rotated_sek,
             handshake_hash,
             ..
-        } = connect(&s.server, s.server_name(), &s.sek()?, dek, request, TIMEOUT)
+        } = siren_net::connect(&s.server, s.server_name(), &s.sek()?, dek, request, TIMEOUT)
             .await
             .with_context(|| {
                 format!(
@@ -349,75 +80,87 @@ impl Client {
         if rotated_sek.is_some() {
             crate::note!("note: the server announced a new key; update server_key in profile.toml");
         }
-        let mut conn = Conn {
-            tx: sender,
-            rx: receiver,
-            next_rid: 0,
-            events: VecDeque::new(),
-            acks: Vec::new(),
-            channel_binding: *handshake_hash.as_bytes(),
-        };
-        let welcome = conn.recv().await?;
-        if let ServerMessage::Welcome { max_frame, .. } = &welcome {
-            conn.tx.set_max_frame(*max_frame as usize);
-        }
-        Ok((conn, welcome))
+        Ok(Opened {
+            link: NetLink {
+                tx: sender,
+                rx: receiver,
+            },
+            handshake_hash: *handshake_hash.as_bytes(),
+        })
     }
 
-    /// Resumes this device's session (after `login`).
-    pub async fn connect(&mut self) -> anyhow::Result<()> {
-        if self.conn.is_some() {
-            return Ok(());
-        }
-        let (Some(dek), Some(sid)) = (self.secrets.dek(), self.secrets.session) else {
-            bail!("not logged in: run `siren login` first");
-        };
-        let (conn, welcome) = self
-            .open(&dek, SessionRequest::Resume(SessionId::from_bytes(sid)))
-            .await?;
-        match welcome {
-            ServerMessage::Welcome { resumed: true, .. } => {
-                self.conn = Some(conn);
-                Ok(())
+    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + 'static {
+        tokio::time::sleep(duration)
+    }
+
+    fn now_millis(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+/// A session's encrypted frames over TCP or a WebSocket ([`siren_net`]).
+pub struct NetLink {
+    tx: Sender,
+    rx: Receiver,
+}
+
+impl Link for NetLink {
+    async fn send(&mut self, msg: &ClientMessage) -> anyhow::Result<()> {
+        Ok(self.tx.send(msg).await?)
+    }
+
+    async fn recv(&mut self) -> anyhow::Result<Option<ServerMessage>> {
+        match self.rx.recv::<ServerMessage>().await {
+            Ok(msg) => Ok(Some(msg)),
+            Err(siren_net::NetError::Decode(e))
+                if matches!(
+                    e.kind,
+                    siren_proto::message::DecodeErrorKind::UnknownType(_)
+                ) =>
+            {
+                Ok(None)
             }
-            _ => bail!("the server no longer knows this session: run `siren login` again"),
+            Err(e) => Err(e.into()),
         }
     }
 
-    fn conn(&mut self) -> anyhow::Result<&mut Conn> {
-        self.conn.as_mut().context("not connected")
+    fn set_max_frame(&mut self, max_frame: usize) {
+        self.tx.set_max_frame(max_frame);
     }
+}
 
-    /// Forgets the session's connection after it failed (the session stays resumable: the
-    /// next [`Client::connect`] resumes it). Unacknowledged deliveries come again.
-    pub fn disconnect(&mut self) {
-        self.conn = None;
+/// The profile's files are written before each call returns.
+impl Store for Profile {
+    async fn secrets(&self) -> anyhow::Result<Secrets> {
+        Profile::secrets(self)
     }
-
-    /// Whether a connection is open.
-    pub fn is_connected(&self) -> bool {
-        self.conn.is_some()
+    async fn save_secrets(&mut self, secrets: &Secrets) -> anyhow::Result<()> {
+        Profile::save_secrets(self, secrets)
     }
-
-    /// The profile.
-    pub fn profile(&self) -> &Profile {
-        &self.profile
+    async fn contact(&self, uid: &Uid) -> anyhow::Result<ContactState> {
+        Profile::contact(self, uid)
     }
-
-    /// Pings the server (keeps a listening session alive).
-    pub async fn ping(&mut self) -> anyhow::Result<()> {
-        self.conn()?
-            .request(|rid| ClientMessage::Ping { rid })
-            .await?;
-        Ok(())
+    async fn save_contact(&mut self, uid: &Uid, state: &ContactState) -> anyhow::Result<()> {
+        Profile::save_contact(self, uid, state)
     }
-
-    /// Acknowledges what was processed and closes the session (it stays resumable).
-    pub async fn bye(&mut self) -> anyhow::Result<()> {
-        if let Some(mut conn) = self.conn.take() {
-            conn.flush_acks().await?;
-            conn.tx.send(&ClientMessage::Bye).await?;
-        }
-        Ok(())
+    async fn roster_seen(&self) -> anyhow::Result<Option<RosterSeen>> {
+        Profile::roster_seen(self)
+    }
+    async fn save_roster_seen(&mut self, seen: &RosterSeen) -> anyhow::Result<()> {
+        Profile::save_roster_seen(self, seen)
+    }
+    async fn approval_requests(&self) -> anyhow::Result<Vec<SeenRequest>> {
+        Profile::approval_requests(self)
+    }
+    async fn save_approval_requests(&mut self, requests: Vec<SeenRequest>) -> anyhow::Result<()> {
+        Profile::save_approval_requests(self, requests)
+    }
+    async fn seen(&self) -> anyhow::Result<VecDeque<MessageId>> {
+        Profile::seen(self)
+    }
+    async fn save_seen(&mut self, seen: &mut VecDeque<MessageId>) -> anyhow::Result<()> {
+        Profile::save_seen(self, seen)
     }
 }

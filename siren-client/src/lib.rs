@@ -3,8 +3,9 @@
 //! * [`profile`]: one account on one device in one directory, keys protected at rest;
 //! * [`chat`]: `siren chat`, the terminal UI (ratatui), drawing a [`chat::ChatSource`];
 //! * [`driver`]: the client core driven over a session, reconnecting by itself (`siren chat`);
-//! * [`client`]: log in, look users up (every record verified against one USK, compared with
-//!   the cache), send and receive end-to-end encrypted messages;
+//! * [`client`]: the session of [`siren_client_session`] (log in, look users up — every record
+//!   verified against one USK, compared with the cache —, send and receive end-to-end encrypted
+//!   messages) on tokio, keeping its state in a [`profile::Profile`];
 //! * [`history`]: the local message history, sealed at rest, with search;
 //! * [`fingerprint`]: key fingerprints as people compare them;
 //! * [`terminal`]: printing, with control and bidi characters escaped;
@@ -12,10 +13,10 @@
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
-//! use siren_client::{client::Client, profile::Profile};
+//! use siren_client::{client, profile::Profile};
 //!
 //! let profile = Profile::open(std::path::Path::new("/home/alice/.siren"), None)?;
-//! let mut client = Client::new(profile)?;
+//! let mut client = client::open(profile)?;
 //! client.connect().await?;                      // resume this device's session
 //! let bob = siren_api::Uid::parse("bob@beta.test")?;
 //! let (id, devices) = client.send_text(&bob, "hello").await?;

@@ -421,8 +421,8 @@ fn now_millis() -> u64 {
 
 /// Opens the history for a command whose main job is messaging: if it cannot be opened, the
 /// command goes on without it and says so.
-fn history_or_warn(client: &mut Client) -> Option<History> {
-    match client.history() {
+async fn history_or_warn(client: &mut Client) -> Option<History> {
+    match siren_client::client::history(client).await {
         Ok(h) => Some(h),
         Err(e) => {
             note!("warning: the local history cannot be opened, nothing is kept: {e:#}");
@@ -434,7 +434,7 @@ fn history_or_warn(client: &mut Client) -> Option<History> {
 /// The client core behind a one-shot command (receipts, the history), or none — said once —
 /// if it cannot start: the command then only prints.
 async fn one_shot(client: &mut Client) -> Option<OneShot> {
-    let history = history_or_warn(client);
+    let history = history_or_warn(client).await;
     match OneShot::start(client, history).await {
         Ok((one, warnings)) => {
             for w in warnings {
@@ -593,7 +593,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     None => Credentials::Password(&password),
                 },
             };
-            let mut client = Client::new(open_profile(&dir)?)?;
+            let mut client = siren_client::client::open(open_profile(&dir)?)?;
             let (outcome, drained) = client
                 .login_with(credentials, device_name, &mut LoginPrompt)
                 .await?;
@@ -619,9 +619,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Send { uid, text } => {
             let to = Uid::parse(&uid).context("the recipient")?;
-            let mut client = Client::new(open_profile(&dir)?)?;
+            let mut client = siren_client::client::open(open_profile(&dir)?)?;
             client.connect().await?;
-            let mut history = history_or_warn(&mut client);
+            let mut history = history_or_warn(&mut client).await;
             let (id, devices) = client.send_text(&to, &text).await?;
             if let Some(report) = client.last_lookup() {
                 warn_changes(&to, report);
@@ -638,7 +638,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             client.bye().await?;
         }
         Command::Recv => {
-            let mut client = Client::new(open_profile(&dir)?)?;
+            let mut client = siren_client::client::open(open_profile(&dir)?)?;
             client.connect().await?;
             let me = client.uid().clone();
             let mut one = one_shot(&mut client).await;
@@ -653,7 +653,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             text,
             watch,
         } => {
-            let mut client = Client::new(open_profile(&dir)?)?;
+            let mut client = siren_client::client::open(open_profile(&dir)?)?;
             client.connect().await?;
             let watch = watch
                 .iter()
@@ -693,11 +693,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let presence = parse_status(&status)?;
             let profile = open_profile(&dir)?;
-            let mut client = Client::new(profile)?;
+            let mut client = siren_client::client::open(profile)?;
             if client.device().is_none() {
                 bail!("this profile is not logged in: run `siren login` first");
             }
-            let history = history_or_warn(&mut client);
+            let history = history_or_warn(&mut client).await;
             let options = siren_client::driver::Options {
                 downloads: downloads.unwrap_or_else(|| dir.join("downloads")),
                 read_receipts: !no_read_receipts,
@@ -760,7 +760,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Lookup { uid } => {
             let uid = Uid::parse(&uid).context("the user")?;
-            let mut client = Client::new(open_profile(&dir)?)?;
+            let mut client = siren_client::client::open(open_profile(&dir)?)?;
             client.connect().await?;
             let report = client.lookup(&uid).await?;
             let d = &report.directory;
@@ -792,11 +792,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             client.bye().await?;
         }
         Command::Recovery { action } => {
-            let mut client = Client::new(open_profile(&dir)?)?;
+            let mut client = siren_client::client::open(open_profile(&dir)?)?;
             match action {
                 RecoveryAction::Export => say!("{}", client.recovery_key()?),
                 RecoveryAction::Import { key } => {
-                    let usk = client.import_recovery_key(&key)?;
+                    let usk = client.import_recovery_key(&key).await?;
                     say!(
                         "stored the signing key {}; now run `siren login`",
                         fingerprint(usk.as_bytes())
@@ -805,7 +805,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Devices { action } => {
-            let mut client = Client::new(open_profile(&dir)?)?;
+            let mut client = siren_client::client::open(open_profile(&dir)?)?;
             client.connect().await?;
             let me = client.uid().clone();
             match action {
@@ -909,7 +909,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             client.bye().await?;
         }
         Command::Contacts { action } => {
-            let mut client = Client::new(open_profile(&dir)?)?;
+            let mut client = siren_client::client::open(open_profile(&dir)?)?;
             client.connect().await?;
             let parse = |u: &str| Uid::parse(u).with_context(|| format!("{u:?}"));
             match action {
@@ -1001,7 +1001,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             client.bye().await?;
         }
         Command::Whoami => {
-            let client = Client::new(open_profile(&dir)?)?;
+            let client = siren_client::client::open(open_profile(&dir)?)?;
             say!("{}", client.uid());
             match client.device() {
                 Some(d) => say!("device {}", fingerprint(d.as_bytes())),

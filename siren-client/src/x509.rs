@@ -14,7 +14,7 @@ use serde::{Serialize, Serializer};
 use siren_api::Uid;
 
 /// The mechanism's name on the wire.
-pub const MECHANISM: &str = "X509";
+pub const MECHANISM: &str = siren_client_session::X509_MECHANISM;
 
 /// A certificate chain and the end-entity certificate's private key.
 pub struct ClientCert {
@@ -95,15 +95,10 @@ impl ClientCert {
         }
         Ok(ClientCert { chain, key })
     }
+}
 
-    /// The mechanism's response for logging in to `uid` over the session with this handshake
-    /// hash (`channel_binding`) and DEK (`device_key`).
-    pub fn response(
-        &self,
-        channel_binding: &[u8; 32],
-        device_key: &[u8; 32],
-        uid: &Uid,
-    ) -> Vec<u8> {
+impl siren_client_session::CertificateLogin for ClientCert {
+    fn response(&self, channel_binding: &[u8; 32], device_key: &[u8; 32], uid: &Uid) -> Vec<u8> {
         let msg = siren_proto::transcript::x509_auth(channel_binding, device_key, uid);
         let sig = match &self.key {
             CertKey::Ed25519(k) => k.sign(&msg).to_bytes().to_vec(),
@@ -143,6 +138,7 @@ mod tests {
     use siren_auth_certificate::{CertConfig, CertMechanism, IdentityMode};
 
     use super::*;
+    use siren_client_session::CertificateLogin as _;
 
     /// What this module sends is what the server's mechanism accepts, for both key types and
     /// through an intermediate.

@@ -289,7 +289,7 @@ pub fn with_client<T>(profile: &Path, f: impl AsyncFnOnce(&mut Client) -> T) -> 
         }
     };
     rt.block_on(async {
-        let mut client = Client::new(opened).unwrap();
+        let mut client = siren_client::client::open(opened).unwrap();
         client.connect().await.unwrap();
         let out = f(&mut client).await;
         client.bye().await.unwrap();

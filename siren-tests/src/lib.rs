@@ -446,7 +446,7 @@ impl Cli {
     /// A library client over this profile (which no command may use meanwhile), connected.
     pub async fn connected(&self) -> siren_client::client::Client {
         let profile = siren_client::profile::Profile::open(self.profile(), None).unwrap();
-        let mut client = siren_client::client::Client::new(profile).unwrap();
+        let mut client = siren_client::client::open(profile).unwrap();
         client.connect().await.unwrap();
         client
     }

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use siren_api::Uid;
-use siren_client::client::Client;
 use siren_client::profile::Profile;
 use siren_tests::{Cli, Options, Server};
 
@@ -45,7 +44,8 @@ fn stream_and_stop(stop: Stop, online: bool) {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let mut client = Client::new(Profile::open(&profile, None).unwrap()).unwrap();
+                let mut client =
+                    siren_client::client::open(Profile::open(&profile, None).unwrap()).unwrap();
                 client.connect().await.unwrap();
                 let bob = Uid::parse("bob@alpha.test").unwrap();
                 for i in 0.. {

@@ -216,7 +216,7 @@ impl Driver {
                 Err(e) => self.problem(format!("cannot send {path}: {e:#}")),
             },
             Effect::MarkVerified(uid) => {
-                let profile = self.client.profile();
+                let profile = self.client.store();
                 let result = profile.contact(&uid).and_then(|mut state| {
                     state.verified = state.directory.as_ref().map(|d| *d.usk());
                     profile.save_contact(&uid, &state)

@@ -138,7 +138,7 @@ impl Driver {
         let mut backoff = BACKOFF_START;
         loop {
             self.core.set_status(Status::Connecting);
-            self.connection = format!("connecting to {}", self.client.profile().settings.server);
+            self.connection = format!("connecting to {}", self.client.store().settings.server);
             self.publish(&tx);
             let started = tokio::time::Instant::now();
             let why = match self.session(&tx).await {
@@ -304,7 +304,7 @@ impl Driver {
     /// Gives the core `uid`'s verification state, and keeps the safety number of verified
     /// users.
     pub(super) fn refresh_trust(&mut self, uid: &Uid) {
-        let Ok(state) = self.client.profile().contact(uid) else {
+        let Ok(state) = self.client.store().contact(uid) else {
             return;
         };
         let (Some(dir), Some(usk)) = (state.directory.as_ref(), self.client.usk()) else {

@@ -12,11 +12,13 @@ use siren_proto::message::{ClientMessage, NextStep, ServerMessage};
 use siren_proto::records::{DeviceRecordDraft, DirectoryEntry};
 use siren_proto::transcript::Digest;
 
-use super::{ApprovalPrompt, Client, Credentials, Event, LoginOutcome, ServerRefused, now};
-use crate::fingerprint::fingerprint;
-use crate::x509;
+use super::{
+    ApprovalPrompt, Client, Credentials, Event, LoginOutcome, Platform, ServerRefused, Store,
+    X509_MECHANISM,
+};
+use siren_proto::fingerprint::fingerprint;
 
-impl Client {
+impl<S: Store, P: Platform> Client<S, P> {
     /// Logs in with a password on this device with a fresh DEK (the spec's "freshly generated
     /// with each session"), and registers it:
     ///
@@ -52,14 +54,14 @@ impl Client {
         let ServerMessage::Welcome { sid, .. } = welcome else {
             bail!("the server did not start with welcome");
         };
-        let mechs = match conn.recv().await? {
+        let mechs = match conn.recv(&self.platform).await? {
             ServerMessage::AuthMechanisms { mechs } => mechs,
             other => bail!("expected the mechanism list, got {other:?}"),
         };
         let (mech, what) = match credentials {
             Credentials::Password(_) => ("PLAIN", "password login"),
             Credentials::PasswordVia { mechanism, .. } => (mechanism, "that mechanism"),
-            Credentials::Certificate(_) => (x509::MECHANISM, "certificate login (X509)"),
+            Credentials::Certificate(_) => (X509_MECHANISM, "certificate login (X509)"),
         };
         if !mechs.iter().any(|m| m == mech) {
             bail!("the server does not offer {what} (it offers {mechs:?})");
@@ -77,9 +79,10 @@ impl Client {
         // checking: try again after a growing pause (PROTOCOL.md §9.2).
         let mut pause = Duration::from_millis(250);
         let answer = loop {
+            let platform = &self.platform;
             let attempt = async {
                 let mut answer = conn
-                    .request(|rid| ClientMessage::AuthStart {
+                    .request(platform, |rid| ClientMessage::AuthStart {
                         rid,
                         mech: mech.into(),
                         data: creds.clone(),
@@ -87,7 +90,7 @@ impl Client {
                     .await?;
                 if let ServerMessage::AuthChallenge { rid, .. } = answer {
                     answer = conn
-                        .request(|_| ClientMessage::AuthStep {
+                        .request(platform, |_| ClientMessage::AuthStep {
                             rid,
                             data: creds.clone(),
                         })
@@ -102,7 +105,7 @@ impl Client {
                         && e.downcast_ref::<ServerRefused>()
                             .is_some_and(|r| r.code == ErrorCode::LoginBusy.as_u16()) =>
                 {
-                    tokio::time::sleep(pause).await;
+                    self.platform.sleep(pause).await;
                     pause *= 2;
                 }
                 other => break other?,
@@ -118,10 +121,10 @@ impl Client {
         let outcome = match next {
             NextStep::Ready => LoginOutcome::AlreadyRegistered,
             NextStep::CreateUser => {
-                self.check_new_account()?;
+                self.check_new_account().await?;
                 let usk = UskSecret::generate(&mut siren_proto::os_rng());
                 // Saved before registering: the USK must never be lost once published.
-                self.adopt_usk(&usk)?;
+                self.adopt_usk(&usk).await?;
                 self.register(&usk, &dek, 1, Digest::ZERO, device_name)
                     .await?;
                 LoginOutcome::CreatedUser
@@ -129,7 +132,7 @@ impl Client {
             NextStep::AwaitApproval { listing } => {
                 // Checked against what this profile remembers of its own account, like any
                 // lookup: a device that holds the USK never signs on top of an old listing.
-                let verified = self.verify_listing(&uid, &listing)?;
+                let verified = self.verify_listing(&uid, &listing).await?;
                 let directory = verified.report.directory.clone();
                 let (usk, outcome) = match self.secrets.usk() {
                     Some(usk) => (usk, LoginOutcome::Registered),
@@ -151,9 +154,9 @@ impl Client {
                         "the directory of {uid} is signed by a different USK than this device holds"
                     );
                 }
-                self.remember(verified)?;
+                self.remember(verified).await?;
                 if outcome == LoginOutcome::Approved {
-                    self.adopt_usk(&usk)?;
+                    self.adopt_usk(&usk).await?;
                 }
                 let head = directory.head();
                 self.register(&usk, &dek, head.seq + 1, head.hash, device_name)
@@ -164,7 +167,7 @@ impl Client {
         };
         self.secrets.dek = Some(*dek.to_bytes());
         self.secrets.session = Some(*sid.as_bytes());
-        self.profile.save_secrets(&self.secrets)?;
+        self.store.save_secrets(&self.secrets).await?;
         // The old DEK of this device: deliver what waits for it, then revoke it.
         let mut drained = Vec::new();
         if let Some((old_dek, old_sid)) = old
@@ -189,23 +192,22 @@ impl Client {
             dek: dek.public(),
             seq,
             prev,
-            ts: now(),
+            ts: self.now(),
             name,
         }
         .sign(usk);
-        self.conn()?
-            .request(|rid| ClientMessage::Register {
-                rid,
-                record: record.clone(),
-            })
-            .await?;
-        self.remember_own_entry(DirectoryEntry::Add(record))
+        self.request(|rid| ClientMessage::Register {
+            rid,
+            record: record.clone(),
+        })
+        .await?;
+        self.remember_own_entry(DirectoryEntry::Add(record)).await
     }
 
     /// Before making a new USK for `create_user`: the server says the account has no devices,
     /// which a profile that holds the account's USK, or has seen its directory, knows is false
     /// (a lying server, or one restored from an old backup).
-    fn check_new_account(&self) -> anyhow::Result<()> {
+    async fn check_new_account(&self) -> anyhow::Result<()> {
         let uid = self.uid();
         if let Some(usk) = self.secrets.usk() {
             bail!(
@@ -213,7 +215,7 @@ impl Client {
                 fingerprint(usk.public().as_bytes())
             );
         }
-        if let Some(known) = self.profile.contact(uid)?.directory {
+        if let Some(known) = self.store.contact(uid).await?.directory {
             bail!(
                 "the server says {uid} has no devices yet (create_user), but this profile has seen its directory at version {} with signing key {}: refusing to make a new key (a restored or lying server?)",
                 known.head().seq,
@@ -225,7 +227,7 @@ impl Client {
 
     /// Stores the account's USK in a profile that has none. A USK is never replaced: every
     /// path that obtains one (creation, approval, recovery key) goes through here.
-    fn adopt_usk(&mut self, usk: &UskSecret) -> anyhow::Result<()> {
+    async fn adopt_usk(&mut self, usk: &UskSecret) -> anyhow::Result<()> {
         if let Some(held) = self.secrets.usk() {
             bail!(
                 "this profile already holds the signing key {}; it is never replaced",
@@ -233,7 +235,7 @@ impl Client {
             );
         }
         self.secrets.usk = Some(*usk.to_bytes());
-        self.profile.save_secrets(&self.secrets)
+        self.store.save_secrets(&self.secrets).await
     }
 
     /// Drains the queue of this device's previous DEK through its old session, then revokes it
@@ -275,11 +277,11 @@ impl Client {
 
     /// Stores a recovery key in a profile that has no signing key yet; the next `login`
     /// registers this device with it.
-    pub fn import_recovery_key(&mut self, key: &str) -> anyhow::Result<UskPublic> {
+    pub async fn import_recovery_key(&mut self, key: &str) -> anyhow::Result<UskPublic> {
         let seed = SekPublic::from_base64(key.trim())
             .context("a recovery key is 44 characters of base64")?;
         let usk = UskSecret::from_bytes(seed.as_bytes());
-        self.adopt_usk(&usk)?;
+        self.adopt_usk(&usk).await?;
         Ok(usk.public())
     }
 }

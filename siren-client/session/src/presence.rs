@@ -3,17 +3,16 @@
 use siren_api::Uid;
 use siren_proto::message::{ClientMessage, Presence, Topic};
 
-use super::Client;
+use super::{Client, Platform, Store};
 
-impl Client {
+impl<S: Store, P: Platform> Client<S, P> {
     /// Publishes this user's presence to the contacts subscribed to it right now.
     pub async fn publish(&mut self, presence: Presence) -> anyhow::Result<()> {
-        self.conn()?
-            .request(|rid| ClientMessage::Publish {
-                rid,
-                presence: presence.clone(),
-            })
-            .await?;
+        self.request(|rid| ClientMessage::Publish {
+            rid,
+            presence: presence.clone(),
+        })
+        .await?;
         Ok(())
     }
 
@@ -23,12 +22,11 @@ impl Client {
             .iter()
             .map(|uid| Topic::Presence { uid: uid.clone() })
             .collect();
-        self.conn()?
-            .request(|rid| ClientMessage::Subscribe {
-                rid,
-                topics: topics.clone(),
-            })
-            .await?;
+        self.request(|rid| ClientMessage::Subscribe {
+            rid,
+            topics: topics.clone(),
+        })
+        .await?;
         Ok(())
     }
 }

@@ -11,29 +11,28 @@ use siren_proto::message::{ClientMessage, ServerMessage};
 use siren_proto::plaintext::Plaintext;
 
 use super::messages::decoded;
-use super::{Client, Event};
+use super::{Client, Event, Platform, Store};
 
-impl Client {
+impl<S: Store, P: Platform> Client<S, P> {
     /// Sends `content` (normally [`Plaintext::Typing`]) as an ephemeral signal to every live
     /// device of `to` in the cached verified directory (looked up first when there is none;
     /// when `to` is this account, to its other devices). Returns the number of devices it was
     /// sealed to. The server answers the same whether or not any of them was online; a signal
     /// that finds no live session is dropped, never stored.
     pub async fn send_signal(&mut self, to: &Uid, content: &Plaintext) -> anyhow::Result<usize> {
-        let directory = match self.profile.contact(to)?.directory {
+        let directory = match self.store.contact(to).await?.directory {
             Some(directory) => directory,
             None => self.lookup(to).await?.directory,
         };
         let plaintext = content.encode();
         let id = MessageId::random(&mut siren_proto::os_rng());
         // The same counter as messages.
-        let envelopes = self.seal_to_devices(to, &directory, id, &plaintext)?;
+        let envelopes = self.seal_to_devices(to, &directory, id, &plaintext).await?;
         if envelopes.is_empty() {
             return Ok(0);
         }
         let n = envelopes.len();
         let answer = self
-            .conn()?
             .request(|rid| ClientMessage::Signal {
                 rid,
                 msgs: envelopes,

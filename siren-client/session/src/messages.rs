@@ -9,11 +9,11 @@ use siren_proto::message::{ClientMessage, Notice, QueueItem, ServerMessage};
 use siren_proto::plaintext::Plaintext;
 use siren_proto::records::UserDirectory;
 
-use super::{Client, Event, LookupReport, Received, ServerRefused, now, server_error};
-use crate::profile::SeenRequest;
+use super::{Client, Event, LookupReport, Platform, Received, ServerRefused, Store, server_error};
+use crate::store::SeenRequest;
 use zeroize::Zeroizing;
 
-impl Client {
+impl<S: Store, P: Platform> Client<S, P> {
     /// The lookup the last `send_text` made (new and removed devices of the recipient).
     pub fn last_lookup(&self) -> Option<&LookupReport> {
         self.last_lookup.as_ref()
@@ -25,7 +25,7 @@ impl Client {
         let id = MessageId::random(&mut siren_proto::os_rng());
         let content = Plaintext::Text {
             body: text.to_owned(),
-            ts: now(),
+            ts: self.now(),
         };
         let n = self.send_plaintext(to, id, &content).await?;
         Ok((id, n))
@@ -40,7 +40,7 @@ impl Client {
                 if e.downcast_ref::<ServerRefused>()
                     .is_some_and(|r| r.code == ErrorCode::PeerUnreachable.as_u16()) =>
             {
-                match self.profile.contact(to)?.directory {
+                match self.store.contact(to).await?.directory {
                     Some(directory) => Ok(LookupReport {
                         directory,
                         added: Vec::new(),
@@ -78,13 +78,14 @@ impl Client {
     ) -> anyhow::Result<usize> {
         let report = self.recipients(to).await?;
         self.last_lookup = Some(report.clone());
-        let envelopes = self.seal_to_devices(to, &report.directory, id, plaintext)?;
+        let envelopes = self
+            .seal_to_devices(to, &report.directory, id, plaintext)
+            .await?;
         if envelopes.is_empty() {
             return Ok(0);
         }
         let n = envelopes.len();
         let answer = self
-            .conn()?
             .request(|rid| ClientMessage::Send {
                 rid,
                 msgs: envelopes,
@@ -99,7 +100,7 @@ impl Client {
     /// Seals `plaintext` as message `id` to every device of `to` in `directory` (when `to` is
     /// this account, to every device but this one), under one fresh counter that is saved before
     /// use so it never repeats, even after a crash. No devices: no envelopes.
-    pub(super) fn seal_to_devices(
+    pub(super) async fn seal_to_devices(
         &mut self,
         to: &Uid,
         directory: &UserDirectory,
@@ -120,7 +121,7 @@ impl Client {
         }
         self.secrets.counter += 1;
         let ctr = self.secrets.counter;
-        self.profile.save_secrets(&self.secrets)?;
+        self.store.save_secrets(&self.secrets).await?;
         let mut rng = siren_proto::os_rng();
         let mut envelopes = Vec::with_capacity(targets.len());
         for to_dek in &targets {
@@ -160,7 +161,10 @@ impl Client {
     /// dropped unfinished), so a driver can wait for it in `tokio::select!` beside the person's
     /// commands; hand what it returns to [`Client::handle_server_message`].
     pub async fn next_server_message(&mut self) -> anyhow::Result<ServerMessage> {
-        self.conn()?.next_message().await
+        {
+            let conn = self.conn.as_mut().context("not connected")?;
+            conn.next_message(&self.platform).await
+        }
     }
 
     /// Processes one message from the server: opens and checks a delivered envelope (and queues
@@ -199,14 +203,14 @@ impl Client {
                 } = &notice
                 {
                     // Kept so that `devices approve` can answer it after `recv` took it.
-                    let mut saved = self.profile.approval_requests()?;
+                    let mut saved = self.store.approval_requests().await?;
                     saved.retain(|r| &r.new_dek != new_dek);
                     saved.push(SeenRequest {
                         new_dek: *new_dek,
                         commit: *commit,
                         name: name.clone(),
                     });
-                    self.profile.save_approval_requests(saved)?;
+                    self.store.save_approval_requests(saved).await?;
                 }
                 return Ok(Some(Event::Notice(notice)));
             }
@@ -226,7 +230,7 @@ impl Client {
         };
         self.seen.push_back(env.id);
         self.seen_set.insert(env.id);
-        self.profile.save_seen(&mut self.seen)?;
+        self.store.save_seen(&mut self.seen).await?;
         if self.seen.len() < self.seen_set.len() {
             self.seen_set = self.seen.iter().copied().collect();
         }
@@ -241,7 +245,7 @@ impl Client {
         &mut self,
         env: &Envelope,
     ) -> anyhow::Result<Result<Zeroizing<Vec<u8>>, String>> {
-        let mut state = self.profile.contact(&env.from)?;
+        let mut state = self.store.contact(&env.from).await?;
         let known = state
             .directory
             .as_ref()
@@ -250,7 +254,7 @@ impl Client {
             if let Err(e) = self.lookup(&env.from.clone()).await {
                 return Ok(Err(format!("cannot verify the sender: {e:#}")));
             }
-            state = self.profile.contact(&env.from)?;
+            state = self.store.contact(&env.from).await?;
         }
         let Some(directory) = state.directory.clone() else {
             return Ok(Err("the sender has no verified directory".into()));
@@ -274,7 +278,7 @@ impl Client {
             Ok(p) => p,
             Err(e) => return Ok(Err(format!("{e}"))),
         };
-        self.profile.save_contact(&env.from, &state)?;
+        self.store.save_contact(&env.from, &state).await?;
         Ok(Ok(plain))
     }
 }

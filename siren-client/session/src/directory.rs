@@ -13,9 +13,9 @@ use siren_proto::keys::DekPublic;
 use siren_proto::message::{ClientMessage, ServerMessage};
 use siren_proto::records::{DeviceRevocation, DirectoryEntry, DirectoryListing, UserDirectory};
 
-use super::{Client, LookupReport, now};
-use crate::fingerprint::fingerprint;
-use crate::profile::ContactState;
+use super::{Client, LookupReport, Platform, Store};
+use crate::store::ContactState;
+use siren_proto::fingerprint::fingerprint;
 
 /// A listing checked against what the profile remembers about its user, not stored yet.
 pub(super) struct Verified {
@@ -24,13 +24,12 @@ pub(super) struct Verified {
     pub(super) report: LookupReport,
 }
 
-impl Client {
+impl<S: Store, P: Platform> Client<S, P> {
     /// Looks `uid` up, verifies every record against one USK, checks the listing against what
     /// the profile remembers (no rollback, fork, key change or revoked device live again) and
     /// updates the cache.
     pub async fn lookup(&mut self, uid: &Uid) -> anyhow::Result<LookupReport> {
         let answer = self
-            .conn()?
             .request(|rid| ClientMessage::Lookup {
                 rid,
                 uid: uid.clone(),
@@ -39,17 +38,17 @@ impl Client {
         let ServerMessage::Directory { listing, .. } = answer else {
             bail!("unexpected answer to lookup: {answer:?}");
         };
-        let verified = self.verify_listing(uid, &listing)?;
-        self.remember(verified)
+        let verified = self.verify_listing(uid, &listing).await?;
+        self.remember(verified).await
     }
 
     /// Checks a listing of `uid` against the profile's cache of that user.
-    pub(super) fn verify_listing(
+    pub(super) async fn verify_listing(
         &self,
         uid: &Uid,
         listing: &DirectoryListing,
     ) -> anyhow::Result<Verified> {
-        let mut state = self.profile.contact(uid)?;
+        let mut state = self.store.contact(uid).await?;
         let first = state.directory.is_none();
         let check = UserDirectory::check_listing(uid, listing, state.directory.as_ref())
             .map_err(|e| anyhow::anyhow!("the directory of {uid} does not verify: {e}"))?;
@@ -88,17 +87,19 @@ impl Client {
     }
 
     /// Stores a verified listing as the cache of its user.
-    pub(super) fn remember(&mut self, verified: Verified) -> anyhow::Result<LookupReport> {
-        self.profile.save_contact(&verified.uid, &verified.state)?;
+    pub(super) async fn remember(&mut self, verified: Verified) -> anyhow::Result<LookupReport> {
+        self.store
+            .save_contact(&verified.uid, &verified.state)
+            .await?;
         Ok(verified.report)
     }
 
     /// After this device appended an entry to its own account's chain, the cache follows: a
     /// later listing that leaves the entry out is older than the cache, and a revoked device is
     /// remembered as revoked.
-    pub(super) fn remember_own_entry(&mut self, entry: DirectoryEntry) -> anyhow::Result<()> {
+    pub(super) async fn remember_own_entry(&mut self, entry: DirectoryEntry) -> anyhow::Result<()> {
         let me = self.uid().clone();
-        let mut state = self.profile.contact(&me)?;
+        let mut state = self.store.contact(&me).await?;
         if let DirectoryEntry::Revoke(r) = &entry {
             state.remember_revoked([r.dek]);
         }
@@ -114,7 +115,7 @@ impl Client {
             }
             (None, DirectoryEntry::Revoke(_)) => {}
         }
-        self.profile.save_contact(&me, &state)
+        self.store.save_contact(&me, &state).await
     }
 
     /// Revokes one of this account's devices (signed with the USK).
@@ -126,13 +127,14 @@ impl Client {
             bail!("that device is not a live device of {me}");
         }
         let head = own.head();
-        let revocation = DeviceRevocation::sign(&usk, me, *device, head.seq + 1, head.hash, now());
-        self.conn()?
-            .request(|rid| ClientMessage::Revoke {
-                rid,
-                revocation: revocation.clone(),
-            })
-            .await?;
+        let revocation =
+            DeviceRevocation::sign(&usk, me, *device, head.seq + 1, head.hash, self.now());
+        self.request(|rid| ClientMessage::Revoke {
+            rid,
+            revocation: revocation.clone(),
+        })
+        .await?;
         self.remember_own_entry(DirectoryEntry::Revoke(revocation))
+            .await
     }
 }

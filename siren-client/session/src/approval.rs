@@ -10,17 +10,20 @@ use siren_proto::message::{ClientMessage, Notice};
 use siren_proto::records::UserDirectory;
 use siren_proto::transcript::Digest;
 
-use super::{ApprovalPrompt, Client, Event};
+use crate::platform::within;
 
-impl Client {
+use super::{ApprovalPrompt, Client, Event, Platform, Store};
+
+impl<S: Store, P: Platform> Client<S, P> {
     /// The next approval notice for this (new) device, pinging while waiting.
     async fn next_notice(&mut self) -> anyhow::Result<Notice> {
         loop {
-            match tokio::time::timeout(Duration::from_secs(30), self.next_event(false)).await {
-                Ok(Ok(Some(Event::Notice(n)))) => return Ok(n),
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(e),
-                Err(_) => self.ping().await?,
+            let timer = self.platform.sleep(Duration::from_secs(30));
+            match within(timer, self.next_event(false)).await {
+                Some(Ok(Some(Event::Notice(n)))) => return Ok(n),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e),
+                None => self.ping().await?,
             }
         }
     }
@@ -39,13 +42,12 @@ impl Client {
         let mut rng = siren_proto::os_rng();
         let new_nonce = approval::random_nonce(&mut rng);
         let commit = approval::commitment(&uid, &dek.public(), &new_nonce);
-        self.conn()?
-            .request(|rid| ClientMessage::ApprovalRequest {
-                rid,
-                commit,
-                name: name.clone(),
-            })
-            .await?;
+        self.request(|rid| ClientMessage::ApprovalRequest {
+            rid,
+            commit,
+            name: name.clone(),
+        })
+        .await?;
         let published: Vec<DekPublic> = directory.devices().map(|r| r.dek).collect();
         let mut transcript: Option<ApprovalTranscript> = None;
         loop {
@@ -54,13 +56,12 @@ impl Client {
                     if !published.contains(&from_dek) {
                         continue; // not one of the user's published devices
                     }
-                    self.conn()?
-                        .request(|rid| ClientMessage::ApprovalReveal {
-                            rid,
-                            to: from_dek,
-                            nonce: new_nonce,
-                        })
-                        .await?;
+                    self.request(|rid| ClientMessage::ApprovalReveal {
+                        rid,
+                        to: from_dek,
+                        nonce: new_nonce,
+                    })
+                    .await?;
                     let t = ApprovalTranscript {
                         uid: uid.clone(),
                         new_dek: dek.public(),
@@ -100,19 +101,21 @@ impl Client {
         let usk = self.secrets.usk().context("this device has no USK")?;
         let my_dek = self.secrets.dek().context("not logged in")?.public();
         let uid = self.uid().clone();
-        let deadline = tokio::time::Instant::now() + wait;
+        let deadline = self
+            .platform
+            .now_millis()
+            .saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
         // (new device, its commitment and name, our nonce)
         let mut pending: Option<(DekPublic, Digest, Option<String>, approval::ApprovalNonce)> =
             None;
         // Requests that `recv` or `listen` already took from the queue, newest first: the first
         // one the server still has pending is answered.
-        let saved = self.profile.approval_requests()?;
-        self.profile.save_approval_requests(Vec::new())?;
+        let saved = self.store.approval_requests().await?;
+        self.store.save_approval_requests(Vec::new()).await?;
         for req in saved.into_iter().rev() {
             let nonce = approval::random_nonce(&mut siren_proto::os_rng());
             let to = req.new_dek;
             if self
-                .conn()?
                 .request(|rid| ClientMessage::ApprovalChallenge { rid, to, nonce })
                 .await
                 .is_ok()
@@ -122,18 +125,14 @@ impl Client {
             }
         }
         loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let notice = match tokio::time::timeout(
-                left.min(Duration::from_secs(30)),
-                self.next_event(false),
-            )
-            .await
-            {
-                Ok(Ok(Some(Event::Notice(n)))) => n,
-                Ok(Ok(_)) => continue,
-                Ok(Err(e)) => return Err(e),
-                Err(_) if left.is_zero() => bail!("no approval request arrived within {wait:?}"),
-                Err(_) => {
+            let left = Duration::from_millis(deadline.saturating_sub(self.platform.now_millis()));
+            let timer = self.platform.sleep(left.min(Duration::from_secs(30)));
+            let notice = match within(timer, self.next_event(false)).await {
+                Some(Ok(Some(Event::Notice(n)))) => n,
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(e),
+                None if left.is_zero() => bail!("no approval request arrived within {wait:?}"),
+                None => {
                     self.ping().await?;
                     continue;
                 }
@@ -146,7 +145,6 @@ impl Client {
                 } => {
                     let nonce = approval::random_nonce(&mut siren_proto::os_rng());
                     let sent = self
-                        .conn()?
                         .request(|rid| ClientMessage::ApprovalChallenge {
                             rid,
                             to: new_dek,
@@ -175,16 +173,14 @@ impl Client {
                     };
                     if genuine && decide(name.as_deref(), t.short_code()) {
                         let transfer = UskTransfer::seal(&usk, &t, &mut siren_proto::os_rng())?;
-                        self.conn()?
-                            .request(|rid| ClientMessage::ApprovalGrant {
-                                rid,
-                                transfer: transfer.clone(),
-                            })
-                            .await?;
+                        self.request(|rid| ClientMessage::ApprovalGrant {
+                            rid,
+                            transfer: transfer.clone(),
+                        })
+                        .await?;
                         return Ok(true);
                     }
-                    self.conn()?
-                        .request(|rid| ClientMessage::ApprovalDeny { rid, to: new_dek })
+                    self.request(|rid| ClientMessage::ApprovalDeny { rid, to: new_dek })
                         .await?;
                     return Ok(false);
                 }
@@ -203,13 +199,12 @@ impl Client {
         name: Option<String>,
     ) -> anyhow::Result<Approving> {
         let nonce = approval::random_nonce(&mut siren_proto::os_rng());
-        self.conn()?
-            .request(|rid| ClientMessage::ApprovalChallenge {
-                rid,
-                to: new_dek,
-                nonce,
-            })
-            .await?;
+        self.request(|rid| ClientMessage::ApprovalChallenge {
+            rid,
+            to: new_dek,
+            nonce,
+        })
+        .await?;
         Ok(Approving {
             new_dek,
             commit,
@@ -231,14 +226,12 @@ impl Client {
             (Some(t), true) => {
                 let usk = self.secrets.usk().context("this device has no USK")?;
                 let transfer = UskTransfer::seal(&usk, t, &mut siren_proto::os_rng())?;
-                self.conn()?
-                    .request(|rid| ClientMessage::ApprovalGrant { rid, transfer })
+                self.request(|rid| ClientMessage::ApprovalGrant { rid, transfer })
                     .await?;
             }
             (None, true) => bail!("the new device has not shown its code yet"),
             (_, false) => {
-                self.conn()?
-                    .request(|rid| ClientMessage::ApprovalDeny { rid, to: new_dek })
+                self.request(|rid| ClientMessage::ApprovalDeny { rid, to: new_dek })
                     .await?;
             }
         }

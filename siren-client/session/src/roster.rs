@@ -9,21 +9,18 @@ use siren_api::Uid;
 use siren_proto::message::{ClientMessage, ServerMessage};
 use siren_proto::roster::{Contact, Roster};
 
-use super::{Client, now};
-use crate::profile::RosterSeen;
+use super::{Client, Platform, Store};
+use crate::store::RosterSeen;
 
-impl Client {
+impl<S: Store, P: Platform> Client<S, P> {
     /// The account's roster as stored on the server, verified against this device's USK (the
     /// server cannot forge one).
     pub async fn roster(&mut self) -> anyhow::Result<Option<Roster>> {
-        let answer = self
-            .conn()?
-            .request(|rid| ClientMessage::RosterGet { rid })
-            .await?;
+        let answer = self.request(|rid| ClientMessage::RosterGet { rid }).await?;
         let ServerMessage::Roster { roster, .. } = answer else {
             bail!("unexpected answer to roster_get: {answer:?}");
         };
-        let seen = self.profile.roster_seen()?;
+        let seen = self.store.roster_seen().await?;
         let Some(roster) = roster else {
             if let Some(seen) = seen {
                 bail!(
@@ -57,7 +54,7 @@ impl Client {
                 seen.version
             ),
             Some(seen) if seen == got => {}
-            _ => self.profile.save_roster_seen(&got)?,
+            _ => self.store.save_roster_seen(&got).await?,
         }
         Ok(Some(roster))
     }
@@ -79,20 +76,21 @@ impl Client {
             &usk,
             self.uid().clone(),
             current.as_ref(),
-            now(),
+            self.now(),
             contacts,
             blocked,
         );
-        self.conn()?
-            .request(|rid| ClientMessage::RosterPut {
-                rid,
-                roster: next.clone(),
+        self.request(|rid| ClientMessage::RosterPut {
+            rid,
+            roster: next.clone(),
+        })
+        .await?;
+        self.store
+            .save_roster_seen(&RosterSeen {
+                version: next.version,
+                hash: next.hash(),
             })
             .await?;
-        self.profile.save_roster_seen(&RosterSeen {
-            version: next.version,
-            hash: next.hash(),
-        })?;
         Ok(next)
     }
 }
