@@ -515,6 +515,33 @@ async fn receipts_and_typing_never_reach_a_blocked_user() {
     quit(&b);
 }
 
+/// What `siren chat` received is acknowledged before it waits again (acknowledgements are
+/// batched, not held back): the server keeps nothing for the device once it is on the screen.
+#[test]
+fn what_the_chat_received_leaves_the_servers_queue() {
+    let s = server(&["alice", "bob"]);
+    let (alice, bob) = (logged_in(&s, "alice"), logged_in(&s, "bob"));
+    let b = chat(&bob, 100, 30, &[]);
+    b.type_line("/chat alice@alpha.test");
+    alice.send("bob@alpha.test", "one message, not a batch of 64");
+    b.wait_for("alice: one message, not a batch of 64", T);
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let stats = s.admin(&["queue", "stats", "bob"], "");
+        assert!(stats.ok, "{}", stats.stderr);
+        if stats.stdout.contains(" 0 items") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server still holds what the chat showed: {}",
+            stats.stdout
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    quit(&b);
+}
+
 #[test]
 fn the_chat_reconnects_by_itself_says_so_and_sends_what_was_written_offline() {
     let mut s = server(&["alice", "bob"]);

@@ -447,6 +447,16 @@ impl<S: Store, P: Platform> Client<S, P> {
         Ok(())
     }
 
+    /// Sends the acknowledgements of what was processed (they are batched; a driver that waits
+    /// with [`Client::next_server_message`] sends them before it waits, so that the server can
+    /// drop what this device has).
+    pub async fn flush_acks(&mut self) -> anyhow::Result<()> {
+        match self.conn.as_mut() {
+            Some(conn) => conn.flush_acks().await,
+            None => Ok(()),
+        }
+    }
+
     /// Acknowledges what was processed and closes the session (it stays resumable).
     pub async fn bye(&mut self) -> anyhow::Result<()> {
         if let Some(mut conn) = self.conn.take() {

@@ -222,6 +222,8 @@ impl Driver {
         let mut last_traffic = tokio::time::Instant::now();
         loop {
             self.online_effects().await?;
+            // What was processed is acknowledged before waiting (the server then drops it).
+            self.client.flush_acks().await?;
             self.publish(tx);
             tokio::select! {
                 biased;
