@@ -30,15 +30,9 @@ rust_guests=(
 )
 
 echo "== wasm plugins: toolchain"
-missing=()
-for pkg in rustc-web cargo-web rust-web-src lld-14 clang-14; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-done
-if ((${#missing[@]})); then
-  echo "installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+# shellcheck source=lib/packages.sh
+source scripts/lib/packages.sh
+ensure_packages rustc-web cargo-web rust-web-src lld-14 clang-14
 
 export PATH="$tools/bin:$PATH"
 if ! command -v wasm-tools >/dev/null 2>&1; then

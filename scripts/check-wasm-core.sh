@@ -10,15 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 target_base="${CARGO_TARGET_DIR:-$PWD/target}"
 
-missing=()
-for pkg in rustc-web cargo-web rust-web-src lld-14; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-done
-if ((${#missing[@]})); then
-  echo "installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+# shellcheck source=lib/packages.sh
+source scripts/lib/packages.sh
+ensure_packages rustc-web cargo-web rust-web-src lld-14
 
 echo "== client core and session for wasm32 ($(/usr/bin/rustc --version))"
 # rustup's shims in ~/.cargo/bin would shadow Debian's cargo and rustc: name them explicitly.

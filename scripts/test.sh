@@ -8,8 +8,9 @@
 # ports in a temporary directory, and stopped on exit; the DNS tests start their own dnsmasq;
 # tmux (for the `siren chat` terminal tests) and promtool (the metrics lint) are installed if
 # missing.
-# The wasm sample plugins are built first (scripts/build-plugins.sh), and the client core is
-# checked to build for wasm32 (scripts/check-wasm-core.sh).
+# The wasm sample plugins are built first (scripts/build-plugins.sh), the client core is
+# checked to build for wasm32 (scripts/check-wasm-core.sh), and the browser client is built
+# (scripts/build-web.sh) with Playwright and chromium for its tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/siren-target}"
@@ -57,6 +58,15 @@ scripts/check-wasm-core.sh
 
 # The integration tests (siren-tests) start the real `sirend` and `siren` binaries, and the
 # native-plugin tests load the cdylibs: build everything first.
+# The browser client (siren-client/web) and what its tests drive it with: Playwright from npm
+# (pinned by package-lock.json; it downloads no browser) and Debian's chromium.
+echo "== browser client (scripts/build-web.sh)"
+scripts/build-web.sh
+# shellcheck source=lib/packages.sh
+source scripts/lib/packages.sh
+ensure_packages chromium
+(cd siren-client/web && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
+
 echo "== build"
 cargo build --workspace --all-targets --locked
 echo "== tests"

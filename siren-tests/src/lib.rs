@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod browser;
 pub mod fake_peer;
 pub mod hostile;
 pub mod tmux;

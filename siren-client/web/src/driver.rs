@@ -1,0 +1,144 @@
+//! The task that owns the page's session: it waits for the server's messages and the page's
+//! commands at once (the session's `next_server_message` is cancel-safe), so a command never
+//! waits for a message to arrive and a message is never lost to a command.
+
+use std::pin::pin;
+
+use futures_channel::{mpsc, oneshot};
+use futures_util::StreamExt as _;
+use futures_util::future::{Either, select};
+use siren_api::Uid;
+use siren_client_session::{ApprovalPrompt, Client, Event, LoginOutcome};
+use siren_proto::approval::ShortCode;
+use siren_proto::keys::UskPublic;
+use siren_proto::message::ServerMessage;
+
+use crate::platform::Browser;
+use crate::store::MemoryStore;
+
+/// The page's session.
+pub type WebSession = Client<MemoryStore, Browser>;
+
+/// An answer to the page: what happened, or why it failed (shown to the person as is).
+pub type Reply<T> = oneshot::Sender<Result<T, String>>;
+
+/// What the page asks of the session.
+pub enum Command {
+    /// Log in with the account's password (the first device of an account only, in this step).
+    Login {
+        /// The password.
+        password: String,
+        /// The name the account's other devices see.
+        device_name: Option<String>,
+        /// How it went.
+        reply: Reply<LoginOutcome>,
+    },
+    /// Send a text.
+    SendText {
+        /// To whom.
+        to: Uid,
+        /// What.
+        text: String,
+        /// The message id (hex) and the number of devices it was sealed to.
+        reply: Reply<(String, usize)>,
+    },
+}
+
+/// What the session tells the page, besides answers.
+#[derive(Debug)]
+pub enum Update {
+    /// Something arrived.
+    Event(Event),
+    /// The connection ended (the session stays resumable).
+    Disconnected(String),
+}
+
+/// Runs the session until the page drops its handle.
+pub async fn run(
+    mut client: WebSession,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    mut update: impl FnMut(Update),
+) {
+    loop {
+        if client.is_connected()
+            && let Err(e) = client.flush_acks().await
+        {
+            client.disconnect();
+            update(Update::Disconnected(format!("{e:#}")));
+        }
+        let step = if client.is_connected() {
+            let server = pin!(client.next_server_message());
+            match select(server, commands.next()).await {
+                Either::Left((msg, _)) => Step::Server(msg),
+                Either::Right((command, _)) => Step::Command(command),
+            }
+        } else {
+            Step::Command(commands.next().await)
+        };
+        match step {
+            Step::Command(None) => {
+                let _ = client.bye().await;
+                return;
+            }
+            Step::Command(Some(command)) => execute(&mut client, command).await,
+            Step::Server(Ok(msg)) => match handle(&mut client, msg).await {
+                Ok(Some(event)) => update(Update::Event(event)),
+                Ok(None) => {}
+                Err(e) => {
+                    client.disconnect();
+                    update(Update::Disconnected(format!("{e:#}")));
+                }
+            },
+            Step::Server(Err(e)) => {
+                client.disconnect();
+                update(Update::Disconnected(format!("{e:#}")));
+            }
+        }
+    }
+}
+
+/// What the session's task does next.
+#[allow(clippy::large_enum_variant)] // one at a time, moved straight into its handler
+enum Step {
+    Server(anyhow::Result<ServerMessage>),
+    Command(Option<Command>),
+}
+
+async fn handle(client: &mut WebSession, msg: ServerMessage) -> anyhow::Result<Option<Event>> {
+    client.handle_server_message(msg).await
+}
+
+async fn execute(client: &mut WebSession, command: Command) {
+    match command {
+        Command::Login {
+            password,
+            device_name,
+            reply,
+        } => {
+            let result = client
+                .login(&password, device_name, &mut NoApprovalYet)
+                .await
+                .map(|(outcome, _)| outcome);
+            let _ = reply.send(result.map_err(|e| format!("{e:#}")));
+        }
+        Command::SendText { to, text, reply } => {
+            let result = client
+                .send_text(&to, &text)
+                .await
+                .map(|(id, devices)| (id.to_string(), devices));
+            let _ = reply.send(result.map_err(|e| format!("{e:#}")));
+        }
+    }
+}
+
+/// This step logs in only an account's first device (or one that already holds the USK):
+/// approving a new browser from another device comes with the page's approval screen.
+struct NoApprovalYet;
+
+impl ApprovalPrompt for NoApprovalYet {
+    fn show_code(&mut self, _code: ShortCode) {}
+
+    fn confirm(&mut self, _code: ShortCode, _usk: &UskPublic) -> bool {
+        false
+    }
+}

@@ -1,0 +1,135 @@
+//! The browser client in tests: Debian's chromium driven by Playwright
+//! (`siren-client/web/tests/driver.mjs`), at a real `sirend`'s web listener, with the client
+//! `scripts/build-web.sh` built. Each page is its own browser context (its own storage), as two
+//! people's browsers are.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::Server;
+
+/// How long one command to the browser may take.
+const STEP: Duration = Duration::from_secs(90);
+
+/// A chromium with pages at one server.
+pub struct Browser {
+    child: Child,
+    stdin: ChildStdin,
+    answers: mpsc::Receiver<String>,
+}
+
+/// The repository's root.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("siren-tests is in the workspace")
+        .to_path_buf()
+}
+
+/// What `scripts/build-web.sh` built: `<target>/web-dist` beside `<target>/debug`.
+pub fn web_dist() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/web-dist
+    let dist = exe
+        .ancestors()
+        .nth(3)
+        .expect("target directory")
+        .join("web-dist");
+    assert!(
+        dist.join("siren_web_bg.wasm").exists(),
+        "{} has no built client: run scripts/build-web.sh first (scripts/test.sh does)",
+        dist.display()
+    );
+    dist
+}
+
+impl Browser {
+    /// Starts chromium for pages at `server`'s web listener.
+    pub fn launch(server: &Server) -> Browser {
+        let web = server.web.expect("the server's web listener is running");
+        let web_dir = root().join("siren-client/web");
+        assert!(
+            web_dir.join("node_modules/playwright-core").exists(),
+            "Playwright is not installed: run `npm ci` in {} (scripts/test.sh does)",
+            web_dir.display()
+        );
+        let mut child = Command::new("node")
+            .arg(web_dir.join("tests/driver.mjs"))
+            .current_dir(&web_dir)
+            .env("SIREN_ORIGIN", format!("http://{web}"))
+            .env("SIREN_WEB_DIST", web_dist())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("node runs");
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, answers) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Browser {
+            child,
+            stdin,
+            answers,
+        }
+    }
+
+    fn command(&mut self, command: Value) -> Result<Value, String> {
+        writeln!(self.stdin, "{command}").expect("the browser driver is running");
+        let line = self
+            .answers
+            .recv_timeout(STEP)
+            .unwrap_or_else(|e| panic!("no answer from the browser to {command} ({e})"));
+        let mut answer: Value = serde_json::from_str(&line).expect("a JSON answer");
+        match answer.get("error") {
+            Some(e) => Err(e.as_str().unwrap_or_default().to_owned()),
+            None => Ok(answer["ok"].take()),
+        }
+    }
+
+    /// Opens a new page (a browser context of its own) named `page`, and waits until the
+    /// client loaded.
+    pub fn open(&mut self, page: &str) {
+        if let Err(e) = self.command(json!({"op": "open", "page": page})) {
+            panic!("opening {page}: {e}");
+        }
+    }
+
+    /// Evaluates the expression `js` in `page` (a promise is awaited); its value, or the
+    /// exception's text.
+    pub fn try_eval(&mut self, page: &str, js: &str) -> Result<Value, String> {
+        self.command(json!({"op": "eval", "page": page, "js": js}))
+    }
+
+    /// [`Browser::try_eval`], which must succeed.
+    pub fn eval(&mut self, page: &str, js: &str) -> Value {
+        self.try_eval(page, js)
+            .unwrap_or_else(|e| panic!("in {page}: {js}\n{e}"))
+    }
+
+    /// Every request a page made outside the server's origin.
+    pub fn requests_outside(&mut self) -> Vec<String> {
+        let value = self
+            .command(json!({"op": "outside"}))
+            .expect("the request log");
+        serde_json::from_value(value).expect("a list of URLs")
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
