@@ -27,8 +27,11 @@ pub struct Session {
 impl Session {
     /// A session of account `uid` with its server's web listener at `url`
     /// (`wss://host/ws`), which must prove it holds `sek` (the server's key, base64).
-    /// `on_update` is called with each update: `{type: "message", from, id, text}`,
-    /// `{type: "refused", from, reason}`, `{type: "drained"}`, `{type: "disconnected", reason}`.
+    /// `on_update` is called with each update: `{type: "message", from, id, text}` (or `kind`
+    /// instead of `text` for what is not a text), `{type: "refused", from, reason}`,
+    /// `{type: "signal", from, kind}`, `{type: "notice", notice}`,
+    /// `{type: "presence", from, status}`, `{type: "drained"}`,
+    /// `{type: "disconnected", reason}`.
     #[wasm_bindgen(constructor)]
     pub fn new(
         url: String,
@@ -127,7 +130,7 @@ fn update_object(update: &Update) -> JsValue {
             set("id", text(&received.id.to_string()));
             match &received.content {
                 Plaintext::Text { body, .. } => set("text", text(body)),
-                other => set("kind", text(&format!("{other:?}"))),
+                other => set("kind", text(other.kind())),
             }
         }
         Update::Event(Event::Refused { from, reason }) => {
@@ -136,9 +139,19 @@ fn update_object(update: &Update) -> JsValue {
             set("reason", text(reason));
         }
         Update::Event(Event::Drained) => set("type", text("drained")),
-        Update::Event(other) => {
-            set("type", text("other"));
-            set("debug", text(&format!("{other:?}")));
+        Update::Event(Event::Signal(signal)) => {
+            set("type", text("signal"));
+            set("from", text(&signal.from.to_string()));
+            set("kind", text(signal.content.kind()));
+        }
+        Update::Event(Event::Notice(notice)) => {
+            set("type", text("notice"));
+            set("notice", text(&format!("{notice:?}")));
+        }
+        Update::Event(Event::Presence { from, presence }) => {
+            set("type", text("presence"));
+            set("from", text(&from.to_string()));
+            set("status", text(&format!("{:?}", presence.status)));
         }
         Update::Disconnected(reason) => {
             set("type", text("disconnected"));

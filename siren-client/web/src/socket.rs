@@ -20,7 +20,7 @@ pub enum SocketError {
     #[error("cannot open the WebSocket: {0}")]
     Open(String),
     /// It closed; the server's close code and reason, when it sent them.
-    #[error("the connection closed ({code}{})", if reason.is_empty() { String::new() } else { format!(": {reason}") })]
+    #[error("the connection closed ({code}{})", reason_suffix(reason))]
     Closed {
         /// The close code (1006 when the connection broke without a close frame).
         code: u16,
@@ -187,6 +187,15 @@ impl Drop for Socket {
         self.ws.set_onmessage(None);
         self.ws.set_onclose(None);
         let _ = self.ws.close();
+    }
+}
+
+/// `": reason"`, or nothing for an empty reason.
+fn reason_suffix(reason: &str) -> String {
+    if reason.is_empty() {
+        String::new()
+    } else {
+        format!(": {reason}")
     }
 }
 
