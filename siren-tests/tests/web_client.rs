@@ -9,8 +9,12 @@ use siren_tests::browser::Browser;
 use siren_tests::{Cli, Options, Server};
 
 fn server() -> Server {
+    // The web listener on a fixed port, so that a restarted server is where the page was.
     let mut server = Server::new(Options {
-        extra: "\n[roster]\nnon_contacts = \"accept\"\n".into(),
+        extra: format!(
+            "\n[roster]\nnon_contacts = \"accept\"\n\n[web]\nlisten = \"127.0.0.1:{}\"\n",
+            siren_tests::free_port()
+        ),
         ..Options::default()
     });
     server.start();
@@ -33,6 +37,23 @@ fn login_js(server: &Server, uid: &str, sek: &str, password: &str) -> String {
         q(sek),
         q(password)
     )
+}
+
+/// Waits until the page's updates include one of type `kind`.
+fn wait_for_update(browser: &mut Browser, page: &str, kind: &str) {
+    let js = format!(
+        "updates.some((u) => u.type === {})",
+        serde_json::to_string(kind).expect("a JSON string")
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while browser.eval(page, &js) != Value::Bool(true) {
+        assert!(
+            Instant::now() < deadline,
+            "no {kind} update in {page}: {}",
+            browser.eval(page, "JSON.stringify(updates)")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Waits until the page has received a message; returns them all as `from: text`.
@@ -107,4 +128,46 @@ fn the_page_refuses_a_server_without_the_pinned_key() {
         refused.contains("did not prove it is alpha.test"),
         "the page's error: {refused}"
     );
+}
+
+/// The page resumes its session by itself when the server comes back (no new login, no new
+/// device), and what is sent to it then arrives.
+#[test]
+fn the_page_resumes_its_session_after_the_server_restarts() {
+    let mut server = server();
+    server.add_user("alice", "pw-alice");
+    server.add_user("bob", "pw-bob");
+    let bob = Cli::init(&server, "bob@alpha.test");
+    assert!(bob.login("pw-bob").ok);
+    let mut browser = Browser::launch(&server);
+    browser.open("alice");
+    let outcome = browser.eval(
+        "alice",
+        &login_js(&server, "alice@alpha.test", &server.sek, "pw-alice"),
+    );
+    assert_eq!(outcome, Value::from("created-user"));
+
+    let device = browser_device(&server);
+    server.kill();
+    wait_for_update(&mut browser, "alice", "disconnected");
+    server.start();
+    wait_for_update(&mut browser, "alice", "connected");
+
+    bob.send("alice@alpha.test", "after the restart");
+    let got = messages_until(&mut browser, "alice", "bob@alpha.test: after the restart");
+    assert_eq!(got, ["bob@alpha.test: after the restart"]);
+    // Resumed, not logged in again (which would have made a new device key).
+    assert_eq!(browser_device(&server), device);
+}
+
+/// The fingerprint of alice's device named `browser` (`sirend devices list`).
+fn browser_device(server: &Server) -> String {
+    let list = server.admin(&["devices", "list", "alice"], "");
+    assert!(list.ok, "{}", list.stderr);
+    let line = list
+        .stdout
+        .lines()
+        .find(|l| l.contains(" browser "))
+        .unwrap_or_else(|| panic!("no device named browser:\n{}", list.stdout));
+    line.split("  ").next().unwrap_or_default().to_owned()
 }

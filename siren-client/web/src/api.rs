@@ -31,7 +31,7 @@ impl Session {
     /// instead of `text` for what is not a text), `{type: "refused", from, reason}`,
     /// `{type: "signal", from, kind}`, `{type: "notice", notice}`,
     /// `{type: "presence", from, status}`, `{type: "drained"}`,
-    /// `{type: "disconnected", reason}`.
+    /// `{type: "disconnected", reason}` (it reconnects by itself), `{type: "connected"}`.
     #[wasm_bindgen(constructor)]
     pub fn new(
         url: String,
@@ -153,6 +153,7 @@ fn update_object(update: &Update) -> JsValue {
             set("from", text(&from.to_string()));
             set("status", text(&format!("{:?}", presence.status)));
         }
+        Update::Connected => set("type", text("connected")),
         Update::Disconnected(reason) => {
             set("type", text("disconnected"));
             set("reason", text(reason));

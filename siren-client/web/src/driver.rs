@@ -3,12 +3,13 @@
 //! waits for a message to arrive and a message is never lost to a command.
 
 use std::pin::pin;
+use std::time::Duration;
 
 use futures_channel::{mpsc, oneshot};
 use futures_util::StreamExt as _;
 use futures_util::future::{Either, select};
 use siren_api::Uid;
-use siren_client_session::{ApprovalPrompt, Client, Event, LoginOutcome};
+use siren_client_session::{ApprovalPrompt, Client, Event, LoginOutcome, Platform as _};
 use siren_proto::approval::ShortCode;
 use siren_proto::keys::UskPublic;
 use siren_proto::message::ServerMessage;
@@ -49,16 +50,29 @@ pub enum Command {
 pub enum Update {
     /// Something arrived.
     Event(Event),
-    /// The connection ended (the session stays resumable).
+    /// The connection ended (the session stays resumable, and is resumed by itself).
     Disconnected(String),
+    /// The connection is back (the session resumed).
+    Connected,
 }
 
-/// Runs the session until the page drops its handle.
+/// Ping the server after this long without traffic (PROTOCOL.md §10.3 asks for 60 s).
+const PING_AFTER: Duration = Duration::from_secs(60);
+/// The first wait before resuming a lost connection; doubled each failure up to
+/// [`BACKOFF_MAX`], reset once connected.
+const BACKOFF_START: Duration = Duration::from_secs(1);
+/// The longest wait before trying again.
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// Runs the session until the page drops its handle. A lost connection is resumed by itself
+/// (the session stays the server's), with backoff; commands that need the server fail
+/// meanwhile, and say so.
 pub async fn run(
     mut client: WebSession,
     mut commands: mpsc::UnboundedReceiver<Command>,
     mut update: impl FnMut(Update),
 ) {
+    let mut backoff = BACKOFF_START;
     loop {
         if client.is_connected()
             && let Err(e) = client.flush_acks().await
@@ -66,11 +80,21 @@ pub async fn run(
             client.disconnect();
             update(Update::Disconnected(format!("{e:#}")));
         }
+        let logged_in = client.device().is_some();
         let step = if client.is_connected() {
+            // The timer borrows nothing: armed first, it can run beside the session's wait.
+            let idle = pin!(client.platform().sleep(PING_AFTER));
             let server = pin!(client.next_server_message());
-            match select(server, commands.next()).await {
-                Either::Left((msg, _)) => Step::Server(msg),
-                Either::Right((command, _)) => Step::Command(command),
+            match select(pin!(commands.next()), select(server, idle)).await {
+                Either::Left((command, _)) => Step::Command(command),
+                Either::Right((Either::Left((msg, _)), _)) => Step::Server(msg),
+                Either::Right((Either::Right(((), _)), _)) => Step::Idle,
+            }
+        } else if logged_in {
+            let wait = pin!(client.platform().sleep(backoff));
+            match select(pin!(commands.next()), wait).await {
+                Either::Left((command, _)) => Step::Command(command),
+                Either::Right(((), _)) => Step::Resume,
             }
         } else {
             Step::Command(commands.next().await)
@@ -80,8 +104,8 @@ pub async fn run(
                 let _ = client.bye().await;
                 return;
             }
-            Step::Command(Some(command)) => execute(&mut client, command).await,
-            Step::Server(Ok(msg)) => match handle(&mut client, msg).await {
+            Step::Command(Some(command)) => execute(&mut client, command, &mut update).await,
+            Step::Server(Ok(msg)) => match client.handle_server_message(msg).await {
                 Ok(Some(event)) => update(Update::Event(event)),
                 Ok(None) => {}
                 Err(e) => {
@@ -93,6 +117,25 @@ pub async fn run(
                 client.disconnect();
                 update(Update::Disconnected(format!("{e:#}")));
             }
+            Step::Idle => {
+                if let Err(e) = client.ping().await {
+                    client.disconnect();
+                    update(Update::Disconnected(format!("{e:#}")));
+                }
+            }
+            Step::Resume => match client.connect().await {
+                Ok(()) => {
+                    backoff = BACKOFF_START;
+                    update(Update::Connected);
+                }
+                Err(e) => {
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    update(Update::Disconnected(format!(
+                        "{e:#}; trying again in {} s",
+                        backoff.as_secs()
+                    )));
+                }
+            },
         }
     }
 }
@@ -102,13 +145,13 @@ pub async fn run(
 enum Step {
     Server(anyhow::Result<ServerMessage>),
     Command(Option<Command>),
+    /// Nothing for [`PING_AFTER`].
+    Idle,
+    /// Time to resume the lost connection.
+    Resume,
 }
 
-async fn handle(client: &mut WebSession, msg: ServerMessage) -> anyhow::Result<Option<Event>> {
-    client.handle_server_message(msg).await
-}
-
-async fn execute(client: &mut WebSession, command: Command) {
+async fn execute(client: &mut WebSession, command: Command, update: &mut impl FnMut(Update)) {
     match command {
         Command::Login {
             password,
@@ -117,8 +160,14 @@ async fn execute(client: &mut WebSession, command: Command) {
         } => {
             let result = client
                 .login(&password, device_name, &mut NoApprovalYet)
-                .await
-                .map(|(outcome, _)| outcome);
+                .await;
+            let result = result.map(|(outcome, drained)| {
+                // What the previous DEK's queue still held (a re-login drains it).
+                for event in drained {
+                    update(Update::Event(event));
+                }
+                outcome
+            });
             let _ = reply.send(result.map_err(|e| format!("{e:#}")));
         }
         Command::SendText { to, text, reply } => {

@@ -16,8 +16,9 @@ use siren_proto::transport::{Opener, Sealer};
 
 use crate::socket::Socket;
 
-/// The close code for a protocol error (RFC 6455 §7.4.1).
-const PROTOCOL_ERROR: u16 = 1002;
+/// The close code a page sends when it gives up on a connection: browsers let pages send only
+/// 1000 and 3000–4999 (so not 1002); the reason says why.
+const PROTOCOL_ERROR: u16 = 1000;
 
 /// Where the server is and who it must be.
 #[derive(Debug, Clone)]

@@ -124,11 +124,13 @@ impl Socket {
     pub async fn opened(&self) -> Result<(), SocketError> {
         poll_fn(|cx| {
             let mut inbox = self.inbox.borrow_mut();
-            if let Some(closed) = &inbox.closed {
-                return Poll::Ready(Err(closed.clone()));
-            }
+            // Open first: a server that opened and at once closed with an error frame has
+            // messages to read.
             if inbox.open {
                 return Poll::Ready(Ok(()));
+            }
+            if let Some(closed) = &inbox.closed {
+                return Poll::Ready(Err(closed.clone()));
             }
             inbox.waker = Some(cx.waker().clone());
             Poll::Pending
@@ -170,7 +172,7 @@ impl Socket {
             .map_err(|e| SocketError::Send(describe(&e)))
     }
 
-    /// Closes it with `code` (1000 normal, 1002 protocol error, …) and a short reason.
+    /// Closes it with `code` (a page may send only 1000 and 3000–4999) and a short reason.
     pub fn close(&self, code: u16, reason: &str) {
         // Fails only for a code the browser does not let pages send, or a reason over 123
         // bytes: the connection then just closes without them.
