@@ -154,13 +154,13 @@ impl Store for Profile {
     async fn approval_requests(&self) -> anyhow::Result<Vec<SeenRequest>> {
         Profile::approval_requests(self)
     }
-    async fn save_approval_requests(&mut self, requests: Vec<SeenRequest>) -> anyhow::Result<()> {
+    async fn save_approval_requests(&mut self, requests: &[SeenRequest]) -> anyhow::Result<()> {
         Profile::save_approval_requests(self, requests)
     }
     async fn seen(&self) -> anyhow::Result<VecDeque<MessageId>> {
         Profile::seen(self)
     }
-    async fn save_seen(&mut self, seen: &mut VecDeque<MessageId>) -> anyhow::Result<()> {
+    async fn save_seen(&mut self, seen: &VecDeque<MessageId>) -> anyhow::Result<()> {
         Profile::save_seen(self, seen)
     }
 }

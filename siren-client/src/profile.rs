@@ -35,9 +35,7 @@ use siren_proto::keys::SekPublic;
 use siren_proto::message;
 use zeroize::Zeroizing;
 
-pub use siren_client_session::store::{
-    APPROVAL_REQUESTS, ContactState, RosterSeen, SEEN_IDS, Secrets, SeenRequest,
-};
+pub use siren_client_session::store::{ContactState, RosterSeen, Secrets, SeenRequest};
 
 /// `profile.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -290,10 +288,9 @@ impl Profile {
         }
     }
 
-    /// Stores the unanswered approval requests (the newest 16).
-    pub fn save_approval_requests(&self, mut requests: Vec<SeenRequest>) -> anyhow::Result<()> {
-        let excess = requests.len().saturating_sub(APPROVAL_REQUESTS);
-        requests.drain(..excess);
+    /// Replaces the unanswered approval requests.
+    pub fn save_approval_requests(&self, requests: &[SeenRequest]) -> anyhow::Result<()> {
+        let requests = requests.to_vec();
         write_private(
             &self.dir.join("approvals"),
             &message::encode_value(&SeenRequests { requests }),
@@ -311,11 +308,8 @@ impl Profile {
         }
     }
 
-    /// Stores the ids of recently received messages (the newest [`SEEN_IDS`]).
-    pub fn save_seen(&self, seen: &mut VecDeque<MessageId>) -> anyhow::Result<()> {
-        while seen.len() > SEEN_IDS {
-            seen.pop_front();
-        }
+    /// Replaces the ids of recently received messages.
+    pub fn save_seen(&self, seen: &VecDeque<MessageId>) -> anyhow::Result<()> {
         let file = SeenIds { ids: seen.clone() };
         write_private(&self.dir.join("seen"), &message::encode_value(&file))
     }

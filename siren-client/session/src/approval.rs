@@ -111,7 +111,7 @@ impl<S: Store, P: Platform> Client<S, P> {
         // Requests that `recv` or `listen` already took from the queue, newest first: the first
         // one the server still has pending is answered.
         let saved = self.store.approval_requests().await?;
-        self.store.save_approval_requests(Vec::new()).await?;
+        self.store.save_approval_requests(&[]).await?;
         for req in saved.into_iter().rev() {
             let nonce = approval::random_nonce(&mut siren_proto::os_rng());
             let to = req.new_dek;

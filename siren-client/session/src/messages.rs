@@ -1,6 +1,8 @@
 //! End-to-end messages: sealing to every device of a recipient, and opening what arrives
 //! (sender verified against the directory, replay windows, duplicates dropped).
 
+use std::collections::{BTreeSet, VecDeque};
+
 use anyhow::{Context as _, bail};
 use siren_api::{ErrorCode, Uid};
 use siren_proto::envelope::{Envelope, Recipient, Sender as EnvSender};
@@ -10,7 +12,7 @@ use siren_proto::plaintext::Plaintext;
 use siren_proto::records::UserDirectory;
 
 use super::{Client, Event, LookupReport, Platform, Received, ServerRefused, Store, server_error};
-use crate::store::SeenRequest;
+use crate::store::{APPROVAL_REQUESTS, SEEN_IDS, SeenRequest};
 use zeroize::Zeroizing;
 
 impl<S: Store, P: Platform> Client<S, P> {
@@ -161,10 +163,8 @@ impl<S: Store, P: Platform> Client<S, P> {
     /// dropped unfinished), so a driver can wait for it in `tokio::select!` beside the person's
     /// commands; hand what it returns to [`Client::handle_server_message`].
     pub async fn next_server_message(&mut self) -> anyhow::Result<ServerMessage> {
-        {
-            let conn = self.conn.as_mut().context("not connected")?;
-            conn.next_message(&self.platform).await
-        }
+        let conn = self.conn.as_mut().context("not connected")?;
+        conn.next_message(&self.platform).await
     }
 
     /// Processes one message from the server: opens and checks a delivered envelope (and queues
@@ -210,7 +210,8 @@ impl<S: Store, P: Platform> Client<S, P> {
                         commit: *commit,
                         name: name.clone(),
                     });
-                    self.store.save_approval_requests(saved).await?;
+                    let excess = saved.len().saturating_sub(APPROVAL_REQUESTS);
+                    self.store.save_approval_requests(&saved[excess..]).await?;
                 }
                 return Ok(Some(Event::Notice(notice)));
             }
@@ -228,12 +229,8 @@ impl<S: Store, P: Platform> Client<S, P> {
                 }));
             }
         };
-        self.seen.push_back(env.id);
-        self.seen_set.insert(env.id);
-        self.store.save_seen(&mut self.seen).await?;
-        if self.seen.len() < self.seen_set.len() {
-            self.seen_set = self.seen.iter().copied().collect();
-        }
+        remember_seen(&mut self.seen, &mut self.seen_set, env.id);
+        self.store.save_seen(&self.seen).await?;
         Ok(Some(decoded(env.from, env.id, &plain, Event::Message)))
     }
 
@@ -297,5 +294,43 @@ pub(super) fn decoded(
             from,
             reason: format!("unreadable content: {e}"),
         },
+    }
+}
+
+/// Remembers `id` as received, forgetting the oldest beyond [`SEEN_IDS`] (`seen` in order,
+/// `set` for lookups: always the same ids).
+fn remember_seen(seen: &mut VecDeque<MessageId>, set: &mut BTreeSet<MessageId>, id: MessageId) {
+    if set.insert(id) {
+        seen.push_back(id);
+    }
+    while seen.len() > SEEN_IDS {
+        if let Some(old) = seen.pop_front() {
+            set.remove(&old);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(i: u64) -> MessageId {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&i.to_be_bytes());
+        MessageId::from_bytes(bytes)
+    }
+
+    #[test]
+    fn the_newest_received_ids_are_remembered_and_no_more() {
+        let (mut seen, mut set) = (VecDeque::new(), BTreeSet::new());
+        for i in 0..SEEN_IDS as u64 + 5 {
+            remember_seen(&mut seen, &mut set, id(i));
+        }
+        remember_seen(&mut seen, &mut set, id(SEEN_IDS as u64 + 4));
+        assert_eq!(seen.len(), SEEN_IDS);
+        assert_eq!(set.len(), SEEN_IDS);
+        assert!(!set.contains(&id(4)) && set.contains(&id(5)));
+        assert_eq!(seen.front(), Some(&id(5)));
+        assert_eq!(seen.back(), Some(&id(SEEN_IDS as u64 + 4)));
     }
 }

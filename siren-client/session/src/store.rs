@@ -36,13 +36,14 @@ pub trait Store {
     async fn save_roster_seen(&mut self, seen: &RosterSeen) -> anyhow::Result<()>;
     /// Approval requests received and not yet answered, oldest first.
     async fn approval_requests(&self) -> anyhow::Result<Vec<SeenRequest>>;
-    /// Replaces the unanswered approval requests (keeps the newest [`APPROVAL_REQUESTS`]).
-    async fn save_approval_requests(&mut self, requests: Vec<SeenRequest>) -> anyhow::Result<()>;
+    /// Replaces the unanswered approval requests (the session keeps at most
+    /// [`APPROVAL_REQUESTS`]).
+    async fn save_approval_requests(&mut self, requests: &[SeenRequest]) -> anyhow::Result<()>;
     /// Ids of recently received messages, oldest first.
     async fn seen(&self) -> anyhow::Result<VecDeque<MessageId>>;
-    /// Stores the ids of recently received messages, first dropping the oldest beyond
-    /// [`SEEN_IDS`] from `seen`.
-    async fn save_seen(&mut self, seen: &mut VecDeque<MessageId>) -> anyhow::Result<()>;
+    /// Replaces the ids of recently received messages (the session keeps at most
+    /// [`SEEN_IDS`]).
+    async fn save_seen(&mut self, seen: &VecDeque<MessageId>) -> anyhow::Result<()>;
 }
 
 /// What the device keeps secret.

@@ -10,9 +10,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use siren_api::Uid;
-use siren_client_session::store::{
-    APPROVAL_REQUESTS, ContactState, RosterSeen, SEEN_IDS, Secrets, SeenRequest, Store,
-};
+use siren_client_session::store::{ContactState, RosterSeen, Secrets, SeenRequest, Store};
 use siren_proto::ids::MessageId;
 use zeroize::Zeroizing;
 
@@ -66,18 +64,14 @@ impl Store for MemoryStore {
     async fn approval_requests(&self) -> anyhow::Result<Vec<SeenRequest>> {
         Ok(self.get("approval_requests")?.unwrap_or_default())
     }
-    async fn save_approval_requests(&mut self, requests: Vec<SeenRequest>) -> anyhow::Result<()> {
-        let skip = requests.len().saturating_sub(APPROVAL_REQUESTS);
-        self.put("approval_requests".into(), &requests[skip..])
+    async fn save_approval_requests(&mut self, requests: &[SeenRequest]) -> anyhow::Result<()> {
+        self.put("approval_requests".into(), requests)
     }
     async fn seen(&self) -> anyhow::Result<VecDeque<MessageId>> {
         Ok(self.get("seen")?.unwrap_or_default())
     }
-    async fn save_seen(&mut self, seen: &mut VecDeque<MessageId>) -> anyhow::Result<()> {
-        while seen.len() > SEEN_IDS {
-            seen.pop_front();
-        }
-        self.put("seen".into(), &*seen)
+    async fn save_seen(&mut self, seen: &VecDeque<MessageId>) -> anyhow::Result<()> {
+        self.put("seen".into(), seen)
     }
 }
 
@@ -90,7 +84,7 @@ mod tests {
     }
 
     #[test]
-    fn records_round_trip_and_are_bounded() {
+    fn records_round_trip() {
         let mut store = MemoryStore::default();
         let alice = Uid::parse("alice@alpha.test").unwrap();
         assert!(block_on(store.roster_seen()).unwrap().is_none());
@@ -107,18 +101,9 @@ mod tests {
         let back = block_on(store.secrets()).unwrap();
         assert_eq!((back.usk, back.counter), (Some([7; 32]), 41));
 
-        let mut seen: VecDeque<MessageId> = (0..SEEN_IDS as u64 + 5)
-            .map(|i| {
-                let mut id = [0u8; 16];
-                id[..8].copy_from_slice(&i.to_be_bytes());
-                MessageId::from_bytes(id)
-            })
-            .collect();
-        let newest = *seen.back().unwrap();
-        block_on(store.save_seen(&mut seen)).unwrap();
-        let kept = block_on(store.seen()).unwrap();
-        assert_eq!(kept.len(), SEEN_IDS);
-        assert_eq!(kept.back(), Some(&newest));
+        let seen: VecDeque<MessageId> = (0..3u8).map(|i| MessageId::from_bytes([i; 16])).collect();
+        block_on(store.save_seen(&seen)).unwrap();
+        assert_eq!(block_on(store.seen()).unwrap(), seen);
 
         assert!(block_on(store.contact(&alice)).unwrap().directory.is_none());
     }
