@@ -72,23 +72,28 @@ fn messages_until(browser: &mut Browser, page: &str, expected: &str) -> Vec<Stri
     }
 }
 
+/// alice's first device logs in in a browser page (its keys made there), bob with the CLI.
+fn alice_in_a_browser_bob_on_the_cli(server: &Server) -> (Browser, Cli) {
+    server.add_user("alice", "pw-alice");
+    server.add_user("bob", "pw-bob");
+    let bob = Cli::init(server, "bob@alpha.test");
+    assert!(bob.login("pw-bob").ok);
+    let mut browser = Browser::launch(server);
+    browser.open("alice");
+    let outcome = browser.eval(
+        "alice",
+        &login_js(server, "alice@alpha.test", &server.sek, "pw-alice"),
+    );
+    assert_eq!(outcome, Value::from("created-user"));
+    (browser, bob)
+}
+
 /// A browser's first device logs in (its keys made in the page), and it and the CLI chat both
 /// ways through `sirend`; the page asks nothing of any other origin.
 #[test]
 fn a_browser_and_the_cli_chat_both_ways() {
     let server = server();
-    server.add_user("alice", "pw-alice");
-    server.add_user("bob", "pw-bob");
-    let bob = Cli::init(&server, "bob@alpha.test");
-    assert!(bob.login("pw-bob").ok);
-
-    let mut browser = Browser::launch(&server);
-    browser.open("alice");
-    let outcome = browser.eval(
-        "alice",
-        &login_js(&server, "alice@alpha.test", &server.sek, "pw-alice"),
-    );
-    assert_eq!(outcome, Value::from("created-user"));
+    let (mut browser, bob) = alice_in_a_browser_bob_on_the_cli(&server);
 
     let id = browser.eval(
         "alice",
@@ -135,17 +140,7 @@ fn the_page_refuses_a_server_without_the_pinned_key() {
 #[test]
 fn the_page_resumes_its_session_after_the_server_restarts() {
     let mut server = server();
-    server.add_user("alice", "pw-alice");
-    server.add_user("bob", "pw-bob");
-    let bob = Cli::init(&server, "bob@alpha.test");
-    assert!(bob.login("pw-bob").ok);
-    let mut browser = Browser::launch(&server);
-    browser.open("alice");
-    let outcome = browser.eval(
-        "alice",
-        &login_js(&server, "alice@alpha.test", &server.sek, "pw-alice"),
-    );
-    assert_eq!(outcome, Value::from("created-user"));
+    let (mut browser, bob) = alice_in_a_browser_bob_on_the_cli(&server);
 
     let device = browser_device(&server);
     server.kill();
