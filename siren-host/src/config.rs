@@ -418,6 +418,11 @@ pub struct WebSection {
     pub tls_cert: Option<PathBuf>,
     /// The PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// The directory of the built browser client (`scripts/build-web.sh`'s output). Unset:
+    /// `web-dist` beside the directory of the `sirend` executable (the build's own layout,
+    /// `target/web-dist` beside `target/debug/sirend`), or, when that holds none, a page
+    /// saying how to build it.
+    pub assets: Option<PathBuf>,
 }
 
 /// The default port of the web listener.
@@ -432,6 +437,7 @@ impl Default for WebSection {
             trusted_proxies: Vec::new(),
             tls_cert: None,
             tls_key: None,
+            assets: None,
         }
     }
 }
@@ -510,6 +516,9 @@ impl Config {
             fix(p);
         }
         if let Some(p) = self.web.tls_key.as_mut() {
+            fix(p);
+        }
+        if let Some(p) = self.web.assets.as_mut() {
             fix(p);
         }
     }
@@ -788,6 +797,9 @@ trusted_proxies = []             # reverse proxies whose X-Forwarded-For names t
 # (docs/web.md).
 # tls_cert = "web.crt"
 # tls_key = "web.key"
+# The built browser client (scripts/build-web.sh); unset: web-dist beside the directory of the
+# sirend executable, as cargo builds it. Read at start-up.
+# assets = "/usr/share/siren/web"
 
 # Prometheus metrics (/metrics), /healthz and /readyz over HTTP, off unless enabled:
 # [metrics]

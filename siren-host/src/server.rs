@@ -185,7 +185,14 @@ pub async fn run(config: Config, reloader: Arc<crate::reload::Reloader>) -> anyh
         // Tests and scripts read this line to learn the web port when listening on port 0.
         let url = web.url()?;
         println!("web client on {url}");
-        tracing::info!(%url, "web client and WebSocket");
+        match web.assets_source() {
+            Some(dir) => tracing::info!(%url, files = %dir.display(), "web client and WebSocket"),
+            None => tracing::warn!(
+                %url,
+                "the web client is not built (scripts/build-web.sh, then `[web] assets`): \
+                 serving its WebSocket and a page saying so"
+            ),
+        }
         let gate = crate::web::Gate {
             limit: limit.clone(),
             next_conn: next_conn.clone(),

@@ -188,6 +188,11 @@ async fn admission_limits_apply_to_websockets() {
 /// `GET path` with the response's head (lower-cased) and status; `None` when no HTTP answer
 /// comes.
 fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    get_with_body(addr, path).map(|(status, head, _)| (status, head))
+}
+
+/// [`get`], with the body.
+fn get_with_body(addr: SocketAddr, path: &str) -> Option<(u16, String, String)> {
     let mut stream = std::net::TcpStream::connect(addr).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -200,9 +205,10 @@ fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response);
     let response = String::from_utf8_lossy(&response);
-    let head = response.split("\r\n\r\n").next()?.to_lowercase();
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let head = head.to_lowercase();
     let status = head.strip_prefix("http/1.1 ")?.get(..3)?.parse().ok()?;
-    Some((status, head))
+    Some((status, head, body.to_owned()))
 }
 
 #[test]
@@ -287,6 +293,62 @@ async fn https_and_wss_with_a_certificate() {
 
     // Plain HTTP to the TLS listener gets nothing.
     assert_eq!(get(addr, "/"), None);
+}
+
+/// `/siren.json` tells the page which server it reached and the key to pin; `[web] assets` names
+/// the client's directory (its files served by name, nothing outside it), and one that holds no
+/// client stops the start with the reason.
+#[test]
+fn the_client_directory_and_the_server_info_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("index.html"),
+        "<p>the configured client</p>",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("app.js"), "export {};").unwrap();
+    std::fs::write(dir.path().join("notes.md"), "not part of a client").unwrap();
+    let mut server = Server::new(Options {
+        extra: format!(
+            "\n[web]\nlisten = \"127.0.0.1:0\"\nassets = {:?}\n",
+            dir.path()
+        ),
+        ..Options::default()
+    });
+    server.start();
+    let addr = server.web.unwrap();
+    let (status, _, body) = get_with_body(addr, "/").unwrap();
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "<p>the configured client</p>")
+    );
+    let (status, head, _) = get_with_body(addr, "/app.js").unwrap();
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: text/javascript"), "{head}");
+    for path in ["/notes.md", "/../index.html", "/%2e%2e/index.html"] {
+        assert_eq!(get(addr, path).unwrap().0, 404, "{path}");
+    }
+    let (status, head, body) = get_with_body(addr, "/siren.json").unwrap();
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: application/json"), "{head}");
+    let info: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(info["server"], "alpha.test");
+    assert_eq!(info["key"], server.sek.as_str());
+    assert_eq!(info["websocket"], "/ws");
+
+    let empty = tempfile::tempdir().unwrap();
+    let broken = Server::new(Options {
+        extra: format!(
+            "\n[web]\nlisten = \"127.0.0.1:0\"\nassets = {:?}\n",
+            empty.path()
+        ),
+        ..Options::default()
+    });
+    let stderr = broken.start_failure();
+    assert!(
+        stderr.contains("web.assets") && stderr.contains("no index.html"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! The web listener (`[web]`, 127.0.0.1:7454 by default): the browser client's page at `/`, and
-//! Siren sessions over a WebSocket at `/ws`.
+//! The web listener (`[web]`, 127.0.0.1:7454 by default): the browser client's page at `/` (its
+//! files from `[web] assets`, [`assets`]), the server's name and key at `/siren.json`, and Siren
+//! sessions over a WebSocket at `/ws`.
 //!
 //! A WebSocket session is bridged to frames ([`socket`]) and served by the same session code as
 //! the client listener's TCP connections: the same handshake, limits, timeouts and rate limits.
@@ -55,19 +56,31 @@ pub struct Gate {
 pub struct Bound {
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
+    assets: Arc<assets::Assets>,
 }
 
 impl Bound {
-    /// Loads the certificate (when configured) and binds `web.listen`.
+    /// Loads the certificate (when configured) and the client's files, and binds `web.listen`.
     pub async fn bind(web: &WebSection) -> anyhow::Result<Bound> {
         let tls = match (&web.tls_cert, &web.tls_key) {
             (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
             _ => None,
         };
+        let assets = Arc::new(assets::Assets::load(web.assets.as_deref())?);
         let listener = TcpListener::bind(web.listen)
             .await
             .with_context(|| format!("cannot listen on {} (`web.listen`)", web.listen))?;
-        Ok(Bound { listener, tls })
+        Ok(Bound {
+            listener,
+            tls,
+            assets,
+        })
+    }
+
+    /// Where the browser client's files were read from (`None`: it is not built, and `/`
+    /// says how to build it).
+    pub fn assets_source(&self) -> Option<&std::path::Path> {
+        self.assets.source.as_deref()
     }
 
     /// The page's address, e.g. `http://127.0.0.1:7454/`.
@@ -80,6 +93,7 @@ impl Bound {
 /// What every request of one connection knows about it.
 #[derive(Clone)]
 struct Conn {
+    assets: Arc<assets::Assets>,
     peer: SocketAddr,
     /// The connection's place under `max_connections`: taken by the WebSocket session when the
     /// connection is upgraded, else given back when the connection closes.
@@ -91,7 +105,11 @@ struct Conn {
 /// Serves the web listener until shutdown; its connections and sessions are tracked by
 /// `tracker` (for the drain at shutdown).
 pub async fn serve(shared: Arc<Shared>, bound: Bound, gate: Gate, tracker: TaskTracker) {
-    let Bound { listener, tls } = bound;
+    let Bound {
+        listener,
+        tls,
+        assets,
+    } = bound;
     let stop = stopped(shared.shutdown.clone());
     tokio::pin!(stop);
     loop {
@@ -114,6 +132,7 @@ pub async fn serve(shared: Arc<Shared>, bound: Bound, gate: Gate, tracker: TaskT
         };
         let _ = stream.set_nodelay(true);
         let conn = Conn {
+            assets: assets.clone(),
             peer,
             permit: Arc::new(Mutex::new(Some(permit))),
             next_conn: gate.next_conn.clone(),
@@ -141,7 +160,9 @@ where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let peer = conn.peer;
-    let app = router(shared.clone()).layer(Extension(conn));
+    let app = router(shared.clone())
+        .layer(Extension(conn.assets.clone()))
+        .layer(Extension(conn));
     let serving = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(step)
@@ -166,11 +187,30 @@ async fn stopped(mut shutdown: tokio::sync::watch::Receiver<bool>) {
 }
 
 fn router(shared: Arc<Shared>) -> Router {
-    assets::routes(Router::new())
+    Router::new()
         .route("/ws", get(websocket))
-        .fallback(assets::not_found)
+        .route("/siren.json", get(server_info))
+        .fallback(get(assets::serve))
         .layer(middleware::map_response(assets::secure))
         .with_state(shared)
+}
+
+/// `GET /siren.json`: what the page needs to reach this server — its name and its key (which
+/// the page pins when it creates a device, and checks in every handshake after).
+async fn server_info(State(shared): State<Arc<Shared>>) -> Response {
+    let body = serde_json::json!({
+        "server": shared.keys.name.to_string(),
+        "key": shared.keys.current.public().to_base64(),
+        "websocket": "/ws",
+    });
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "application/json"),
+            (axum::http::header::CACHE_CONTROL, "no-cache"),
+        ],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// `GET /ws`: the upgrade to a Siren session, for pages of an allowed origin.
