@@ -31,7 +31,8 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// What `scripts/build-web.sh` built: `<target>/web-dist` beside `<target>/debug`.
+/// What `scripts/build-web.sh` built: `<target>/web-dist` beside `<target>/debug` (where the
+/// tests' `sirend` finds it).
 pub fn web_dist() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> -> target/web-dist
@@ -52,6 +53,8 @@ impl Browser {
     /// Starts chromium for pages at `server`'s web listener.
     pub fn launch(server: &Server) -> Browser {
         let web = server.web.expect("the server's web listener is running");
+        // sirend serves the client from `web-dist` beside its executable's directory.
+        let _ = web_dist();
         let web_dir = root().join("siren-client/web");
         assert!(
             web_dir.join("node_modules/playwright-core").exists(),
@@ -62,7 +65,6 @@ impl Browser {
             .arg(web_dir.join("tests/driver.mjs"))
             .current_dir(&web_dir)
             .env("SIREN_ORIGIN", format!("http://{web}"))
-            .env("SIREN_WEB_DIST", web_dist())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -103,6 +105,14 @@ impl Browser {
     pub fn open(&mut self, page: &str) {
         if let Err(e) = self.command(json!({"op": "open", "page": page})) {
             panic!("opening {page}: {e}");
+        }
+    }
+
+    /// Reloads `page` (its storage stays, as a person's reload or a browser restart keeps it), and
+    /// waits until the client loaded again.
+    pub fn reload(&mut self, page: &str) {
+        if let Err(e) = self.command(json!({"op": "reload", "page": page})) {
+            panic!("reloading {page}: {e}");
         }
     }
 

@@ -21,21 +21,39 @@ fn server() -> Server {
     server
 }
 
-/// JavaScript that starts a session of `uid` in the page (as `window.session`, its updates
-/// collected in `window.updates`) with the server key `sek`, and logs in.
-fn login_js(server: &Server, uid: &str, sek: &str, password: &str) -> String {
-    let url = format!("ws://{}/ws", server.web.expect("web listener"));
+/// JavaScript that creates this browser's device of `uid` (its store locked with `passphrase`),
+/// as `window.session`, its updates collected in `window.updates`, pinning the server key `sek`
+/// (`None`: the one the server's `/siren.json` gives), and logs in with `password`.
+fn create_js(uid: &str, sek: Option<&str>, password: &str) -> String {
     let q = |s: &str| serde_json::to_string(s).expect("a JSON string");
+    let sek = sek.map_or_else(|| "siren.server.key".to_owned(), q);
     format!(
         "(async () => {{
             window.updates = [];
-            window.session = new siren.Session({}, {}, {}, (u) => updates.push(u));
+            window.session = await siren.Session.create(
+                siren.websocket, {}, {sek}, {}, (u) => updates.push(u));
             return await session.login({}, 'browser');
         }})()",
-        q(&url),
         q(uid),
-        q(sek),
+        q(PASSPHRASE),
         q(password)
+    )
+}
+
+/// The passphrase the tests' browsers lock their stores with.
+const PASSPHRASE: &str = "correct horse battery staple";
+
+/// JavaScript that unlocks this browser's device with `passphrase` (as `window.session`, its
+/// updates in `window.updates`); its account.
+fn unlock_js(passphrase: &str) -> String {
+    format!(
+        "(async () => {{
+            window.updates = [];
+            window.session = await siren.Session.unlock(
+                siren.websocket, {}, (u) => updates.push(u));
+            return session.uid;
+        }})()",
+        serde_json::to_string(passphrase).expect("a JSON string")
     )
 }
 
@@ -80,10 +98,7 @@ fn alice_in_a_browser_bob_on_the_cli(server: &Server) -> (Browser, Cli) {
     assert!(bob.login("pw-bob").ok);
     let mut browser = Browser::launch(server);
     browser.open("alice");
-    let outcome = browser.eval(
-        "alice",
-        &login_js(server, "alice@alpha.test", &server.sek, "pw-alice"),
-    );
+    let outcome = browser.eval("alice", &create_js("alice@alpha.test", None, "pw-alice"));
     assert_eq!(outcome, Value::from("created-user"));
     (browser, bob)
 }
@@ -126,7 +141,7 @@ fn the_page_refuses_a_server_without_the_pinned_key() {
     let refused = browser
         .try_eval(
             "alice",
-            &login_js(&server, "alice@alpha.test", &other.sek, "pw-alice"),
+            &create_js("alice@alpha.test", Some(&other.sek), "pw-alice"),
         )
         .expect_err("a login with the wrong server key");
     assert!(
@@ -166,3 +181,110 @@ fn browser_device(server: &Server) -> String {
         .unwrap_or_else(|| panic!("no device named browser:\n{}", list.stdout));
     line.split("  ").next().unwrap_or_default().to_owned()
 }
+
+/// A reload (or a browser restart) keeps the device: the page asks for its passphrase (a wrong
+/// one opens nothing), resumes the same session, shows the history kept before, and receives
+/// what was sent while it was closed. What IndexedDB holds is sealed: no name, text or key
+/// field in clear, in its keys or its values.
+#[test]
+fn a_reloaded_page_keeps_its_device_and_history_sealed() {
+    let server = server();
+    let (mut browser, bob) = alice_in_a_browser_bob_on_the_cli(&server);
+    let device = browser_device(&server);
+
+    browser.eval(
+        "alice",
+        "session.sendText('bob@alpha.test', 'sealed before the reload')",
+    );
+    bob.send("alice@alpha.test", "an answer kept in the history");
+    messages_until(
+        &mut browser,
+        "alice",
+        "bob@alpha.test: an answer kept in the history",
+    );
+    let listed = browser.eval("alice", "session.conversations()");
+    assert_eq!(listed[0]["peer"], "bob@alpha.test", "{listed}");
+    assert_eq!(
+        (listed[0]["items"].as_u64(), listed[0]["unread"].as_u64()),
+        (Some(2), Some(1))
+    );
+
+    browser.reload("alice");
+    bob.send("alice@alpha.test", "sent while the page was closed");
+    assert_eq!(
+        browser.eval("alice", "siren.Session.exists()"),
+        Value::Bool(true)
+    );
+    let wrong = browser
+        .try_eval("alice", &unlock_js("not the passphrase"))
+        .expect_err("a wrong passphrase");
+    assert!(wrong.contains("wrong passphrase"), "{wrong}");
+    assert_eq!(
+        browser.eval("alice", &unlock_js(PASSPHRASE)),
+        Value::from("alice@alpha.test")
+    );
+    wait_for_update(&mut browser, "alice", "connected");
+    let got = messages_until(
+        &mut browser,
+        "alice",
+        "bob@alpha.test: sent while the page was closed",
+    );
+    assert_eq!(got, ["bob@alpha.test: sent while the page was closed"]);
+    // Resumed, not logged in again.
+    assert_eq!(browser_device(&server), device);
+
+    let history = browser.eval(
+        "alice",
+        "session.history('bob@alpha.test').then((h) => h.map((i) => `${i.outgoing ? '>' : '<'} ${i.text}`))",
+    );
+    assert_eq!(
+        history,
+        serde_json::json!([
+            "> sealed before the reload",
+            "< an answer kept in the history",
+            "< sent while the page was closed",
+        ])
+    );
+    let listed = browser.eval("alice", "session.conversations()");
+    assert_eq!(listed[0]["unread"], 0, "read once shown: {listed}");
+
+    let records = browser.eval("alice", DUMP_INDEXEDDB);
+    let records = records.as_array().expect("records");
+    assert!(
+        records.len() >= 6,
+        "secrets, account, contacts, history…: {records:?}"
+    );
+    for record in records {
+        let key = record["key"].as_str().expect("a string key");
+        let value: Vec<u8> = serde_json::from_value(record["value"].clone()).expect("bytes");
+        for clear in [
+            "alice",
+            "bob",
+            "alpha.test",
+            "sealed before",
+            "answer kept",
+            "while the page",
+            "secrets",
+            "contact",
+            "usk",
+            "dek",
+            "counter",
+        ] {
+            assert!(!key.contains(clear), "{clear:?} in the key {key}");
+            assert!(
+                !value.windows(clear.len()).any(|w| w == clear.as_bytes()),
+                "{clear:?} in clear in the record {key}"
+            );
+        }
+    }
+}
+
+/// Every record of the page's IndexedDB database: `[{key, value: [bytes]}]`.
+const DUMP_INDEXEDDB: &str = "(async () => {
+    const request = (r) => new Promise((ok, fail) => { r.onsuccess = () => ok(r.result); r.onerror = () => fail(r.error); });
+    const db = await request(indexedDB.open('siren'));
+    const store = db.transaction('records').objectStore('records');
+    const [keys, values] = await Promise.all([request(store.getAllKeys()), request(store.getAll())]);
+    db.close();
+    return keys.map((key, i) => ({ key, value: Array.from(new Uint8Array(values[i])) }));
+})()";

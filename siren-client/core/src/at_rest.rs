@@ -6,7 +6,10 @@
 //! * [`HistoryKeys`]: the history's keys — one key sealing every value (XSalsa20-Poly1305, a
 //!   random nonce each), one key for the keyed hashes that stand for peers and message ids in the
 //!   store's keys. Both come from the profile's history seed with HKDF-SHA256 under the label
-//!   `siren/v1/history-key` (64 bytes: the sealing key, then the hashing key).
+//!   `siren/v1/history-key` (64 bytes: the sealing key, then the hashing key). The browser's
+//!   store derives keys of the same shape under its own labels ([`HistoryKeys::derive_for`]):
+//!   `siren/v1/browser-lock` from the passphrase key, `siren/v1/browser-store` from its random
+//!   store key.
 //!
 //! Randomness is an argument, as everywhere in the core.
 
@@ -45,6 +48,10 @@ pub fn passphrase_key(passphrase: &str, salt: &[u8; 16]) -> Result<Zeroizing<[u8
 
 /// The HKDF label of the history key.
 pub const HISTORY_KEY_LABEL: &[u8] = b"siren/v1/history-key";
+/// The HKDF label of the key that seals the browser store's key, from the passphrase key.
+pub const BROWSER_LOCK_LABEL: &[u8] = b"siren/v1/browser-lock";
+/// The HKDF label of the browser store's keys, from its random store key.
+pub const BROWSER_STORE_LABEL: &[u8] = b"siren/v1/browser-store";
 /// Length of a keyed hash in the store's keys.
 pub const TAG_LEN: usize = 16;
 const NONCE_LEN: usize = 24;
@@ -65,9 +72,15 @@ pub struct OpenFailed;
 impl HistoryKeys {
     /// Derives the keys from the profile's history seed.
     pub fn derive(seed: &[u8; 32]) -> HistoryKeys {
+        HistoryKeys::derive_for(seed, HISTORY_KEY_LABEL)
+    }
+
+    /// Derives keys of the same shape for another use, named by its own HKDF `label` (the
+    /// browser's store: [`BROWSER_LOCK_LABEL`], [`BROWSER_STORE_LABEL`]).
+    pub fn derive_for(seed: &[u8; 32], label: &[u8]) -> HistoryKeys {
         let mut okm = Zeroizing::new([0u8; 64]);
         // 64 bytes is far below HKDF-SHA256's limit of 255 * 32: expand cannot fail.
-        let _ = Hkdf::<Sha256>::new(None, seed).expand(HISTORY_KEY_LABEL, okm.as_mut());
+        let _ = Hkdf::<Sha256>::new(None, seed).expand(label, okm.as_mut());
         let mut seal_key = Zeroizing::new([0u8; 32]);
         let mut tag_key = Zeroizing::new([0u8; 32]);
         seal_key.copy_from_slice(&okm[..32]);
@@ -94,6 +107,11 @@ impl HistoryKeys {
     /// The keyed hash standing for a peer.
     pub fn peer_tag(&self, peer: &Uid) -> Tag {
         self.tag(b"peer\0", peer.to_string().as_bytes())
+    }
+
+    /// The keyed hash standing for a record's name (the browser's store).
+    pub fn name_tag(&self, name: &str) -> Tag {
+        self.tag(b"name\0", name.as_bytes())
     }
 
     /// The keyed hash standing for a message id.
@@ -142,6 +160,23 @@ mod tests {
         assert!(keys.open(&sealed[..10]).is_err());
         // A fresh nonce each time.
         assert_ne!(sealed, keys.seal(b"hello", &mut siren_proto::os_rng()));
+    }
+
+    #[test]
+    fn each_label_gives_its_own_keys() {
+        let seed = [7; 32];
+        let history = HistoryKeys::derive(&seed);
+        let store = HistoryKeys::derive_for(&seed, BROWSER_STORE_LABEL);
+        let lock = HistoryKeys::derive_for(&seed, BROWSER_LOCK_LABEL);
+        let sealed = store.seal(b"hello", &mut siren_proto::os_rng());
+        assert!(history.open(&sealed).is_err() && lock.open(&sealed).is_err());
+        assert_eq!(store.open(&sealed).unwrap().as_slice(), b"hello");
+        assert_ne!(store.name_tag("secrets"), lock.name_tag("secrets"));
+        assert_eq!(
+            HistoryKeys::derive_for(&seed, HISTORY_KEY_LABEL)
+                .peer_tag(&"a@b.test".parse().unwrap()),
+            history.peer_tag(&"a@b.test".parse().unwrap())
+        );
     }
 
     #[test]

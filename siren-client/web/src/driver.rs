@@ -13,12 +13,13 @@ use siren_client_session::{ApprovalPrompt, Client, Event, LoginOutcome, Platform
 use siren_proto::approval::ShortCode;
 use siren_proto::keys::UskPublic;
 use siren_proto::message::ServerMessage;
+use siren_proto::plaintext::Plaintext;
 
 use crate::platform::Browser;
-use crate::store::MemoryStore;
+use crate::store::{Conversation, DeviceStore, HistoryItem};
 
 /// The page's session.
-pub type WebSession = Client<MemoryStore, Browser>;
+pub type WebSession = Client<DeviceStore, Browser>;
 
 /// An answer to the page: what happened, or why it failed (shown to the person as is).
 pub type Reply<T> = oneshot::Sender<Result<T, String>>;
@@ -43,6 +44,18 @@ pub enum Command {
         /// The message id (hex) and the number of devices it was sealed to.
         reply: Reply<(String, usize)>,
     },
+    /// The conversations, the most recent first.
+    Conversations {
+        /// The list.
+        reply: Reply<Vec<Conversation>>,
+    },
+    /// A conversation's history, oldest first; marks it read.
+    History {
+        /// With whom.
+        peer: Uid,
+        /// Its items.
+        reply: Reply<Vec<HistoryItem>>,
+    },
 }
 
 /// What the session tells the page, besides answers.
@@ -54,6 +67,8 @@ pub enum Update {
     Disconnected(String),
     /// The connection is back (the session resumed).
     Connected,
+    /// Something could not be kept on this device (the browser's storage failed).
+    Failed(String),
 }
 
 /// Ping the server after this long without traffic (PROTOCOL.md §10.3 asks for 60 s).
@@ -72,7 +87,8 @@ pub async fn run(
     mut commands: mpsc::UnboundedReceiver<Command>,
     mut update: impl FnMut(Update),
 ) {
-    let mut backoff = BACKOFF_START;
+    // The first resumption (a page just unlocked) at once; after a loss, with backoff.
+    let mut backoff = Duration::ZERO;
     loop {
         if client.is_connected()
             && let Err(e) = client.flush_acks().await
@@ -106,7 +122,13 @@ pub async fn run(
             }
             Step::Command(Some(command)) => execute(&mut client, command, &mut update).await,
             Step::Server(Ok(msg)) => match client.handle_server_message(msg).await {
-                Ok(Some(event)) => update(Update::Event(event)),
+                Ok(Some(event)) => {
+                    // Kept before it is acknowledged (at the top of the loop).
+                    if let Err(e) = keep(&client, &event).await {
+                        update(Update::Failed(format!("{e:#}")));
+                    }
+                    update(Update::Event(event));
+                }
                 Ok(None) => {}
                 Err(e) => {
                     client.disconnect();
@@ -129,7 +151,7 @@ pub async fn run(
                     update(Update::Connected);
                 }
                 Err(e) => {
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    backoff = (backoff * 2).clamp(BACKOFF_START, BACKOFF_MAX);
                     update(Update::Disconnected(format!(
                         "{e:#}; trying again in {} s",
                         backoff.as_secs()
@@ -161,23 +183,69 @@ async fn execute(client: &mut WebSession, command: Command, update: &mut impl Fn
             let result = client
                 .login(&password, device_name, &mut NoApprovalYet)
                 .await;
-            let result = result.map(|(outcome, drained)| {
-                // What the previous DEK's queue still held (a re-login drains it).
-                for event in drained {
-                    update(Update::Event(event));
+            let result = match result {
+                Ok((outcome, drained)) => {
+                    // What the previous DEK's queue still held (a re-login drains it).
+                    for event in drained {
+                        if let Err(e) = keep(client, &event).await {
+                            update(Update::Failed(format!("{e:#}")));
+                        }
+                        update(Update::Event(event));
+                    }
+                    Ok(outcome)
                 }
-                outcome
-            });
+                Err(e) => Err(e),
+            };
             let _ = reply.send(result.map_err(|e| format!("{e:#}")));
         }
         Command::SendText { to, text, reply } => {
-            let result = client
-                .send_text(&to, &text)
-                .await
-                .map(|(id, devices)| (id.to_string(), devices));
+            let result = match client.send_text(&to, &text).await {
+                Ok((id, devices)) => {
+                    let item = HistoryItem {
+                        outgoing: true,
+                        id: id.to_string(),
+                        at: client.platform().now_millis(),
+                        text,
+                    };
+                    // The server holds it: a failure to keep it here is reported, not a
+                    // failure to send.
+                    if let Err(e) = client.store().append(&to, &item).await {
+                        update(Update::Failed(format!("{e:#}")));
+                    }
+                    Ok((item.id, devices))
+                }
+                Err(e) => Err(e),
+            };
+            let _ = reply.send(result.map_err(|e| format!("{e:#}")));
+        }
+        Command::Conversations { reply } => {
+            let result = client.store().conversations().await;
+            let _ = reply.send(result.map_err(|e| format!("{e:#}")));
+        }
+        Command::History { peer, reply } => {
+            let result = match client.store().history(&peer).await {
+                Ok(items) => client.store().mark_read(&peer).await.map(|()| items),
+                Err(e) => Err(e),
+            };
             let _ = reply.send(result.map_err(|e| format!("{e:#}")));
         }
     }
+}
+
+/// Keeps what the history shows of `event` (received texts).
+async fn keep(client: &WebSession, event: &Event) -> anyhow::Result<()> {
+    if let Event::Message(received) = event
+        && let Plaintext::Text { body, .. } = &received.content
+    {
+        let item = HistoryItem {
+            outgoing: false,
+            id: received.id.to_string(),
+            at: client.platform().now_millis(),
+            text: body.clone(),
+        };
+        client.store().append(&received.from, &item).await?;
+    }
+    Ok(())
 }
 
 /// This step logs in only an account's first device (or one that already holds the USK):

@@ -6,11 +6,12 @@
 //! * [`socket`]: the page's WebSocket as a carrier of frames (one binary message each);
 //! * [`link`]: the device side of the handshake over it, then the session's sealed messages;
 //! * [`platform`]: the page as the session's `Platform` (WebSocket, timers, clock);
-//! * [`store`]: what the device keeps (in memory in this step; IndexedDB sealed under the
-//!   passphrase key next);
+//! * [`store`]: what the device keeps — its keys, what it verified, its history — in IndexedDB,
+//!   sealed under a store key only the passphrase opens;
 //! * [`driver`]: the task that owns the session, waiting for the server and the page at once;
-//! * `api`: what JavaScript calls (`new Session(url, uid, sek, onUpdate)`, `login`,
-//!   `sendText`).
+//! * `api`: what JavaScript calls (`Session.exists()`, `Session.create(url, uid, sek,
+//!   passphrase, onUpdate)`, `Session.unlock(url, passphrase, onUpdate)`, `login`, `sendText`,
+//!   `conversations`, `history`).
 //!
 //! Built by `scripts/build-web.sh` (Debian's rustc-web for wasm32, then `wasm-bindgen`).
 

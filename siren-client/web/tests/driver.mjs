@@ -4,59 +4,25 @@
 //
 //   {"op": "open", "page": "alice"}        a new browser context (its own IndexedDB) at the page
 //   {"op": "eval", "page": "alice", "js": "…"}   evaluates an expression there (awaited)
+//   {"op": "reload", "page": "alice"}      reloads it (its storage stays), and waits until ready
 //   {"op": "outside"}                     requests any page made outside the server's origin
 //
-// Environment: SIREN_ORIGIN (http://127.0.0.1:port of sirend's web listener), SIREN_WEB_DIST
-// (what scripts/build-web.sh built), CHROMIUM (default /usr/bin/chromium).
-//
-// Until sirend serves the built client itself, the page's files are answered from
-// SIREN_WEB_DIST under /web-test/ on the server's own origin (so the WebSocket's Origin check
-// and the same-origin rules are the real ones), with the Content-Security-Policy sirend sends.
+// Environment: SIREN_ORIGIN (http://127.0.0.1:port of sirend's web listener, which serves the
+// client scripts/build-web.sh built), CHROMIUM (default /usr/bin/chromium).
 import { chromium } from 'playwright-core';
-import fs from 'node:fs/promises';
-import path from 'node:path';
 import readline from 'node:readline';
 
 const origin = process.env.SIREN_ORIGIN;
-const dist = process.env.SIREN_WEB_DIST;
-const types = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.wasm': 'application/wasm',
-  '.css': 'text/css; charset=utf-8',
-};
-
-const served = await fetch(`${origin}/`);
-const csp = served.headers.get('content-security-policy');
-if (!csp) throw new Error(`${origin}/ sent no Content-Security-Policy`);
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  // A document Playwright answers itself has no address of its own, so Chromium's Local
-  // Network Access checks take it for a public page and block its WebSocket to loopback.
-  // Served by sirend (next step) the page is on the server's own address; until then, off.
-  args: ['--no-sandbox', '--disable-features=LocalNetworkAccessChecks'],
+  args: ['--no-sandbox'],
 });
 const pages = new Map();
 const outside = [];
 
 async function open(name) {
   const context = await browser.newContext();
-  await context.route(`${origin}/web-test/**`, async (route) => {
-    const file = path.basename(new URL(route.request().url()).pathname);
-    try {
-      const body = await fs.readFile(path.join(dist, file));
-      await route.fulfill({
-        body,
-        headers: {
-          'content-type': types[path.extname(file)] ?? 'application/octet-stream',
-          'content-security-policy': csp,
-        },
-      });
-    } catch {
-      await route.fulfill({ status: 404, body: 'not found' });
-    }
-  });
   const page = await context.newPage();
   page.on('request', (r) => {
     const url = r.url();
@@ -65,13 +31,24 @@ async function open(name) {
   });
   page.on('console', (m) => process.stderr.write(`[${name} console] ${m.text()}\n`));
   page.on('pageerror', (e) => process.stderr.write(`[${name} page error] ${e}\n`));
-  await page.goto(`${origin}/web-test/index.html`);
+  await page.goto(`${origin}/`);
+  await ready(page);
+  pages.set(name, page);
+}
+
+// Waits until the page's client has loaded.
+async function ready(page) {
   await page.waitForSelector('body[data-ready]', { timeout: 30_000 });
-  const ready = await page.evaluate(() => document.body.dataset.ready);
-  if (ready !== 'true') {
+  const state = await page.evaluate(() => document.body.dataset.ready);
+  if (state !== 'true') {
     throw new Error(`the page did not load: ${await page.textContent('body')}`);
   }
-  pages.set(name, page);
+}
+
+function page(name) {
+  const p = pages.get(name);
+  if (!p) throw new Error(`no page ${name}`);
+  return p;
 }
 
 const lines = readline.createInterface({ input: process.stdin });
@@ -83,9 +60,10 @@ for await (const line of lines) {
     if (cmd.op === 'open') {
       await open(cmd.page);
     } else if (cmd.op === 'eval') {
-      const page = pages.get(cmd.page);
-      if (!page) throw new Error(`no page ${cmd.page}`);
-      result = await page.evaluate(cmd.js);
+      result = await page(cmd.page).evaluate(cmd.js);
+    } else if (cmd.op === 'reload') {
+      await page(cmd.page).reload();
+      await ready(page(cmd.page));
     } else if (cmd.op === 'outside') {
       result = outside;
     } else {
