@@ -286,7 +286,7 @@ impl ApprovalPrompt for LoginPrompt {
         say!("compare it with the code on your other device, and approve there");
     }
 
-    fn confirm(&mut self, code: ShortCode, usk: &UskPublic) -> bool {
+    async fn confirm(&mut self, code: ShortCode, usk: &UskPublic) -> bool {
         say!(
             "signing key {} received; your other devices show theirs (siren whoami): they must match",
             fingerprint(usk.as_bytes())

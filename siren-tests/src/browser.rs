@@ -128,6 +128,79 @@ impl Browser {
             .unwrap_or_else(|e| panic!("in {page}: {js}\n{e}"))
     }
 
+    fn step(&mut self, page: &str, command: Value) {
+        if let Err(e) = self.command(command.clone()) {
+            panic!("in {page}: {command}\n{e}");
+        }
+    }
+
+    /// Types `value` into the field `selector` of `page` (replacing what it held).
+    pub fn fill(&mut self, page: &str, selector: &str, value: &str) {
+        self.step(
+            page,
+            json!({"op": "fill", "page": page, "selector": selector, "value": value}),
+        );
+    }
+
+    /// Clicks `selector` in `page`.
+    pub fn click(&mut self, page: &str, selector: &str) {
+        self.step(
+            page,
+            json!({"op": "click", "page": page, "selector": selector}),
+        );
+    }
+
+    /// Presses `key` (`"Enter"`) in `selector`.
+    pub fn press(&mut self, page: &str, selector: &str, key: &str) {
+        self.step(
+            page,
+            json!({"op": "press", "page": page, "selector": selector, "key": key}),
+        );
+    }
+
+    /// Waits until `selector` is visible in `page` (60 s at most).
+    pub fn wait(&mut self, page: &str, selector: &str) {
+        self.step(
+            page,
+            json!({"op": "wait", "page": page, "selector": selector}),
+        );
+    }
+
+    /// The text of every element matching `selector`.
+    pub fn texts(&mut self, page: &str, selector: &str) -> Vec<String> {
+        let value = self
+            .command(json!({"op": "text", "page": page, "selector": selector}))
+            .unwrap_or_else(|e| panic!("in {page}: {selector}\n{e}"));
+        serde_json::from_value(value).expect("strings")
+    }
+
+    /// Picks a file named `name` holding `data` in the file input `selector`.
+    pub fn upload(&mut self, page: &str, selector: &str, name: &str, data: &[u8]) {
+        use base64::Engine as _;
+        let data = base64::engine::general_purpose::STANDARD.encode(data);
+        self.step(
+            page,
+            json!({"op": "upload", "page": page, "selector": selector, "name": name, "data": data}),
+        );
+    }
+
+    /// Clicks `selector`, and saves the download it starts at `path`; the file name the page
+    /// suggested.
+    pub fn download(&mut self, page: &str, selector: &str, path: &Path) -> String {
+        let value = self
+            .command(json!({"op": "download", "page": page, "selector": selector, "path": path}))
+            .unwrap_or_else(|e| panic!("in {page}: download by {selector}\n{e}"));
+        value.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Saves a PNG of `page` at `path`.
+    pub fn screenshot(&mut self, page: &str, path: &Path) {
+        self.step(
+            page,
+            json!({"op": "screenshot", "page": page, "path": path}),
+        );
+    }
+
     /// Every request a page made outside the server's origin.
     pub fn requests_outside(&mut self) -> Vec<String> {
         let value = self

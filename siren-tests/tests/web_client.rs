@@ -1,11 +1,13 @@
-//! The browser client: the session code `siren` runs (siren-client-session), compiled to wasm
-//! (siren-web) and run by Debian's chromium under Playwright, against a real `sirend`'s web
-//! listener and the real `siren` CLI.
+//! The browser client: the page sirend serves, its session code (siren-client-session and the
+//! client core, compiled to wasm in siren-web) run by Debian's chromium under Playwright and
+//! driven as a person would — forms filled, buttons clicked — against a real `sirend` and the
+//! real `siren` CLI. Screenshots of the main screens land in `<target>/screenshots`.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use siren_tests::browser::Browser;
+use siren_tests::browser::{Browser, web_dist};
 use siren_tests::{Cli, Options, Server};
 
 fn server() -> Server {
@@ -21,110 +23,165 @@ fn server() -> Server {
     server
 }
 
-/// JavaScript that creates this browser's device of `uid` (its store locked with `passphrase`),
-/// as `window.session`, its updates collected in `window.updates`, pinning the server key `sek`
-/// (`None`: the one the server's `/siren.json` gives), and logs in with `password`.
-fn create_js(uid: &str, sek: Option<&str>, password: &str) -> String {
-    let q = |s: &str| serde_json::to_string(s).expect("a JSON string");
-    let sek = sek.map_or_else(|| "siren.server.key".to_owned(), q);
-    format!(
-        "(async () => {{
-            window.updates = [];
-            window.session = await siren.Session.create(
-                siren.websocket, {}, {sek}, {}, (u) => updates.push(u));
-            return await session.login({}, 'browser');
-        }})()",
-        q(uid),
-        q(PASSPHRASE),
-        q(password)
-    )
-}
-
 /// The passphrase the tests' browsers lock their stores with.
 const PASSPHRASE: &str = "correct horse battery staple";
 
-/// JavaScript that unlocks this browser's device with `passphrase` (as `window.session`, its
-/// updates in `window.updates`); its account.
-fn unlock_js(passphrase: &str) -> String {
-    format!(
-        "(async () => {{
-            window.updates = [];
-            window.session = await siren.Session.unlock(
-                siren.websocket, {}, (u) => updates.push(u));
-            return session.uid;
-        }})()",
-        serde_json::to_string(passphrase).expect("a JSON string")
-    )
+/// Where screenshots go (`<target>/screenshots`).
+fn screenshot(browser: &mut Browser, page: &str, name: &str) {
+    let dir: PathBuf = web_dist()
+        .parent()
+        .expect("the target directory")
+        .join("screenshots");
+    std::fs::create_dir_all(&dir).expect("a screenshots directory");
+    browser.screenshot(page, &dir.join(format!("{name}.png")));
 }
 
-/// Waits until the page's updates include one of type `kind`.
-fn wait_for_update(browser: &mut Browser, page: &str, kind: &str) {
-    let js = format!(
-        "updates.some((u) => u.type === {})",
-        serde_json::to_string(kind).expect("a JSON string")
-    );
+/// Opens `page` and signs `account` in as a person would: the create form (account, password,
+/// passphrase twice), then waits for the chat. A new device of an account that has one must be
+/// approved first: use [`fill_sign_in`] then.
+fn sign_in(browser: &mut Browser, page: &str, account: &str, password: &str) {
+    fill_sign_in(browser, page, account, password);
+    wait_online(browser, page);
+}
+
+/// The create form, filled and sent.
+fn fill_sign_in(browser: &mut Browser, page: &str, account: &str, password: &str) {
+    browser.open(page);
+    browser.fill(page, "input[name=account]", account);
+    browser.fill(page, "input[name=password]", password);
+    browser.fill(page, "input[name=device]", page);
+    browser.fill(page, "input[name=passphrase]", PASSPHRASE);
+    browser.fill(page, "input[name=again]", PASSPHRASE);
+    browser.click(page, "form.card button[type=submit]");
+}
+
+fn wait_online(browser: &mut Browser, page: &str) {
+    browser.wait(page, "[data-screen=chat] .connection[data-status=online]");
+}
+
+/// Opens the conversation with `peer` from the side bar's field.
+fn open_conversation(browser: &mut Browser, page: &str, peer: &str) {
+    browser.fill(page, "input[name=peer]", peer);
+    browser.press(page, "input[name=peer]", "Enter");
+    browser.wait(page, &format!("[data-conversation=\"{peer}\"]"));
+}
+
+/// Types `text` in the open conversation and sends it with Enter.
+fn say(browser: &mut Browser, page: &str, text: &str) {
+    browser.fill(page, "textarea[name=compose]", text);
+    browser.press(page, "textarea[name=compose]", "Enter");
+}
+
+/// The texts of the open conversation's messages.
+fn shown(browser: &mut Browser, page: &str) -> Vec<String> {
+    browser.texts(page, ".messages .message .body")
+}
+
+/// Waits until the open conversation shows `text`; returns every text shown.
+fn wait_shown(browser: &mut Browser, page: &str, text: &str) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while browser.eval(page, &js) != Value::Bool(true) {
-        assert!(
-            Instant::now() < deadline,
-            "no {kind} update in {page}: {}",
-            browser.eval(page, "JSON.stringify(updates)")
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Waits until the page has received a message; returns them all as `from: text`.
-fn messages_until(browser: &mut Browser, page: &str, expected: &str) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let got = browser.eval(
-            page,
-            "updates.filter((u) => u.type === 'message').map((u) => `${u.from}: ${u.text}`)",
-        );
-        let got: Vec<String> = serde_json::from_value(got).expect("strings");
-        if got.iter().any(|m| m == expected) || Instant::now() > deadline {
+        let got = shown(browser, page);
+        if got.iter().any(|m| m == text) {
             return got;
         }
+        assert!(
+            Instant::now() < deadline,
+            "{page} never showed {text:?}: {got:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
-/// alice's first device logs in in a browser page (its keys made there), bob with the CLI.
+/// Waits until `js` (an expression in `page`) is true.
+fn wait_true(browser: &mut Browser, page: &str, js: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while browser.eval(page, js) != Value::Bool(true) {
+        assert!(Instant::now() < deadline, "in {page}, never true: {js}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// alice signed in in a browser page (named `alice`), bob logged in with the CLI.
 fn alice_in_a_browser_bob_on_the_cli(server: &Server) -> (Browser, Cli) {
     server.add_user("alice", "pw-alice");
     server.add_user("bob", "pw-bob");
     let bob = Cli::init(server, "bob@alpha.test");
     assert!(bob.login("pw-bob").ok);
     let mut browser = Browser::launch(server);
-    browser.open("alice");
-    let outcome = browser.eval("alice", &create_js("alice@alpha.test", None, "pw-alice"));
-    assert_eq!(outcome, Value::from("created-user"));
+    sign_in(&mut browser, "alice", "alice", "pw-alice");
     (browser, bob)
 }
 
-/// A browser's first device logs in (its keys made in the page), and it and the CLI chat both
-/// ways through `sirend`; the page asks nothing of any other origin.
+/// Two people in two browsers chat live: a contact request accepted, read receipts, typing,
+/// a file that arrives whole; the pages ask nothing of any other origin.
+#[test]
+fn two_browsers_chat_live_with_receipts_typing_and_a_file() {
+    let server = server();
+    server.add_user("alice", "pw-alice");
+    server.add_user("bob", "pw-bob");
+    let mut browser = Browser::launch(&server);
+    sign_in(&mut browser, "alice", "alice", "pw-alice");
+    sign_in(&mut browser, "bob", "bob@alpha.test", "pw-bob");
+
+    open_conversation(&mut browser, "alice", "bob@alpha.test");
+    say(&mut browser, "alice", "hello bob, from a browser");
+    // bob gets a contact request, accepts it, and reads.
+    browser.wait("bob", "[data-request=\"alice@alpha.test\"]");
+    screenshot(&mut browser, "bob", "contact-request");
+    browser.click("bob", "[data-request=\"alice@alpha.test\"] button.primary");
+    browser.click("bob", "[data-peer=\"alice@alpha.test\"]");
+    wait_shown(&mut browser, "bob", "hello bob, from a browser");
+    // alice sees it read.
+    browser.wait("alice", ".message.mine[data-state=read]");
+
+    // bob types: alice sees it; then he sends.
+    browser.fill("bob", "textarea[name=compose]", "typing something");
+    browser.wait("alice", ".typing:has-text(\"is typing\")");
+    say(&mut browser, "bob", "hello alice, from another browser");
+    wait_shown(&mut browser, "alice", "hello alice, from another browser");
+
+    // A file, picked in alice's page, saved from bob's.
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    browser.upload("alice", ".compose input[type=file]", "notes.bin", &data);
+    browser.wait("bob", "[data-file][data-progress=complete]");
+    let saved = tempfile::tempdir().unwrap();
+    let path = saved.path().join("notes.bin");
+    let name = browser.download("bob", "[data-file][data-progress=complete] button", &path);
+    assert_eq!(name, "notes.bin");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        data,
+        "the file arrived whole"
+    );
+    browser.wait("alice", "[data-file][data-progress=sent]");
+
+    screenshot(&mut browser, "alice", "conversation");
+    screenshot(&mut browser, "bob", "conversation-bob");
+    assert_eq!(browser.requests_outside(), Vec::<String>::new());
+}
+
+/// A browser and the CLI chat both ways through `sirend`.
 #[test]
 fn a_browser_and_the_cli_chat_both_ways() {
     let server = server();
     let (mut browser, bob) = alice_in_a_browser_bob_on_the_cli(&server);
 
-    let id = browser.eval(
+    open_conversation(&mut browser, "alice", "bob@alpha.test");
+    say(&mut browser, "alice", "hello from the browser");
+    browser.wait(
         "alice",
-        "session.sendText('bob@alpha.test', 'hello from the browser')",
+        ".message.mine[data-state=sent], .message.mine[data-state=delivered]",
     );
-    assert_eq!(id.as_str().map(str::len), Some(32), "a message id: {id}");
-    assert_eq!(bob.recv(), ["alice@alpha.test: hello from the browser"]);
+    let got = bob.recv();
+    assert!(
+        got.iter()
+            .any(|l| l == "alice@alpha.test: hello from the browser"),
+        "{got:?}"
+    );
 
     bob.send("alice@alpha.test", "hello from the terminal");
-    let got = messages_until(
-        &mut browser,
-        "alice",
-        "bob@alpha.test: hello from the terminal",
-    );
-    assert_eq!(got, ["bob@alpha.test: hello from the terminal"]);
-
+    wait_shown(&mut browser, "alice", "hello from the terminal");
     assert_eq!(browser.requests_outside(), Vec::<String>::new());
 }
 
@@ -138,48 +195,20 @@ fn the_page_refuses_a_server_without_the_pinned_key() {
 
     let mut browser = Browser::launch(&server);
     browser.open("alice");
+    let js = format!(
+        "(async () => {{
+            const s = await siren.Session.create(siren.websocket, 'alice@alpha.test', {}, 'pw', () => {{}});
+            return await s.login('pw-alice', 'browser');
+        }})()",
+        serde_json::to_string(&other.sek).unwrap()
+    );
     let refused = browser
-        .try_eval(
-            "alice",
-            &create_js("alice@alpha.test", Some(&other.sek), "pw-alice"),
-        )
+        .try_eval("alice", &js)
         .expect_err("a login with the wrong server key");
     assert!(
         refused.contains("did not prove it is alpha.test"),
         "the page's error: {refused}"
     );
-}
-
-/// The page resumes its session by itself when the server comes back (no new login, no new
-/// device), and what is sent to it then arrives.
-#[test]
-fn the_page_resumes_its_session_after_the_server_restarts() {
-    let mut server = server();
-    let (mut browser, bob) = alice_in_a_browser_bob_on_the_cli(&server);
-
-    let device = browser_device(&server);
-    server.kill();
-    wait_for_update(&mut browser, "alice", "disconnected");
-    server.start();
-    wait_for_update(&mut browser, "alice", "connected");
-
-    bob.send("alice@alpha.test", "after the restart");
-    let got = messages_until(&mut browser, "alice", "bob@alpha.test: after the restart");
-    assert_eq!(got, ["bob@alpha.test: after the restart"]);
-    // Resumed, not logged in again (which would have made a new device key).
-    assert_eq!(browser_device(&server), device);
-}
-
-/// The fingerprint of alice's device named `browser` (`sirend devices list`).
-fn browser_device(server: &Server) -> String {
-    let list = server.admin(&["devices", "list", "alice"], "");
-    assert!(list.ok, "{}", list.stderr);
-    let line = list
-        .stdout
-        .lines()
-        .find(|l| l.contains(" browser "))
-        .unwrap_or_else(|| panic!("no device named browser:\n{}", list.stdout));
-    line.split("  ").next().unwrap_or_default().to_owned()
 }
 
 /// A reload (or a browser restart) keeps the device: the page asks for its passphrase (a wrong
@@ -189,69 +218,52 @@ fn browser_device(server: &Server) -> String {
 #[test]
 fn a_reloaded_page_keeps_its_device_and_history_sealed() {
     let server = server();
-    let (mut browser, bob) = alice_in_a_browser_bob_on_the_cli(&server);
-    let device = browser_device(&server);
+    server.add_user("alice", "pw-alice");
+    server.add_user("bob", "pw-bob");
+    let alice = Cli::init(&server, "alice@alpha.test");
+    assert!(alice.login("pw-alice").ok);
+    let mut browser = Browser::launch(&server);
+    sign_in(&mut browser, "bob", "bob", "pw-bob");
+    let device = browser_device(&server, "bob");
 
-    browser.eval(
-        "alice",
-        "session.sendText('bob@alpha.test', 'sealed before the reload')",
+    open_conversation(&mut browser, "bob", "alice@alpha.test");
+    say(&mut browser, "bob", "sealed before the reload");
+    browser.wait(
+        "bob",
+        ".message.mine[data-state=sent], .message.mine[data-state=delivered]",
     );
-    bob.send("alice@alpha.test", "an answer kept in the history");
-    messages_until(
-        &mut browser,
-        "alice",
-        "bob@alpha.test: an answer kept in the history",
-    );
-    let listed = browser.eval("alice", "session.conversations()");
-    assert_eq!(listed[0]["peer"], "bob@alpha.test", "{listed}");
-    assert_eq!(
-        (listed[0]["items"].as_u64(), listed[0]["unread"].as_u64()),
-        (Some(2), Some(1))
-    );
+    alice.send("bob@alpha.test", "an answer kept in the history");
+    wait_shown(&mut browser, "bob", "an answer kept in the history");
 
-    browser.reload("alice");
-    bob.send("alice@alpha.test", "sent while the page was closed");
+    browser.reload("bob");
+    alice.send("bob@alpha.test", "sent while the page was closed");
+    browser.wait("bob", "input[name=passphrase]");
+    screenshot(&mut browser, "bob", "unlock");
+    browser.fill("bob", "input[name=passphrase]", "not the passphrase");
+    browser.click("bob", "form.card button[type=submit]");
+    browser.wait("bob", "p.error:has-text(\"wrong passphrase\")");
+    browser.fill("bob", "input[name=passphrase]", PASSPHRASE);
+    browser.click("bob", "form.card button[type=submit]");
+    wait_online(&mut browser, "bob");
+    // The conversation list, from the history, with what arrived meanwhile unread.
+    browser.wait("bob", "[data-peer=\"alice@alpha.test\"] .unread");
+    browser.click("bob", "[data-peer=\"alice@alpha.test\"]");
+    let got = wait_shown(&mut browser, "bob", "sent while the page was closed");
     assert_eq!(
-        browser.eval("alice", "siren.Session.exists()"),
-        Value::Bool(true)
+        got,
+        [
+            "sealed before the reload",
+            "an answer kept in the history",
+            "sent while the page was closed"
+        ]
     );
-    let wrong = browser
-        .try_eval("alice", &unlock_js("not the passphrase"))
-        .expect_err("a wrong passphrase");
-    assert!(wrong.contains("wrong passphrase"), "{wrong}");
-    assert_eq!(
-        browser.eval("alice", &unlock_js(PASSPHRASE)),
-        Value::from("alice@alpha.test")
-    );
-    wait_for_update(&mut browser, "alice", "connected");
-    let got = messages_until(
-        &mut browser,
-        "alice",
-        "bob@alpha.test: sent while the page was closed",
-    );
-    assert_eq!(got, ["bob@alpha.test: sent while the page was closed"]);
-    // Resumed, not logged in again.
-    assert_eq!(browser_device(&server), device);
+    // Resumed, not logged in again (which would have made a new device key).
+    assert_eq!(browser_device(&server, "bob"), device);
 
-    let history = browser.eval(
-        "alice",
-        "session.history('bob@alpha.test').then((h) => h.map((i) => `${i.outgoing ? '>' : '<'} ${i.text}`))",
-    );
-    assert_eq!(
-        history,
-        serde_json::json!([
-            "> sealed before the reload",
-            "< an answer kept in the history",
-            "< sent while the page was closed",
-        ])
-    );
-    let listed = browser.eval("alice", "session.conversations()");
-    assert_eq!(listed[0]["unread"], 0, "read once shown: {listed}");
-
-    let records = browser.eval("alice", DUMP_INDEXEDDB);
+    let records = browser.eval("bob", DUMP_INDEXEDDB);
     let records = records.as_array().expect("records");
     assert!(
-        records.len() >= 6,
+        records.len() >= 8,
         "secrets, account, contacts, history…: {records:?}"
     );
     for record in records {
@@ -269,6 +281,7 @@ fn a_reloaded_page_keeps_its_device_and_history_sealed() {
             "usk",
             "dek",
             "counter",
+            "Text",
         ] {
             assert!(!key.contains(clear), "{clear:?} in the key {key}");
             assert!(
@@ -288,3 +301,106 @@ const DUMP_INDEXEDDB: &str = "(async () => {
     db.close();
     return keys.map((key, i) => ({ key, value: Array.from(new Uint8Array(values[i])) }));
 })()";
+
+/// alice's second browser is approved from her first: both show the same code, the first
+/// approves, the second confirms, and then both receive what is sent to alice.
+#[test]
+fn a_second_browser_is_approved_from_the_first_with_the_matching_code() {
+    let server = server();
+    let (mut browser, bob) = alice_in_a_browser_bob_on_the_cli(&server);
+
+    fill_sign_in(&mut browser, "alice-laptop", "alice", "pw-alice");
+    browser.wait("alice-laptop", "[data-screen=approval] .code");
+    let code = browser.texts("alice-laptop", "[data-screen=approval] .code");
+    browser.wait("alice", "[data-approval] .code");
+    let shown_first = browser.texts("alice", "[data-approval] .code");
+    assert_eq!(code, shown_first, "both devices show the same code");
+    screenshot(&mut browser, "alice-laptop", "approval-new-device");
+    screenshot(&mut browser, "alice", "approval-existing-device");
+    browser.click("alice", "[data-approval] button.primary");
+    browser.wait("alice-laptop", "[data-screen=confirm-approval]");
+    browser.click(
+        "alice-laptop",
+        "[data-screen=confirm-approval] button.primary",
+    );
+    wait_online(&mut browser, "alice-laptop");
+
+    bob.send("alice@alpha.test", "to both of alice's browsers");
+    for page in ["alice", "alice-laptop"] {
+        browser.wait(page, "[data-peer=\"bob@alpha.test\"]");
+        browser.click(page, "[data-peer=\"bob@alpha.test\"]");
+        wait_shown(&mut browser, page, "to both of alice's browsers");
+    }
+    let list = server.admin(&["devices", "list", "alice"], "");
+    assert!(list.stdout.contains(" alice-laptop "), "{}", list.stdout);
+}
+
+/// Blocking in the page stops delivery: what the blocked user sends after is not shown (a
+/// message from someone else, sent after it, is).
+#[test]
+fn blocking_stops_delivery() {
+    let server = server();
+    let (mut browser, bob) = alice_in_a_browser_bob_on_the_cli(&server);
+    server.add_user("carol", "pw-carol");
+    let carol = Cli::init(&server, "carol@alpha.test");
+    assert!(carol.login("pw-carol").ok);
+
+    bob.send("alice@alpha.test", "before the block");
+    browser.wait("alice", "[data-peer=\"bob@alpha.test\"]");
+    browser.click("alice", "[data-peer=\"bob@alpha.test\"]");
+    wait_shown(&mut browser, "alice", "before the block");
+    browser.click(
+        "alice",
+        "[data-conversation=\"bob@alpha.test\"] header button.danger",
+    );
+    browser.wait(
+        "alice",
+        "[data-peer=\"bob@alpha.test\"] .peer:has-text(\"(blocked)\")",
+    );
+    let _ = bob.run(&["send", "alice@alpha.test", "after the block"]);
+    carol.send("alice@alpha.test", "from carol, after bob's");
+    browser.wait("alice", "[data-peer=\"carol@alpha.test\"]");
+    browser.click("alice", "[data-peer=\"carol@alpha.test\"]");
+    wait_shown(&mut browser, "alice", "from carol, after bob's");
+    browser.click("alice", "[data-peer=\"bob@alpha.test\"]");
+    assert_eq!(shown(&mut browser, "alice"), ["before the block"]);
+    wait_true(
+        &mut browser,
+        "alice",
+        "!JSON.stringify(siren.state.snapshot.messages).includes('after the block')",
+    );
+}
+
+/// The page resumes its session by itself when the server comes back (no new login, no new
+/// device), and what is sent to it then arrives.
+#[test]
+fn the_page_resumes_its_session_after_the_server_restarts() {
+    let mut server = server();
+    let (mut browser, bob) = alice_in_a_browser_bob_on_the_cli(&server);
+
+    let device = browser_device(&server, "alice");
+    server.kill();
+    browser.wait("alice", ".connection[data-status=offline]");
+    screenshot(&mut browser, "alice", "offline");
+    server.start();
+    wait_online(&mut browser, "alice");
+
+    bob.send("alice@alpha.test", "after the restart");
+    browser.wait("alice", "[data-peer=\"bob@alpha.test\"]");
+    browser.click("alice", "[data-peer=\"bob@alpha.test\"]");
+    wait_shown(&mut browser, "alice", "after the restart");
+    // Resumed, not logged in again (which would have made a new device key).
+    assert_eq!(browser_device(&server, "alice"), device);
+}
+
+/// The fingerprint of `user`'s device named after its page (`sirend devices list`).
+fn browser_device(server: &Server, user: &str) -> String {
+    let list = server.admin(&["devices", "list", user], "");
+    assert!(list.ok, "{}", list.stderr);
+    let line = list
+        .stdout
+        .lines()
+        .find(|l| l.contains(&format!(" {user} ")))
+        .unwrap_or_else(|| panic!("no device named {user}:\n{}", list.stdout));
+    line.split("  ").next().unwrap_or_default().to_owned()
+}

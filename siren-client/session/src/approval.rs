@@ -36,7 +36,7 @@ impl<S: Store, P: Platform> Client<S, P> {
         dek: &DekSecret,
         directory: &UserDirectory,
         name: Option<String>,
-        prompt: &mut dyn ApprovalPrompt,
+        prompt: &mut impl ApprovalPrompt,
     ) -> anyhow::Result<(UskSecret, ShortCode)> {
         let uid = self.uid().clone();
         let mut rng = siren_proto::os_rng();

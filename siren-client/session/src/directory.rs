@@ -118,6 +118,14 @@ impl<S: Store, P: Platform> Client<S, P> {
         self.store.save_contact(&me, &state).await
     }
 
+    /// Remembers that the person compared `uid`'s safety number: the USK of the verified
+    /// directory this device holds is marked verified (until the user's USK changes).
+    pub async fn mark_verified(&mut self, uid: &Uid) -> anyhow::Result<()> {
+        let mut state = self.store.contact(uid).await?;
+        state.verified = state.directory.as_ref().map(|d| *d.usk());
+        self.store.save_contact(uid, &state).await
+    }
+
     /// Revokes one of this account's devices (signed with the USK).
     pub async fn revoke(&mut self, device: &DekPublic) -> anyhow::Result<()> {
         let usk = self.secrets.usk().context("this device has no USK")?;

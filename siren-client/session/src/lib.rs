@@ -7,12 +7,15 @@
 //! rotation, USK creation, recovery key), `approval` (adding a device), `directory` (lookups
 //! against the cache, revocation), `messages` (send and receive), `signals` (ephemeral `typing`
 //! notices), `roster` and `presence`; [`platform`] and [`store`] say what a driver provides.
+//! [`chat`] is the driver of the client core on top of it, for interactive clients (`siren
+//! chat` and the browser client run the same one).
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod approval;
 
 pub use approval::Approving;
+pub mod chat;
 mod directory;
 mod login;
 mod messages;
@@ -140,6 +143,7 @@ pub trait CertificateLogin {
 
 /// What the person at a new device sees and answers while one of their existing devices
 /// approves it (PROTOCOL.md §16).
+#[allow(async_fn_in_trait)] // the futures' Send-ness follows the implementation's
 pub trait ApprovalPrompt {
     /// Shows the six-digit code to compare with the approving device.
     fn show_code(&mut self, code: ShortCode);
@@ -149,7 +153,7 @@ pub trait ApprovalPrompt {
     /// whether the person confirms that they approved `code` on one of their existing devices:
     /// only then is the USK stored and this device registered. A server can invent the
     /// approving device and hand over a USK it holds itself; this question is what catches it.
-    fn confirm(&mut self, code: ShortCode, usk: &UskPublic) -> bool;
+    async fn confirm(&mut self, code: ShortCode, usk: &UskPublic) -> bool;
 }
 
 /// How `login` went.

@@ -32,7 +32,7 @@ impl<S: Store, P: Platform> Client<S, P> {
         &mut self,
         password: &str,
         device_name: Option<String>,
-        prompt: &mut dyn ApprovalPrompt,
+        prompt: &mut impl ApprovalPrompt,
     ) -> anyhow::Result<(LoginOutcome, Vec<Event>)> {
         self.login_with(Credentials::Password(password), device_name, prompt)
             .await
@@ -43,7 +43,7 @@ impl<S: Store, P: Platform> Client<S, P> {
         &mut self,
         credentials: Credentials<'_>,
         device_name: Option<String>,
-        prompt: &mut dyn ApprovalPrompt,
+        prompt: &mut impl ApprovalPrompt,
     ) -> anyhow::Result<(LoginOutcome, Vec<Event>)> {
         let old = match (self.secrets.dek(), self.secrets.session) {
             (Some(dek), Some(sid)) => Some((dek, SessionId::from_bytes(sid))),
@@ -141,7 +141,7 @@ impl<S: Store, P: Platform> Client<S, P> {
                             .await_approval(&dek, &directory, device_name.clone(), prompt)
                             .await?;
                         let fp = fingerprint(usk.public().as_bytes());
-                        if !prompt.confirm(code, &usk.public()) {
+                        if !prompt.confirm(code, &usk.public()).await {
                             bail!(
                                 "not confirmed: the signing key {fp} was not stored and this device was not registered (if you approved code {code} on none of your devices, the approval did not come from you: do not trust this server)"
                             );

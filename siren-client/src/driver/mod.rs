@@ -1,63 +1,37 @@
-//! The driver of the client core ([`siren_client_core::Core`]) for interactive clients such as
-//! `siren chat`: it owns the [`Client`] (the session with the server) and the core, feeds the
-//! core what arrives and what the person asks, carries out the core's effects (sealing and
-//! sending, history, files, roster edits, device approvals), reconnects by itself with backoff
-//! (resuming the session), and publishes a [`Snapshot`] after every change.
+//! The driver of the client core for `siren chat`: the runtime-free one of
+//! [`siren_client_session::chat`] (which the browser client runs too), run as one tokio task
+//! with the profile's history and the downloads folder.
 //!
-//! It runs as one tokio task; a user interface holds a [`ChatHandle`]: it reads the latest
-//! snapshot and sends requests, so nothing the interface does can block or cancel the session's
-//! work halfway.
+//! A user interface holds a [`ChatHandle`]: it reads the latest snapshot and sends requests,
+//! so nothing the interface does can block or cancel the session's work halfway.
 //!
 //! | module | what |
 //! |---|---|
-//! | `session` | the task: connect, run the session, back off and reconnect |
-//! | `events` | what arrives from the server, into the core |
-//! | `effects` | the core's effects, carried out |
 //! | [`downloads`] | received files into the downloads folder, under safe names |
 //! | [`oneshot`] | the core for the one-shot commands (`siren recv`, `listen`) |
 //! | `source` | the driver as the chat UI's [`crate::chat::ChatSource`] |
 
 pub mod downloads;
-mod effects;
-mod events;
 pub mod oneshot;
-mod session;
 mod source;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use futures_channel::mpsc;
 use siren_api::Uid;
 use siren_client_core::model::ChatMessage;
-use siren_client_core::{Command, View};
-use tokio::sync::{mpsc, watch};
+pub use siren_client_session::chat::{PAGE, Request, Snapshot};
+use tokio::sync::watch;
 
 use crate::client::Client;
 use crate::history::History;
 
-/// Everything a user interface draws, as of the last change.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    /// The core's view.
-    pub view: View,
-    /// Loaded messages per conversation, oldest first.
-    pub messages: BTreeMap<Uid, Vec<ChatMessage>>,
-    /// Safety numbers with the users whose keys are known (PROTOCOL.md §11).
-    pub safety: BTreeMap<Uid, String>,
-    /// The connection, in words.
-    pub connection: String,
-}
-
-/// What a user interface asks of the driver.
-#[derive(Debug, Clone)]
-pub enum Request {
-    /// A person's command.
-    Command(Command),
-    /// Load older history of a conversation.
-    LoadOlder(Uid),
-    /// Close the session (cleanly) and stop.
-    Quit,
+/// Now, in milliseconds since the Unix epoch.
+pub(crate) fn now_millis() -> siren_client_core::model::Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Options of the driver.
@@ -78,7 +52,7 @@ pub struct Requests(mpsc::UnboundedSender<Request>);
 impl Requests {
     /// Sends a request (ignored once the driver stopped).
     pub fn request(&self, request: Request) {
-        let _ = self.0.send(request);
+        let _ = self.0.unbounded_send(request);
     }
 }
 
@@ -97,7 +71,7 @@ impl ChatHandle {
 
     /// Sends a request (ignored once the driver stopped).
     pub fn request(&self, request: Request) {
-        let _ = self.requests.send(request);
+        let _ = self.requests.unbounded_send(request);
     }
 
     /// A second way to send requests, which outlives the handle (e.g. to quit after the
@@ -125,11 +99,35 @@ pub fn start(
     history: Option<History>,
     options: Options,
 ) -> (ChatHandle, tokio::task::JoinHandle<anyhow::Result<()>>) {
-    let (requests, rx) = mpsc::unbounded_channel();
-    let driver = session::Driver::new(client, history, options, rx);
-    let first = Arc::new(driver.snapshot());
+    let (requests, rx) = mpsc::unbounded();
+    let first = Arc::new(Snapshot {
+        view: siren_client_core::Core::new(
+            client.uid().clone(),
+            options.read_receipts,
+            &mut siren_proto::os_rng(),
+        )
+        .view()
+        .clone(),
+        messages: Default::default(),
+        safety: Default::default(),
+        connection: format!("connecting as {}", client.uid()),
+    });
     let (tx, updates) = watch::channel(first.clone());
-    let task = tokio::spawn(driver.run(tx));
+    let files = Downloads(options.downloads.clone());
+    let options = siren_client_session::chat::Options {
+        read_receipts: options.read_receipts,
+        presence: options.presence,
+    };
+    let task = tokio::spawn(siren_client_session::chat::run(
+        client,
+        history,
+        files,
+        options,
+        rx,
+        move |snapshot| {
+            tx.send_replace(Arc::new(snapshot));
+        },
+    ));
     (
         ChatHandle {
             snapshot: first,
@@ -138,4 +136,64 @@ pub fn start(
         },
         task,
     )
+}
+
+impl siren_client_session::chat::History for History {
+    async fn store(&mut self, msg: &ChatMessage) -> anyhow::Result<()> {
+        Ok(History::store(self, msg)?)
+    }
+
+    async fn page(
+        &self,
+        peer: &Uid,
+        before: Option<&ChatMessage>,
+        limit: usize,
+    ) -> anyhow::Result<(Vec<ChatMessage>, bool)> {
+        Ok(History::page(self, peer, before, limit)?)
+    }
+
+    async fn peers(&self) -> anyhow::Result<Vec<Uid>> {
+        Ok(self.conversations()?.into_iter().map(|e| e.peer).collect())
+    }
+}
+
+/// The downloads folder, and files on this machine to send.
+struct Downloads(PathBuf);
+
+impl siren_client_session::chat::Files for Downloads {
+    async fn save(&mut self, name: &str, data: &[u8]) -> anyhow::Result<String> {
+        let path = downloads::save(&self.0, name, data).await?;
+        Ok(path.display().to_string())
+    }
+
+    async fn read(&mut self, path: &str) -> anyhow::Result<(String, Vec<u8>)> {
+        read_file(path).await
+    }
+}
+
+/// Reads a file the person wants to send, refusing what the protocol cannot carry before
+/// reading it.
+async fn read_file(path: &str) -> anyhow::Result<(String, Vec<u8>)> {
+    use anyhow::Context as _;
+    use siren_client_session::chat::MAX_FILE;
+    let meta = tokio::fs::metadata(path)
+        .await
+        .with_context(|| format!("cannot open {path}"))?;
+    if !meta.is_file() {
+        anyhow::bail!("{path} is not a file");
+    }
+    if meta.len() > MAX_FILE {
+        anyhow::bail!(
+            "{path} is {} bytes; files up to 25 MiB ({MAX_FILE} bytes) can be sent",
+            meta.len()
+        );
+    }
+    let data = tokio::fs::read(path)
+        .await
+        .with_context(|| format!("cannot read {path}"))?;
+    let name = std::path::Path::new(path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".to_owned());
+    Ok((name, data))
 }

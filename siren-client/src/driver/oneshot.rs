@@ -11,7 +11,7 @@ use siren_client_core::effect::Effect;
 use siren_client_core::{Command, Core};
 use siren_proto::message::Notice;
 
-use super::session::{PAGE, now_millis};
+use super::{PAGE, now_millis};
 use crate::client::{Client, Event};
 use crate::history::History;
 

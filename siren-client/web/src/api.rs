@@ -1,25 +1,31 @@
-//! What the page's JavaScript calls: a [`Session`] whose methods return promises, and updates
-//! delivered to a callback as plain objects.
+//! What the page's JavaScript calls: a [`Session`] whose methods return promises or send the
+//! person's commands to the chat, and updates (snapshots of the chat's state, files, approval
+//! steps; [`crate::view`]) delivered to a callback as plain objects.
 
 use futures_channel::{mpsc, oneshot};
-use js_sys::{Object, Promise, Reflect};
+use js_sys::Promise;
 use siren_api::Uid;
-use siren_client_session::{Client, Event, LoginOutcome};
-use siren_proto::keys::SekPublic;
-use siren_proto::plaintext::Plaintext;
+use siren_client_core::Command;
+use siren_client_session::chat::Request;
+use siren_client_session::{Client, LoginOutcome};
+use siren_proto::ids::{FileId, MessageId};
+use siren_proto::keys::{DekPublic, SekPublic};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use crate::driver::{self, Command, Update};
+use crate::driver::{self, Inputs, Login};
 use crate::link::ServerAddress;
 use crate::platform::Browser;
-use crate::store::{Account, Conversation, DeviceStore, HistoryItem};
+use crate::store::{Account, DeviceStore};
 
 /// One account's session in the page.
 #[wasm_bindgen]
 pub struct Session {
-    commands: mpsc::UnboundedSender<Command>,
-    uid: String,
+    logins: mpsc::UnboundedSender<Login>,
+    confirm: mpsc::UnboundedSender<bool>,
+    requests: mpsc::UnboundedSender<Request>,
+    uid: Uid,
+    logged_in: bool,
 }
 
 #[wasm_bindgen]
@@ -32,12 +38,7 @@ impl Session {
     /// Creates this browser's device of account `uid`, its keys and history kept sealed under
     /// `passphrase`, with its server's web listener at `url` (`wss://host/ws`), which must prove
     /// it holds `sek` (the server's key, base64; pinned from then on). Log in next.
-    /// `on_update` is called with each update: `{type: "message", from, id, text}` (or `kind`
-    /// instead of `text` for what is not a text), `{type: "refused", from, reason}`,
-    /// `{type: "signal", from, kind}`, `{type: "notice", notice}`,
-    /// `{type: "presence", from, status}`, `{type: "drained"}`,
-    /// `{type: "disconnected", reason}` (it reconnects by itself), `{type: "connected"}`,
-    /// `{type: "failed", reason}` (something could not be kept in the browser's storage).
+    /// `on_update` is called with each update (`crate::view::update` lists them).
     pub async fn create(
         url: String,
         uid: String,
@@ -70,95 +71,159 @@ impl Session {
     /// The account (`alice@example.org`).
     #[wasm_bindgen(getter)]
     pub fn uid(&self) -> String {
-        self.uid.clone()
+        self.uid.to_string()
+    }
+
+    /// Whether the device was logged in when the session started (else: log in first).
+    #[wasm_bindgen(getter, js_name = loggedIn)]
+    pub fn logged_in(&self) -> bool {
+        self.logged_in
     }
 
     /// Logs in with the account's password; resolves to how it went (`"created-user"`,
-    /// `"registered"`, `"approved"`, `"already-registered"`).
+    /// `"registered"`, `"approved"`, `"already-registered"`). A new browser of an existing
+    /// account is approved by one of its devices: updates `approval-code` (show it) and
+    /// `confirm-approval` (ask the person, answer with [`Session::confirm_approval`]) come
+    /// meanwhile.
     pub fn login(&self, password: String, device_name: Option<String>) -> Promise {
-        self.ask(
-            |reply| Command::Login {
-                password,
-                device_name,
-                reply,
-            },
-            |outcome| {
-                JsValue::from_str(match outcome {
+        let (reply, answered) = oneshot::channel();
+        let sent = self.logins.unbounded_send(Login {
+            password,
+            device_name,
+            reply,
+        });
+        future_to_promise(async move {
+            let ended = || JsValue::from(JsError::new("the session has ended"));
+            sent.map_err(|_| ended())?;
+            match answered.await.map_err(|_| ended())? {
+                Ok(outcome) => Ok(JsValue::from_str(match outcome {
                     LoginOutcome::CreatedUser => "created-user",
                     LoginOutcome::Registered => "registered",
                     LoginOutcome::Approved => "approved",
                     LoginOutcome::AlreadyRegistered => "already-registered",
-                })
-            },
-        )
+                })),
+                Err(e) => Err(JsError::new(&e).into()),
+            }
+        })
     }
 
-    /// Sends `text` to `to`; resolves to the message id once the server holds it durably.
+    /// The person's answer to `confirm-approval`: they did (or did not) approve this code on
+    /// one of their devices.
+    #[wasm_bindgen(js_name = confirmApproval)]
+    pub fn confirm_approval(&self, approved: bool) {
+        let _ = self.confirm.unbounded_send(approved);
+    }
+
+    /// Opens (or starts) the conversation with `peer`.
+    pub fn open(&self, peer: &str) -> Result<(), JsError> {
+        self.command(Command::Open(uid(peer)?))
+    }
+
+    /// Sends a text (its states follow in the snapshots).
     #[wasm_bindgen(js_name = sendText)]
-    pub fn send_text(&self, to: &str, text: String) -> Promise {
-        let to = match Uid::parse(to) {
-            Ok(to) => to,
-            Err(e) => return Promise::reject(&JsError::new(&format!("{to}: {e}")).into()),
-        };
-        self.ask(
-            |reply| Command::SendText { to, text, reply },
-            |(id, _devices): (String, usize)| JsValue::from_str(&id),
-        )
+    pub fn send_text(&self, to: &str, text: String) -> Result<(), JsError> {
+        self.command(Command::SendText {
+            to: uid(to)?,
+            body: text,
+        })
     }
 
-    /// The conversations, the most recent first: `[{peer, items, unread, lastAt}]`.
-    pub fn conversations(&self) -> Promise {
-        self.ask(
-            |reply| Command::Conversations { reply },
-            |list: Vec<Conversation>| {
-                list.iter()
-                    .map(|c| {
-                        let object = Object::new();
-                        set(&object, "peer", &c.peer.to_string().into());
-                        set(&object, "items", &(c.items as f64).into());
-                        set(&object, "unread", &(c.unread as f64).into());
-                        set(&object, "lastAt", &(c.last_at as f64).into());
-                        JsValue::from(object)
-                    })
-                    .collect::<js_sys::Array>()
-                    .into()
-            },
-        )
+    /// The person is typing (or stopped) in the conversation with `to`.
+    #[wasm_bindgen(js_name = setTyping)]
+    pub fn set_typing(&self, to: &str, typing: bool) -> Result<(), JsError> {
+        self.command(Command::SetTyping {
+            to: uid(to)?,
+            typing,
+        })
     }
 
-    /// The history of the conversation with `peer`, oldest first (and marks it read):
-    /// `[{outgoing, id, at, text}]`.
-    pub fn history(&self, peer: &str) -> Promise {
-        let peer = match Uid::parse(peer) {
-            Ok(peer) => peer,
-            Err(e) => return Promise::reject(&JsError::new(&format!("{peer}: {e}")).into()),
-        };
-        self.ask(
-            |reply| Command::History { peer, reply },
-            |items: Vec<HistoryItem>| {
-                items
-                    .iter()
-                    .map(|item| {
-                        let object = Object::new();
-                        set(&object, "outgoing", &item.outgoing.into());
-                        set(&object, "id", &item.id.as_str().into());
-                        set(&object, "at", &(item.at as f64).into());
-                        set(&object, "text", &item.text.as_str().into());
-                        JsValue::from(object)
-                    })
-                    .collect::<js_sys::Array>()
-                    .into()
-            },
-        )
+    /// The person sees the conversation with `peer`: its messages are read.
+    #[wasm_bindgen(js_name = markRead)]
+    pub fn mark_read(&self, peer: &str) -> Result<(), JsError> {
+        self.command(Command::MarkRead(uid(peer)?))
     }
-}
 
-fn js_error(e: anyhow::Error) -> JsError {
-    JsError::new(&format!("{e:#}"))
-}
+    /// Loads older messages of the conversation with `peer`.
+    #[wasm_bindgen(js_name = loadOlder)]
+    pub fn load_older(&self, peer: &str) -> Result<(), JsError> {
+        self.request(Request::LoadOlder(uid(peer)?))
+    }
 
-fn set(object: &Object, key: &str, value: &JsValue) {
-    let _ = Reflect::set(object, &JsValue::from_str(key), value);
+    /// Sends a file the person picked.
+    #[wasm_bindgen(js_name = sendFile)]
+    pub fn send_file(&self, to: &str, name: String, data: Vec<u8>) -> Result<(), JsError> {
+        self.request(Request::SendFile {
+            to: uid(to)?,
+            name,
+            data,
+        })
+    }
+
+    /// Offers a received file (its id in hex) as a download (a `file` update).
+    #[wasm_bindgen(js_name = saveFile)]
+    pub fn save_file(&self, file: &str) -> Result<(), JsError> {
+        self.command(Command::SaveFile(FileId::from_bytes(hex16(file)?)))
+    }
+
+    /// Replaces the text of one of this account's messages.
+    pub fn edit(&self, peer: &str, id: &str, text: String) -> Result<(), JsError> {
+        self.command(Command::Edit {
+            peer: uid(peer)?,
+            id: MessageId::from_bytes(hex16(id)?),
+            body: text,
+        })
+    }
+
+    /// Withdraws one of this account's messages.
+    pub fn delete(&self, peer: &str, id: &str) -> Result<(), JsError> {
+        self.command(Command::Delete {
+            peer: uid(peer)?,
+            id: MessageId::from_bytes(hex16(id)?),
+        })
+    }
+
+    /// Accepts a contact request.
+    #[wasm_bindgen(js_name = acceptContact)]
+    pub fn accept_contact(&self, peer: &str) -> Result<(), JsError> {
+        self.command(Command::AcceptContact(uid(peer)?))
+    }
+
+    /// Blocks a user.
+    pub fn block(&self, peer: &str) -> Result<(), JsError> {
+        self.command(Command::Block(uid(peer)?))
+    }
+
+    /// Unblocks a user.
+    pub fn unblock(&self, peer: &str) -> Result<(), JsError> {
+        self.command(Command::Unblock(uid(peer)?))
+    }
+
+    /// The person compared the safety number with `peer`: marks them verified (and the
+    /// key-change warning acknowledged).
+    #[wasm_bindgen(js_name = markVerified)]
+    pub fn mark_verified(&self, peer: &str) -> Result<(), JsError> {
+        self.command(Command::MarkVerified(uid(peer)?))
+    }
+
+    /// Approves (the codes matched) or denies a new device of this account (`device`: its key
+    /// in base64, as the snapshot's `approvals` give it).
+    #[wasm_bindgen(js_name = answerApproval)]
+    pub fn answer_approval(&self, device: &str, approve: bool) -> Result<(), JsError> {
+        let new_dek = DekPublic::from_base64(device)
+            .map_err(|e| JsError::new(&format!("the device key: {e}")))?;
+        self.command(Command::AnswerApproval { new_dek, approve })
+    }
+
+    /// Sends read receipts or not.
+    #[wasm_bindgen(js_name = setReadReceipts)]
+    pub fn set_read_receipts(&self, on: bool) -> Result<(), JsError> {
+        self.command(Command::SetReadReceipts(on))
+    }
+
+    /// Closes the session cleanly (the device stays: unlock it again later).
+    pub fn quit(&self) {
+        let _ = self.requests.unbounded_send(Request::Quit);
+    }
 }
 
 impl Session {
@@ -177,82 +242,51 @@ impl Session {
         let client = Client::load(account.uid.clone(), store, Browser::new(server))
             .await
             .map_err(js_error)?;
-        let (commands, receiver) = mpsc::unbounded();
-        wasm_bindgen_futures::spawn_local(driver::run(client, receiver, move |update| {
+        let logged_in = client.device().is_some();
+        let (logins, logins_rx) = mpsc::unbounded();
+        let (confirm, confirm_rx) = mpsc::unbounded();
+        let (requests, requests_rx) = mpsc::unbounded();
+        let inputs = Inputs {
+            logins: logins_rx,
+            confirm: confirm_rx,
+            requests: requests_rx,
+        };
+        let on_update = std::rc::Rc::new(on_update);
+        wasm_bindgen_futures::spawn_local(driver::run(client, inputs, move |update| {
             // A throwing callback is the page's bug; the session goes on.
-            let _ = on_update.call1(&JsValue::NULL, &update_object(&update));
+            let _ = on_update.call1(&JsValue::NULL, &crate::view::update(&update));
         }));
         Ok(Session {
-            commands,
-            uid: account.uid.to_string(),
+            logins,
+            confirm,
+            requests,
+            uid: account.uid,
+            logged_in,
         })
     }
 
-    /// Sends a command to the session's task; the promise settles with its answer.
-    fn ask<T: 'static>(
-        &self,
-        command: impl FnOnce(driver::Reply<T>) -> Command,
-        answer: impl FnOnce(T) -> JsValue + 'static,
-    ) -> Promise {
-        let (reply, answered) = oneshot::channel();
-        let sent = self.commands.unbounded_send(command(reply));
-        future_to_promise(async move {
-            let ended = || JsValue::from(JsError::new("the session has ended"));
-            sent.map_err(|_| ended())?;
-            match answered.await.map_err(|_| ended())? {
-                Ok(value) => Ok(answer(value)),
-                Err(e) => Err(JsError::new(&e).into()),
-            }
-        })
+    fn request(&self, request: Request) -> Result<(), JsError> {
+        self.requests
+            .unbounded_send(request)
+            .map_err(|_| JsError::new("the session has ended"))
+    }
+
+    fn command(&self, command: Command) -> Result<(), JsError> {
+        self.request(Request::Command(command))
     }
 }
 
-/// An update as a plain object.
-fn update_object(update: &Update) -> JsValue {
-    let object = Object::new();
-    let set = |key: &str, value: JsValue| {
-        let _ = Reflect::set(&object, &JsValue::from_str(key), &value);
-    };
-    let text = |s: &str| JsValue::from_str(s);
-    match update {
-        Update::Event(Event::Message(received)) => {
-            set("type", text("message"));
-            set("from", text(&received.from.to_string()));
-            set("id", text(&received.id.to_string()));
-            match &received.content {
-                Plaintext::Text { body, .. } => set("text", text(body)),
-                other => set("kind", text(other.kind())),
-            }
-        }
-        Update::Event(Event::Refused { from, reason }) => {
-            set("type", text("refused"));
-            set("from", text(&from.to_string()));
-            set("reason", text(reason));
-        }
-        Update::Event(Event::Drained) => set("type", text("drained")),
-        Update::Event(Event::Signal(signal)) => {
-            set("type", text("signal"));
-            set("from", text(&signal.from.to_string()));
-            set("kind", text(signal.content.kind()));
-        }
-        Update::Event(Event::Notice(notice)) => {
-            set("type", text("notice"));
-            set("notice", text(&format!("{notice:?}")));
-        }
-        Update::Event(Event::Presence { from, presence }) => {
-            set("type", text("presence"));
-            set("from", text(&from.to_string()));
-            set("status", text(&format!("{:?}", presence.status)));
-        }
-        Update::Connected => set("type", text("connected")),
-        Update::Disconnected(reason) => {
-            set("type", text("disconnected"));
-            set("reason", text(reason));
-        }
-        Update::Failed(reason) => {
-            set("type", text("failed"));
-            set("reason", text(reason));
-        }
-    }
-    object.into()
+fn uid(text: &str) -> Result<Uid, JsError> {
+    Uid::parse(text).map_err(|e| JsError::new(&format!("{text}: {e}")))
+}
+
+fn hex16(text: &str) -> Result<[u8; 16], JsError> {
+    hex::decode(text)
+        .ok()
+        .and_then(|b| <[u8; 16]>::try_from(b).ok())
+        .ok_or_else(|| JsError::new(&format!("{text}: not an id")))
+}
+
+fn js_error(e: anyhow::Error) -> JsError {
+    JsError::new(&format!("{e:#}"))
 }

@@ -1,22 +1,19 @@
-//! The task that owns the page's session: it waits for the server's messages and the page's
-//! commands at once (the session's `next_server_message` is cancel-safe), so a command never
-//! waits for a message to arrive and a message is never lost to a command.
-
-use std::pin::pin;
-use std::time::Duration;
+//! The task that owns the page's session. Until the device is logged in it takes the page's
+//! login (a new browser is approved by one of the account's devices: the code is shown, and the
+//! page asks the person to confirm before the signing key is kept); then it runs the chat
+//! driver `siren chat` runs ([`siren_client_session::chat`]), which publishes a snapshot after
+//! every change and reconnects by itself.
 
 use futures_channel::{mpsc, oneshot};
 use futures_util::StreamExt as _;
-use futures_util::future::{Either, select};
-use siren_api::Uid;
-use siren_client_session::{ApprovalPrompt, Client, Event, LoginOutcome, Platform as _};
+use siren_client_session::chat::{self, Request, Snapshot};
+use siren_client_session::{ApprovalPrompt, Client, LoginOutcome};
 use siren_proto::approval::ShortCode;
 use siren_proto::keys::UskPublic;
-use siren_proto::message::ServerMessage;
-use siren_proto::plaintext::Plaintext;
+use siren_proto::message::PresenceStatus;
 
 use crate::platform::Browser;
-use crate::store::{Conversation, DeviceStore, HistoryItem};
+use crate::store::DeviceStore;
 
 /// The page's session.
 pub type WebSession = Client<DeviceStore, Browser>;
@@ -24,238 +21,128 @@ pub type WebSession = Client<DeviceStore, Browser>;
 /// An answer to the page: what happened, or why it failed (shown to the person as is).
 pub type Reply<T> = oneshot::Sender<Result<T, String>>;
 
-/// What the page asks of the session.
-pub enum Command {
-    /// Log in with the account's password (the first device of an account only, in this step).
-    Login {
-        /// The password.
-        password: String,
-        /// The name the account's other devices see.
-        device_name: Option<String>,
-        /// How it went.
-        reply: Reply<LoginOutcome>,
-    },
-    /// Send a text.
-    SendText {
-        /// To whom.
-        to: Uid,
-        /// What.
-        text: String,
-        /// The message id (hex) and the number of devices it was sealed to.
-        reply: Reply<(String, usize)>,
-    },
-    /// The conversations, the most recent first.
-    Conversations {
-        /// The list.
-        reply: Reply<Vec<Conversation>>,
-    },
-    /// A conversation's history, oldest first; marks it read.
-    History {
-        /// With whom.
-        peer: Uid,
-        /// Its items.
-        reply: Reply<Vec<HistoryItem>>,
-    },
+/// A login the page asks for.
+pub struct Login {
+    /// The account's password.
+    pub password: String,
+    /// The name the account's other devices see.
+    pub device_name: Option<String>,
+    /// How it went.
+    pub reply: Reply<LoginOutcome>,
 }
 
-/// What the session tells the page, besides answers.
-#[derive(Debug)]
+/// What the session tells the page.
 pub enum Update {
-    /// Something arrived.
-    Event(Event),
-    /// The connection ended (the session stays resumable, and is resumed by itself).
-    Disconnected(String),
-    /// The connection is back (the session resumed).
-    Connected,
-    /// Something could not be kept on this device (the browser's storage failed).
-    Failed(String),
+    /// The chat's state changed.
+    Snapshot(Box<Snapshot>),
+    /// A received file to offer for download.
+    File {
+        /// The name its sender gave.
+        name: String,
+        /// Its contents (checked against the sender's hash).
+        data: Vec<u8>,
+    },
+    /// A new device's approval: the code to compare with the approving device.
+    ApprovalCode(String),
+    /// The signing key arrived: the person must confirm they approved `code` on another
+    /// device (answered with [`Inputs::confirm`]).
+    ConfirmApproval {
+        /// The code.
+        code: String,
+        /// The signing key's fingerprint (the account's other devices show it).
+        fingerprint: String,
+    },
+    /// The session ended for good (the device's session is gone, or its credentials changed).
+    Ended(String),
 }
 
-/// Ping the server after this long without traffic (PROTOCOL.md §10.3 asks for 60 s).
-const PING_AFTER: Duration = Duration::from_secs(60);
-/// The first wait before resuming a lost connection; doubled each failure up to
-/// [`BACKOFF_MAX`], reset once connected.
-const BACKOFF_START: Duration = Duration::from_secs(1);
-/// The longest wait before trying again.
-const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// What the page sends the task.
+pub struct Inputs {
+    /// Logins (before the chat runs).
+    pub logins: mpsc::UnboundedReceiver<Login>,
+    /// Confirmations of an approval.
+    pub confirm: mpsc::UnboundedReceiver<bool>,
+    /// The person's requests to the chat (kept until it runs).
+    pub requests: mpsc::UnboundedReceiver<Request>,
+}
 
-/// Runs the session until the page drops its handle. A lost connection is resumed by itself
-/// (the session stays the server's), with backoff; commands that need the server fail
-/// meanwhile, and say so.
+/// Runs the page's session: logs in if the device has not, then the chat until the page drops
+/// its handle.
 pub async fn run(
     mut client: WebSession,
-    mut commands: mpsc::UnboundedReceiver<Command>,
-    mut update: impl FnMut(Update),
+    inputs: Inputs,
+    update: impl Fn(Update) + Clone + 'static,
 ) {
-    // The first resumption (a page just unlocked) at once; after a loss, with backoff.
-    let mut backoff = Duration::ZERO;
-    loop {
-        if client.is_connected()
-            && let Err(e) = client.flush_acks().await
-        {
-            client.disconnect();
-            update(Update::Disconnected(format!("{e:#}")));
-        }
-        let logged_in = client.device().is_some();
-        let step = if client.is_connected() {
-            // The timer borrows nothing: armed first, it can run beside the session's wait.
-            let idle = pin!(client.platform().sleep(PING_AFTER));
-            let server = pin!(client.next_server_message());
-            match select(pin!(commands.next()), select(server, idle)).await {
-                Either::Left((command, _)) => Step::Command(command),
-                Either::Right((Either::Left((msg, _)), _)) => Step::Server(msg),
-                Either::Right((Either::Right(((), _)), _)) => Step::Idle,
-            }
-        } else if logged_in {
-            let wait = pin!(client.platform().sleep(backoff));
-            match select(pin!(commands.next()), wait).await {
-                Either::Left((command, _)) => Step::Command(command),
-                Either::Right(((), _)) => Step::Resume,
-            }
-        } else {
-            Step::Command(commands.next().await)
+    let Inputs {
+        mut logins,
+        mut confirm,
+        requests,
+    } = inputs;
+    while client.device().is_none() {
+        let Some(login) = logins.next().await else {
+            return;
         };
-        match step {
-            Step::Command(None) => {
-                let _ = client.bye().await;
-                return;
-            }
-            Step::Command(Some(command)) => execute(&mut client, command, &mut update).await,
-            Step::Server(Ok(msg)) => match client.handle_server_message(msg).await {
-                Ok(Some(event)) => {
-                    // Kept before it is acknowledged (at the top of the loop).
-                    if let Err(e) = keep(&client, &event).await {
-                        update(Update::Failed(format!("{e:#}")));
-                    }
-                    update(Update::Event(event));
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    client.disconnect();
-                    update(Update::Disconnected(format!("{e:#}")));
-                }
-            },
-            Step::Server(Err(e)) => {
-                client.disconnect();
-                update(Update::Disconnected(format!("{e:#}")));
-            }
-            Step::Idle => {
-                if let Err(e) = client.ping().await {
-                    client.disconnect();
-                    update(Update::Disconnected(format!("{e:#}")));
-                }
-            }
-            Step::Resume => match client.connect().await {
-                Ok(()) => {
-                    backoff = BACKOFF_START;
-                    update(Update::Connected);
-                }
-                Err(e) => {
-                    backoff = (backoff * 2).clamp(BACKOFF_START, BACKOFF_MAX);
-                    update(Update::Disconnected(format!(
-                        "{e:#}; trying again in {} s",
-                        backoff.as_secs()
-                    )));
-                }
-            },
-        }
-    }
-}
-
-/// What the session's task does next.
-#[allow(clippy::large_enum_variant)] // one at a time, moved straight into its handler
-enum Step {
-    Server(anyhow::Result<ServerMessage>),
-    Command(Option<Command>),
-    /// Nothing for [`PING_AFTER`].
-    Idle,
-    /// Time to resume the lost connection.
-    Resume,
-}
-
-async fn execute(client: &mut WebSession, command: Command, update: &mut impl FnMut(Update)) {
-    match command {
-        Command::Login {
-            password,
-            device_name,
-            reply,
-        } => {
-            let result = client
-                .login(&password, device_name, &mut NoApprovalYet)
-                .await;
-            let result = match result {
-                Ok((outcome, drained)) => {
-                    // What the previous DEK's queue still held (a re-login drains it).
-                    for event in drained {
-                        if let Err(e) = keep(client, &event).await {
-                            update(Update::Failed(format!("{e:#}")));
-                        }
-                        update(Update::Event(event));
-                    }
-                    Ok(outcome)
-                }
-                Err(e) => Err(e),
-            };
-            let _ = reply.send(result.map_err(|e| format!("{e:#}")));
-        }
-        Command::SendText { to, text, reply } => {
-            let result = match client.send_text(&to, &text).await {
-                Ok((id, devices)) => {
-                    let item = HistoryItem {
-                        outgoing: true,
-                        id: id.to_string(),
-                        at: client.platform().now_millis(),
-                        text,
-                    };
-                    // The server holds it: a failure to keep it here is reported, not a
-                    // failure to send.
-                    if let Err(e) = client.store().append(&to, &item).await {
-                        update(Update::Failed(format!("{e:#}")));
-                    }
-                    Ok((item.id, devices))
-                }
-                Err(e) => Err(e),
-            };
-            let _ = reply.send(result.map_err(|e| format!("{e:#}")));
-        }
-        Command::Conversations { reply } => {
-            let result = client.store().conversations().await;
-            let _ = reply.send(result.map_err(|e| format!("{e:#}")));
-        }
-        Command::History { peer, reply } => {
-            let result = match client.store().history(&peer).await {
-                Ok(items) => client.store().mark_read(&peer).await.map(|()| items),
-                Err(e) => Err(e),
-            };
-            let _ = reply.send(result.map_err(|e| format!("{e:#}")));
-        }
-    }
-}
-
-/// Keeps what the history shows of `event` (received texts).
-async fn keep(client: &WebSession, event: &Event) -> anyhow::Result<()> {
-    if let Event::Message(received) = event
-        && let Plaintext::Text { body, .. } = &received.content
-    {
-        let item = HistoryItem {
-            outgoing: false,
-            id: received.id.to_string(),
-            at: client.platform().now_millis(),
-            text: body.clone(),
+        let mut prompt = PagePrompt {
+            update: update.clone(),
+            answers: &mut confirm,
         };
-        client.store().append(&received.from, &item).await?;
+        let result = client
+            .login(&login.password, login.device_name, &mut prompt)
+            .await;
+        // What a re-login drained from an old device key's queue is not shown here: the chat
+        // reads the history, and anything still queued arrives on the new session.
+        let result = result.map(|(outcome, _drained)| outcome);
+        let _ = login.reply.send(result.map_err(|e| format!("{e:#}")));
     }
-    Ok(())
+    // Logins after this one are refused: the device is logged in.
+    wasm_bindgen_futures::spawn_local(async move {
+        while let Some(login) = logins.next().await {
+            let _ = login
+                .reply
+                .send(Err("this browser's device is already logged in".into()));
+        }
+    });
+    let history = client.store().history();
+    let files = crate::files::PageFiles::new({
+        let update = update.clone();
+        move |name: &str, data: &[u8]| {
+            update(Update::File {
+                name: name.to_owned(),
+                data: data.to_vec(),
+            });
+        }
+    });
+    let options = chat::Options {
+        read_receipts: true,
+        presence: PresenceStatus::Available,
+    };
+    let publish = {
+        let update = update.clone();
+        move |snapshot: Snapshot| update(Update::Snapshot(Box::new(snapshot)))
+    };
+    if let Err(e) = chat::run(client, Some(history), files, options, requests, publish).await {
+        update(Update::Ended(format!("{e:#}")));
+    }
 }
 
-/// This step logs in only an account's first device (or one that already holds the USK):
-/// approving a new browser from another device comes with the page's approval screen.
-struct NoApprovalYet;
+/// The page's side of a new device's approval.
+struct PagePrompt<'a, U> {
+    update: U,
+    answers: &'a mut mpsc::UnboundedReceiver<bool>,
+}
 
-impl ApprovalPrompt for NoApprovalYet {
-    fn show_code(&mut self, _code: ShortCode) {}
+impl<U: Fn(Update)> ApprovalPrompt for PagePrompt<'_, U> {
+    fn show_code(&mut self, code: ShortCode) {
+        (self.update)(Update::ApprovalCode(code.to_string()));
+    }
 
-    fn confirm(&mut self, _code: ShortCode, _usk: &UskPublic) -> bool {
-        false
+    async fn confirm(&mut self, code: ShortCode, usk: &UskPublic) -> bool {
+        // An answer left from an earlier approval is not this one's.
+        while self.answers.try_recv().is_ok() {}
+        (self.update)(Update::ConfirmApproval {
+            code: code.to_string(),
+            fingerprint: siren_proto::fingerprint::fingerprint(usk.as_bytes()),
+        });
+        self.answers.next().await.unwrap_or(false)
     }
 }

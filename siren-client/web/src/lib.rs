@@ -19,9 +19,11 @@
 
 mod api;
 pub mod driver;
+pub mod files;
 pub mod link;
 pub mod platform;
 pub mod socket;
 pub mod store;
+pub mod view;
 
 pub use api::Session;

@@ -5,6 +5,14 @@
 //   {"op": "open", "page": "alice"}        a new browser context (its own IndexedDB) at the page
 //   {"op": "eval", "page": "alice", "js": "…"}   evaluates an expression there (awaited)
 //   {"op": "reload", "page": "alice"}      reloads it (its storage stays), and waits until ready
+//   {"op": "fill", "page", "selector", "value"}   types into a field (replacing its value)
+//   {"op": "click", "page", "selector"}    clicks an element
+//   {"op": "press", "page", "selector", "key"}    presses a key in an element
+//   {"op": "wait", "page", "selector"}     waits (60 s at most) until an element is visible
+//   {"op": "text", "page", "selector"}     the text of every matching element
+//   {"op": "upload", "page", "selector", "name", "data"}  picks a file (data: base64) in an input
+//   {"op": "download", "page", "selector", "path"}  clicks, and saves the download it starts
+//   {"op": "screenshot", "page", "path"}   saves a PNG of the page
 //   {"op": "outside"}                     requests any page made outside the server's origin
 //
 // Environment: SIREN_ORIGIN (http://127.0.0.1:port of sirend's web listener, which serves the
@@ -22,7 +30,7 @@ const pages = new Map();
 const outside = [];
 
 async function open(name) {
-  const context = await browser.newContext();
+  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1100, height: 700 } });
   const page = await context.newPage();
   page.on('request', (r) => {
     const url = r.url();
@@ -64,6 +72,29 @@ for await (const line of lines) {
     } else if (cmd.op === 'reload') {
       await page(cmd.page).reload();
       await ready(page(cmd.page));
+    } else if (cmd.op === 'fill') {
+      await page(cmd.page).fill(cmd.selector, cmd.value);
+    } else if (cmd.op === 'click') {
+      await page(cmd.page).click(cmd.selector);
+    } else if (cmd.op === 'press') {
+      await page(cmd.page).press(cmd.selector, cmd.key);
+    } else if (cmd.op === 'wait') {
+      await page(cmd.page).waitForSelector(cmd.selector, { timeout: 60_000 });
+    } else if (cmd.op === 'text') {
+      result = await page(cmd.page).locator(cmd.selector).allTextContents();
+    } else if (cmd.op === 'upload') {
+      await page(cmd.page).setInputFiles(cmd.selector, {
+        name: cmd.name,
+        mimeType: 'application/octet-stream',
+        buffer: Buffer.from(cmd.data, 'base64'),
+      });
+    } else if (cmd.op === 'download') {
+      const p = page(cmd.page);
+      const [download] = await Promise.all([p.waitForEvent('download', { timeout: 60_000 }), p.click(cmd.selector)]);
+      await download.saveAs(cmd.path);
+      result = download.suggestedFilename();
+    } else if (cmd.op === 'screenshot') {
+      await page(cmd.page).screenshot({ path: cmd.path });
     } else if (cmd.op === 'outside') {
       result = outside;
     } else {

@@ -41,7 +41,8 @@ impl IdbError {
     }
 }
 
-/// The page's database, open.
+/// The page's database, open (a handle: clones share the connection).
+#[derive(Clone)]
 pub struct Idb {
     db: IdbDatabase,
 }
@@ -147,21 +148,54 @@ impl Idb {
         bytes(&value).map(Some)
     }
 
-    /// The values whose keys start with `prefix`, in key order.
-    pub async fn range(&self, prefix: &str) -> Result<Vec<Vec<u8>>, IdbError> {
+    /// The keys from `lower` (included) to `upper` (excluded), in order.
+    pub async fn keys(&self, lower: &str, upper: &str) -> Result<Vec<String>, IdbError> {
         let (_transaction, store) = self.store("readonly")?;
-        // Every key with the prefix sorts between the prefix and the prefix followed by the
-        // highest UTF-16 code unit.
-        let range = IdbKeyRange::bound(
-            &JsValue::from_str(prefix),
-            &JsValue::from_str(&format!("{prefix}\u{ffff}")),
-        )
-        .map_err(|e| IdbError::js("read", &e))?;
         let request = store
+            .get_all_keys_with_key(&range(lower, upper)?.into())
+            .map_err(|e| IdbError::js("read", &e))?;
+        let keys = settled(&request, "read").await?;
+        Array::from(&keys)
+            .iter()
+            .map(|k| {
+                k.as_string()
+                    .ok_or_else(|| IdbError("a stored key is not a string".into()))
+            })
+            .collect()
+    }
+
+    /// The records from `lower` (included) to `upper` (excluded), in key order, read in one
+    /// transaction.
+    pub async fn entries(
+        &self,
+        lower: &str,
+        upper: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, IdbError> {
+        let (_transaction, store) = self.store("readonly")?;
+        let range: JsValue = range(lower, upper)?.into();
+        let keys = store
+            .get_all_keys_with_key(&range)
+            .map_err(|e| IdbError::js("read", &e))?;
+        let values = store
             .get_all_with_key(&range)
             .map_err(|e| IdbError::js("read", &e))?;
-        let values = settled(&request, "read").await?;
-        Array::from(&values).iter().map(|v| bytes(&v)).collect()
+        let (keys, values) = (
+            settled(&keys, "read").await?,
+            settled(&values, "read").await?,
+        );
+        let (keys, values) = (Array::from(&keys), Array::from(&values));
+        if keys.length() != values.length() {
+            return Err(IdbError("a read changed under us".into()));
+        }
+        keys.iter()
+            .zip(values.iter())
+            .map(|(k, v)| {
+                let k = k
+                    .as_string()
+                    .ok_or_else(|| IdbError("a stored key is not a string".into()))?;
+                Ok((k, bytes(&v)?))
+            })
+            .collect()
     }
 
     /// Stores each `(key, bytes)` in one transaction, and returns once it is committed to disk.
@@ -188,6 +222,17 @@ impl Idb {
             IdbError::js("write", &error.unwrap_or(JsValue::UNDEFINED))
         })
     }
+}
+
+/// The keys from `lower` (included) to `upper` (excluded).
+fn range(lower: &str, upper: &str) -> Result<IdbKeyRange, IdbError> {
+    IdbKeyRange::bound_with_lower_open_and_upper_open(
+        &JsValue::from_str(lower),
+        &JsValue::from_str(upper),
+        false,
+        true,
+    )
+    .map_err(|e| IdbError::js("read", &e))
 }
 
 /// A stored value's bytes.

@@ -1,5 +1,5 @@
 //! What the page keeps for its device — the session's [`Store`], the account it belongs to and
-//! the conversations' history — in IndexedDB, sealed under a key only the passphrase opens
+//! the conversations' history (the chat driver's [`History`]) — in IndexedDB, sealed under a key only the passphrase opens
 //! ([`sealed`] says how; [`idb`] is the database). Nothing is written in clear but the lock
 //! (a salt and the sealed store key).
 
@@ -7,11 +7,14 @@ pub mod idb;
 pub mod sealed;
 
 use std::collections::VecDeque;
+use std::rc::Rc;
 
 use anyhow::{Context as _, bail};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use siren_api::Uid;
+use siren_client_core::model::ChatMessage;
+use siren_client_session::chat::History;
 use siren_client_session::store::{ContactState, RosterSeen, Secrets, SeenRequest, Store};
 use siren_proto::ids::MessageId;
 use siren_proto::keys::SekPublic;
@@ -35,36 +38,26 @@ impl Account {
     }
 }
 
-/// One item of a conversation's history.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HistoryItem {
-    /// Sent by this account (else received from the peer).
-    pub outgoing: bool,
-    /// The message id (hex).
-    pub id: String,
-    /// When it was sent or received (milliseconds since the Unix epoch, this device's clock).
-    pub at: u64,
-    /// The text.
-    pub text: String,
-}
-
-/// One conversation in the list.
+/// One conversation of the history, as the `peers` record lists it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Conversation {
-    /// With whom.
-    pub peer: Uid,
-    /// How many items its history holds.
-    pub items: u64,
-    /// How many received items are unread.
-    pub unread: u64,
-    /// When the last item was added (milliseconds since the Unix epoch).
-    pub last_at: u64,
+struct PeerEntry {
+    peer: Uid,
+    /// How many messages it holds.
+    count: u64,
+    /// When its newest message was recorded.
+    last_at: u64,
 }
 
 /// The page's device store, unlocked.
 pub struct DeviceStore {
     db: Idb,
-    sealer: Sealer,
+    sealer: Rc<Sealer>,
+}
+
+/// The history, in the same database under the same key ([`sealed`] gives its layout).
+pub struct WebHistory {
+    db: Idb,
+    sealer: Rc<Sealer>,
 }
 
 const ACCOUNT: &str = "account";
@@ -72,7 +65,7 @@ const SECRETS: &str = "secrets";
 const ROSTER_SEEN: &str = "roster_seen";
 const APPROVAL_REQUESTS: &str = "approval_requests";
 const SEEN: &str = "seen";
-const CONVERSATIONS: &str = "conversations";
+const PEERS: &str = "peers";
 
 fn contact_name(uid: &Uid) -> String {
     format!("contact/{uid}")
@@ -95,7 +88,10 @@ impl DeviceStore {
             bail!("this browser already holds a Siren device: unlock it, or remove it first");
         }
         let (sealer, lock) = Sealer::create(passphrase, &mut siren_proto::os_rng())?;
-        let store = DeviceStore { db, sealer };
+        let store = DeviceStore {
+            db,
+            sealer: Rc::new(sealer),
+        };
         let mut secrets = Secrets::default();
         let _ = secrets.history_seed();
         // One transaction: the lock never exists without the account and keys it opens.
@@ -115,7 +111,10 @@ impl DeviceStore {
             bail!("this browser holds no Siren device yet");
         };
         let sealer = Sealer::unlock(&Lock::from_bytes(&lock)?, passphrase)?;
-        let store = DeviceStore { db, sealer };
+        let store = DeviceStore {
+            db,
+            sealer: Rc::new(sealer),
+        };
         let account = store
             .get(ACCOUNT)
             .await?
@@ -126,6 +125,14 @@ impl DeviceStore {
     /// Deletes this browser's device: its keys, what it verified and its history.
     pub async fn remove(self) -> anyhow::Result<()> {
         Ok(self.db.delete().await?)
+    }
+
+    /// The history kept beside the device's records.
+    pub fn history(&self) -> WebHistory {
+        WebHistory {
+            db: self.db.clone(),
+            sealer: self.sealer.clone(),
+        }
     }
 
     fn sealed<T: Serialize + ?Sized>(
@@ -150,71 +157,105 @@ impl DeviceStore {
         let entry = self.sealed(name, value)?;
         Ok(self.db.put(&[entry]).await?)
     }
+}
 
-    /// The conversations, the most recent first.
-    pub async fn conversations(&self) -> anyhow::Result<Vec<Conversation>> {
-        let mut list: Vec<Conversation> = self.get(CONVERSATIONS).await?.unwrap_or_default();
-        list.sort_by_key(|c| std::cmp::Reverse(c.last_at));
-        Ok(list)
+impl WebHistory {
+    async fn open<T: DeserializeOwned>(&self, key: &str, what: &str) -> anyhow::Result<Option<T>> {
+        match self.db.get(key).await? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(self.sealer.open(key, &bytes, what)?)),
+        }
     }
 
-    /// Adds `item` to the history of the conversation with `peer` (counted unread if received),
-    /// on disk when it returns.
-    pub async fn append(&self, peer: &Uid, item: &HistoryItem) -> anyhow::Result<()> {
-        let mut list: Vec<Conversation> = self.get(CONVERSATIONS).await?.unwrap_or_default();
-        let i = match list.iter().position(|c| c.peer == *peer) {
-            Some(i) => i,
+    fn sealed<T: Serialize + ?Sized>(
+        &self,
+        key: String,
+        value: &T,
+    ) -> anyhow::Result<(String, Vec<u8>)> {
+        let sealed = self.sealer.seal(&key, value, &mut siren_proto::os_rng())?;
+        Ok((key, sealed))
+    }
+
+    async fn peer_entries(&self) -> anyhow::Result<Vec<PeerEntry>> {
+        Ok(self
+            .open(&self.sealer.key(PEERS), "conversation list")
+            .await?
+            .unwrap_or_default())
+    }
+}
+
+impl History for WebHistory {
+    /// A later state of a message replaces its record in place (the `at` first recorded is
+    /// kept, so a conversation is never reordered); the record, when it was recorded and the
+    /// conversation list go in one transaction.
+    async fn store(&mut self, msg: &ChatMessage) -> anyhow::Result<()> {
+        let recorded_key = self.sealer.recorded_key(&msg.peer, &msg.id);
+        let first_at: Option<u64> = self.open(&recorded_key, "history").await?;
+        let mut record = msg.clone();
+        let mut entries = Vec::new();
+        match first_at {
+            Some(at) => record.at = at,
             None => {
-                list.push(Conversation {
-                    peer: peer.clone(),
-                    items: 0,
-                    unread: 0,
-                    last_at: 0,
-                });
-                list.len() - 1
+                let mut peers = self.peer_entries().await?;
+                match peers.iter_mut().find(|p| p.peer == msg.peer) {
+                    Some(entry) => {
+                        entry.count = entry.count.saturating_add(1);
+                        entry.last_at = entry.last_at.max(msg.at);
+                    }
+                    None => peers.push(PeerEntry {
+                        peer: msg.peer.clone(),
+                        count: 1,
+                        last_at: msg.at,
+                    }),
+                }
+                entries.push(self.sealed(recorded_key, &msg.at)?);
+                entries.push(self.sealed(self.sealer.key(PEERS), &peers)?);
             }
-        };
-        let Some(conversation) = list.get_mut(i) else {
-            bail!("the conversation list changed under us");
-        };
-        let key = self.sealer.history_key(peer, conversation.items);
-        conversation.items += 1;
-        conversation.last_at = conversation.last_at.max(item.at);
-        if !item.outgoing {
-            conversation.unread += 1;
         }
-        let sealed = self.sealer.seal(&key, item, &mut siren_proto::os_rng())?;
-        // The item and the list that counts it, in one transaction.
-        let entries = vec![(key, sealed), self.sealed(CONVERSATIONS, &list)?];
+        let key = self.sealer.message_key(&record.peer, record.at, &record.id);
+        entries.push(self.sealed(key, &record)?);
         Ok(self.db.put(&entries).await?)
     }
 
-    /// The history of the conversation with `peer`, oldest first.
-    pub async fn history(&self, peer: &Uid) -> anyhow::Result<Vec<HistoryItem>> {
-        let list: Vec<Conversation> = self.get(CONVERSATIONS).await?.unwrap_or_default();
-        let Some(conversation) = list.iter().find(|c| c.peer == *peer) else {
-            return Ok(Vec::new());
+    async fn page(
+        &self,
+        peer: &Uid,
+        before: Option<&ChatMessage>,
+        limit: usize,
+    ) -> anyhow::Result<(Vec<ChatMessage>, bool)> {
+        let lower = self.sealer.message_prefix(peer);
+        let upper = match before {
+            Some(b) => self.sealer.message_key(peer, b.at, &b.id),
+            // Past every message of the conversation (hex digits and '/' sort below '~').
+            None => format!("{lower}~"),
         };
-        let sealed = self.db.range(&self.sealer.history_prefix(peer)).await?;
-        // Items open only under their own keys: numbered from 0, in key order.
-        sealed
-            .iter()
-            .zip(0..conversation.items)
-            .map(|(bytes, n)| {
-                let key = self.sealer.history_key(peer, n);
-                Ok(self.sealer.open(&key, bytes, "history")?)
-            })
-            .collect()
+        let keys = self.db.keys(&lower, &upper).await?;
+        let more = keys.len() > limit;
+        let Some(first) = keys
+            .len()
+            .checked_sub(limit)
+            .and_then(|i| keys.get(i))
+            .or(keys.first())
+        else {
+            return Ok((Vec::new(), false));
+        };
+        let mut msgs = Vec::new();
+        for (key, sealed) in self.db.entries(first, &upper).await? {
+            let msg: ChatMessage = self.sealer.open(&key, &sealed, "history")?;
+            if msg.peer != *peer {
+                anyhow::bail!(
+                    "the stored history is damaged: a message under another conversation"
+                );
+            }
+            msgs.push(msg);
+        }
+        Ok((msgs, more))
     }
 
-    /// Marks the conversation with `peer` read.
-    pub async fn mark_read(&self, peer: &Uid) -> anyhow::Result<()> {
-        let mut list: Vec<Conversation> = self.get(CONVERSATIONS).await?.unwrap_or_default();
-        match list.iter_mut().find(|c| c.peer == *peer) {
-            Some(c) if c.unread > 0 => c.unread = 0,
-            _ => return Ok(()),
-        }
-        self.put(CONVERSATIONS, &list).await
+    async fn peers(&self) -> anyhow::Result<Vec<Uid>> {
+        let mut peers = self.peer_entries().await?;
+        peers.sort_by_key(|p| std::cmp::Reverse(p.last_at));
+        Ok(peers.into_iter().map(|p| p.peer).collect())
     }
 }
 

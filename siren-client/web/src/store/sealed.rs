@@ -11,8 +11,11 @@
 //!   **value** is CBOR sealed with XSalsa20-Poly1305 (a random nonce each) under the store key
 //!   (HKDF under [`BROWSER_STORE_LABEL`]), and the plaintext starts with the keyed hash of the
 //!   record's database key, so a record moved to another key does not open.
-//! * A conversation's **history** items are `h/<hex of the peer's keyed hash>/<16 hex digits of
-//!   its number>`: one conversation is one key range, and what it holds is sealed the same way.
+//! * The **history** is laid out as `siren`'s `history.redb` is: a message is
+//!   `m/<peer tag>/<at, 16 hex digits>/<id tag>` (one conversation is one key range, in the
+//!   order it was recorded), `i/<peer tag>/<id tag>` holds when it was first recorded (so a later
+//!   state replaces it in place), tags being keyed hashes; values sealed as every record. In
+//!   clear, as there: how many conversations and messages, and when each was recorded.
 
 use rand_core::CryptoRng;
 use serde::de::DeserializeOwned;
@@ -21,6 +24,7 @@ use siren_api::Uid;
 use siren_client_core::at_rest::{
     BROWSER_LOCK_LABEL, BROWSER_STORE_LABEL, HistoryKeys, TAG_LEN, passphrase_key,
 };
+use siren_proto::ids::MessageId;
 use zeroize::Zeroizing;
 
 /// The database key of the lock.
@@ -129,14 +133,28 @@ impl Sealer {
         format!("r/{}", hex::encode(self.keys.name_tag(name)))
     }
 
-    /// The database key prefix of `peer`'s history items (`h/<hex>/`).
-    pub fn history_prefix(&self, peer: &Uid) -> String {
-        format!("h/{}/", hex::encode(self.keys.peer_tag(peer)))
+    /// The database key prefix of the messages of the conversation with `peer`.
+    pub fn message_prefix(&self, peer: &Uid) -> String {
+        format!("m/{}/", hex::encode(self.keys.peer_tag(peer)))
     }
 
-    /// The database key of `peer`'s history item number `n`.
-    pub fn history_key(&self, peer: &Uid, n: u64) -> String {
-        format!("{}{n:016x}", self.history_prefix(peer))
+    /// The database key of message `id` of the conversation with `peer`, first recorded `at`.
+    pub fn message_key(&self, peer: &Uid, at: u64, id: &MessageId) -> String {
+        format!(
+            "{}{at:016x}/{}",
+            self.message_prefix(peer),
+            hex::encode(self.keys.id_tag(id))
+        )
+    }
+
+    /// The database key holding when message `id` of the conversation with `peer` was first
+    /// recorded.
+    pub fn recorded_key(&self, peer: &Uid, id: &MessageId) -> String {
+        format!(
+            "i/{}/{}",
+            hex::encode(self.keys.peer_tag(peer)),
+            hex::encode(self.keys.id_tag(id))
+        )
     }
 
     /// Seals `value` to be stored under the database key `key`.
@@ -198,9 +216,11 @@ mod tests {
         let alice = Uid::parse("alice@alpha.test").unwrap();
         let contact = sealer.key(&format!("contact/{alice}"));
         assert!(contact.starts_with("r/") && !contact.contains("alice"));
-        let item = sealer.history_key(&alice, 7);
-        assert!(item.starts_with(&sealer.history_prefix(&alice)) && !item.contains("alice"));
-        assert!(item.ends_with("0000000000000007"));
+        let id = MessageId::from_bytes([9; 16]);
+        let item = sealer.message_key(&alice, 7, &id);
+        assert!(item.starts_with(&sealer.message_prefix(&alice)) && !item.contains("alice"));
+        assert!(item.contains("/0000000000000007/"));
+        assert!(!sealer.recorded_key(&alice, &id).contains("0909"));
 
         let sealed = sealer.seal(&contact, "hello alice", &mut rng()).unwrap();
         assert!(!sealed.windows(5).any(|w| w == b"hello"));

@@ -1,16 +1,13 @@
 //! The core's effects, carried out. Effects that need the server wait in order while the
-//! driver is offline; the others (history, files on disk) are done at once.
+//! driver is offline; the others (history, files) are done at once.
 
 use siren_client_core::effect::Effect;
 use siren_client_core::model::Banner;
 use siren_proto::roster::Contact;
 
-use super::downloads;
-use super::session::{Driver, PAGE, now_millis};
-use crate::client::ServerRefused;
-
-/// The largest file `/file` reads (PROTOCOL.md §12: 25 MiB).
-const MAX_FILE: u64 = 26_214_400;
+use super::task::{Driver, PAGE};
+use super::{Files, History, Snapshot};
+use crate::{Platform, ServerRefused, Store};
 
 /// Whether an effect needs the server.
 fn needs_server(effect: &Effect) -> bool {
@@ -25,7 +22,7 @@ fn needs_server(effect: &Effect) -> bool {
     )
 }
 
-impl Driver {
+impl<S: Store, P: Platform, H: History, F: Files, U: FnMut(Snapshot)> Driver<S, P, H, F, U> {
     /// Local effects now; the rest wait for a connection. Signals (typing) are not kept: they
     /// matter only now.
     pub(super) async fn offline_effects(&mut self) {
@@ -96,7 +93,7 @@ impl Driver {
                 {
                     let to = to.clone();
                     self.core.key_changed(&to);
-                    self.refresh_trust(&to);
+                    self.refresh_trust(&to).await;
                 }
             }
             Effect::Signal { to, content } => {
@@ -172,7 +169,7 @@ impl Driver {
         match effect {
             Effect::Store(msg) => {
                 if let Some(history) = self.history.as_mut()
-                    && let Err(e) = history.store(&msg)
+                    && let Err(e) = history.store(&msg).await
                 {
                     self.problem(format!("cannot write the history: {e:#}"));
                 }
@@ -183,7 +180,7 @@ impl Driver {
                 limit,
             } => {
                 let page = match &self.history {
-                    Some(h) => h.page(&peer, before.as_ref(), limit.min(PAGE * 4)),
+                    Some(h) => h.page(&peer, before.as_ref(), limit.min(PAGE * 4)).await,
                     None => Ok((Vec::new(), false)),
                 };
                 match page {
@@ -194,67 +191,29 @@ impl Driver {
                     }
                 }
             }
-            Effect::SaveFile { file, name, data } => {
-                let dir = self.options.downloads.clone();
-                match downloads::save(&dir, &name, &data).await {
-                    Ok(path) => self.core.file_saved(&file, path.display().to_string()),
-                    Err(e) => self
-                        .core
-                        .file_save_failed(file, name, data, &format!("{e:#}")),
-                }
-            }
-            Effect::ReadFile { to, path } => match read_file(&path).await {
+            Effect::SaveFile { file, name, data } => match self.files.save(&name, &data).await {
+                Ok(place) => self.core.file_saved(&file, place),
+                Err(e) => self
+                    .core
+                    .file_save_failed(file, name, data, &format!("{e:#}")),
+            },
+            Effect::ReadFile { to, path } => match self.files.read(&path).await {
                 Ok((name, data)) => {
-                    self.core.send_file(
-                        now_millis(),
-                        &to,
-                        &name,
-                        &data,
-                        &mut siren_proto::os_rng(),
-                    );
+                    let now = self.now();
+                    self.core
+                        .send_file(now, &to, &name, &data, &mut siren_proto::os_rng());
                 }
                 Err(e) => self.problem(format!("cannot send {path}: {e:#}")),
             },
             Effect::MarkVerified(uid) => {
-                let profile = self.client.store();
-                let result = profile.contact(&uid).and_then(|mut state| {
-                    state.verified = state.directory.as_ref().map(|d| *d.usk());
-                    profile.save_contact(&uid, &state)
-                });
-                if let Err(e) = result {
+                if let Err(e) = self.client.mark_verified(&uid).await {
                     self.problem(format!("cannot remember the verification: {e:#}"));
                 }
-                self.refresh_trust(&uid);
+                self.refresh_trust(&uid).await;
             }
             Effect::SetReadReceipts(on) => self.options.read_receipts = on,
             // The server's effects never get here.
             _ => {}
         }
     }
-}
-
-/// Reads a file the person wants to send, refusing what the protocol cannot carry before
-/// reading it.
-async fn read_file(path: &str) -> anyhow::Result<(String, Vec<u8>)> {
-    use anyhow::Context as _;
-    let meta = tokio::fs::metadata(path)
-        .await
-        .with_context(|| format!("cannot open {path}"))?;
-    if !meta.is_file() {
-        anyhow::bail!("{path} is not a file");
-    }
-    if meta.len() > MAX_FILE {
-        anyhow::bail!(
-            "{path} is {} bytes; files up to 25 MiB ({MAX_FILE} bytes) can be sent",
-            meta.len()
-        );
-    }
-    let data = tokio::fs::read(path)
-        .await
-        .with_context(|| format!("cannot read {path}"))?;
-    let name = std::path::Path::new(path)
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "file".to_owned());
-    Ok((name, data))
 }

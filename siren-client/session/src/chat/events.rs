@@ -4,24 +4,29 @@
 use siren_client_core::model::{Banner, PendingApproval};
 use siren_proto::message::Notice;
 
-use super::session::{Driver, now_millis};
-use crate::client::Event;
+use super::task::Driver;
+use super::{Files, History, Snapshot};
+use crate::{Event, Platform, Store};
 
-impl Driver {
+impl<S: Store, P: Platform, H: History, F: Files, U: FnMut(Snapshot)> Driver<S, P, H, F, U> {
     /// One event of the session.
     pub(super) async fn event(&mut self, event: Event) -> anyhow::Result<()> {
         match event {
             Event::Message(m) => {
-                self.core.received(now_millis(), &m.from, m.id, m.content);
+                let now = self.now();
+                self.core.received(now, &m.from, m.id, m.content);
                 if m.from != *self.client.uid() {
-                    self.refresh_trust(&m.from);
+                    self.refresh_trust(&m.from).await;
                     // They write (or receipt): they may have accepted this user since.
                     if self.unsubscribed.contains(&m.from) {
                         self.subscribe(m.from).await;
                     }
                 }
             }
-            Event::Signal(m) => self.core.signal(now_millis(), &m.from, m.content),
+            Event::Signal(m) => {
+                let now = self.now();
+                self.core.signal(now, &m.from, m.content);
+            }
             Event::Refused { from, reason } => {
                 self.core.banner(Banner::Problem(format!(
                     "a message from {from} was refused: {reason}"
@@ -91,7 +96,7 @@ impl Driver {
                         if !report.added.is_empty() && !report.first {
                             self.core.key_changed(&uid);
                         }
-                        self.refresh_trust(&uid);
+                        self.refresh_trust(&uid).await;
                     }
                     Err(e) => self.core.banner(Banner::Problem(format!(
                         "cannot check {uid}'s new keys: {e:#}"

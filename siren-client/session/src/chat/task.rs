@@ -1,21 +1,22 @@
 //! The driver's task: connect (resuming the session), run it until it fails or the person
-//! quits, then wait with exponential backoff and try again. The person's commands are taken in
+//! quits, then wait with exponential backoff and try again. The person's requests are taken in
 //! all the while; what must go to the server waits for the next connection.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::Arc;
+use std::pin::pin;
 use std::time::Duration;
 
+use futures_channel::mpsc;
+use futures_util::StreamExt as _;
+use futures_util::future::{Either, select};
 use siren_api::Uid;
 use siren_client_core::Core;
 use siren_client_core::effect::Effect;
-use siren_client_core::model::{Millis, Status};
+use siren_client_core::model::{Banner, Millis, Status};
 use siren_proto::message::Presence;
-use tokio::sync::{mpsc, watch};
 
-use super::{Options, Request, Snapshot};
-use crate::client::{Approving, Client, ServerRefused};
-use crate::history::History;
+use super::{Files, History, Options, Request, Snapshot};
+use crate::{Approving, Client, Platform, ServerRefused, Store};
 
 /// The first wait after a lost connection; doubled after each failed attempt.
 const BACKOFF_START: Duration = Duration::from_secs(1);
@@ -25,15 +26,12 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 const STABLE: Duration = Duration::from_secs(30);
 /// Ping after this long without traffic (PROTOCOL.md §10.3).
 const PING_AFTER: Duration = Duration::from_secs(60);
+/// The core's clock ticks (typing expiry, countdowns) this often.
+const TICK: Duration = Duration::from_secs(1);
 /// Messages loaded per page of history.
-pub(super) const PAGE: usize = 50;
-
-/// Now, in milliseconds since the Unix epoch.
-pub(super) fn now_millis() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+pub const PAGE: usize = 50;
+/// Conversations loaded from the history at start (the most recent first).
+const RECENT: usize = 200;
 
 /// How a session ended without an error.
 enum End {
@@ -41,13 +39,25 @@ enum End {
     Quit,
 }
 
+/// What woke the session's loop.
+#[allow(clippy::large_enum_variant)] // one at a time, moved straight into its handler
+enum Wake {
+    Request(Option<Request>),
+    Server(anyhow::Result<siren_proto::message::ServerMessage>),
+    Tick,
+}
+
 /// The driver's state.
-pub(super) struct Driver {
-    pub(super) client: Client,
+pub(super) struct Driver<S: Store, P: Platform, H, F, U> {
+    pub(super) client: Client<S, P>,
     pub(super) core: Core,
-    pub(super) history: Option<History>,
+    pub(super) history: Option<H>,
+    pub(super) files: F,
     pub(super) options: Options,
     requests: mpsc::UnboundedReceiver<Request>,
+    publish: U,
+    /// What was published last (an unchanged state is not published again).
+    published: Option<Snapshot>,
     /// Effects that need the server, waiting for a connection (in order).
     pub(super) waiting: VecDeque<Effect>,
     /// Device approvals in progress on this device.
@@ -60,43 +70,51 @@ pub(super) struct Driver {
     connection: String,
 }
 
-impl Driver {
+impl<S: Store, P: Platform, H: History, F: Files, U: FnMut(Snapshot)> Driver<S, P, H, F, U> {
     pub(super) fn new(
-        client: Client,
-        history: Option<History>,
+        client: Client<S, P>,
+        history: Option<H>,
+        files: F,
         options: Options,
         requests: mpsc::UnboundedReceiver<Request>,
-    ) -> Driver {
+        publish: U,
+    ) -> Self {
         let me = client.uid().clone();
         let core = Core::new(
             me.clone(),
             options.read_receipts,
             &mut siren_proto::os_rng(),
         );
-        let mut driver = Driver {
+        Driver {
             client,
             core,
             history,
+            files,
             options,
             requests,
+            publish,
+            published: None,
             waiting: VecDeque::new(),
             approving: BTreeMap::new(),
             safety: BTreeMap::new(),
             unsubscribed: BTreeSet::new(),
             connection: format!("connecting as {me}"),
-        };
-        driver.load_recent();
-        driver
+        }
     }
 
-    /// Fills the conversation list from the history (the newest message of each).
-    fn load_recent(&mut self) {
+    /// Now, by the platform's clock.
+    pub(super) fn now(&self) -> Millis {
+        self.client.platform().now_millis()
+    }
+
+    /// Fills the conversation list from the history (the newest messages of each).
+    pub(super) async fn load_recent(&mut self) {
         let Some(history) = &self.history else { return };
         let mut problem = None;
-        match history.conversations() {
-            Ok(entries) => {
-                for peer in entries.into_iter().take(200).map(|e| e.peer) {
-                    match history.page(&peer, None, PAGE) {
+        match history.peers().await {
+            Ok(peers) => {
+                for peer in peers.into_iter().take(RECENT) {
+                    match history.page(&peer, None, PAGE).await {
                         Ok((msgs, more)) => self.core.history_loaded(&peer, msgs, more),
                         Err(e) => problem = Some(format!("cannot read the history: {e:#}")),
                     }
@@ -104,17 +122,18 @@ impl Driver {
             }
             Err(e) => problem = Some(format!("cannot read the history: {e:#}")),
         }
+        // Loading asks for nothing to be done.
         if let Some(why) = problem {
             self.problem(why);
         }
+        self.publish();
     }
 
     pub(super) fn problem(&mut self, why: String) {
-        self.core
-            .banner(siren_client_core::model::Banner::Problem(why));
+        self.core.banner(Banner::Problem(why));
     }
 
-    pub(super) fn snapshot(&self) -> Snapshot {
+    fn snapshot(&self) -> Snapshot {
         let view = self.core.view().clone();
         let messages = view
             .conversations
@@ -129,22 +148,26 @@ impl Driver {
         }
     }
 
-    fn publish(&self, tx: &watch::Sender<Arc<Snapshot>>) {
-        tx.send_replace(Arc::new(self.snapshot()));
+    fn publish(&mut self) {
+        let snapshot = self.snapshot();
+        if self.published.as_ref() != Some(&snapshot) {
+            self.published = Some(snapshot.clone());
+            (self.publish)(snapshot);
+        }
     }
 
     /// The task's body.
-    pub(super) async fn run(mut self, tx: watch::Sender<Arc<Snapshot>>) -> anyhow::Result<()> {
+    pub(super) async fn run(&mut self) -> anyhow::Result<()> {
         let mut backoff = BACKOFF_START;
         loop {
             self.core.set_status(Status::Connecting);
-            self.connection = format!("connecting to {}", self.client.store().settings.server);
-            self.publish(&tx);
-            let started = tokio::time::Instant::now();
-            let why = match self.session(&tx).await {
+            self.connection = format!("connecting to {}", self.client.uid().server());
+            self.publish();
+            let started = self.now();
+            let why = match self.session().await {
                 Ok(End::Quit) => {
                     let _ = self.client.bye().await;
-                    self.publish(&tx);
+                    self.publish();
                     return Ok(());
                 }
                 Err(e) => e,
@@ -158,18 +181,18 @@ impl Driver {
                     retry_in: 0,
                     why: refused.to_string(),
                 });
-                self.publish(&tx);
+                self.publish();
                 return Err(why);
             }
             if format!("{why:#}").contains("no longer knows this session") {
                 self.connection = format!("{why:#}");
-                self.publish(&tx);
+                self.publish();
                 return Err(why);
             }
-            if started.elapsed() >= STABLE {
+            if self.now().saturating_sub(started) >= STABLE.as_millis() as u64 {
                 backoff = BACKOFF_START;
             }
-            if self.wait(&tx, backoff, &format!("{why:#}")).await {
+            if self.wait(backoff, &format!("{why:#}")).await {
                 let _ = self.client.bye().await;
                 return Ok(());
             }
@@ -179,88 +202,109 @@ impl Driver {
 
     /// Waits `delay` before the next attempt, taking in the person's requests. Returns true
     /// if the person quit.
-    async fn wait(
-        &mut self,
-        tx: &watch::Sender<Arc<Snapshot>>,
-        delay: Duration,
-        why: &str,
-    ) -> bool {
-        let deadline = tokio::time::Instant::now() + delay;
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
+    async fn wait(&mut self, delay: Duration, why: &str) -> bool {
+        let deadline = self.now() + delay.as_millis() as u64;
         loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if left.is_zero() {
+            let left = deadline.saturating_sub(self.now());
+            if left == 0 {
                 return false;
             }
-            let retry_in = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+            let retry_in = left.div_ceil(1000);
             self.connection = format!("offline: {why}; retrying in {retry_in} s");
             self.core.set_status(Status::Offline {
                 retry_in,
                 why: why.to_owned(),
             });
             self.offline_effects().await;
-            self.publish(tx);
-            tokio::select! {
-                req = self.requests.recv() => match req {
-                    None | Some(Request::Quit) => return true,
-                    Some(req) => self.request(req),
-                },
-                _ = tick.tick() => self.core.tick(now_millis()),
+            self.publish();
+            // Wake at the next whole second of the countdown (or the deadline).
+            let step = Duration::from_millis(left.min(TICK.as_millis() as u64));
+            let tick = pin!(self.client.platform().sleep(step));
+            match select(pin!(self.requests.next()), tick).await {
+                Either::Left((None | Some(Request::Quit), _)) => return true,
+                Either::Left((Some(req), _)) => self.request(req),
+                Either::Right(((), _)) => {
+                    let now = self.now();
+                    self.core.tick(now);
+                }
             }
         }
     }
 
     /// One session: connect, set up, then serve until it fails or the person quits.
-    async fn session(&mut self, tx: &watch::Sender<Arc<Snapshot>>) -> anyhow::Result<End> {
+    async fn session(&mut self) -> anyhow::Result<End> {
         self.client.connect().await?;
         self.refresh_roster().await?;
         let status = self.options.presence;
         self.client.publish(Presence { status, text: None }).await?;
         self.core.set_status(Status::Online);
         self.connection = format!("connected as {}", self.client.uid());
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let mut last_traffic = tokio::time::Instant::now();
+        let mut last_traffic = self.now();
+        let mut next_tick = self.now() + TICK.as_millis() as u64;
         loop {
             self.online_effects().await?;
             // What was processed is acknowledged before waiting (the server then drops it).
             self.client.flush_acks().await?;
-            self.publish(tx);
-            tokio::select! {
-                biased;
-                req = self.requests.recv() => match req {
-                    None | Some(Request::Quit) => {
-                        self.online_effects().await?;
-                        return Ok(End::Quit);
-                    }
-                    Some(req) => self.request(req),
-                },
-                msg = self.client.next_server_message() => {
+            self.publish();
+            let wake = {
+                // The timer borrows nothing: armed first, it runs beside the session's wait.
+                let until_tick = Duration::from_millis(next_tick.saturating_sub(self.now()));
+                let tick = pin!(self.client.platform().sleep(until_tick));
+                let requests = pin!(self.requests.next());
+                let server = pin!(self.client.next_server_message());
+                // Requests first, as the person waits on them.
+                match select(requests, select(server, tick)).await {
+                    Either::Left((req, _)) => Wake::Request(req),
+                    Either::Right((Either::Left((msg, _)), _)) => Wake::Server(msg),
+                    Either::Right((Either::Right(((), _)), _)) => Wake::Tick,
+                }
+            };
+            match wake {
+                Wake::Request(None | Some(Request::Quit)) => {
+                    self.online_effects().await?;
+                    return Ok(End::Quit);
+                }
+                Wake::Request(Some(req)) => self.request(req),
+                Wake::Server(msg) => {
                     let msg = msg?;
-                    last_traffic = tokio::time::Instant::now();
+                    last_traffic = self.now();
                     if let Some(event) = self.client.handle_server_message(msg).await? {
                         self.event(event).await?;
                     }
-                },
-                _ = tick.tick() => {
-                    self.core.tick(now_millis());
-                    if last_traffic.elapsed() >= PING_AFTER {
+                }
+                Wake::Tick => {
+                    let now = self.now();
+                    next_tick = now + TICK.as_millis() as u64;
+                    self.core.tick(now);
+                    if now.saturating_sub(last_traffic) >= PING_AFTER.as_millis() as u64 {
                         self.client.ping().await?;
-                        last_traffic = tokio::time::Instant::now();
+                        last_traffic = self.now();
                     }
-                },
+                }
             }
         }
     }
 
     /// A request of the interface.
     fn request(&mut self, req: Request) {
+        let now = self.now();
         match req {
             Request::Command(cmd) => {
-                self.core
-                    .command(now_millis(), cmd, &mut siren_proto::os_rng());
+                self.core.command(now, cmd, &mut siren_proto::os_rng());
             }
             Request::LoadOlder(peer) => {
                 self.core.load_older(&peer);
+            }
+            Request::SendFile { to, name, data } => {
+                if data.len() as u64 > super::MAX_FILE {
+                    self.problem(format!(
+                        "{name} is {} bytes; files up to 25 MiB can be sent",
+                        data.len()
+                    ));
+                } else {
+                    self.core
+                        .send_file(now, &to, &name, &data, &mut siren_proto::os_rng());
+                }
             }
             Request::Quit => {}
         }
@@ -277,7 +321,7 @@ impl Driver {
             blocked,
         );
         for uid in &uids {
-            self.refresh_trust(uid);
+            self.refresh_trust(uid).await;
         }
         // A contact who does not share presence refuses the subscription: subscribe one by one.
         self.unsubscribed.clear();
@@ -305,8 +349,8 @@ impl Driver {
 
     /// Gives the core `uid`'s verification state, and keeps the safety number of verified
     /// users.
-    pub(super) fn refresh_trust(&mut self, uid: &Uid) {
-        let Ok(state) = self.client.store().contact(uid) else {
+    pub(super) async fn refresh_trust(&mut self, uid: &Uid) {
+        let Ok(state) = self.client.store().contact(uid).await else {
             return;
         };
         let (Some(dir), Some(usk)) = (state.directory.as_ref(), self.client.usk()) else {

@@ -1,0 +1,261 @@
+//! The chat's state as the page's JavaScript sees it: plain objects with camelCase fields, ids
+//! in hex, device keys in base64. Every string in them may come from someone else: the page
+//! puts them in the document as text, never as markup.
+
+use js_sys::{Array, Object, Reflect, Uint8Array};
+use siren_client_core::model::{Banner, Body, ChatMessage, FileProgress, MessageState, Status};
+use siren_client_session::chat::Snapshot;
+use siren_proto::message::PresenceStatus;
+use wasm_bindgen::JsValue;
+
+use crate::driver::Update;
+
+/// Sets `key` on `object`.
+pub fn set(object: &Object, key: &str, value: impl Into<JsValue>) {
+    let _ = Reflect::set(object, &JsValue::from_str(key), &value.into());
+}
+
+fn object(fill: impl FnOnce(&Object)) -> JsValue {
+    let o = Object::new();
+    fill(&o);
+    o.into()
+}
+
+fn array<T>(items: impl IntoIterator<Item = T>, each: impl Fn(T) -> JsValue) -> JsValue {
+    items.into_iter().map(each).collect::<Array>().into()
+}
+
+/// An update as a plain object: `{type: "snapshot", …}`, `{type: "file", name, data}`,
+/// `{type: "approval-code", code}`, `{type: "confirm-approval", code, fingerprint}`,
+/// `{type: "ended", reason}`.
+pub fn update(update: &Update) -> JsValue {
+    match update {
+        Update::Snapshot(snapshot) => self::snapshot(snapshot),
+        Update::File { name, data } => object(|o| {
+            set(o, "type", "file");
+            set(o, "name", name.as_str());
+            set(o, "data", Uint8Array::from(data.as_slice()));
+        }),
+        Update::ApprovalCode(code) => object(|o| {
+            set(o, "type", "approval-code");
+            set(o, "code", code.as_str());
+        }),
+        Update::ConfirmApproval { code, fingerprint } => object(|o| {
+            set(o, "type", "confirm-approval");
+            set(o, "code", code.as_str());
+            set(o, "fingerprint", fingerprint.as_str());
+        }),
+        Update::Ended(reason) => object(|o| {
+            set(o, "type", "ended");
+            set(o, "reason", reason.as_str());
+        }),
+    }
+}
+
+fn presence(status: PresenceStatus) -> &'static str {
+    match status {
+        PresenceStatus::Available => "available",
+        PresenceStatus::Away => "away",
+        PresenceStatus::Busy => "busy",
+        PresenceStatus::Offline => "offline",
+    }
+}
+
+/// `{type: "snapshot", me, status: {state, retryIn, why}, connection, conversations: [{peer,
+/// name, unread, preview, lastAt, presence, typing, verified, keyChanged, blocked,
+/// safetyNumber}], requests: [uid], approvals: [{device, name, code}], banners: [{kind, text,
+/// uid}], messages: {peer: [message]}}`.
+fn snapshot(s: &Snapshot) -> JsValue {
+    let view = &s.view;
+    object(|o| {
+        set(o, "type", "snapshot");
+        set(o, "me", view.me.to_string());
+        set(
+            o,
+            "status",
+            object(|st| match &view.status {
+                Status::Connecting => set(st, "state", "connecting"),
+                Status::Online => set(st, "state", "online"),
+                Status::Offline { retry_in, why } => {
+                    set(st, "state", "offline");
+                    set(st, "retryIn", *retry_in as f64);
+                    set(st, "why", why.as_str());
+                }
+            }),
+        );
+        set(o, "connection", s.connection.as_str());
+        set(
+            o,
+            "conversations",
+            array(&view.conversations, |c| {
+                object(|co| {
+                    set(co, "peer", c.peer.to_string());
+                    set(
+                        co,
+                        "name",
+                        c.name.as_deref().map_or(JsValue::NULL, JsValue::from_str),
+                    );
+                    set(co, "unread", c.unread);
+                    set(
+                        co,
+                        "preview",
+                        c.preview
+                            .as_deref()
+                            .map_or(JsValue::NULL, JsValue::from_str),
+                    );
+                    set(co, "lastAt", c.last_at as f64);
+                    set(
+                        co,
+                        "presence",
+                        c.presence.map_or(JsValue::NULL, |p| presence(p).into()),
+                    );
+                    set(co, "typing", c.typing);
+                    set(co, "verified", c.verified);
+                    set(co, "keyChanged", c.key_changed);
+                    set(co, "blocked", c.blocked);
+                    set(
+                        co,
+                        "safetyNumber",
+                        s.safety
+                            .get(&c.peer)
+                            .map_or(JsValue::NULL, |n| n.as_str().into()),
+                    );
+                })
+            }),
+        );
+        set(
+            o,
+            "requests",
+            array(&view.requests, |r| r.from.to_string().into()),
+        );
+        set(
+            o,
+            "approvals",
+            array(&view.approvals, |a| {
+                object(|ao| {
+                    set(ao, "device", a.new_dek.to_base64());
+                    set(
+                        ao,
+                        "fingerprint",
+                        siren_proto::fingerprint::fingerprint(a.new_dek.as_bytes()),
+                    );
+                    set(
+                        ao,
+                        "name",
+                        a.name.as_deref().map_or(JsValue::NULL, JsValue::from_str),
+                    );
+                    set(
+                        ao,
+                        "code",
+                        a.code.as_deref().map_or(JsValue::NULL, JsValue::from_str),
+                    );
+                })
+            }),
+        );
+        set(
+            o,
+            "banners",
+            array(&view.banners, |b| {
+                object(|bo| match b {
+                    Banner::KeyChanged { uid } => {
+                        set(bo, "kind", "key-changed");
+                        set(bo, "uid", uid.to_string());
+                        set(
+                            bo,
+                            "text",
+                            format!("{uid}'s keys changed: compare your safety number again"),
+                        );
+                    }
+                    Banner::Problem(text) => {
+                        set(bo, "kind", "problem");
+                        set(bo, "text", text.as_str());
+                    }
+                    Banner::Info(text) => {
+                        set(bo, "kind", "info");
+                        set(bo, "text", text.as_str());
+                    }
+                })
+            }),
+        );
+        set(
+            o,
+            "messages",
+            object(|mo| {
+                for (peer, msgs) in &s.messages {
+                    set(mo, &peer.to_string(), array(msgs, message));
+                }
+            }),
+        );
+    })
+}
+
+/// `{id, outgoing, ts, at, edited, state, failed, body: {kind: "text", text} | {kind: "file",
+/// file, name, size, progress, have, of, path, failed} | {kind: "deleted"} | {kind:
+/// "unsupported", type}}`.
+fn message(m: &ChatMessage) -> JsValue {
+    object(|o| {
+        set(o, "id", m.id.to_hex());
+        set(o, "outgoing", m.outgoing);
+        set(o, "ts", m.ts as f64);
+        set(o, "at", m.at as f64);
+        set(o, "edited", m.edited);
+        let state = match &m.state {
+            MessageState::Sending => "sending",
+            MessageState::Sent => "sent",
+            MessageState::Delivered => "delivered",
+            MessageState::Read => "read",
+            MessageState::Failed(why) => {
+                set(o, "failed", why.as_str());
+                "failed"
+            }
+            MessageState::Unread => "unread",
+            MessageState::Seen => "seen",
+        };
+        set(o, "state", state);
+        set(
+            o,
+            "body",
+            object(|b| match &m.body {
+                Body::Text(text) => {
+                    set(b, "kind", "text");
+                    set(b, "text", text.as_str());
+                }
+                Body::File {
+                    file,
+                    name,
+                    size,
+                    progress,
+                } => {
+                    set(b, "kind", "file");
+                    set(b, "file", file.to_hex());
+                    set(b, "name", name.as_str());
+                    set(b, "size", *size as f64);
+                    let (state, count) = match progress {
+                        FileProgress::Sending { sent, of } => ("sending", Some((*sent, *of))),
+                        FileProgress::Sent => ("sent", None),
+                        FileProgress::Receiving { have, of } => ("receiving", Some((*have, *of))),
+                        FileProgress::Complete => ("complete", None),
+                        FileProgress::Saved { path } => {
+                            set(b, "path", path.as_str());
+                            ("saved", None)
+                        }
+                        FileProgress::Failed(why) => {
+                            set(b, "failed", why.as_str());
+                            ("failed", None)
+                        }
+                    };
+                    set(b, "progress", state);
+                    if let Some((done, of)) = count {
+                        set(b, "done", done);
+                        set(b, "of", of);
+                    }
+                }
+                Body::Deleted => set(b, "kind", "deleted"),
+                Body::Unsupported(kind) => {
+                    set(b, "kind", "unsupported");
+                    set(b, "type", kind.as_str());
+                }
+            }),
+        );
+    })
+}
