@@ -303,7 +303,9 @@ const DUMP_INDEXEDDB: &str = "(async () => {
 })()";
 
 /// alice's second browser is approved from her first: both show the same code, the first
-/// approves, the second confirms, and then both receive what is sent to alice.
+/// approves, the second confirms, and then both receive what is sent to alice. Logging out of
+/// the second revokes it: the first's devices list and the server's follow, and the second
+/// browser keeps nothing.
 #[test]
 fn a_second_browser_is_approved_from_the_first_with_the_matching_code() {
     let server = server();
@@ -333,6 +335,29 @@ fn a_second_browser_is_approved_from_the_first_with_the_matching_code() {
     }
     let list = server.admin(&["devices", "list", "alice"], "");
     assert!(list.stdout.contains(" alice-laptop "), "{}", list.stdout);
+
+    // The devices list shows both; logging out of the laptop revokes it, the list follows,
+    // and nothing of it stays in that browser.
+    browser.click("alice", "footer button:has-text(\"Devices\")");
+    wait_true(
+        &mut browser,
+        "alice",
+        "document.querySelectorAll('[data-screen=devices] [data-device]').length === 2",
+    );
+    screenshot(&mut browser, "alice", "devices");
+    browser.click("alice-laptop", "footer button:has-text(\"Log out\")");
+    browser.wait("alice-laptop", "input[name=account]");
+    assert_eq!(
+        browser.eval("alice-laptop", "siren.Session.exists()"),
+        Value::Bool(false)
+    );
+    wait_true(
+        &mut browser,
+        "alice",
+        "document.querySelectorAll('[data-screen=devices] [data-device]').length === 1",
+    );
+    let list = server.admin(&["devices", "list", "alice"], "");
+    assert!(!list.stdout.contains(" alice-laptop "), "{}", list.stdout);
 }
 
 /// Blocking in the page stops delivery: what the blocked user sends after is not shown (a
@@ -403,4 +428,43 @@ fn browser_device(server: &Server, user: &str) -> String {
         .find(|l| l.contains(&format!(" {user} ")))
         .unwrap_or_else(|| panic!("no device named {user}:\n{}", list.stdout));
     line.split("  ").next().unwrap_or_default().to_owned()
+}
+
+/// The safety number the page shows is the one `siren lookup` shows on the other side; marking
+/// it verified shows the mark; when the contact's keys change, the page warns.
+#[test]
+fn safety_numbers_match_the_cli_and_a_key_change_warns() {
+    let server = server();
+    let (mut browser, bob) = alice_in_a_browser_bob_on_the_cli(&server);
+    open_conversation(&mut browser, "alice", "bob@alpha.test");
+    say(&mut browser, "alice", "let us compare numbers");
+    browser.wait(
+        "alice",
+        ".message.mine[data-state=sent], .message.mine[data-state=delivered]",
+    );
+
+    browser.click(
+        "alice",
+        "[data-conversation] header button:has-text(\"Safety number\")",
+    );
+    browser.wait("alice", "[data-safety] .number");
+    let number = browser.texts("alice", "[data-safety] .number").concat();
+    let lookup = bob.run(&["lookup", "alice@alpha.test"]);
+    assert!(lookup.ok, "{}", lookup.stderr);
+    assert!(
+        lookup
+            .stdout
+            .contains(&format!("safety number with bob@alpha.test: {number}")),
+        "the page shows {number:?}; siren lookup says:\n{}",
+        lookup.stdout
+    );
+    browser.click("alice", "[data-safety] button.primary");
+    browser.wait("alice", "[data-safety] .verified");
+    browser.wait("alice", "[data-peer=\"bob@alpha.test\"] .verified");
+    screenshot(&mut browser, "alice", "safety-number");
+
+    // bob logs in again: a new device key replaces his old one.
+    assert!(bob.login("pw-bob").ok);
+    browser.wait("alice", "[data-warning=key-changed]");
+    browser.wait("alice", "[data-peer=\"bob@alpha.test\"] .warning");
 }

@@ -180,6 +180,13 @@ impl Core {
         self.refresh();
     }
 
+    /// Whether the person verified `uid`'s current signing key (a key-change warning stays
+    /// until they acknowledge it with [`crate::Command::MarkVerified`]).
+    pub fn set_verified(&mut self, uid: &Uid, verified: bool) {
+        self.contacts.entry(uid.clone()).or_default().verified = verified;
+        self.refresh();
+    }
+
     /// A user's devices or signing key changed since they were last seen: warn.
     pub fn key_changed(&mut self, uid: &Uid) {
         let c = self.contacts.entry(uid.clone()).or_default();

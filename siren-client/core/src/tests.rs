@@ -464,3 +464,31 @@ fn a_file_arrives_checked_and_is_saved_only_when_whole() {
         matches!(file_progress(&dave, &alice_uid), FileProgress::Failed(why) if why.contains("chunk 4 is missing"))
     );
 }
+
+#[test]
+fn a_key_change_warns_until_acknowledged_whatever_the_verified_mark_says() {
+    let bob = uid("bob@b.test");
+    let mut c = with_contact("alice@a.test", &bob);
+    c.command(0, Command::Open(bob.clone()), &mut rng());
+    c.set_verified(&bob, true);
+    c.key_changed(&bob);
+    // The driver re-reads the verified mark (the signing key may be the one verified).
+    c.set_verified(&bob, true);
+    let conv = |c: &Core| {
+        c.view()
+            .conversations
+            .iter()
+            .find(|x| x.peer == bob)
+            .cloned()
+    };
+    let shown = conv(&c).expect("bob's conversation");
+    assert!(shown.key_changed && shown.verified);
+    assert!(
+        c.view()
+            .banners
+            .iter()
+            .any(|b| matches!(b, Banner::KeyChanged { uid } if *uid == bob))
+    );
+    c.command(0, Command::MarkVerified(bob.clone()), &mut rng());
+    assert!(!conv(&c).expect("bob's conversation").key_changed);
+}

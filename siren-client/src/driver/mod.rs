@@ -111,6 +111,7 @@ pub fn start(
         messages: Default::default(),
         safety: Default::default(),
         connection: format!("connecting as {}", client.uid()),
+        devices: Vec::new(),
     });
     let (tx, updates) = watch::channel(first.clone());
     let files = Downloads(options.downloads.clone());

@@ -214,6 +214,14 @@ impl Session {
         self.command(Command::AnswerApproval { new_dek, approve })
     }
 
+    /// Revokes one of this account's devices (`device`: its key in base64, as the snapshot's
+    /// `devices` give it). Revoking this one logs it out for good (an `ended` update follows).
+    pub fn revoke(&self, device: &str) -> Result<(), JsError> {
+        let dek = DekPublic::from_base64(device)
+            .map_err(|e| JsError::new(&format!("the device key: {e}")))?;
+        self.request(Request::Revoke(dek))
+    }
+
     /// Sends read receipts or not.
     #[wasm_bindgen(js_name = setReadReceipts)]
     pub fn set_read_receipts(&self, on: bool) -> Result<(), JsError> {

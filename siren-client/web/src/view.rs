@@ -61,7 +61,8 @@ fn presence(status: PresenceStatus) -> &'static str {
     }
 }
 
-/// `{type: "snapshot", me, status: {state, retryIn, why}, connection, conversations: [{peer,
+/// `{type: "snapshot", me, status: {state, retryIn, why}, connection, devices: [{device,
+/// fingerprint, name, added, this}], conversations: [{peer,
 /// name, unread, preview, lastAt, presence, typing, verified, keyChanged, blocked,
 /// safetyNumber}], requests: [uid], approvals: [{device, name, code}], banners: [{kind, text,
 /// uid}], messages: {peer: [message]}}`.
@@ -84,6 +85,27 @@ fn snapshot(s: &Snapshot) -> JsValue {
             }),
         );
         set(o, "connection", s.connection.as_str());
+        set(
+            o,
+            "devices",
+            array(&s.devices, |d| {
+                object(|dobj| {
+                    set(dobj, "device", d.dek.to_base64());
+                    set(
+                        dobj,
+                        "fingerprint",
+                        siren_proto::fingerprint::fingerprint(d.dek.as_bytes()),
+                    );
+                    set(
+                        dobj,
+                        "name",
+                        d.name.as_deref().map_or(JsValue::NULL, JsValue::from_str),
+                    );
+                    set(dobj, "added", d.added as f64);
+                    set(dobj, "this", d.this);
+                })
+            }),
+        );
         set(
             o,
             "conversations",

@@ -39,6 +39,8 @@ async function open(name) {
   });
   page.on('console', (m) => process.stderr.write(`[${name} console] ${m.text()}\n`));
   page.on('pageerror', (e) => process.stderr.write(`[${name} page error] ${e}\n`));
+  // The page asks before destructive steps (revoke, log out): the tests' person says yes.
+  page.on('dialog', (d) => d.accept());
   await page.goto(`${origin}/`);
   await ready(page);
   pages.set(name, page);

@@ -80,6 +80,10 @@ function onUpdate(update) {
   switch (update.type) {
     case 'snapshot':
       state.snapshot = update;
+      if (state.loggingOut && update.devices.length && !update.devices.some((d) => d.this)) {
+        forget(true);
+        return;
+      }
       notify(update);
       render();
       break;
@@ -96,7 +100,9 @@ function onUpdate(update) {
       break;
     case 'ended':
       state.ended = update.reason;
-      render();
+      // Logging out revokes this device: once its session is over, nothing of it stays here.
+      if (state.loggingOut) forget(true);
+      else render();
       break;
   }
 }
@@ -137,7 +143,7 @@ function unlockScreen() {
   h('p.hint', {}, 'This browser holds a Siren device. Unlock it with its passphrase.'),
   field('Passphrase', 'passphrase', 'password', { autocomplete: 'current-password', autofocus: true }),
   h('button.primary', { type: 'submit' }, 'Unlock'),
-  h('button.danger', { type: 'button', onclick: forget }, 'Remove this device from this browser')));
+  h('button.danger', { type: 'button', onclick: () => forget() }, 'Remove this device from this browser')));
 }
 
 function loginScreen(device, error) {
@@ -185,8 +191,8 @@ function renderApproval() {
     h('button.danger', { onclick: () => state.session.confirmApproval(false) }, 'No')));
 }
 
-async function forget() {
-  if (!confirm('Remove this browser\'s device? Its keys and messages here are deleted.')) return;
+async function forget(confirmed = false) {
+  if (!confirmed && !confirm('Remove this browser\'s device? Its keys and messages here are deleted.')) return;
   state.session?.quit();
   await new Promise((ok, fail) => {
     const r = indexedDB.deleteDatabase('siren');
@@ -259,8 +265,9 @@ function side(s) {
     c.unread ? h('span.unread', { dataset: { unread: c.unread } }, String(c.unread)) : h('span'),
     h('span.preview', {}, c.typing ? 'typing…' : c.preview ?? '')))),
     h('footer', {},
+      h('button', { onclick: () => { state.open = null; state.showDevices = true; render(); } }, 'Devices'),
       h('button', { onclick: () => { state.session.quit(); location.reload(); } }, 'Lock'),
-      h('button.danger', { onclick: forget }, 'Remove from this browser')));
+      h('button.danger', { onclick: logOut }, 'Log out')));
 }
 
 function approvalNotice(a) {
@@ -284,13 +291,46 @@ function requestNotice(uid) {
 
 function openConversation(peer) {
   state.open = peer;
+  state.showDevices = false;
   state.showSafety = false;
   state.session.open(peer);
   state.session.markRead(peer);
   render();
 }
 
+// Log out: this device is revoked on the server (its keys are worthless from then on), then
+// everything it kept here is deleted.
+function logOut() {
+  const me = state.snapshot?.devices.find((d) => d.this);
+  if (!confirm('Log out? This device is revoked, and its keys and messages here are deleted.')) return;
+  if (!me || state.snapshot.status.state !== 'online') {
+    forget(true);
+    return;
+  }
+  state.loggingOut = true;
+  state.session.revoke(me.device);
+}
+
+function devices(s) {
+  return h('section.pane', { dataset: { screen: 'devices' } },
+    h('header', {},
+      h('button', { onclick: () => { state.showDevices = false; render(); }, 'aria-label': 'Back' }, '←'),
+      h('span.title', {}, 'Your devices')),
+    h('div.messages', { role: 'list' },
+      s.devices.length === 0 ? h('p.empty', {}, 'Connect to list your devices.') : null,
+      s.devices.map((d) => h('div.notice.info', { role: 'listitem', dataset: { device: d.device } },
+        h('div', {}, h('strong', {}, d.name ?? 'a device without a name'), d.this ? ' (this browser)' : ''),
+        h('div.hint', {}, `${d.fingerprint} · added ${new Date(d.added * 1000).toLocaleDateString()}`),
+        d.this ? null : h('div.actions', {},
+          h('button.danger', {
+            onclick: () => {
+              if (confirm(`Revoke ${d.name ?? d.fingerprint}? It can no longer read or send.`)) state.session.revoke(d.device);
+            },
+          }, 'Revoke'))))));
+}
+
 function pane(s) {
+  if (state.showDevices && !state.open) return devices(s);
   const peer = state.open;
   if (!peer) return h('section.pane', {}, h('p.empty', {}, 'Choose a conversation, or start one.'));
   const c = s.conversations.find((x) => x.peer === peer) ?? { peer };

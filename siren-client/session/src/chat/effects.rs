@@ -91,9 +91,11 @@ impl<S: Store, P: Platform, H: History, F: Files, U: FnMut(Snapshot)> Driver<S, 
                     && !report.first
                     && to != self.client.uid()
                 {
-                    let to = to.clone();
-                    self.core.key_changed(&to);
-                    self.refresh_trust(&to).await;
+                    self.core.key_changed(to);
+                    self.refresh_trust(to).await;
+                } else if to != self.client.uid() && !self.safety.contains_key(to) {
+                    // Sent, so looked up: the safety number with them is known now.
+                    self.refresh_trust(to).await;
                 }
             }
             Effect::Signal { to, content } => {

@@ -90,19 +90,20 @@ impl<S: Store, P: Platform, H: History, F: Files, U: FnMut(Snapshot)> Driver<S, 
                     }
                 }
             }
-            Notice::DirectoryChanged { uid, .. } if uid != *self.client.uid() => {
-                match self.client.lookup(&uid).await {
-                    Ok(report) => {
-                        if !report.added.is_empty() && !report.first {
-                            self.core.key_changed(&uid);
-                        }
-                        self.refresh_trust(&uid).await;
-                    }
-                    Err(e) => self.core.banner(Banner::Problem(format!(
-                        "cannot check {uid}'s new keys: {e:#}"
-                    ))),
-                }
+            Notice::DirectoryChanged { uid, .. } if uid == *self.client.uid() => {
+                self.refresh_devices().await;
             }
+            Notice::DirectoryChanged { uid, .. } => match self.client.lookup(&uid).await {
+                Ok(report) => {
+                    if !report.added.is_empty() && !report.first {
+                        self.core.key_changed(&uid);
+                    }
+                    self.refresh_trust(&uid).await;
+                }
+                Err(e) => self.core.banner(Banner::Problem(format!(
+                    "cannot check {uid}'s new keys: {e:#}"
+                ))),
+            },
             Notice::Undeliverable { id, to, reason, .. } => {
                 self.core
                     .send_failed(&id, &format!("{to}'s server gave it up: {reason}"));

@@ -41,6 +41,22 @@ pub struct Snapshot {
     pub safety: BTreeMap<Uid, String>,
     /// The connection, in words.
     pub connection: String,
+    /// This account's devices, as this device last verified them (refreshed at each connection
+    /// and when the account's directory changes).
+    pub devices: Vec<Device>,
+}
+
+/// One of this account's devices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// Its key.
+    pub dek: siren_proto::keys::DekPublic,
+    /// The name it gave, if any (someone else's text: escape it).
+    pub name: Option<String>,
+    /// When it was added (seconds since the Unix epoch, its own clock).
+    pub added: u64,
+    /// It is this device.
+    pub this: bool,
 }
 
 /// What a user interface asks of the driver.
@@ -50,6 +66,8 @@ pub enum Request {
     Command(Command),
     /// Load older history of a conversation.
     LoadOlder(Uid),
+    /// Revoke one of this account's devices (this one too: then its session ends for good).
+    Revoke(siren_proto::keys::DekPublic),
     /// Send a file the interface already read (a browser's file picker: there is no path).
     SendFile {
         /// To whom.

@@ -15,7 +15,7 @@ use siren_client_core::effect::Effect;
 use siren_client_core::model::{Banner, Millis, Status};
 use siren_proto::message::Presence;
 
-use super::{Files, History, Options, Request, Snapshot};
+use super::{Device, Files, History, Options, Request, Snapshot};
 use crate::{Approving, Client, Platform, ServerRefused, Store};
 
 /// The first wait after a lost connection; doubled after each failed attempt.
@@ -68,6 +68,8 @@ pub(super) struct Driver<S: Store, P: Platform, H, F, U> {
     /// tried again when something arrives from them.
     pub(super) unsubscribed: BTreeSet<Uid>,
     connection: String,
+    /// This account's devices, as last verified.
+    pub(super) devices: Vec<Device>,
 }
 
 impl<S: Store, P: Platform, H: History, F: Files, U: FnMut(Snapshot)> Driver<S, P, H, F, U> {
@@ -99,6 +101,7 @@ impl<S: Store, P: Platform, H: History, F: Files, U: FnMut(Snapshot)> Driver<S, 
             safety: BTreeMap::new(),
             unsubscribed: BTreeSet::new(),
             connection: format!("connecting as {me}"),
+            devices: Vec::new(),
         }
     }
 
@@ -145,6 +148,7 @@ impl<S: Store, P: Platform, H: History, F: Files, U: FnMut(Snapshot)> Driver<S, 
             messages,
             safety: self.safety.clone(),
             connection: self.connection.clone(),
+            devices: self.devices.clone(),
         }
     }
 
@@ -222,7 +226,7 @@ impl<S: Store, P: Platform, H: History, F: Files, U: FnMut(Snapshot)> Driver<S, 
             let tick = pin!(self.client.platform().sleep(step));
             match select(pin!(self.requests.next()), tick).await {
                 Either::Left((None | Some(Request::Quit), _)) => return true,
-                Either::Left((Some(req), _)) => self.request(req),
+                Either::Left((Some(req), _)) => self.request(req, false).await,
                 Either::Right(((), _)) => {
                     let now = self.now();
                     self.core.tick(now);
@@ -235,6 +239,7 @@ impl<S: Store, P: Platform, H: History, F: Files, U: FnMut(Snapshot)> Driver<S, 
     async fn session(&mut self) -> anyhow::Result<End> {
         self.client.connect().await?;
         self.refresh_roster().await?;
+        self.refresh_devices().await;
         let status = self.options.presence;
         self.client.publish(Presence { status, text: None }).await?;
         self.core.set_status(Status::Online);
@@ -264,7 +269,7 @@ impl<S: Store, P: Platform, H: History, F: Files, U: FnMut(Snapshot)> Driver<S, 
                     self.online_effects().await?;
                     return Ok(End::Quit);
                 }
-                Wake::Request(Some(req)) => self.request(req),
+                Wake::Request(Some(req)) => self.request(req, true).await,
                 Wake::Server(msg) => {
                     let msg = msg?;
                     last_traffic = self.now();
@@ -285,10 +290,24 @@ impl<S: Store, P: Platform, H: History, F: Files, U: FnMut(Snapshot)> Driver<S, 
         }
     }
 
-    /// A request of the interface.
-    fn request(&mut self, req: Request) {
+    /// A request of the interface (`online`: the session is connected).
+    async fn request(&mut self, req: Request, online: bool) {
         let now = self.now();
         match req {
+            Request::Revoke(dek) if !online => {
+                let _ = dek;
+                self.problem("a device can be revoked only while connected".into());
+            }
+            Request::Revoke(dek) => match self.client.revoke(&dek).await {
+                Ok(()) => {
+                    self.core.banner(Banner::Info(format!(
+                        "device {} revoked",
+                        siren_proto::fingerprint::fingerprint(dek.as_bytes())
+                    )));
+                    self.refresh_devices().await;
+                }
+                Err(e) => self.problem(format!("cannot revoke that device: {e:#}")),
+            },
             Request::Command(cmd) => {
                 self.core.command(now, cmd, &mut siren_proto::os_rng());
             }
@@ -331,6 +350,28 @@ impl<S: Store, P: Platform, H: History, F: Files, U: FnMut(Snapshot)> Driver<S, 
         Ok(())
     }
 
+    /// Looks this account up (verified against what this device knows of it) for the devices
+    /// list; a failure is shown, and the list stays as it was.
+    pub(super) async fn refresh_devices(&mut self) {
+        let me = self.client.uid().clone();
+        match self.client.lookup(&me).await {
+            Ok(report) => {
+                let mine = self.client.device();
+                self.devices = report
+                    .directory
+                    .devices()
+                    .map(|r| Device {
+                        dek: r.dek,
+                        name: r.name.clone(),
+                        added: r.ts,
+                        this: Some(r.dek) == mine,
+                    })
+                    .collect();
+            }
+            Err(e) => self.problem(format!("cannot list this account's devices: {e:#}")),
+        }
+    }
+
     /// Subscribes to a contact's presence; a refusal (they have not accepted this user, or do
     /// not share presence) is remembered, to try again when something arrives from them.
     pub(super) async fn subscribe(&mut self, uid: Uid) {
@@ -347,8 +388,8 @@ impl<S: Store, P: Platform, H: History, F: Files, U: FnMut(Snapshot)> Driver<S, 
         }
     }
 
-    /// Gives the core `uid`'s verification state, and keeps the safety number of verified
-    /// users.
+    /// Gives the core whether `uid`'s signing key is the one the person verified, and keeps
+    /// the safety number with them.
     pub(super) async fn refresh_trust(&mut self, uid: &Uid) {
         let Ok(state) = self.client.store().contact(uid).await else {
             return;
@@ -360,7 +401,8 @@ impl<S: Store, P: Platform, H: History, F: Files, U: FnMut(Snapshot)> Driver<S, 
         let number = siren_proto::approval::safety_number((&me, &usk.public()), (uid, dir.usk()));
         let verified = state.verified.as_ref() == Some(dir.usk());
         self.safety.insert(uid.clone(), number);
-        self.core.set_trust(uid, verified, false);
+        // Only the verified mark: a key-change warning stays until the person acknowledges it.
+        self.core.set_verified(uid, verified);
     }
 }
 
