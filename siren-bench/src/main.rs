@@ -20,6 +20,7 @@ mod server;
 mod sessions;
 mod stats;
 mod stores;
+mod web;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -78,6 +79,9 @@ enum Part {
     Metrics,
     /// Many pairs at once: 20 × 1 in flight (latency), 100 × 64 (throughput).
     Pairs,
+    /// The browser client: page load, module sizes, browser ↔ browser round trip beside two
+    /// native clients running the same chat driver.
+    Web,
 }
 
 /// Sizes of one benchmark run.
@@ -219,6 +223,9 @@ fn real_main(cli: &Cli) -> anyhow::Result<()> {
         }
         if wants(Part::Metrics) {
             metrics(&bin, &sizes, &mut report).await?;
+        }
+        if wants(Part::Web) {
+            web::measure(&bin, if cli.quick { 5 } else { 50 }, &mut report).await?;
         }
         if wants(Part::Stores) {
             let url = cli

@@ -468,3 +468,57 @@ fn safety_numbers_match_the_cli_and_a_key_change_warns() {
     browser.wait("alice", "[data-warning=key-changed]");
     browser.wait("alice", "[data-peer=\"bob@alpha.test\"] .warning");
 }
+
+/// From a real page, beside its own session: a WebSocket text message, an oversized message and
+/// garbage each close that WebSocket with the code PROTOCOL.md §5.1 gives (1003; 1009; the
+/// handshake's plaintext error, then 1000), and the page's session goes on.
+#[test]
+fn bad_websocket_messages_from_a_page_close_only_their_socket() {
+    let server = server();
+    let (mut browser, bob) = alice_in_a_browser_bob_on_the_cli(&server);
+    let closes = browser.eval(
+        "alice",
+        "(async () => {
+            const closed = (send) => new Promise((done) => {
+                const ws = new WebSocket(siren.websocket);
+                ws.binaryType = 'arraybuffer';
+                const got = [];
+                ws.onopen = () => send(ws);
+                ws.onmessage = (m) => got.push(m.data.byteLength);
+                ws.onclose = (e) => done({ code: e.code, reason: e.reason, messages: got.length });
+            });
+            return [
+                await closed((ws) => ws.send('hello')),
+                await closed((ws) => ws.send(new Uint8Array(8 * 1024 * 1024))),
+                await closed((ws) => ws.send(new Uint8Array(100).fill(255))),
+            ];
+        })()",
+    );
+    assert_eq!(closes[0]["code"], 1003, "{closes}");
+    assert!(
+        closes[0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("binary"),
+        "{closes}"
+    );
+    assert_eq!(closes[1]["code"], 1009, "{closes}");
+    assert_eq!(closes[2]["code"], 1000, "{closes}");
+    assert_eq!(
+        closes[2]["messages"], 1,
+        "the handshake's error frame first: {closes}"
+    );
+
+    open_conversation(&mut browser, "alice", "bob@alpha.test");
+    say(&mut browser, "alice", "still here");
+    browser.wait(
+        "alice",
+        ".message.mine[data-state=sent], .message.mine[data-state=delivered]",
+    );
+    assert!(
+        bob.recv()
+            .iter()
+            .any(|l| l == "alice@alpha.test: still here")
+    );
+    assert_eq!(browser.requests_outside(), Vec::<String>::new());
+}

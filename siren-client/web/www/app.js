@@ -80,6 +80,7 @@ function onUpdate(update) {
   switch (update.type) {
     case 'snapshot':
       state.snapshot = update;
+      window.siren.onSnapshot?.(update); // the bench's hook
       if (state.loggingOut && update.devices.length && !update.devices.some((d) => d.this)) {
         forget(true);
         return;
