@@ -110,20 +110,15 @@ pub async fn measure(bin: &Path, rounds: usize, report: &mut Report) -> anyhow::
         bail!("{} browser round trips of {rounds}", browser.len());
     }
 
-    let (b50, n50) = (browser.percentile(50.0), native.percentile(50.0));
-    report.rows.push(Row::new(
-        "web: message round trip p50, browser ↔ browser",
-        fmt_ms(b50),
-        format!("{} (native chat driver)", fmt_ms(n50)),
-        times(b50, n50),
-    ));
-    let (b99, n99) = (browser.percentile(99.0), native.percentile(99.0));
-    report.rows.push(Row::new(
-        "web: message round trip p99, browser ↔ browser",
-        fmt_ms(b99),
-        format!("{} (native chat driver)", fmt_ms(n99)),
-        times(b99, n99),
-    ));
+    for p in [50.0, 99.0] {
+        let (b, n) = (browser.percentile(p), native.percentile(p));
+        report.rows.push(Row::new(
+            format!("web: message round trip p{p}, browser ↔ browser"),
+            fmt_ms(b),
+            format!("{} (native chat driver)", fmt_ms(n)),
+            times(b, n),
+        ));
+    }
     report.rows.push(Row::new(
         "web: page load to ready (p50)",
         fmt_ms(load.percentile(50.0)),

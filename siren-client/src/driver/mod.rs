@@ -100,19 +100,7 @@ pub fn start(
     options: Options,
 ) -> (ChatHandle, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let (requests, rx) = mpsc::unbounded();
-    let first = Arc::new(Snapshot {
-        view: siren_client_core::Core::new(
-            client.uid().clone(),
-            options.read_receipts,
-            &mut siren_proto::os_rng(),
-        )
-        .view()
-        .clone(),
-        messages: Default::default(),
-        safety: Default::default(),
-        connection: format!("connecting as {}", client.uid()),
-        devices: Vec::new(),
-    });
+    let first = Arc::new(Snapshot::starting(client.uid()));
     let (tx, updates) = watch::channel(first.clone());
     let files = Downloads(options.downloads.clone());
     let options = siren_client_session::chat::Options {

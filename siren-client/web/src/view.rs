@@ -15,6 +15,21 @@ pub fn set(object: &Object, key: &str, value: impl Into<JsValue>) {
     let _ = Reflect::set(object, &JsValue::from_str(key), &value.into());
 }
 
+/// A text, or `null`.
+fn or_null(text: Option<&str>) -> JsValue {
+    text.map_or(JsValue::NULL, JsValue::from_str)
+}
+
+/// A device's key (base64, as commands take it) and its fingerprint (as people compare it).
+fn set_device(o: &Object, dek: &siren_proto::keys::DekPublic) {
+    set(o, "device", dek.to_base64());
+    set(
+        o,
+        "fingerprint",
+        siren_proto::fingerprint::fingerprint(dek.as_bytes()),
+    );
+}
+
 fn object(fill: impl FnOnce(&Object)) -> JsValue {
     let o = Object::new();
     fill(&o);
@@ -90,17 +105,8 @@ fn snapshot(s: &Snapshot) -> JsValue {
             "devices",
             array(&s.devices, |d| {
                 object(|dobj| {
-                    set(dobj, "device", d.dek.to_base64());
-                    set(
-                        dobj,
-                        "fingerprint",
-                        siren_proto::fingerprint::fingerprint(d.dek.as_bytes()),
-                    );
-                    set(
-                        dobj,
-                        "name",
-                        d.name.as_deref().map_or(JsValue::NULL, JsValue::from_str),
-                    );
+                    set_device(dobj, &d.dek);
+                    set(dobj, "name", or_null(d.name.as_deref()));
                     set(dobj, "added", d.added as f64);
                     set(dobj, "this", d.this);
                 })
@@ -112,25 +118,11 @@ fn snapshot(s: &Snapshot) -> JsValue {
             array(&view.conversations, |c| {
                 object(|co| {
                     set(co, "peer", c.peer.to_string());
-                    set(
-                        co,
-                        "name",
-                        c.name.as_deref().map_or(JsValue::NULL, JsValue::from_str),
-                    );
+                    set(co, "name", or_null(c.name.as_deref()));
                     set(co, "unread", c.unread);
-                    set(
-                        co,
-                        "preview",
-                        c.preview
-                            .as_deref()
-                            .map_or(JsValue::NULL, JsValue::from_str),
-                    );
+                    set(co, "preview", or_null(c.preview.as_deref()));
                     set(co, "lastAt", c.last_at as f64);
-                    set(
-                        co,
-                        "presence",
-                        c.presence.map_or(JsValue::NULL, |p| presence(p).into()),
-                    );
+                    set(co, "presence", or_null(c.presence.map(presence)));
                     set(co, "typing", c.typing);
                     set(co, "verified", c.verified);
                     set(co, "keyChanged", c.key_changed);
@@ -138,9 +130,7 @@ fn snapshot(s: &Snapshot) -> JsValue {
                     set(
                         co,
                         "safetyNumber",
-                        s.safety
-                            .get(&c.peer)
-                            .map_or(JsValue::NULL, |n| n.as_str().into()),
+                        or_null(s.safety.get(&c.peer).map(String::as_str)),
                     );
                 })
             }),
@@ -155,22 +145,9 @@ fn snapshot(s: &Snapshot) -> JsValue {
             "approvals",
             array(&view.approvals, |a| {
                 object(|ao| {
-                    set(ao, "device", a.new_dek.to_base64());
-                    set(
-                        ao,
-                        "fingerprint",
-                        siren_proto::fingerprint::fingerprint(a.new_dek.as_bytes()),
-                    );
-                    set(
-                        ao,
-                        "name",
-                        a.name.as_deref().map_or(JsValue::NULL, JsValue::from_str),
-                    );
-                    set(
-                        ao,
-                        "code",
-                        a.code.as_deref().map_or(JsValue::NULL, JsValue::from_str),
-                    );
+                    set_device(ao, &a.new_dek);
+                    set(ao, "name", or_null(a.name.as_deref()));
+                    set(ao, "code", or_null(a.code.as_deref()));
                 })
             }),
         );

@@ -46,6 +46,21 @@ pub struct Snapshot {
     pub devices: Vec<Device>,
 }
 
+impl Snapshot {
+    /// What an interface shows before the driver's first snapshot: no conversations yet, and
+    /// connecting.
+    pub fn starting(me: &Uid) -> Snapshot {
+        let core = siren_client_core::Core::new(me.clone(), false, &mut siren_proto::os_rng());
+        Snapshot {
+            view: core.view().clone(),
+            messages: BTreeMap::new(),
+            safety: BTreeMap::new(),
+            connection: task::connecting(me),
+            devices: Vec::new(),
+        }
+    }
+}
+
 /// One of this account's devices.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {

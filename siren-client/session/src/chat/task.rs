@@ -100,7 +100,7 @@ impl<S: Store, P: Platform, H: History, F: Files, U: FnMut(Snapshot)> Driver<S, 
             approving: BTreeMap::new(),
             safety: BTreeMap::new(),
             unsubscribed: BTreeSet::new(),
-            connection: format!("connecting as {me}"),
+            connection: connecting(&me),
             devices: Vec::new(),
         }
     }
@@ -125,7 +125,6 @@ impl<S: Store, P: Platform, H: History, F: Files, U: FnMut(Snapshot)> Driver<S, 
             }
             Err(e) => problem = Some(format!("cannot read the history: {e:#}")),
         }
-        // Loading asks for nothing to be done.
         if let Some(why) = problem {
             self.problem(why);
         }
@@ -294,8 +293,7 @@ impl<S: Store, P: Platform, H: History, F: Files, U: FnMut(Snapshot)> Driver<S, 
     async fn request(&mut self, req: Request, online: bool) {
         let now = self.now();
         match req {
-            Request::Revoke(dek) if !online => {
-                let _ = dek;
+            Request::Revoke(_) if !online => {
                 self.problem("a device can be revoked only while connected".into());
             }
             Request::Revoke(dek) => match self.client.revoke(&dek).await {
@@ -404,6 +402,11 @@ impl<S: Store, P: Platform, H: History, F: Files, U: FnMut(Snapshot)> Driver<S, 
         // Only the verified mark: a key-change warning stays until the person acknowledges it.
         self.core.set_verified(uid, verified);
     }
+}
+
+/// The connection line before the first attempt.
+pub(super) fn connecting(me: &Uid) -> String {
+    format!("connecting as {me}")
 }
 
 /// Server errors after which trying again cannot help (the account or session is gone).

@@ -100,15 +100,6 @@ impl Idb {
         Ok(Idb { db })
     }
 
-    /// Deletes the page's database (closing this connection first).
-    pub async fn delete(self) -> Result<(), IdbError> {
-        self.db.close();
-        let request = factory()?
-            .delete_database(DATABASE)
-            .map_err(|e| IdbError::js("delete", &e))?;
-        settled(&request, "delete").await.map(|_| ())
-    }
-
     fn store(&self, mode: &str) -> Result<(web_sys::IdbTransaction, IdbObjectStore), IdbError> {
         // `transaction(names, mode, {durability})`, called as JavaScript would (see the module's
         // documentation for why).

@@ -48,16 +48,41 @@ struct PeerEntry {
     last_at: u64,
 }
 
-/// The page's device store, unlocked.
-pub struct DeviceStore {
+/// The database and the keys that seal its records (shared by the store and the history).
+#[derive(Clone)]
+struct Records {
     db: Idb,
     sealer: Rc<Sealer>,
 }
 
+impl Records {
+    /// The record at database key `key`, opened (`what` names it in errors).
+    async fn read<T: DeserializeOwned>(&self, key: &str, what: &str) -> anyhow::Result<Option<T>> {
+        match self.db.get(key).await? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(self.sealer.open(key, &bytes, what)?)),
+        }
+    }
+
+    /// `value` sealed for database key `key`, ready for [`Idb::put`].
+    fn entry<T: Serialize + ?Sized>(
+        &self,
+        key: String,
+        value: &T,
+    ) -> anyhow::Result<(String, Vec<u8>)> {
+        let sealed = self.sealer.seal(&key, value, &mut siren_proto::os_rng())?;
+        Ok((key, sealed))
+    }
+}
+
+/// The page's device store, unlocked.
+pub struct DeviceStore {
+    records: Records,
+}
+
 /// The history, in the same database under the same key ([`sealed`] gives its layout).
 pub struct WebHistory {
-    db: Idb,
-    sealer: Rc<Sealer>,
+    records: Records,
 }
 
 const ACCOUNT: &str = "account";
@@ -89,8 +114,10 @@ impl DeviceStore {
         }
         let (sealer, lock) = Sealer::create(passphrase, &mut siren_proto::os_rng())?;
         let store = DeviceStore {
-            db,
-            sealer: Rc::new(sealer),
+            records: Records {
+                db,
+                sealer: Rc::new(sealer),
+            },
         };
         let mut secrets = Secrets::default();
         let _ = secrets.history_seed();
@@ -100,7 +127,7 @@ impl DeviceStore {
             store.sealed(ACCOUNT, account)?,
             store.sealed(SECRETS, &secrets)?,
         ];
-        store.db.put(&entries).await?;
+        store.records.db.put(&entries).await?;
         Ok(store)
     }
 
@@ -112,8 +139,10 @@ impl DeviceStore {
         };
         let sealer = Sealer::unlock(&Lock::from_bytes(&lock)?, passphrase)?;
         let store = DeviceStore {
-            db,
-            sealer: Rc::new(sealer),
+            records: Records {
+                db,
+                sealer: Rc::new(sealer),
+            },
         };
         let account = store
             .get(ACCOUNT)
@@ -122,16 +151,10 @@ impl DeviceStore {
         Ok((store, account))
     }
 
-    /// Deletes this browser's device: its keys, what it verified and its history.
-    pub async fn remove(self) -> anyhow::Result<()> {
-        Ok(self.db.delete().await?)
-    }
-
     /// The history kept beside the device's records.
     pub fn history(&self) -> WebHistory {
         WebHistory {
-            db: self.db.clone(),
-            sealer: self.sealer.clone(),
+            records: self.records.clone(),
         }
     }
 
@@ -140,45 +163,26 @@ impl DeviceStore {
         name: &str,
         value: &T,
     ) -> anyhow::Result<(String, Vec<u8>)> {
-        let key = self.sealer.key(name);
-        let sealed = self.sealer.seal(&key, value, &mut siren_proto::os_rng())?;
-        Ok((key, sealed))
+        self.records.entry(self.records.sealer.key(name), value)
     }
 
     async fn get<T: DeserializeOwned>(&self, name: &str) -> anyhow::Result<Option<T>> {
-        let key = self.sealer.key(name);
-        match self.db.get(&key).await? {
-            None => Ok(None),
-            Some(bytes) => Ok(Some(self.sealer.open(&key, &bytes, name)?)),
-        }
+        self.records
+            .read(&self.records.sealer.key(name), name)
+            .await
     }
 
     async fn put<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> anyhow::Result<()> {
         let entry = self.sealed(name, value)?;
-        Ok(self.db.put(&[entry]).await?)
+        Ok(self.records.db.put(&[entry]).await?)
     }
 }
 
 impl WebHistory {
-    async fn open<T: DeserializeOwned>(&self, key: &str, what: &str) -> anyhow::Result<Option<T>> {
-        match self.db.get(key).await? {
-            None => Ok(None),
-            Some(bytes) => Ok(Some(self.sealer.open(key, &bytes, what)?)),
-        }
-    }
-
-    fn sealed<T: Serialize + ?Sized>(
-        &self,
-        key: String,
-        value: &T,
-    ) -> anyhow::Result<(String, Vec<u8>)> {
-        let sealed = self.sealer.seal(&key, value, &mut siren_proto::os_rng())?;
-        Ok((key, sealed))
-    }
-
     async fn peer_entries(&self) -> anyhow::Result<Vec<PeerEntry>> {
         Ok(self
-            .open(&self.sealer.key(PEERS), "conversation list")
+            .records
+            .read(&self.records.sealer.key(PEERS), "conversation list")
             .await?
             .unwrap_or_default())
     }
@@ -189,8 +193,9 @@ impl History for WebHistory {
     /// kept, so a conversation is never reordered); the record, when it was recorded and the
     /// conversation list go in one transaction.
     async fn store(&mut self, msg: &ChatMessage) -> anyhow::Result<()> {
-        let recorded_key = self.sealer.recorded_key(&msg.peer, &msg.id);
-        let first_at: Option<u64> = self.open(&recorded_key, "history").await?;
+        let r = &self.records;
+        let recorded_key = r.sealer.recorded_key(&msg.peer, &msg.id);
+        let first_at: Option<u64> = r.read(&recorded_key, "history").await?;
         let mut record = msg.clone();
         let mut entries = Vec::new();
         match first_at {
@@ -208,13 +213,13 @@ impl History for WebHistory {
                         last_at: msg.at,
                     }),
                 }
-                entries.push(self.sealed(recorded_key, &msg.at)?);
-                entries.push(self.sealed(self.sealer.key(PEERS), &peers)?);
+                entries.push(r.entry(recorded_key, &msg.at)?);
+                entries.push(r.entry(r.sealer.key(PEERS), &peers)?);
             }
         }
-        let key = self.sealer.message_key(&record.peer, record.at, &record.id);
-        entries.push(self.sealed(key, &record)?);
-        Ok(self.db.put(&entries).await?)
+        let key = r.sealer.message_key(&record.peer, record.at, &record.id);
+        entries.push(r.entry(key, &record)?);
+        Ok(r.db.put(&entries).await?)
     }
 
     async fn page(
@@ -223,13 +228,14 @@ impl History for WebHistory {
         before: Option<&ChatMessage>,
         limit: usize,
     ) -> anyhow::Result<(Vec<ChatMessage>, bool)> {
-        let lower = self.sealer.message_prefix(peer);
+        let r = &self.records;
+        let lower = r.sealer.message_prefix(peer);
         let upper = match before {
-            Some(b) => self.sealer.message_key(peer, b.at, &b.id),
+            Some(b) => r.sealer.message_key(peer, b.at, &b.id),
             // Past every message of the conversation (hex digits and '/' sort below '~').
             None => format!("{lower}~"),
         };
-        let keys = self.db.keys(&lower, &upper).await?;
+        let keys = r.db.keys(&lower, &upper).await?;
         let more = keys.len() > limit;
         let Some(first) = keys
             .len()
@@ -240,8 +246,8 @@ impl History for WebHistory {
             return Ok((Vec::new(), false));
         };
         let mut msgs = Vec::new();
-        for (key, sealed) in self.db.entries(first, &upper).await? {
-            let msg: ChatMessage = self.sealer.open(&key, &sealed, "history")?;
+        for (key, sealed) in r.db.entries(first, &upper).await? {
+            let msg: ChatMessage = r.sealer.open(&key, &sealed, "history")?;
             if msg.peer != *peer {
                 anyhow::bail!(
                     "the stored history is damaged: a message under another conversation"
