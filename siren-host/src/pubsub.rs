@@ -5,6 +5,11 @@
 //! subscribed at the moment it is published; a session that is slow to read loses presence
 //! updates rather than slowing anyone down (its small event channel is full: the event is
 //! dropped). When a user's last ready session closes, `offline` is published for them.
+//!
+//! The presence a local user last published is kept in memory while they have a ready session,
+//! and sent once to each new subscription (`offline` when they have none), so that a subscriber
+//! knows the current state without waiting for the next change. Nothing else is kept: no past
+//! change is ever sent again.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -37,6 +42,8 @@ struct State {
     senders: HashMap<u64, mpsc::Sender<ServerMessage>>,
     /// Ready sessions per local user.
     online: HashMap<Username, usize>,
+    /// What each local user with a ready session last published (not `offline`).
+    current: HashMap<Username, Presence>,
 }
 
 /// Presence subscriptions of live sessions.
@@ -129,6 +136,36 @@ impl PubSub {
         });
     }
 
+    /// Sends `publisher`'s presence, `presence`, to connection `conn` alone (the current state
+    /// a new subscription starts from); nothing if `conn` has no subscriptions.
+    pub fn deliver_to(&self, conn: u64, publisher: &Uid, presence: &Presence) {
+        let tx = self.state().senders.get(&conn).cloned();
+        if let Some(tx) = tx {
+            Self::deliver(&tx, publisher, presence);
+        }
+    }
+
+    /// Local user `user` published `presence`: it is their current state until the next one or
+    /// until their last session closes.
+    pub fn published(&self, user: &Username, presence: &Presence) {
+        let mut st = self.state();
+        if presence.status == PresenceStatus::Offline || !st.online.contains_key(user) {
+            st.current.remove(user);
+        } else {
+            st.current.insert(user.clone(), presence.clone());
+        }
+    }
+
+    /// Local user `user`'s current presence: what they last published while they have a ready
+    /// session, `offline` otherwise.
+    pub fn current(&self, user: &Username) -> Presence {
+        self.state()
+            .current
+            .get(user)
+            .cloned()
+            .unwrap_or_else(Self::offline)
+    }
+
     /// A ready session of `user` opened.
     pub fn session_ready(&self, user: &Username) {
         *self.state().online.entry(user.clone()).or_default() += 1;
@@ -159,6 +196,7 @@ impl PubSub {
             }
             Some(_) => {
                 st.online.remove(user);
+                st.current.remove(user);
                 true
             }
             None => false,
@@ -218,5 +256,32 @@ mod tests {
         assert!(!ps.session_closed(1, Some(&alice), true));
         assert!(ps.session_closed(2, Some(&alice), true));
         assert!(!ps.session_closed(3, Some(&alice), false));
+    }
+
+    #[test]
+    fn the_current_state_lasts_while_a_session_is_ready() {
+        let ps = PubSub::default();
+        let alice = Username::parse("alice").unwrap();
+        let busy = Presence {
+            status: PresenceStatus::Busy,
+            text: Some("meeting".into()),
+        };
+        // Published without a ready session (cannot happen in a session): not kept.
+        ps.published(&alice, &busy);
+        assert_eq!(ps.current(&alice), PubSub::offline());
+        ps.session_ready(&alice);
+        ps.session_ready(&alice);
+        ps.published(&alice, &busy);
+        assert_eq!(ps.current(&alice), busy);
+        // One of two sessions closing keeps it; the last one forgets it.
+        assert!(!ps.session_closed(1, Some(&alice), true));
+        assert_eq!(ps.current(&alice), busy);
+        assert!(ps.session_closed(2, Some(&alice), true));
+        assert_eq!(ps.current(&alice), PubSub::offline());
+        // `offline` published by a live session is its current state too.
+        ps.session_ready(&alice);
+        ps.published(&alice, &busy);
+        ps.published(&alice, &PubSub::offline());
+        assert_eq!(ps.current(&alice), PubSub::offline());
     }
 }

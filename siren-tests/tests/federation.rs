@@ -248,7 +248,11 @@ fn presence_crosses_servers_only_where_the_roster_allows() {
     let added = bob.run(&["contacts", "add", "alice@alpha.test", "--presence"]);
     assert!(added.ok, "{}", added.stderr);
     let watcher = alice.listen_with(&["--watch", "bob@beta.test"]);
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // beta sends bob's current state first: no session yet.
+    assert_eq!(
+        watcher.next_line(wait).as_deref(),
+        Some("* bob@beta.test is offline")
+    );
     let publisher = bob.listen_with(&["--status", "busy", "--text", "meeting"]);
     assert_eq!(
         watcher.next_line(wait).as_deref(),

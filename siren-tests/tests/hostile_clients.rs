@@ -387,6 +387,10 @@ fn control_characters_from_other_users_are_shown_escaped() {
     let out = alice.run(&["contacts", "add", "bob@alpha.test", "--presence"]);
     assert!(out.ok, "{}", out.stderr);
     let watcher = bob.listen_with(&["--watch", "alice@alpha.test"]);
+    assert_eq!(
+        watcher.next_line(Duration::from_secs(10)).as_deref(),
+        Some("* alice@alpha.test is offline")
+    );
     let _publisher = alice.listen_with(&[
         "--status",
         "away",

@@ -1,5 +1,6 @@
 //! Presence over pub/sub with real processes: only to subscribers the publisher's roster allows,
-//! never replayed, `offline` when the last session closes, nothing from blocked users.
+//! the current state once to a new subscription and no older change, `offline` when the last
+//! session closes, nothing from blocked users.
 
 use std::time::Duration;
 
@@ -41,6 +42,11 @@ const WAIT: Duration = Duration::from_secs(10);
 fn presence_reaches_allowed_subscribers_and_goes_offline_with_the_last_session() {
     let w = world();
     let bob = w.bob.listen_with(&["--watch", "alice@alpha.test"]);
+    // The current state first: alice has no session yet.
+    assert_eq!(
+        bob.next_line(WAIT).as_deref(),
+        Some("* alice@alpha.test is offline")
+    );
     let alice = w
         .alice
         .listen_with(&["--status", "away", "--text", "lunch"]);
@@ -63,14 +69,28 @@ fn subscriptions_need_the_publishers_permission() {
     assert!(out.stderr.contains("refused, 402"), "{}", out.stderr);
 }
 
+/// A subscription starts from the publisher's current state, sent once; nothing older is kept
+/// or sent again, and a user with no session is `offline` (their last status is forgotten).
 #[test]
-fn presence_is_not_replayed_to_late_subscribers() {
+fn a_late_subscriber_gets_the_current_presence_once_and_nothing_older() {
     let w = world();
-    let _alice = w.alice.listen_with(&["--status", "busy"]);
-    // Bob subscribes after alice published: he gets nothing until she publishes again.
+    let alice = w.alice.listen_with(&["--status", "busy"]);
+    // Bob subscribes after alice published: he learns her current state, and only it.
     let bob = w.bob.listen_with(&["--watch", "alice@alpha.test"]);
-    assert_eq!(bob.next_line(Duration::from_secs(2)), None);
-    let _again = w.alice.run(&["whoami"]); // unrelated command: still nothing
+    assert_eq!(
+        bob.next_line(WAIT).as_deref(),
+        Some("* alice@alpha.test is busy")
+    );
+    let _again = w.alice.run(&["whoami"]); // unrelated command: nothing more
+    assert_eq!(bob.next_line(Duration::from_secs(1)), None);
+    drop(bob);
+    drop(alice);
+    // alice has no session: a new subscriber hears `offline`, not her last status.
+    let bob = w.bob.listen_with(&["--watch", "alice@alpha.test"]);
+    assert_eq!(
+        bob.next_line(WAIT).as_deref(),
+        Some("* alice@alpha.test is offline")
+    );
     assert_eq!(bob.next_line(Duration::from_secs(1)), None);
 }
 

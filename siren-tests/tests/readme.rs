@@ -76,6 +76,7 @@ fn readme_walkthrough_works_as_written() {
     assert_eq!(
         presence.lines().collect::<Vec<_>>(),
         vec![
+            "* bob@alpha.test is offline",
             "* bob@alpha.test is away (lunch)",
             "* bob@alpha.test is offline"
         ],

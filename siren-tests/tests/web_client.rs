@@ -169,6 +169,76 @@ fn two_browsers_chat_live_with_receipts_typing_and_a_file() {
     assert_eq!(browser.requests_outside(), Vec::<String>::new());
 }
 
+/// Stands in for the browser's `Notification` (granted; each notification recorded in
+/// `window.notes`): Playwright's headless pages show none.
+const NOTIFICATIONS: &str = "(() => {
+  window.notes = [];
+  window.Notification = class {
+    constructor(title, options) { window.notes.push({ title, body: options?.body ?? '' }); }
+    static get permission() { return 'granted'; }
+    static requestPermission() { return Promise.resolve('granted'); }
+  };
+  return true;
+})()";
+
+/// Makes `page` hidden (`true`) or shown again, as switching tabs does.
+fn set_hidden(browser: &mut Browser, page: &str, hidden: bool) {
+    browser.eval(
+        page,
+        &format!(
+            "(() => {{
+              Object.defineProperty(document, 'hidden', {{ configurable: true, get: () => {hidden} }});
+              Object.defineProperty(document, 'visibilityState', {{ configurable: true, get: () => {hidden} ? 'hidden' : 'visible' }});
+              document.dispatchEvent(new Event('visibilitychange'));
+              return true;
+            }})()"
+        ),
+    );
+}
+
+/// A message that arrives while the tab is hidden raises one desktop notification (none while
+/// it is shown), and shown again it is marked read; each side's list shows the other's
+/// presence, which goes offline when that page's session ends.
+#[test]
+fn a_hidden_page_notifies_and_the_list_shows_presence() {
+    let server = server();
+    server.add_user("alice", "pw-alice");
+    server.add_user("bob", "pw-bob");
+    let mut browser = Browser::launch(&server);
+    sign_in(&mut browser, "alice", "alice", "pw-alice");
+    sign_in(&mut browser, "bob", "bob", "pw-bob");
+    browser.eval("alice", NOTIFICATIONS);
+
+    open_conversation(&mut browser, "alice", "bob@alpha.test");
+    say(&mut browser, "alice", "are you there?");
+    browser.wait("bob", "[data-request=\"alice@alpha.test\"]");
+    browser.click("bob", "[data-request=\"alice@alpha.test\"] button.primary");
+    browser.click("bob", "[data-peer=\"alice@alpha.test\"]");
+    say(&mut browser, "bob", "yes, with the tab in front of you");
+    wait_shown(&mut browser, "alice", "yes, with the tab in front of you");
+    // Each sees the other available (presence is shared between contacts).
+    browser.wait("alice", "[data-peer=\"bob@alpha.test\"] .dot.available");
+    browser.wait("bob", "[data-peer=\"alice@alpha.test\"] .dot.available");
+    assert_eq!(browser.eval("alice", "window.notes.length"), 0);
+
+    set_hidden(&mut browser, "alice", true);
+    say(&mut browser, "bob", "and now while you look elsewhere");
+    wait_true(&mut browser, "alice", "window.notes.length > 0");
+    assert_eq!(
+        browser.eval("alice", "window.notes"),
+        serde_json::json!([{ "title": "bob@alpha.test", "body": "and now while you look elsewhere" }])
+    );
+    // Not read while hidden; read once shown.
+    browser.wait("bob", ".message.mine[data-state=delivered]");
+    set_hidden(&mut browser, "alice", false);
+    browser.wait("bob", ".message.mine:last-child[data-state=read]");
+    assert_eq!(browser.eval("alice", "window.notes.length"), 1);
+
+    // bob's session ends: alice's list shows him offline.
+    browser.eval("bob", "(siren.state.session.quit(), true)");
+    browser.wait("alice", "[data-peer=\"bob@alpha.test\"] .dot.offline");
+}
+
 /// A browser and the CLI chat both ways through `sirend`.
 #[test]
 fn a_browser_and_the_cli_chat_both_ways() {

@@ -442,6 +442,9 @@ async fn subscribe_remote(
                 }
             });
         }
+        // The publisher's current state, once (the subscriber's server applies its blocking).
+        let presence = shared.pubsub.current(topic.publisher().user());
+        shared.pubsub.deliver_to(conn, topic.publisher(), &presence);
     }
     Ok(())
 }

@@ -69,6 +69,16 @@ impl Session {
                 self.inbox = Some(inbox);
             }
         }
+        // Each local publisher's current state, once (a peer sends its users' own).
+        for topic in &topics {
+            let uid = topic.publisher();
+            if uid.server() == &self.shared.config().server.name
+                && !self.shared.rosters.blocks(user, uid).await.unwrap_or(true)
+            {
+                let presence = self.shared.pubsub.current(uid.user());
+                self.shared.pubsub.deliver_to(self.conn, uid, &presence);
+            }
+        }
         self.ok(rid).await
     }
 
@@ -85,6 +95,7 @@ pub(super) async fn publish_presence(
     me: &Uid,
     presence: &siren_proto::message::Presence,
 ) {
+    shared.pubsub.published(me.user(), presence);
     for (subscriber, tx) in shared.pubsub.subscribers(me) {
         let allowed = shared
             .rosters
