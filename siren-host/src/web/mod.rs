@@ -18,6 +18,7 @@ mod forwarded;
 pub mod origin;
 mod socket;
 mod tls;
+mod upgrade;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,9 +26,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Extension, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Extension, Request, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Router, middleware};
@@ -217,18 +217,22 @@ async fn server_info(State(shared): State<Arc<Shared>>) -> Response {
 async fn websocket(
     State(shared): State<Arc<Shared>>,
     Extension(conn): Extension<Conn>,
-    headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    mut request: Request,
 ) -> Response {
     let config = shared.config();
-    if let Err(why) = origin::check(&headers, &config.web.allowed_origins) {
+    let headers = request.headers();
+    if let Err(why) = origin::check(headers, &config.web.allowed_origins) {
         tracing::info!(peer = %conn.peer, %why, "WebSocket refused");
         return (StatusCode::FORBIDDEN, format!("{why}\n")).into_response();
     }
+    let client = forwarded::client_addr(conn.peer, headers, &config.web.trusted_proxies);
+    let upgrade = match upgrade::check(&mut request) {
+        Ok(upgrade) => upgrade,
+        Err(refused) => return refused.into_response(),
+    };
     let Some(permit) = conn.permit.lock().ok().and_then(|mut p| p.take()) else {
         return (StatusCode::BAD_REQUEST, "one WebSocket per connection\n").into_response();
     };
-    let client = forwarded::client_addr(conn.peer, &headers, &config.web.trusted_proxies);
     let admitted = shared.admission.admit(client.ip());
     if let Err(refusal) = &admitted {
         shared.metrics.connection_refused(refusal.name());
@@ -236,12 +240,12 @@ async fn websocket(
     }
     let max = config.limits.max_frame as usize;
     let id = conn.next_conn.fetch_add(1, Ordering::Relaxed);
-    let sessions = conn.sessions.clone();
-    upgrade
-        .max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |ws| {
-            sessions.track_future(async move {
+    let answer = upgrade.switching();
+    let on_upgrade = upgrade.on_upgrade;
+    conn.sessions.spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let ws = socket::accept(upgraded, max).await;
                 match admitted {
                     Ok(ticket) => {
                         shared.metrics.connections_open.inc();
@@ -250,7 +254,10 @@ async fn websocket(
                     }
                     Err(refusal) => socket::refuse(ws, refusal).await,
                 }
-                drop(permit);
-            })
-        })
+            }
+            Err(e) => tracing::debug!(%client, error = %e, "WebSocket upgrade failed"),
+        }
+        drop(permit);
+    });
+    answer
 }

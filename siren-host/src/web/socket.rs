@@ -14,13 +14,26 @@
 //! 1009 for a message larger than `max_frame` (refused by the WebSocket layer before it is
 //! buffered), 1002 for a broken WebSocket (when a close frame can still be sent), 1013 when the
 //! connection was refused before the handshake (after a plaintext `error` 203 frame, as on TCP).
+//!
+//! After its close frame the server stops writing and reads, and drops, whatever the client
+//! still sends — the rest of a refused message, the client's own close frame — until the client
+//! closes its side or [`LINGER`] passes (at most [`LINGER_BYTES`]). Closing a connection with
+//! unread bytes would make the kernel reset it, and a reset destroys the close frame on its way:
+//! a browser then reports 1006 without the reason.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
+use std::time::Duration;
+
 use futures_util::{SinkExt as _, StreamExt as _};
-use tokio::io::AsyncWriteExt as _;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::admission::{Refusal, Ticket};
 use crate::session::{self, Connection, Transport};
@@ -28,6 +41,22 @@ use crate::shared::Shared;
 
 /// The bridge's pipe: a few frames' worth, so the session's reading paces the client.
 const PIPE: usize = 64 * 1024;
+/// Longest wait, after the close frame, for the client to close its side.
+pub const LINGER: Duration = Duration::from_secs(2);
+/// Most bytes read and dropped meanwhile.
+pub const LINGER_BYTES: u64 = 64 << 20;
+
+/// An upgraded connection, as a WebSocket.
+pub type WebSocket = WebSocketStream<TokioIo<Upgraded>>;
+
+/// The WebSocket on an upgraded connection: messages and frames of at most `max` bytes (a
+/// longer one is refused before it is buffered).
+pub async fn accept(upgraded: Upgraded, max: usize) -> WebSocket {
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max));
+    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await
+}
 
 /// Serves one upgraded WebSocket as a session to the end.
 pub async fn run(
@@ -56,12 +85,14 @@ pub async fn refuse(mut socket: WebSocket, refusal: Refusal) {
         &format!("{}; try again later", refusal.as_str()),
     );
     let _ = socket.send(Message::Binary(frame.into())).await;
-    let _ = socket
-        .send(Message::Close(Some(CloseFrame {
-            code: close_code::AGAIN,
+    close(
+        socket,
+        Some(CloseFrame {
+            code: CloseCode::Again,
             reason: "try again later".into(),
-        })))
-        .await;
+        }),
+    )
+    .await;
 }
 
 /// Moves messages between `socket` and the session's end of the pipe until either side ends;
@@ -94,13 +125,13 @@ async fn bridge(socket: WebSocket, pipe: tokio::io::DuplexStream, max: usize) {
                 }
                 Message::Text(_) => {
                     return Some(CloseFrame {
-                        code: close_code::UNSUPPORTED,
+                        code: CloseCode::Unsupported,
                         reason: "Siren carries binary messages only".into(),
                     });
                 }
                 Message::Close(_) => return None,
-                // Answered by the WebSocket layer.
-                Message::Ping(_) | Message::Pong(_) => {}
+                // Answered by the WebSocket layer; raw frames are not read as such.
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
             }
         }
     };
@@ -112,7 +143,7 @@ async fn bridge(socket: WebSocket, pipe: tokio::io::DuplexStream, max: usize) {
             }
         }
         Some(CloseFrame {
-            code: close_code::NORMAL,
+            code: CloseCode::Normal,
             reason: "session ended".into(),
         })
     };
@@ -120,41 +151,55 @@ async fn bridge(socket: WebSocket, pipe: tokio::io::DuplexStream, max: usize) {
         close = inbound => close,
         close = outbound => close,
     };
-    if let Some(close) = close {
-        tracing::debug!(code = close.code, reason = %close.reason, "closing a WebSocket");
-        let _ = sink.send(Message::Close(Some(close))).await;
+    match sink.reunite(stream) {
+        Ok(socket) => self::close(socket, close).await,
+        // Halves of two sockets: cannot be (they were split just above).
+        Err(_) => tracing::warn!("a WebSocket's halves did not match"),
     }
-    let _ = sink.close().await;
+}
+
+/// Sends the close frame (when the client did not close first), then [lingers](LINGER) until
+/// the client closes its side, and drops the connection.
+async fn close(mut socket: WebSocket, close: Option<CloseFrame>) {
+    if let Some(close) = close {
+        tracing::debug!(code = u16::from(close.code), reason = %close.reason, "closing a WebSocket");
+        let _ = socket.send(Message::Close(Some(close))).await;
+    }
+    // Also sends the answer to a client's close frame.
+    let _ = socket.flush().await;
+    let io = socket.get_mut();
+    let _ = io.shutdown().await;
+    drain(io).await;
+}
+
+/// Reads and drops what `io` still brings until it ends, for at most [`LINGER`] and
+/// [`LINGER_BYTES`].
+async fn drain<R: AsyncRead + Unpin>(io: &mut R) {
+    let mut sink = tokio::io::sink();
+    let _ = tokio::time::timeout(
+        LINGER,
+        tokio::io::copy(&mut io.take(LINGER_BYTES), &mut sink),
+    )
+    .await;
 }
 
 /// The close for a WebSocket the layer below refused: too large, or not WebSocket.
-fn broken(e: &axum::Error) -> CloseFrame {
-    use std::error::Error as _;
-    let mut source = e.source();
-    while let Some(s) = source {
-        if let Some(tungstenite) = s.downcast_ref::<tungstenite::Error>() {
-            return match tungstenite {
-                tungstenite::Error::Capacity(_) => CloseFrame {
-                    code: close_code::SIZE,
-                    reason: "message larger than max_frame".into(),
-                },
-                _ => CloseFrame {
-                    code: close_code::PROTOCOL,
-                    reason: "WebSocket protocol error".into(),
-                },
-            };
-        }
-        source = s.source();
-    }
-    CloseFrame {
-        code: close_code::PROTOCOL,
-        reason: "WebSocket protocol error".into(),
+fn broken(e: &tungstenite::Error) -> CloseFrame {
+    match e {
+        tungstenite::Error::Capacity(_) => CloseFrame {
+            code: CloseCode::Size,
+            reason: "message larger than max_frame".into(),
+        },
+        _ => CloseFrame {
+            code: CloseCode::Protocol,
+            reason: "WebSocket protocol error".into(),
+        },
     }
 }
 
 fn too_big(max: usize) -> CloseFrame {
     CloseFrame {
-        code: close_code::SIZE,
+        code: CloseCode::Size,
         reason: format!("message larger than max_frame ({max} bytes)").into(),
     }
 }
