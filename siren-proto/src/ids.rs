@@ -74,6 +74,18 @@ random_id!(
     16
 );
 
+random_id!(
+    /// A group identifier: 16 random bytes chosen by the group's creator (PROTOCOL.md §12.1).
+    GroupId,
+    16
+);
+
+impl fmt::Debug for GroupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "GroupId({})", self.to_hex())
+    }
+}
+
 impl fmt::Debug for FileId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "FileId({})", self.to_hex())

@@ -47,6 +47,12 @@ pub const HANDSHAKE_SPLIT: &str = "siren/v1/handshake-split";
 /// HKDF info for the proof that a server holds its new SEK during a rotation.
 pub const SEK_ROTATION: &str = "siren/v1/sek-rotation";
 
+/// Signature label for a group's membership version (signed by the USK of the member who made
+/// it).
+pub const GROUP: &str = "siren/v1/group";
+/// Hash label chaining a group's membership versions.
+pub const GROUP_HASH: &str = "siren/v1/group-hash";
+
 /// All labels, for the uniqueness test and for PROTOCOL.md.
 pub const ALL: &[&str] = &[
     DEVICE_RECORD,
@@ -54,6 +60,8 @@ pub const ALL: &[&str] = &[
     ENTRY_HASH,
     ROSTER,
     ROSTER_HASH,
+    GROUP,
+    GROUP_HASH,
     MESSAGE,
     MESSAGE_KEY,
     USK_TRANSFER,

@@ -59,6 +59,7 @@ mod crypto;
 pub mod envelope;
 pub mod fingerprint;
 pub mod frame;
+pub mod group;
 pub mod handshake;
 pub mod ids;
 pub mod keys;

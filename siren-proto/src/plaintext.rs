@@ -15,12 +15,29 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
 use crate::crypto;
-use crate::ids::{FileId, MessageId};
+use crate::group::GroupState;
+use crate::ids::{FileId, GroupId, MessageId};
 use crate::message::{DecodeError, DecodeErrorKind};
 use siren_api::Uid;
 
 /// The `type` values defined so far, in the order of PROTOCOL.md's registry.
-pub const TYPES: &[&str] = &[TEXT, RECEIPT, TYPING, FILE, FILE_CHUNK, EDIT, DELETE, COPY];
+pub const TYPES: &[&str] = &[
+    TEXT,
+    RECEIPT,
+    TYPING,
+    FILE,
+    FILE_CHUNK,
+    EDIT,
+    DELETE,
+    COPY,
+    GROUP,
+    GROUP_UPDATE,
+    GROUP_SYNC,
+];
+
+/// The types a `group` message may carry (PROTOCOL.md §12.1); a type this implementation does
+/// not know is carried as unsupported, like a top-level one.
+pub const GROUP_CONTENT: &[&str] = &[TEXT, FILE, FILE_CHUNK, EDIT, DELETE];
 
 const TEXT: &str = "text";
 const RECEIPT: &str = "receipt";
@@ -30,6 +47,9 @@ const FILE_CHUNK: &str = "file_chunk";
 const EDIT: &str = "edit";
 const DELETE: &str = "delete";
 const COPY: &str = "copy";
+const GROUP: &str = "group";
+const GROUP_UPDATE: &str = "group_update";
+const GROUP_SYNC: &str = "group_sync";
 
 /// Largest file a manifest may announce: 25 MiB.
 pub const MAX_FILE_SIZE: u64 = 25 << 20;
@@ -154,6 +174,26 @@ pub enum Plaintext {
         /// The original's plaintext (any type but `copy`).
         msg: Box<Plaintext>,
     },
+    /// `type: "group"`: a message to a group, sent to every member device (PROTOCOL.md §12.1).
+    Group {
+        /// The group.
+        group: GroupId,
+        /// The membership version the sender held when sending.
+        version: u64,
+        /// The message (one of [`GROUP_CONTENT`], or a type this implementation does not know).
+        msg: Box<Plaintext>,
+    },
+    /// `type: "group_update"`: a new version of a group's membership, sent by the member who
+    /// made it to every member device of the version before and of the new one.
+    GroupUpdate(Box<GroupState>),
+    /// `type: "group_sync"`: asks a member for the versions of a group after `have` (sent by
+    /// a member who saw a gap).
+    GroupSync {
+        /// The group.
+        group: GroupId,
+        /// The version the asking member holds.
+        have: u64,
+    },
     /// A `type` this implementation does not know (a newer sender's).
     Unsupported {
         /// The `type` it named.
@@ -255,6 +295,39 @@ struct CopyWire {
     msg: Vec<u8>,
 }
 
+#[derive(Serialize, Deserialize)]
+struct GroupWire {
+    #[serde(rename = "type", skip_deserializing)]
+    kind: &'static str,
+    group: GroupId,
+    version: u64,
+    #[serde(with = "crate::strict::bytes")]
+    msg: Vec<u8>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct GroupUpdateWire {
+    #[serde(rename = "type", skip_deserializing)]
+    kind: &'static str,
+    state: GroupState,
+}
+
+#[derive(Serialize, Deserialize)]
+struct GroupSyncWire {
+    #[serde(rename = "type", skip_deserializing)]
+    kind: &'static str,
+    group: GroupId,
+    have: u64,
+}
+
+/// Where a plaintext sits: at the top of an envelope, or inside a `copy` or a `group`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Within {
+    Envelope,
+    Copy,
+    Group,
+}
+
 #[derive(Serialize)]
 struct KindOnly<'a> {
     #[serde(rename = "type")]
@@ -328,22 +401,47 @@ impl Plaintext {
                 id: *id,
                 msg: msg.encode(),
             }),
+            Plaintext::Group {
+                group,
+                version,
+                msg,
+            } => encode_cbor(&GroupWire {
+                kind: GROUP,
+                group: *group,
+                version: *version,
+                msg: msg.encode(),
+            }),
+            Plaintext::GroupUpdate(state) => encode_cbor(&GroupUpdateWire {
+                kind: GROUP_UPDATE,
+                state: (**state).clone(),
+            }),
+            Plaintext::GroupSync { group, have } => encode_cbor(&GroupSyncWire {
+                kind: GROUP_SYNC,
+                group: *group,
+                have: *have,
+            }),
             Plaintext::Unsupported { kind } => encode_cbor(&KindOnly { kind }),
         }
     }
 
     /// Decodes an opened envelope's plaintext by the receiving rules above.
     pub fn decode(bytes: &[u8]) -> Result<Plaintext, DecodeError> {
-        Self::decode_nested(bytes, true)
+        Self::decode_nested(bytes, Within::Envelope)
     }
 
-    fn decode_nested(bytes: &[u8], copy_allowed: bool) -> Result<Plaintext, DecodeError> {
+    fn decode_nested(bytes: &[u8], within: Within) -> Result<Plaintext, DecodeError> {
         let malformed = |e: String| DecodeError {
             kind: DecodeErrorKind::Malformed(e),
             rid: None,
         };
         crate::message::check_profile(bytes).map_err(malformed)?;
         let Kind { kind } = crate::message::decode_checked(bytes).map_err(malformed)?;
+        if within == Within::Group
+            && TYPES.contains(&kind.as_str())
+            && !GROUP_CONTENT.contains(&kind.as_str())
+        {
+            return Err(invalid(format!("a {kind} inside a group message")));
+        }
         macro_rules! wire {
             ($t:ty) => {
                 crate::message::decode_checked::<$t>(bytes).map_err(malformed)?
@@ -415,9 +513,9 @@ impl Plaintext {
                 let w = wire!(DeleteWire);
                 Plaintext::Delete { of: w.of, ts: w.ts }
             }
-            COPY if copy_allowed => {
+            COPY if within == Within::Envelope => {
                 let w = wire!(CopyWire);
-                let inner = Plaintext::decode_nested(&w.msg, false)?;
+                let inner = Plaintext::decode_nested(&w.msg, Within::Copy)?;
                 Plaintext::Copy {
                     to: w.to,
                     id: w.id,
@@ -425,6 +523,26 @@ impl Plaintext {
                 }
             }
             COPY => return Err(invalid("a copy inside a copy")),
+            GROUP => {
+                let w = wire!(GroupWire);
+                let inner = Plaintext::decode_nested(&w.msg, Within::Group)?;
+                Plaintext::Group {
+                    group: w.group,
+                    version: w.version,
+                    msg: Box::new(inner),
+                }
+            }
+            GROUP_UPDATE => {
+                let w = wire!(GroupUpdateWire);
+                Plaintext::GroupUpdate(Box::new(w.state))
+            }
+            GROUP_SYNC => {
+                let w = wire!(GroupSyncWire);
+                Plaintext::GroupSync {
+                    group: w.group,
+                    have: w.have,
+                }
+            }
             _ => Plaintext::Unsupported { kind },
         })
     }
@@ -440,6 +558,9 @@ impl Plaintext {
             Plaintext::Edit { .. } => EDIT,
             Plaintext::Delete { .. } => DELETE,
             Plaintext::Copy { .. } => COPY,
+            Plaintext::Group { .. } => GROUP,
+            Plaintext::GroupUpdate(_) => GROUP_UPDATE,
+            Plaintext::GroupSync { .. } => GROUP_SYNC,
             Plaintext::Unsupported { kind } => kind,
         }
     }
@@ -637,7 +758,59 @@ mod tests {
                     ts: 12,
                 }),
             },
+            Plaintext::Group {
+                group: GroupId::from_bytes([5; 16]),
+                version: 3,
+                msg: Box::new(Plaintext::Text {
+                    body: "hello all".into(),
+                    ts: 13,
+                }),
+            },
+            Plaintext::GroupUpdate(Box::new(group_state())),
+            Plaintext::GroupSync {
+                group: GroupId::from_bytes([5; 16]),
+                have: 2,
+            },
         ]
+    }
+
+    fn group_state() -> GroupState {
+        let alice = Uid::parse("alice@alpha.test").unwrap();
+        GroupState::create(
+            &crate::keys::UskSecret::from_bytes(&[1; 32]),
+            alice.clone(),
+            GroupId::from_bytes([5; 16]),
+            14,
+            crate::group::Membership {
+                title: "lunch".into(),
+                members: vec![alice.clone(), Uid::parse("bob@beta.test").unwrap()],
+                admins: vec![alice],
+            },
+        )
+        .unwrap()
+    }
+
+    /// A group message carries a message people see (or a type this client does not know);
+    /// nothing that steers the client — receipts, typing, copies, group changes — rides in it.
+    #[test]
+    fn group_messages_carry_messages_only() {
+        let group = |msg| Plaintext::Group {
+            group: GroupId::from_bytes([5; 16]),
+            version: 1,
+            msg: Box::new(msg),
+        };
+        for inside in every_kind()
+            .into_iter()
+            .filter(|p| !GROUP_CONTENT.contains(&p.kind()))
+        {
+            let kind = inside.kind().to_owned();
+            let refused = Plaintext::decode(&group(inside).encode());
+            assert!(refused.is_err(), "a {kind} inside a group: {refused:?}");
+        }
+        let unknown = group(Plaintext::Unsupported {
+            kind: "poll".into(),
+        });
+        assert_eq!(Plaintext::decode(&unknown.encode()).unwrap(), unknown);
     }
 
     #[test]

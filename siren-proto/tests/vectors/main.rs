@@ -25,8 +25,9 @@ use siren_api::{ServerName, Uid};
 use siren_proto::approval::{self, ApprovalTranscript, UskTransfer};
 use siren_proto::envelope::{Envelope, Recipient, ReplayWindow, Sender};
 use siren_proto::frame;
+use siren_proto::group::{GroupState, Membership};
 use siren_proto::handshake::{self, Initiator, ResponderKeys, Role, SessionRequest};
-use siren_proto::ids::{MessageId, SessionId};
+use siren_proto::ids::{GroupId, MessageId, SessionId};
 use siren_proto::keys::{DekPublic, DekSecret, SekPublic, SekSecret, UskPublic, UskSecret};
 use siren_proto::message::{self, ClientMessage, LinkMessage, ServerMessage};
 use siren_proto::plaintext::Plaintext;
@@ -475,6 +476,45 @@ fn generate() -> Value {
         "transfer_cbor": hex(message::encode_value(&transfer)),
     });
 
+    // A group: alice creates it with bob (version 1), then adds carol and makes bob an admin
+    // (version 2); a text to the group under version 2.
+    let group = group_versions(&usk, &alice);
+    let group_json = |g: &GroupState, prev_name: &str| {
+        json!({
+            "inputs": {
+                "group": hex(g.group.as_bytes()),
+                "version": g.version,
+                prev_name: hex(g.prev.as_bytes()),
+                "by": g.by.to_string(),
+                "ts": g.ts,
+                "title": g.title,
+                "members": g.members.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "admins": g.admins.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            },
+            "signed_bytes": hex(g.signed_bytes()),
+            "sig": hex(g.sig.as_bytes()),
+            "cbor": hex(message::encode_value(g)),
+            "hash": hex(g.hash().as_bytes()),
+        })
+    };
+    let group_message = Plaintext::Group {
+        group: group[1].group,
+        version: 2,
+        msg: Box::new(Plaintext::Text {
+            body: "lunch at noon?".into(),
+            ts: TS + 3,
+        }),
+    };
+    let group = json!({
+        "usk_seed (alice's, keys.usk_seed)": hex(*usk.to_bytes()),
+        "v1": group_json(&group[0], "prev"),
+        "v2": group_json(&group[1], "prev (v1.hash)"),
+        "message": {
+            "inputs": { "group": hex(group[1].group.as_bytes()), "version": 2, "body": "lunch at noon?", "ts": TS + 3 },
+            "cbor": hex(group_message.encode()),
+        },
+    });
+
     let mut all = json!({
         "about": "Siren protocol v1 test vectors. Byte strings are hex. See PROTOCOL.md, section Test vectors.",
         "keys": keys,
@@ -485,10 +525,42 @@ fn generate() -> Value {
         "signal": signal,
         "directory": directory,
         "roster": roster,
+        "group": group,
         "approval": approval,
     });
     all["negative"] = negative::generate(&all);
     all
+}
+
+/// The group of the vectors: version 1 by alice (alice and bob, alice admin), version 2 by
+/// alice (carol added, bob made admin).
+fn group_versions(usk: &UskSecret, alice: &Uid) -> [GroupState; 2] {
+    let (bob, carol) = (uid("bob@beta.test"), uid("carol@alpha.test"));
+    let v1 = GroupState::create(
+        usk,
+        alice.clone(),
+        GroupId::from_bytes(fixed(0x51)),
+        TS + 1,
+        Membership {
+            title: "Lunch".into(),
+            members: vec![alice.clone(), bob.clone()],
+            admins: vec![alice.clone()],
+        },
+    )
+    .unwrap();
+    let v2 = v1
+        .next(
+            usk,
+            alice.clone(),
+            TS + 2,
+            Membership {
+                title: "Lunch".into(),
+                members: vec![alice.clone(), bob.clone(), carol],
+                admins: vec![alice.clone(), bob],
+            },
+        )
+        .unwrap();
+    [v1, v2]
 }
 
 fn path() -> PathBuf {
@@ -775,6 +847,39 @@ fn vectors_file_verifies() {
     assert_eq!(v2.prev.as_bytes(), &arr::<32>(&r["v1"]["hash"]));
     assert_eq!(v2.hash().as_bytes(), &arr::<32>(&r["v2"]["hash"]));
 
+    // The group's versions chain and verify under alice's key, and come from their inputs.
+    let g = &v["group"];
+    let usk = UskSecret::from_bytes(&arr(&g["usk_seed (alice's, keys.usk_seed)"]));
+    let v1: GroupState = message::decode_value(&unhex(&g["v1"]["cbor"])).unwrap();
+    let v2: GroupState = message::decode_value(&unhex(&g["v2"]["cbor"])).unwrap();
+    v1.check_genesis(&usk.public()).unwrap();
+    v2.check_successor(&v1, &usk.public()).unwrap();
+    for (state, name) in [(&v1, "v1"), (&v2, "v2")] {
+        assert_eq!(state.signed_bytes(), unhex(&g[name]["signed_bytes"]));
+        assert_eq!(state.hash().as_bytes(), &arr::<32>(&g[name]["hash"]));
+        let i = &g[name]["inputs"];
+        let uids = |k: &str| -> Vec<Uid> {
+            i[k].as_array()
+                .unwrap()
+                .iter()
+                .map(|u| uid(u.as_str().unwrap()))
+                .collect()
+        };
+        assert_eq!(state.members, uids("members"));
+        assert_eq!(state.admins, uids("admins"));
+        assert_eq!(state.ts, i["ts"].as_u64().unwrap());
+    }
+    assert_eq!(
+        group_versions(&usk, &uid("alice@alpha.test")),
+        [v1, v2.clone()]
+    );
+    let Plaintext::Group { group, version, .. } =
+        Plaintext::decode(&unhex(&g["message"]["cbor"])).unwrap()
+    else {
+        panic!("the group message is a group message");
+    };
+    assert_eq!((group, version), (v2.group, 2));
+
     // The approval code and the USK transfer.
     let a = &v["approval"];
     let new_dek = DekSecret::from_bytes(arr(&a["new_dek_secret"]));
@@ -918,4 +1023,48 @@ fn the_document_alone_reproduces_the_vectors() {
         ),
         unhex(&e["ct"])
     );
+
+    // §19.8 and §12.1: a group version's signed bytes from its inputs, its hash, and alice's
+    // signature over them (Ed25519 from the USK seed, strict verification).
+    let g = &v["group"];
+    for name in ["v1", "v2"] {
+        let i = &g[name]["inputs"];
+        let prev = i.get("prev").unwrap_or_else(|| &i["prev (v1.hash)"]);
+        let var = |t: &str| [(t.len() as u32).to_be_bytes().as_slice(), t.as_bytes()].concat();
+        let list = |k: &str| {
+            let items = i[k].as_array().unwrap();
+            let mut out = (items.len() as u32).to_be_bytes().to_vec();
+            for u in items {
+                out.extend(var(u.as_str().unwrap()));
+            }
+            out
+        };
+        let signed = [
+            spec::label("siren/v1/group"),
+            unhex(&i["group"]),
+            i["version"].as_u64().unwrap().to_be_bytes().to_vec(),
+            unhex(prev),
+            var(i["by"].as_str().unwrap()),
+            i["ts"].as_u64().unwrap().to_be_bytes().to_vec(),
+            var(i["title"].as_str().unwrap()),
+            list("members"),
+            list("admins"),
+        ]
+        .concat();
+        assert_eq!(signed, unhex(&g[name]["signed_bytes"]), "group {name}");
+        let key =
+            ed25519_dalek::SigningKey::from_bytes(&arr(&g["usk_seed (alice's, keys.usk_seed)"]));
+        let sig = ed25519_dalek::Signature::from_bytes(&arr(&g[name]["sig"]));
+        key.verifying_key().verify_strict(&signed, &sig).unwrap();
+        let hash = <sha2::Sha256 as sha2::Digest>::digest(
+            [
+                spec::label("siren/v1/group-hash"),
+                (signed.len() as u32).to_be_bytes().to_vec(),
+                signed.clone(),
+                sig.to_bytes().to_vec(),
+            ]
+            .concat(),
+        );
+        assert_eq!(hash.to_vec(), unhex(&g[name]["hash"]), "group {name}");
+    }
 }
