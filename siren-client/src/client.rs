@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use siren_api::Uid;
+use siren_client_session::groups::GroupRecord;
 use siren_net::{Connected, Receiver, Sender};
 use siren_proto::handshake::SessionRequest;
-use siren_proto::ids::MessageId;
+use siren_proto::ids::{GroupId, MessageId};
 use siren_proto::keys::DekSecret;
 use siren_proto::message::{ClientMessage, ServerMessage};
 
@@ -162,5 +163,14 @@ impl Store for Profile {
     }
     async fn save_seen(&mut self, seen: &VecDeque<MessageId>) -> anyhow::Result<()> {
         Profile::save_seen(self, seen)
+    }
+    async fn group(&self, id: &GroupId) -> anyhow::Result<Option<GroupRecord>> {
+        Profile::group(self, id)
+    }
+    async fn save_group(&mut self, id: &GroupId, record: &GroupRecord) -> anyhow::Result<()> {
+        Profile::save_group(self, id, record)
+    }
+    async fn groups(&self) -> anyhow::Result<Vec<GroupId>> {
+        Profile::groups(self)
     }
 }

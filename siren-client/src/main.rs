@@ -24,6 +24,10 @@ use siren_proto::message::{Notice, Presence, PresenceStatus};
 use siren_proto::plaintext::{Plaintext, ReceiptState};
 use siren_proto::roster::Contact;
 
+mod groups_cmd;
+use groups_cmd::GroupAction;
+use siren_client_session::groups::GroupNews;
+
 /// The Siren end-to-end encrypted IM client.
 #[derive(Parser)]
 #[command(name = "siren", version, about)]
@@ -82,9 +86,9 @@ enum Command {
         #[arg(long, conflicts_with = "cert")]
         mechanism: Option<String>,
     },
-    /// Send a text message.
+    /// Send a text message to a user, or to a group.
     Send {
-        /// The recipient, e.g. bob@beta.test.
+        /// The recipient, e.g. bob@beta.test; or a group (its id, first digits or title).
         uid: String,
         /// The text.
         text: String,
@@ -149,6 +153,11 @@ enum Command {
     Contacts {
         #[command(subcommand)]
         action: ContactAction,
+    },
+    /// Groups: create, add, remove, leave, list, info, send.
+    Group {
+        #[command(subcommand)]
+        action: GroupAction,
     },
 }
 
@@ -348,6 +357,10 @@ fn print_content(from: &str, content: &Plaintext) {
         Plaintext::Delete { of, .. } => say!("* {from} withdrew message {}", of.to_hex()),
         // What another device of this account sent.
         Plaintext::Copy { to, msg, .. } => print_content(&format!("you (to {to})"), msg),
+        // Checked by the session: the sender is a member of the version held.
+        Plaintext::Group { group, msg, .. } => {
+            print_content(&format!("[{}] {from}", groups_cmd::short(group)), msg)
+        }
         Plaintext::Unsupported { kind } => {
             say!("{from}: (unsupported message of type {kind:?}; a newer client can show it)")
         }
@@ -397,6 +410,10 @@ fn print_event(event: &Event, me: &Uid) {
         }
         Event::Notice(n) => note!("notice: {n:?}"),
         Event::Drained => note!("(no more queued messages)"),
+        Event::Group(news) => match news.news {
+            GroupNews::Refused { .. } | GroupNews::Gap { .. } => note!("{}", news.describe()),
+            _ => say!("* {}", news.describe()),
+        },
         Event::Presence { from, presence } => {
             let status = match presence.status {
                 PresenceStatus::Available => "available",
@@ -447,6 +464,18 @@ async fn one_shot(client: &mut Client) -> Option<OneShot> {
             None
         }
     }
+}
+
+/// Takes in (and prints, as `siren recv` does) what waits in the queue: group changes first of
+/// all, so that what is done next starts from the newest version this device can know.
+async fn take_in(client: &mut Client) -> anyhow::Result<()> {
+    let me = client.uid().clone();
+    let mut one = one_shot(client).await;
+    while let Some(event) = client.next_event(true).await? {
+        print_and_keep(&event, &me, &mut one);
+    }
+    flush(&mut one, client).await;
+    Ok(())
 }
 
 /// Prints an event and hands it to the core.
@@ -615,6 +644,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 LoginOutcome::AlreadyRegistered => say!("logged in as {uid}"),
             }
+            client.bye().await?;
+        }
+        // A name without `@` is a group (its id, first digits or title).
+        Command::Send { uid, text } if !uid.contains('@') => {
+            let mut client = siren_client::client::open(open_profile(&dir)?)?;
+            client.connect().await?;
+            take_in(&mut client).await?;
+            groups_cmd::send(&mut client, &uid, &text).await?;
             client.bye().await?;
         }
         Command::Send { uid, text } => {
@@ -906,6 +943,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     say!("revoked {}", fingerprint(target.as_bytes()));
                 }
             }
+            client.bye().await?;
+        }
+        Command::Group { action } => {
+            let mut client = siren_client::client::open(open_profile(&dir)?)?;
+            client.connect().await?;
+            take_in(&mut client).await?;
+            groups_cmd::run(&mut client, action).await?;
             client.bye().await?;
         }
         Command::Contacts { action } => {

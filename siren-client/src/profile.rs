@@ -30,7 +30,8 @@ use crypto_secretbox::{KeyInit, XSalsa20Poly1305};
 use rand_core::Rng as _;
 use serde::{Deserialize, Serialize};
 use siren_api::{ServerName, Uid};
-use siren_proto::ids::MessageId;
+use siren_client_session::groups::GroupRecord;
+use siren_proto::ids::{GroupId, MessageId};
 use siren_proto::keys::SekPublic;
 use siren_proto::message;
 use zeroize::Zeroizing;
@@ -312,6 +313,51 @@ impl Profile {
     pub fn save_seen(&self, seen: &VecDeque<MessageId>) -> anyhow::Result<()> {
         let file = SeenIds { ids: seen.clone() };
         write_private(&self.dir.join("seen"), &message::encode_value(&file))
+    }
+
+    fn groups_dir(&self) -> PathBuf {
+        self.dir.join("groups")
+    }
+
+    /// Group `id` as this device holds it (`groups/<id in hex>`).
+    pub fn group(&self, id: &GroupId) -> anyhow::Result<Option<GroupRecord>> {
+        match fs::read(self.groups_dir().join(id.to_hex())) {
+            Ok(bytes) => message::decode_value(&bytes).map(Some).map_err(|e| {
+                anyhow::anyhow!("the record of group {} is damaged: {e}", id.to_hex())
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read group {}", id.to_hex())),
+        }
+    }
+
+    /// Stores group `id`.
+    pub fn save_group(&self, id: &GroupId, record: &GroupRecord) -> anyhow::Result<()> {
+        let dir = self.groups_dir();
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        write_private(&dir.join(id.to_hex()), &message::encode_value(record))
+    }
+
+    /// The groups this device holds.
+    pub fn groups(&self) -> anyhow::Result<Vec<GroupId>> {
+        let entries = match fs::read_dir(self.groups_dir()) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).context("cannot list the groups"),
+        };
+        let mut ids = Vec::new();
+        for entry in entries {
+            let name = entry.context("cannot list the groups")?.file_name();
+            // Each file is named by its group's id; anything else (a `.tmp`) is not a group.
+            if let Some(id) = name.to_str().and_then(GroupId::from_hex) {
+                ids.push(id);
+            }
+        }
+        ids.sort();
+        Ok(ids)
     }
 }
 

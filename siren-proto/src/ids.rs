@@ -36,6 +36,19 @@ macro_rules! random_id {
             pub fn to_hex(&self) -> String {
                 self.0.iter().map(|b| format!("{b:02x}")).collect()
             }
+
+            /// Parses [`Self::to_hex`]'s form (either case); `None` unless it is exactly that.
+            pub fn from_hex(text: &str) -> Option<Self> {
+                let digits = text.as_bytes();
+                if digits.len() != 2 * $len || !digits.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
+                let mut bytes = [0u8; $len];
+                for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
+                    *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+                }
+                Some($name(bytes))
+            }
         }
 
         impl Serialize for $name {
@@ -107,5 +120,26 @@ impl fmt::Debug for MessageId {
 impl fmt::Display for MessageId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_hex())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trips_and_nothing_else_parses() {
+        let id = GroupId::from_bytes([0xab; 16]);
+        assert_eq!(GroupId::from_hex(&id.to_hex()), Some(id));
+        assert_eq!(GroupId::from_hex(&id.to_hex().to_uppercase()), Some(id));
+        for bad in [
+            "",
+            "ab",
+            &"ab".repeat(17),
+            &format!("+a{}", "ab".repeat(15)),
+            &"zz".repeat(16),
+        ] {
+            assert_eq!(GroupId::from_hex(bad), None, "{bad:?}");
+        }
     }
 }

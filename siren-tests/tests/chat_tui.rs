@@ -179,7 +179,8 @@ fn two_people_chat_live_with_read_marks_typing_a_contact_request_and_a_second_de
     assert_eq!(number, theirs);
     b.send_keys(&["Escape"]);
     a.send_keys(&["y"]);
-    a.wait_for("bob@alpha.test · verified ✓", T);
+    // (bob's presence shows too: alice's subscription started from his current state.)
+    a.wait_for("bob@alpha.test · available · verified ✓", T);
 
     // History survives a restart of the chat; nothing readable is left in the profile.
     quit(&a);

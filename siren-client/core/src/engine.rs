@@ -827,6 +827,9 @@ impl Core {
             Plaintext::Delete { of, .. } => self.apply_edit(from, &of, false, None),
             // A copy is only meaningful from this account's own devices.
             Plaintext::Copy { .. } => {}
+            // Group traffic is checked and shown by the session (PROTOCOL.md §12.1), never
+            // answered with a receipt: it is no conversation with its sender.
+            Plaintext::Group { .. } | Plaintext::GroupUpdate(_) | Plaintext::GroupSync { .. } => {}
             Plaintext::Unsupported { kind } => {
                 self.incoming(
                     now,

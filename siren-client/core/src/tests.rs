@@ -492,3 +492,23 @@ fn a_key_change_warns_until_acknowledged_whatever_the_verified_mark_says() {
     c.command(0, Command::MarkVerified(bob.clone()), &mut rng());
     assert!(!conv(&c).expect("bob's conversation").key_changed);
 }
+
+/// Group traffic is the session's: it makes no conversation with its sender and is never
+/// answered with a receipt (PROTOCOL.md §12.1).
+#[test]
+fn group_messages_are_no_conversation_and_get_no_receipt() {
+    let alice = uid("alice@a.example");
+    let mut bob = with_contact("bob@b.example", &alice);
+    bob.received(
+        1000,
+        &alice,
+        MessageId::from_bytes([1; 16]),
+        Plaintext::Group {
+            group: siren_proto::ids::GroupId::from_bytes([2; 16]),
+            version: 1,
+            msg: Box::new(text("hello group")),
+        },
+    );
+    assert!(bob.messages(&alice).is_empty());
+    assert_eq!(receipts_to(&bob.take_effects(), &alice), vec![]);
+}

@@ -17,6 +17,7 @@ mod approval;
 pub use approval::Approving;
 pub mod chat;
 mod directory;
+pub mod groups;
 mod login;
 mod messages;
 pub mod platform;
@@ -90,6 +91,10 @@ pub enum Event {
         /// The new presence.
         presence: Presence,
     },
+    /// A group's membership changed, versions are missing, or a group version or message was
+    /// refused (PROTOCOL.md §12.1). Messages to a group arrive as [`Event::Message`] with a
+    /// `group` content, once their sender is checked as a member.
+    Group(groups::GroupEvent),
 }
 
 /// What a lookup found, against the cache.

@@ -35,7 +35,7 @@ impl<S: Store, P: Platform> Client<S, P> {
 
     /// The verified devices of `to`: a fresh lookup, or — when `to`'s server is unreachable —
     /// the devices last verified (our server keeps the message in its outbox until it is back).
-    async fn recipients(&mut self, to: &Uid) -> anyhow::Result<LookupReport> {
+    pub(super) async fn recipients(&mut self, to: &Uid) -> anyhow::Result<LookupReport> {
         match self.lookup(to).await {
             Ok(report) => Ok(report),
             Err(e)
@@ -229,9 +229,25 @@ impl<S: Store, P: Platform> Client<S, P> {
                 }));
             }
         };
+        let event = decoded(env.from, env.id, &plain, Event::Message);
+        // Groups are the session's business: versions checked, asks answered, members only.
+        let event = match event {
+            Event::Message(received) => match received.content {
+                Plaintext::GroupUpdate(state) => {
+                    self.receive_group_update(&received.from, *state).await?
+                }
+                Plaintext::GroupSync { group, have } => {
+                    self.answer_group_sync(&received.from, group, have).await?;
+                    None
+                }
+                Plaintext::Group { .. } => self.receive_group_message(received).await?,
+                _ => Some(Event::Message(received)),
+            },
+            other => Some(other),
+        };
         remember_seen(&mut self.seen, &mut self.seen_set, env.id);
         self.store.save_seen(&self.seen).await?;
-        Ok(Some(decoded(env.from, env.id, &plain, Event::Message)))
+        Ok(event)
     }
 
     /// Opens an envelope addressed to this device, as PROTOCOL.md §12 says: the sending device

@@ -1,5 +1,5 @@
 //! What a device keeps (its keys, what it verified about each user, the newest roster it saw,
-//! approval requests, ids of messages received) and the [`Store`] a driver keeps it in: a
+//! approval requests, ids of messages received, the groups it is in) and the [`Store`] a driver keeps it in: a
 //! profile directory for `siren`, IndexedDB in the browser.
 
 use std::collections::VecDeque;
@@ -7,10 +7,12 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 use siren_api::Uid;
 use siren_proto::envelope::ReplayWindow;
-use siren_proto::ids::MessageId;
+use siren_proto::ids::{GroupId, MessageId};
 use siren_proto::keys::{DekPublic, DekSecret, UskPublic, UskSecret};
 use siren_proto::records::UserDirectory;
 use zeroize::Zeroizing;
+
+use crate::groups::GroupRecord;
 
 /// How many received message ids are remembered for duplicate detection.
 pub const SEEN_IDS: usize = 10_000;
@@ -44,6 +46,12 @@ pub trait Store {
     /// Replaces the ids of recently received messages (the session keeps at most
     /// [`SEEN_IDS`]).
     async fn save_seen(&mut self, seen: &VecDeque<MessageId>) -> anyhow::Result<()>;
+    /// Group `id` as this device holds it (PROTOCOL.md §12.1).
+    async fn group(&self, id: &GroupId) -> anyhow::Result<Option<GroupRecord>>;
+    /// Stores group `id`.
+    async fn save_group(&mut self, id: &GroupId, record: &GroupRecord) -> anyhow::Result<()>;
+    /// The groups this device holds.
+    async fn groups(&self) -> anyhow::Result<Vec<GroupId>>;
 }
 
 /// What the device keeps secret.

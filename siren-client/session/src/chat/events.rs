@@ -3,6 +3,7 @@
 
 use siren_client_core::model::{Banner, PendingApproval};
 use siren_proto::message::Notice;
+use siren_proto::plaintext::Plaintext;
 
 use super::task::Driver;
 use super::{Files, History, Snapshot};
@@ -12,6 +13,17 @@ impl<S: Store, P: Platform, H: History, F: Files, U: FnMut(Snapshot)> Driver<S, 
     /// One event of the session.
     pub(super) async fn event(&mut self, event: Event) -> anyhow::Result<()> {
         match event {
+            Event::Message(m) if matches!(m.content, Plaintext::Group { .. }) => {
+                if let Plaintext::Group { group, msg, .. } = &m.content
+                    && let Plaintext::Text { body, .. } = msg.as_ref()
+                {
+                    self.core.banner(Banner::Info(format!(
+                        "[group {}] {}: {body}",
+                        &group.to_hex()[..8],
+                        m.from
+                    )));
+                }
+            }
             Event::Message(m) => {
                 let now = self.now();
                 self.core.received(now, &m.from, m.id, m.content);
@@ -36,6 +48,15 @@ impl<S: Store, P: Platform, H: History, F: Files, U: FnMut(Snapshot)> Driver<S, 
                 self.core.presence(&from, Some(presence.status));
             }
             Event::Drained => {}
+            // Groups are not in the chat screens yet: their news and messages show as banners.
+            Event::Group(news) => {
+                let banner = match &news.news {
+                    crate::groups::GroupNews::Refused { .. }
+                    | crate::groups::GroupNews::Gap { .. } => Banner::Problem(news.describe()),
+                    _ => Banner::Info(news.describe()),
+                };
+                self.core.banner(banner);
+            }
             Event::Notice(notice) => self.notice(notice).await?,
         }
         Ok(())

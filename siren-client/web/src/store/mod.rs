@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 use siren_api::Uid;
 use siren_client_core::model::ChatMessage;
 use siren_client_session::chat::History;
+use siren_client_session::groups::GroupRecord;
 use siren_client_session::store::{ContactState, RosterSeen, Secrets, SeenRequest, Store};
-use siren_proto::ids::MessageId;
+use siren_proto::ids::{GroupId, MessageId};
 use siren_proto::keys::SekPublic;
 
 use idb::Idb;
@@ -91,9 +92,14 @@ const ROSTER_SEEN: &str = "roster_seen";
 const APPROVAL_REQUESTS: &str = "approval_requests";
 const SEEN: &str = "seen";
 const PEERS: &str = "peers";
+const GROUPS: &str = "groups";
 
 fn contact_name(uid: &Uid) -> String {
     format!("contact/{uid}")
+}
+
+fn group_name(id: &GroupId) -> String {
+    format!("group/{}", id.to_hex())
 }
 
 impl DeviceStore {
@@ -295,5 +301,21 @@ impl Store for DeviceStore {
     }
     async fn save_seen(&mut self, seen: &VecDeque<MessageId>) -> anyhow::Result<()> {
         self.put(SEEN, seen).await
+    }
+    async fn group(&self, id: &GroupId) -> anyhow::Result<Option<GroupRecord>> {
+        self.get(&group_name(id)).await
+    }
+    /// The record, and the list of groups when it is a new one, in one transaction.
+    async fn save_group(&mut self, id: &GroupId, record: &GroupRecord) -> anyhow::Result<()> {
+        let mut entries = vec![self.sealed(&group_name(id), record)?];
+        let mut groups = self.groups().await?;
+        if !groups.contains(id) {
+            groups.push(*id);
+            entries.push(self.sealed(GROUPS, &groups)?);
+        }
+        Ok(self.records.db.put(&entries).await?)
+    }
+    async fn groups(&self) -> anyhow::Result<Vec<GroupId>> {
+        Ok(self.get(GROUPS).await?.unwrap_or_default())
     }
 }
