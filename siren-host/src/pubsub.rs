@@ -85,6 +85,14 @@ impl PubSub {
         inbox
     }
 
+    /// Whether connection `conn` is subscribed to `publisher`.
+    pub fn is_subscribed(&self, conn: u64, publisher: &Uid) -> bool {
+        self.state()
+            .by_conn
+            .get(&conn)
+            .is_some_and(|set| set.contains(publisher))
+    }
+
     /// How many publishers connection `conn` is subscribed to.
     pub fn subscription_count(&self, conn: u64) -> usize {
         self.state().by_conn.get(&conn).map_or(0, BTreeSet::len)
@@ -240,8 +248,10 @@ mod tests {
             inbox.rx.recv().await,
             Some(ServerMessage::Event { .. })
         ));
+        assert!(ps.is_subscribed(1, &alice) && !ps.is_subscribed(2, &alice));
         ps.unsubscribe(1, &alice);
         assert!(ps.subscribers(&alice).is_empty());
+        assert!(!ps.is_subscribed(1, &alice));
         // Closing drops the remaining subscriptions.
         assert!(!ps.session_closed(1, None, false));
         assert!(ps.subscribers(&uid("carol@a.test")).is_empty());

@@ -1126,6 +1126,21 @@ impl Dns {
             key = server.sek
         )
     }
+
+    /// Turns federation on in `server`'s configuration, finding peers through this DNS server,
+    /// with `policy` lines after. Every test server listens on loopback, so each must be
+    /// allowed to follow DNS to non-public addresses.
+    pub fn federate(&self, server: &Server, policy: &str) {
+        let config = std::fs::read_to_string(server.config()).unwrap();
+        std::fs::write(
+            server.config(),
+            format!(
+                "{config}\n[federation]\nenabled = true\ndns = [\"{}\"]\ndanger_allow_private_targets = true\n{policy}\n",
+                self.addr
+            ),
+        )
+        .unwrap();
+    }
 }
 
 impl Drop for Dns {

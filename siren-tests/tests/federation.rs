@@ -48,25 +48,11 @@ fn two_servers(
         Dns::records_for(&first),
         Dns::records_for(&second)
     ));
-    federate(&first, &dns, a_policy);
-    federate(&second, &dns, "");
+    dns.federate(&first, a_policy);
+    dns.federate(&second, "");
     first.start();
     second.start();
     (first, second, dns)
-}
-
-/// Turns federation on, finding peers through `dns`, with `policy` lines. Every server of these
-/// tests listens on loopback, so each must be allowed to follow DNS to non-public addresses.
-fn federate(s: &Server, dns: &Dns, policy: &str) {
-    let config = std::fs::read_to_string(s.config()).unwrap();
-    std::fs::write(
-        s.config(),
-        format!(
-            "{config}\n[federation]\nenabled = true\ndns = [\"{}\"]\ndanger_allow_private_targets = true\n{policy}\n",
-            dns.addr
-        ),
-    )
-    .unwrap();
 }
 
 #[test]
@@ -205,7 +191,7 @@ fn a_server_claiming_another_name_without_its_key_is_refused() {
     // A second "beta.test" with its own key (not the one DNS publishes), federated too.
     let mut impostor = server("beta.test");
     impostor.add_user("mallory", "pw-m");
-    federate(&impostor, &dns, "");
+    dns.federate(&impostor, "");
     impostor.start();
     let mallory = Cli::init(&impostor, "mallory@beta.test");
     mallory.login("pw-m");
@@ -327,7 +313,7 @@ fn a_closed_deployment_refuses_peers_that_connect_to_it() {
         Dns::records_for(&alpha),
         Dns::records_for(&beta)
     ));
-    federate(&beta, &dns, "");
+    dns.federate(&beta, "");
     alpha.start();
     beta.start();
     let alice = Cli::init(&alpha, "alice@alpha.test");
@@ -596,7 +582,7 @@ async fn a_stalling_peer_holds_up_no_other_peer_and_few_of_its_targets_are_tried
     beta.add_user("bob", "pw-b");
     records.push_str(&Dns::records_for(&beta));
     let dns = Dns::start(&records);
-    federate(&beta, &dns, "");
+    dns.federate(&beta, "");
     beta.start();
     let lines = "danger_allow_private_targets = true\nrequest_timeout_secs = 8";
     let alpha = federated(
@@ -694,7 +680,7 @@ async fn hellos_naming_unpinned_servers_cost_dns_only_within_a_budget() {
         Dns::records_for(&alpha),
         Dns::records_for(&beta)
     ));
-    federate(&beta, &dns, "");
+    dns.federate(&beta, "");
     beta.start();
     let _alice = Session::create(&alpha, "alice", "pw-a").await;
     let lookup_alice = |rid| ClientMessage::Lookup {
@@ -863,7 +849,7 @@ async fn large_envelopes_are_batched_by_size_and_hold_up_nobody() {
     let unreachable_beta =
         Dns::records_for(&beta).replace(&format!(",{},", beta.addr.port()), &format!(",{closed},"));
     let dns = Dns::start(&unreachable_beta);
-    federate(&beta, &dns, "");
+    dns.federate(&beta, "");
     beta.start();
     let alpha = federated(
         "alpha.test",
@@ -1500,8 +1486,8 @@ fn a_full_queue_holds_up_no_other_message_and_a_link_is_not_anonymous() {
         Dns::records_for(&alpha),
         Dns::records_for(&beta)
     ));
-    federate(&alpha, &dns, "");
-    federate(&beta, &dns, "");
+    dns.federate(&alpha, "");
+    dns.federate(&beta, "");
     alpha.start();
     beta.start();
     let alice = Cli::init(&alpha, "alice@alpha.test");

@@ -14,19 +14,6 @@ fn server(name: &str) -> Server {
     })
 }
 
-/// Turns federation on, finding peers through `dns` (every server here is on loopback).
-fn federate(s: &Server, dns: &Dns) {
-    let config = std::fs::read_to_string(s.config()).unwrap();
-    std::fs::write(
-        s.config(),
-        format!(
-            "{config}\n[federation]\nenabled = true\ndns = [\"{}\"]\ndanger_allow_private_targets = true\n",
-            dns.addr
-        ),
-    )
-    .unwrap();
-}
-
 /// A second device of `uid`, approved from `first` with the code it shows.
 fn second_device(s: &Server, first: &Cli, uid: &str, password: &str) -> Cli {
     let mut approver = first.spawn(&["devices", "approve", "--code-stdin", "--wait", "30"], "");
@@ -98,8 +85,8 @@ fn world() -> World {
         Dns::records_for(&alpha),
         Dns::records_for(&beta)
     ));
-    federate(&alpha, &dns);
-    federate(&beta, &dns);
+    dns.federate(&alpha, "");
+    dns.federate(&beta, "");
     alpha.start();
     beta.start();
     let devices = |s: &Server, uid: &str, password: &str| {
@@ -237,4 +224,347 @@ fn a_group_across_two_servers_reaches_every_device_once_and_follows_its_membersh
     for device in w.alice.iter().chain(&w.carol).chain([&w.bob[1]]) {
         receive_line(device, "* [Lunch] bob@alpha.test left");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Members refuse what no admin made, forks and replays, and notice a dropped update.
+
+use siren_api::Uid;
+use siren_proto::envelope::Envelope;
+use siren_proto::group::{GroupState, Membership};
+use siren_proto::ids::MessageId;
+use siren_proto::keys::Signature;
+use siren_proto::message::{QueueItem, ServerMessage};
+use siren_proto::plaintext::Plaintext;
+use siren_tests::hostile::{self, Hostile, Seen, with_client};
+
+fn uid(s: &str) -> Uid {
+    Uid::parse(s).unwrap()
+}
+
+/// One server with alice, bob, carol, dave and mallory, one device each; alice created "Lunch"
+/// with bob and carol, and carol's device holds its version 1.
+fn lunch() -> (Server, [Cli; 5], String) {
+    let mut s = server("alpha.test");
+    for (u, p) in [
+        ("alice", "pw-a"),
+        ("bob", "pw-b"),
+        ("carol", "pw-c"),
+        ("dave", "pw-d"),
+        ("mallory", "pw-m"),
+    ] {
+        s.add_user(u, p);
+    }
+    s.start();
+    let cli = |u: &str, p: &str| {
+        let c = Cli::init(&s, &format!("{u}@alpha.test"));
+        assert!(c.login(p).ok);
+        c
+    };
+    let people = [
+        cli("alice", "pw-a"),
+        cli("bob", "pw-b"),
+        cli("carol", "pw-c"),
+        cli("dave", "pw-d"),
+        cli("mallory", "pw-m"),
+    ];
+    let id = created(&people[0].run(&[
+        "group",
+        "create",
+        "Lunch",
+        "bob@alpha.test",
+        "carol@alpha.test",
+    ]));
+    receive_line(
+        &people[2],
+        "* [Lunch] you are in the group, added by alice@alpha.test (version 1)",
+    );
+    (s, people, id)
+}
+
+/// The versions of "Lunch" `cli`'s device holds.
+fn versions(cli: &Cli) -> Vec<GroupState> {
+    with_client(cli.profile(), async |c| {
+        c.find_group("Lunch").await.unwrap().1.versions
+    })
+}
+
+/// Sends `content` from `from`'s device to `to` through the real server, as a member's client
+/// that does not follow the rules could.
+fn send_crafted(from: &Cli, to: &str, content: Plaintext) {
+    let to = uid(to);
+    with_client(from.profile(), async |c| {
+        c.connect().await.unwrap();
+        c.send_plaintext(&to, MessageId::random(&mut siren_proto::os_rng()), &content)
+            .await
+            .unwrap();
+        c.bye().await.unwrap();
+    });
+}
+
+/// `state` signed again with `signer`'s USK (a member signing what the rules do not let it).
+fn signed_by(signer: &Cli, mut state: GroupState) -> GroupState {
+    use ed25519_dalek::Signer as _;
+    let seed = with_client(signer.profile(), async |c| *c.usk().unwrap().to_bytes());
+    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+    state.sig = Signature::from_bytes(key.sign(&state.signed_bytes()).to_bytes());
+    state
+}
+
+/// What `siren recv` on `cli` printed on standard error (notes, refusals).
+fn recv_notes(cli: &Cli) -> String {
+    let out = cli.run(&["recv"]);
+    assert!(out.ok, "recv: {}", out.stderr);
+    out.stderr
+}
+
+fn members(cli: &Cli) -> String {
+    run_ok(cli, &["group", "info", "Lunch"])
+}
+
+#[test]
+fn members_refuse_a_change_by_a_non_admin_a_fork_a_replay_and_a_removed_members_message() {
+    let (_s, [alice, bob, carol, _dave, _mallory], _id) = lunch();
+    let v1 = versions(&carol).pop().unwrap();
+
+    // bob (a member, no admin) makes a version 2 that adds mallory and makes him admin.
+    let forged = signed_by(
+        &bob,
+        GroupState {
+            version: 2,
+            prev: v1.hash(),
+            by: uid("bob@alpha.test"),
+            members: vec![
+                uid("alice@alpha.test"),
+                uid("bob@alpha.test"),
+                uid("carol@alpha.test"),
+                uid("mallory@alpha.test"),
+            ],
+            admins: vec![uid("alice@alpha.test"), uid("bob@alpha.test")],
+            ..v1.clone()
+        },
+    );
+    send_crafted(
+        &bob,
+        "carol@alpha.test",
+        Plaintext::GroupUpdate(Box::new(forged)),
+    );
+    let notes = recv_notes(&carol);
+    assert!(
+        notes.contains(
+            "[Lunch] refused a group change or message from bob@alpha.test: bob@alpha.test is not an admin of version 1"
+        ),
+        "{notes}"
+    );
+    assert!(!members(&carol).contains("mallory"));
+
+    // alice adds dave: version 2. A second version 2 by alice herself (made on another device,
+    // or replayed from an old copy of her key's work) is a fork, and so is what follows it.
+    run_ok(&alice, &["group", "add", "Lunch", "dave@alpha.test"]);
+    receive_line(&carol, "* [Lunch] alice@alpha.test added dave@alpha.test");
+    let usk = with_client(alice.profile(), async |c| c.usk().unwrap());
+    let other_v2 = v1
+        .next(
+            &usk,
+            uid("alice@alpha.test"),
+            v1.ts + 1,
+            Membership {
+                members: vec![
+                    uid("alice@alpha.test"),
+                    uid("bob@alpha.test"),
+                    uid("carol@alpha.test"),
+                    uid("mallory@alpha.test"),
+                ],
+                ..v1.membership()
+            },
+        )
+        .unwrap();
+    let other_v3 = other_v2
+        .next(
+            &usk,
+            uid("alice@alpha.test"),
+            v1.ts + 2,
+            other_v2.membership(),
+        )
+        .unwrap();
+    send_crafted(
+        &alice,
+        "carol@alpha.test",
+        Plaintext::GroupUpdate(Box::new(other_v2)),
+    );
+    let notes = recv_notes(&carol);
+    assert!(
+        notes.contains("version 2 differs from the version 2 held (a rollback or a fork"),
+        "{notes}"
+    );
+    send_crafted(
+        &alice,
+        "carol@alpha.test",
+        Plaintext::GroupUpdate(Box::new(other_v3)),
+    );
+    let notes = recv_notes(&carol);
+    assert!(
+        notes.contains("version 3 does not follow the version held (a fork)"),
+        "{notes}"
+    );
+    // Version 1 again, as a server or a member may replay it: a late duplicate, ignored.
+    send_crafted(
+        &bob,
+        "carol@alpha.test",
+        Plaintext::GroupUpdate(Box::new(v1.clone())),
+    );
+    let out = carol.run(&["recv"]);
+    assert!(
+        !out.stdout.contains("[Lunch]") && !out.stderr.contains("[Lunch]"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    let info = members(&carol);
+    assert!(
+        info.contains("version 2 (made by alice@alpha.test)"),
+        "{info}"
+    );
+    assert!(
+        info.contains("member  dave@alpha.test") && !info.contains("mallory"),
+        "{info}"
+    );
+
+    // bob is removed; his client would not write to the group, but a crafted one still can:
+    // members drop it.
+    run_ok(&alice, &["group", "remove", "Lunch", "bob@alpha.test"]);
+    receive_line(&carol, "* [Lunch] alice@alpha.test removed bob@alpha.test");
+    let v3 = versions(&carol).pop().unwrap();
+    send_crafted(
+        &bob,
+        "carol@alpha.test",
+        Plaintext::Group {
+            group: v3.group,
+            version: 2,
+            msg: Box::new(Plaintext::Text {
+                body: "still here?".into(),
+                ts: 0,
+            }),
+        },
+    );
+    let out = carol.run(&["recv"]);
+    assert!(!out.stdout.contains("still here?"), "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("from bob@alpha.test, who is not a member"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// The envelopes waiting for `cli`'s device, read without acknowledging them (they stay queued).
+fn waiting(cli: &Cli) -> Vec<Envelope> {
+    with_client(cli.profile(), async |c| {
+        c.connect().await.unwrap();
+        let mut out = Vec::new();
+        loop {
+            match c.next_server_message().await.unwrap() {
+                ServerMessage::Deliver {
+                    item: QueueItem::Message { env },
+                    ..
+                } => out.push(env),
+                ServerMessage::QueueDrained => break,
+                _ => {}
+            }
+        }
+        c.disconnect();
+        out
+    })
+}
+
+/// A server that drops a membership update: the member says which versions are missing and
+/// asks a member for them; once they come, it catches up.
+#[test]
+fn a_dropped_membership_update_is_noticed_and_filled_in() {
+    let (_s, [alice, _bob, carol, _dave, _mallory], _id) = lunch();
+    run_ok(&alice, &["group", "add", "Lunch", "dave@alpha.test"]);
+    run_ok(&alice, &["group", "add", "Lunch", "mallory@alpha.test"]);
+    // Versions 2 and 3, as the real server would deliver them to carol.
+    let updates = waiting(&carol);
+    assert_eq!(updates.len(), 2, "{updates:?}");
+    let alice_listing = with_client(carol.profile(), async |c| {
+        c.connect().await.unwrap();
+        let listing = c
+            .lookup(&uid("alice@alpha.test"))
+            .await
+            .unwrap()
+            .directory
+            .listing();
+        c.disconnect();
+        listing
+    });
+
+    // carol's server now drops version 2: first it delivers only version 3, then (the next
+    // connection) version 2.
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = connections.clone();
+    let me = uid("carol@alpha.test");
+    let fake = Hostile::start("alpha.test", move |what| match what {
+        Seen::Opened { .. } => {
+            let n = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut out = hostile::resumed("alpha.test", &me);
+            let env = match n {
+                0 => Some(updates[1].clone()),
+                1 => Some(updates[0].clone()),
+                _ => None,
+            };
+            if let Some(env) = env {
+                out.push(ServerMessage::Deliver {
+                    seq: n as u64 + 1,
+                    item: QueueItem::Message { env },
+                });
+            }
+            out.push(ServerMessage::QueueDrained);
+            out
+        }
+        Seen::Request(siren_proto::message::ClientMessage::Lookup { rid, .. }) => {
+            vec![ServerMessage::Directory {
+                rid: *rid,
+                listing: alice_listing.clone(),
+            }]
+        }
+        Seen::Request(siren_proto::message::ClientMessage::Send { rid, msgs }) => {
+            vec![ServerMessage::SendAck {
+                rid: *rid,
+                ids: msgs.iter().map(|m| m.id).collect(),
+            }]
+        }
+        Seen::Request(other) => hostile::routine(other),
+    });
+    fake.point(&carol);
+
+    let notes = recv_notes(&carol);
+    assert!(
+        notes.contains("[Lunch] versions 2 to 2 of the group are missing here"),
+        "{notes}"
+    );
+    // It asked alice (every device of hers) for what it misses.
+    let asked = fake.received().iter().any(|m| match m {
+        siren_proto::message::ClientMessage::Send { msgs, .. } => {
+            msgs.iter().any(|e| e.to == uid("alice@alpha.test"))
+        }
+        _ => false,
+    });
+    assert!(asked, "no group_sync sent to alice");
+
+    // Version 2 arrives: carol takes it and the version 3 kept aside.
+    let out = carol.run(&["recv"]);
+    assert!(
+        out.stdout
+            .contains("* [Lunch] alice@alpha.test added dave@alpha.test"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    let info = members(&carol);
+    assert!(
+        info.contains("version 3 (made by alice@alpha.test)"),
+        "{info}"
+    );
+    assert!(info.contains("member  mallory@alpha.test"), "{info}");
 }

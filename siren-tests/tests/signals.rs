@@ -308,15 +308,7 @@ fn two_servers() -> (Server, Server, Dns) {
         Dns::records_for(&beta)
     ));
     for s in [&alpha, &beta] {
-        let config = std::fs::read_to_string(s.config()).unwrap();
-        std::fs::write(
-            s.config(),
-            format!(
-                "{config}\n[federation]\nenabled = true\ndns = [\"{}\"]\ndanger_allow_private_targets = true\n",
-                dns.addr
-            ),
-        )
-        .unwrap();
+        dns.federate(s, "");
     }
     alpha.start();
     beta.start();

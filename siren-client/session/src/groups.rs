@@ -566,7 +566,9 @@ impl<S: Store, P: Platform> Client<S, P> {
     }
 
     /// A `group_sync` from `from`: the versions after `have` this device holds, each sent to
-    /// `from` as a `group_update` — if `from` is a member (or was, of a version it asks past).
+    /// `from` as a `group_update`. Only to a member of the current version or of version `have`
+    /// (one that missed its own removal learns of it), and never past the first version that
+    /// leaves `from` out: an ex-member learns nothing of the group after it.
     pub(super) async fn answer_group_sync(
         &mut self,
         from: &Uid,
@@ -576,19 +578,21 @@ impl<S: Store, P: Platform> Client<S, P> {
         let Some(record) = self.store.group(&id).await? else {
             return Ok(());
         };
-        let asked_by_member = record
+        let member_now = record.current().is_some_and(|s| s.is_member(from));
+        let member_then = record
             .versions
             .iter()
-            .any(|s| s.version >= have && s.is_member(from));
-        if !asked_by_member {
+            .any(|s| s.version == have && s.is_member(from));
+        if !member_now && !member_then {
             return Ok(());
         }
-        let later: Vec<GroupState> = record
-            .versions
-            .iter()
-            .filter(|s| s.version > have)
-            .cloned()
-            .collect();
+        let mut later = Vec::new();
+        for state in record.versions.iter().filter(|s| s.version > have) {
+            later.push(state.clone());
+            if !state.is_member(from) {
+                break;
+            }
+        }
         for state in later {
             let update = Plaintext::GroupUpdate(Box::new(state));
             let msg = MessageId::random(&mut siren_proto::os_rng());

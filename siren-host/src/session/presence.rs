@@ -58,15 +58,25 @@ impl Session {
                 return self.error(Some(rid), &e).await;
             }
         }
-        for (peer, peer_topics) in remote {
-            if let Err(e) = self.shared.links.subscribe(&peer, &me, peer_topics).await {
-                return self.error(Some(rid), &e).await;
-            }
-        }
+        // Registered here before a peer is asked: the peer answers at once with its user's
+        // current state, which must find this session subscribed.
+        let mut fresh = Vec::new();
         for topic in &topics {
             let uid = topic.publisher();
+            if !self.shared.pubsub.is_subscribed(self.conn, uid) {
+                fresh.push(uid.clone());
+            }
             if let Some(inbox) = self.shared.pubsub.subscribe(self.conn, &me, uid) {
                 self.inbox = Some(inbox);
+            }
+        }
+        for (peer, peer_topics) in remote {
+            if let Err(e) = self.shared.links.subscribe(&peer, &me, peer_topics).await {
+                // All or nothing: what this request added is taken back.
+                for uid in &fresh {
+                    self.shared.pubsub.unsubscribe(self.conn, uid);
+                }
+                return self.error(Some(rid), &e).await;
             }
         }
         // Each local publisher's current state, once (a peer sends its users' own).
