@@ -11,6 +11,7 @@
 
 mod client;
 mod drain;
+mod groups;
 mod handshakes;
 mod idle;
 mod pairs;
@@ -82,6 +83,9 @@ enum Part {
     /// The browser client: page load, module sizes, browser ↔ browser round trip beside two
     /// native clients running the same chat driver.
     Web,
+    /// One message to a group of 50 members with two devices each: the sender's sealing and
+    /// the server's acceptance beside a 1:1 message.
+    Groups,
 }
 
 /// Sizes of one benchmark run.
@@ -223,6 +227,9 @@ fn real_main(cli: &Cli) -> anyhow::Result<()> {
         }
         if wants(Part::Metrics) {
             metrics(&bin, &sizes, &mut report).await?;
+        }
+        if wants(Part::Groups) {
+            groups::measure(&bin, cli.quick, &mut report).await?;
         }
         if wants(Part::Web) {
             web::measure(&bin, if cli.quick { 5 } else { 50 }, &mut report).await?;

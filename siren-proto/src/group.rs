@@ -67,7 +67,7 @@ pub enum GroupError {
         got: u64,
     },
     /// Versions between the one held and the one offered are missing (a dropped update).
-    #[error("versions {} to {} are missing (have {have}, got {got})", have + 1, got - 1)]
+    #[error("versions {} to {} are missing (have {have}, got {got})", have.saturating_add(1), got.saturating_sub(1))]
     Gap {
         /// The version held.
         have: u64,

@@ -47,11 +47,17 @@ fn next_with(running: &Running, prefix: &str) -> String {
 
 /// Everything `cli` receives (its standard output lines) until `done` says so, or 30 s.
 fn receive_until(cli: &Cli, done: impl Fn(&[String]) -> bool) -> Vec<String> {
-    let mut got = Vec::new();
+    let (mut got, mut notes) = (Vec::new(), String::new());
     let deadline = Instant::now() + T;
     while !done(&got) {
-        assert!(Instant::now() < deadline, "gave up waiting; got {got:?}");
-        got.extend(cli.recv());
+        assert!(
+            Instant::now() < deadline,
+            "gave up waiting; got {got:?}; on stderr: {notes}"
+        );
+        let out = cli.run(&["recv"]);
+        assert!(out.ok, "siren recv: {}", out.stderr);
+        got.extend(out.stdout.lines().map(str::to_owned));
+        notes.push_str(&out.stderr);
         std::thread::sleep(Duration::from_millis(100));
     }
     got
@@ -567,4 +573,27 @@ fn a_dropped_membership_update_is_noticed_and_filled_in() {
         "{info}"
     );
     assert!(info.contains("member  mallory@alpha.test"), "{info}");
+}
+
+/// A member who blocked another sees nothing of theirs in the group; the others do.
+#[test]
+fn a_member_who_blocked_another_does_not_see_their_group_messages() {
+    let (_s, [alice, bob, carol, _dave, _mallory], id) = lunch();
+    receive_line(
+        &bob,
+        "* [Lunch] you are in the group, added by alice@alpha.test (version 1)",
+    );
+    run_ok(&bob, &["contacts", "block", "carol@alpha.test"]);
+    let short = &id[..8];
+    run_ok(&carol, &["send", "Lunch", "from carol"]);
+    receive_line(&alice, &format!("[{short}] carol@alpha.test: from carol"));
+    run_ok(&alice, &["send", "Lunch", "from alice"]);
+    let got = receive_line(&bob, &format!("[{short}] alice@alpha.test: from alice"));
+    assert!(
+        !got.iter().any(|l| l.contains("from carol")),
+        "bob blocked carol: {got:?}"
+    );
+    // Nothing of carol's comes later either.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!bob.recv().iter().any(|l| l.contains("from carol")));
 }

@@ -11,12 +11,10 @@ use siren_tests::browser::{Browser, web_dist};
 use siren_tests::{Cli, Options, Server};
 
 fn server() -> Server {
-    // The web listener on a fixed port, so that a restarted server is where the page was.
+    // The web listener on a port the system picks (a port picked before the start could be
+    // taken by another test meanwhile).
     let mut server = Server::new(Options {
-        extra: format!(
-            "\n[roster]\nnon_contacts = \"accept\"\n\n[web]\nlisten = \"127.0.0.1:{}\"\n",
-            siren_tests::free_port()
-        ),
+        extra: "\n[roster]\nnon_contacts = \"accept\"\n".into(),
         ..Options::default()
     });
     server.start();
@@ -477,6 +475,12 @@ fn the_page_resumes_its_session_after_the_server_restarts() {
 
     let device = browser_device(&server, "alice");
     server.kill();
+    // The restarted server listens where the page was.
+    let web = server.web.expect("the web listener");
+    let config = std::fs::read_to_string(server.config()).unwrap();
+    let fixed = config.replace("listen = \"127.0.0.1:0\"", &format!("listen = \"{web}\""));
+    assert_ne!(fixed, config, "the web listener's line in {config}");
+    std::fs::write(server.config(), fixed).unwrap();
     browser.wait("alice", ".connection[data-status=offline]");
     screenshot(&mut browser, "alice", "offline");
     server.start();

@@ -71,7 +71,7 @@ impl GroupRecord {
     pub fn missing(&self) -> Option<(u64, u64)> {
         let have = self.current()?.version;
         let next = self.pending.iter().map(|s| s.version).min()?;
-        Some((have + 1, next - 1))
+        Some((have.saturating_add(1), next.saturating_sub(1)))
     }
 }
 
@@ -525,8 +525,8 @@ impl<S: Store, P: Platform> Client<S, P> {
                 event(
                     &current.title,
                     GroupNews::Gap {
-                        from: have + 1,
-                        to: got - 1,
+                        from: have.saturating_add(1),
+                        to: got.saturating_sub(1),
                     },
                 )
             }
@@ -541,7 +541,7 @@ impl<S: Store, P: Platform> Client<S, P> {
             let Some(current) = record.current().cloned() else {
                 return;
             };
-            if next.version > current.version + 1 {
+            if next.version > current.version.saturating_add(1) {
                 return;
             }
             record.pending.remove(0);
