@@ -357,10 +357,6 @@ fn print_content(from: &str, content: &Plaintext) {
         Plaintext::Delete { of, .. } => say!("* {from} withdrew message {}", of.to_hex()),
         // What another device of this account sent.
         Plaintext::Copy { to, msg, .. } => print_content(&format!("you (to {to})"), msg),
-        // Checked by the session: the sender is a member of the version held.
-        Plaintext::Group { group, msg, .. } => {
-            print_content(&format!("[{}] {from}", groups_cmd::short(group)), msg)
-        }
         Plaintext::Unsupported { kind } => {
             say!("{from}: (unsupported message of type {kind:?}; a newer client can show it)")
         }
@@ -410,6 +406,12 @@ fn print_event(event: &Event, me: &Uid) {
         }
         Event::Notice(n) => note!("notice: {n:?}"),
         Event::Drained => note!("(no more queued messages)"),
+        // Checked by the session: the sender is a member of the version held.
+        Event::GroupMessage { group, message } => {
+            if let Plaintext::Group { msg, .. } = &message.content {
+                print_content(&format!("[{group}] {}", message.from), msg);
+            }
+        }
         Event::Group(news) => match news.news {
             GroupNews::Refused { .. } | GroupNews::Gap { .. } => note!("{}", news.describe()),
             _ => say!("* {}", news.describe()),

@@ -131,14 +131,19 @@ pub struct GroupEvent {
     pub news: GroupNews,
 }
 
+/// A group's name as shown: its title, or its id's first digits when it has none.
+pub fn display_name(group: &GroupId, title: &str) -> String {
+    if title.is_empty() {
+        format!("group {}", &group.to_hex()[..8])
+    } else {
+        title.to_owned()
+    }
+}
+
 impl GroupEvent {
-    /// The group's name as shown: its title, or its id's first digits when it has none.
+    /// The group's name as shown.
     pub fn name(&self) -> String {
-        if self.title.is_empty() {
-            format!("group {}", &self.group.to_hex()[..8])
-        } else {
-            self.title.clone()
-        }
+        display_name(&self.group, &self.title)
     }
 
     /// One line for the person: `[title] alice added carol`.
@@ -611,6 +616,7 @@ impl<S: Store, P: Platform> Client<S, P> {
         let Plaintext::Group { group, version, .. } = &received.content else {
             return Ok(Some(Event::Message(received)));
         };
+        // Checked below; until then it is only what the sender claims.
         let (group, version) = (*group, *version);
         let refused = |title: String, reason: String| {
             Ok(Some(Event::Group(GroupEvent {
@@ -644,7 +650,10 @@ impl<S: Store, P: Platform> Client<S, P> {
             };
             return refused(current.title.clone(), reason);
         }
-        Ok(Some(Event::Message(received)))
+        Ok(Some(Event::GroupMessage {
+            group: display_name(&group, &current.title),
+            message: received,
+        }))
     }
 }
 

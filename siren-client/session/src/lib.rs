@@ -92,9 +92,16 @@ pub enum Event {
         presence: Presence,
     },
     /// A group's membership changed, versions are missing, or a group version or message was
-    /// refused (PROTOCOL.md §12.1). Messages to a group arrive as [`Event::Message`] with a
-    /// `group` content, once their sender is checked as a member.
+    /// refused (PROTOCOL.md §12.1).
     Group(groups::GroupEvent),
+    /// A message to a group, from a member of the version this device holds (PROTOCOL.md
+    /// §12.1).
+    GroupMessage {
+        /// The group's name as shown: its title, or its id's first digits.
+        group: String,
+        /// The message; its content is the `group` plaintext.
+        message: Received,
+    },
 }
 
 /// What a lookup found, against the cache.

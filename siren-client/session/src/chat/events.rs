@@ -13,15 +13,12 @@ impl<S: Store, P: Platform, H: History, F: Files, U: FnMut(Snapshot)> Driver<S, 
     /// One event of the session.
     pub(super) async fn event(&mut self, event: Event) -> anyhow::Result<()> {
         match event {
-            Event::Message(m) if matches!(m.content, Plaintext::Group { .. }) => {
-                if let Plaintext::Group { group, msg, .. } = &m.content
+            Event::GroupMessage { group, message } => {
+                if let Plaintext::Group { msg, .. } = &message.content
                     && let Plaintext::Text { body, .. } = msg.as_ref()
                 {
-                    self.core.banner(Banner::Info(format!(
-                        "[group {}] {}: {body}",
-                        &group.to_hex()[..8],
-                        m.from
-                    )));
+                    self.core
+                        .banner(Banner::Info(format!("[{group}] {}: {body}", message.from)));
                 }
             }
             Event::Message(m) => {
