@@ -39,12 +39,41 @@ pub fn binary(name: &str) -> PathBuf {
 }
 
 /// A free loopback port (bound, then released for the server to take).
+///
+/// Taken below the kernel's ephemeral range, where outgoing connections (a browser's, the
+/// clients', the servers' links) get their local ports: a port from that range can be taken
+/// by one of them between this check and the server's bind (seen in CI). One process hands out
+/// ports one after another from a random start, so its tests never pick the same one.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 10_000;
+    let high = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    if high <= LOW + 1_000 {
+        // No room below the ephemeral range: let the kernel choose.
+        return TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+    }
+    let span = high - LOW;
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        ^ std::process::id().wrapping_mul(2_654_435_761);
+    let _ = NEXT.compare_exchange(0, start % span + 1, Ordering::Relaxed, Ordering::Relaxed);
+    for _ in 0..span {
+        let port = LOW + NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        let port = u16::try_from(port).expect("below the ephemeral range");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between {LOW} and {high}");
 }
 
 /// Extra configuration for a test server.
