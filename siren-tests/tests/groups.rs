@@ -561,7 +561,9 @@ fn a_dropped_membership_update_is_noticed_and_filled_in() {
     let out = carol.run(&["recv"]);
     assert!(
         out.stdout
-            .contains("* [Lunch] alice@alpha.test added dave@alpha.test"),
+            .contains(
+                "* [Lunch] alice@alpha.test added dave@alpha.test; then alice@alpha.test added mallory@alpha.test"
+            ),
         "{}\n{}",
         out.stdout,
         out.stderr

@@ -129,6 +129,9 @@ pub struct GroupEvent {
     pub title: String,
     /// What happened.
     pub news: GroupNews,
+    /// Later versions taken at the same time, in order (those kept aside past a gap, once the
+    /// missing one arrived): what each changed.
+    pub then: Vec<GroupNews>,
 }
 
 /// A group's name as shown: its title, or its id's first digits when it has none.
@@ -146,72 +149,82 @@ impl GroupEvent {
         display_name(&self.group, &self.title)
     }
 
-    /// One line for the person: `[title] alice added carol`.
+    /// One line for the person: `[title] alice added carol`, and `; then …` for each later
+    /// version taken at the same time.
     pub fn describe(&self) -> String {
-        let list = |uids: &[Uid]| {
-            uids.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let what = match &self.news {
-            GroupNews::Joined { by, version } => {
-                format!("you are in the group, added by {by} (version {version})")
+        let mut line = format!("[{}] {}", self.name(), news_text(&self.news));
+        for later in &self.then {
+            line.push_str("; then ");
+            line.push_str(&news_text(later));
+        }
+        line
+    }
+}
+
+/// What `news` says, for the person.
+fn news_text(news: &GroupNews) -> String {
+    let list = |uids: &[Uid]| {
+        uids.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match news {
+        GroupNews::Joined { by, version } => {
+            format!("you are in the group, added by {by} (version {version})")
+        }
+        GroupNews::Changed {
+            by,
+            removed,
+            added,
+            promoted,
+            demoted,
+            renamed,
+            ..
+        } if added.is_empty()
+            && promoted.is_empty()
+            && demoted.is_empty()
+            && renamed.is_none()
+            && removed == std::slice::from_ref(by) =>
+        {
+            format!("{by} left")
+        }
+        GroupNews::Changed {
+            by,
+            added,
+            removed,
+            promoted,
+            demoted,
+            renamed,
+            ..
+        } => {
+            let mut parts = Vec::new();
+            if !added.is_empty() {
+                parts.push(format!("added {}", list(added)));
             }
-            GroupNews::Changed {
-                by,
-                removed,
-                added,
-                promoted,
-                demoted,
-                renamed,
-                ..
-            } if added.is_empty()
-                && promoted.is_empty()
-                && demoted.is_empty()
-                && renamed.is_none()
-                && removed == std::slice::from_ref(by) =>
-            {
-                format!("{by} left")
+            if !removed.is_empty() {
+                parts.push(format!("removed {}", list(removed)));
             }
-            GroupNews::Changed {
-                by,
-                added,
-                removed,
-                promoted,
-                demoted,
-                renamed,
-                ..
-            } => {
-                let mut parts = Vec::new();
-                if !added.is_empty() {
-                    parts.push(format!("added {}", list(added)));
-                }
-                if !removed.is_empty() {
-                    parts.push(format!("removed {}", list(removed)));
-                }
-                if !promoted.is_empty() {
-                    parts.push(format!("made {} admin", list(promoted)));
-                }
-                if !demoted.is_empty() {
-                    parts.push(format!("made {} no longer admin", list(demoted)));
-                }
-                if let Some(title) = renamed {
-                    parts.push(format!("renamed the group {title:?}"));
-                }
-                if parts.is_empty() {
-                    parts.push("made a new version".into());
-                }
-                format!("{by} {}", parts.join("; "))
+            if !promoted.is_empty() {
+                parts.push(format!("made {} admin", list(promoted)));
             }
-            GroupNews::Gap { from, to } => format!(
-                "versions {from} to {to} of the group are missing here (a server dropped or delayed them); asked a member for them"
-            ),
-            GroupNews::Refused { from, reason } => {
-                format!("refused a group change or message from {from}: {reason}")
+            if !demoted.is_empty() {
+                parts.push(format!("made {} no longer admin", list(demoted)));
             }
-        };
-        format!("[{}] {what}", self.name())
+            if let Some(title) = renamed {
+                parts.push(format!("renamed the group {title:?}"));
+            }
+            if parts.is_empty() {
+                parts.push("made a new version".into());
+            }
+            format!("{by} {}", parts.join("; "))
+        }
+        GroupNews::Gap { from, to } => format!(
+            "versions {from} to {to} of the group are missing here (a server dropped or delayed them); asked a member for them"
+        ),
+        GroupNews::Refused { from, reason } => {
+            format!("refused a group change or message from {from}: {reason}")
+        }
     }
 }
 
@@ -461,6 +474,7 @@ impl<S: Store, P: Platform> Client<S, P> {
                 group: id,
                 title: title.to_owned(),
                 news,
+                then: Vec::new(),
             })))
         };
         let refused = |title: &str, reason: String| {
@@ -499,13 +513,18 @@ impl<S: Store, P: Platform> Client<S, P> {
             Ok(()) => {
                 let news = changes(&current, &state);
                 record.push(state);
-                self.apply_pending(&mut record).await;
+                let then = self.apply_pending(&mut record).await;
                 let title = record
                     .current()
                     .map(|s| s.title.clone())
                     .unwrap_or_default();
                 self.store.save_group(&id, &record).await?;
-                event(&title, news)
+                Ok(Some(Event::Group(GroupEvent {
+                    group: id,
+                    title,
+                    news,
+                    then,
+                })))
             }
             Err(GroupError::Rollback { .. })
                 if record.hash_of(state.version) == Some(&state.hash()) =>
@@ -539,15 +558,17 @@ impl<S: Store, P: Platform> Client<S, P> {
         }
     }
 
-    /// Takes the versions kept aside that now follow, in order; drops those that cannot.
-    async fn apply_pending(&mut self, record: &mut GroupRecord) {
+    /// Takes the versions kept aside that now follow, in order, and says what each changed;
+    /// drops those that cannot follow.
+    async fn apply_pending(&mut self, record: &mut GroupRecord) -> Vec<GroupNews> {
+        let mut news = Vec::new();
         record.pending.sort_by_key(|s| s.version);
         while let Some(next) = record.pending.first().cloned() {
             let Some(current) = record.current().cloned() else {
-                return;
+                break;
             };
             if next.version > current.version.saturating_add(1) {
-                return;
+                break;
             }
             record.pending.remove(0);
             if next.version <= current.version {
@@ -556,9 +577,11 @@ impl<S: Store, P: Platform> Client<S, P> {
             if let Ok(usk) = self.usk_of(&next.by).await
                 && next.check_successor(&current, &usk).is_ok()
             {
+                news.push(changes(&current, &next));
                 record.push(next);
             }
         }
+        news
     }
 
     /// Asks `member` for the versions of group `id` after `have`.
@@ -626,6 +649,7 @@ impl<S: Store, P: Platform> Client<S, P> {
                     from: received.from.clone(),
                     reason,
                 },
+                then: Vec::new(),
             })))
         };
         let Some(record) = self.store.group(&group).await? else {
