@@ -56,6 +56,20 @@ fn world() -> World {
     }
 }
 
+/// A version 2 after `w.v1` naming `by` as its maker, signed with `signer`'s key whatever the
+/// rules say (what a member's client that breaks them could send).
+fn forged_v2(w: &World, signer: &Person, by: &Person, membership: Membership) -> GroupState {
+    GroupState::sign(
+        &signer.usk,
+        by.uid.clone(),
+        w.v1.group,
+        2,
+        w.v1.hash(),
+        1_001,
+        membership,
+    )
+}
+
 #[test]
 fn a_created_group_is_canonical_and_verifies_for_its_members() {
     let w = world();
@@ -124,13 +138,10 @@ fn a_change_signed_by_a_non_admin_is_refused_but_leaving_is_allowed() {
             version: 1
         })
     );
-    let forged = GroupState::sign(
-        &w.bob.usk,
-        w.bob.uid.clone(),
-        w.v1.group,
-        2,
-        w.v1.hash(),
-        1_001,
+    let forged = forged_v2(
+        &w,
+        &w.bob,
+        &w.bob,
         membership("lunch", &[&w.alice, &w.bob, &w.carol, &w.dave], &[&w.alice]),
     );
     assert!(matches!(
@@ -138,13 +149,10 @@ fn a_change_signed_by_a_non_admin_is_refused_but_leaving_is_allowed() {
         Err(GroupError::NotAdmin { .. })
     ));
     // Making himself admin is no better.
-    let forged = GroupState::sign(
-        &w.bob.usk,
-        w.bob.uid.clone(),
-        w.v1.group,
-        2,
-        w.v1.hash(),
-        1_001,
+    let forged = forged_v2(
+        &w,
+        &w.bob,
+        &w.bob,
         membership("lunch", &[&w.alice, &w.bob, &w.carol], &[&w.alice, &w.bob]),
     );
     assert!(matches!(
@@ -187,13 +195,10 @@ fn a_change_signed_by_a_non_admin_is_refused_but_leaving_is_allowed() {
 fn a_version_signed_by_someone_else_than_it_names_is_refused() {
     let w = world();
     // carol's key, alice's name: the members check `by`'s key from their directory.
-    let forged = GroupState::sign(
-        &w.carol.usk,
-        w.alice.uid.clone(),
-        w.v1.group,
-        2,
-        w.v1.hash(),
-        1_001,
+    let forged = forged_v2(
+        &w,
+        &w.carol,
+        &w.alice,
         membership("lunch", &[&w.alice, &w.carol], &[&w.alice, &w.carol]),
     );
     assert_eq!(
