@@ -182,13 +182,14 @@ fn a_group_across_two_servers_reaches_every_device_once_and_follows_its_membersh
     for device in &w.carol {
         receive_line(device, "* [Lunch] alice@alpha.test removed carol@beta.test");
     }
-    run_ok(&w.alice[0], &["send", "Lunch", "just us now"]);
+    // Sealed to alice's phone and bob's two devices only: nothing to carol's, whatever a server
+    // would do.
+    let sent = run_ok(&w.alice[0], &["send", "Lunch", "just us now"]);
+    assert!(sent.contains("(3 devices)"), "{sent}");
     let line = "[Lunch] alice@alpha.test: just us now".to_owned();
     for device in w.bob.iter().chain([&w.alice[1]]) {
         receive_line(device, &line);
     }
-    // bob's devices got it after carol's would have; give beta a moment more all the same.
-    std::thread::sleep(Duration::from_secs(1));
     for device in &w.carol {
         let got = device.recv();
         assert!(
@@ -323,6 +324,17 @@ fn recv_notes(cli: &Cli) -> String {
     out.stderr
 }
 
+/// Sends `state` from `from`'s device to carol's as a `group_update`; what carol's `siren recv`
+/// then printed on standard error.
+fn offer_to_carol(from: &Cli, carol: &Cli, state: GroupState) -> String {
+    send_crafted(
+        from,
+        "carol@alpha.test",
+        Plaintext::GroupUpdate(Box::new(state)),
+    );
+    recv_notes(carol)
+}
+
 fn members(cli: &Cli) -> String {
     run_ok(cli, &["group", "info", "Lunch"])
 }
@@ -349,12 +361,7 @@ fn members_refuse_a_change_by_a_non_admin_a_fork_a_replay_and_a_removed_members_
             ..v1.clone()
         },
     );
-    send_crafted(
-        &bob,
-        "carol@alpha.test",
-        Plaintext::GroupUpdate(Box::new(forged)),
-    );
-    let notes = recv_notes(&carol);
+    let notes = offer_to_carol(&bob, &carol, forged);
     assert!(
         notes.contains(
             "[Lunch] refused a group change or message from bob@alpha.test: bob@alpha.test is not an admin of version 1"
@@ -392,22 +399,12 @@ fn members_refuse_a_change_by_a_non_admin_a_fork_a_replay_and_a_removed_members_
             other_v2.membership(),
         )
         .unwrap();
-    send_crafted(
-        &alice,
-        "carol@alpha.test",
-        Plaintext::GroupUpdate(Box::new(other_v2)),
-    );
-    let notes = recv_notes(&carol);
+    let notes = offer_to_carol(&alice, &carol, other_v2);
     assert!(
         notes.contains("version 2 differs from the version 2 held (a rollback or a fork"),
         "{notes}"
     );
-    send_crafted(
-        &alice,
-        "carol@alpha.test",
-        Plaintext::GroupUpdate(Box::new(other_v3)),
-    );
-    let notes = recv_notes(&carol);
+    let notes = offer_to_carol(&alice, &carol, other_v3);
     assert!(
         notes.contains("version 3 does not follow the version held (a fork)"),
         "{notes}"
@@ -588,12 +585,11 @@ fn a_member_who_blocked_another_does_not_see_their_group_messages() {
     run_ok(&carol, &["send", "Lunch", "from carol"]);
     receive_line(&alice, "[Lunch] carol@alpha.test: from carol");
     run_ok(&alice, &["send", "Lunch", "from alice"]);
+    // carol's message was queued before alice's (alice had it first): had it reached bob's
+    // queue, it would come before hers.
     let got = receive_line(&bob, "[Lunch] alice@alpha.test: from alice");
     assert!(
         !got.iter().any(|l| l.contains("from carol")),
         "bob blocked carol: {got:?}"
     );
-    // Nothing of carol's comes later either.
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(!bob.recv().iter().any(|l| l.contains("from carol")));
 }
