@@ -17,7 +17,7 @@ use siren_api::Uid;
 use siren_client::driver::{self, ChatHandle, Request};
 use siren_client::profile::{Profile, Settings};
 use siren_client_core::Command as ChatCommand;
-use siren_client_core::model::Body;
+use siren_client_core::model::{Body, Chat};
 
 use crate::server::{PASSWORD, Server};
 use crate::stats::{Latencies, fmt_bytes, fmt_ms};
@@ -209,7 +209,8 @@ impl siren_client_session::ApprovalPrompt for NoApproval {
 
 /// Whether `handle`'s conversation with `peer` shows an incoming text `text`.
 fn shows(handle: &ChatHandle, peer: &Uid, text: &str) -> bool {
-    handle.snapshot().messages.get(peer).is_some_and(|msgs| {
+    let chat = Chat::User(peer.clone());
+    handle.snapshot().messages.get(&chat).is_some_and(|msgs| {
         msgs.iter()
             .any(|m| !m.outgoing && m.body == Body::Text(text.into()))
     })
@@ -236,7 +237,7 @@ async fn round_trips(
                 }
                 while answered < rounds && shows(&b, &a_uid, &format!("ping {answered}")) {
                     b.request(Request::Command(ChatCommand::SendText {
-                        to: a_uid.clone(),
+                        to: Chat::User(a_uid.clone()),
                         body: format!("pong {answered}"),
                     }));
                     answered += 1;
@@ -249,7 +250,7 @@ async fn round_trips(
     for i in 0..rounds {
         let started = Instant::now();
         a.request(Request::Command(ChatCommand::SendText {
-            to: b_uid.clone(),
+            to: Chat::User(b_uid.clone()),
             body: format!("ping {i}"),
         }));
         let answer = format!("pong {i}");

@@ -17,7 +17,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use siren_api::Uid;
 use siren_client::history::History;
 use siren_client::profile::{Profile, Settings};
-use siren_client_core::model::{Body, ChatMessage, MessageState};
+use siren_client_core::model::{Body, Chat, ChatMessage, MessageState};
 use siren_proto::ids::MessageId;
 use siren_proto::keys::SekPublic;
 
@@ -47,6 +47,7 @@ fn message(peer: &Uid, n: u32) -> ChatMessage {
     ChatMessage {
         id: MessageId::from_bytes(id),
         peer: peer.clone(),
+        group: None,
         outgoing: n.is_multiple_of(3),
         ts: 1_700_000_000 + u64::from(n),
         at: 1_700_000_000_000 + u64::from(n) * 1_000,
@@ -83,7 +84,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("first_screen", |b| {
         b.iter(|| {
             let history = History::open(&profile).unwrap();
-            let (page, more) = history.page(&bob, None, 50).unwrap();
+            let (page, more) = history.page(&Chat::User(bob.clone()), None, 50).unwrap();
             assert!(more && page.len() == 50);
             black_box(page);
         })
@@ -91,7 +92,13 @@ fn bench(c: &mut Criterion) {
     let history = History::open(&profile).unwrap();
     let middle = &all[5_000];
     group.bench_function("scroll_back", |b| {
-        b.iter(|| black_box(history.page(&bob, Some(middle), 50).unwrap()))
+        b.iter(|| {
+            black_box(
+                history
+                    .page(&Chat::User(bob.clone()), Some(middle), 50)
+                    .unwrap(),
+            )
+        })
     });
     group.bench_function("search_all_10000", |b| {
         b.iter(|| {

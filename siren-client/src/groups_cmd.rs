@@ -7,7 +7,8 @@ use clap::Subcommand;
 use siren_api::Uid;
 use siren_client::client::Client;
 use siren_client::{note, say};
-use siren_proto::ids::GroupId;
+use siren_client_core::model::Chat;
+use siren_proto::ids::{GroupId, MessageId};
 use siren_proto::plaintext::Plaintext;
 
 /// What `siren group` does.
@@ -163,12 +164,14 @@ pub async fn run(client: &mut Client, action: GroupAction) -> anyhow::Result<()>
 /// Sends `text` to the group `group` names.
 pub async fn send(client: &mut Client, group: &str, text: &str) -> anyhow::Result<()> {
     let (id, _) = client.find_group(group).await?;
-    let ts = std::time::SystemTime::now()
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let ts = now / 1000;
     let sent = client
         .send_to_group(
             &id,
+            MessageId::random(&mut siren_proto::os_rng()),
             Plaintext::Text {
                 body: text.to_owned(),
                 ts,
@@ -177,6 +180,15 @@ pub async fn send(client: &mut Client, group: &str, text: &str) -> anyhow::Resul
         .await?;
     for (who, why) in &sent.skipped {
         note!("warning: not sent to {who}: {why}");
+    }
+    match siren_client::client::history(client).await {
+        Ok(mut history) => {
+            let me = client.uid().clone();
+            if let Err(e) = history.record_sent(&me, &Chat::Group(id), sent.id, text, now) {
+                note!("warning: the message was sent but not kept in the history: {e}");
+            }
+        }
+        Err(e) => note!("warning: the local history cannot be opened, nothing is kept: {e:#}"),
     }
     say!(
         "sent {} to group {} ({} device{})",

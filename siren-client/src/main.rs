@@ -2,6 +2,7 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeMap;
 use std::io::BufRead as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,8 +18,9 @@ use siren_client::history::History;
 use siren_client::profile::{Profile, Settings};
 use siren_client::x509::ClientCert;
 use siren_client::{note, say};
-use siren_client_core::model::{Body, ChatMessage, FileProgress, MessageState};
+use siren_client_core::model::{Body, Chat, ChatMessage, FileProgress, MessageState};
 use siren_proto::approval::ShortCode;
+use siren_proto::ids::GroupId;
 use siren_proto::keys::{SekPublic, UskPublic};
 use siren_proto::message::{Notice, Presence, PresenceStatus};
 use siren_proto::plaintext::{Plaintext, ReceiptState};
@@ -123,7 +125,8 @@ enum Command {
     /// Show the local history: a conversation (the newest messages), a search, or the list of
     /// conversations. `send`, `recv` and `listen` keep it, sealed, in the profile.
     History {
-        /// The other party, e.g. bob@beta.test (without it: every conversation).
+        /// The other party, e.g. bob@beta.test, or a group (its title, id or first digits);
+        /// without it: every conversation.
         uid: Option<String>,
         /// Only messages containing every one of these words (in any case).
         #[arg(long)]
@@ -520,12 +523,28 @@ fn utc(millis: u64) -> String {
 }
 
 /// One history line: `time  who  state  text` (escaped by `say!` like everything printed).
-fn print_record(m: &ChatMessage, with_peer: bool) {
-    let who = match (m.outgoing, with_peer) {
-        (true, true) => format!("me -> {}", m.peer),
-        (true, false) => "me".to_owned(),
-        (false, _) => m.peer.to_string(),
+/// `with_peer`: lines of several conversations, each says which; `groups` names the groups.
+fn print_record(m: &ChatMessage, with_peer: bool, groups: &BTreeMap<GroupId, String>) {
+    let group = m.group.map(|g| {
+        groups
+            .get(&g)
+            .cloned()
+            .unwrap_or_else(|| siren_client_session::groups::display_name(&g, ""))
+    });
+    let who = match (m.outgoing, with_peer, &group) {
+        (true, true, Some(group)) => format!("me -> [{group}]"),
+        (true, true, None) => format!("me -> {}", m.peer),
+        (true, false, _) => "me".to_owned(),
+        (false, true, Some(group)) => format!("[{group}] {}", m.peer),
+        (false, _, _) => m.peer.to_string(),
     };
+    if let Body::Event(text) = &m.body {
+        match group {
+            Some(group) if with_peer => say!("{}  * [{group}] {text}", utc(m.at)),
+            _ => say!("{}  * {text}", utc(m.at)),
+        }
+        return;
+    }
     let state = match &m.state {
         MessageState::Sending => "sending",
         MessageState::Sent => "sent",
@@ -556,6 +575,7 @@ fn print_record(m: &ChatMessage, with_peer: bool) {
         }
         Body::Deleted => "(deleted)".into(),
         Body::Unsupported(kind) => format!("(unsupported message of type {kind:?})"),
+        Body::Event(text) => text.clone(),
     };
     match &m.state {
         MessageState::Failed(why) => {
@@ -666,7 +686,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 warn_changes(&to, report);
             }
             if let Some(h) = history.as_mut()
-                && let Err(e) = h.record_sent(&to, id, &text, now_millis())
+                && let Err(e) = h.record_sent(
+                    &client.uid().clone(),
+                    &Chat::User(to.clone()),
+                    id,
+                    &text,
+                    now_millis(),
+                )
             {
                 note!("warning: the message was sent but not kept in the history: {e}");
             }
@@ -754,30 +780,58 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             driver?;
         }
         Command::History { uid, search, limit } => {
-            let peer = uid
-                .map(|u| Uid::parse(&u).with_context(|| format!("{u:?}")))
-                .transpose()?;
-            let history = History::open(&open_profile(&dir)?)?;
-            match (&peer, &search) {
-                (peer, Some(words)) => {
-                    let found = history.search(words, peer.as_ref(), limit)?;
+            let mut client = siren_client::client::open(open_profile(&dir)?)?;
+            let groups: BTreeMap<GroupId, String> = client
+                .groups()
+                .await?
+                .into_iter()
+                .map(|(id, record)| {
+                    let title = record
+                        .current()
+                        .map(|s| s.title.clone())
+                        .unwrap_or_default();
+                    (id, siren_client_session::groups::display_name(&id, &title))
+                })
+                .collect();
+            // A name without `@` is a group (its id, first digits or title).
+            let chat = match uid {
+                None => None,
+                Some(u) if u.contains('@') => Some(Chat::User(
+                    Uid::parse(&u).with_context(|| format!("{u:?}"))?,
+                )),
+                Some(g) => Some(Chat::Group(client.find_group(&g).await?.0)),
+            };
+            let history = siren_client::client::history(&mut client).await?;
+            let shown = |chat: &Chat| match chat {
+                Chat::User(uid) => uid.to_string(),
+                Chat::Group(g) => groups
+                    .get(g)
+                    .cloned()
+                    .unwrap_or_else(|| siren_client_session::groups::display_name(g, "")),
+            };
+            match (&chat, &search) {
+                (chat, Some(words)) => {
+                    let found = history.search(words, chat.as_ref(), limit)?;
                     if found.is_empty() {
                         note!("nothing found");
                     }
                     for m in &found {
-                        print_record(m, peer.is_none());
+                        print_record(m, chat.is_none(), &groups);
                     }
                 }
-                (Some(peer), None) => {
-                    let (page, more) = history.page(peer, None, limit)?;
+                (Some(chat), None) => {
+                    let (page, more) = history.page(chat, None, limit)?;
                     if more {
                         note!("(older messages not shown: raise --limit)");
                     }
                     if page.is_empty() {
-                        note!("no messages with {peer}");
+                        match chat {
+                            Chat::User(peer) => note!("no messages with {peer}"),
+                            Chat::Group(_) => note!("no messages in {}", shown(chat)),
+                        }
                     }
                     for m in &page {
-                        print_record(m, false);
+                        print_record(m, false, &groups);
                     }
                 }
                 (None, None) => {
@@ -789,7 +843,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         say!(
                             "{}  {}  {} message{}",
                             utc(c.last.at),
-                            c.peer,
+                            shown(&c.chat),
                             c.count,
                             if c.count == 1 { "" } else { "s" }
                         );

@@ -632,3 +632,58 @@ fn siren_recv_receipts_what_accepted_contacts_send_and_nothing_to_strangers() {
     );
     quit(&a);
 }
+
+/// A group is a conversation of `siren chat`: listed as soon as this device holds it, each
+/// message with its sender, the membership changes told in line, a reply fanned out to every
+/// member, and `/chat GROUP` opens it by its title.
+#[test]
+fn a_group_is_a_conversation_in_siren_chat() {
+    let s = server(&["alice", "bob", "carol"]);
+    let alice = logged_in(&s, "alice");
+    let bob = logged_in(&s, "bob");
+    let carol = logged_in(&s, "carol");
+    let (bob_uid, carol_uid) = (format!("bob@{}", s.name), format!("carol@{}", s.name));
+    let created = alice.run(&["group", "create", "Lunch", &bob_uid, &carol_uid]);
+    assert!(created.ok, "{}", created.stderr);
+
+    let tui = chat(&bob, 110, 30, &[]);
+    tui.wait_for("# Lunch", T);
+    // alice is no contact of bob's: her first envelope also made a contact request, which
+    // may be the conversation open first.
+    tui.type_line("/chat Lunch");
+    tui.wait_for("to # Lunch", T);
+    tui.wait_for(
+        &format!("* you are in the group, added by alice@{}", s.name),
+        T,
+    );
+    tui.wait_for("3 members", T);
+    // alice's group traffic made the server send a contact request; it is not shown while she
+    // has never written to bob alone.
+    tui.wait_gone("contact request", T);
+    let sent = alice.run(&["send", "Lunch", "noon at the usual place?"]);
+    assert!(sent.ok, "{}", sent.stderr);
+    tui.wait_for("alice: noon at the usual place?", T);
+
+    tui.type_line("see you there");
+    tui.wait_for("you: see you there ✓", T);
+    for (cli, user) in [(&alice, "alice"), (&carol, "carol")] {
+        let got = cli.recv();
+        assert!(
+            got.iter()
+                .any(|l| *l == format!("[Lunch] {bob_uid}: see you there")),
+            "{user} got {got:?}"
+        );
+    }
+
+    let removed = alice.run(&["group", "remove", "Lunch", &carol_uid]);
+    assert!(removed.ok, "{}", removed.stderr);
+    tui.wait_for(&format!("* alice@{} removed {carol_uid}", s.name), T);
+    tui.wait_for("2 members", T);
+
+    // Another conversation, then back to the group from the list.
+    tui.type_line(&format!("/chat alice@{}", s.name));
+    tui.wait_for(&format!("to alice@{}", s.name), T);
+    tui.send_keys(&["Up"]);
+    tui.wait_for("to # Lunch", T);
+    quit(&tui);
+}

@@ -593,3 +593,43 @@ fn a_member_who_blocked_another_does_not_see_their_group_messages() {
         "bob blocked carol: {got:?}"
     );
 }
+
+/// `siren history` keeps a group as one conversation: each message with its sender, the
+/// membership changes in line, what this device sent; the list of conversations names it.
+#[test]
+fn a_groups_messages_and_changes_are_one_conversation_in_the_history() {
+    let (_s, [alice, bob, carol, _dave, _mallory], _id) = lunch();
+    run_ok(&alice, &["send", "Lunch", "noon at the usual place?"]);
+    run_ok(&carol, &["send", "Lunch", "works for me"]);
+    receive_line(&bob, "[Lunch] carol@alpha.test: works for me");
+    run_ok(&bob, &["send", "Lunch", "see you there"]);
+    run_ok(&alice, &["group", "remove", "Lunch", "carol@alpha.test"]);
+    receive_line(&bob, "* [Lunch] alice@alpha.test removed carol@alpha.test");
+
+    let history = run_ok(&bob, &["history", "Lunch"]);
+    let lines: Vec<&str> = history
+        .lines()
+        .map(|l| l.split_once("Z  ").map_or(l, |(_, rest)| rest))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "* you are in the group, added by alice@alpha.test (version 1)",
+            "alice@alpha.test  seen  noon at the usual place?",
+            "carol@alpha.test  seen  works for me",
+            "me  sent  see you there",
+            "* alice@alpha.test removed carol@alpha.test",
+        ],
+        "{history}"
+    );
+    // Searching every conversation says which group a line is from.
+    let found = run_ok(&bob, &["history", "--search", "usual place"]);
+    assert!(
+        found.contains("[Lunch] alice@alpha.test  seen  noon at the usual place?"),
+        "{found}"
+    );
+    let list = run_ok(&bob, &["history"]);
+    assert!(list.contains("  Lunch  5 messages"), "{list}");
+    // No 1:1 conversation came of it.
+    assert!(!list.contains("alice@alpha.test"), "{list}");
+}

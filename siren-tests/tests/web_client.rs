@@ -258,6 +258,81 @@ fn a_browser_and_the_cli_chat_both_ways() {
     assert_eq!(browser.requests_outside(), Vec::<String>::new());
 }
 
+/// A group in the browser: listed once the page holds it, each message with its sender, the
+/// membership changes told in line, what the page writes reaching every member.
+#[test]
+fn a_group_in_the_browser_shows_senders_and_changes() {
+    let server = server();
+    let (mut browser, bob) = alice_in_a_browser_bob_on_the_cli(&server);
+    server.add_user("carol", "pw-carol");
+    let carol = Cli::init(&server, "carol@alpha.test");
+    assert!(carol.login("pw-carol").ok);
+    let out = bob.run(&[
+        "group",
+        "create",
+        "Lunch",
+        "alice@alpha.test",
+        "carol@alpha.test",
+    ]);
+    assert!(out.ok, "{}", out.stderr);
+    let id = out
+        .stdout
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_else(|| panic!("a group id in {:?}", out.stdout))
+        .to_owned();
+
+    let item = format!(".conversation[data-peer=\"#{id}\"]");
+    browser.wait("alice", &item);
+    browser.click("alice", &item);
+    browser.wait(
+        "alice",
+        &format!("[data-group=\"{id}\"] [data-members=\"3\"]"),
+    );
+    wait_true(
+        &mut browser,
+        "alice",
+        "[...document.querySelectorAll('.event')].some((e) => e.textContent.includes('added by bob@alpha.test'))",
+    );
+
+    bob.send("Lunch", "noon?");
+    wait_shown(&mut browser, "alice", "noon?");
+    assert_eq!(
+        browser.texts("alice", ".messages .message .sender"),
+        vec!["bob@alpha.test".to_owned()]
+    );
+    say(&mut browser, "alice", "see you there");
+    wait_sent(&mut browser, "alice");
+    for cli in [&bob, &carol] {
+        let got = cli.recv();
+        assert!(
+            got.iter()
+                .any(|l| l == "[Lunch] alice@alpha.test: see you there"),
+            "{got:?}"
+        );
+    }
+
+    let out = bob.run(&["group", "remove", "Lunch", "carol@alpha.test"]);
+    assert!(out.ok, "{}", out.stderr);
+    browser.wait(
+        "alice",
+        &format!("[data-group=\"{id}\"] [data-members=\"2\"]"),
+    );
+    wait_true(
+        &mut browser,
+        "alice",
+        "[...document.querySelectorAll('.event')].some((e) => e.textContent.includes('bob@alpha.test removed carol@alpha.test'))",
+    );
+    screenshot(&mut browser, "alice", "group");
+    // No 1:1 conversation came of it.
+    assert_eq!(
+        browser
+            .eval("alice", "siren.state.snapshot.conversations.length")
+            .as_u64(),
+        Some(1)
+    );
+}
+
 /// The page pins the server's key: a server that cannot prove it holds the key the page was
 /// given gets no login (and so no password), and the page says why.
 #[test]

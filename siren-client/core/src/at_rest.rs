@@ -109,6 +109,15 @@ impl HistoryKeys {
         self.tag(b"peer\0", peer.to_string().as_bytes())
     }
 
+    /// The keyed hash standing for a conversation: a user's is [`HistoryKeys::peer_tag`]'s (so
+    /// histories written before groups read on), a group's is keyed apart.
+    pub fn chat_tag(&self, chat: &crate::model::Chat) -> Tag {
+        match chat {
+            crate::model::Chat::User(uid) => self.peer_tag(uid),
+            crate::model::Chat::Group(id) => self.tag(b"group\0", id.as_bytes()),
+        }
+    }
+
     /// The keyed hash standing for a record's name (the browser's store).
     pub fn name_tag(&self, name: &str) -> Tag {
         self.tag(b"name\0", name.as_bytes())

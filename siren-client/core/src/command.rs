@@ -5,32 +5,34 @@ use siren_api::Uid;
 use siren_proto::ids::{FileId, MessageId};
 use siren_proto::keys::DekPublic;
 
+use crate::model::Chat;
+
 /// One request of the person.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Command {
-    /// Open (or start) the conversation with a user.
-    Open(Uid),
+    /// Open (or start) a conversation.
+    Open(Chat),
     /// Send a text.
     SendText {
-        /// To whom.
-        to: Uid,
+        /// To whom (a user or a group).
+        to: Chat,
         /// What.
         body: String,
     },
-    /// The person is typing in (or stopped typing in) the conversation with `to`.
+    /// The person is typing in (or stopped typing in) a conversation (never told to a group).
     SetTyping {
         /// The conversation.
-        to: Uid,
+        to: Chat,
         /// Typing now.
         typing: bool,
     },
     /// The person sees the conversation: its incoming messages are read.
-    MarkRead(Uid),
+    MarkRead(Chat),
     /// Send a file (the driver reads `path`).
     SendFile {
-        /// To whom.
-        to: Uid,
+        /// To whom (a user or a group).
+        to: Chat,
         /// The file on this machine.
         path: String,
     },
@@ -39,7 +41,7 @@ pub enum Command {
     /// Replace the text of one of this account's messages.
     Edit {
         /// The conversation.
-        peer: Uid,
+        chat: Chat,
         /// The message.
         id: MessageId,
         /// The new text.
@@ -48,7 +50,7 @@ pub enum Command {
     /// Withdraw one of this account's messages.
     Delete {
         /// The conversation.
-        peer: Uid,
+        chat: Chat,
         /// The message.
         id: MessageId,
     },

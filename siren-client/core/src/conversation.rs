@@ -79,6 +79,7 @@ impl Conversation {
             Body::File { name, .. } => format!("[file] {name}"),
             Body::Deleted => "message deleted".to_owned(),
             Body::Unsupported(kind) => format!("unsupported message ({kind})"),
+            Body::Event(text) => text.clone(),
         };
         let line: String = text
             .chars()
@@ -87,6 +88,8 @@ impl Conversation {
             .collect();
         Some(if last.outgoing {
             format!("you: {line}")
+        } else if last.group.is_some() && !matches!(last.body, Body::Event(_)) {
+            format!("{}: {line}", last.peer.user())
         } else {
             line
         })
@@ -102,6 +105,7 @@ mod tests {
         ChatMessage {
             id: MessageId::from_bytes([id; 16]),
             peer: Uid::parse("bob@example.org").unwrap(),
+            group: None,
             outgoing: false,
             ts: 0,
             at,

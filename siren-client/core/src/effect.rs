@@ -2,11 +2,11 @@
 //! history, reads and writes files, edits the roster, and feeds the outcome back in.
 
 use siren_api::Uid;
-use siren_proto::ids::{FileId, MessageId};
+use siren_proto::ids::{FileId, GroupId, MessageId};
 use siren_proto::keys::DekPublic;
 use siren_proto::plaintext::Plaintext;
 
-use crate::model::ChatMessage;
+use crate::model::{Chat, ChatMessage};
 
 /// One thing for the driver to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +22,17 @@ pub enum Effect {
         /// The message id.
         id: MessageId,
         /// What to seal.
+        content: Plaintext,
+    },
+    /// Send `content` to group `group` (PROTOCOL.md §12.1: wrapped in a `group` plaintext, sealed
+    /// to every device of every member of the version held, this account's other devices
+    /// included) with message id `id`; report as for [`Effect::Send`].
+    SendGroup {
+        /// The group.
+        group: GroupId,
+        /// The message id.
+        id: MessageId,
+        /// What to send (a `text`, `file`, `file_chunk`, `edit` or `delete`).
         content: Plaintext,
     },
     /// Seal `content` to every live device of `to` as an ephemeral signal (never queued; lost
@@ -47,7 +58,7 @@ pub enum Effect {
     /// Read this file from disk and hand it to [`crate::Core::send_file`].
     ReadFile {
         /// For whom.
-        to: Uid,
+        to: Chat,
         /// The path the person gave.
         path: String,
     },
@@ -62,7 +73,7 @@ pub enum Effect {
     /// Load older history of a conversation into the core ([`crate::Core::history_loaded`]).
     LoadHistory {
         /// The conversation.
-        peer: Uid,
+        chat: Chat,
         /// Messages before this one (None: the newest).
         before: Option<ChatMessage>,
         /// How many.

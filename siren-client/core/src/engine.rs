@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rand_core::CryptoRng;
 use siren_api::Uid;
-use siren_proto::ids::{FileId, MessageId};
+use siren_proto::ids::{FileId, GroupId, MessageId};
 use siren_proto::keys::DekPublic;
 use siren_proto::message::PresenceStatus;
 use siren_proto::plaintext::{MAX_RECEIPT_IDS, Plaintext, ReceiptState};
@@ -26,8 +26,8 @@ use crate::conversation::Conversation;
 use crate::effect::Effect;
 use crate::files::{self, ChunkOutcome, Receiving};
 use crate::model::{
-    Banner, Body, ChatMessage, ContactRequest, ConversationSummary, FileProgress, MessageState,
-    Millis, PendingApproval, Status, View,
+    Banner, Body, Chat, ChatMessage, ContactRequest, ConversationSummary, FileProgress,
+    GroupSummary, MessageState, Millis, PendingApproval, Status, View,
 };
 
 /// How long "typing" shows without a renewal.
@@ -55,14 +55,16 @@ pub struct Core {
     me: Uid,
     status: Status,
     read_receipts: bool,
-    convs: BTreeMap<Uid, Conversation>,
+    convs: BTreeMap<Chat, Conversation>,
     contacts: BTreeMap<Uid, Contact>,
+    /// The groups this device holds, as the driver last said.
+    groups: BTreeMap<GroupId, GroupSummary>,
     requests: BTreeSet<Uid>,
     approvals: Vec<PendingApproval>,
     banners: Vec<Banner>,
     receiving: Receiving,
     /// Outgoing messages by id → conversation (for acks and receipts).
-    outgoing: BTreeMap<MessageId, Uid>,
+    outgoing: BTreeMap<MessageId, Chat>,
     /// Chunk message id → the file message it belongs to.
     chunk_of: BTreeMap<MessageId, MessageId>,
     /// Outgoing files in transfer: file message → (chunks acknowledged, chunks).
@@ -96,6 +98,7 @@ impl Core {
             read_receipts,
             convs: BTreeMap::new(),
             contacts: BTreeMap::new(),
+            groups: BTreeMap::new(),
             requests: BTreeSet::new(),
             approvals: Vec::new(),
             banners: Vec::new(),
@@ -114,8 +117,8 @@ impl Core {
     }
 
     /// The loaded messages of a conversation, oldest first.
-    pub fn messages(&self, peer: &Uid) -> &[ChatMessage] {
-        self.convs.get(peer).map_or(&[], |c| c.messages.as_slice())
+    pub fn messages(&self, chat: &Chat) -> &[ChatMessage] {
+        self.convs.get(chat).map_or(&[], |c| c.messages.as_slice())
     }
 
     /// Whether read receipts are sent.
@@ -210,10 +213,21 @@ impl Core {
 
     /// The server says `from` is not in the contacts and wrote first.
     pub fn contact_request(&mut self, from: &Uid) {
-        if from != &self.me && !self.settled(from) {
+        if from != &self.me && !self.settled(from) && !self.group_only(from) {
             self.requests.insert(from.clone());
         }
         self.refresh();
+    }
+
+    /// A member of a group this device holds who never wrote to this account alone: the
+    /// server's contact request for them came with their group traffic (it cannot tell), and is
+    /// not shown until they write here directly.
+    fn group_only(&self, uid: &Uid) -> bool {
+        self.groups.values().any(|g| g.members.contains(uid))
+            && !self
+                .convs
+                .get(&Chat::User(uid.clone()))
+                .is_some_and(|c| c.messages.iter().any(|m| !m.outgoing))
     }
 
     /// A new device of this account waits for approval (or its code arrived).
@@ -247,11 +261,11 @@ impl Core {
 
     /// Messages of a conversation read from history (the newest when `more` was asked for
     /// nothing older, or older ones when scrolling). `more`: history holds older ones still.
-    pub fn history_loaded(&mut self, peer: &Uid, msgs: Vec<ChatMessage>, more: bool) {
-        let conv = self.convs.entry(peer.clone()).or_default();
+    pub fn history_loaded(&mut self, chat: &Chat, msgs: Vec<ChatMessage>, more: bool) {
+        let conv = self.convs.entry(chat.clone()).or_default();
         let msgs: Vec<ChatMessage> = msgs
             .into_iter()
-            .filter(|m| m.peer == *peer)
+            .filter(|m| m.chat() == *chat)
             .map(|mut m| {
                 // A transfer cannot go on after a restart: its chunks were held in memory.
                 if let Body::File { progress, .. } = &mut m.body
@@ -270,7 +284,7 @@ impl Core {
             .collect();
         for m in &msgs {
             if m.outgoing {
-                self.outgoing.insert(m.id, peer.clone());
+                self.outgoing.insert(m.id, chat.clone());
             }
         }
         conv.prepend(msgs);
@@ -297,8 +311,8 @@ impl Core {
             self.chunk_of.retain(|_, m| *m != file_msg);
             self.sending.remove(&file_msg);
             self.set_file_progress(&file_msg, FileProgress::Failed(why.to_owned()));
-        } else if let Some(peer) = self.outgoing.get(id).cloned()
-            && let Some(m) = self.convs.get_mut(&peer).and_then(|c| c.get_mut(id))
+        } else if let Some(chat) = self.outgoing.get(id).cloned()
+            && let Some(m) = self.convs.get_mut(&chat).and_then(|c| c.get_mut(id))
             && m.state.rank() < MessageState::Sent.rank()
         {
             m.state = MessageState::Failed(why.to_owned());
@@ -349,10 +363,74 @@ impl Core {
     pub fn signal(&mut self, now: Millis, from: &Uid, content: Plaintext) {
         if let Plaintext::Typing { typing } = content
             && !self.is_blocked(from)
-            && let Some(conv) = self.convs.get_mut(from)
+            && let Some(conv) = self.convs.get_mut(&Chat::User(from.clone()))
         {
             conv.typing_until = typing.then_some(now.saturating_add(TYPING_MILLIS));
         }
+        self.refresh();
+    }
+
+    /// The groups this device holds changed (or were read at start): their memberships as held.
+    pub fn set_groups(&mut self, groups: Vec<(GroupId, GroupSummary)>) {
+        self.groups = groups.into_iter().collect();
+        let group_only: Vec<Uid> = self
+            .requests
+            .iter()
+            .filter(|u| self.group_only(u))
+            .cloned()
+            .collect();
+        for uid in group_only {
+            self.requests.remove(&uid);
+        }
+        self.refresh();
+    }
+
+    /// A message to group `group` from `from` (a member of the version held, checked by the
+    /// driver: PROTOCOL.md §12.1), with id `id`; `content` is what the `group` plaintext
+    /// carried. Never receipted: a group message is no conversation with its sender.
+    pub fn group_message(
+        &mut self,
+        now: Millis,
+        group: GroupId,
+        from: &Uid,
+        id: MessageId,
+        content: Plaintext,
+    ) {
+        let chat = Chat::Group(group);
+        if *from == self.me {
+            // Sent from another device of this account (the fan-out reaches them).
+            self.own_message(now, &chat, id, content);
+        } else if !self.is_blocked(from) {
+            // A kind this client does not know shows as such (PROTOCOL.md §12.1); anything else
+            // (receipts, typing, copies) means nothing in a group.
+            if let Some(Plaintext::Unsupported { kind }) = self.said(now, &chat, from, id, content)
+            {
+                let body = Body::Unsupported(short_kind(&kind));
+                self.incoming(now, &chat, from, id, now / 1000, body);
+            }
+        }
+        self.refresh();
+    }
+
+    /// Something happened to group `group` (made by `by`): told in its conversation as a line
+    /// (`text`), recorded like a message.
+    pub fn group_event(&mut self, now: Millis, group: GroupId, by: &Uid, text: String) {
+        let msg = ChatMessage {
+            id: self.receipt_id(),
+            peer: by.clone(),
+            group: Some(group),
+            outgoing: false,
+            ts: now / 1000,
+            at: self.recorded_at(&Chat::Group(group), now),
+            body: Body::Event(text),
+            state: MessageState::Seen,
+            edited: false,
+        };
+        self.convs
+            .entry(Chat::Group(group))
+            .or_default()
+            .insert(msg.clone());
+        self.effects.push(Effect::Store(msg));
         self.refresh();
     }
 
@@ -361,9 +439,12 @@ impl Core {
     /// Carries out a command of the person.
     pub fn command(&mut self, now: Millis, cmd: Command, rng: &mut (impl CryptoRng + ?Sized)) {
         match cmd {
-            Command::Open(peer) => self.open(&peer),
+            Command::Open(chat) => self.open(&chat),
             Command::SendText { to, body } => self.send_text(now, &to, body, rng),
-            Command::SetTyping { to, typing } => {
+            Command::SetTyping {
+                to: Chat::User(to),
+                typing,
+            } => {
                 if self.accepted(&to) && !self.is_blocked(&to) {
                     self.effects.push(Effect::Signal {
                         to,
@@ -371,7 +452,9 @@ impl Core {
                     });
                 }
             }
-            Command::MarkRead(peer) => self.mark_read(now, &peer),
+            // Typing is never told to a group.
+            Command::SetTyping { .. } => {}
+            Command::MarkRead(chat) => self.mark_read(now, &chat),
             Command::SendFile { to, path } => self.effects.push(Effect::ReadFile { to, path }),
             Command::SaveFile(file) => match self.receiving.take_complete(&file) {
                 Some((name, data)) => self.effects.push(Effect::SaveFile { file, name, data }),
@@ -379,8 +462,8 @@ impl Core {
                     "that file is not complete (or was saved already)".into(),
                 )),
             },
-            Command::Edit { peer, id, body } => self.edit(now, &peer, id, Some(body), rng),
-            Command::Delete { peer, id } => self.edit(now, &peer, id, None, rng),
+            Command::Edit { chat, id, body } => self.edit(now, &chat, id, Some(body), rng),
+            Command::Delete { chat, id } => self.edit(now, &chat, id, None, rng),
             Command::AcceptContact(uid) => {
                 let was = self.accepted(&uid) && !self.is_blocked(&uid);
                 self.requests.remove(&uid);
@@ -395,7 +478,7 @@ impl Core {
             Command::Block(uid) => {
                 self.requests.remove(&uid);
                 self.contacts.entry(uid.clone()).or_default().blocked = true;
-                if let Some(conv) = self.convs.get_mut(&uid) {
+                if let Some(conv) = self.convs.get_mut(&Chat::User(uid.clone())) {
                     conv.typing_until = None;
                 }
                 self.pending_delivered.remove(&uid);
@@ -432,7 +515,7 @@ impl Core {
     pub fn send_file(
         &mut self,
         now: Millis,
-        to: &Uid,
+        to: &Chat,
         name: &str,
         data: &[u8],
         rng: &mut (impl CryptoRng + ?Sized),
@@ -456,16 +539,15 @@ impl Core {
             progress: FileProgress::Sending { sent: 0, of },
         };
         let manifest = Plaintext::File(Box::new(prepared.manifest));
-        self.new_outgoing(now, to, id, body, manifest, rng);
+        if !self.new_outgoing(now, to, id, body, manifest, rng) {
+            self.refresh();
+            return;
+        }
         self.sending.insert(id, (0, of));
         for chunk in prepared.chunks {
             let chunk_id = MessageId::random(rng);
             self.chunk_of.insert(chunk_id, id);
-            self.effects.push(Effect::Send {
-                to: to.clone(),
-                id: chunk_id,
-                content: chunk,
-            });
+            self.effects.push(send_effect(to, chunk_id, chunk));
         }
         if of == 0 {
             self.sending.remove(&id);
@@ -476,11 +558,11 @@ impl Core {
 
     // ---- rules ------------------------------------------------------------------------------
 
-    fn open(&mut self, peer: &Uid) {
-        if !self.convs.contains_key(peer) {
-            self.convs.insert(peer.clone(), Conversation::default());
+    fn open(&mut self, chat: &Chat) {
+        if !self.convs.contains_key(chat) {
+            self.convs.insert(chat.clone(), Conversation::default());
             self.effects.push(Effect::LoadHistory {
-                peer: peer.clone(),
+                chat: chat.clone(),
                 before: None,
                 limit: PAGE,
             });
@@ -488,15 +570,15 @@ impl Core {
     }
 
     /// Asks for older messages of a conversation; false if history has none.
-    pub fn load_older(&mut self, peer: &Uid) -> bool {
-        let Some(conv) = self.convs.get(peer) else {
+    pub fn load_older(&mut self, chat: &Chat) -> bool {
+        let Some(conv) = self.convs.get(chat) else {
             return false;
         };
         if !conv.more_history {
             return false;
         }
         self.effects.push(Effect::LoadHistory {
-            peer: peer.clone(),
+            chat: chat.clone(),
             before: conv.messages.first().cloned(),
             limit: PAGE,
         });
@@ -506,7 +588,7 @@ impl Core {
     fn send_text(
         &mut self,
         now: Millis,
-        to: &Uid,
+        to: &Chat,
         body: String,
         rng: &mut (impl CryptoRng + ?Sized),
     ) {
@@ -521,16 +603,44 @@ impl Core {
         self.new_outgoing(now, to, id, Body::Text(body), content, rng);
     }
 
-    /// Records an outgoing message and sends it, with a copy to this account's other devices.
+    /// Records an outgoing message and sends it: to a user with a copy to this account's other
+    /// devices; to a group (whose fan-out reaches them already) only if this account is still
+    /// a member of the version held. False if it was not sent.
     fn new_outgoing(
         &mut self,
         now: Millis,
-        to: &Uid,
+        chat: &Chat,
         id: MessageId,
         body: Body,
         content: Plaintext,
         rng: &mut (impl CryptoRng + ?Sized),
-    ) {
+    ) -> bool {
+        let to = match chat {
+            Chat::User(to) => to,
+            Chat::Group(group) => {
+                let Some(summary) = self.groups.get(group) else {
+                    self.banner(Banner::Problem(
+                        "this device does not hold that group".into(),
+                    ));
+                    return false;
+                };
+                if !summary.members.contains(&self.me) {
+                    self.banner(Banner::Problem(format!(
+                        "you are no longer a member of {}: nothing was sent",
+                        group_name(group, summary)
+                    )));
+                    return false;
+                }
+                let msg = self.outgoing_message(now, chat, id, body);
+                self.convs.entry(chat.clone()).or_default().insert(msg);
+                self.effects.push(Effect::SendGroup {
+                    group: *group,
+                    id,
+                    content,
+                });
+                return true;
+            }
+        };
         if !self.contacts.get(to).is_some_and(|c| c.contact) && *to != self.me {
             // Writing to someone accepts them (as answering a contact request does).
             let was = self.accepted(to) && !self.is_blocked(to);
@@ -543,23 +653,42 @@ impl Core {
                 self.receipts_held_back(now, to);
             }
         }
+        let msg = self.outgoing_message(now, chat, id, body);
+        self.convs.entry(chat.clone()).or_default().insert(msg);
+        self.send_with_copy(to, id, content, rng);
+        true
+    }
+
+    /// When a new message of `chat` is recorded: now, or just after the conversation's last one
+    /// (messages recorded in one millisecond keep the order they came in).
+    fn recorded_at(&self, chat: &Chat, now: Millis) -> Millis {
+        self.convs
+            .get(chat)
+            .map_or(now, |c| now.max(c.last_at.saturating_add(1)))
+    }
+
+    /// A new outgoing message of `chat`, recorded (in `outgoing` and history).
+    fn outgoing_message(
+        &mut self,
+        now: Millis,
+        chat: &Chat,
+        id: MessageId,
+        body: Body,
+    ) -> ChatMessage {
         let msg = ChatMessage {
             id,
-            peer: to.clone(),
+            peer: chat.user().unwrap_or(&self.me).clone(),
+            group: chat.group().copied(),
             outgoing: true,
             ts: now / 1000,
-            at: now,
+            at: self.recorded_at(chat, now),
             body,
             state: MessageState::Sending,
             edited: false,
         };
-        self.convs
-            .entry(to.clone())
-            .or_default()
-            .insert(msg.clone());
-        self.outgoing.insert(id, to.clone());
-        self.effects.push(Effect::Store(msg));
-        self.send_with_copy(to, id, content, rng);
+        self.outgoing.insert(id, chat.clone());
+        self.effects.push(Effect::Store(msg.clone()));
+        msg
     }
 
     fn send_with_copy(
@@ -589,12 +718,12 @@ impl Core {
     fn edit(
         &mut self,
         now: Millis,
-        peer: &Uid,
+        chat: &Chat,
         id: MessageId,
         body: Option<String>,
         rng: &mut (impl CryptoRng + ?Sized),
     ) {
-        let Some(m) = self.convs.get_mut(peer).and_then(|c| c.get_mut(&id)) else {
+        let Some(m) = self.convs.get_mut(chat).and_then(|c| c.get_mut(&id)) else {
             return;
         };
         if !m.outgoing || !matches!(m.body, Body::Text(_)) {
@@ -621,11 +750,18 @@ impl Core {
         let stored = m.clone();
         self.effects.push(Effect::Store(stored));
         let edit_id = MessageId::random(rng);
-        self.send_with_copy(peer, edit_id, content, rng);
+        match chat {
+            Chat::User(peer) => self.send_with_copy(peer, edit_id, content, rng),
+            Chat::Group(group) => self.effects.push(Effect::SendGroup {
+                group: *group,
+                id: edit_id,
+                content,
+            }),
+        }
     }
 
-    fn mark_read(&mut self, now: Millis, peer: &Uid) {
-        let Some(conv) = self.convs.get_mut(peer) else {
+    fn mark_read(&mut self, now: Millis, chat: &Chat) {
+        let Some(conv) = self.convs.get_mut(chat) else {
             return;
         };
         let mut ids = Vec::new();
@@ -644,7 +780,10 @@ impl Core {
             // The account's other devices mark them seen too.
             let me = self.me.clone();
             self.send_receipt(&me, ReceiptState::Read, chunk.to_vec(), now);
-            if self.read_receipts {
+            // Never to a group's members: who read what in a group is not told.
+            if self.read_receipts
+                && let Chat::User(peer) = chat
+            {
                 self.send_receipt(peer, ReceiptState::Read, chunk.to_vec(), now);
             }
         }
@@ -653,7 +792,7 @@ impl Core {
     /// `peer` was just accepted: the receipts held back while they were a stranger go now
     /// (delivered for every message of theirs, read for those already seen here).
     fn receipts_held_back(&mut self, now: Millis, peer: &Uid) {
-        let Some(conv) = self.convs.get(peer) else {
+        let Some(conv) = self.convs.get(&Chat::User(peer.clone())) else {
             return;
         };
         let incoming = conv.messages.iter().filter(|m| !m.outgoing);
@@ -712,25 +851,7 @@ impl Core {
                 if to == self.me {
                     return;
                 }
-                match *msg {
-                    Plaintext::Text { body, ts } => {
-                        self.copied(now, &to, id, ts, Body::Text(body));
-                    }
-                    Plaintext::File(m) => {
-                        let body = Body::File {
-                            file: m.file,
-                            name: m.name.clone(),
-                            size: m.size,
-                            progress: FileProgress::Sent,
-                        };
-                        self.copied(now, &to, id, m.ts, body);
-                    }
-                    Plaintext::Edit { of, body, .. } => {
-                        self.apply_edit(&to, &of, true, Some(body));
-                    }
-                    Plaintext::Delete { of, .. } => self.apply_edit(&to, &of, true, None),
-                    _ => {}
-                }
+                self.own_message(now, &Chat::User(to), id, *msg);
             }
             Plaintext::Receipt {
                 state: ReceiptState::Read,
@@ -757,56 +878,85 @@ impl Core {
         }
     }
 
-    fn copied(&mut self, now: Millis, to: &Uid, id: MessageId, ts: u64, body: Body) {
+    /// What this account sent in `chat` from another device (a `copy`'s message, or its own
+    /// group message): recorded as sent, edits and withdrawals applied.
+    fn own_message(&mut self, now: Millis, chat: &Chat, id: MessageId, content: Plaintext) {
+        let me = self.me.clone();
+        match content {
+            Plaintext::Text { body, ts } => self.copied(now, chat, id, ts, Body::Text(body)),
+            Plaintext::File(m) => {
+                let body = Body::File {
+                    file: m.file,
+                    name: m.name.clone(),
+                    size: m.size,
+                    progress: FileProgress::Sent,
+                };
+                self.copied(now, chat, id, m.ts, body);
+            }
+            Plaintext::Edit { of, body, .. } => self.apply_edit(chat, &of, &me, true, Some(body)),
+            Plaintext::Delete { of, .. } => self.apply_edit(chat, &of, &me, true, None),
+            _ => {}
+        }
+    }
+
+    /// A message this account sent from another device.
+    fn copied(&mut self, now: Millis, chat: &Chat, id: MessageId, ts: u64, body: Body) {
         let msg = ChatMessage {
             id,
-            peer: to.clone(),
+            peer: chat.user().unwrap_or(&self.me).clone(),
+            group: chat.group().copied(),
             outgoing: true,
             ts,
-            at: now,
+            at: self.recorded_at(chat, now),
             body,
             state: MessageState::Sent,
             edited: false,
         };
         if self
             .convs
-            .entry(to.clone())
+            .entry(chat.clone())
             .or_default()
             .insert(msg.clone())
         {
-            self.outgoing.insert(id, to.clone());
+            self.outgoing.insert(id, chat.clone());
             self.effects.push(Effect::Store(msg));
         }
     }
 
-    fn on_peer_message(&mut self, now: Millis, from: &Uid, id: MessageId, content: Plaintext) {
+    /// What `from` says in `chat` alike with one user or in a group — a text, a file and its
+    /// chunks, an edit, a withdrawal —, carried out; any other content is handed back.
+    fn said(
+        &mut self,
+        now: Millis,
+        chat: &Chat,
+        from: &Uid,
+        id: MessageId,
+        content: Plaintext,
+    ) -> Option<Plaintext> {
         match content {
             Plaintext::Text { body, ts } => {
-                self.incoming(now, from, id, ts, Body::Text(body));
+                self.incoming(now, chat, from, id, ts, Body::Text(body));
             }
-            Plaintext::File(manifest) => {
-                let progress = match self.receiving.start(from, &manifest, id, now) {
-                    Ok(()) => FileProgress::Receiving {
-                        have: 0,
-                        of: manifest.chunks,
-                    },
-                    Err(e) => FileProgress::Failed(e.to_string()),
-                };
-                let body = Body::File {
-                    file: manifest.file,
-                    name: manifest.name.clone(),
-                    size: manifest.size,
-                    progress,
-                };
-                self.incoming(now, from, id, manifest.ts, body);
-                if let Some(outcome) = self.receiving.complete_if_empty(from, manifest.file) {
-                    self.file_outcome(outcome);
-                }
-            }
+            Plaintext::File(manifest) => self.incoming_file(now, chat, from, id, &manifest),
             Plaintext::FileChunk { file, index, data } => {
                 let outcome = self.receiving.chunk(from, file, index, &data, now);
                 self.file_outcome(outcome);
             }
+            Plaintext::Edit { of, body, .. } => {
+                self.apply_edit(chat, &of, from, false, Some(body));
+            }
+            Plaintext::Delete { of, .. } => self.apply_edit(chat, &of, from, false, None),
+            other => return Some(other),
+        }
+        None
+    }
+
+    fn on_peer_message(&mut self, now: Millis, from: &Uid, id: MessageId, content: Plaintext) {
+        let chat = Chat::User(from.clone());
+        let Some(content) = self.said(now, &chat, from, id, content) else {
+            return;
+        };
+        match content {
             Plaintext::Receipt { state, ids, .. } => {
                 let to = match state {
                     ReceiptState::Delivered => MessageState::Delivered,
@@ -815,7 +965,7 @@ impl Core {
                 for id in ids {
                     // Only messages sent to this peer: a receipt cannot touch another
                     // conversation.
-                    if self.outgoing.get(&id) == Some(from) {
+                    if self.outgoing.get(&id) == Some(&chat) {
                         self.raise(&id, to.clone());
                     }
                 }
@@ -823,47 +973,83 @@ impl Core {
             // Typing travels only as an ephemeral signal (PROTOCOL.md §12): one that arrived
             // through the queue is stale, and ignored.
             Plaintext::Typing { .. } => {}
-            Plaintext::Edit { of, body, .. } => self.apply_edit(from, &of, false, Some(body)),
-            Plaintext::Delete { of, .. } => self.apply_edit(from, &of, false, None),
             // A copy is only meaningful from this account's own devices.
             Plaintext::Copy { .. } => {}
-            // Group traffic is checked and shown by the session (PROTOCOL.md §12.1), never
-            // answered with a receipt: it is no conversation with its sender.
+            // Group traffic is checked by the session (PROTOCOL.md §12.1) and comes in through
+            // `group_message`, never answered with a receipt: it is no conversation with its
+            // sender.
             Plaintext::Group { .. } | Plaintext::GroupUpdate(_) | Plaintext::GroupSync { .. } => {}
             Plaintext::Unsupported { kind } => {
-                self.incoming(
-                    now,
-                    from,
-                    id,
-                    now / 1000,
-                    Body::Unsupported(short_kind(&kind)),
-                );
+                let body = Body::Unsupported(short_kind(&kind));
+                self.incoming(now, &chat, from, id, now / 1000, body);
             }
             other => {
                 let kind = short_kind(other.kind());
-                self.incoming(now, from, id, now / 1000, Body::Unsupported(kind));
+                self.incoming(now, &chat, from, id, now / 1000, Body::Unsupported(kind));
             }
         }
     }
 
-    fn incoming(&mut self, now: Millis, from: &Uid, id: MessageId, ts: u64, body: Body) {
+    /// A file's manifest from `from` in `chat`: the transfer starts.
+    fn incoming_file(
+        &mut self,
+        now: Millis,
+        chat: &Chat,
+        from: &Uid,
+        id: MessageId,
+        manifest: &siren_proto::plaintext::FileManifest,
+    ) {
+        let progress = match self.receiving.start(from, manifest, id, now) {
+            Ok(()) => FileProgress::Receiving {
+                have: 0,
+                of: manifest.chunks,
+            },
+            Err(e) => FileProgress::Failed(e.to_string()),
+        };
+        let body = Body::File {
+            file: manifest.file,
+            name: manifest.name.clone(),
+            size: manifest.size,
+            progress,
+        };
+        self.incoming(now, chat, from, id, manifest.ts, body);
+        if let Some(outcome) = self.receiving.complete_if_empty(from, manifest.file) {
+            self.file_outcome(outcome);
+        }
+    }
+
+    /// A new message from `from` in `chat`. A user's message is answered with a `delivered`
+    /// receipt once they are accepted (or shows as a contact request); a group's never is.
+    fn incoming(
+        &mut self,
+        now: Millis,
+        chat: &Chat,
+        from: &Uid,
+        id: MessageId,
+        ts: u64,
+        body: Body,
+    ) {
         let msg = ChatMessage {
             id,
             peer: from.clone(),
+            group: chat.group().copied(),
             outgoing: false,
             ts,
-            at: now,
+            at: self.recorded_at(chat, now),
             body,
             state: MessageState::Unread,
             edited: false,
         };
-        let conv = self.convs.entry(from.clone()).or_default();
+        let conv = self.convs.entry(chat.clone()).or_default();
         if !conv.insert(msg.clone()) {
             return;
         }
         conv.unread = conv.unread.saturating_add(1);
         conv.typing_until = None;
         self.effects.push(Effect::Store(msg));
+        if chat.group().is_some() {
+            return;
+        }
         if self.accepted(from) {
             self.pending_delivered
                 .entry(from.clone())
@@ -874,12 +1060,25 @@ impl Core {
         }
     }
 
-    fn apply_edit(&mut self, peer: &Uid, of: &MessageId, outgoing: bool, body: Option<String>) {
-        let Some(m) = self.convs.get_mut(peer).and_then(|c| c.get_mut(of)) else {
+    /// An edit (or, without `body`, a withdrawal) by `from` of message `of` in `chat`;
+    /// `outgoing`: `from` is this account.
+    fn apply_edit(
+        &mut self,
+        chat: &Chat,
+        of: &MessageId,
+        from: &Uid,
+        outgoing: bool,
+        body: Option<String>,
+    ) {
+        let Some(m) = self.convs.get_mut(chat).and_then(|c| c.get_mut(of)) else {
             return;
         };
-        // Only the sender's own text messages can be edited or withdrawn.
-        if m.outgoing != outgoing || !matches!(m.body, Body::Text(_)) {
+        // Only the sender's own text messages can be edited or withdrawn (in a group, not
+        // another member's).
+        if m.outgoing != outgoing
+            || (!outgoing && m.peer != *from)
+            || !matches!(m.body, Body::Text(_))
+        {
             return;
         }
         match body {
@@ -895,10 +1094,10 @@ impl Core {
 
     /// Moves an outgoing message forward (never back).
     fn raise(&mut self, id: &MessageId, to: MessageState) {
-        let Some(peer) = self.outgoing.get(id).cloned() else {
+        let Some(chat) = self.outgoing.get(id).cloned() else {
             return;
         };
-        let Some(m) = self.convs.get_mut(&peer).and_then(|c| c.get_mut(id)) else {
+        let Some(m) = self.convs.get_mut(&chat).and_then(|c| c.get_mut(id)) else {
             return;
         };
         let forward = match &m.state {
@@ -978,7 +1177,7 @@ impl Core {
         self.contacts.get(uid).is_some_and(|c| c.contact)
             || self
                 .convs
-                .get(uid)
+                .get(&Chat::User(uid.clone()))
                 .is_some_and(|c| c.messages.iter().any(|m| m.outgoing))
     }
 
@@ -989,26 +1188,54 @@ impl Core {
 
     /// Rebuilds the view from the state.
     fn refresh(&mut self) {
+        let empty = Conversation::default();
+        let groups_without = self
+            .groups
+            .keys()
+            .map(|g| Chat::Group(*g))
+            .filter(|chat| !self.convs.contains_key(chat))
+            .map(|chat| (chat, &empty));
         let mut conversations: Vec<ConversationSummary> = self
             .convs
             .iter()
-            .map(|(peer, conv)| {
-                let c = self.contacts.get(peer).cloned().unwrap_or_default();
-                ConversationSummary {
-                    peer: peer.clone(),
-                    name: c.name,
-                    unread: conv.unread,
-                    preview: conv.preview(),
-                    last_at: conv.last_at,
-                    presence: c.presence,
-                    typing: conv.typing_until.is_some() && !c.blocked,
-                    verified: c.verified,
-                    key_changed: c.key_changed,
-                    blocked: c.blocked,
+            .map(|(chat, conv)| (chat.clone(), conv))
+            .chain(groups_without)
+            .map(|(chat, conv)| match &chat {
+                Chat::User(peer) => {
+                    let c = self.contacts.get(peer).cloned().unwrap_or_default();
+                    ConversationSummary {
+                        chat,
+                        name: c.name,
+                        group: None,
+                        unread: conv.unread,
+                        preview: conv.preview(),
+                        last_at: conv.last_at,
+                        presence: c.presence,
+                        typing: conv.typing_until.is_some() && !c.blocked,
+                        verified: c.verified,
+                        key_changed: c.key_changed,
+                        blocked: c.blocked,
+                    }
+                }
+                Chat::Group(id) => {
+                    let group = self.groups.get(id).cloned();
+                    ConversationSummary {
+                        name: group.as_ref().map(|g| group_name(id, g)),
+                        chat,
+                        group,
+                        unread: conv.unread,
+                        preview: conv.preview(),
+                        last_at: conv.last_at,
+                        presence: None,
+                        typing: false,
+                        verified: false,
+                        key_changed: false,
+                        blocked: false,
+                    }
                 }
             })
             .collect();
-        conversations.sort_by(|a, b| b.last_at.cmp(&a.last_at).then(a.peer.cmp(&b.peer)));
+        conversations.sort_by(|a, b| b.last_at.cmp(&a.last_at).then(a.chat.cmp(&b.chat)));
         self.view = View {
             me: self.me.clone(),
             status: self.status.clone(),
@@ -1021,6 +1248,31 @@ impl Core {
             approvals: self.approvals.clone(),
             banners: self.banners.clone(),
         };
+    }
+}
+
+/// The effect that sends `content` as message `id` in `chat` (without a copy).
+fn send_effect(chat: &Chat, id: MessageId, content: Plaintext) -> Effect {
+    match chat {
+        Chat::User(to) => Effect::Send {
+            to: to.clone(),
+            id,
+            content,
+        },
+        Chat::Group(group) => Effect::SendGroup {
+            group: *group,
+            id,
+            content,
+        },
+    }
+}
+
+/// A group's name as shown: its title, or its id's first digits when it has none.
+pub fn group_name(id: &GroupId, group: &GroupSummary) -> String {
+    if group.title.is_empty() {
+        format!("group {}", id.to_hex().get(..8).unwrap_or_default())
+    } else {
+        group.title.clone()
     }
 }
 

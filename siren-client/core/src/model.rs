@@ -6,12 +6,65 @@
 
 use serde::{Deserialize, Serialize};
 use siren_api::Uid;
-use siren_proto::ids::{FileId, MessageId};
+use siren_proto::ids::{FileId, GroupId, MessageId};
 use siren_proto::keys::DekPublic;
 use siren_proto::message::PresenceStatus;
 
 /// Milliseconds since the Unix epoch, as the driver's clock says.
 pub type Millis = u64;
+
+/// A conversation: with one user, or in a group (PROTOCOL.md §12.1).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Chat {
+    /// With one user.
+    User(Uid),
+    /// In a group.
+    Group(GroupId),
+}
+
+impl Chat {
+    /// The user of a conversation with one user.
+    pub fn user(&self) -> Option<&Uid> {
+        match self {
+            Chat::User(uid) => Some(uid),
+            Chat::Group(_) => None,
+        }
+    }
+
+    /// The group of a group conversation.
+    pub fn group(&self) -> Option<&GroupId> {
+        match self {
+            Chat::User(_) => None,
+            Chat::Group(id) => Some(id),
+        }
+    }
+
+    /// The conversation a record names by its user or its group (a group wins; neither: none).
+    pub fn from_parts(user: Option<&Uid>, group: Option<GroupId>) -> Option<Chat> {
+        match (user, group) {
+            (_, Some(group)) => Some(Chat::Group(group)),
+            (Some(user), None) => Some(Chat::User(user.clone())),
+            (None, None) => None,
+        }
+    }
+
+    /// Parses [`Chat`]'s `Display` form: a user id, or `#` and a group id in hex.
+    pub fn parse(text: &str) -> Option<Chat> {
+        match text.strip_prefix('#') {
+            Some(hex) => GroupId::from_hex(hex).map(Chat::Group),
+            None => Uid::parse(text).ok().map(Chat::User),
+        }
+    }
+}
+
+impl std::fmt::Display for Chat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Chat::User(uid) => write!(f, "{uid}"),
+            Chat::Group(id) => write!(f, "#{}", id.to_hex()),
+        }
+    }
+}
 
 /// Where a message stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +150,9 @@ pub enum Body {
     Deleted,
     /// A kind this client cannot show (the `type` it named).
     Unsupported(String),
+    /// A change told in a group's conversation ("alice added carol"), or a problem with it (a
+    /// refused version, missing versions). Recorded by this device; never sent.
+    Event(String),
 }
 
 /// One message of a conversation.
@@ -104,8 +160,12 @@ pub enum Body {
 pub struct ChatMessage {
     /// The message id (the same on every device that has the message).
     pub id: MessageId,
-    /// The other party of the conversation.
+    /// The other party of a conversation with one user; in a group, who wrote it (this
+    /// account for its own messages) or made the change.
     pub peer: Uid,
+    /// The group, for a message of a group's conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupId>,
     /// Sent by this account (from this device or, as a copy, from another one).
     pub outgoing: bool,
     /// When the sender says it wrote it (seconds, the sender's clock).
@@ -120,13 +180,39 @@ pub struct ChatMessage {
     pub edited: bool,
 }
 
+impl ChatMessage {
+    /// The conversation it belongs to.
+    pub fn chat(&self) -> Chat {
+        match self.group {
+            Some(group) => Chat::Group(group),
+            None => Chat::User(self.peer.clone()),
+        }
+    }
+}
+
+/// A group, as the conversation list shows it (the version this device holds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSummary {
+    /// Its title (maybe empty).
+    pub title: String,
+    /// Its members.
+    pub members: Vec<Uid>,
+    /// Its admins.
+    pub admins: Vec<Uid>,
+    /// The version held.
+    pub version: u64,
+}
+
 /// A conversation in the list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConversationSummary {
-    /// With whom.
-    pub peer: Uid,
-    /// The contact's name in the roster, if any.
+    /// With whom, or which group.
+    pub chat: Chat,
+    /// The contact's name in the roster, or the group's title (or the first digits of its id
+    /// when it has none).
     pub name: Option<String>,
+    /// For a group: its membership as held (this account may have left or been removed).
+    pub group: Option<GroupSummary>,
     /// Incoming messages not seen yet.
     pub unread: u32,
     /// A short preview of the last message.

@@ -5,7 +5,7 @@ use siren_proto::ids::MessageId;
 use siren_proto::plaintext::{Plaintext, ReceiptState};
 
 use crate::effect::Effect;
-use crate::model::{Banner, Body, FileProgress, MessageState};
+use crate::model::{Banner, Body, Chat, FileProgress, MessageState};
 use crate::{Command, Core};
 
 fn uid(s: &str) -> Uid {
@@ -61,7 +61,7 @@ fn an_outgoing_message_moves_forward_only_and_only_its_peer_moves_it() {
     alice.command(
         1000,
         Command::SendText {
-            to: bob.clone(),
+            to: Chat::User(bob.clone()),
             body: "hi".into(),
         },
         &mut rng(),
@@ -76,7 +76,7 @@ fn an_outgoing_message_moves_forward_only_and_only_its_peer_moves_it() {
     assert_eq!(s[0].0, bob);
     assert_eq!(s[1].0, uid("alice@a.example"));
     assert!(matches!(&s[1].2, Plaintext::Copy { to, id: i, .. } if *to == bob && *i == id));
-    let state = |c: &Core| c.messages(&bob)[0].state.clone();
+    let state = |c: &Core| c.messages(&Chat::User(bob.clone()))[0].state.clone();
     assert_eq!(state(&alice), MessageState::Sending);
     alice.sent(&[id]);
     assert_eq!(state(&alice), MessageState::Sent);
@@ -122,9 +122,16 @@ fn incoming_messages_are_receipted_and_read_marks_go_to_the_peer_and_own_devices
         receipts_to(&effects, &alice),
         vec![(ReceiptState::Delivered, vec![id])]
     );
-    bob.command(2000, Command::MarkRead(alice.clone()), &mut rng());
+    bob.command(
+        2000,
+        Command::MarkRead(Chat::User(alice.clone())),
+        &mut rng(),
+    );
     assert_eq!(bob.view().conversations[0].unread, 0);
-    assert_eq!(bob.messages(&alice)[0].state, MessageState::Seen);
+    assert_eq!(
+        bob.messages(&Chat::User(alice.clone()))[0].state,
+        MessageState::Seen
+    );
     let effects = bob.take_effects();
     assert_eq!(
         receipts_to(&effects, &alice),
@@ -143,7 +150,11 @@ fn incoming_messages_are_receipted_and_read_marks_go_to_the_peer_and_own_devices
     let id2 = MessageId::from_bytes([2; 16]);
     bob.received(4000, &alice, id2, text("again"));
     bob.take_effects();
-    bob.command(5000, Command::MarkRead(alice.clone()), &mut rng());
+    bob.command(
+        5000,
+        Command::MarkRead(Chat::User(alice.clone())),
+        &mut rng(),
+    );
     let effects = bob.take_effects();
     assert!(receipts_to(&effects, &alice).is_empty());
     assert_eq!(receipts_to(&effects, &me).len(), 1);
@@ -161,17 +172,21 @@ fn nothing_reaches_a_blocked_user_and_nothing_from_them_shows() {
     assert!(receipts_to(&effects, &alice).is_empty());
     bob.received(2000, &alice, MessageId::from_bytes([2; 16]), text("two"));
     bob.signal(2000, &alice, Plaintext::Typing { typing: true });
-    assert_eq!(bob.messages(&alice).len(), 1);
+    assert_eq!(bob.messages(&Chat::User(alice.clone())).len(), 1);
     assert!(!bob.view().conversations[0].typing);
     bob.command(
         3000,
         Command::SetTyping {
-            to: alice.clone(),
+            to: Chat::User(alice.clone()),
             typing: true,
         },
         &mut rng(),
     );
-    bob.command(3000, Command::MarkRead(alice.clone()), &mut rng());
+    bob.command(
+        3000,
+        Command::MarkRead(Chat::User(alice.clone())),
+        &mut rng(),
+    );
     let effects = bob.take_effects();
     assert!(receipts_to(&effects, &alice).is_empty());
     assert!(!effects.iter().any(|e| matches!(e, Effect::Signal { .. })));
@@ -184,11 +199,15 @@ fn a_strangers_message_is_a_request_that_learns_nothing_until_accepted() {
     bob.set_roster(vec![], vec![]);
     bob.received(1000, &carol, MessageId::from_bytes([1; 16]), text("hi bob"));
     assert_eq!(bob.view().requests.len(), 1);
-    bob.command(1500, Command::MarkRead(carol.clone()), &mut rng());
+    bob.command(
+        1500,
+        Command::MarkRead(Chat::User(carol.clone())),
+        &mut rng(),
+    );
     bob.command(
         1500,
         Command::SetTyping {
-            to: carol.clone(),
+            to: Chat::User(carol.clone()),
             typing: true,
         },
         &mut rng(),
@@ -238,7 +257,7 @@ fn typing_shows_for_ten_seconds_and_a_message_ends_it() {
         Plaintext::Typing { typing: true },
     );
     assert!(!bob.view().conversations[0].typing);
-    assert_eq!(bob.messages(&alice).len(), 2);
+    assert_eq!(bob.messages(&Chat::User(alice.clone())).len(), 2);
 }
 
 #[test]
@@ -253,18 +272,22 @@ fn another_device_shows_both_sides_from_copies_and_follows_read_marks() {
     phone.command(
         2000,
         Command::SendText {
-            to: alice.clone(),
+            to: Chat::User(alice.clone()),
             body: "from bob's phone".into(),
         },
         &mut rng(),
     );
-    phone.command(2500, Command::MarkRead(alice.clone()), &mut rng());
+    phone.command(
+        2500,
+        Command::MarkRead(Chat::User(alice.clone())),
+        &mut rng(),
+    );
     for (to, id, content) in sends(&phone.take_effects()) {
         if to == me {
             laptop.received(3000, &me, id, content);
         }
     }
-    let msgs = laptop.messages(&alice);
+    let msgs = laptop.messages(&Chat::User(alice.clone()));
     assert_eq!(msgs.len(), 2);
     assert!(msgs[1].outgoing);
     assert_eq!(msgs[1].body, Body::Text("from bob's phone".into()));
@@ -282,12 +305,12 @@ fn edits_and_deletions_apply_only_to_the_senders_own_texts() {
     bob.command(
         1100,
         Command::SendText {
-            to: alice.clone(),
+            to: Chat::User(alice.clone()),
             body: "mine".into(),
         },
         &mut rng(),
     );
-    let mine = bob.messages(&alice)[1].id;
+    let mine = bob.messages(&Chat::User(alice.clone()))[1].id;
     let edit = |of| Plaintext::Edit {
         of,
         body: "hello".into(),
@@ -302,7 +325,7 @@ fn edits_and_deletions_apply_only_to_the_senders_own_texts() {
         MessageId::from_bytes([4; 16]),
         Plaintext::Delete { of: mine, ts: 2 },
     );
-    let msgs = bob.messages(&alice);
+    let msgs = bob.messages(&Chat::User(alice.clone()));
     assert_eq!(msgs[0].body, Body::Text("hello".into()));
     assert!(msgs[0].edited);
     assert_eq!(msgs[1].body, Body::Text("mine".into()));
@@ -312,7 +335,10 @@ fn edits_and_deletions_apply_only_to_the_senders_own_texts() {
         MessageId::from_bytes([5; 16]),
         Plaintext::Delete { of: theirs, ts: 3 },
     );
-    assert_eq!(bob.messages(&alice)[0].body, Body::Deleted);
+    assert_eq!(
+        bob.messages(&Chat::User(alice.clone()))[0].body,
+        Body::Deleted
+    );
 }
 
 #[test]
@@ -328,7 +354,7 @@ fn unknown_kinds_show_as_unsupported() {
         },
     );
     assert_eq!(
-        bob.messages(&alice)[0].body,
+        bob.messages(&Chat::User(alice.clone()))[0].body,
         Body::Unsupported("poll".into())
     );
     // A sender-chosen kind is kept short (it is drawn and stored).
@@ -341,7 +367,7 @@ fn unknown_kinds_show_as_unsupported() {
         },
     );
     assert_eq!(
-        bob.messages(&alice)[1].body,
+        bob.messages(&Chat::User(alice.clone()))[1].body,
         Body::Unsupported(format!("{}…", "é".repeat(32)))
     );
 }
@@ -373,7 +399,12 @@ fn deliver(
 }
 
 fn file_progress(core: &Core, peer: &Uid) -> FileProgress {
-    match &core.messages(peer).last().unwrap().body {
+    match &core
+        .messages(&Chat::User(peer.clone()))
+        .last()
+        .unwrap()
+        .body
+    {
         Body::File { progress, .. } => progress.clone(),
         other => panic!("{other:?}"),
     }
@@ -386,7 +417,13 @@ fn a_file_arrives_checked_and_is_saved_only_when_whole() {
     let data: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 253) as u8).collect();
 
     let mut alice = with_contact("alice@a.example", &bob_uid);
-    alice.send_file(1000, &bob_uid, "photo.jpg", &data, &mut rng());
+    alice.send_file(
+        1000,
+        &Chat::User(bob_uid.clone()),
+        "photo.jpg",
+        &data,
+        &mut rng(),
+    );
     let effects = alice.take_effects();
     let chunk_ids: Vec<MessageId> = sends(&effects)
         .iter()
@@ -405,7 +442,8 @@ fn a_file_arrives_checked_and_is_saved_only_when_whole() {
     let mut bob = with_contact("bob@b.example", &alice_uid);
     deliver(&alice_uid, effects.clone(), &mut bob, &mut |_, _| true);
     assert_eq!(file_progress(&bob, &alice_uid), FileProgress::Complete);
-    let Body::File { file, .. } = bob.messages(&alice_uid)[0].body.clone() else {
+    let Body::File { file, .. } = bob.messages(&Chat::User(alice_uid.clone()))[0].body.clone()
+    else {
         panic!()
     };
     bob.command(6000, Command::SaveFile(file), &mut rng());
@@ -469,7 +507,7 @@ fn a_file_arrives_checked_and_is_saved_only_when_whole() {
 fn a_key_change_warns_until_acknowledged_whatever_the_verified_mark_says() {
     let bob = uid("bob@b.test");
     let mut c = with_contact("alice@a.test", &bob);
-    c.command(0, Command::Open(bob.clone()), &mut rng());
+    c.command(0, Command::Open(Chat::User(bob.clone())), &mut rng());
     c.set_verified(&bob, true);
     c.key_changed(&bob);
     // The driver re-reads the verified mark (the signing key may be the one verified).
@@ -478,7 +516,7 @@ fn a_key_change_warns_until_acknowledged_whatever_the_verified_mark_says() {
         c.view()
             .conversations
             .iter()
-            .find(|x| x.peer == bob)
+            .find(|x| x.chat == Chat::User(bob.clone()))
             .cloned()
     };
     let shown = conv(&c).expect("bob's conversation");
@@ -509,6 +547,224 @@ fn group_messages_are_no_conversation_and_get_no_receipt() {
             msg: Box::new(text("hello group")),
         },
     );
-    assert!(bob.messages(&alice).is_empty());
+    assert!(bob.messages(&Chat::User(alice.clone())).is_empty());
     assert_eq!(receipts_to(&bob.take_effects(), &alice), vec![]);
+}
+
+mod groups {
+    use super::*;
+    use crate::model::GroupSummary;
+    use siren_proto::ids::GroupId;
+
+    const GROUP: GroupId = GroupId::from_bytes([7; 16]);
+
+    fn member_of(me: &str, members: &[&Uid]) -> Core {
+        let mut c = core(me);
+        c.set_groups(vec![(
+            GROUP,
+            GroupSummary {
+                title: "Lunch".into(),
+                members: members.iter().map(|u| (*u).clone()).collect(),
+                admins: Vec::new(),
+                version: 1,
+            },
+        )]);
+        c
+    }
+
+    #[test]
+    fn a_group_is_listed_before_its_first_message_and_its_messages_are_never_receipted() {
+        let (alice, bob, carol) = (
+            uid("alice@a.example"),
+            uid("bob@b.example"),
+            uid("carol@b.example"),
+        );
+        let mut bob_core = member_of("bob@b.example", &[&alice, &bob, &carol]);
+        let chat = Chat::Group(GROUP);
+        let listed = &bob_core.view().conversations;
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].chat, chat);
+        assert_eq!(listed[0].name.as_deref(), Some("Lunch"));
+
+        let id = MessageId::from_bytes([1; 16]);
+        bob_core.group_message(1000, GROUP, &alice, id, text("hi all"));
+        let msgs = bob_core.messages(&chat);
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(
+            (msgs[0].peer.clone(), msgs[0].group),
+            (alice.clone(), Some(GROUP))
+        );
+        assert_eq!(msgs[0].state, MessageState::Unread);
+        let summary = &bob_core.view().conversations[0];
+        assert_eq!(summary.unread, 1);
+        assert_eq!(summary.preview.as_deref(), Some("alice: hi all"));
+        // Not a contact request, not a 1:1 conversation, no delivered receipt.
+        assert!(bob_core.view().requests.is_empty());
+        assert_eq!(bob_core.view().conversations.len(), 1);
+        let effects = bob_core.take_effects();
+        assert!(sends(&effects).is_empty(), "{effects:?}");
+        // Reading it tells this account's other devices only.
+        bob_core.command(2000, Command::MarkRead(chat.clone()), &mut rng());
+        let effects = bob_core.take_effects();
+        assert!(receipts_to(&effects, &alice).is_empty());
+        assert_eq!(
+            receipts_to(&effects, &bob),
+            vec![(ReceiptState::Read, vec![id])]
+        );
+    }
+
+    #[test]
+    fn a_fellow_members_contact_request_shows_only_once_they_write_directly() {
+        let (alice, bob) = (uid("alice@a.example"), uid("bob@b.example"));
+        // The server's request before the group is known, and after.
+        let mut b = core("bob@b.example");
+        b.contact_request(&alice);
+        assert_eq!(b.view().requests.len(), 1);
+        b.set_groups(vec![(
+            GROUP,
+            GroupSummary {
+                title: "Lunch".into(),
+                members: vec![alice.clone(), bob.clone()],
+                admins: vec![alice.clone()],
+                version: 1,
+            },
+        )]);
+        assert!(b.view().requests.is_empty());
+        b.contact_request(&alice);
+        assert!(b.view().requests.is_empty());
+        // Writing to bob alone is a contact request like anyone's.
+        b.received(1000, &alice, MessageId::from_bytes([1; 16]), text("hi bob"));
+        assert_eq!(b.view().requests.len(), 1);
+        assert_eq!(b.view().requests[0].from, alice);
+    }
+
+    #[test]
+    fn sending_to_a_group_is_one_group_send_and_refused_once_removed() {
+        let (alice, bob) = (uid("alice@a.example"), uid("bob@b.example"));
+        let mut a = member_of("alice@a.example", &[&alice, &bob]);
+        let chat = Chat::Group(GROUP);
+        let to = chat.clone();
+        a.command(
+            1000,
+            Command::SendText {
+                to,
+                body: "hello".into(),
+            },
+            &mut rng(),
+        );
+        let effects = a.take_effects();
+        assert!(
+            sends(&effects).is_empty(),
+            "no 1:1 send, no copy: {effects:?}"
+        );
+        let group_sends: Vec<_> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::SendGroup { group, id, content } => Some((*group, *id, content.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(group_sends.len(), 1);
+        let (group, id, content) = group_sends[0].clone();
+        assert_eq!((group, content), (GROUP, text_at("hello", 1)));
+        a.sent(&[id]);
+        assert_eq!(a.messages(&chat)[0].state, MessageState::Sent);
+        assert!(a.messages(&chat)[0].outgoing);
+
+        // Removed: nothing goes out, and the person is told.
+        a.set_groups(vec![(
+            GROUP,
+            GroupSummary {
+                title: "Lunch".into(),
+                members: vec![bob.clone()],
+                admins: vec![bob.clone()],
+                version: 2,
+            },
+        )]);
+        let to = chat.clone();
+        a.command(
+            3000,
+            Command::SendText {
+                to,
+                body: "still here?".into(),
+            },
+            &mut rng(),
+        );
+        let effects = a.take_effects();
+        assert!(
+            !effects
+                .iter()
+                .any(|e| matches!(e, Effect::SendGroup { .. })),
+            "{effects:?}"
+        );
+        assert_eq!(a.messages(&chat).len(), 1);
+        assert!(
+            matches!(a.view().banners.last(), Some(Banner::Problem(p)) if p.contains("no longer a member"))
+        );
+    }
+
+    fn text_at(body: &str, ts: u64) -> Plaintext {
+        Plaintext::Text {
+            body: body.into(),
+            ts,
+        }
+    }
+
+    #[test]
+    fn only_its_sender_edits_a_group_message_and_a_blocked_member_is_not_shown() {
+        let (alice, bob, carol) = (
+            uid("alice@a.example"),
+            uid("bob@b.example"),
+            uid("carol@b.example"),
+        );
+        let mut b = member_of("bob@b.example", &[&alice, &bob, &carol]);
+        let chat = Chat::Group(GROUP);
+        let id = MessageId::from_bytes([1; 16]);
+        b.group_message(1000, GROUP, &alice, id, text("lunch at noon"));
+        let forged = Plaintext::Edit {
+            of: id,
+            body: "lunch cancelled".into(),
+            ts: 2,
+        };
+        b.group_message(2000, GROUP, &carol, MessageId::from_bytes([2; 16]), forged);
+        assert_eq!(
+            b.messages(&chat)[0].body,
+            Body::Text("lunch at noon".into())
+        );
+        let edit = Plaintext::Edit {
+            of: id,
+            body: "lunch at one".into(),
+            ts: 3,
+        };
+        b.group_message(3000, GROUP, &alice, MessageId::from_bytes([3; 16]), edit);
+        assert_eq!(b.messages(&chat)[0].body, Body::Text("lunch at one".into()));
+        assert!(b.messages(&chat)[0].edited);
+
+        b.set_roster(vec![], vec![carol.clone()]);
+        b.group_message(
+            4000,
+            GROUP,
+            &carol,
+            MessageId::from_bytes([4; 16]),
+            text("hey"),
+        );
+        assert_eq!(b.messages(&chat).len(), 1);
+
+        // From another device of this account: an outgoing message, already sent.
+        b.group_message(
+            5000,
+            GROUP,
+            &bob,
+            MessageId::from_bytes([5; 16]),
+            text("mine"),
+        );
+        let last = b.messages(&chat).last().unwrap();
+        assert!(last.outgoing);
+        assert_eq!(last.state, MessageState::Sent);
+
+        b.group_event(6000, GROUP, &alice, "alice added dave".into());
+        let last = b.messages(&chat).last().unwrap().clone();
+        assert_eq!(last.body, Body::Event("alice added dave".into()));
+        assert!(b.take_effects().contains(&Effect::Store(last)));
+    }
 }

@@ -152,12 +152,33 @@ impl GroupEvent {
     /// One line for the person: `[title] alice added carol`, and `; then …` for each later
     /// version taken at the same time.
     pub fn describe(&self) -> String {
-        let mut line = format!("[{}] {}", self.name(), news_text(&self.news));
+        format!("[{}] {}", self.name(), self.text())
+    }
+
+    /// What happened, as told in the group's conversation: `alice added carol`, and `; then …`
+    /// for each later version taken at the same time.
+    pub fn text(&self) -> String {
+        let mut line = news_text(&self.news);
         for later in &self.then {
             line.push_str("; then ");
             line.push_str(&news_text(later));
         }
         line
+    }
+
+    /// Who made it happen (who made the version, or sent what was refused); `None` for missing
+    /// versions.
+    pub fn by(&self) -> Option<&Uid> {
+        match &self.news {
+            GroupNews::Joined { by, .. } | GroupNews::Changed { by, .. } => Some(by),
+            GroupNews::Refused { from, .. } => Some(from),
+            GroupNews::Gap { .. } => None,
+        }
+    }
+
+    /// A problem (a refused version or message, missing versions) rather than a change.
+    pub fn is_problem(&self) -> bool {
+        matches!(self.news, GroupNews::Refused { .. } | GroupNews::Gap { .. })
     }
 }
 
@@ -384,10 +405,35 @@ impl<S: Store, P: Platform> Client<S, P> {
         Ok(())
     }
 
-    /// Sends `content` (a `text`, `file`, `file_chunk`, `edit` or `delete`) to group `id`.
+    /// The groups this device holds, as the chat screens list them (the version held of each).
+    pub async fn group_summaries(
+        &self,
+    ) -> anyhow::Result<Vec<(GroupId, siren_client_core::model::GroupSummary)>> {
+        Ok(self
+            .groups()
+            .await?
+            .into_iter()
+            .filter_map(|(id, record)| {
+                let s = record.current()?;
+                Some((
+                    id,
+                    siren_client_core::model::GroupSummary {
+                        title: s.title.clone(),
+                        members: s.members.clone(),
+                        admins: s.admins.clone(),
+                        version: s.version,
+                    },
+                ))
+            })
+            .collect())
+    }
+
+    /// Sends `content` (a `text`, `file`, `file_chunk`, `edit` or `delete`) to group `id` as
+    /// message `msg_id`.
     pub async fn send_to_group(
         &mut self,
         id: &GroupId,
+        msg_id: MessageId,
         content: Plaintext,
     ) -> anyhow::Result<GroupSent> {
         let record = self.store.group(id).await?.context("no such group")?;
@@ -401,7 +447,6 @@ impl<S: Store, P: Platform> Client<S, P> {
             version: current.version,
             msg: Box::new(content),
         };
-        let msg_id = MessageId::random(&mut siren_proto::os_rng());
         self.fan_out(&members, msg_id, &message.encode()).await
     }
 

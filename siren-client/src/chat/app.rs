@@ -8,7 +8,7 @@ use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use jiff::tz::TimeZone;
 use siren_api::Uid;
 use siren_client_core::Command;
-use siren_client_core::model::{Banner, Body, ConversationSummary, FileProgress, View};
+use siren_client_core::model::{Banner, Body, Chat, ConversationSummary, FileProgress, View};
 use siren_proto::keys::DekPublic;
 
 use super::commands::{self, Slash};
@@ -48,10 +48,10 @@ pub(crate) struct Note {
 }
 
 /// One line of the conversation list.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Entry<'a> {
-    /// With whom.
-    pub peer: &'a Uid,
+    /// With whom, or which group.
+    pub chat: Chat,
     /// The conversation, if the core has one.
     pub summary: Option<&'a ConversationSummary>,
     /// An unanswered contact request.
@@ -66,15 +66,19 @@ pub(crate) fn entries(view: &View) -> Vec<Entry<'_>> {
         .conversations
         .iter()
         .map(|c| Entry {
-            peer: &c.peer,
+            chat: c.chat.clone(),
             summary: Some(c),
-            request: is_request(&c.peer),
+            request: c.chat.user().is_some_and(is_request),
         })
         .collect();
     for r in &view.requests {
-        if !view.conversations.iter().any(|c| c.peer == r.from) {
+        if !view
+            .conversations
+            .iter()
+            .any(|c| c.chat.user() == Some(&r.from))
+        {
             out.push(Entry {
-                peer: &r.from,
+                chat: Chat::User(r.from.clone()),
                 summary: None,
                 request: true,
             });
@@ -86,7 +90,7 @@ pub(crate) fn entries(view: &View) -> Vec<Entry<'_>> {
 /// Typing notifications sent for the open conversation.
 #[derive(Debug)]
 struct Typing {
-    peer: Uid,
+    chat: Chat,
     sent_at: Instant,
     last_key: Instant,
 }
@@ -94,7 +98,7 @@ struct Typing {
 /// The UI's state.
 pub(crate) struct App {
     /// The open conversation.
-    pub selected: Option<Uid>,
+    pub selected: Option<Chat>,
     /// The message being written.
     pub compose: Compose,
     /// Rows scrolled up from the newest message.
@@ -116,9 +120,9 @@ pub(crate) struct App {
     typing: Option<Typing>,
     /// The conversation and loaded message count when older history was last asked for (asked
     /// again only once something arrived).
-    older_asked: Option<(Uid, usize)>,
+    older_asked: Option<(Chat, usize)>,
     /// The conversation, unread count and loaded message count last marked read.
-    read_marked: Option<(Uid, u32, usize)>,
+    read_marked: Option<(Chat, u32, usize)>,
 }
 
 impl App {
@@ -164,7 +168,7 @@ impl App {
         if self.selected.is_none()
             && let Some(first) = entries(src.view()).first()
         {
-            self.selected = Some(first.peer.clone());
+            self.selected = Some(first.chat.clone());
         }
         if let Some(Popup::Approve { new_dek }) = &self.popup
             && !src.view().approvals.iter().any(|a| a.new_dek == *new_dek)
@@ -172,17 +176,17 @@ impl App {
             self.popup = None;
             self.info("that device's approval request ended");
         }
-        if let Some(peer) = self.selected.clone() {
+        if let Some(chat) = self.selected.clone() {
             let unread = src
                 .view()
                 .conversations
                 .iter()
-                .find(|c| c.peer == peer)
+                .find(|c| c.chat == chat)
                 .map_or(0, |c| c.unread);
-            let mark = (peer.clone(), unread, src.messages(&peer).len());
+            let mark = (chat.clone(), unread, src.messages(&chat).len());
             if unread > 0 && self.read_marked.as_ref() != Some(&mark) {
                 self.read_marked = Some(mark);
-                src.command(Command::MarkRead(peer));
+                src.command(Command::MarkRead(chat));
             }
         }
     }
@@ -323,7 +327,8 @@ impl App {
     /// The compose box changed: start, renew or end "typing" for the open conversation.
     fn typed<S: ChatSource>(&mut self, src: &mut S, now: Instant) {
         let text = self.compose.text();
-        let Some(peer) = self.selected.clone() else {
+        // Typing is told only in a conversation with one user.
+        let Some(chat) = self.selected.clone().filter(|c| c.user().is_some()) else {
             return;
         };
         if text.trim().is_empty() || text.starts_with('/') {
@@ -331,12 +336,12 @@ impl App {
             return;
         }
         match &mut self.typing {
-            Some(t) if t.peer == peer => {
+            Some(t) if t.chat == chat => {
                 t.last_key = now;
                 if now.saturating_duration_since(t.sent_at) >= TYPING_RENEW {
                     t.sent_at = now;
                     src.command(Command::SetTyping {
-                        to: peer,
+                        to: chat,
                         typing: true,
                     });
                 }
@@ -344,11 +349,11 @@ impl App {
             _ => {
                 self.stop_typing(src);
                 src.command(Command::SetTyping {
-                    to: peer.clone(),
+                    to: chat.clone(),
                     typing: true,
                 });
                 self.typing = Some(Typing {
-                    peer,
+                    chat,
                     sent_at: now,
                     last_key: now,
                 });
@@ -359,7 +364,7 @@ impl App {
     fn stop_typing<S: ChatSource>(&mut self, src: &mut S) {
         if let Some(t) = self.typing.take() {
             src.command(Command::SetTyping {
-                to: t.peer,
+                to: t.chat,
                 typing: false,
             });
         }
@@ -374,11 +379,11 @@ impl App {
         self.scroll = self.scroll.saturating_add(self.page_step());
         if self.scroll >= self.max_scroll {
             self.scroll = self.max_scroll;
-            if let Some(peer) = self.selected.clone() {
-                let asked = (peer.clone(), src.messages(&peer).len());
+            if let Some(chat) = self.selected.clone() {
+                let asked = (chat.clone(), src.messages(&chat).len());
                 if self.older_asked.as_ref() != Some(&asked) {
                     self.older_asked = Some(asked);
-                    src.load_older(&peer);
+                    src.load_older(&chat);
                 }
             }
         }
@@ -394,27 +399,51 @@ impl App {
         let at = self
             .selected
             .as_ref()
-            .and_then(|s| list.iter().position(|e| e.peer == s));
+            .and_then(|s| list.iter().position(|e| e.chat == *s));
         let next = match at {
             Some(i) => (i + n).saturating_add_signed(step) % n,
             None => 0,
         };
-        let peer = list.get(next).map(|e| e.peer.clone());
-        if let Some(peer) = peer {
-            self.open(src, peer);
+        let chat = list.get(next).map(|e| e.chat.clone());
+        if let Some(chat) = chat {
+            self.open(src, chat);
         }
     }
 
-    /// Makes `peer` the open conversation (asking the core to open it if it has none).
-    fn open<S: ChatSource>(&mut self, src: &mut S, peer: Uid) {
-        if self.selected.as_ref() != Some(&peer) {
+    /// Makes `chat` the open conversation (asking the core to open it if it has none loaded).
+    fn open<S: ChatSource>(&mut self, src: &mut S, chat: Chat) {
+        if self.selected.as_ref() != Some(&chat) {
             self.stop_typing(src);
             self.scroll = 0;
         }
-        if !src.view().conversations.iter().any(|c| c.peer == peer) {
-            src.command(Command::Open(peer.clone()));
+        if src.messages(&chat).is_empty() {
+            src.command(Command::Open(chat.clone()));
         }
-        self.selected = Some(peer);
+        self.selected = Some(chat);
+    }
+
+    /// `/chat GROUP`: the group whose title is `name` (or whose id starts with it).
+    fn open_group<S: ChatSource>(&mut self, src: &mut S, name: &str) {
+        let wanted = name.to_ascii_lowercase();
+        let found: Vec<Chat> = src
+            .view()
+            .conversations
+            .iter()
+            .filter(|c| {
+                c.chat.group().is_some_and(|g| {
+                    c.name.as_deref() == Some(name)
+                        || (wanted.len() >= 4 && g.to_hex().starts_with(&wanted))
+                })
+            })
+            .map(|c| c.chat.clone())
+            .collect();
+        match found.as_slice() {
+            [chat] => self.open(src, chat.clone()),
+            [] => self.error(format!(
+                "no group {name:?} on this device (siren group create makes one; a user id has an @)"
+            )),
+            _ => self.error(format!("several groups are called {name:?}: give the first digits of its id")),
+        }
     }
 
     // ---- Enter ------------------------------------------------------------------------------------
@@ -442,7 +471,7 @@ impl App {
             _ => text.clone(),
         };
         let Some(to) = self.selected.clone() else {
-            self.error("no conversation open: /chat USER starts one");
+            self.error("no conversation open: /chat USER|GROUP opens one");
             self.compose.paste(&text);
             return;
         };
@@ -451,18 +480,30 @@ impl App {
         src.command(Command::SendText { to, body });
     }
 
-    /// The user a command names, or the open conversation's.
+    /// The user a command names, or the open conversation's (a group's is no user).
     fn target(&mut self, given: Option<Uid>, usage: &str) -> Option<Uid> {
-        let uid = given.or_else(|| self.selected.clone());
+        let uid = given.or_else(|| self.selected.as_ref().and_then(|c| c.user().cloned()));
         if uid.is_none() {
-            self.error(format!("no conversation open: {usage}"));
+            match &self.selected {
+                Some(Chat::Group(_)) => self.error(format!("this is a group: {usage}")),
+                _ => self.error(format!("no conversation open: {usage}")),
+            }
         }
         uid
     }
 
+    /// The open conversation, for commands about it.
+    fn open_chat(&mut self) -> Option<Chat> {
+        if self.selected.is_none() {
+            self.error("no conversation open: /chat USER|GROUP first");
+        }
+        self.selected.clone()
+    }
+
     fn run<S: ChatSource>(&mut self, slash: Slash, src: &mut S) {
         match slash {
-            Slash::Chat(uid) => self.open(src, uid),
+            Slash::Chat(uid) => self.open(src, Chat::User(uid)),
+            Slash::Group(name) => self.open_group(src, &name),
             Slash::Accept(who) => {
                 if let Some(uid) = self.target(who, "/accept USER") {
                     self.info(format!("{uid} accepted as a contact"));
@@ -500,7 +541,7 @@ impl App {
                 None => self.info("no new device is waiting for approval"),
             },
             Slash::File(path) => {
-                if let Some(to) = self.target(None, "/chat USER first") {
+                if let Some(to) = self.open_chat() {
                     self.info(format!("sending {path}"));
                     src.command(Command::SendFile { to, path });
                 }
@@ -524,11 +565,11 @@ impl App {
     /// `/edit TEXT` (`Some`) or `/delete` (`None`): this account's last text message in the
     /// open conversation.
     fn change_last<S: ChatSource>(&mut self, src: &mut S, body: Option<String>) {
-        let Some(peer) = self.target(None, "/chat USER first") else {
+        let Some(chat) = self.open_chat() else {
             return;
         };
         let last = src
-            .messages(&peer)
+            .messages(&chat)
             .iter()
             .rev()
             .find(|m| m.outgoing && matches!(m.body, Body::Text(_)))
@@ -537,22 +578,22 @@ impl App {
             (None, _) => self.error("no message of yours to change in this conversation"),
             (Some(id), Some(body)) => {
                 self.info("your last message was edited");
-                src.command(Command::Edit { peer, id, body });
+                src.command(Command::Edit { chat, id, body });
             }
             (Some(id), None) => {
                 self.info("your last message was withdrawn");
-                src.command(Command::Delete { peer, id });
+                src.command(Command::Delete { chat, id });
             }
         }
     }
 
     /// `/save`: the last received file of the open conversation.
     fn save<S: ChatSource>(&mut self, src: &mut S) {
-        let Some(peer) = self.target(None, "/chat USER first") else {
+        let Some(chat) = self.open_chat() else {
             return;
         };
         let last = src
-            .messages(&peer)
+            .messages(&chat)
             .iter()
             .rev()
             .find_map(|m| match &m.body {

@@ -8,6 +8,9 @@ use siren_api::{IdentityError, Uid};
 pub(crate) enum Slash {
     /// `/chat USER`: open (or start) a conversation.
     Chat(Uid),
+    /// `/chat GROUP` (a name without `@`: a group's title or the first digits of its id): open
+    /// a group's conversation.
+    Group(String),
     /// `/accept [USER]`: accept a contact request (the open conversation's by default).
     Accept(Option<Uid>),
     /// `/refuse [USER]`: refuse a contact request (blocks the user).
@@ -66,8 +69,11 @@ pub(crate) fn parse(line: &str) -> Result<Slash, SlashError> {
     let arg = (!arg.is_empty()).then_some(arg);
     match name {
         "chat" | "open" => match arg {
-            Some(a) => Ok(Slash::Chat(user(a, "/chat USER")?)),
-            None => Err(SlashError::Usage("/chat USER (e.g. /chat bob@example.org)")),
+            Some(a) if !a.contains('@') => Ok(Slash::Group(a.to_owned())),
+            Some(a) => Ok(Slash::Chat(user(a, "/chat USER|GROUP")?)),
+            None => Err(SlashError::Usage(
+                "/chat USER|GROUP (e.g. /chat bob@example.org, /chat Lunch)",
+            )),
         },
         "accept" => Ok(Slash::Accept(optional_user(arg, "/accept [USER]")?)),
         "refuse" => Ok(Slash::Refuse(optional_user(arg, "/refuse [USER]")?)),
@@ -177,11 +183,13 @@ mod tests {
             Err(SlashError::Usage(_))
         ));
         assert!(matches!(parse("/save now"), Err(SlashError::Usage(_))));
-        let err = parse("/chat bob").unwrap_err();
+        // Without `@`: a group's title.
+        assert_eq!(parse("/chat Lunch"), Ok(Slash::Group("Lunch".into())));
+        let err = parse("/chat bob@").unwrap_err();
         assert!(matches!(err, SlashError::BadUid { .. }));
         assert!(
             err.to_string()
-                .starts_with("bob is not a user id (name@server)"),
+                .starts_with("bob@ is not a user id (name@server)"),
             "{err}"
         );
         assert!(matches!(

@@ -12,7 +12,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragraph, Wrap};
 use siren_api::Uid;
 use siren_client_core::model::{
-    Banner, Body, ChatMessage, ConversationSummary, FileProgress, MessageState, View,
+    Banner, Body, Chat, ChatMessage, ConversationSummary, FileProgress, MessageState, View,
 };
 use siren_proto::message::PresenceStatus;
 
@@ -66,7 +66,7 @@ pub(crate) fn draw<S: ChatSource>(frame: &mut Frame<'_>, app: &mut App, src: &S)
         frame.render_widget(Paragraph::new(line), banner_area);
     }
     frame.render_widget(Paragraph::new(status_line(app, src)), status_area);
-    draw_compose(frame, app, compose_rows, cursor, compose_area);
+    draw_compose(frame, app, view, compose_rows, cursor, compose_area);
     match app.popup.clone() {
         Some(Popup::Help) => draw_help(frame, area),
         Some(Popup::Verify { peer }) => draw_verify(frame, src, &peer, area),
@@ -96,11 +96,15 @@ fn presence_word(p: &PresenceStatus) -> &'static str {
     }
 }
 
-/// A conversation's name as listed: the roster name if any, else the user id.
-fn title(peer: &Uid, summary: Option<&ConversationSummary>) -> String {
-    match summary.and_then(|s| s.name.as_deref()) {
-        Some(name) => shown(name),
-        None => shown(&peer.to_string()),
+/// A conversation's name as listed: the roster name if any, else the user id; a group's is
+/// `# ` and its title.
+fn title(chat: &Chat, summary: Option<&ConversationSummary>) -> String {
+    let name = summary.and_then(|s| s.name.as_deref());
+    match (chat, name) {
+        (Chat::Group(_), Some(name)) => format!("# {}", shown(name)),
+        (Chat::Group(g), None) => format!("# group {}", g.to_hex().get(..8).unwrap_or_default()),
+        (Chat::User(_), Some(name)) => shown(name),
+        (Chat::User(uid), None) => shown(&uid.to_string()),
     }
 }
 
@@ -109,7 +113,7 @@ fn list_line(e: &Entry<'_>) -> Line<'static> {
     let mut spans = vec![
         presence_mark(s.and_then(|s| s.presence.as_ref())),
         Span::raw(" "),
-        Span::raw(title(e.peer, s)),
+        Span::raw(title(&e.chat, s)),
     ];
     if let Some(n) = s.map(|s| s.unread).filter(|n| *n > 0) {
         spans.push(Span::styled(format!(" ({n})"), bold()));
@@ -131,7 +135,7 @@ fn draw_list(frame: &mut Frame<'_>, app: &App, view: &View, area: Rect) {
     let selected = app
         .selected
         .as_ref()
-        .and_then(|s| list.iter().position(|e| e.peer == s));
+        .and_then(|s| list.iter().position(|e| e.chat == *s));
     let items: Vec<ListItem<'static>> = list.iter().map(|e| ListItem::new(list_line(e))).collect();
     let widget = List::new(items)
         .block(Block::new().borders(Borders::RIGHT).border_style(dim()))
@@ -141,6 +145,26 @@ fn draw_list(frame: &mut Frame<'_>, app: &App, view: &View, area: Rect) {
 }
 
 // ---- the open conversation ---------------------------------------------------------------------
+
+/// A group's header: its title, how many members, and whether this account is still one.
+fn group_header(me: &Uid, chat: &Chat, summary: Option<&ConversationSummary>) -> Line<'static> {
+    let mut spans = vec![Span::styled(title(chat, summary), bold())];
+    match summary.and_then(|s| s.group.as_ref()) {
+        Some(g) if g.members.contains(me) => {
+            let n = g.members.len();
+            spans.push(Span::styled(
+                format!(" · {n} member{}", if n == 1 { "" } else { "s" }),
+                dim(),
+            ));
+        }
+        Some(_) => spans.push(Span::styled(
+            " · you are no longer a member",
+            bold().fg(Color::Red),
+        )),
+        None => {}
+    }
+    Line::from(spans)
+}
 
 fn header_line(peer: &Uid, summary: Option<&ConversationSummary>, request: bool) -> Line<'static> {
     let mut spans = vec![Span::styled(shown(&peer.to_string()), bold())];
@@ -232,6 +256,13 @@ fn message_rows(m: &ChatMessage, them: &str, app: &App, width: usize) -> Vec<Lin
     first
         .push(&hh_mm(m.at, &app.tz), dim())
         .push(" ", Style::new());
+    if let Body::Event(text) = &m.body {
+        first.push(
+            &format!("* {}", shown(text)),
+            dim().add_modifier(Modifier::ITALIC),
+        );
+        return wrap_words(&first, width);
+    }
     if m.outgoing {
         first.push("you", bold().fg(Color::Cyan));
     } else {
@@ -280,6 +311,7 @@ fn message_rows(m: &ChatMessage, them: &str, app: &App, width: usize) -> Vec<Lin
                 );
             }
         }
+        Body::Event(_) => {}
     }
     if let Some(cells) = lines.last_mut() {
         if m.edited {
@@ -302,12 +334,12 @@ fn draw_conversation<S: ChatSource>(frame: &mut Frame<'_>, app: &mut App, src: &
     ])
     .areas(area);
     let view = src.view();
-    let Some(peer) = app.selected.clone() else {
+    let Some(chat) = app.selected.clone() else {
         app.max_scroll = 0;
         app.page = usize::from(messages_area.height);
         let welcome = vec![
             Line::styled("No conversation open.", bold()),
-            Line::raw("/chat USER starts one (USER is name@server)."),
+            Line::raw("/chat USER starts one (USER is name@server); /chat GROUP opens a group."),
             Line::raw("F1 shows the keys and commands."),
         ];
         frame.render_widget(
@@ -320,23 +352,37 @@ fn draw_conversation<S: ChatSource>(frame: &mut Frame<'_>, app: &mut App, src: &
         );
         return;
     };
-    let summary = view.conversations.iter().find(|c| c.peer == peer);
-    let request = view.requests.iter().any(|r| r.from == peer);
-    frame.render_widget(
-        Paragraph::new(header_line(&peer, summary, request)),
-        header_area,
-    );
+    let summary = view.conversations.iter().find(|c| c.chat == chat);
+    let header = match &chat {
+        Chat::User(peer) => {
+            let request = view.requests.iter().any(|r| r.from == *peer);
+            header_line(peer, summary, request)
+        }
+        Chat::Group(_) => group_header(&view.me, &chat, summary),
+    };
+    frame.render_widget(Paragraph::new(header), header_area);
 
-    let them = match summary.and_then(|s| s.name.as_deref()) {
-        Some(name) => shown(name),
-        None => shown(peer.user().as_str()),
+    // In a group, each message says who wrote it.
+    let them = match (&chat, summary.and_then(|s| s.name.as_deref())) {
+        (Chat::User(_), Some(name)) => shown(name),
+        (Chat::User(peer), None) => shown(peer.user().as_str()),
+        (Chat::Group(_), _) => String::new(),
     };
     let width = usize::from(messages_area.width);
     let height = usize::from(messages_area.height);
     let rows: Vec<Line<'static>> = src
-        .messages(&peer)
+        .messages(&chat)
         .iter()
-        .flat_map(|m| message_rows(m, &them, app, width))
+        .flat_map(|m| {
+            let sender;
+            let who = if m.group.is_some() {
+                sender = shown(m.peer.user().as_str());
+                &sender
+            } else {
+                &them
+            };
+            message_rows(m, who, app, width)
+        })
         .collect();
     app.page = height;
     app.max_scroll = rows.len().saturating_sub(height);
@@ -378,7 +424,7 @@ fn banner_line(view: &View, app: &App) -> Option<Line<'static>> {
         .collect();
     let key = changed
         .iter()
-        .find(|u| app.selected.as_ref() == Some(**u))
+        .find(|u| app.selected.as_ref().and_then(Chat::user) == Some(**u))
         .or(changed.first());
     if let Some(uid) = key {
         let uid = shown(&uid.to_string());
@@ -471,12 +517,17 @@ fn compose_rows(app: &App, width: u16) -> (Vec<Line<'static>>, (usize, usize)) {
 fn draw_compose(
     frame: &mut Frame<'_>,
     app: &App,
+    view: &View,
     rows: Vec<Line<'static>>,
     (row, col): (usize, usize),
     area: Rect,
 ) {
     let to = match &app.selected {
-        Some(peer) => format!("to {}", shown(&peer.to_string())),
+        Some(Chat::User(peer)) => format!("to {}", shown(&peer.to_string())),
+        Some(chat @ Chat::Group(_)) => {
+            let summary = view.conversations.iter().find(|c| c.chat == *chat);
+            format!("to {}", title(chat, summary))
+        }
         None => "no conversation open".to_owned(),
     };
     let block = Block::new()

@@ -3,7 +3,7 @@
 //! implements it; the UI only reads and asks.
 
 use siren_api::Uid;
-use siren_client_core::model::ChatMessage;
+use siren_client_core::model::{Chat, ChatMessage};
 use siren_client_core::{Command, View};
 
 /// What the chat UI needs from the rest of the client.
@@ -15,9 +15,9 @@ pub trait ChatSource {
     /// The current view (conversations, contacts, requests, approvals, banners, status).
     fn view(&self) -> &View;
     /// Loaded messages of a conversation, oldest first.
-    fn messages(&self, peer: &Uid) -> &[ChatMessage];
+    fn messages(&self, chat: &Chat) -> &[ChatMessage];
     /// Ask for older history of a conversation (arrives later through `changed`).
-    fn load_older(&mut self, peer: &Uid);
+    fn load_older(&mut self, chat: &Chat);
     /// The safety number with `peer` (groups of digits), if its keys are known.
     fn safety_number(&self, peer: &Uid) -> Option<String>;
     /// The connection line: e.g. "connected as alice@example.org", "reconnecting in 4 s (…)".

@@ -10,8 +10,8 @@ use ratatui::backend::TestBackend;
 use siren_api::Uid;
 use siren_client_core::Command;
 use siren_client_core::model::{
-    Banner, Body, ChatMessage, ContactRequest, ConversationSummary, FileProgress, MessageState,
-    PendingApproval, Status, View,
+    Banner, Body, Chat, ChatMessage, ContactRequest, ConversationSummary, FileProgress,
+    MessageState, PendingApproval, Status, View,
 };
 use siren_proto::ids::{FileId, MessageId};
 use siren_proto::keys::DekPublic;
@@ -27,9 +27,9 @@ const AT: u64 = 1_735_739_130_000;
 
 struct Fake {
     view: View,
-    msgs: BTreeMap<Uid, Vec<ChatMessage>>,
+    msgs: BTreeMap<Chat, Vec<ChatMessage>>,
     commands: Vec<Command>,
-    older: Vec<Uid>,
+    older: Vec<Chat>,
     safety: Option<String>,
 }
 
@@ -37,11 +37,11 @@ impl ChatSource for Fake {
     fn view(&self) -> &View {
         &self.view
     }
-    fn messages(&self, peer: &Uid) -> &[ChatMessage] {
-        self.msgs.get(peer).map_or(&[], Vec::as_slice)
+    fn messages(&self, chat: &Chat) -> &[ChatMessage] {
+        self.msgs.get(chat).map_or(&[], Vec::as_slice)
     }
-    fn load_older(&mut self, peer: &Uid) {
-        self.older.push(peer.clone());
+    fn load_older(&mut self, chat: &Chat) {
+        self.older.push(chat.clone());
     }
     fn safety_number(&self, _peer: &Uid) -> Option<String> {
         self.safety.clone()
@@ -61,9 +61,14 @@ fn uid(s: &str) -> Uid {
     Uid::parse(s).unwrap()
 }
 
+fn user(s: &str) -> Chat {
+    Chat::User(uid(s))
+}
+
 fn summary(peer: &str) -> ConversationSummary {
     ConversationSummary {
-        peer: uid(peer),
+        chat: Chat::User(uid(peer)),
+        group: None,
         name: None,
         unread: 0,
         preview: None,
@@ -80,6 +85,7 @@ fn msg(n: u8, peer: &str, outgoing: bool, body: Body, state: MessageState) -> Ch
     ChatMessage {
         id: MessageId::from_bytes([n; 16]),
         peer: uid(peer),
+        group: None,
         outgoing,
         ts: AT / 1000,
         at: AT + u64::from(n),
@@ -135,7 +141,7 @@ fn busy() -> Fake {
     );
     edited.edited = true;
     f.msgs.insert(
-        uid("bob@beta.test"),
+        user("bob@beta.test"),
         vec![
             msg(
                 1,
@@ -287,7 +293,7 @@ fn the_screen_at_80x24_shows_list_conversation_marks_typing_banner_and_status() 
         );
     }
     // The open conversation is seen: its messages are marked read (once).
-    assert_eq!(src.commands, vec![Command::MarkRead(uid("bob@beta.test"))]);
+    assert_eq!(src.commands, vec![Command::MarkRead(user("bob@beta.test"))]);
     draw(&mut app, &mut src, 80, 24);
     assert_eq!(src.commands.len(), 1);
 }
@@ -345,7 +351,7 @@ fn text_from_elsewhere_is_shown_escaped() {
     src.view.conversations = vec![s];
     src.view.banners = vec![Banner::Problem("bad\x1b]0;title\x07".into())];
     src.msgs.insert(
-        evil.clone(),
+        Chat::User(evil.clone()),
         vec![
             msg(
                 1,
@@ -435,7 +441,7 @@ fn enter_sends_alt_enter_and_ctrl_j_break_lines_and_typing_is_announced() {
             typing_to(bob.clone(), true),
             typing_to(bob.clone(), false),
             Command::SendText {
-                to: bob.clone(),
+                to: Chat::User(bob.clone()),
                 body: "hi\nthere\n".into()
             },
         ]
@@ -444,7 +450,7 @@ fn enter_sends_alt_enter_and_ctrl_j_break_lines_and_typing_is_announced() {
     src.commands.clear();
     enter(&mut app, &mut src, "//me waves");
     assert!(src.commands.contains(&Command::SendText {
-        to: bob.clone(),
+        to: Chat::User(bob.clone()),
         body: "/me waves".into()
     }));
 }
@@ -480,9 +486,9 @@ fn tab_ctrl_n_ctrl_p_and_arrows_switch_conversations() {
     let mut src = busy();
     let mut app = new_app();
     draw(&mut app, &mut src, 80, 24);
-    assert_eq!(app.selected, Some(uid("bob@beta.test")));
+    assert_eq!(app.selected, Some(user("bob@beta.test")));
     key(&mut app, &mut src, KeyCode::Tab);
-    assert_eq!(app.selected, Some(uid("carol@gamma.test")));
+    assert_eq!(app.selected, Some(user("carol@gamma.test")));
     press(
         &mut app,
         &mut src,
@@ -490,15 +496,15 @@ fn tab_ctrl_n_ctrl_p_and_arrows_switch_conversations() {
         KeyModifiers::CONTROL,
     );
     // dave has only a request: opening it asks the core for the conversation.
-    assert_eq!(app.selected, Some(uid("dave@delta.test")));
+    assert_eq!(app.selected, Some(user("dave@delta.test")));
     assert!(
         src.commands
-            .contains(&Command::Open(uid("dave@delta.test")))
+            .contains(&Command::Open(user("dave@delta.test")))
     );
     key(&mut app, &mut src, KeyCode::Down);
-    assert_eq!(app.selected, Some(uid("bob@beta.test")));
+    assert_eq!(app.selected, Some(user("bob@beta.test")));
     key(&mut app, &mut src, KeyCode::Up);
-    assert_eq!(app.selected, Some(uid("dave@delta.test")));
+    assert_eq!(app.selected, Some(user("dave@delta.test")));
     press(
         &mut app,
         &mut src,
@@ -506,7 +512,7 @@ fn tab_ctrl_n_ctrl_p_and_arrows_switch_conversations() {
         KeyModifiers::CONTROL,
     );
     key(&mut app, &mut src, KeyCode::BackTab);
-    assert_eq!(app.selected, Some(uid("bob@beta.test")));
+    assert_eq!(app.selected, Some(user("bob@beta.test")));
     let rows = draw(&mut app, &mut src, 80, 24);
     assert!(has(&rows, "hello bob"));
 }
@@ -530,7 +536,7 @@ fn slash_commands_become_core_commands() {
     );
 
     enter(&mut app, &mut src, "/chat dave@delta.test");
-    assert_eq!(app.selected, Some(dave.clone()));
+    assert_eq!(app.selected, Some(Chat::User(dave.clone())));
     enter(&mut app, &mut src, "/accept");
     enter(&mut app, &mut src, "/refuse eve@evil.test");
     enter(&mut app, &mut src, "/block eve@evil.test");
@@ -549,13 +555,13 @@ fn slash_commands_become_core_commands() {
     assert_eq!(
         src.commands,
         vec![
-            Command::Open(dave.clone()),
+            Command::Open(Chat::User(dave.clone())),
             Command::AcceptContact(dave),
             Command::Block(eve.clone()),
             Command::Block(eve.clone()),
             Command::Unblock(eve),
             Command::SendFile {
-                to: bob.clone(),
+                to: Chat::User(bob.clone()),
                 path: "/tmp/a file.txt".into()
             },
             Command::SetReadReceipts(false),
@@ -645,7 +651,7 @@ fn save_takes_the_last_complete_received_file() {
         progress: FileProgress::Complete,
     };
     src.msgs
-        .get_mut(&bob)
+        .get_mut(&Chat::User(bob.clone()))
         .unwrap()
         .push(msg(11, "bob@beta.test", false, done, MessageState::Seen));
     enter(&mut app, &mut src, "/save");
@@ -658,7 +664,12 @@ fn save_takes_the_last_complete_received_file() {
             path: "/dl/done.txt".into(),
         },
     };
-    src.msgs.get_mut(&bob).unwrap().last_mut().unwrap().body = saved;
+    src.msgs
+        .get_mut(&Chat::User(bob.clone()))
+        .unwrap()
+        .last_mut()
+        .unwrap()
+        .body = saved;
     let rows = draw(&mut app, &mut src, 80, 24);
     assert!(has(&rows, "saved to /dl/done.txt"), "{rows:#?}");
 }
@@ -677,12 +688,17 @@ fn bad_commands_are_explained_in_the_status_line_and_the_text_is_kept() {
     );
     assert_eq!(app.compose.text(), "/frobnicate now");
     app.compose.take();
-    enter(&mut app, &mut src, "/chat bob");
+    enter(&mut app, &mut src, "/chat bob@");
     let rows = draw(&mut app, &mut src, 80, 24);
     assert!(
-        has(&rows, "bob is not a user id (name@server)"),
+        has(&rows, "bob@ is not a user id (name@server)"),
         "{rows:#?}"
     );
+    app.compose.take();
+    // Without `@`, a group: none of that name here.
+    enter(&mut app, &mut src, "/chat bob");
+    let rows = draw(&mut app, &mut src, 80, 24);
+    assert!(has(&rows, "no group \"bob\" on this device"), "{rows:#?}");
     app.compose.take();
     key(&mut app, &mut src, KeyCode::Esc);
     assert!(app.note.is_none());
@@ -694,7 +710,7 @@ fn bad_commands_are_explained_in_the_status_line_and_the_text_is_kept() {
     enter(&mut app, &mut src, "hello");
     let rows = draw(&mut app, &mut src, 80, 24);
     assert!(
-        has(&rows, "no conversation open: /chat USER starts one"),
+        has(&rows, "no conversation open: /chat USER|GROUP opens one"),
         "{rows:#?}"
     );
     assert!(has(&rows, "No conversation open."), "{rows:#?}");
@@ -753,7 +769,7 @@ fn paging_up_to_the_top_asks_for_older_history_once_per_arrival() {
             )
         })
         .collect();
-    src.msgs.insert(bob.clone(), many);
+    src.msgs.insert(Chat::User(bob.clone()), many);
     let mut app = new_app();
     let rows = draw(&mut app, &mut src, 80, 24);
     assert!(has(&rows, "message 59") && !has(&rows, "message 0 "));
@@ -768,9 +784,9 @@ fn paging_up_to_the_top_asks_for_older_history_once_per_arrival() {
     }
     let rows = draw(&mut app, &mut src, 80, 24);
     assert!(has(&rows, "message 0"), "{rows:#?}");
-    assert_eq!(src.older, vec![bob.clone()]);
+    assert_eq!(src.older, vec![Chat::User(bob.clone())]);
     // Older messages arrive: the view stays where it was, the next PgUp at the top asks again.
-    src.msgs.get_mut(&bob).unwrap().insert(
+    src.msgs.get_mut(&Chat::User(bob.clone())).unwrap().insert(
         0,
         msg(
             200,
@@ -784,7 +800,7 @@ fn paging_up_to_the_top_asks_for_older_history_once_per_arrival() {
     key(&mut app, &mut src, KeyCode::PageUp);
     draw(&mut app, &mut src, 80, 24);
     key(&mut app, &mut src, KeyCode::PageUp);
-    assert_eq!(src.older, vec![bob.clone(), bob]);
+    assert_eq!(src.older, vec![Chat::User(bob.clone()), Chat::User(bob)]);
     for _ in 0..20 {
         key(&mut app, &mut src, KeyCode::PageDown);
     }
@@ -807,5 +823,8 @@ fn ctrl_c_quits_even_in_a_window() {
 }
 
 fn typing_to(to: Uid, typing: bool) -> Command {
-    Command::SetTyping { to, typing }
+    Command::SetTyping {
+        to: Chat::User(to),
+        typing,
+    }
 }

@@ -19,8 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures_channel::mpsc;
-use siren_api::Uid;
-use siren_client_core::model::ChatMessage;
+use siren_client_core::model::{Chat, ChatMessage};
 pub use siren_client_session::chat::{PAGE, Request, Snapshot};
 use tokio::sync::watch;
 
@@ -134,15 +133,15 @@ impl siren_client_session::chat::History for History {
 
     async fn page(
         &self,
-        peer: &Uid,
+        chat: &Chat,
         before: Option<&ChatMessage>,
         limit: usize,
     ) -> anyhow::Result<(Vec<ChatMessage>, bool)> {
-        Ok(History::page(self, peer, before, limit)?)
+        Ok(History::page(self, chat, before, limit)?)
     }
 
-    async fn peers(&self) -> anyhow::Result<Vec<Uid>> {
-        Ok(self.conversations()?.into_iter().map(|e| e.peer).collect())
+    async fn chats(&self) -> anyhow::Result<Vec<Chat>> {
+        Ok(self.conversations()?.into_iter().map(|e| e.chat).collect())
     }
 }
 

@@ -8,8 +8,10 @@
 
 use siren_api::Uid;
 use siren_client_core::effect::Effect;
+use siren_client_core::model::Chat;
 use siren_client_core::{Command, Core};
 use siren_proto::message::Notice;
+use siren_proto::plaintext::Plaintext;
 
 use super::{PAGE, now_millis};
 use crate::client::{Client, Event};
@@ -21,9 +23,10 @@ const CONVERSATIONS: usize = 200;
 /// The core behind one one-shot command.
 pub struct OneShot {
     core: Core,
+    me: Uid,
     history: Option<History>,
-    /// Peers whose messages were shown since the last [`OneShot::flush`].
-    shown: Vec<Uid>,
+    /// Conversations whose messages were shown since the last [`OneShot::flush`].
+    shown: Vec<Chat>,
 }
 
 impl OneShot {
@@ -35,7 +38,7 @@ impl OneShot {
         history: Option<History>,
     ) -> anyhow::Result<(OneShot, Vec<String>)> {
         let me = client.uid().clone();
-        let mut core = Core::new(me, false, &mut siren_proto::os_rng());
+        let mut core = Core::new(me.clone(), false, &mut siren_proto::os_rng());
         let (contacts, blocked) = client
             .roster()
             .await?
@@ -50,8 +53,8 @@ impl OneShot {
             match h.conversations() {
                 Ok(entries) => {
                     for entry in entries.into_iter().take(CONVERSATIONS) {
-                        match h.page(&entry.peer, None, PAGE) {
-                            Ok((msgs, more)) => core.history_loaded(&entry.peer, msgs, more),
+                        match h.page(&entry.chat, None, PAGE) {
+                            Ok((msgs, more)) => core.history_loaded(&entry.chat, msgs, more),
                             Err(e) => warnings.push(format!("cannot read the history: {e}")),
                         }
                     }
@@ -59,11 +62,16 @@ impl OneShot {
                 Err(e) => warnings.push(format!("cannot read the history: {e}")),
             }
         }
+        match client.group_summaries().await {
+            Ok(groups) => core.set_groups(groups),
+            Err(e) => warnings.push(format!("cannot read this device's groups: {e:#}")),
+        }
         // Loading asks for nothing to be done.
         core.take_effects();
         Ok((
             OneShot {
                 core,
+                me,
                 history,
                 shown: Vec::new(),
             },
@@ -77,13 +85,29 @@ impl OneShot {
         match event {
             Event::Message(m) => {
                 self.core.received(now, &m.from, m.id, m.content.clone());
-                if !self.shown.contains(&m.from) {
-                    self.shown.push(m.from.clone());
+                self.shown(Chat::User(m.from.clone()));
+            }
+            Event::GroupMessage { message, .. } => {
+                if let Plaintext::Group { group, msg, .. } = &message.content {
+                    let content = msg.as_ref().clone();
+                    self.core
+                        .group_message(now, *group, &message.from, message.id, content);
+                    self.shown(Chat::Group(*group));
                 }
+            }
+            Event::Group(news) => {
+                let by = news.by().cloned().unwrap_or_else(|| self.me.clone());
+                self.core.group_event(now, news.group, &by, news.text());
             }
             Event::Presence { from, presence } => self.core.presence(from, Some(presence.status)),
             Event::Notice(Notice::ContactRequest { from }) => self.core.contact_request(from),
             _ => {}
+        }
+    }
+
+    fn shown(&mut self, chat: Chat) {
+        if !self.shown.contains(&chat) {
+            self.shown.push(chat);
         }
     }
 

@@ -2,7 +2,7 @@
 //! requests; it never waits on the session's work.
 
 use siren_api::Uid;
-use siren_client_core::model::ChatMessage;
+use siren_client_core::model::{Chat, ChatMessage};
 use siren_client_core::{Command, View};
 
 use super::{ChatHandle, Request};
@@ -13,15 +13,15 @@ impl ChatSource for ChatHandle {
         &self.snapshot().view
     }
 
-    fn messages(&self, peer: &Uid) -> &[ChatMessage] {
+    fn messages(&self, chat: &Chat) -> &[ChatMessage] {
         self.snapshot()
             .messages
-            .get(peer)
+            .get(chat)
             .map_or(&[], |m| m.as_slice())
     }
 
-    fn load_older(&mut self, peer: &Uid) {
-        self.request(Request::LoadOlder(peer.clone()));
+    fn load_older(&mut self, chat: &Chat) {
+        self.request(Request::LoadOlder(chat.clone()));
     }
 
     fn safety_number(&self, peer: &Uid) -> Option<String> {

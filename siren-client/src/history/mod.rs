@@ -15,9 +15,15 @@
 //! Tables (keys in clear, values sealed):
 //!
 //! ```text
-//! messages  peer tag (16) ‖ at (8, big-endian) ‖ id tag (16)  →  sealed ChatMessage
-//! ids       peer tag (16) ‖ id tag (16)                       →  at (to upsert in place)
-//! peers     peer tag (16)                                     →  sealed (peer, message count)
+//! messages  chat tag (16) ‖ at (8, big-endian) ‖ id tag (16)  →  sealed ChatMessage
+//! ids       chat tag (16) ‖ id tag (16)                       →  at (to upsert in place)
+//! peers     chat tag (16)                                     →  sealed (peer or group, count)
+//! ```
+//!
+//! A conversation's tag is [`seal::HistoryKeys::chat_tag`]: with a user, the keyed hash of their
+//! id; in a group, the keyed hash of the group's id (apart from any user's).
+//!
+//! ```text
 //! meta      "check"                                           →  sealed constant (wrong key?)
 //! ```
 //!
@@ -35,8 +41,8 @@ use std::path::Path;
 use redb::{Database, ReadableTable, ReadableTableMetadata as _, TableDefinition};
 use serde::{Deserialize, Serialize};
 use siren_api::Uid;
-use siren_client_core::model::{Body, ChatMessage};
-use siren_proto::ids::MessageId;
+use siren_client_core::model::{Body, Chat, ChatMessage};
+use siren_proto::ids::{GroupId, MessageId};
 use siren_proto::message;
 
 use crate::profile::Profile;
@@ -87,11 +93,21 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// What `peers` holds for each conversation.
+/// What `peers` holds for each conversation: the user, or the group (written before groups,
+/// only the user).
 #[derive(Serialize, Deserialize)]
 struct PeerEntry {
-    peer: Uid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    peer: Option<Uid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    group: Option<GroupId>,
     count: u64,
+}
+
+impl PeerEntry {
+    fn chat(&self) -> Option<Chat> {
+        Chat::from_parts(self.peer.as_ref(), self.group)
+    }
 }
 
 /// An open history (one process at a time: redb locks the file).
@@ -103,8 +119,8 @@ pub struct History {
 /// A conversation, as [`History::conversations`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConversationEntry {
-    /// With whom.
-    pub peer: Uid,
+    /// With whom, or which group.
+    pub chat: Chat,
     /// Its newest message.
     pub last: ChatMessage,
     /// How many messages it holds.
@@ -197,7 +213,7 @@ impl History {
         let msg: ChatMessage = message::decode_value(&plain)
             .map_err(|e| damaged(&format!("not a message record: {e}")))?;
         let expected = self.message_key(
-            &self.keys.peer_tag(&msg.peer),
+            &self.keys.chat_tag(&msg.chat()),
             msg.at,
             &self.keys.id_tag(&msg.id),
         );
@@ -207,7 +223,7 @@ impl History {
         Ok(msg)
     }
 
-    fn open_peer(&self, key: &[u8], sealed: &[u8]) -> Result<PeerEntry, HistoryError> {
+    fn open_peer(&self, key: &[u8], sealed: &[u8]) -> Result<(Chat, u64), HistoryError> {
         let damaged = |why: &str| HistoryError::Damaged {
             record: format!("peers/{}", hex(key)),
             why: why.to_owned(),
@@ -218,10 +234,13 @@ impl History {
             .map_err(|_| damaged("it does not open under this profile's key"))?;
         let entry: PeerEntry = message::decode_value(&plain)
             .map_err(|e| damaged(&format!("not a conversation record: {e}")))?;
-        if key != self.keys.peer_tag(&entry.peer).as_slice() {
+        let chat = entry
+            .chat()
+            .ok_or_else(|| damaged("it names no conversation"))?;
+        if key != self.keys.chat_tag(&chat).as_slice() {
             return Err(damaged("it is stored under another conversation's key"));
         }
-        Ok(entry)
+        Ok((chat, entry.count))
     }
 
     /// Stores a message, or replaces the stored record of the same (peer, id): a later state
@@ -242,7 +261,8 @@ impl History {
             let mut ids = txn.open_table(IDS).map_err(store_err)?;
             let mut peers = txn.open_table(PEERS).map_err(store_err)?;
             for msg in msgs {
-                let peer = self.keys.peer_tag(&msg.peer);
+                let chat = msg.chat();
+                let peer = self.keys.chat_tag(&chat);
                 let id = self.keys.id_tag(&msg.id);
                 let mut id_key = [0u8; 2 * TAG_LEN];
                 id_key[..TAG_LEN].copy_from_slice(&peer);
@@ -261,11 +281,12 @@ impl History {
                         .map_err(store_err)?
                         .map(|v| v.value().to_vec());
                     let count = match existing {
-                        Some(sealed) => self.open_peer(&peer, &sealed)?.count,
+                        Some(sealed) => self.open_peer(&peer, &sealed)?.1,
                         None => 0,
                     };
                     let entry = PeerEntry {
-                        peer: msg.peer.clone(),
+                        peer: chat.user().cloned(),
+                        group: chat.group().copied(),
                         count: count.saturating_add(1),
                     };
                     let sealed = self
@@ -287,12 +308,12 @@ impl History {
         Ok(())
     }
 
-    /// The stored record of message `id` of the conversation with `peer`, if any.
-    pub fn get(&self, peer: &Uid, id: &MessageId) -> Result<Option<ChatMessage>, HistoryError> {
+    /// The stored record of message `id` of conversation `chat`, if any.
+    pub fn get(&self, chat: &Chat, id: &MessageId) -> Result<Option<ChatMessage>, HistoryError> {
         let txn = self.db.begin_read().map_err(store_err)?;
         let ids = txn.open_table(IDS).map_err(store_err)?;
         let messages = txn.open_table(MESSAGES).map_err(store_err)?;
-        let peer_tag = self.keys.peer_tag(peer);
+        let peer_tag = self.keys.chat_tag(chat);
         let id_tag = self.keys.id_tag(id);
         let mut id_key = [0u8; 2 * TAG_LEN];
         id_key[..TAG_LEN].copy_from_slice(&peer_tag);
@@ -314,17 +335,17 @@ impl History {
         }
     }
 
-    /// A page of the conversation with `peer`: the `limit` messages just before `before` (the
-    /// newest if `None`), oldest first, ordered by `at` then id; and whether older ones remain.
+    /// A page of conversation `chat`: the `limit` messages just before `before` (the newest if
+    /// `None`), oldest first, ordered by `at` then id; and whether older ones remain.
     pub fn page(
         &self,
-        peer: &Uid,
+        chat: &Chat,
         before: Option<&ChatMessage>,
         limit: usize,
     ) -> Result<(Vec<ChatMessage>, bool), HistoryError> {
         let txn = self.db.begin_read().map_err(store_err)?;
         let messages = txn.open_table(MESSAGES).map_err(store_err)?;
-        let tag = self.keys.peer_tag(peer);
+        let tag = self.keys.chat_tag(chat);
         let low = self.message_key(&tag, 0, &[0; TAG_LEN]);
         let high = match before {
             Some(b) => self.message_key(&tag, b.at, &[0xff; TAG_LEN]),
@@ -371,18 +392,18 @@ impl History {
             entries
         };
         let mut out = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let (mut last, _) = self.page(&entry.peer, None, 1)?;
+        for (chat, count) in entries {
+            let (mut last, _) = self.page(&chat, None, 1)?;
             let Some(last) = last.pop() else {
                 return Err(HistoryError::Damaged {
-                    record: format!("peers/{}", hex(&self.keys.peer_tag(&entry.peer))),
+                    record: format!("peers/{}", hex(&self.keys.chat_tag(&chat))),
                     why: "the conversation has no message records".into(),
                 });
             };
             out.push(ConversationEntry {
-                peer: entry.peer,
+                chat,
                 last,
-                count: usize::try_from(entry.count).unwrap_or(usize::MAX),
+                count: usize::try_from(count).unwrap_or(usize::MAX),
             });
         }
         out.sort_by_key(|c| std::cmp::Reverse((c.last.at, c.last.id)));
@@ -390,11 +411,11 @@ impl History {
     }
 
     /// Messages whose text (or file name) contains every word of `words`, ignoring case: the
-    /// newest `limit`, oldest first; in the conversation with `peer`, or in all of them.
+    /// newest `limit`, oldest first; in conversation `chat`, or in all of them.
     pub fn search(
         &self,
         words: &str,
-        peer: Option<&Uid>,
+        chat: Option<&Chat>,
         limit: usize,
     ) -> Result<Vec<ChatMessage>, HistoryError> {
         let words: Vec<String> = words.split_whitespace().map(str::to_lowercase).collect();
@@ -403,9 +424,9 @@ impl History {
         }
         let txn = self.db.begin_read().map_err(store_err)?;
         let messages = txn.open_table(MESSAGES).map_err(store_err)?;
-        let range = match peer {
-            Some(peer) => {
-                let tag = self.keys.peer_tag(peer);
+        let range = match chat {
+            Some(chat) => {
+                let tag = self.keys.chat_tag(chat);
                 let low = self.message_key(&tag, 0, &[0; TAG_LEN]);
                 let high = self.message_key(&tag, u64::MAX, &[0xff; TAG_LEN]);
                 messages

@@ -3,24 +3,27 @@
 //! `listen` and `login` drive it through [`crate::driver::oneshot`]).
 
 use siren_api::Uid;
-use siren_client_core::model::{Body, ChatMessage, MessageState, Millis};
+use siren_client_core::model::{Body, Chat, ChatMessage, MessageState, Millis};
 use siren_proto::ids::MessageId;
 
 use super::{History, HistoryError};
 
 impl History {
-    /// Records a text this device sent and the server accepted (state `Sent`). `now` is this
-    /// device's clock in milliseconds; the sender's timestamp is taken from it.
+    /// Records a text this device (of account `me`) sent to `to` and the server accepted
+    /// (state `Sent`). `now` is this device's clock in milliseconds; the sender's timestamp is
+    /// taken from it.
     pub fn record_sent(
         &mut self,
-        to: &Uid,
+        me: &Uid,
+        to: &Chat,
         id: MessageId,
         text: &str,
         now: Millis,
     ) -> Result<ChatMessage, HistoryError> {
         let msg = ChatMessage {
             id,
-            peer: to.clone(),
+            peer: to.user().unwrap_or(me).clone(),
+            group: to.group().copied(),
             outgoing: true,
             ts: now / 1000,
             at: now,

@@ -2,7 +2,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
 
 use siren_api::Uid;
-use siren_client_core::model::{Body, ChatMessage, MessageState};
+use siren_client_core::model::{Body, Chat, ChatMessage, MessageState};
 use siren_proto::ids::MessageId;
 use siren_proto::keys::SekPublic;
 
@@ -25,6 +25,7 @@ fn text(peer: &Uid, n: u32, at: u64, body: &str) -> ChatMessage {
     ChatMessage {
         id: id(n),
         peer: peer.clone(),
+        group: None,
         outgoing: n.is_multiple_of(2),
         ts: at / 1000,
         at,
@@ -55,7 +56,7 @@ fn upsert_replaces_in_place_without_reordering() {
     read.body = Body::Text("one (edited)".into());
     read.edited = true;
     h.store(&read).unwrap();
-    let (page, more) = h.page(&bob, None, 10).unwrap();
+    let (page, more) = h.page(&Chat::User(bob.clone()), None, 10).unwrap();
     assert!(!more);
     let ids: Vec<_> = page.iter().map(|m| m.id).collect();
     assert_eq!(ids, vec![id(1), id(2), id(3)]);
@@ -67,10 +68,13 @@ fn upsert_replaces_in_place_without_reordering() {
     assert_eq!(convs.len(), 1);
     assert_eq!(convs[0].count, 3, "an update is not a new message");
     assert_eq!(
-        h.get(&bob, &id(1)).unwrap().unwrap().state,
+        h.get(&Chat::User(bob.clone()), &id(1))
+            .unwrap()
+            .unwrap()
+            .state,
         MessageState::Read
     );
-    assert!(h.get(&bob, &id(4)).unwrap().is_none());
+    assert!(h.get(&Chat::User(bob.clone()), &id(4)).unwrap().is_none());
 }
 
 #[test]
@@ -90,28 +94,36 @@ fn pages_walk_back_in_order_across_ties() {
     let mut expected = all.clone();
     expected.sort_by_key(|m| (m.at, m.id));
 
-    let (first, more) = h.page(&bob, None, 50).unwrap();
+    let (first, more) = h.page(&Chat::User(bob.clone()), None, 50).unwrap();
     assert!(more);
     assert_eq!(
         first,
         expected[70..].to_vec(),
         "the newest 50, oldest first"
     );
-    let (second, more) = h.page(&bob, first.first(), 50).unwrap();
+    let (second, more) = h.page(&Chat::User(bob.clone()), first.first(), 50).unwrap();
     assert!(more);
     assert_eq!(second, expected[20..70].to_vec());
-    let (third, more) = h.page(&bob, second.first(), 50).unwrap();
+    let (third, more) = h
+        .page(&Chat::User(bob.clone()), second.first(), 50)
+        .unwrap();
     assert!(!more);
     assert_eq!(third, expected[..20].to_vec());
-    let (none, more) = h.page(&bob, third.first(), 50).unwrap();
+    let (none, more) = h.page(&Chat::User(bob.clone()), third.first(), 50).unwrap();
     assert!(none.is_empty() && !more);
-    let (exact, more) = h.page(&bob, None, 120).unwrap();
+    let (exact, more) = h.page(&Chat::User(bob.clone()), None, 120).unwrap();
     assert!(!more);
     assert_eq!(exact, expected);
 
     let convs = h.conversations().unwrap();
-    let counts: Vec<_> = convs.iter().map(|c| (c.peer.clone(), c.count)).collect();
-    assert_eq!(counts, vec![(carol.clone(), 1), (bob.clone(), 120)]);
+    let counts: Vec<_> = convs.iter().map(|c| (c.chat.clone(), c.count)).collect();
+    assert_eq!(
+        counts,
+        vec![
+            (Chat::User(carol.clone()), 1),
+            (Chat::User(bob.clone()), 120)
+        ]
+    );
     assert_eq!(convs[1].last, expected[119]);
 }
 
@@ -130,7 +142,7 @@ fn search_needs_every_word_ignoring_case() {
     ])
     .unwrap();
     let found = |words: &str, peer: Option<&Uid>, limit: usize| -> Vec<MessageId> {
-        h.search(words, peer, limit)
+        h.search(words, peer.cloned().map(Chat::User).as_ref(), limit)
             .unwrap()
             .iter()
             .map(|m| m.id)
@@ -163,7 +175,14 @@ fn wrong_key_fails_cleanly() {
     assert!(matches!(err, HistoryError::WrongKey), "{err}");
     assert!(err.to_string().contains("another key"), "{err}");
     // The right key still opens it.
-    assert_eq!(open(dir.path()).page(&bob, None, 5).unwrap().0.len(), 1);
+    assert_eq!(
+        open(dir.path())
+            .page(&Chat::User(bob.clone()), None, 5)
+            .unwrap()
+            .0
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -190,7 +209,7 @@ fn damaged_or_moved_records_are_named_not_panics() {
         t.insert(bob_key.as_slice(), moved.as_slice()).unwrap();
     }
     txn.commit().unwrap();
-    let err = h.page(&bob, None, 5).err().unwrap();
+    let err = h.page(&Chat::User(bob.clone()), None, 5).err().unwrap();
     let shown = err.to_string();
     assert!(
         shown.contains(&format!("messages/{}", hex(&bob_key))),
@@ -239,8 +258,15 @@ fn at_rest_the_file_is_private_and_sealed() {
         .unwrap();
     // An id of distinctive bytes (the small test ids are mostly zeros, found in any file).
     let sent_id = MessageId::from_bytes(*b"\xa7id-in-the-file\xa7");
-    h.record_sent(&peer, sent_id, "another xylophonic line", 20)
-        .unwrap();
+    let me = uid("alice@alpha.test");
+    h.record_sent(
+        &me,
+        &Chat::User(peer.clone()),
+        sent_id,
+        "another xylophonic line",
+        20,
+    )
+    .unwrap();
     drop(h);
     let file = path.join(FILE_NAME);
     assert_eq!(
@@ -257,7 +283,12 @@ fn at_rest_the_file_is_private_and_sealed() {
     }
     // Reopened from the profile (same seed in the keys file): everything is there.
     let h = History::open(&profile).unwrap();
-    assert_eq!(h.search("XYLOPHONIC", Some(&peer), 10).unwrap().len(), 2);
+    assert_eq!(
+        h.search("XYLOPHONIC", Some(&Chat::User(peer.clone())), 10)
+            .unwrap()
+            .len(),
+        2
+    );
 
     // Another seed in the keys file (a replaced keys file): a clear error, no panic.
     let mut secrets = profile.secrets().unwrap();
@@ -283,4 +314,30 @@ fn older_profiles_get_a_seed_on_first_use() {
     assert!(seed.is_some(), "saved");
     History::open(&profile).unwrap();
     assert_eq!(profile.secrets().unwrap().history, seed, "and kept");
+}
+
+/// A conversation record written before groups (`{peer, count}`) still reads as the
+/// conversation with that user; a group's names the group.
+#[test]
+fn conversation_records_from_before_groups_read_on() {
+    #[derive(serde::Serialize)]
+    struct Before {
+        peer: Uid,
+        count: u64,
+    }
+    let bob = uid("bob@beta.test");
+    let old = message::encode_value(&Before {
+        peer: bob.clone(),
+        count: 3,
+    });
+    let entry: PeerEntry = message::decode_value(&old).unwrap();
+    assert_eq!((entry.chat(), entry.count), (Some(Chat::User(bob)), 3));
+    let group = siren_proto::ids::GroupId::from_bytes([5; 16]);
+    let new = message::encode_value(&PeerEntry {
+        peer: None,
+        group: Some(group),
+        count: 1,
+    });
+    let entry: PeerEntry = message::decode_value(&new).unwrap();
+    assert_eq!(entry.chat(), Some(Chat::Group(group)));
 }

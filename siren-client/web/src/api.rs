@@ -6,6 +6,7 @@ use futures_channel::{mpsc, oneshot};
 use js_sys::Promise;
 use siren_api::Uid;
 use siren_client_core::Command;
+use siren_client_core::model::Chat;
 use siren_client_session::chat::Request;
 use siren_client_session::{Client, LoginOutcome};
 use siren_proto::ids::{FileId, MessageId};
@@ -114,16 +115,16 @@ impl Session {
         let _ = self.confirm.unbounded_send(approved);
     }
 
-    /// Opens (or starts) the conversation with `peer`.
+    /// Opens (or starts) the conversation with `peer` (a user id, or `#` and a group's id).
     pub fn open(&self, peer: &str) -> Result<(), JsError> {
-        self.command(Command::Open(uid(peer)?))
+        self.command(Command::Open(chat(peer)?))
     }
 
     /// Sends a text (its states follow in the snapshots).
     #[wasm_bindgen(js_name = sendText)]
     pub fn send_text(&self, to: &str, text: String) -> Result<(), JsError> {
         self.command(Command::SendText {
-            to: uid(to)?,
+            to: chat(to)?,
             body: text,
         })
     }
@@ -132,7 +133,7 @@ impl Session {
     #[wasm_bindgen(js_name = setTyping)]
     pub fn set_typing(&self, to: &str, typing: bool) -> Result<(), JsError> {
         self.command(Command::SetTyping {
-            to: uid(to)?,
+            to: chat(to)?,
             typing,
         })
     }
@@ -140,20 +141,20 @@ impl Session {
     /// The person sees the conversation with `peer`: its messages are read.
     #[wasm_bindgen(js_name = markRead)]
     pub fn mark_read(&self, peer: &str) -> Result<(), JsError> {
-        self.command(Command::MarkRead(uid(peer)?))
+        self.command(Command::MarkRead(chat(peer)?))
     }
 
     /// Loads older messages of the conversation with `peer`.
     #[wasm_bindgen(js_name = loadOlder)]
     pub fn load_older(&self, peer: &str) -> Result<(), JsError> {
-        self.request(Request::LoadOlder(uid(peer)?))
+        self.request(Request::LoadOlder(chat(peer)?))
     }
 
     /// Sends a file the person picked.
     #[wasm_bindgen(js_name = sendFile)]
     pub fn send_file(&self, to: &str, name: String, data: Vec<u8>) -> Result<(), JsError> {
         self.request(Request::SendFile {
-            to: uid(to)?,
+            to: chat(to)?,
             name,
             data,
         })
@@ -168,7 +169,7 @@ impl Session {
     /// Replaces the text of one of this account's messages.
     pub fn edit(&self, peer: &str, id: &str, text: String) -> Result<(), JsError> {
         self.command(Command::Edit {
-            peer: uid(peer)?,
+            chat: chat(peer)?,
             id: MessageId::from_bytes(hex16(id)?),
             body: text,
         })
@@ -177,7 +178,7 @@ impl Session {
     /// Withdraws one of this account's messages.
     pub fn delete(&self, peer: &str, id: &str) -> Result<(), JsError> {
         self.command(Command::Delete {
-            peer: uid(peer)?,
+            chat: chat(peer)?,
             id: MessageId::from_bytes(hex16(id)?),
         })
     }
@@ -286,6 +287,11 @@ impl Session {
 
 fn uid(text: &str) -> Result<Uid, JsError> {
     Uid::parse(text).map_err(|e| JsError::new(&format!("{text}: {e}")))
+}
+
+/// A conversation named as the snapshots name it: a user id, or `#` and a group's id.
+fn chat(text: &str) -> Result<Chat, JsError> {
+    Chat::parse(text).ok_or_else(|| JsError::new(&format!("{text}: not a user or group id")))
 }
 
 fn hex16(text: &str) -> Result<[u8; 16], JsError> {

@@ -77,10 +77,11 @@ fn presence(status: PresenceStatus) -> &'static str {
 }
 
 /// `{type: "snapshot", me, status: {state, retryIn, why}, connection, devices: [{device,
-/// fingerprint, name, added, this}], conversations: [{peer,
-/// name, unread, preview, lastAt, presence, typing, verified, keyChanged, blocked,
-/// safetyNumber}], requests: [uid], approvals: [{device, name, code}], banners: [{kind, text,
-/// uid}], messages: {peer: [message]}}`.
+/// fingerprint, name, added, this}], conversations: [{peer, group: null | {members, admins,
+/// version, member}, name, unread, preview, lastAt, presence, typing, verified, keyChanged,
+/// blocked, safetyNumber}], requests: [uid], approvals: [{device, name, code}], banners: [{kind,
+/// text, uid}], messages: {peer: [message]}}`. A conversation's `peer` is the user's id, or `#`
+/// and the group's id in hex.
 fn snapshot(s: &Snapshot) -> JsValue {
     let view = &s.view;
     object(|o| {
@@ -117,7 +118,17 @@ fn snapshot(s: &Snapshot) -> JsValue {
             "conversations",
             array(&view.conversations, |c| {
                 object(|co| {
-                    set(co, "peer", c.peer.to_string());
+                    set(co, "peer", c.chat.to_string());
+                    let group = c.group.as_ref().map(|g| {
+                        object(|go| {
+                            let uids = |u: &Vec<siren_api::Uid>| array(u, |u| u.to_string().into());
+                            set(go, "members", uids(&g.members));
+                            set(go, "admins", uids(&g.admins));
+                            set(go, "version", g.version as f64);
+                            set(go, "member", g.members.contains(&view.me));
+                        })
+                    });
+                    set(co, "group", group.unwrap_or(JsValue::NULL));
                     set(co, "name", or_null(c.name.as_deref()));
                     set(co, "unread", c.unread);
                     set(co, "preview", or_null(c.preview.as_deref()));
@@ -130,7 +141,12 @@ fn snapshot(s: &Snapshot) -> JsValue {
                     set(
                         co,
                         "safetyNumber",
-                        or_null(s.safety.get(&c.peer).map(String::as_str)),
+                        or_null(
+                            c.chat
+                                .user()
+                                .and_then(|u| s.safety.get(u))
+                                .map(String::as_str),
+                        ),
                     );
                 })
             }),
@@ -188,12 +204,14 @@ fn snapshot(s: &Snapshot) -> JsValue {
     })
 }
 
-/// `{id, outgoing, ts, at, edited, state, failed, body: {kind: "text", text} | {kind: "file",
-/// file, name, size, progress, have, of, path, failed} | {kind: "deleted"} | {kind:
-/// "unsupported", type}}`.
+/// `{id, from, outgoing, ts, at, edited, state, failed, body: {kind: "text", text} | {kind:
+/// "file", file, name, size, progress, have, of, path, failed} | {kind: "deleted"} | {kind:
+/// "unsupported", type} | {kind: "event", text}}`; `from` is who wrote it (in a group: the
+/// member; with one user: that user, or this account).
 fn message(m: &ChatMessage) -> JsValue {
     object(|o| {
         set(o, "id", m.id.to_hex());
+        set(o, "from", m.peer.to_string());
         set(o, "outgoing", m.outgoing);
         set(o, "ts", m.ts as f64);
         set(o, "at", m.at as f64);
@@ -253,6 +271,10 @@ fn message(m: &ChatMessage) -> JsValue {
                 Body::Unsupported(kind) => {
                     set(b, "kind", "unsupported");
                     set(b, "type", kind.as_str());
+                }
+                Body::Event(text) => {
+                    set(b, "kind", "event");
+                    set(b, "text", text.as_str());
                 }
             }),
         );

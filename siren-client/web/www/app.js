@@ -5,7 +5,9 @@
 // here) or unlock it (passphrase); log in, with the approval code when another device of the
 // account must approve this one; then the chat — conversations with unread counts and
 // presence, the open conversation with states, receipts, typing and files, contact requests,
-// blocking, safety numbers with a verified mark, key-change warnings, new devices to approve.
+// blocking, safety numbers with a verified mark, key-change warnings, new devices to approve;
+// groups (a conversation whose `peer` is `#` and the group's id) with each message's sender and
+// the membership changes told in the conversation.
 //
 // Everything from elsewhere (names, texts, file names) goes into the document as text, never
 // as markup. `window.siren` exposes the session to the browser tests.
@@ -69,6 +71,10 @@ function form(onsubmit, ...children) {
     },
   }, ...children, h('p.error', { role: 'alert' }));
 }
+
+// A group's conversation is named `#<group id>`; a user's, by the user's id.
+const isGroup = (peer) => peer.startsWith('#');
+const chatName = (c) => isGroup(c.peer) ? `# ${c.name ?? 'group'}` : c.name ? `${c.name} (${c.peer})` : c.peer;
 
 const field = (label, name, type = 'text', extra = {}) =>
   h('label', {}, label, h('input', { name, type, required: true, ...extra }));
@@ -258,8 +264,9 @@ function side(s) {
       dataset: { peer: c.peer },
       onclick: () => openConversation(c.peer),
     },
-    h(`span.dot.${c.presence ?? 'unknown'}`, { title: c.presence ?? 'presence not shared' }),
-    h('span.peer', {}, c.name ? `${c.name} (${c.peer})` : c.peer,
+    c.group ? h('span.dot.group', { title: 'a group' })
+      : h(`span.dot.${c.presence ?? 'unknown'}`, { title: c.presence ?? 'presence not shared' }),
+    h('span.peer', {}, chatName(c),
       c.verified ? h('span.verified', { title: 'safety number verified' }, ' ✔') : null,
       c.keyChanged ? h('span.warning', { title: 'keys changed' }, ' ⚠') : null,
       c.blocked ? h('span.warning', {}, ' (blocked)') : null),
@@ -336,6 +343,7 @@ function pane(s) {
   if (!peer) return h('section.pane', {}, h('p.empty', {}, 'Choose a conversation, or start one.'));
   const c = s.conversations.find((x) => x.peer === peer) ?? { peer };
   const messages = s.messages[peer] ?? [];
+  if (isGroup(peer)) return groupPane(c, messages);
   return h('section.pane', { dataset: { conversation: peer } },
     h('header', {},
       h('button', { onclick: () => { state.open = null; render(); }, 'aria-label': 'Back' }, '←'),
@@ -353,6 +361,25 @@ function pane(s) {
       messages.length >= 50 ? h('button', { onclick: () => state.session.loadOlder(peer) }, 'Older messages') : null,
       messages.map((m) => message(peer, m))),
     h('div.typing', {}, c.typing ? `${peer} is typing…` : ''),
+    compose(peer));
+}
+
+// A group: who is in it (as the version this device holds says), its messages with their
+// senders, and the changes told in line.
+function groupPane(c, messages) {
+  const peer = c.peer;
+  const g = c.group;
+  const members = g ? `${g.members.length} member${g.members.length === 1 ? '' : 's'}: ${g.members.join(', ')}` : '';
+  return h('section.pane', { dataset: { conversation: peer, group: peer.slice(1) } },
+    h('header', {},
+      h('button', { onclick: () => { state.open = null; render(); }, 'aria-label': 'Back' }, '←'),
+      h('span.title', {}, chatName(c), h('span.hint', { dataset: { members: g?.members.length ?? 0 } }, ` · ${members}`))),
+    g && !g.member ? h('div.notice.warning', { dataset: { warning: 'not-a-member' } },
+      'You are no longer a member of this group: nothing you write is sent.') : null,
+    h('div.messages', { role: 'log' },
+      messages.length >= 50 ? h('button', { onclick: () => state.session.loadOlder(peer) }, 'Older messages') : null,
+      messages.map((m) => message(peer, m))),
+    h('div.typing', {}, ''),
     compose(peer));
 }
 
@@ -377,10 +404,15 @@ function message(peer, m) {
     case 'deleted': body = 'This message was deleted.'; break;
     case 'unsupported': body = `A ${m.body.type} message this client cannot show.`; break;
     case 'file': body = file(m.body); break;
+    case 'event':
+      return h('div.event', { dataset: { id: m.id } }, `${time} · ${m.body.text}`);
     default: body = '';
   }
+  // In a group, each message says who wrote it.
+  const sender = isGroup(peer) && !m.outgoing ? h('span.sender', {}, m.from) : null;
   return h(`div.message${m.outgoing ? '.mine' : ''}${m.state === 'failed' ? '.failed' : ''}${m.body.kind === 'deleted' ? '.deleted' : ''}`,
     { dataset: { id: m.id, state: m.state } },
+    sender,
     h('span.body', {}, body),
     h('div.meta', {}, m.state === 'failed' ? `${meta}: ${m.failed}` : meta));
 }
@@ -403,7 +435,7 @@ function compose(peer) {
     const text = box.value.trim();
     if (!text) return;
     state.session.sendText(peer, text);
-    state.session.setTyping(peer, false);
+    if (!isGroup(peer)) state.session.setTyping(peer, false);
     state.drafts.delete(peer);
     box.value = '';
   };
@@ -420,12 +452,13 @@ function compose(peer) {
   return h('form.compose', { onsubmit: (e) => { e.preventDefault(); send(); } },
     h('textarea', {
       name: 'compose',
-      placeholder: `Message ${peer}`,
+      placeholder: isGroup(peer) ? 'Message the group' : `Message ${peer}`,
       value: state.drafts.get(peer) ?? '',
       onkeydown: (e) => {
         if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); send(); }
       },
       oninput: () => {
+        if (isGroup(peer)) return; // typing is never told to a group
         state.session.setTyping(peer, true);
         clearTimeout(state.typingTimer);
         state.typingTimer = setTimeout(() => state.session.setTyping(peer, false), 5000);
@@ -457,12 +490,14 @@ function askNotifications() {
 // A desktop notification for each new incoming message while the tab is hidden.
 function notify(s) {
   for (const [peer, msgs] of Object.entries(s.messages)) {
+    const c = s.conversations.find((x) => x.peer === peer);
     for (const m of msgs) {
       if (m.outgoing || m.state !== 'unread' || state.notified.has(m.id)) continue;
       state.notified.add(m.id);
       if (document.hidden && 'Notification' in window && Notification.permission === 'granted') {
         const text = m.body.kind === 'text' ? m.body.text : m.body.kind === 'file' ? `a file: ${m.body.name}` : 'a message';
-        new Notification(peer, { body: text, tag: peer });
+        const title = isGroup(peer) ? `${m.from} in ${chatName(c ?? { peer })}` : peer;
+        new Notification(title, { body: text, tag: peer });
       }
     }
   }

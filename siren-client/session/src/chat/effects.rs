@@ -14,6 +14,7 @@ fn needs_server(effect: &Effect) -> bool {
     matches!(
         effect,
         Effect::Send { .. }
+            | Effect::SendGroup { .. }
             | Effect::Signal { .. }
             | Effect::AddContact(_)
             | Effect::Block(_)
@@ -74,7 +75,9 @@ impl<S: Store, P: Platform, H: History, F: Files, U: FnMut(Snapshot)> Driver<S, 
     /// The server refused an effect for good.
     fn refused(&mut self, effect: &Effect, why: &str) {
         match effect {
-            Effect::Send { id, .. } => self.core.send_failed(id, why),
+            Effect::Send { id, .. } | Effect::SendGroup { id, .. } => {
+                self.core.send_failed(id, why);
+            }
             Effect::Signal { .. } => {}
             _ => self.core.banner(Banner::Problem(why.to_owned())),
         }
@@ -96,6 +99,18 @@ impl<S: Store, P: Platform, H: History, F: Files, U: FnMut(Snapshot)> Driver<S, 
                 } else if to != self.client.uid() && !self.safety.contains_key(to) {
                     // Sent, so looked up: the safety number with them is known now.
                     self.refresh_trust(to).await;
+                }
+            }
+            Effect::SendGroup { group, id, content } => {
+                let sent = self
+                    .client
+                    .send_to_group(group, *id, content.clone())
+                    .await?;
+                self.core.sent(&[*id]);
+                for (who, why) in sent.skipped {
+                    self.core.banner(Banner::Problem(format!(
+                        "a group message could not be sealed to {who}: {why}"
+                    )));
                 }
             }
             Effect::Signal { to, content } => {
@@ -177,18 +192,18 @@ impl<S: Store, P: Platform, H: History, F: Files, U: FnMut(Snapshot)> Driver<S, 
                 }
             }
             Effect::LoadHistory {
-                peer,
+                chat,
                 before,
                 limit,
             } => {
                 let page = match &self.history {
-                    Some(h) => h.page(&peer, before.as_ref(), limit.min(PAGE * 4)).await,
+                    Some(h) => h.page(&chat, before.as_ref(), limit.min(PAGE * 4)).await,
                     None => Ok((Vec::new(), false)),
                 };
                 match page {
-                    Ok((msgs, more)) => self.core.history_loaded(&peer, msgs, more),
+                    Ok((msgs, more)) => self.core.history_loaded(&chat, msgs, more),
                     Err(e) => {
-                        self.core.history_loaded(&peer, Vec::new(), false);
+                        self.core.history_loaded(&chat, Vec::new(), false);
                         self.problem(format!("cannot read the history: {e:#}"));
                     }
                 }

@@ -13,12 +13,12 @@ impl<S: Store, P: Platform, H: History, F: Files, U: FnMut(Snapshot)> Driver<S, 
     /// One event of the session.
     pub(super) async fn event(&mut self, event: Event) -> anyhow::Result<()> {
         match event {
-            Event::GroupMessage { group, message } => {
-                if let Plaintext::Group { msg, .. } = &message.content
-                    && let Plaintext::Text { body, .. } = msg.as_ref()
-                {
+            // Checked by the session: from a member of the version held.
+            Event::GroupMessage { message, .. } => {
+                if let Plaintext::Group { group, msg, .. } = message.content {
+                    let now = self.now();
                     self.core
-                        .banner(Banner::Info(format!("[{group}] {}: {body}", message.from)));
+                        .group_message(now, group, &message.from, message.id, *msg);
                 }
             }
             Event::Message(m) => {
@@ -45,14 +45,15 @@ impl<S: Store, P: Platform, H: History, F: Files, U: FnMut(Snapshot)> Driver<S, 
                 self.core.presence(&from, Some(presence.status));
             }
             Event::Drained => {}
-            // Groups are not in the chat screens yet: their news and messages show as banners.
+            // Told in the group's conversation; a problem also as a banner.
             Event::Group(news) => {
-                let banner = match &news.news {
-                    crate::groups::GroupNews::Refused { .. }
-                    | crate::groups::GroupNews::Gap { .. } => Banner::Problem(news.describe()),
-                    _ => Banner::Info(news.describe()),
-                };
-                self.core.banner(banner);
+                self.refresh_groups().await;
+                let now = self.now();
+                let by = news.by().unwrap_or(self.client.uid()).clone();
+                self.core.group_event(now, news.group, &by, news.text());
+                if news.is_problem() {
+                    self.core.banner(Banner::Problem(news.describe()));
+                }
             }
             Event::Notice(notice) => self.notice(notice).await?,
         }

@@ -23,7 +23,7 @@ mod task;
 use std::collections::BTreeMap;
 
 use siren_api::Uid;
-use siren_client_core::model::ChatMessage;
+use siren_client_core::model::{Chat, ChatMessage};
 use siren_client_core::{Command, View};
 
 use crate::{Client, Platform, Store};
@@ -36,7 +36,7 @@ pub struct Snapshot {
     /// The core's view.
     pub view: View,
     /// Loaded messages per conversation, oldest first.
-    pub messages: BTreeMap<Uid, Vec<ChatMessage>>,
+    pub messages: BTreeMap<Chat, Vec<ChatMessage>>,
     /// Safety numbers with the users whose keys are known (PROTOCOL.md §11).
     pub safety: BTreeMap<Uid, String>,
     /// The connection, in words.
@@ -80,13 +80,13 @@ pub enum Request {
     /// A person's command.
     Command(Command),
     /// Load older history of a conversation.
-    LoadOlder(Uid),
+    LoadOlder(Chat),
     /// Revoke one of this account's devices (this one too: then its session ends for good).
     Revoke(siren_proto::keys::DekPublic),
     /// Send a file the interface already read (a browser's file picker: there is no path).
     SendFile {
-        /// To whom.
-        to: Uid,
+        /// To whom (a user or a group).
+        to: Chat,
         /// Its name.
         name: String,
         /// Its contents.
@@ -111,16 +111,16 @@ pub struct Options {
 pub trait History {
     /// Writes (or replaces, by id) a message.
     async fn store(&mut self, msg: &ChatMessage) -> anyhow::Result<()>;
-    /// Up to `limit` messages of the conversation with `peer` before `before` (the newest
-    /// without), oldest first, and whether older ones remain.
+    /// Up to `limit` messages of conversation `chat` before `before` (the newest without),
+    /// oldest first, and whether older ones remain.
     async fn page(
         &self,
-        peer: &Uid,
+        chat: &Chat,
         before: Option<&ChatMessage>,
         limit: usize,
     ) -> anyhow::Result<(Vec<ChatMessage>, bool)>;
-    /// The peers of the conversations, the most recent first.
-    async fn peers(&self) -> anyhow::Result<Vec<Uid>>;
+    /// The conversations, the most recent first.
+    async fn chats(&self) -> anyhow::Result<Vec<Chat>>;
 }
 
 /// Files on the device.

@@ -114,11 +114,11 @@ impl<S: Store, P: Platform, H: History, F: Files, U: FnMut(Snapshot)> Driver<S, 
     pub(super) async fn load_recent(&mut self) {
         let Some(history) = &self.history else { return };
         let mut problem = None;
-        match history.peers().await {
-            Ok(peers) => {
-                for peer in peers.into_iter().take(RECENT) {
-                    match history.page(&peer, None, PAGE).await {
-                        Ok((msgs, more)) => self.core.history_loaded(&peer, msgs, more),
+        match history.chats().await {
+            Ok(chats) => {
+                for chat in chats.into_iter().take(RECENT) {
+                    match history.page(&chat, None, PAGE).await {
+                        Ok((msgs, more)) => self.core.history_loaded(&chat, msgs, more),
                         Err(e) => problem = Some(format!("cannot read the history: {e:#}")),
                     }
                 }
@@ -128,7 +128,16 @@ impl<S: Store, P: Platform, H: History, F: Files, U: FnMut(Snapshot)> Driver<S, 
         if let Some(why) = problem {
             self.problem(why);
         }
+        self.refresh_groups().await;
         self.publish();
+    }
+
+    /// Gives the core the groups this device holds, as held now.
+    pub(super) async fn refresh_groups(&mut self) {
+        match self.client.group_summaries().await {
+            Ok(groups) => self.core.set_groups(groups),
+            Err(e) => self.problem(format!("cannot read this device's groups: {e:#}")),
+        }
     }
 
     pub(super) fn problem(&mut self, why: String) {
@@ -140,7 +149,7 @@ impl<S: Store, P: Platform, H: History, F: Files, U: FnMut(Snapshot)> Driver<S, 
         let messages = view
             .conversations
             .iter()
-            .map(|c| (c.peer.clone(), self.core.messages(&c.peer).to_vec()))
+            .map(|c| (c.chat.clone(), self.core.messages(&c.chat).to_vec()))
             .collect();
         Snapshot {
             view,
@@ -309,8 +318,8 @@ impl<S: Store, P: Platform, H: History, F: Files, U: FnMut(Snapshot)> Driver<S, 
             Request::Command(cmd) => {
                 self.core.command(now, cmd, &mut siren_proto::os_rng());
             }
-            Request::LoadOlder(peer) => {
-                self.core.load_older(&peer);
+            Request::LoadOlder(chat) => {
+                self.core.load_older(&chat);
             }
             Request::SendFile { to, name, data } => {
                 if data.len() as u64 > super::MAX_FILE {

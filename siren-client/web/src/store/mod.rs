@@ -13,7 +13,7 @@ use anyhow::{Context as _, bail};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use siren_api::Uid;
-use siren_client_core::model::ChatMessage;
+use siren_client_core::model::{Chat, ChatMessage};
 use siren_client_session::chat::History;
 use siren_client_session::groups::GroupRecord;
 use siren_client_session::store::{ContactState, RosterSeen, Secrets, SeenRequest, Store};
@@ -42,11 +42,22 @@ impl Account {
 /// One conversation of the history, as the `peers` record lists it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct PeerEntry {
-    peer: Uid,
+    /// The user (written before groups: always there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    peer: Option<Uid>,
+    /// The group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    group: Option<GroupId>,
     /// How many messages it holds.
     count: u64,
     /// When its newest message was recorded.
     last_at: u64,
+}
+
+impl PeerEntry {
+    fn chat(&self) -> Option<Chat> {
+        Chat::from_parts(self.peer.as_ref(), self.group)
+    }
 }
 
 /// The database and the keys that seal its records (shared by the store and the history).
@@ -200,7 +211,8 @@ impl History for WebHistory {
     /// conversation list go in one transaction.
     async fn store(&mut self, msg: &ChatMessage) -> anyhow::Result<()> {
         let r = &self.records;
-        let recorded_key = r.sealer.recorded_key(&msg.peer, &msg.id);
+        let chat = msg.chat();
+        let recorded_key = r.sealer.recorded_key(&chat, &msg.id);
         let first_at: Option<u64> = r.read(&recorded_key, "history").await?;
         let mut record = msg.clone();
         let mut entries = Vec::new();
@@ -208,13 +220,14 @@ impl History for WebHistory {
             Some(at) => record.at = at,
             None => {
                 let mut peers = self.peer_entries().await?;
-                match peers.iter_mut().find(|p| p.peer == msg.peer) {
+                match peers.iter_mut().find(|p| p.chat().as_ref() == Some(&chat)) {
                     Some(entry) => {
                         entry.count = entry.count.saturating_add(1);
                         entry.last_at = entry.last_at.max(msg.at);
                     }
                     None => peers.push(PeerEntry {
-                        peer: msg.peer.clone(),
+                        peer: chat.user().cloned(),
+                        group: chat.group().copied(),
                         count: 1,
                         last_at: msg.at,
                     }),
@@ -223,21 +236,21 @@ impl History for WebHistory {
                 entries.push(r.entry(r.sealer.key(PEERS), &peers)?);
             }
         }
-        let key = r.sealer.message_key(&record.peer, record.at, &record.id);
+        let key = r.sealer.message_key(&chat, record.at, &record.id);
         entries.push(r.entry(key, &record)?);
         Ok(r.db.put(&entries).await?)
     }
 
     async fn page(
         &self,
-        peer: &Uid,
+        chat: &Chat,
         before: Option<&ChatMessage>,
         limit: usize,
     ) -> anyhow::Result<(Vec<ChatMessage>, bool)> {
         let r = &self.records;
-        let lower = r.sealer.message_prefix(peer);
+        let lower = r.sealer.message_prefix(chat);
         let upper = match before {
-            Some(b) => r.sealer.message_key(peer, b.at, &b.id),
+            Some(b) => r.sealer.message_key(chat, b.at, &b.id),
             // Past every message of the conversation (hex digits and '/' sort below '~').
             None => format!("{lower}~"),
         };
@@ -254,7 +267,7 @@ impl History for WebHistory {
         let mut msgs = Vec::new();
         for (key, sealed) in r.db.entries(first, &upper).await? {
             let msg: ChatMessage = r.sealer.open(&key, &sealed, "history")?;
-            if msg.peer != *peer {
+            if msg.chat() != *chat {
                 anyhow::bail!(
                     "the stored history is damaged: a message under another conversation"
                 );
@@ -264,10 +277,10 @@ impl History for WebHistory {
         Ok((msgs, more))
     }
 
-    async fn peers(&self) -> anyhow::Result<Vec<Uid>> {
+    async fn chats(&self) -> anyhow::Result<Vec<Chat>> {
         let mut peers = self.peer_entries().await?;
         peers.sort_by_key(|p| std::cmp::Reverse(p.last_at));
-        Ok(peers.into_iter().map(|p| p.peer).collect())
+        Ok(peers.iter().filter_map(PeerEntry::chat).collect())
     }
 }
 

@@ -12,18 +12,18 @@
 //!   (HKDF under [`BROWSER_STORE_LABEL`]), and the plaintext starts with the keyed hash of the
 //!   record's database key, so a record moved to another key does not open.
 //! * The **history** is laid out as `siren`'s `history.redb` is: a message is
-//!   `m/<peer tag>/<at, 16 hex digits>/<id tag>` (one conversation is one key range, in the
-//!   order it was recorded), `i/<peer tag>/<id tag>` holds when it was first recorded (so a later
+//!   `m/<chat tag>/<at, 16 hex digits>/<id tag>` (one conversation is one key range, in the
+//!   order it was recorded), `i/<chat tag>/<id tag>` holds when it was first recorded (so a later
 //!   state replaces it in place), tags being keyed hashes; values sealed as every record. In
 //!   clear, as there: how many conversations and messages, and when each was recorded.
 
 use rand_core::CryptoRng;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use siren_api::Uid;
 use siren_client_core::at_rest::{
     BROWSER_LOCK_LABEL, BROWSER_STORE_LABEL, HistoryKeys, TAG_LEN, passphrase_key,
 };
+use siren_client_core::model::Chat;
 use siren_proto::ids::MessageId;
 use zeroize::Zeroizing;
 
@@ -133,26 +133,25 @@ impl Sealer {
         format!("r/{}", hex::encode(self.keys.name_tag(name)))
     }
 
-    /// The database key prefix of the messages of the conversation with `peer`.
-    pub fn message_prefix(&self, peer: &Uid) -> String {
-        format!("m/{}/", hex::encode(self.keys.peer_tag(peer)))
+    /// The database key prefix of the messages of conversation `chat`.
+    pub fn message_prefix(&self, chat: &Chat) -> String {
+        format!("m/{}/", hex::encode(self.keys.chat_tag(chat)))
     }
 
-    /// The database key of message `id` of the conversation with `peer`, first recorded `at`.
-    pub fn message_key(&self, peer: &Uid, at: u64, id: &MessageId) -> String {
+    /// The database key of message `id` of conversation `chat`, first recorded `at`.
+    pub fn message_key(&self, chat: &Chat, at: u64, id: &MessageId) -> String {
         format!(
             "{}{at:016x}/{}",
-            self.message_prefix(peer),
+            self.message_prefix(chat),
             hex::encode(self.keys.id_tag(id))
         )
     }
 
-    /// The database key holding when message `id` of the conversation with `peer` was first
-    /// recorded.
-    pub fn recorded_key(&self, peer: &Uid, id: &MessageId) -> String {
+    /// The database key holding when message `id` of conversation `chat` was first recorded.
+    pub fn recorded_key(&self, chat: &Chat, id: &MessageId) -> String {
         format!(
             "i/{}/{}",
-            hex::encode(self.keys.peer_tag(peer)),
+            hex::encode(self.keys.chat_tag(chat)),
             hex::encode(self.keys.id_tag(id))
         )
     }
@@ -213,7 +212,7 @@ mod tests {
     #[test]
     fn names_are_hidden_and_records_are_bound_to_their_keys() {
         let (sealer, _) = Sealer::create("pw", &mut rng()).unwrap();
-        let alice = Uid::parse("alice@alpha.test").unwrap();
+        let alice = Chat::User(siren_api::Uid::parse("alice@alpha.test").unwrap());
         let contact = sealer.key(&format!("contact/{alice}"));
         assert!(contact.starts_with("r/") && !contact.contains("alice"));
         let id = MessageId::from_bytes([9; 16]);
