@@ -240,8 +240,9 @@ use siren_proto::envelope::Envelope;
 use siren_proto::group::{GroupState, Membership};
 use siren_proto::ids::MessageId;
 use siren_proto::keys::Signature;
-use siren_proto::message::{QueueItem, ServerMessage};
+use siren_proto::message::{ClientMessage, QueueItem, ServerMessage};
 use siren_proto::plaintext::Plaintext;
+use siren_proto::records::DirectoryListing;
 use siren_tests::hostile::{self, Hostile, Seen, with_client};
 
 fn uid(s: &str) -> Uid {
@@ -479,6 +480,65 @@ fn waiting(cli: &Cli) -> Vec<Envelope> {
     })
 }
 
+/// Verified listings of `users`, as `cli`'s device looks them up (so its cache holds them too).
+fn listings(cli: &Cli, users: &[&str]) -> Vec<(Uid, DirectoryListing)> {
+    let users: Vec<Uid> = users.iter().map(|u| uid(u)).collect();
+    with_client(cli.profile(), async move |c| {
+        c.connect().await.unwrap();
+        let mut out = Vec::new();
+        for u in users {
+            let listing = c.lookup(&u).await.unwrap().directory.listing();
+            out.push((u, listing));
+        }
+        c.disconnect();
+        out
+    })
+}
+
+/// A hostile server for carol's device that delivers `order[n]` on its `n`th connection (one
+/// envelope each, then `queue_drained`), answers lookups with `listings` and acknowledges every
+/// `send`; pointed at by carol's profile.
+fn reordering_server(
+    carol: &Cli,
+    order: Vec<Envelope>,
+    listings: Vec<(Uid, DirectoryListing)>,
+) -> Hostile {
+    let connections = std::sync::atomic::AtomicUsize::new(0);
+    let me = uid("carol@alpha.test");
+    let fake = Hostile::start("alpha.test", move |what| match what {
+        Seen::Opened { .. } => {
+            let n = connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut out = hostile::resumed("alpha.test", &me);
+            if let Some(env) = order.get(n) {
+                out.push(ServerMessage::Deliver {
+                    seq: n as u64 + 1,
+                    item: QueueItem::Message { env: env.clone() },
+                });
+            }
+            out.push(ServerMessage::QueueDrained);
+            out
+        }
+        Seen::Request(msg @ ClientMessage::Lookup { rid, uid }) => {
+            match listings.iter().find(|(u, _)| u == uid) {
+                Some((_, listing)) => vec![ServerMessage::Directory {
+                    rid: *rid,
+                    listing: listing.clone(),
+                }],
+                None => hostile::routine(msg),
+            }
+        }
+        Seen::Request(ClientMessage::Send { rid, msgs }) => {
+            vec![ServerMessage::SendAck {
+                rid: *rid,
+                ids: msgs.iter().map(|m| m.id).collect(),
+            }]
+        }
+        Seen::Request(other) => hostile::routine(other),
+    });
+    fake.point(carol);
+    fake
+}
+
 /// A server that drops a membership update: the member says which versions are missing and
 /// asks a member for them; once they come, it catches up.
 #[test]
@@ -489,56 +549,14 @@ fn a_dropped_membership_update_is_noticed_and_filled_in() {
     // Versions 2 and 3, as the real server would deliver them to carol.
     let updates = waiting(&carol);
     assert_eq!(updates.len(), 2, "{updates:?}");
-    let alice_listing = with_client(carol.profile(), async |c| {
-        c.connect().await.unwrap();
-        let listing = c
-            .lookup(&uid("alice@alpha.test"))
-            .await
-            .unwrap()
-            .directory
-            .listing();
-        c.disconnect();
-        listing
-    });
-
     // carol's server now drops version 2: first it delivers only version 3, then (the next
     // connection) version 2.
-    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let seen = connections.clone();
-    let me = uid("carol@alpha.test");
-    let fake = Hostile::start("alpha.test", move |what| match what {
-        Seen::Opened { .. } => {
-            let n = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let mut out = hostile::resumed("alpha.test", &me);
-            let env = match n {
-                0 => Some(updates[1].clone()),
-                1 => Some(updates[0].clone()),
-                _ => None,
-            };
-            if let Some(env) = env {
-                out.push(ServerMessage::Deliver {
-                    seq: n as u64 + 1,
-                    item: QueueItem::Message { env },
-                });
-            }
-            out.push(ServerMessage::QueueDrained);
-            out
-        }
-        Seen::Request(siren_proto::message::ClientMessage::Lookup { rid, .. }) => {
-            vec![ServerMessage::Directory {
-                rid: *rid,
-                listing: alice_listing.clone(),
-            }]
-        }
-        Seen::Request(siren_proto::message::ClientMessage::Send { rid, msgs }) => {
-            vec![ServerMessage::SendAck {
-                rid: *rid,
-                ids: msgs.iter().map(|m| m.id).collect(),
-            }]
-        }
-        Seen::Request(other) => hostile::routine(other),
-    });
-    fake.point(&carol);
+    let listings = listings(&carol, &["alice@alpha.test"]);
+    let fake = reordering_server(
+        &carol,
+        vec![updates[1].clone(), updates[0].clone()],
+        listings,
+    );
 
     let notes = recv_notes(&carol);
     assert!(
@@ -599,6 +617,18 @@ fn a_member_who_blocked_another_does_not_see_their_group_messages() {
 #[test]
 fn a_groups_messages_and_changes_are_one_conversation_in_the_history() {
     let (_s, [alice, bob, carol, _dave, _mallory], _id) = lunch();
+    // A user who does not exist is not signed into a version.
+    let out = alice.run(&["group", "add", "Lunch", "nobody@alpha.test"]);
+    assert!(
+        !out.ok && out.stderr.contains("cannot add nobody@alpha.test"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        members(&alice).contains("version 1 (made by alice@alpha.test)"),
+        "{}",
+        members(&alice)
+    );
     run_ok(&alice, &["send", "Lunch", "noon at the usual place?"]);
     run_ok(&carol, &["send", "Lunch", "works for me"]);
     receive_line(&bob, "[Lunch] carol@alpha.test: works for me");
@@ -632,4 +662,48 @@ fn a_groups_messages_and_changes_are_one_conversation_in_the_history() {
     assert!(list.contains("  Lunch  5 messages"), "{list}");
     // No 1:1 conversation came of it.
     assert!(!list.contains("alice@alpha.test"), "{list}");
+}
+
+/// A message from a member added in a version this device does not hold yet (its server
+/// delivered the message first) waits for that version instead of being lost, and shows after
+/// the change that made its sender a member.
+#[test]
+fn a_message_naming_a_version_not_held_yet_waits_for_it() {
+    let (_s, [alice, _bob, carol, dave, _mallory], _id) = lunch();
+    run_ok(&alice, &["group", "add", "Lunch", "dave@alpha.test"]);
+    receive_line(
+        &dave,
+        "* [Lunch] you are in the group, added by alice@alpha.test (version 2)",
+    );
+    run_ok(&dave, &["send", "Lunch", "hi from dave"]);
+    // Version 2, then dave's message, as the real server would deliver them to carol.
+    let queued = waiting(&carol);
+    assert_eq!(queued.len(), 2, "{queued:?}");
+    // carol's server delivers dave's message first, version 2 only on the next connection.
+    let listings = listings(&carol, &["alice@alpha.test", "dave@alpha.test"]);
+    let _fake = reordering_server(&carol, vec![queued[1].clone(), queued[0].clone()], listings);
+
+    let first = carol.run(&["recv"]);
+    assert!(first.ok, "{}", first.stderr);
+    assert!(
+        first
+            .stderr
+            .contains("[Lunch] versions 2 to 2 of the group are missing here"),
+        "{}",
+        first.stderr
+    );
+    assert!(!first.stdout.contains("hi from dave"), "{}", first.stdout);
+
+    let second = carol.run(&["recv"]);
+    assert!(second.ok, "{}", second.stderr);
+    let lines: Vec<&str> = second.stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "* [Lunch] alice@alpha.test added dave@alpha.test",
+            "[Lunch] dave@alpha.test: hi from dave",
+        ],
+        "{}",
+        second.stderr
+    );
 }

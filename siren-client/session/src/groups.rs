@@ -23,6 +23,8 @@ use super::{Client, Event, Platform, Received, Store};
 pub const KEEP_VERSIONS: usize = 64;
 /// Most versions kept aside past a gap.
 pub const MAX_PENDING: usize = 16;
+/// Most messages kept aside per group, waiting for the version that makes their sender a member.
+pub const MAX_HELD: usize = 64;
 /// Most envelopes in one `send` (PROTOCOL.md §20).
 const SEND_BATCH: usize = 256;
 
@@ -37,6 +39,23 @@ pub struct GroupRecord {
     pub versions: Vec<GroupState>,
     /// Versions received past a gap, waiting for the missing ones.
     pub pending: Vec<GroupState>,
+    /// Messages naming a version not held yet, from someone not a member of the one held:
+    /// waiting for that version (at most [`MAX_HELD`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<HeldMessage>,
+}
+
+/// A group message kept aside until the version it names arrives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldMessage {
+    /// Who sent it.
+    pub from: Uid,
+    /// Its id.
+    pub id: MessageId,
+    /// The version it names.
+    pub version: u64,
+    /// The `group` plaintext, encoded.
+    pub content: Vec<u8>,
 }
 
 impl GroupRecord {
@@ -46,6 +65,7 @@ impl GroupRecord {
             hashes: vec![state.hash()],
             versions: vec![state],
             pending: Vec::new(),
+            held: Vec::new(),
         }
     }
 
@@ -319,6 +339,7 @@ impl<S: Store, P: Platform> Client<S, P> {
         let me = self.uid().clone();
         let mut all = members.to_vec();
         all.push(me.clone());
+        self.check_new_members(members).await?;
         let state = GroupState::create(
             &usk,
             me.clone(),
@@ -358,6 +379,13 @@ impl<S: Store, P: Platform> Client<S, P> {
         }
         let mut membership = current.membership();
         change(&mut membership, &me)?;
+        let added: Vec<Uid> = membership
+            .members
+            .iter()
+            .filter(|u| !current.is_member(u))
+            .cloned()
+            .collect();
+        self.check_new_members(&added).await?;
         let next = current
             .next(&usk, me, self.now(), membership)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -365,6 +393,19 @@ impl<S: Store, P: Platform> Client<S, P> {
         self.store.save_group(id, &record).await?;
         self.announce(&next, &current.members).await?;
         Ok(next)
+    }
+
+    /// Looks up each user about to be added: a user who does not exist (or whose keys cannot
+    /// be checked) is not written into a signed version nobody could then deliver to.
+    async fn check_new_members(&mut self, users: &[Uid]) -> anyhow::Result<()> {
+        for user in users {
+            if user != self.uid() {
+                self.lookup(user)
+                    .await
+                    .with_context(|| format!("cannot add {user}"))?;
+            }
+        }
+        Ok(())
     }
 
     /// Leaves group `id`. The only admin of a group others remain in makes the first of them
@@ -559,6 +600,7 @@ impl<S: Store, P: Platform> Client<S, P> {
                 let news = changes(&current, &state);
                 record.push(state);
                 let then = self.apply_pending(&mut record).await;
+                self.release_held(id, &mut record);
                 let title = record
                     .current()
                     .map(|s| s.title.clone())
@@ -627,6 +669,47 @@ impl<S: Store, P: Platform> Client<S, P> {
             }
         }
         news
+    }
+
+    /// The messages kept aside that name a version held now: a member's go out as group
+    /// messages (after the event that made the version), anyone else's as refused.
+    fn release_held(&mut self, group: GroupId, record: &mut GroupRecord) {
+        let Some(current) = record.current().cloned() else {
+            return;
+        };
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut record.held)
+            .into_iter()
+            .partition(|h| h.version <= current.version);
+        record.held = waiting;
+        for held in ready {
+            let Ok(content) = Plaintext::decode(&held.content) else {
+                continue;
+            };
+            let event = if current.is_member(&held.from) {
+                Event::GroupMessage {
+                    group: display_name(&group, &current.title),
+                    message: Received {
+                        from: held.from,
+                        id: held.id,
+                        content,
+                    },
+                }
+            } else {
+                Event::Group(GroupEvent {
+                    group,
+                    title: current.title.clone(),
+                    news: GroupNews::Refused {
+                        reason: format!(
+                            "from {}, who is not a member of version {} either",
+                            held.from, current.version
+                        ),
+                        from: held.from,
+                    },
+                    then: Vec::new(),
+                })
+            };
+            self.released.push_back(event);
+        }
     }
 
     /// Asks `member` for the versions of group `id` after `have`.
@@ -703,10 +786,35 @@ impl<S: Store, P: Platform> Client<S, P> {
                 "a message for a group this device is not in".into(),
             );
         };
+        let mut record = record;
         let current = record.current().context("an empty group record")?.clone();
         if version > current.version && record.pending.is_empty() {
             self.ask_sync(&received.from, group, current.version)
                 .await?;
+        }
+        if !current.is_member(&received.from)
+            && version > current.version
+            && record.held.len() < MAX_HELD
+        {
+            // Maybe added in a version not here yet: kept until it comes (or refused then).
+            if !record.held.iter().any(|h| h.id == received.id) {
+                record.held.push(HeldMessage {
+                    from: received.from.clone(),
+                    id: received.id,
+                    version,
+                    content: received.content.encode(),
+                });
+                self.store.save_group(&group, &record).await?;
+            }
+            return Ok(Some(Event::Group(GroupEvent {
+                group,
+                title: current.title.clone(),
+                news: GroupNews::Gap {
+                    from: current.version.saturating_add(1),
+                    to: version,
+                },
+                then: Vec::new(),
+            })));
         }
         if !current.is_member(&received.from) {
             let reason = if version > current.version {

@@ -318,6 +318,9 @@ pub struct Client<S, P: Platform> {
     seen: VecDeque<MessageId>,
     seen_set: BTreeSet<MessageId>,
     last_lookup: Option<LookupReport>,
+    /// Events released by the last one (group messages that waited for a version): handed
+    /// out before anything else arrives.
+    released: VecDeque<Event>,
 }
 
 impl<S: Store, P: Platform> Client<S, P> {
@@ -347,6 +350,7 @@ impl<S: Store, P: Platform> Client<S, P> {
             seen,
             seen_set,
             last_lookup: None,
+            released: VecDeque::new(),
         }
     }
 

@@ -147,6 +147,9 @@ impl<S: Store, P: Platform> Client<S, P> {
     /// The next event. In `drain` mode, returns `None` once the queued backlog is delivered.
     pub async fn next_event(&mut self, drain: bool) -> anyhow::Result<Option<Event>> {
         loop {
+            if let Some(event) = self.released.pop_front() {
+                return Ok(Some(event));
+            }
             self.conn()?.flush_acks().await?;
             let msg = self.next_server_message().await?;
             if drain && matches!(msg, ServerMessage::QueueDrained) {
@@ -168,8 +171,8 @@ impl<S: Store, P: Platform> Client<S, P> {
     }
 
     /// Processes one message from the server: opens and checks a delivered envelope (and queues
-    /// its acknowledgement), keeps approval requests. Returns the event to show, if any. Not
-    /// cancel-safe: run it to completion.
+    /// its acknowledgement), keeps approval requests. Returns the event to show, if any; more
+    /// may follow from [`Client::released_event`]. Not cancel-safe: run it to completion.
     pub async fn handle_server_message(
         &mut self,
         msg: ServerMessage,
@@ -189,6 +192,13 @@ impl<S: Store, P: Platform> Client<S, P> {
             ServerMessage::QueueDrained => Ok(Some(Event::Drained)),
             _ => Ok(None),
         }
+    }
+
+    /// An event released by the last message handled: a group message kept aside until the
+    /// version that made its sender a member arrived (PROTOCOL.md §12.1). Take them all after
+    /// each [`Client::handle_server_message`] ([`Client::next_event`] does).
+    pub fn released_event(&mut self) -> Option<Event> {
+        self.released.pop_front()
     }
 
     /// Opens one queue item. Returns `None` for a duplicate.

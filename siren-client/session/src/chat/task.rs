@@ -284,6 +284,9 @@ impl<S: Store, P: Platform, H: History, F: Files, U: FnMut(Snapshot)> Driver<S, 
                     if let Some(event) = self.client.handle_server_message(msg).await? {
                         self.event(event).await?;
                     }
+                    while let Some(event) = self.client.released_event() {
+                        self.event(event).await?;
+                    }
                 }
                 Wake::Tick => {
                     let now = self.now();
