@@ -5,7 +5,8 @@
 # Uses a shared target directory outside the checkout (so a fresh clone does not rebuild every
 # dependency), then runs every test of the workspace. The services the backends are proven
 # against (PostgreSQL, OpenLDAP slapd) are installed if missing (apt), started here on loopback
-# ports in a temporary directory, and stopped on exit; the DNS tests start their own dnsmasq;
+# ports in a temporary directory, and stopped on exit; the DNS tests start their own dnsmasq,
+# the cluster tests their own nats-server (installed here if missing);
 # tmux (for the `siren chat` terminal tests) and promtool (the metrics lint) are installed if
 # missing.
 # The wasm sample plugins are built first (scripts/build-plugins.sh), the client core is
@@ -65,6 +66,8 @@ scripts/build-web.sh
 # shellcheck source=lib/packages.sh
 source scripts/lib/packages.sh
 ensure_packages chromium
+# The cluster tests (siren-tests/tests/cluster.rs) start their own nats-server on loopback.
+ensure_packages nats-server
 (cd siren-client/web && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
 
 echo "== build"

@@ -36,6 +36,8 @@ pub struct Config {
     pub metrics: MetricsSection,
     /// The web listener: the browser client's page and its WebSocket.
     pub web: WebSection,
+    /// One domain on several nodes sharing one store.
+    pub cluster: ClusterSection,
     /// Plugins loaded from files (`[[plugins]]`), each registered under its name next to the
     /// built-in implementations.
     pub plugins: Vec<PluginSection>,
@@ -425,6 +427,36 @@ pub struct WebSection {
     pub assets: Option<PathBuf>,
 }
 
+/// `[cluster]`: this server is one node of several serving one domain. They share the server
+/// name, the SEK and one store (PostgreSQL); NATS carries the wake-ups between them
+/// ([`crate::cluster`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSection {
+    /// Run as a node of a cluster.
+    pub enabled: bool,
+    /// This node's name, unique in the cluster (letters, digits, `-`, `_`; at most 64): in the
+    /// log, `sirend status` and the metrics.
+    pub node_id: String,
+    /// The NATS servers (`nats://host:port`), the first reachable one used; the client
+    /// reconnects by itself.
+    pub nats: Vec<String>,
+    /// How often every live session re-reads its queue, in seconds: a wake-up lost with NATS
+    /// (restarted, unreachable) delays a message by at most this long, never loses it.
+    pub poll_secs: u64,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        ClusterSection {
+            enabled: false,
+            node_id: String::new(),
+            nats: Vec::new(),
+            poll_secs: 5,
+        }
+    }
+}
+
 /// The default port of the web listener.
 pub const DEFAULT_WEB_PORT: u16 = 7454;
 
@@ -529,6 +561,65 @@ impl Config {
             .path
             .clone()
             .unwrap_or_else(|| self.server.data_dir.join("store"))
+    }
+
+    /// `[cluster]`: a node needs a name, NATS, and a store the other nodes share.
+    fn check_cluster(&self) -> Result<(), (&'static str, String)> {
+        let c = &self.cluster;
+        if !c.enabled {
+            return Ok(());
+        }
+        let id_ok = !c.node_id.is_empty()
+            && c.node_id.len() <= 64
+            && c.node_id
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_');
+        if !id_ok {
+            return Err((
+                "cluster.node_id",
+                "name this node: 1 to 64 letters, digits, `-` or `_`, unique in the cluster".into(),
+            ));
+        }
+        if c.nats.is_empty() {
+            return Err((
+                "cluster.nats",
+                "give the NATS servers the nodes share, e.g. [\"nats://127.0.0.1:4222\"]".into(),
+            ));
+        }
+        if let Some(bad) = c
+            .nats
+            .iter()
+            .find(|u| !(u.starts_with("nats://") || u.starts_with("tls://")))
+        {
+            return Err((
+                "cluster.nats",
+                format!(
+                    "{bad:?} is not a NATS server address (nats://host:port or tls://host:port)"
+                ),
+            ));
+        }
+        if c.poll_secs == 0 {
+            return Err(("cluster.poll_secs", "must be greater than zero".into()));
+        }
+        if ["rocksdb", "memory"].contains(&self.storage.backend.as_str()) {
+            return Err((
+                "storage.backend",
+                format!(
+                    "a cluster's nodes must share one store, and {:?} keeps its data inside one \
+                     process: use \"postgres\"",
+                    self.storage.backend
+                ),
+            ));
+        }
+        if self.federation.enabled {
+            return Err((
+                "federation.enabled",
+                "a cluster does not federate yet (each node would run its own outbox workers): \
+                 set `[federation] enabled = false`"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Checks values that parse but make no sense. Names of backends and mechanisms are checked
@@ -669,6 +760,7 @@ impl Config {
         if self.auth.mechanisms.is_empty() {
             return Err(("auth.mechanisms", "offer at least one mechanism".into()));
         }
+        self.check_cluster()?;
         let mut names = std::collections::BTreeSet::new();
         for plugin in &self.plugins {
             if plugin.native.is_some() == plugin.wasm.is_some() {

@@ -110,6 +110,9 @@ struct Entry {
 #[derive(Default)]
 pub struct Hub {
     sessions: Mutex<HashMap<DekPublic, Entry>>,
+    /// In a cluster: where pushes for devices with no live session here go (to the other
+    /// nodes, [`crate::cluster`]).
+    remote: std::sync::OnceLock<mpsc::Sender<(DekPublic, u64)>>,
 }
 
 /// What a session gets when it registers.
@@ -198,16 +201,48 @@ impl Hub {
     /// Tells `dek`'s live session, if any, that item `seq` is committed: through its channel
     /// (in order after the item's offer, so a session that delivered the item early needs no
     /// store read), or, when that is full or the session has none, by lowering its mark.
+    /// In a cluster, a device with no live session here may have one on another node: the
+    /// push goes there.
     pub fn push(&self, dek: &DekPublic, seq: u64) {
+        if !self.push_local(dek, seq)
+            && let Some(remote) = self.remote.get()
+        {
+            // Full (NATS slow or gone): dropped; the periodic re-read finds the item.
+            let _ = remote.try_send((*dek, seq));
+        }
+    }
+
+    /// [`Hub::push`] to this node's sessions only (a push from another node); whether `dek`
+    /// has a live session here.
+    pub fn push_local(&self, dek: &DekPublic, seq: u64) -> bool {
         let sessions = self.sessions();
-        if let Some(entry) = sessions.get(dek) {
-            if let Some(tx) = &entry.offers
-                && tx.try_send(Offered::Durable(seq)).is_ok()
-            {
-                return;
+        let Some(entry) = sessions.get(dek) else {
+            return false;
+        };
+        if let Some(tx) = &entry.offers
+            && tx.try_send(Offered::Durable(seq)).is_ok()
+        {
+            return true;
+        }
+        entry.lag.fetch_min(seq, Ordering::Relaxed);
+        entry.wake.notify_one();
+        true
+    }
+
+    /// Sends the pushes for devices without a live session here to `remote` from now on
+    /// (once: a cluster node at start).
+    pub fn set_remote(&self, remote: mpsc::Sender<(DekPublic, u64)>) {
+        let _ = self.remote.set(remote);
+    }
+
+    /// Makes every live client session here read its queue again from the start (a cluster's
+    /// periodic re-read: what a lost wake-up left behind is found).
+    pub fn poll_all(&self) {
+        for entry in self.sessions().values() {
+            if entry.offers.is_some() {
+                entry.lag.fetch_min(1, Ordering::Relaxed);
+                entry.wake.notify_one();
             }
-            entry.lag.fetch_min(seq, Ordering::Relaxed);
-            entry.wake.notify_one();
         }
     }
 
@@ -323,6 +358,29 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(1), reg.wake.notified())
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn in_a_cluster_a_push_for_a_device_not_here_goes_to_the_other_nodes() {
+        let hub = Hub::default();
+        let (tx, mut rx) = mpsc::channel(16);
+        hub.set_remote(tx);
+        let here = hub.register_session(dek(1), 1, user("alice"), None);
+        let outbox = hub.register(dek(3), 2);
+        hub.push(&dek(2), 7);
+        assert_eq!(rx.try_recv().ok(), Some((dek(2), 7)));
+        // A device live here is pushed here only.
+        let mut offers = here.offers.unwrap();
+        hub.push(&dek(1), 9);
+        assert!(rx.try_recv().is_err());
+        assert!(matches!(offers.try_recv(), Ok(Offered::Durable(9))));
+        // From another node: here only, never sent on again.
+        assert!(!hub.push_local(&dek(2), 8));
+        assert!(rx.try_recv().is_err());
+        // The periodic re-read marks every client session (not the server's own).
+        hub.poll_all();
+        assert_eq!(here.lag.load(Ordering::Relaxed), 1);
+        assert_eq!(outbox.lag.load(Ordering::Relaxed), NO_LAG);
     }
 
     #[tokio::test]

@@ -21,6 +21,7 @@
 //! | [`quota`] | per-device queue quotas, per-sender send rates |
 //! | [`rate`] | keyed token buckets |
 //! | [`hub`] | live sessions, for pushing committed items |
+//! | [`cluster`] | one node of several serving one domain: wake-ups over NATS, the periodic re-read |
 //! | [`pubsub`] | presence subscriptions of live sessions |
 //! | [`signals`] | ephemeral signals (typing): only to live sessions, never stored |
 //! | [`roster`] | signed rosters: storing them, blocking, contact requests |
@@ -46,6 +47,7 @@ pub mod admission;
 pub mod approvals;
 pub mod auth;
 pub mod backup;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod deferred;

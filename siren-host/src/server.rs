@@ -141,6 +141,17 @@ pub async fn run(config: Config, reloader: Arc<crate::reload::Reloader>) -> anyh
         running: arc_swap::ArcSwap::from_pointee(config),
     });
     reloader.attach(&shared);
+    let cluster = shared.config().cluster.clone();
+    if cluster.enabled {
+        crate::cluster::join(
+            &cluster,
+            shared.config().server.name.as_str(),
+            shared.hub.clone(),
+            stop_rx.clone(),
+        )
+        .await?;
+        tracing::info!(node = %cluster.node_id, nats = ?cluster.nats, "cluster node");
+    }
     crate::federation::outbox::resume_outboxes(&shared).await;
     if let Some(events) = shared.links.take_events() {
         tokio::spawn(crate::federation::presence::deliver_events(

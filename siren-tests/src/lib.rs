@@ -210,6 +210,23 @@ level = "info"
         }
     }
 
+    /// Another node of `first`'s cluster, written with `options` (its name must be `first`'s):
+    /// its own directory, listener and data, `first`'s SEK.
+    pub fn node_of(first: &Server, options: Options) -> Server {
+        assert_eq!(
+            options.name, first.name,
+            "the nodes of a cluster share its name"
+        );
+        let mut node = Server::new(options);
+        std::fs::copy(
+            first.dir.path().join("sek.key"),
+            node.dir.path().join("sek.key"),
+        )
+        .unwrap();
+        node.sek = first.sek.clone();
+        node
+    }
+
     /// The running server's process id.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
@@ -602,6 +619,70 @@ impl Cli {
             lines: rx,
             stderr: erx,
         }
+    }
+}
+
+/// A `nats-server` on a loopback port (Debian's package, which `scripts/test.sh` installs),
+/// stopped when dropped.
+pub struct Nats {
+    child: Option<Child>,
+    /// Its port.
+    pub port: u16,
+}
+
+impl Nats {
+    /// Starts one and waits until it accepts connections.
+    pub fn start() -> Nats {
+        let mut nats = Nats {
+            child: None,
+            port: free_port(),
+        };
+        nats.spawn();
+        nats
+    }
+
+    /// Its address, as `[cluster] nats` takes it.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start nats-server ({e}): scripts/test.sh installs Debian's nats-server"
+                )
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops it (`kill -9`: whatever it held is gone).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(&child, "KILL");
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

@@ -509,6 +509,18 @@ impl Ops {
         );
         row("admin", info.socket.display().to_string());
         row("store", shared.storage.describe());
+        let cluster = &shared.config().cluster;
+        if cluster.enabled {
+            row(
+                "cluster",
+                format!(
+                    "node {} (NATS {}; queues re-read every {} s)",
+                    cluster.node_id,
+                    cluster.nats.join(", "),
+                    cluster.poll_secs
+                ),
+            );
+        }
         row(
             "auth",
             format!(

@@ -1,0 +1,164 @@
+//! One domain on several `sirend` nodes (`[cluster]`): real processes sharing one PostgreSQL
+//! database, a real `nats-server` on loopback carrying the wake-ups between them.
+
+use std::time::{Duration, Instant};
+
+use siren_tests::{Cli, Listener, Nats, Options, Server, postgres_database};
+
+/// A node's options: the shared database, NATS, a re-read every `poll_secs`.
+fn node_options(node: &str, nats: &Nats, db: &str, poll_secs: u64) -> Options {
+    Options {
+        storage: "postgres",
+        extra: format!(
+            "\n[storage.options]\nurl = \"{db}\"\npool_size = 4\n\n[federation]\nenabled = false\n\n\
+             [cluster]\nenabled = true\nnode_id = \"{node}\"\nnats = [\"{}\"]\npoll_secs = {poll_secs}\n",
+            nats.url()
+        ),
+        ..Options::default()
+    }
+}
+
+/// Two running nodes of alpha.test, alice's and bob's accounts in their shared store.
+fn two_nodes(nats: &Nats, poll_secs: u64) -> (Server, Server) {
+    let db = postgres_database();
+    let mut one = Server::new(node_options("node-1", nats, &db, poll_secs));
+    one.add_user("alice", "alice-1");
+    one.add_user("bob", "bob-1");
+    one.start();
+    let mut two = Server::node_of(&one, node_options("node-2", nats, &db, poll_secs));
+    two.start();
+    (one, two)
+}
+
+fn logged_in(node: &Server, uid: &str, password: &str) -> Cli {
+    let cli = Cli::init(node, uid);
+    assert!(cli.login(password).ok, "{uid} on {}", node.addr);
+    cli
+}
+
+/// The lines `listener` prints until one equals `line` (within `limit`); panics with what came
+/// if it does not.
+fn wait_line(listener: &Listener, line: &str, limit: Duration) -> Vec<String> {
+    let deadline = Instant::now() + limit;
+    let mut got = Vec::new();
+    while Instant::now() < deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match listener.next_line(left) {
+            Some(l) if l == line => {
+                got.push(l);
+                return got;
+            }
+            Some(l) => got.push(l),
+            None => break,
+        }
+    }
+    panic!("no {line:?} within {limit:?}; got {got:?}");
+}
+
+/// alice on node 1 and bob on node 2 chat live. The re-read is every 5 minutes here, so a
+/// message arriving within seconds came by a wake-up over NATS.
+#[test]
+fn alice_on_one_node_and_bob_on_another_chat_live() {
+    let nats = Nats::start();
+    let (one, two) = two_nodes(&nats, 300);
+    let alice = logged_in(&one, "alice@alpha.test", "alice-1");
+    let bob = logged_in(&two, "bob@alpha.test", "bob-1");
+
+    // (A profile runs one command at a time: one listens while the other sends.)
+    let bob_listens = bob.listen();
+    for i in 0..3 {
+        alice.send("bob@alpha.test", &format!("hello from node 1, {i}"));
+        wait_line(
+            &bob_listens,
+            &format!("alice@alpha.test: hello from node 1, {i}"),
+            Duration::from_secs(10),
+        );
+    }
+    drop(bob_listens);
+    let alice_listens = alice.listen();
+    for i in 0..3 {
+        bob.send("alice@alpha.test", &format!("hello from node 2, {i}"));
+        wait_line(
+            &alice_listens,
+            &format!("bob@alpha.test: hello from node 2, {i}"),
+            Duration::from_secs(10),
+        );
+    }
+    // Each node says it is one, and which.
+    for (node, name) in [(&one, "node-1"), (&two, "node-2")] {
+        let status = node.admin(&["status"], "");
+        assert!(
+            status.ok
+                && status
+                    .stdout
+                    .contains(&format!("node {name} (NATS nats://")),
+            "{}{}",
+            status.stdout,
+            status.stderr
+        );
+    }
+}
+
+/// nats-server killed while alice writes to bob on the other node, then started again: what
+/// is sent while it is down still arrives (by the periodic re-read: no wake-up can cross), and
+/// every message arrives once.
+#[test]
+fn a_stopped_nats_server_delays_deliveries_to_the_reread_and_loses_nothing() {
+    let mut nats = Nats::start();
+    let (one, two) = two_nodes(&nats, 1);
+    let alice = logged_in(&one, "alice@alpha.test", "alice-1");
+    let bob = logged_in(&two, "bob@alpha.test", "bob-1");
+    let bob_listens = bob.listen();
+
+    let mut got: Vec<String> = Vec::new();
+    for round in ["before", "while NATS is down", "after"] {
+        match round {
+            "while NATS is down" => nats.kill(),
+            "after" => nats.restart(),
+            _ => {}
+        }
+        let sent: Vec<String> = (0..5)
+            .map(|i| {
+                let text = format!("{round}, {i}");
+                alice.send("bob@alpha.test", &text);
+                format!("alice@alpha.test: {text}")
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !sent.iter().all(|l| got.contains(l)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match bob_listens.next_line(left) {
+                Some(line) => got.push(line),
+                None => panic!("{round}: after 30 s bob has {got:?}; alice sent {sent:?}"),
+            }
+        }
+    }
+    let mut once = got.clone();
+    once.sort();
+    once.dedup();
+    assert_eq!(once.len(), got.len(), "a message came twice: {got:?}");
+}
+
+/// A cluster node needs a shared store: `check-config` refuses RocksDB (and memory) there,
+/// saying why, and a node without a name or NATS.
+#[test]
+fn check_config_refuses_a_cluster_node_without_a_shared_store() {
+    let cluster = |lines: &str| {
+        let s = Server::new(Options {
+            extra: format!("\n[federation]\nenabled = false\n\n[cluster]\nenabled = true\n{lines}"),
+            ..Options::default()
+        });
+        let out = Server::sirend(&["check-config", s.config().to_str().unwrap()]);
+        assert!(!out.ok, "{lines}: accepted");
+        out.stderr
+    };
+    let err = cluster("node_id = \"n1\"\nnats = [\"nats://127.0.0.1:4222\"]\n");
+    assert!(
+        err.contains("`storage.backend`") && err.contains("must share one store"),
+        "{err}"
+    );
+    let err = cluster("nats = [\"nats://127.0.0.1:4222\"]\n");
+    assert!(err.contains("`cluster.node_id`"), "{err}");
+    let err = cluster("node_id = \"n1\"\n");
+    assert!(err.contains("`cluster.nats`"), "{err}");
+}
