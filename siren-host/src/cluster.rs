@@ -2,66 +2,98 @@
 //! store (PostgreSQL), each with its own listener; DNS lists them all and clients try them in
 //! order.
 //!
-//! The store stays the only copy of every message. What crosses nodes is only a **wake-up**: a
-//! commit on one node for a device whose live session is on another must tell that session to
-//! read its queue. The hub hands every push for a device with no live session here to this
-//! module ([`crate::hub::Hub::set_remote`]), which publishes it on NATS (subject
-//! `siren.<server name>.wake`, payload: the DEK, the item's sequence number, the sending node);
-//! every node subscribes and pushes what other nodes sent to its own sessions
-//! ([`crate::hub::Hub::push_local`]). Nothing waits for NATS: a push that does not fit the
-//! outgoing buffer, or is lost while NATS is down, is found by the periodic re-read — every
-//! `poll_secs` each live session here reads its queue again from the start
-//! ([`crate::hub::Hub::poll_all`]) — so a lost wake-up delays a delivery, never loses one.
+//! The store stays the only copy of every message. What crosses nodes is what concerns a
+//! device whose live session may be on another node ([`Routed`]), published on NATS under
+//! `siren.<server name>.<kind>`, each payload starting with the sending node's id:
+//!
+//! * `wake` — a commit for a device not live here: that session must read its queue (the DEK,
+//!   the item's sequence number);
+//! * `kick` — a revoked device: its session must close with error 305 (the DEK);
+//! * `signal` — an ephemeral signal (typing) for a device not live here (the envelope, CBOR),
+//!   admitted by the recipient's roster on the sending node.
+//!
+//! The hub and the signals registry hand them to this module ([`crate::hub::Hub::set_remote`]);
+//! every node subscribes and applies what the others sent to its own sessions only. Nothing
+//! waits for NATS: what does not fit the outgoing buffer, or is lost while NATS is down, is
+//! dropped. For wake-ups the periodic re-read covers that — every `poll_secs` each live session
+//! here reads its queue again from the start ([`crate::hub::Hub::poll_all`]) — so a lost
+//! wake-up delays a delivery, never loses one. A lost signal is lost, as signals are anyway
+//! when nobody reads; a lost kick leaves the revoked device's session open with nothing to
+//! receive (its queue is gone) until it reconnects, which is refused.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use futures_util::StreamExt as _;
+use siren_proto::envelope::Envelope;
 use siren_proto::keys::DekPublic;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::config::ClusterSection;
-use crate::hub::Hub;
+use crate::hub::Routed;
+use crate::shared::Shared;
 
-/// Wake-ups waiting to be published (beyond this they are dropped: the re-read finds them).
+/// Messages waiting to be published (beyond this they are dropped).
 const OUTGOING: usize = 65_536;
 
-/// The subject the nodes of server `name` exchange wake-ups on.
-pub fn wake_subject(name: &str) -> String {
-    format!("siren.{name}.wake")
+/// The subjects the nodes of server `name` exchange on: `siren.<name>.*`.
+pub fn subjects(name: &str) -> String {
+    format!("siren.{name}.*")
 }
 
-/// A wake-up as published: DEK (32 bytes), sequence number (8, big-endian), sending node.
-fn encode(dek: &DekPublic, seq: u64, node: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(40 + node.len());
-    out.extend_from_slice(dek.as_bytes());
-    out.extend_from_slice(&seq.to_be_bytes());
-    out.extend_from_slice(node.as_bytes());
-    out
+/// The subject and payload of `routed`, sent by node `node`: the node's id (one byte of
+/// length, then the id), then the message.
+fn encode(routed: &Routed, name: &str, node: &str) -> (String, Vec<u8>) {
+    let id = node.as_bytes();
+    let mut out = Vec::with_capacity(1 + id.len() + 40);
+    out.push(u8::try_from(id.len()).unwrap_or(u8::MAX));
+    out.extend_from_slice(id.get(..usize::from(u8::MAX)).unwrap_or(id));
+    let kind = match routed {
+        Routed::Wake(dek, seq) => {
+            out.extend_from_slice(dek.as_bytes());
+            out.extend_from_slice(&seq.to_be_bytes());
+            "wake"
+        }
+        Routed::Kick(dek) => {
+            out.extend_from_slice(dek.as_bytes());
+            "kick"
+        }
+        Routed::Signal(env) => {
+            out.extend_from_slice(&siren_proto::message::encode_value(env.as_ref()));
+            "signal"
+        }
+    };
+    (format!("siren.{name}.{kind}"), out)
 }
 
-/// A published wake-up read back; `None` if it is not one.
-fn decode(payload: &[u8]) -> Option<(DekPublic, u64, &[u8])> {
-    let dek: [u8; 32] = payload.get(..32)?.try_into().ok()?;
-    let seq: [u8; 8] = payload.get(32..40)?.try_into().ok()?;
-    Some((
-        DekPublic::from_bytes(dek),
-        u64::from_be_bytes(seq),
-        payload.get(40..)?,
-    ))
+/// A message read back: the sending node and what it says; `None` if it is not one.
+fn decode<'a>(subject: &str, payload: &'a [u8]) -> Option<(&'a [u8], Routed)> {
+    let len = usize::from(*payload.first()?);
+    let node = payload.get(1..1 + len)?;
+    let rest = payload.get(1 + len..)?;
+    let dek =
+        || -> Option<DekPublic> { Some(DekPublic::from_bytes(rest.get(..32)?.try_into().ok()?)) };
+    let kind = subject.rsplit('.').next()?;
+    let routed = match kind {
+        "wake" if rest.len() == 40 => {
+            let seq: [u8; 8] = rest.get(32..40)?.try_into().ok()?;
+            Routed::Wake(dek()?, u64::from_be_bytes(seq))
+        }
+        "kick" if rest.len() == 32 => Routed::Kick(dek()?),
+        "signal" => Routed::Signal(Box::new(
+            siren_proto::message::decode_value::<Envelope>(rest).ok()?,
+        )),
+        _ => return None,
+    };
+    Some((node, routed))
 }
 
 /// Joins the cluster: connects to NATS (in the background: a node starts, and serves, while
-/// NATS is unreachable), subscribes to the other nodes' wake-ups, routes this node's pushes
-/// for devices not live here to them, and re-reads every live session's queue every
-/// `poll_secs`. Everything stops with `shutdown`.
-pub async fn join(
-    config: &ClusterSection,
-    server: &str,
-    hub: Arc<Hub>,
-    shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+/// NATS is unreachable), subscribes to what the other nodes send, routes what this node's hub
+/// and signals hand over to them, and re-reads every live session's queue every `poll_secs`.
+/// Everything stops with the server.
+pub async fn join(config: &ClusterSection, shared: Arc<Shared>) -> anyhow::Result<()> {
     let addresses = config
         .nats
         .iter()
@@ -70,9 +102,10 @@ pub async fn join(
                 .with_context(|| format!("`cluster.nats`: {u:?}"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let name = shared.config().server.name.to_string();
     let node = config.node_id.clone();
     let client = async_nats::ConnectOptions::new()
-        .name(format!("sirend {server} {node}"))
+        .name(format!("sirend {name} {node}"))
         .retry_on_initial_connect()
         .event_callback(|event| async move {
             match event {
@@ -86,28 +119,31 @@ pub async fn join(
         .connect(addresses)
         .await
         .context("cannot start the NATS client")?;
-    let subject = wake_subject(server);
     let mut incoming = client
-        .subscribe(subject.clone())
+        .subscribe(subjects(&name))
         .await
-        .context("cannot subscribe to the other nodes' wake-ups")?;
-    let (tx, mut outgoing) = mpsc::channel::<(DekPublic, u64)>(OUTGOING);
-    hub.set_remote(tx);
+        .context("cannot subscribe to the other nodes")?;
+    let (tx, mut outgoing) = mpsc::channel::<Routed>(OUTGOING);
+    shared.hub.set_remote(tx);
 
     let me = node.clone();
-    let local = hub.clone();
-    let mut stop = shutdown.clone();
+    let here = shared.clone();
+    let mut stop = shared.shutdown.clone();
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 msg = incoming.next() => {
                     let Some(msg) = msg else { break };
-                    match decode(&msg.payload) {
-                        Some((dek, seq, from)) if from != me.as_bytes() => {
-                            local.push_local(&dek, seq);
+                    match decode(msg.subject.as_str(), &msg.payload) {
+                        Some((from, _)) if from == me.as_bytes() => {}
+                        Some((_, Routed::Wake(dek, seq))) => {
+                            here.hub.push_local(&dek, seq);
                         }
-                        Some(_) => {}
-                        None => tracing::warn!(subject = %msg.subject, "not a wake-up; ignored"),
+                        Some((_, Routed::Kick(dek))) => here.hub.kick_local(&dek),
+                        Some((_, Routed::Signal(env))) => {
+                            here.signals.hand_over(*env, None);
+                        }
+                        None => tracing::warn!(subject = %msg.subject, "not a cluster message; ignored"),
                     }
                 }
                 _ = stop.changed() => break,
@@ -115,15 +151,15 @@ pub async fn join(
         }
     });
 
-    let mut stop = shutdown.clone();
+    let mut stop = shared.shutdown.clone();
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 next = outgoing.recv() => {
-                    let Some((dek, seq)) = next else { break };
-                    let payload = encode(&dek, seq, &node);
-                    if let Err(e) = client.publish(subject.clone(), payload.into()).await {
-                        tracing::warn!(error = %e, "cannot publish a wake-up; the re-read will find the item");
+                    let Some(routed) = next else { break };
+                    let (subject, payload) = encode(&routed, &name, &node);
+                    if let Err(e) = client.publish(subject, payload.into()).await {
+                        tracing::warn!(error = %e, "cannot publish to the other nodes");
                     }
                 }
                 _ = stop.changed() => break,
@@ -132,7 +168,8 @@ pub async fn join(
     });
 
     let every = Duration::from_secs(config.poll_secs);
-    let mut stop = shutdown;
+    let mut stop = shared.shutdown.clone();
+    let hub = shared.hub.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -151,12 +188,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_wake_up_reads_back_and_anything_else_is_refused() {
+    fn each_message_reads_back_and_anything_else_is_refused() {
         let dek = DekPublic::from_bytes([7; 32]);
-        let bytes = encode(&dek, 42, "node-2");
-        assert_eq!(decode(&bytes), Some((dek, 42, &b"node-2"[..])));
-        assert_eq!(decode(&bytes[..39]), None);
-        assert_eq!(decode(b""), None);
-        assert_eq!(wake_subject("alpha.test"), "siren.alpha.test.wake");
+        let env = crate::testing::envelope("alpha.test", 3, 20);
+        for routed in [
+            Routed::Wake(dek, 42),
+            Routed::Kick(dek),
+            Routed::Signal(Box::new(env)),
+        ] {
+            let (subject, payload) = encode(&routed, "alpha.test", "node-2");
+            assert!(subject.starts_with("siren.alpha.test."), "{subject}");
+            assert_eq!(decode(&subject, &payload), Some((&b"node-2"[..], routed)));
+            // Cut short, or under another kind: refused.
+            assert_eq!(decode(&subject, &payload[..payload.len() - 1]), None);
+            assert_eq!(decode("siren.alpha.test.other", &payload), None);
+        }
+        assert_eq!(decode("siren.alpha.test.wake", b""), None);
+        assert_eq!(subjects("alpha.test"), "siren.alpha.test.*");
     }
 }

@@ -63,6 +63,18 @@ impl Offer {
     }
 }
 
+/// What a cluster node tells the other nodes ([`crate::cluster`] carries it over NATS): what
+/// this node cannot do itself because the device's session may be on another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Routed {
+    /// Item `seq` is committed for this device: its live session should read its queue.
+    Wake(DekPublic, u64),
+    /// This device was revoked: its live session must close (error 305).
+    Kick(DekPublic),
+    /// An ephemeral signal for the device's live session.
+    Signal(Box<siren_proto::envelope::Envelope>),
+}
+
 /// How the hub tells a live session to close, and why.
 #[derive(Default)]
 pub struct Kick {
@@ -112,7 +124,7 @@ pub struct Hub {
     sessions: Mutex<HashMap<DekPublic, Entry>>,
     /// In a cluster: where pushes for devices with no live session here go (to the other
     /// nodes, [`crate::cluster`]).
-    remote: std::sync::OnceLock<mpsc::Sender<(DekPublic, u64)>>,
+    remote: std::sync::OnceLock<mpsc::Sender<Routed>>,
 }
 
 /// What a session gets when it registers.
@@ -208,7 +220,7 @@ impl Hub {
             && let Some(remote) = self.remote.get()
         {
             // Full (NATS slow or gone): dropped; the periodic re-read finds the item.
-            let _ = remote.try_send((*dek, seq));
+            let _ = remote.try_send(Routed::Wake(*dek, seq));
         }
     }
 
@@ -229,10 +241,15 @@ impl Hub {
         true
     }
 
-    /// Sends the pushes for devices without a live session here to `remote` from now on
+    /// Sends what concerns devices that may be live on another node to `remote` from now on
     /// (once: a cluster node at start).
-    pub fn set_remote(&self, remote: mpsc::Sender<(DekPublic, u64)>) {
+    pub fn set_remote(&self, remote: mpsc::Sender<Routed>) {
         let _ = self.remote.set(remote);
+    }
+
+    /// Where what concerns other nodes goes, in a cluster.
+    pub fn remote(&self) -> Option<&mpsc::Sender<Routed>> {
+        self.remote.get()
     }
 
     /// Makes every live client session here read its queue again from the start (a cluster's
@@ -270,7 +287,16 @@ impl Hub {
 
     /// Closes `dek`'s live session, if any, because its DEK was revoked: it is told so with
     /// error 305 (`device_revoked`) first (PROTOCOL.md §11).
+    /// In a cluster the other nodes are told too: the session may be on one of them.
     pub fn kick(&self, dek: &DekPublic) {
+        self.kick_local(dek);
+        if let Some(remote) = self.remote.get() {
+            let _ = remote.try_send(Routed::Kick(*dek));
+        }
+    }
+
+    /// [`Hub::kick`] on this node only (another node's revocation).
+    pub fn kick_local(&self, dek: &DekPublic) {
         if let Some(entry) = self.sessions().remove(dek) {
             entry.kick.fire(Some(Error::new(
                 siren_api::ErrorCode::DeviceRevoked,
@@ -368,7 +394,7 @@ mod tests {
         let here = hub.register_session(dek(1), 1, user("alice"), None);
         let outbox = hub.register(dek(3), 2);
         hub.push(&dek(2), 7);
-        assert_eq!(rx.try_recv().ok(), Some((dek(2), 7)));
+        assert_eq!(rx.try_recv().ok(), Some(Routed::Wake(dek(2), 7)));
         // A device live here is pushed here only.
         let mut offers = here.offers.unwrap();
         hub.push(&dek(1), 9);
@@ -381,6 +407,12 @@ mod tests {
         hub.poll_all();
         assert_eq!(here.lag.load(Ordering::Relaxed), 1);
         assert_eq!(outbox.lag.load(Ordering::Relaxed), NO_LAG);
+        // A revocation closes the session here and is told to the other nodes.
+        hub.kick(&dek(1));
+        assert_eq!(rx.try_recv().ok(), Some(Routed::Kick(dek(1))));
+        assert!(here.kick.ending().is_some());
+        hub.kick_local(&dek(4));
+        assert!(rx.try_recv().is_err());
     }
 
     #[tokio::test]

@@ -143,13 +143,7 @@ pub async fn run(config: Config, reloader: Arc<crate::reload::Reloader>) -> anyh
     reloader.attach(&shared);
     let cluster = shared.config().cluster.clone();
     if cluster.enabled {
-        crate::cluster::join(
-            &cluster,
-            shared.config().server.name.as_str(),
-            shared.hub.clone(),
-            stop_rx.clone(),
-        )
-        .await?;
+        crate::cluster::join(&cluster, shared.clone()).await?;
         tracing::info!(node = %cluster.node_id, nats = ?cluster.nats, "cluster node");
     }
     crate::federation::outbox::resume_outboxes(&shared).await;

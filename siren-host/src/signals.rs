@@ -16,6 +16,7 @@ use siren_proto::envelope::Envelope;
 use siren_proto::keys::DekPublic;
 use tokio::sync::mpsc;
 
+use crate::hub::Routed;
 use crate::shared::Shared;
 
 /// Signals waiting for one session; beyond this they are dropped.
@@ -53,12 +54,18 @@ impl Signals {
         }
     }
 
-    /// Hands `env` to the live session of its `to_dek`. Returns whether a session took it
-    /// (false: none is live, or it is not keeping up).
-    pub fn hand_over(&self, env: Envelope) -> bool {
+    /// Hands `env` to the live session of its `to_dek`; in a cluster (`remote`), one not live
+    /// here goes to the other nodes. Returns whether a session here took it (false: none is
+    /// live here, or it is not keeping up).
+    pub fn hand_over(&self, env: Envelope, remote: Option<&mpsc::Sender<Routed>>) -> bool {
         let tx = match self.live().get(&env.to_dek) {
             Some((_, tx)) => tx.clone(),
-            None => return false,
+            None => {
+                if let Some(remote) = remote {
+                    let _ = remote.try_send(Routed::Signal(Box::new(env)));
+                }
+                return false;
+            }
         };
         tx.try_send(env).is_ok()
     }
@@ -79,7 +86,7 @@ impl Signals {
 pub async fn deliver_local(shared: &Shared, env: Envelope) {
     match shared.rosters.admit_signal(&env.to, &env.from).await {
         Ok(true) => {
-            shared.signals.hand_over(env);
+            shared.signals.hand_over(env, shared.hub.remote());
         }
         Ok(false) => {}
         Err(e) => tracing::debug!(error = %e, "a signal was dropped: the roster is unreadable"),
@@ -114,21 +121,28 @@ mod tests {
     #[tokio::test]
     async fn signals_reach_the_live_session_only_and_are_dropped_when_it_lags() {
         let signals = Signals::default();
-        assert!(!signals.hand_over(env(3)), "nobody is live");
+        assert!(!signals.hand_over(env(3), None), "nobody is live");
         let mut old = signals.register(DekPublic::from_bytes([3; 32]), 1);
         let mut new = signals.register(DekPublic::from_bytes([3; 32]), 2);
         // The old connection's unregister leaves the new one in place.
         signals.unregister(&DekPublic::from_bytes([3; 32]), 1);
-        assert!(signals.hand_over(env(3)));
+        assert!(signals.hand_over(env(3), None));
         assert_eq!(new.rx.recv().await, Some(env(3)));
         assert!(old.rx.try_recv().is_err());
         // A session that does not read loses what does not fit.
         let taken = (0..WAITING + 5)
-            .filter(|_| signals.hand_over(env(3)))
+            .filter(|_| signals.hand_over(env(3), None))
             .count();
         assert_eq!(taken, WAITING);
-        assert!(!signals.hand_over(env(9)), "another device: nobody there");
+        assert!(
+            !signals.hand_over(env(9), None),
+            "another device: nobody there"
+        );
         signals.unregister(&DekPublic::from_bytes([3; 32]), 2);
         assert!(signals.is_empty());
+        // In a cluster, one for a device not live here goes to the other nodes.
+        let (tx, mut rx) = mpsc::channel(4);
+        assert!(!signals.hand_over(env(9), Some(&tx)));
+        assert_eq!(rx.try_recv().ok(), Some(Routed::Signal(Box::new(env(9)))));
     }
 }

@@ -686,6 +686,27 @@ impl Drop for Nats {
     }
 }
 
+/// A second device of `uid` on `server`, logged in and approved from `first` (`siren devices
+/// approve` with the code the new device shows), its signing key confirmed.
+pub fn second_device(server: &Server, first: &Cli, uid: &str, password: &str) -> Cli {
+    let t = Duration::from_secs(30);
+    let mut approver = first.spawn(&["devices", "approve", "--code-stdin", "--wait", "30"], "");
+    let device = Cli::init(server, uid);
+    let mut login = device.spawn(
+        &["login", "--password-stdin", "--device-name", "phone"],
+        &format!("{password}\n"),
+    );
+    let code = login.next_with("approval code: ", t).replace(' ', "");
+    approver.write_line(&code);
+    let approved = approver.finish(t);
+    assert!(approved.ok, "approve: {}", approved.stderr);
+    login.next_with("signing key ", t);
+    login.write_line("y");
+    let done = login.finish(t);
+    assert!(done.ok, "second device of {uid}: {}", done.stderr);
+    device
+}
+
 /// A server started with `options`, with alice (password `alice-1`) and bob (`bob-1`) logged in
 /// on one device each.
 pub fn alice_and_bob(options: Options) -> (Server, Cli, Cli) {
@@ -762,6 +783,18 @@ pub struct Running {
 }
 
 impl Running {
+    /// The rest of the first line (within `limit` each) that starts with `prefix`.
+    pub fn next_with(&self, prefix: &str, limit: Duration) -> String {
+        loop {
+            let line = self
+                .next_line(limit)
+                .unwrap_or_else(|| panic!("no line starting with {prefix:?}"));
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return rest.to_owned();
+            }
+        }
+    }
+
     /// Writes a line to the command's standard input.
     pub fn write_line(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin still open");

@@ -3,7 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use siren_tests::{Cli, Listener, Nats, Options, Server, postgres_database};
+use siren_api::Uid;
+use siren_proto::plaintext::Plaintext;
+use siren_tests::hostile::with_client;
+use siren_tests::{Cli, Listener, Nats, Options, Server, postgres_database, second_device};
 
 /// A node's options: the shared database, NATS, a re-read every `poll_secs`.
 fn node_options(node: &str, nats: &Nats, db: &str, poll_secs: u64) -> Options {
@@ -11,6 +14,7 @@ fn node_options(node: &str, nats: &Nats, db: &str, poll_secs: u64) -> Options {
         storage: "postgres",
         extra: format!(
             "\n[storage.options]\nurl = \"{db}\"\npool_size = 4\n\n[federation]\nenabled = false\n\n\
+             [roster]\nnon_contacts = \"accept\"\n\n\
              [cluster]\nenabled = true\nnode_id = \"{node}\"\nnats = [\"{}\"]\npoll_secs = {poll_secs}\n",
             nats.url()
         ),
@@ -34,6 +38,23 @@ fn logged_in(node: &Server, uid: &str, password: &str) -> Cli {
     let cli = Cli::init(node, uid);
     assert!(cli.login(password).ok, "{uid} on {}", node.addr);
     cli
+}
+
+/// Points `cli`'s profile at `node` (another node of the same cluster: same name and key).
+fn move_to(cli: &Cli, node: &Server) {
+    let path = cli.profile().join("profile.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let moved: Vec<String> = text
+        .lines()
+        .map(|line| {
+            if line.starts_with("server = ") {
+                format!("server = \"{}\"", node.addr)
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect();
+    std::fs::write(&path, moved.join("\n") + "\n").unwrap();
 }
 
 /// The lines `listener` prints until one equals `line` (within `limit`); panics with what came
@@ -97,6 +118,50 @@ fn alice_on_one_node_and_bob_on_another_chat_live() {
             status.stderr
         );
     }
+}
+
+/// A typing signal crosses nodes, and revoking a device on one node closes its live session on
+/// the other.
+#[test]
+fn typing_crosses_nodes_and_a_revocation_closes_a_session_on_another_node() {
+    let nats = Nats::start();
+    let (one, two) = two_nodes(&nats, 300);
+    let alice = logged_in(&one, "alice@alpha.test", "alice-1");
+    let laptop = logged_in(&one, "bob@alpha.test", "bob-1");
+    let phone = second_device(&one, &laptop, "bob@alpha.test", "bob-1");
+    let whoami = phone.run(&["whoami"]).stdout;
+    let phone_fp = whoami
+        .lines()
+        .find_map(|l| l.strip_prefix("device "))
+        .expect("whoami shows the device")
+        .to_owned();
+    move_to(&phone, &two);
+    let mut phone_listens = phone.listen();
+
+    with_client(alice.profile(), async |c| {
+        c.connect().await.unwrap();
+        let bob = Uid::parse("bob@alpha.test").unwrap();
+        c.send_signal(&bob, &Plaintext::Typing { typing: true })
+            .await
+            .unwrap();
+        c.bye().await.unwrap();
+    });
+    wait_line(
+        &phone_listens,
+        "* alice@alpha.test is typing",
+        Duration::from_secs(10),
+    );
+
+    let revoked = laptop.run(&["devices", "revoke", &phone_fp]);
+    assert!(revoked.ok, "revoke: {}", revoked.stderr);
+    let ended = phone_listens
+        .exited(Duration::from_secs(10))
+        .expect("the revoked phone's session on node 2 was closed");
+    assert!(
+        !ended.ok && ended.stderr.contains("revoked"),
+        "{}",
+        ended.stderr
+    );
 }
 
 /// nats-server killed while alice writes to bob on the other node, then started again: what

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use siren_tests::{Cli, Dns, Options, Running, Server};
+use siren_tests::{Cli, Dns, Options, Server, second_device};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -12,37 +12,6 @@ fn server(name: &str) -> Server {
         name: name.into(),
         ..Options::default()
     })
-}
-
-/// A second device of `uid`, approved from `first` with the code it shows.
-fn second_device(s: &Server, first: &Cli, uid: &str, password: &str) -> Cli {
-    let mut approver = first.spawn(&["devices", "approve", "--code-stdin", "--wait", "30"], "");
-    let device = Cli::init(s, uid);
-    let mut login = device.spawn(
-        &["login", "--password-stdin", "--device-name", "phone"],
-        &format!("{password}\n"),
-    );
-    let code = next_with(&login, "approval code: ").replace(' ', "");
-    approver.write_line(&code);
-    let approved = approver.finish(T);
-    assert!(approved.ok, "approve: {}", approved.stderr);
-    next_with(&login, "signing key ");
-    login.write_line("y");
-    let done = login.finish(T);
-    assert!(done.ok, "second device of {uid}: {}", done.stderr);
-    device
-}
-
-/// The rest of the first line of `running` that starts with `prefix`.
-fn next_with(running: &Running, prefix: &str) -> String {
-    loop {
-        let line = running
-            .next_line(T)
-            .unwrap_or_else(|| panic!("no line starting with {prefix:?}"));
-        if let Some(rest) = line.strip_prefix(prefix) {
-            return rest.to_owned();
-        }
-    }
 }
 
 /// Everything `cli` receives (its standard output lines) until `done` says so, or 30 s.
