@@ -173,6 +173,7 @@ async fn chat(
     let settings = Settings {
         uid,
         server: target.addr.clone(),
+        fallback: Vec::new(),
         server_key: target.sek.to_base64(),
     };
     let profile = Profile::create(&dir.join(user), settings, None)?;

@@ -63,6 +63,7 @@ fn bench(c: &mut Criterion) {
     let settings = Settings {
         uid: Uid::parse("alice@alpha.test").unwrap(),
         server: "127.0.0.1:7453".into(),
+        fallback: Vec::new(),
         server_key: SekPublic::from_bytes([9; 32]).to_base64(),
     };
     let profile = Profile::create(&path, settings, None).unwrap();

@@ -6,7 +6,6 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use siren_api::Uid;
 use siren_client_session::groups::GroupRecord;
 use siren_net::{Connected, Receiver, Sender};
@@ -61,23 +60,36 @@ impl Platform for Tokio {
         request: SessionRequest,
     ) -> anyhow::Result<Opened<NetLink>> {
         let s = &self.settings;
+        let sek = s.sek()?;
         // `s.server` may be the web listener's `ws://…/ws` (for networks that pass only HTTP):
-        // `connect` goes there, and the pinned key authenticates the session as over TCP.
-        let Connected {
+        // `connect` goes there, and the pinned key authenticates the session as over TCP. When
+        // it cannot be reached, the other nodes of the server are tried in order; every one must
+        // prove the same pinned key.
+        let mut failed = Vec::new();
+        let mut connected = None;
+        for address in std::iter::once(&s.server).chain(&s.fallback) {
+            match siren_net::connect(address, s.server_name(), &sek, dek, request, TIMEOUT).await {
+                Ok(c) => {
+                    connected = Some(c);
+                    break;
+                }
+                Err(e) => failed.push(format!("{address}: {e:#}")),
+            }
+        }
+        let Some(Connected {
             sender,
             receiver,
             rotated_sek,
             handshake_hash,
             ..
-        } = siren_net::connect(&s.server, s.server_name(), &s.sek()?, dek, request, TIMEOUT)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot open a session with {} at {}",
-                    s.server_name(),
-                    s.server
-                )
-            })?;
+        }) = connected
+        else {
+            anyhow::bail!(
+                "cannot open a session with {}: {}",
+                s.server_name(),
+                failed.join("; ")
+            );
+        };
         if rotated_sek.is_some() {
             crate::note!("note: the server announced a new key; update server_key in profile.toml");
         }

@@ -600,14 +600,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .as_deref()
                 .map(|k| SekPublic::from_base64(k).context("--server-key"))
                 .transpose()?;
-            let (server, server_key) = match (server, given) {
-                (Some(server), Some(key)) => (server, key),
+            let (server, server_key, fallback) = match (server, given) {
+                (Some(server), Some(key)) => (server, key, Vec::new()),
                 (server, given) => discover_server(&uid, server, given, dns).await?,
             };
             let server_key = server_key.to_base64();
             let settings = Settings {
                 uid: uid.clone(),
                 server,
+                fallback,
                 server_key,
             };
             let pass = if protect { passphrase(true)? } else { None };
@@ -1117,13 +1118,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Finds the account's server through DNS (PROTOCOL.md §4): the SRV targets in order until one
 /// accepts a connection (unless `server` is given), and the published key, which must match
-/// `given` if there is one, or is pinned from now on.
+/// `given` if there is one, or is pinned from now on. Also the addresses of the other targets
+/// (a server on several nodes), to try when the first is down.
 async fn discover_server(
     uid: &Uid,
     server: Option<String>,
     given: Option<SekPublic>,
     dns: Option<std::net::SocketAddr>,
-) -> anyhow::Result<(String, SekPublic)> {
+) -> anyhow::Result<(String, SekPublic, Vec<String>)> {
     use siren_net::discovery::{self, Resolver, ResolverConfig};
     let config = ResolverConfig {
         nameservers: dns.into_iter().collect(),
@@ -1147,19 +1149,33 @@ async fn discover_server(
             ),
         },
     };
-    let server = match server {
-        Some(server) => server,
+    let (server, fallback) = match server {
+        Some(server) => (server, Vec::new()),
         None => {
             let reached =
                 discovery::connect_any(&resolver, &found.targets, Duration::from_secs(5)).await?;
             say!("found {domain} at {} ({})", reached.target, reached.addr);
-            reached.addr.to_string()
+            let others: Vec<String> = discovery::resolve_all(&resolver, &found.targets)
+                .await
+                .into_iter()
+                .filter(|a| *a != reached.addr)
+                .map(|a| a.to_string())
+                .collect();
+            if !others.is_empty() {
+                say!(
+                    "{domain} has {} other node{}, tried in turn when it is down: {}",
+                    others.len(),
+                    if others.len() == 1 { "" } else { "s" },
+                    others.join(", ")
+                );
+            }
+            (reached.addr.to_string(), others)
         }
     };
     if given.is_none() {
         say!("pinned the key DNS publishes for {domain}: {key}");
     }
-    Ok((server, key))
+    Ok((server, key, fallback))
 }
 
 fn main() -> ExitCode {

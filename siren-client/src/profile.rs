@@ -46,6 +46,10 @@ pub struct Settings {
     pub uid: Uid,
     /// `host:port` of the server.
     pub server: String,
+    /// Other addresses of the same server (the other nodes DNS listed at `siren init`, in its
+    /// order), tried in turn when `server` cannot be reached. Each must prove the pinned key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallback: Vec<String>,
     /// The server's SEK, pinned at `siren init` (base64).
     pub server_key: String,
 }
@@ -369,6 +373,7 @@ mod tests {
         Settings {
             uid: Uid::parse("alice@alpha.test").unwrap(),
             server: "127.0.0.1:7453".into(),
+            fallback: Vec::new(),
             server_key: SekPublic::from_bytes([9; 32]).to_base64(),
         }
     }

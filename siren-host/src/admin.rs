@@ -14,12 +14,30 @@ use crate::control::commands::Ops;
 use crate::control::wire::Request;
 use crate::{control, filemodes, keyfile, registry};
 
-/// The DNS records that let clients and peers find this server (PROTOCOL.md §4).
-pub fn dns_records(name: &ServerName, port: u16, sek: &SekPublic) -> String {
-    format!(
-        "_siren._tcp.{name}. 3600 IN SRV 10 0 {port} {name}.\n\
-         _siren-key.{name}. 3600 IN TXT \"v=siren1; k={sek}\"\n"
-    )
+/// The DNS records that let clients and peers find this server (PROTOCOL.md §4): one SRV
+/// record naming the server itself on `port`, or, for a cluster, one per node in `nodes`.
+pub fn dns_records(
+    name: &ServerName,
+    port: u16,
+    sek: &SekPublic,
+    nodes: &[crate::config::ClusterNode],
+) -> String {
+    let mut out = String::new();
+    if nodes.is_empty() {
+        out.push_str(&format!(
+            "_siren._tcp.{name}. 3600 IN SRV 10 0 {port} {name}.\n"
+        ));
+    }
+    for node in nodes {
+        out.push_str(&format!(
+            "_siren._tcp.{name}. 3600 IN SRV {} {} {} {}.\n",
+            node.priority, node.weight, node.port, node.host
+        ));
+    }
+    out.push_str(&format!(
+        "_siren-key.{name}. 3600 IN TXT \"v=siren1; k={sek}\"\n"
+    ));
+    out
 }
 
 /// Writes `sirend.toml` and a fresh SEK into `dir`; refuses to overwrite either.
@@ -53,7 +71,7 @@ pub fn init(
          The web client will be at http://{web}/\n",
         config = config_path.display(),
         key = key_path.display(),
-        records = dns_records(name, listen.port(), &sek.public()),
+        records = dns_records(name, listen.port(), &sek.public(), &[]),
         sek = sek.public(),
     ))
 }
@@ -108,11 +126,37 @@ mod tests {
     fn records_look_like_protocol_md() {
         let name = ServerName::parse("alpha.test").unwrap();
         let sek = SekPublic::from_bytes([0; 32]);
-        let r = dns_records(&name, 7453, &sek);
+        let r = dns_records(&name, 7453, &sek, &[]);
         assert!(r.contains("_siren._tcp.alpha.test. 3600 IN SRV 10 0 7453 alpha.test."));
         assert!(r.contains(&format!(
             "_siren-key.alpha.test. 3600 IN TXT \"v=siren1; k={sek}\""
         )));
+        // A cluster: one SRV record per node, with its priority and weight; one key.
+        let node = |host: &str, priority, weight| crate::config::ClusterNode {
+            host: host.into(),
+            port: 7453,
+            priority,
+            weight,
+        };
+        let r = dns_records(
+            &name,
+            7453,
+            &sek,
+            &[
+                node("n1.alpha.test", 10, 60),
+                node("n2.alpha.test", 10, 40),
+                node("n3.alpha.test", 20, 0),
+            ],
+        );
+        assert_eq!(
+            r,
+            format!(
+                "_siren._tcp.alpha.test. 3600 IN SRV 10 60 7453 n1.alpha.test.\n\
+                 _siren._tcp.alpha.test. 3600 IN SRV 10 40 7453 n2.alpha.test.\n\
+                 _siren._tcp.alpha.test. 3600 IN SRV 20 0 7453 n3.alpha.test.\n\
+                 _siren-key.alpha.test. 3600 IN TXT \"v=siren1; k={sek}\"\n"
+            )
+        );
     }
 
     #[test]

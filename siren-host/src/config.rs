@@ -444,6 +444,34 @@ pub struct ClusterSection {
     /// How often every live session re-reads its queue, in seconds: a wake-up lost with NATS
     /// (restarted, unreachable) delays a message by at most this long, never loses it.
     pub poll_secs: u64,
+    /// The nodes as DNS lists them (`sirend dns-records` prints one SRV record each); clients
+    /// try them in priority order and, at `siren init`, keep the others to fall back on.
+    pub nodes: Vec<ClusterNode>,
+}
+
+/// A node of a cluster as its SRV record names it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterNode {
+    /// Its host name (which needs its own A/AAAA records).
+    pub host: String,
+    /// Its port.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// SRV priority: clients try lower numbers first.
+    #[serde(default = "default_priority")]
+    pub priority: u16,
+    /// SRV weight: how clients share out among nodes of one priority.
+    #[serde(default)]
+    pub weight: u16,
+}
+
+fn default_port() -> u16 {
+    DEFAULT_PORT
+}
+
+fn default_priority() -> u16 {
+    10
 }
 
 impl Default for ClusterSection {
@@ -453,6 +481,7 @@ impl Default for ClusterSection {
             node_id: String::new(),
             nats: Vec::new(),
             poll_secs: 5,
+            nodes: Vec::new(),
         }
     }
 }

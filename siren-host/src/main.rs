@@ -386,7 +386,8 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 admin::dns_records(
                     &config.server.name,
                     config.server.listen.port(),
-                    &sek.public()
+                    &sek.public(),
+                    &config.cluster.nodes,
                 )
             );
         }

@@ -738,6 +738,24 @@ pub async fn connect_within(
 }
 
 /// The addresses of `host`: itself if it is an IP address, else its A/AAAA records.
+/// Every address of every target, in the targets' order (each host resolved through
+/// `resolver`; a target that does not resolve is left out): the places a client may try when
+/// the one it reached is down (several nodes of one server).
+pub async fn resolve_all(resolver: &Resolver, targets: &[Target]) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for target in targets {
+        if let Ok(ips) = resolve_host(resolver, &target.host).await {
+            for ip in ips {
+                let addr = SocketAddr::new(ip, target.port);
+                if !out.contains(&addr) {
+                    out.push(addr);
+                }
+            }
+        }
+    }
+    out
+}
+
 async fn resolve_host(
     resolver: &Resolver,
     host: &str,

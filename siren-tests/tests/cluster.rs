@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use siren_api::Uid;
 use siren_proto::plaintext::Plaintext;
 use siren_tests::hostile::with_client;
-use siren_tests::{Cli, Listener, Nats, Options, Server, postgres_database, second_device};
+use siren_tests::{Cli, Dns, Listener, Nats, Options, Server, postgres_database, second_device};
 
 /// A node's options: the shared database, NATS, a re-read every `poll_secs`.
 fn node_options(node: &str, nats: &Nats, db: &str, poll_secs: u64) -> Options {
@@ -202,6 +202,100 @@ fn a_stopped_nats_server_delays_deliveries_to_the_reread_and_loses_nothing() {
     once.sort();
     once.dedup();
     assert_eq!(once.len(), got.len(), "a message came twice: {got:?}");
+}
+
+/// bob's node killed (`kill -9`) in the middle of a stream of messages: his client goes on
+/// with the other node DNS lists (resuming his session there), and every message alice sent
+/// arrives, once. The SRV records are the ones `sirend dns-records` prints for the cluster.
+#[test]
+fn bobs_node_killed_mid_stream_his_client_moves_on_and_nothing_is_lost() {
+    let nats = Nats::start();
+    let (one, mut two) = two_nodes(&nats, 1);
+    // bob's node first (priority 10), then alice's (20).
+    let nodes = format!(
+        "nodes = [{{ host = \"node2.alpha.test\", port = {}, priority = 10, weight = 0 }}, \
+         {{ host = \"node1.alpha.test\", port = {}, priority = 20, weight = 0 }}]\n",
+        two.addr.port(),
+        one.addr.port()
+    );
+    let config = std::fs::read_to_string(one.config()).unwrap();
+    std::fs::write(one.config(), format!("{config}{nodes}")).unwrap();
+    let records = Server::sirend(&["dns-records", "--config", one.config().to_str().unwrap()]);
+    assert!(records.ok, "{}", records.stderr);
+    for (node, addr, priority) in [("node2", &two.addr, 10), ("node1", &one.addr, 20)] {
+        let srv = format!(
+            "_siren._tcp.alpha.test. 3600 IN SRV {priority} 0 {} {node}.alpha.test.",
+            addr.port()
+        );
+        assert!(records.stdout.contains(&srv), "{}", records.stdout);
+    }
+    let dns = Dns::start(&format!(
+        "srv-host=_siren._tcp.alpha.test,node2.alpha.test,{},10,0\n\
+         srv-host=_siren._tcp.alpha.test,node1.alpha.test,{},20,0\n\
+         host-record=node1.alpha.test,127.0.0.1\nhost-record=node2.alpha.test,127.0.0.1\n\
+         txt-record=_siren-key.alpha.test,\"v=siren1; k={}\"\n",
+        two.addr.port(),
+        one.addr.port(),
+        one.sek
+    ));
+
+    let alice = logged_in(&one, "alice@alpha.test", "alice-1");
+    let bob = Cli {
+        dir: tempfile::tempdir().unwrap(),
+        uid: "bob@alpha.test".into(),
+    };
+    let init = bob.run(&["init", "bob@alpha.test", "--dns", &dns.addr.to_string()]);
+    assert!(init.ok, "{}", init.stderr);
+    assert!(
+        init.stdout.contains(&format!(
+            "found alpha.test at node2.alpha.test:{}",
+            two.addr.port()
+        )) && init.stdout.contains(&format!(
+            "1 other node, tried in turn when it is down: {}",
+            one.addr
+        )),
+        "{}",
+        init.stdout
+    );
+    assert!(bob.login("bob-1").ok);
+
+    let sent = |range: std::ops::Range<u32>| -> Vec<String> {
+        range
+            .map(|i| {
+                alice.send("bob@alpha.test", &format!("message {i}"));
+                format!("alice@alpha.test: message {i}")
+            })
+            .collect()
+    };
+    let mut expected = sent(0..10);
+    let mut got = bob.recv();
+    // The rest of the stream while node 2 dies under bob's open session.
+    let listening = bob.listen();
+    expected.extend(sent(10..15));
+    two.kill();
+    expected.extend(sent(15..25));
+    let mut listening = listening;
+    let ended = listening.exited(Duration::from_secs(10));
+    while let Some(line) = listening.next_line(Duration::from_millis(100)) {
+        got.push(line);
+    }
+    assert!(ended.is_some(), "siren listen noticed its node died");
+    // bob's next command reaches node 1 and gets the rest.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !expected.iter().all(|l| got.contains(l)) {
+        assert!(
+            Instant::now() < deadline,
+            "bob got {got:?}, alice sent {expected:?}"
+        );
+        got.extend(bob.recv());
+    }
+    for line in &expected {
+        assert_eq!(
+            got.iter().filter(|l| *l == line).count(),
+            1,
+            "{line:?} in {got:?}"
+        );
+    }
 }
 
 /// A cluster node needs a shared store: `check-config` refuses RocksDB (and memory) there,

@@ -240,6 +240,7 @@ fn profile(dir: &Path) -> Profile {
         Settings {
             uid: uid("alice@alpha.test"),
             server: "127.0.0.1:7453".into(),
+            fallback: Vec::new(),
             server_key: SekPublic::from_bytes([9; 32]).to_base64(),
         },
         None,
