@@ -10,7 +10,15 @@
 //!   the item's sequence number);
 //! * `kick` — a revoked device: its session must close with error 305 (the DEK);
 //! * `signal` — an ephemeral signal (typing) for a device not live here (the envelope, CBOR),
-//!   admitted by the recipient's roster on the sending node.
+//!   admitted by the recipient's roster on the sending node;
+//! * `presence` — a local user published presence (the UID and the presence, CBOR): each node
+//!   hands it to its own subscribers, under the publisher's roster and their blocking.
+//!
+//! And one question, asked with NATS request/reply on `siren.<name>.query.presence`: "is this
+//! user online on your node, and how?" — only a node where they have a ready session answers.
+//! A node asks it for a new subscription to a user not online here (the current state it starts
+//! from), and before publishing `offline` when a user's last session here closes (they may
+//! still be online on another node; then nothing changed).
 //!
 //! The hub and the signals registry hand them to this module ([`crate::hub::Hub::set_remote`]);
 //! every node subscribes and applies what the others sent to its own sessions only. Nothing
@@ -26,8 +34,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use futures_util::StreamExt as _;
+use siren_api::{Uid, Username};
 use siren_proto::envelope::Envelope;
 use siren_proto::keys::DekPublic;
+use siren_proto::message::Presence;
 use tokio::sync::mpsc;
 
 use crate::config::ClusterSection;
@@ -37,9 +47,43 @@ use crate::shared::Shared;
 /// Messages waiting to be published (beyond this they are dropped).
 const OUTGOING: usize = 65_536;
 
+/// How long a node waits for another's answer about a user's presence.
+const QUERY_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// The subjects the nodes of server `name` exchange on: `siren.<name>.*`.
 pub fn subjects(name: &str) -> String {
     format!("siren.{name}.*")
+}
+
+/// The subject of presence questions between the nodes of server `name`.
+fn presence_query(name: &str) -> String {
+    format!("siren.{name}.query.presence")
+}
+
+/// A `presence` message: who published what (a map in Siren's CBOR profile).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PresenceUpdate {
+    from: Uid,
+    presence: Presence,
+}
+
+/// This node's handle on the cluster, for questions to the other nodes.
+pub struct Cluster {
+    client: async_nats::Client,
+    name: String,
+}
+
+impl Cluster {
+    /// How local user `user` is online on another node, if they are: the first node with a
+    /// ready session of theirs answers; `None` when none does (or NATS cannot be reached
+    /// within half a second: then they count as offline here).
+    pub async fn presence_elsewhere(&self, user: &Username) -> Option<Presence> {
+        let ask = self
+            .client
+            .request(presence_query(&self.name), user.as_str().to_owned().into());
+        let answer = tokio::time::timeout(QUERY_TIMEOUT, ask).await.ok()?.ok()?;
+        siren_proto::message::decode_value::<Presence>(&answer.payload).ok()
+    }
 }
 
 /// The subject and payload of `routed`, sent by node `node`: the node's id (one byte of
@@ -63,6 +107,14 @@ fn encode(routed: &Routed, name: &str, node: &str) -> (String, Vec<u8>) {
             out.extend_from_slice(&siren_proto::message::encode_value(env.as_ref()));
             "signal"
         }
+        Routed::Presence(update) => {
+            let (from, presence) = update.as_ref();
+            out.extend_from_slice(&siren_proto::message::encode_value(&PresenceUpdate {
+                from: from.clone(),
+                presence: presence.clone(),
+            }));
+            "presence"
+        }
     };
     (format!("siren.{name}.{kind}"), out)
 }
@@ -84,6 +136,10 @@ fn decode<'a>(subject: &str, payload: &'a [u8]) -> Option<(&'a [u8], Routed)> {
         "signal" => Routed::Signal(Box::new(
             siren_proto::message::decode_value::<Envelope>(rest).ok()?,
         )),
+        "presence" => {
+            let update = siren_proto::message::decode_value::<PresenceUpdate>(rest).ok()?;
+            Routed::Presence(Box::new((update.from, update.presence)))
+        }
         _ => return None,
     };
     Some((node, routed))
@@ -123,8 +179,43 @@ pub async fn join(config: &ClusterSection, shared: Arc<Shared>) -> anyhow::Resul
         .subscribe(subjects(&name))
         .await
         .context("cannot subscribe to the other nodes")?;
+    let mut questions = client
+        .subscribe(presence_query(&name))
+        .await
+        .context("cannot subscribe to the other nodes' questions")?;
     let (tx, mut outgoing) = mpsc::channel::<Routed>(OUTGOING);
     shared.hub.set_remote(tx);
+    let _ = shared.cluster.set(Cluster {
+        client: client.clone(),
+        name: name.clone(),
+    });
+
+    let here = shared.clone();
+    let answers = client.clone();
+    let mut stop = shared.shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                msg = questions.next() => {
+                    let Some(msg) = msg else { break };
+                    let user = std::str::from_utf8(&msg.payload)
+                        .ok()
+                        .and_then(|u| Username::parse(u).ok());
+                    // Only a node where the user is online answers.
+                    if let (Some(user), Some(reply)) = (user, msg.reply)
+                        && here.pubsub.is_online(&user)
+                    {
+                        let presence = here.pubsub.current(&user);
+                        let payload = siren_proto::message::encode_value(&presence);
+                        if let Err(e) = answers.publish(reply, payload.into()).await {
+                            tracing::warn!(error = %e, "cannot answer another node");
+                        }
+                    }
+                }
+                _ = stop.changed() => break,
+            }
+        }
+    });
 
     let me = node.clone();
     let here = shared.clone();
@@ -142,6 +233,12 @@ pub async fn join(config: &ClusterSection, shared: Arc<Shared>) -> anyhow::Resul
                         Some((_, Routed::Kick(dek))) => here.hub.kick_local(&dek),
                         Some((_, Routed::Signal(env))) => {
                             here.signals.hand_over(*env, None);
+                        }
+                        Some((_, Routed::Presence(update))) => {
+                            let (from, presence) = *update;
+                            if from.server() == &here.config().server.name {
+                                crate::session::fan_out_presence(&here, &from, &presence).await;
+                            }
                         }
                         None => tracing::warn!(subject = %msg.subject, "not a cluster message; ignored"),
                     }
@@ -195,6 +292,13 @@ mod tests {
             Routed::Wake(dek, 42),
             Routed::Kick(dek),
             Routed::Signal(Box::new(env)),
+            Routed::Presence(Box::new((
+                Uid::parse("alice@alpha.test").unwrap(),
+                Presence {
+                    status: siren_proto::message::PresenceStatus::Away,
+                    text: Some("lunch".into()),
+                },
+            ))),
         ] {
             let (subject, payload) = encode(&routed, "alpha.test", "node-2");
             assert!(subject.starts_with("siren.alpha.test."), "{subject}");

@@ -73,6 +73,8 @@ pub enum Routed {
     Kick(DekPublic),
     /// An ephemeral signal for the device's live session.
     Signal(Box<siren_proto::envelope::Envelope>),
+    /// A local user published presence: for the subscribers on other nodes.
+    Presence(Box<(siren_api::Uid, siren_proto::message::Presence)>),
 }
 
 /// How the hub tells a live session to close, and why.

@@ -174,6 +174,11 @@ impl PubSub {
             .unwrap_or_else(Self::offline)
     }
 
+    /// Whether local user `user` has a ready session on this node.
+    pub fn is_online(&self, user: &Username) -> bool {
+        self.state().online.contains_key(user)
+    }
+
     /// A ready session of `user` opened.
     pub fn session_ready(&self, user: &Username) {
         *self.state().online.entry(user.clone()).or_default() += 1;

@@ -138,6 +138,7 @@ pub async fn run(config: Config, reloader: Arc<crate::reload::Reloader>) -> anyh
         storage: storage.clone(),
         metrics,
         shutdown: stop_rx.clone(),
+        cluster: std::sync::OnceLock::new(),
         running: arc_swap::ArcSwap::from_pointee(config),
     });
     reloader.attach(&shared);

@@ -65,6 +65,8 @@ pub struct Shared {
     pub metrics: crate::metrics::Metrics,
     /// Flips to `true` when the server shuts down.
     pub shutdown: watch::Receiver<bool>,
+    /// This node's link to the other nodes of its cluster (`[cluster]`), once joined.
+    pub cluster: std::sync::OnceLock<crate::cluster::Cluster>,
 }
 
 impl Shared {

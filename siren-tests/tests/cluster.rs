@@ -164,6 +164,53 @@ fn typing_crosses_nodes_and_a_revocation_closes_a_session_on_another_node() {
     );
 }
 
+/// Presence crosses nodes: alice, subscribing on node 1, starts from the state bob published on
+/// node 2, sees his changes, and sees him `offline` only once his last session anywhere closed
+/// (not when his phone on node 1 went while his laptop on node 2 stayed).
+#[test]
+fn presence_crosses_nodes_and_offline_means_offline_everywhere() {
+    let nats = Nats::start();
+    let (one, two) = two_nodes(&nats, 300);
+    let alice = logged_in(&one, "alice@alpha.test", "alice-1");
+    let laptop = logged_in(&two, "bob@alpha.test", "bob-1");
+    let phone = second_device(&two, &laptop, "bob@alpha.test", "bob-1");
+    move_to(&phone, &one);
+    let shared = laptop.run(&["contacts", "add", "alice@alpha.test", "--presence"]);
+    assert!(shared.ok, "{}", shared.stderr);
+
+    let laptop_online = laptop.listen_with(&["--status", "away"]);
+    let watching = alice.listen_with(&["--watch", "bob@alpha.test"]);
+    // Where bob is, as node 2 knows it.
+    wait_line(
+        &watching,
+        "* bob@alpha.test is away",
+        Duration::from_secs(10),
+    );
+    let phone_online = phone.listen_with(&["--status", "available"]);
+    wait_line(
+        &watching,
+        "* bob@alpha.test is available",
+        Duration::from_secs(10),
+    );
+    // The phone (node 1) goes; the laptop (node 2) stays: bob is not offline.
+    drop(phone_online);
+    let mut meanwhile = Vec::new();
+    while let Some(line) = watching.next_line(Duration::from_secs(2)) {
+        meanwhile.push(line);
+    }
+    assert!(
+        !meanwhile.iter().any(|l| l.ends_with("is offline")),
+        "bob still has his laptop on node 2: {meanwhile:?}"
+    );
+    // Then the laptop: now he is.
+    drop(laptop_online);
+    wait_line(
+        &watching,
+        "* bob@alpha.test is offline",
+        Duration::from_secs(10),
+    );
+}
+
 /// nats-server killed while alice writes to bob on the other node, then started again: what
 /// is sent while it is down still arrives (by the periodic re-read: no wake-up can cross), and
 /// every message arrives once.

@@ -25,6 +25,8 @@ mod devices;
 mod handshake;
 mod login;
 mod presence;
+
+pub(crate) use presence::fan_out_presence;
 mod remote;
 mod roster;
 mod signals;
@@ -601,8 +603,17 @@ impl Session {
                 .pubsub
                 .session_closed(self.conn, self.user.as_ref(), self.counted_ready);
         if let (true, Some(user)) = (last, &self.user) {
-            let me = self.uid(user);
-            presence::publish_presence(&self.shared, &me, &crate::pubsub::PubSub::offline()).await;
+            // In a cluster the user may still be online on another node: then nothing changed.
+            let elsewhere = match self.shared.cluster.get() {
+                Some(cluster) => cluster.presence_elsewhere(user).await.is_some(),
+                None => false,
+            };
+            // A session of theirs may have become ready here while the others were asked.
+            if !elsewhere && !self.shared.pubsub.is_online(user) {
+                let me = self.uid(user);
+                presence::publish_presence(&self.shared, &me, &crate::pubsub::PubSub::offline())
+                    .await;
+            }
         }
         if let Outcome::Ended(_) = outcome {
             if let Err(e) = self.shared.storage.delete_session(self.id.as_bytes()).await {

@@ -85,7 +85,14 @@ impl Session {
             if uid.server() == &self.shared.config().server.name
                 && !self.shared.rosters.blocks(user, uid).await.unwrap_or(true)
             {
-                let presence = self.shared.pubsub.current(uid.user());
+                let here = self.shared.pubsub.is_online(uid.user());
+                let presence = match (here, self.shared.cluster.get()) {
+                    (false, Some(cluster)) => cluster
+                        .presence_elsewhere(uid.user())
+                        .await
+                        .unwrap_or_else(crate::pubsub::PubSub::offline),
+                    _ => self.shared.pubsub.current(uid.user()),
+                };
                 self.shared.pubsub.deliver_to(self.conn, uid, &presence);
             }
         }
@@ -99,13 +106,30 @@ impl Session {
 }
 
 /// Fans a presence update out to the current subscribers that the publisher's roster allows and
-/// that have not blocked the publisher.
+/// that have not blocked the publisher; in a cluster, to the other nodes' subscribers too.
 pub(super) async fn publish_presence(
     shared: &Shared,
     me: &Uid,
     presence: &siren_proto::message::Presence,
 ) {
     shared.pubsub.published(me.user(), presence);
+    if let Some(remote) = shared.hub.remote() {
+        let _ = remote.try_send(crate::hub::Routed::Presence(Box::new((
+            me.clone(),
+            presence.clone(),
+        ))));
+    }
+    fan_out_presence(shared, me, presence).await;
+}
+
+/// Hands local user `me`'s `presence` to this node's sessions subscribed to them that the
+/// roster allows and that have not blocked them (published here, or on another node of the
+/// cluster).
+pub(crate) async fn fan_out_presence(
+    shared: &Shared,
+    me: &Uid,
+    presence: &siren_proto::message::Presence,
+) {
     for (subscriber, tx) in shared.pubsub.subscribers(me) {
         let allowed = shared
             .rosters
