@@ -1310,6 +1310,92 @@ pub fn walkthrough(path_in_repo: &str) -> String {
         .to_owned()
 }
 
+/// An example's walkthrough (`script`, from [`walkthrough`]) run with bash from the repository
+/// root, each command echoed to nothing; `finished` is false when it did not end within
+/// `limit` — then it and every process it started (all run under `work`) are killed, so a
+/// server that fails to start fails the test instead of hanging it.
+pub struct ExampleRun {
+    /// Whether it ended in time.
+    pub finished: bool,
+    /// What it printed.
+    pub stdout: String,
+    /// What it printed on standard error.
+    pub stderr: String,
+}
+
+/// Runs an example's walkthrough; see [`ExampleRun`].
+pub fn run_example(script: &str, work: &Path, limit: Duration) -> ExampleRun {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let mut child = Command::new("bash")
+        .args(["-c", &format!("set -m\n{script}\nwait")])
+        .current_dir(std::fs::canonicalize(root).unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let read = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = read(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = read(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + limit;
+    let finished = loop {
+        if child.try_wait().unwrap().is_some() {
+            break true;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    if !finished {
+        kill_everything_under(work);
+    }
+    let _ = child.wait();
+    ExampleRun {
+        finished,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+/// Kills every process whose working directory is under `dir` (an example's servers run in
+/// their own process groups, with relative paths, so neither a group nor a name finds them).
+pub fn kill_everything_under(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let pid = entry.file_name();
+        let Some(pid) = pid
+            .to_str()
+            .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        if std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(dir)) {
+            let _ = Command::new("kill").args(["-9", pid]).status();
+        }
+    }
+}
+
 /// Scraping a server's metrics listener.
 pub mod metrics {
     use std::io::{Read as _, Write as _};
