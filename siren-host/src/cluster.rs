@@ -14,6 +14,9 @@
 //! * `presence` — a local user published presence (the UID and the presence, CBOR): each node
 //!   hands it to its own subscribers, under the publisher's roster and their blocking.
 //!
+//! Every node also says `hello` every 2 seconds (its listener and how many sessions it holds):
+//! `sirend status` and the `siren_cluster_nodes` metric show the nodes heard from in the last 10.
+//!
 //! And one question, asked with NATS request/reply on `siren.<name>.query.presence`: "is this
 //! user online on your node, and how?" — only a node where they have a ready session answers.
 //! A node asks it for a new subscription to a user not online here (the current state it starts
@@ -49,6 +52,10 @@ const OUTGOING: usize = 65_536;
 
 /// How long a node waits for another's answer about a user's presence.
 const QUERY_TIMEOUT: Duration = Duration::from_millis(500);
+/// How often a node says `hello`.
+const HELLO_EVERY: Duration = Duration::from_secs(2);
+/// A node not heard from for this long is no longer counted.
+const NODE_GONE: Duration = Duration::from_secs(10);
 
 /// The subjects the nodes of server `name` exchange on: `siren.<name>.*`.
 pub fn subjects(name: &str) -> String {
@@ -67,13 +74,70 @@ struct PresenceUpdate {
     presence: Presence,
 }
 
+/// What a node says of itself in its `hello`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeInfo {
+    /// Its listener.
+    pub listen: String,
+    /// Its live sessions.
+    pub sessions: u64,
+}
+
+/// A node of the cluster as this one knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSeen {
+    /// Its id.
+    pub id: String,
+    /// What it last said.
+    pub info: NodeInfo,
+    /// How long ago (zero: this node).
+    pub ago: Duration,
+    /// It is this node.
+    pub this: bool,
+}
+
 /// This node's handle on the cluster, for questions to the other nodes.
 pub struct Cluster {
     client: async_nats::Client,
     name: String,
+    node: String,
+    heard: std::sync::Mutex<std::collections::BTreeMap<String, (tokio::time::Instant, NodeInfo)>>,
 }
 
 impl Cluster {
+    /// The nodes heard from in the last 10 seconds and this one, by id.
+    pub fn nodes(&self, here: NodeInfo) -> Vec<NodeSeen> {
+        let mut heard = self.heard.lock().unwrap_or_else(|p| p.into_inner());
+        heard.retain(|_, (at, _)| at.elapsed() < NODE_GONE);
+        let mut out: Vec<NodeSeen> = heard
+            .iter()
+            .filter(|(id, _)| **id != self.node)
+            .map(|(id, (at, info))| NodeSeen {
+                id: id.clone(),
+                info: info.clone(),
+                ago: at.elapsed(),
+                this: false,
+            })
+            .collect();
+        out.push(NodeSeen {
+            id: self.node.clone(),
+            info: here,
+            ago: Duration::ZERO,
+            this: true,
+        });
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    fn heard(&self, node: &[u8], info: NodeInfo) {
+        if let Ok(id) = std::str::from_utf8(node) {
+            self.heard
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id.to_owned(), (tokio::time::Instant::now(), info));
+        }
+    }
+
     /// How local user `user` is online on another node, if they are: the first node with a
     /// ready session of theirs answers; `None` when none does (or NATS cannot be reached
     /// within half a second: then they count as offline here).
@@ -119,11 +183,25 @@ fn encode(routed: &Routed, name: &str, node: &str) -> (String, Vec<u8>) {
     (format!("siren.{name}.{kind}"), out)
 }
 
+/// The sending node's id and the rest of a payload.
+fn split(payload: &[u8]) -> Option<(&[u8], &[u8])> {
+    let len = usize::from(*payload.first()?);
+    Some((payload.get(1..1 + len)?, payload.get(1 + len..)?))
+}
+
+/// A `hello` as published by node `node`.
+fn hello(info: &NodeInfo, node: &str) -> Vec<u8> {
+    let id = node.as_bytes();
+    let id = id.get(..usize::from(u8::MAX)).unwrap_or(id);
+    let mut out = vec![u8::try_from(id.len()).unwrap_or(u8::MAX)];
+    out.extend_from_slice(id);
+    out.extend_from_slice(&siren_proto::message::encode_value(info));
+    out
+}
+
 /// A message read back: the sending node and what it says; `None` if it is not one.
 fn decode<'a>(subject: &str, payload: &'a [u8]) -> Option<(&'a [u8], Routed)> {
-    let len = usize::from(*payload.first()?);
-    let node = payload.get(1..1 + len)?;
-    let rest = payload.get(1 + len..)?;
+    let (node, rest) = split(payload)?;
     let dek =
         || -> Option<DekPublic> { Some(DekPublic::from_bytes(rest.get(..32)?.try_into().ok()?)) };
     let kind = subject.rsplit('.').next()?;
@@ -188,8 +266,13 @@ pub async fn join(config: &ClusterSection, shared: Arc<Shared>) -> anyhow::Resul
     let _ = shared.cluster.set(Cluster {
         client: client.clone(),
         name: name.clone(),
+        node: node.clone(),
+        heard: Default::default(),
     });
 
+    let (hello_client, hello_subject, me) =
+        (client.clone(), format!("siren.{name}.hello"), node.clone());
+    let hello_me = me;
     let here = shared.clone();
     let answers = client.clone();
     let mut stop = shared.shutdown.clone();
@@ -225,6 +308,15 @@ pub async fn join(config: &ClusterSection, shared: Arc<Shared>) -> anyhow::Resul
             tokio::select! {
                 msg = incoming.next() => {
                     let Some(msg) = msg else { break };
+                    if msg.subject.as_str().ends_with(".hello") {
+                        let said = split(&msg.payload).and_then(|(from, rest)| {
+                            Some((from, siren_proto::message::decode_value::<NodeInfo>(rest).ok()?))
+                        });
+                        if let (Some((from, info)), Some(cluster)) = (said, here.cluster.get()) {
+                            cluster.heard(from, info);
+                        }
+                        continue;
+                    }
                     match decode(msg.subject.as_str(), &msg.payload) {
                         Some((from, _)) if from == me.as_bytes() => {}
                         Some((_, Routed::Wake(dek, seq))) => {
@@ -264,6 +356,24 @@ pub async fn join(config: &ClusterSection, shared: Arc<Shared>) -> anyhow::Resul
         }
     });
 
+    let mut stop = shared.shutdown.clone();
+    let speaker = shared.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(HELLO_EVERY);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let info = this_node(&speaker);
+                    let payload = hello(&info, &hello_me);
+                    if let Err(e) = hello_client.publish(hello_subject.clone(), payload.into()).await {
+                        tracing::debug!(error = %e, "cannot say hello to the other nodes");
+                    }
+                }
+                _ = stop.changed() => break,
+            }
+        }
+    });
+
     let every = Duration::from_secs(config.poll_secs);
     let mut stop = shared.shutdown.clone();
     let hub = shared.hub.clone();
@@ -278,6 +388,14 @@ pub async fn join(config: &ClusterSection, shared: Arc<Shared>) -> anyhow::Resul
         }
     });
     Ok(())
+}
+
+/// What this node says of itself.
+pub fn this_node(shared: &Shared) -> NodeInfo {
+    NodeInfo {
+        listen: shared.config().server.listen.to_string(),
+        sessions: u64::try_from(shared.hub.live().len()).unwrap_or(u64::MAX),
+    }
 }
 
 #[cfg(test)]
@@ -308,6 +426,17 @@ mod tests {
             assert_eq!(decode("siren.alpha.test.other", &payload), None);
         }
         assert_eq!(decode("siren.alpha.test.wake", b""), None);
+        let info = NodeInfo {
+            listen: "127.0.0.1:7471".into(),
+            sessions: 3,
+        };
+        let said = hello(&info, "node-1");
+        let (from, rest) = split(&said).unwrap();
+        assert_eq!(from, b"node-1");
+        assert_eq!(
+            siren_proto::message::decode_value::<NodeInfo>(rest).unwrap(),
+            info
+        );
         assert_eq!(subjects("alpha.test"), "siren.alpha.test.*");
     }
 }

@@ -105,18 +105,31 @@ fn alice_on_one_node_and_bob_on_another_chat_live() {
             Duration::from_secs(10),
         );
     }
-    // Each node says it is one, and which.
-    for (node, name) in [(&one, "node-1"), (&two, "node-2")] {
-        let status = node.admin(&["status"], "");
-        assert!(
-            status.ok
-                && status
-                    .stdout
-                    .contains(&format!("node {name} (NATS nats://")),
-            "{}{}",
-            status.stdout,
-            status.stderr
-        );
+    // Each node says it is one, which, and lists the other (heard every 2 s).
+    for (node, name, other) in [(&one, "node-1", &two), (&two, "node-2", &one)] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let listed = format!("at {} (", other.addr);
+        loop {
+            let status = node.admin(&["status"], "");
+            assert!(
+                status.ok
+                    && status
+                        .stdout
+                        .contains(&format!("node {name} (NATS nats://")),
+                "{}{}",
+                status.stdout,
+                status.stderr
+            );
+            if status.stdout.contains(&listed) && status.stdout.contains("this node") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} does not list the other node:\n{}",
+                status.stdout
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 }
 

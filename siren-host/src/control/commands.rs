@@ -520,6 +520,24 @@ impl Ops {
                     cluster.poll_secs
                 ),
             );
+            if let Some(joined) = shared.cluster.get() {
+                let nodes: Vec<String> = joined
+                    .nodes(crate::cluster::this_node(shared))
+                    .iter()
+                    .map(|n| {
+                        let seen = if n.this {
+                            "this node".to_owned()
+                        } else {
+                            format!("heard {} s ago", n.ago.as_secs())
+                        };
+                        format!(
+                            "{} at {} ({} live sessions, {seen})",
+                            n.id, n.info.listen, n.info.sessions
+                        )
+                    })
+                    .collect();
+                row("cluster nodes", nodes.join("; "));
+            }
         }
         row(
             "auth",

@@ -118,6 +118,8 @@ pub struct Metrics {
     pub verify_seconds: Histogram,
     /// Sessions live now (sampled).
     sessions_live: Gauge,
+    /// Nodes of the cluster heard from in the last 10 s, this one included (0: not a cluster).
+    cluster_nodes: Gauge,
     /// Federation links by state (sampled).
     links: Family<State, Gauge>,
     /// Envelopes waiting in each peer's outbox (sampled).
@@ -173,6 +175,7 @@ impl Metrics {
             // 5 µs … ~20 ms: one Ed25519 check is ~30 µs.
             verify_seconds: Histogram::new(exponential_buckets(0.000_005, 2.0, 13)),
             sessions_live: Gauge::default(),
+            cluster_nodes: Gauge::default(),
             links: Family::default(),
             outbox_items: Family::default(),
             outbox_oldest: Family::default(),
@@ -256,6 +259,11 @@ impl Metrics {
             "sessions_live",
             "Logged-in sessions live now",
             m.sessions_live.clone(),
+        );
+        r.register(
+            "cluster_nodes",
+            "Nodes of this server's cluster heard from in the last 10 s, this one included",
+            m.cluster_nodes.clone(),
         );
         r.register(
             "federation_links",
@@ -416,6 +424,11 @@ impl Metrics {
         self.sample_queues(shared).await;
         self.sessions_live
             .set(i64::try_from(shared.hub.live().len()).unwrap_or(i64::MAX));
+        if let Some(cluster) = shared.cluster.get() {
+            let nodes = cluster.nodes(crate::cluster::this_node(shared)).len();
+            self.cluster_nodes
+                .set(i64::try_from(nodes).unwrap_or(i64::MAX));
+        }
         for state in crate::links::LinkState::ALL {
             self.links
                 .get_or_create(&State {
