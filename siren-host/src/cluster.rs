@@ -150,13 +150,20 @@ impl Cluster {
     }
 }
 
-/// The subject and payload of `routed`, sent by node `node`: the node's id (one byte of
-/// length, then the id), then the message.
-fn encode(routed: &Routed, name: &str, node: &str) -> (String, Vec<u8>) {
+/// The start of every payload node `node` sends: its id, one byte of length then (at most 255
+/// bytes of) the id.
+fn framed(node: &str) -> Vec<u8> {
     let id = node.as_bytes();
+    let id = id.get(..usize::from(u8::MAX)).unwrap_or(id);
     let mut out = Vec::with_capacity(1 + id.len() + 40);
     out.push(u8::try_from(id.len()).unwrap_or(u8::MAX));
-    out.extend_from_slice(id.get(..usize::from(u8::MAX)).unwrap_or(id));
+    out.extend_from_slice(id);
+    out
+}
+
+/// The subject and payload of `routed`, sent by node `node` ([`framed`], then the message).
+fn encode(routed: &Routed, name: &str, node: &str) -> (String, Vec<u8>) {
+    let mut out = framed(node);
     let kind = match routed {
         Routed::Wake(dek, seq) => {
             out.extend_from_slice(dek.as_bytes());
@@ -191,10 +198,7 @@ fn split(payload: &[u8]) -> Option<(&[u8], &[u8])> {
 
 /// A `hello` as published by node `node`.
 fn hello(info: &NodeInfo, node: &str) -> Vec<u8> {
-    let id = node.as_bytes();
-    let id = id.get(..usize::from(u8::MAX)).unwrap_or(id);
-    let mut out = vec![u8::try_from(id.len()).unwrap_or(u8::MAX)];
-    out.extend_from_slice(id);
+    let mut out = framed(node);
     out.extend_from_slice(&siren_proto::message::encode_value(info));
     out
 }
@@ -270,9 +274,8 @@ pub async fn join(config: &ClusterSection, shared: Arc<Shared>) -> anyhow::Resul
         heard: Default::default(),
     });
 
-    let (hello_client, hello_subject, me) =
+    let (hello_client, hello_subject, hello_me) =
         (client.clone(), format!("siren.{name}.hello"), node.clone());
-    let hello_me = me;
     let here = shared.clone();
     let answers = client.clone();
     let mut stop = shared.shutdown.clone();

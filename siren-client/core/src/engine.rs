@@ -1269,10 +1269,16 @@ fn send_effect(chat: &Chat, id: MessageId, content: Plaintext) -> Effect {
 
 /// A group's name as shown: its title, or its id's first digits when it has none.
 pub fn group_name(id: &GroupId, group: &GroupSummary) -> String {
-    if group.title.is_empty() {
+    display_name(id, &group.title)
+}
+
+/// A group's name as shown from its id and title: the title, or `group` and the id's first
+/// eight digits when it has none.
+pub fn display_name(id: &GroupId, title: &str) -> String {
+    if title.is_empty() {
         format!("group {}", id.to_hex().get(..8).unwrap_or_default())
     } else {
-        group.title.clone()
+        title.to_owned()
     }
 }
 

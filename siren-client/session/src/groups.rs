@@ -156,11 +156,7 @@ pub struct GroupEvent {
 
 /// A group's name as shown: its title, or its id's first digits when it has none.
 pub fn display_name(group: &GroupId, title: &str) -> String {
-    if title.is_empty() {
-        format!("group {}", &group.to_hex()[..8])
-    } else {
-        title.to_owned()
-    }
+    siren_client_core::engine::display_name(group, title)
 }
 
 impl GroupEvent {

@@ -102,7 +102,9 @@ fn title(chat: &Chat, summary: Option<&ConversationSummary>) -> String {
     let name = summary.and_then(|s| s.name.as_deref());
     match (chat, name) {
         (Chat::Group(_), Some(name)) => format!("# {}", shown(name)),
-        (Chat::Group(g), None) => format!("# group {}", g.to_hex().get(..8).unwrap_or_default()),
+        (Chat::Group(g), None) => {
+            format!("# {}", siren_client_core::engine::display_name(g, ""))
+        }
         (Chat::User(_), Some(name)) => shown(name),
         (Chat::User(uid), None) => shown(&uid.to_string()),
     }
