@@ -13,6 +13,10 @@
 //!   admitted by the recipient's roster on the sending node;
 //! * `presence` — a local user published presence (the UID and the presence, CBOR): each node
 //!   hands it to its own subscribers, under the publisher's roster and their blocking.
+//! * `directory` — a local user's devices changed (the username, CBOR): each node forgets its cached
+//!   copy of the chain and tells the users who looked the user up on that node. A lost one
+//!   leaves the copy at most `poll_secs` old ([`crate::directory::Directory::set_shared`]); a
+//!   login and an append always read the store.
 //!
 //! Every node also says `hello` every 2 seconds (its listener and how many sessions it holds):
 //! `sirend status` and the `siren_cluster_nodes` metric show the nodes heard from in the last 10.
@@ -67,11 +71,31 @@ fn presence_query(name: &str) -> String {
     format!("siren.{name}.query.presence")
 }
 
+/// The subject of approval questions between the nodes of server `name`.
+fn approval_query(name: &str) -> String {
+    format!("siren.{name}.query.approval")
+}
+
+/// An approval question: whether new device `dek` waits for approval by a device of `user`
+/// on the node asked; with `close`, that node also ends the approval (it was denied).
+#[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct ApprovalQuestion {
+    dek: DekPublic,
+    user: Username,
+    close: bool,
+}
+
 /// A `presence` message: who published what (a map in Siren's CBOR profile).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct PresenceUpdate {
     from: Uid,
     presence: Presence,
+}
+
+/// A `directory` message: whose devices changed (a map in Siren's CBOR profile).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct DirectoryChange {
+    user: Username,
 }
 
 /// What a node says of itself in its `hello`.
@@ -150,6 +174,26 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Whether new device `dek` waits for approval by a device of local user `user` on
+    /// another node (the exchange of PROTOCOL.md §16 then crosses nodes). With `close`, the
+    /// node where it waits also ends it. `false` when no node answers within half a second.
+    pub async fn approval_elsewhere(&self, dek: DekPublic, user: &Username, close: bool) -> bool {
+        let question = siren_proto::message::encode_value(&ApprovalQuestion {
+            dek,
+            user: user.clone(),
+            close,
+        });
+        let ask = self
+            .client
+            .request(approval_query(&self.name), question.into());
+        matches!(
+            tokio::time::timeout(QUERY_TIMEOUT, ask).await,
+            Ok(Ok(answer)) if answer.payload.as_ref() == b"pending"
+        )
+    }
+}
+
 /// The start of every payload node `node` sends: its id, one byte of length then (at most 255
 /// bytes of) the id.
 fn framed(node: &str) -> Vec<u8> {
@@ -185,6 +229,12 @@ fn encode(routed: &Routed, name: &str, node: &str) -> (String, Vec<u8>) {
                 presence: presence.clone(),
             }));
             "presence"
+        }
+        Routed::Directory(user) => {
+            out.extend_from_slice(&siren_proto::message::encode_value(&DirectoryChange {
+                user: user.clone(),
+            }));
+            "directory"
         }
     };
     (format!("siren.{name}.{kind}"), out)
@@ -222,6 +272,11 @@ fn decode<'a>(subject: &str, payload: &'a [u8]) -> Option<(&'a [u8], Routed)> {
             let update = siren_proto::message::decode_value::<PresenceUpdate>(rest).ok()?;
             Routed::Presence(Box::new((update.from, update.presence)))
         }
+        "directory" => Routed::Directory(
+            siren_proto::message::decode_value::<DirectoryChange>(rest)
+                .ok()?
+                .user,
+        ),
         _ => return None,
     };
     Some((node, routed))
@@ -261,8 +316,12 @@ pub async fn join(config: &ClusterSection, shared: Arc<Shared>) -> anyhow::Resul
         .subscribe(subjects(&name))
         .await
         .context("cannot subscribe to the other nodes")?;
-    let mut questions = client
+    let questions = client
         .subscribe(presence_query(&name))
+        .await
+        .context("cannot subscribe to the other nodes' questions")?;
+    let approvals = client
+        .subscribe(approval_query(&name))
         .await
         .context("cannot subscribe to the other nodes' questions")?;
     let (tx, mut outgoing) = mpsc::channel::<Routed>(OUTGOING);
@@ -276,32 +335,34 @@ pub async fn join(config: &ClusterSection, shared: Arc<Shared>) -> anyhow::Resul
 
     let (hello_client, hello_subject, hello_me) =
         (client.clone(), format!("siren.{name}.hello"), node.clone());
-    let here = shared.clone();
-    let answers = client.clone();
-    let mut stop = shared.shutdown.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                msg = questions.next() => {
-                    let Some(msg) = msg else { break };
-                    let user = std::str::from_utf8(&msg.payload)
-                        .ok()
-                        .and_then(|u| Username::parse(u).ok());
-                    // Only a node where the user is online answers.
-                    if let (Some(user), Some(reply)) = (user, msg.reply)
-                        && here.pubsub.is_online(&user)
-                    {
-                        let presence = here.pubsub.current(&user);
-                        let payload = siren_proto::message::encode_value(&presence);
-                        if let Err(e) = answers.publish(reply, payload.into()).await {
-                            tracing::warn!(error = %e, "cannot answer another node");
-                        }
-                    }
-                }
-                _ = stop.changed() => break,
+    // Only a node where the user is online answers.
+    answer(
+        questions,
+        client.clone(),
+        shared.clone(),
+        |here, question| {
+            let user = Username::parse(std::str::from_utf8(question).ok()?).ok()?;
+            here.pubsub
+                .is_online(&user)
+                .then(|| siren_proto::message::encode_value(&here.pubsub.current(&user)))
+        },
+    );
+    // Only the node where the device waits answers; a denial ends the approval there.
+    answer(
+        approvals,
+        client.clone(),
+        shared.clone(),
+        |here, question| {
+            let q = siren_proto::message::decode_value::<ApprovalQuestion>(question).ok()?;
+            if !here.approvals.is_pending(&q.dek, &q.user) {
+                return None;
             }
-        }
-    });
+            if q.close {
+                here.approvals.close(&q.dek);
+            }
+            Some(b"pending".to_vec())
+        },
+    );
 
     let me = node.clone();
     let here = shared.clone();
@@ -328,6 +389,10 @@ pub async fn join(config: &ClusterSection, shared: Arc<Shared>) -> anyhow::Resul
                         Some((_, Routed::Kick(dek))) => here.hub.kick_local(&dek),
                         Some((_, Routed::Signal(env))) => {
                             here.signals.hand_over(*env, None);
+                        }
+                        Some((_, Routed::Directory(user))) => {
+                            here.directory.forget(&user);
+                            crate::session::tell_watchers(&here, &user).await;
                         }
                         Some((_, Routed::Presence(update))) => {
                             let (from, presence) = *update;
@@ -393,6 +458,32 @@ pub async fn join(config: &ClusterSection, shared: Arc<Shared>) -> anyhow::Resul
     Ok(())
 }
 
+/// Answers the questions of other nodes arriving on `questions`: `reply` says what to answer,
+/// or that this node does not answer (another will, or none: the asker's timeout says so).
+fn answer(
+    mut questions: async_nats::Subscriber,
+    client: async_nats::Client,
+    here: Arc<Shared>,
+    reply: impl Fn(&Shared, &[u8]) -> Option<Vec<u8>> + Send + 'static,
+) {
+    let mut stop = here.shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                msg = questions.next() => {
+                    let Some(msg) = msg else { break };
+                    if let (Some(to), Some(payload)) = (msg.reply, reply(&here, &msg.payload))
+                        && let Err(e) = client.publish(to, payload.into()).await
+                    {
+                        tracing::warn!(error = %e, "cannot answer another node");
+                    }
+                }
+                _ = stop.changed() => break,
+            }
+        }
+    });
+}
+
 /// What this node says of itself.
 pub fn this_node(shared: &Shared) -> NodeInfo {
     NodeInfo {
@@ -420,6 +511,7 @@ mod tests {
                     text: Some("lunch".into()),
                 },
             ))),
+            Routed::Directory(Username::parse("bob").unwrap()),
         ] {
             let (subject, payload) = encode(&routed, "alpha.test", "node-2");
             assert!(subject.starts_with("siren.alpha.test."), "{subject}");

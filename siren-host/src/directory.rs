@@ -18,7 +18,11 @@ const MAX_WATCHERS: usize = 1_000;
 /// Local users' directories.
 pub struct Directory {
     storage: Arc<dyn Storage>,
-    cache: Mutex<HashMap<Username, Arc<UserDirectory>>>,
+    cache: Mutex<HashMap<Username, (Arc<UserDirectory>, std::time::Instant)>>,
+    /// In a cluster, how long a cached chain is trusted: other nodes append to the same store
+    /// (they say so over NATS and this node forgets the chain at once, but a lost notice must
+    /// not leave it stale for ever). `None`: this process is the store's only writer.
+    max_age: Mutex<Option<std::time::Duration>>,
     /// Who looked each user up (in memory), with a counter telling how recently: they get a
     /// notice when the user's devices change.
     watchers: Mutex<HashMap<Username, HashMap<siren_api::Uid, u64>>>,
@@ -55,6 +59,7 @@ impl Directory {
         Directory {
             storage,
             cache: Mutex::new(HashMap::new()),
+            max_age: Mutex::new(None),
             watchers: Mutex::new(HashMap::new()),
             lookups: std::sync::atomic::AtomicU64::new(0),
             max_entries: std::sync::atomic::AtomicU64::new(max_entries),
@@ -68,19 +73,42 @@ impl Directory {
             .store(max_entries, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Other processes append to this directory's store (the nodes of a cluster): a cached
+    /// chain is trusted for at most `max_age`, and what decides (a login, an append) always
+    /// reads the store.
+    pub fn set_shared(&self, max_age: std::time::Duration) {
+        *self.max_age.lock().unwrap_or_else(|p| p.into_inner()) = Some(max_age);
+    }
+
+    fn max_age(&self) -> Option<std::time::Duration> {
+        *self.max_age.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn cached(&self, user: &Username) -> Option<Arc<UserDirectory>> {
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(user)
-            .cloned()
+        let max_age = self.max_age();
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let (dir, at) = cache.get(user)?;
+        match max_age {
+            Some(max) if at.elapsed() >= max => None,
+            _ => Some(dir.clone()),
+        }
     }
 
     fn remember(&self, user: &Username, dir: Arc<UserDirectory>) {
         self.cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(user.clone(), dir);
+            .insert(user.clone(), (dir, std::time::Instant::now()));
+    }
+
+    /// The user's directory as stored now: in a cluster read from the store (another node may
+    /// have appended a moment ago), otherwise as [`Directory::get`]. For what decides: whether a
+    /// device may log in, what an entry is appended to.
+    pub async fn fresh(&self, user: &Username) -> Result<Option<Arc<UserDirectory>>, Error> {
+        if self.max_age().is_some() {
+            self.forget(user);
+        }
+        self.get(user).await
     }
 
     /// Drops what is cached of `user`'s chain, so the next read goes to the store (the account
@@ -152,7 +180,7 @@ impl Directory {
                 ),
             ));
         }
-        let next = match self.get(user).await? {
+        let next = match self.fresh(user).await? {
             None => match &entry {
                 DirectoryEntry::Add(record) => {
                     UserDirectory::genesis(record.clone()).map_err(|e| record_error(&e))?

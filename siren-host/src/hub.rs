@@ -75,6 +75,9 @@ pub enum Routed {
     Signal(Box<siren_proto::envelope::Envelope>),
     /// A local user published presence: for the subscribers on other nodes.
     Presence(Box<(siren_api::Uid, siren_proto::message::Presence)>),
+    /// A local user's devices changed (an entry was appended to their chain): other nodes
+    /// forget what they cached of it and tell the users who looked it up there.
+    Directory(Username),
 }
 
 /// How the hub tells a live session to close, and why.
@@ -252,6 +255,14 @@ impl Hub {
     /// Where what concerns other nodes goes, in a cluster.
     pub fn remote(&self) -> Option<&mpsc::Sender<Routed>> {
         self.remote.get()
+    }
+
+    /// Tells the other nodes, in a cluster, that `user`'s devices changed (never blocks; a
+    /// notice that does not fit is dropped, and their caches expire).
+    pub fn directory_changed(&self, user: &Username) {
+        if let Some(remote) = self.remote.get() {
+            let _ = remote.try_send(Routed::Directory(user.clone()));
+        }
     }
 
     /// Makes every live client session here read its queue again from the start (a cluster's

@@ -144,6 +144,10 @@ pub async fn run(config: Config, reloader: Arc<crate::reload::Reloader>) -> anyh
     reloader.attach(&shared);
     let cluster = shared.config().cluster.clone();
     if cluster.enabled {
+        // Other nodes append to the same chains: a cached one is trusted for one re-read period.
+        shared
+            .directory
+            .set_shared(std::time::Duration::from_secs(cluster.poll_secs));
         crate::cluster::join(&cluster, shared.clone()).await?;
         tracing::info!(node = %cluster.node_id, nats = ?cluster.nats, "cluster node");
     }

@@ -4,8 +4,12 @@
 use std::time::{Duration, Instant};
 
 use siren_api::Uid;
+use siren_proto::keys::DekSecret;
+use siren_proto::message::{ClientMessage, NextStep, ServerMessage};
 use siren_proto::plaintext::Plaintext;
+use siren_proto::records::{DeviceRecordDraft, DeviceRevocation, DirectoryEntry};
 use siren_tests::hostile::with_client;
+use siren_tests::raw;
 use siren_tests::{Cli, Dns, Listener, Nats, Options, Server, postgres_database, second_device};
 
 /// A node's options: the shared database, NATS, a re-read every `poll_secs`.
@@ -175,6 +179,103 @@ fn typing_crosses_nodes_and_a_revocation_closes_a_session_on_another_node() {
         "{}",
         ended.stderr
     );
+}
+
+/// A new device logging in on node 2 is approved by the account's device on node 1: the
+/// request, the challenge, the reveal and the grant each cross nodes (the re-read is every 5
+/// minutes, so each step came by a wake-up). The phone then receives on node 2.
+#[test]
+fn a_device_on_one_node_is_approved_by_a_device_on_another() {
+    let nats = Nats::start();
+    let (one, two) = two_nodes(&nats, 300);
+    let alice = logged_in(&one, "alice@alpha.test", "alice-1");
+    let laptop = logged_in(&one, "bob@alpha.test", "bob-1");
+    // Each step must come within 30 s (the helper's bound), long before a re-read.
+    let phone = second_device(&two, &laptop, "bob@alpha.test", "bob-1");
+    // The directory (shared) now lists both devices.
+    let devices = two.admin(&["devices", "list", "bob"], "");
+    assert!(
+        devices.stdout.lines().skip(1).count() == 2 && devices.stdout.contains(" phone "),
+        "{}{}",
+        devices.stdout,
+        devices.stderr
+    );
+    let phone_listens = phone.listen();
+    alice.send("bob@alpha.test", "to both of your devices");
+    wait_line(
+        &phone_listens,
+        "alice@alpha.test: to both of your devices",
+        Duration::from_secs(10),
+    );
+}
+
+/// A device revoked on node 1 cannot log in on node 2, even though node 2 cached the chain
+/// while the device was live there and NATS is down (so the notice that the chain changed
+/// cannot come): a login reads the chain from the store.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_device_revoked_on_one_node_cannot_log_in_on_another_with_a_stale_cache() {
+    let mut nats = Nats::start();
+    let (one, two) = two_nodes(&nats, 300);
+    let first = raw::Session::create(&one, "alice", "alice-1").await;
+    // Node 2 reads alice's chain, and caches it: the device logs in there, ready.
+    let (_conn, next) = raw::login_on(raw::open(&two, &first.dek).await, "alice", "alice-1")
+        .await
+        .expect("login on node 2");
+    assert_eq!(next, NextStep::Ready);
+    nats.kill();
+
+    // On node 1: a second device, signed in with alice's USK, then the first one revoked.
+    let second = DekSecret::generate(&mut siren_proto::os_rng());
+    let (mut conn, next) = raw::login_on(raw::open(&one, &second).await, "alice", "alice-1")
+        .await
+        .expect("login of the second device");
+    let NextStep::AwaitApproval { listing } = next else {
+        panic!("{next:?}")
+    };
+    let record = DeviceRecordDraft {
+        uid: first.uid.clone(),
+        dek: second.public(),
+        seq: listing.head.seq + 1,
+        prev: listing.head.hash,
+        ts: 0,
+        name: None,
+    }
+    .sign(&first.usk);
+    let hash = DirectoryEntry::Add(record.clone()).hash();
+    let revocation = DeviceRevocation::sign(
+        &first.usk,
+        first.uid.clone(),
+        first.dek.public(),
+        listing.head.seq + 2,
+        hash,
+        0,
+    );
+    conn.sender
+        .send(&ClientMessage::Register { rid: 2, record })
+        .await
+        .unwrap();
+    conn.sender
+        .send(&ClientMessage::Revoke { rid: 3, revocation })
+        .await
+        .unwrap();
+    let mut answered = Vec::new();
+    while answered.len() < 2 {
+        match raw::next_message(&mut conn).await {
+            ServerMessage::Ok { rid } => answered.push(rid),
+            ServerMessage::Deliver { .. } | ServerMessage::QueueDrained => {}
+            other => panic!("register/revoke: {other:?}"),
+        }
+    }
+
+    // The revoked device on node 2: not let in as a device of the account.
+    let again = raw::login_on(raw::open(&two, &first.dek).await, "alice", "alice-1").await;
+    match again {
+        Ok((_, NextStep::AwaitApproval { listing })) => {
+            assert_eq!(listing.head.seq, 3, "node 2 read the chain as stored")
+        }
+        Ok((_, other)) => panic!("the revoked device logged in on node 2: {other:?}"),
+        Err(code) => panic!("login refused with {code}"),
+    }
 }
 
 /// Presence crosses nodes: alice, subscribing on node 1, starts from the state bob published on

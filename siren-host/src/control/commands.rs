@@ -186,6 +186,7 @@ impl Ops {
             .map_err(api)?;
         if let Some((shared, _)) = &self.live {
             shared.directory.forget(user);
+            shared.hub.directory_changed(user);
             shared.rosters.forget(user);
             shared
                 .hub

@@ -71,26 +71,36 @@ impl Session {
         self.ok(rid).await
     }
 
-    /// Relays an approval message to device `to` of the same user, if `allowed`.
+    /// Whether new device `to` waits for approval by a device of `user`: on this node or, in a
+    /// cluster, on another (asked over NATS). With `close`, the approval also ends (a denial).
+    pub(super) async fn pending_anywhere(
+        &self,
+        to: &DekPublic,
+        user: &Username,
+        close: bool,
+    ) -> bool {
+        if self.shared.approvals.is_pending(to, user) {
+            if close {
+                self.shared.approvals.close(to);
+            }
+            return true;
+        }
+        match self.shared.cluster.get() {
+            Some(cluster) => cluster.approval_elsewhere(*to, user, close).await,
+            None => false,
+        }
+    }
+
+    /// Relays an approval message to device `to` of the same user, if `allowed` (the caller
+    /// checked that `to` may receive it).
     pub(super) async fn relay(
         &mut self,
         rid: RequestId,
-        user: &Username,
         allowed: bool,
         to: DekPublic,
         notice: Notice,
     ) -> Result<(), Outcome> {
-        let target_ok = allowed
-            && (self.shared.approvals.is_pending(&to, user)
-                || self
-                    .shared
-                    .directory
-                    .get(user)
-                    .await
-                    .ok()
-                    .flatten()
-                    .is_some_and(|d| d.is_live(&to)));
-        if !target_ok {
+        if !allowed {
             let e = Error::new(
                 ErrorCode::UnexpectedMessage,
                 "no approval of that device is pending for this account",

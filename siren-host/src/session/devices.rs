@@ -8,6 +8,7 @@ use siren_proto::message::{Notice, QueueItem, RequestId, ServerMessage};
 use siren_proto::records::{DeviceRecord, DeviceRevocation, DirectoryEntry, UserDirectory};
 
 use super::{Flow, Outcome, Session, short};
+use crate::shared::Shared;
 
 /// Most `directory_changed` notices one change of a user's devices queues (own devices first,
 /// then the devices of the users who looked the user up most recently).
@@ -165,42 +166,68 @@ impl Session {
     }
 
     /// Tells the user's other devices, and everyone who looked the user up, that the user's
-    /// devices changed.
+    /// devices changed; in a cluster the other nodes are told too (they tell those who looked
+    /// the user up there).
     pub(super) async fn directory_changed(&self, user: &Username, dir: &UserDirectory) {
-        let uid = self.uid(user);
-        let mut targets: Vec<DekPublic> = dir
+        let own: Vec<DekPublic> = dir
             .devices()
             .map(|r| r.dek)
             .filter(|d| *d != self.dek)
             .collect();
-        // Newest watchers first, up to a bound per change (changes are rate-limited per user).
-        for watcher in self.shared.directory.watchers(user) {
-            if targets.len() >= MAX_NOTICES_PER_CHANGE {
-                tracing::info!(%user, "directory-change notices capped");
-                break;
-            }
-            if let Ok(Some(wdir)) = self.shared.directory.get(watcher.user()).await {
-                targets.extend(wdir.devices().map(|r| r.dek));
-            }
+        self.shared.hub.directory_changed(user);
+        notify(&self.shared, user, dir, own).await;
+    }
+}
+
+/// Another node changed local user `user`'s devices: tells the users who looked `user` up on
+/// this node (that node told the user's own devices).
+pub async fn tell_watchers(shared: &Shared, user: &Username) {
+    match shared.directory.get(user).await {
+        Ok(Some(dir)) => notify(shared, user, &dir, Vec::new()).await,
+        Ok(None) => {}
+        Err(e) => tracing::warn!(%user, error = %e, "cannot read a changed directory"),
+    }
+}
+
+/// Queues a `directory_changed` notice for `targets` and the devices of everyone who looked
+/// `user` up here.
+async fn notify(
+    shared: &Shared,
+    user: &Username,
+    dir: &UserDirectory,
+    mut targets: Vec<DekPublic>,
+) {
+    let uid = Uid::new(user.clone(), shared.config().server.name.clone());
+    // Newest watchers first, up to a bound per change (changes are rate-limited per user).
+    for watcher in shared.directory.watchers(user) {
+        if targets.len() >= MAX_NOTICES_PER_CHANGE {
+            tracing::info!(%user, "directory-change notices capped");
+            break;
         }
-        targets.truncate(MAX_NOTICES_PER_CHANGE);
-        let notice = Notice::DirectoryChanged {
-            uid,
-            head: dir.head(),
-        };
-        let items = targets
-            .into_iter()
-            .map(|d| {
-                (
-                    d,
-                    QueueItem::Notice {
-                        notice: notice.clone(),
-                    },
-                )
-            })
-            .collect();
-        if let Err(e) = self.shared.queue.enqueue_to(items).await {
-            tracing::warn!(%user, error = %e, "could not queue directory-change notices");
+        if let Ok(Some(wdir)) = shared.directory.get(watcher.user()).await {
+            targets.extend(wdir.devices().map(|r| r.dek));
         }
+    }
+    targets.truncate(MAX_NOTICES_PER_CHANGE);
+    if targets.is_empty() {
+        return;
+    }
+    let notice = Notice::DirectoryChanged {
+        uid,
+        head: dir.head(),
+    };
+    let items = targets
+        .into_iter()
+        .map(|d| {
+            (
+                d,
+                QueueItem::Notice {
+                    notice: notice.clone(),
+                },
+            )
+        })
+        .collect();
+    if let Err(e) = shared.queue.enqueue_to(items).await {
+        tracing::warn!(%user, error = %e, "could not queue directory-change notices");
     }
 }

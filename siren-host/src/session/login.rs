@@ -131,7 +131,7 @@ impl Session {
     }
 
     pub(super) async fn is_registered(&self, user: &Username) -> Result<bool, Outcome> {
-        match self.shared.directory.get(user).await {
+        match self.shared.directory.fresh(user).await {
             Ok(dir) => Ok(dir.is_some_and(|d| d.is_live(&self.dek))),
             Err(e) => Err(Outcome::Failed(e.to_string())),
         }
@@ -290,7 +290,7 @@ impl Session {
                 if let Some(a) = attempt {
                     limits.succeeded(a, &user);
                 }
-                let dir = match self.shared.directory.get(&user).await {
+                let dir = match self.shared.directory.fresh(&user).await {
                     Ok(dir) => dir,
                     Err(e) => {
                         self.error(Some(rid), &e).await?;

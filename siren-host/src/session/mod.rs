@@ -26,6 +26,7 @@ mod handshake;
 mod login;
 mod presence;
 
+pub(crate) use devices::tell_watchers;
 pub(crate) use presence::fan_out_presence;
 mod remote;
 mod roster;
@@ -510,12 +511,23 @@ impl Session {
                 self.approval_request(rid, &user, commit, name).await?
             }
             (ClientMessage::ApprovalReveal { rid, to, nonce }, Some(user)) => {
-                let ok = !self.usk_registered && self.shared.approvals.is_pending(&self.dek, &user);
+                // This device waits (its approval is on this node); `to` must be a device of
+                // the account.
+                let ok = !self.usk_registered
+                    && self.shared.approvals.is_pending(&self.dek, &user)
+                    && self
+                        .shared
+                        .directory
+                        .get(&user)
+                        .await
+                        .ok()
+                        .flatten()
+                        .is_some_and(|d| d.is_live(&to));
                 let notice = Notice::ApprovalReveal {
                     from_dek: self.dek,
                     nonce,
                 };
-                self.relay(rid, &user, ok, to, notice).await?
+                self.relay(rid, ok, to, notice).await?
             }
             (msg, Some(_)) if !self.usk_registered => {
                 let rid = msg.request_id();
@@ -539,27 +551,25 @@ impl Session {
             }
             (ClientMessage::RosterGet { rid }, Some(user)) => self.roster_get(rid, &user).await?,
             (ClientMessage::ApprovalChallenge { rid, to, nonce }, Some(user)) => {
-                let ok = self.shared.approvals.is_pending(&to, &user);
+                let ok = self.pending_anywhere(&to, &user, false).await;
                 let notice = Notice::ApprovalChallenge {
                     from_dek: self.dek,
                     nonce,
                 };
-                self.relay(rid, &user, ok, to, notice).await?
+                self.relay(rid, ok, to, notice).await?
             }
             (ClientMessage::ApprovalGrant { rid, transfer }, Some(user)) => {
                 let to = transfer.to_dek;
                 let ok =
-                    transfer.from_dek == self.dek && self.shared.approvals.is_pending(&to, &user);
+                    transfer.from_dek == self.dek && self.pending_anywhere(&to, &user, false).await;
                 let notice = Notice::ApprovalGrant { transfer };
-                self.relay(rid, &user, ok, to, notice).await?
+                self.relay(rid, ok, to, notice).await?
             }
             (ClientMessage::ApprovalDeny { rid, to }, Some(user)) => {
-                let ok = self.shared.approvals.is_pending(&to, &user);
+                // Ended where the device waits (on this node or, in a cluster, another).
+                let ok = self.pending_anywhere(&to, &user, true).await;
                 let notice = Notice::ApprovalDeny { from_dek: self.dek };
-                self.relay(rid, &user, ok, to, notice).await?;
-                if ok {
-                    self.shared.approvals.close(&to);
-                }
+                self.relay(rid, ok, to, notice).await?;
             }
             (ClientMessage::Subscribe { rid, topics }, Some(user)) => {
                 self.subscribe(rid, &user, topics).await?
