@@ -363,6 +363,36 @@ pub trait Storage:
             ),
         ))
     }
+
+    /// Takes lease `name` for `holder` for `ttl`, or renews it if `holder` has it: `true` if
+    /// `holder` has it now, `false` if another holder has it and it has not expired. The nodes
+    /// of a cluster use leases so that exactly one of them does a piece of work (drains one
+    /// peer's outbox); expiry is by the store's clock. A store only one process uses answers
+    /// `true` always; that is the default.
+    async fn lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, Error> {
+        let _ = (name, holder, ttl);
+        Ok(true)
+    }
+
+    /// Ends `holder`'s lease `name` (nothing if another holder has it). With `done`, the work
+    /// is finished and the lease is forgotten; otherwise it is left expired, for another holder
+    /// to find ([`Storage::expired_leases`]) and take over.
+    async fn end_lease(&self, name: &str, holder: &str, done: bool) -> Result<(), Error> {
+        let _ = (name, holder, done);
+        Ok(())
+    }
+
+    /// The names, starting with `prefix`, of the leases that expired without being ended as
+    /// done: work whose holder stopped (or died) before finishing it.
+    async fn expired_leases(&self, prefix: &str) -> Result<Vec<String>, Error> {
+        let _ = prefix;
+        Ok(Vec::new())
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

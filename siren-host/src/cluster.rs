@@ -17,6 +17,9 @@
 //!   copy of the chain and tells the users who looked the user up on that node. A lost one
 //!   leaves the copy at most `poll_secs` old ([`crate::directory::Directory::set_shared`]); a
 //!   login and an append always read the store.
+//! * `outbox` — envelopes were committed for a federated peer whose outbox another node
+//!   drains (holds its lease, [`crate::federation::outbox`]): the peer's name, CBOR; that node's
+//!   worker looks again, or one starts.
 //!
 //! Every node also says `hello` every 2 seconds (its listener and how many sessions it holds):
 //! `sirend status` and the `siren_cluster_nodes` metric show the nodes heard from in the last 10.
@@ -41,7 +44,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use futures_util::StreamExt as _;
-use siren_api::{Uid, Username};
+use siren_api::{ServerName, Uid, Username};
 use siren_proto::envelope::Envelope;
 use siren_proto::keys::DekPublic;
 use siren_proto::message::Presence;
@@ -96,6 +99,12 @@ struct PresenceUpdate {
 #[derive(serde::Serialize, serde::Deserialize)]
 struct DirectoryChange {
     user: Username,
+}
+
+/// An `outbox` message: the peer whose outbox got envelopes (a map in Siren's CBOR profile).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct OutboxCommitted {
+    peer: ServerName,
 }
 
 /// What a node says of itself in its `hello`.
@@ -230,6 +239,12 @@ fn encode(routed: &Routed, name: &str, node: &str) -> (String, Vec<u8>) {
             }));
             "presence"
         }
+        Routed::Outbox(peer) => {
+            out.extend_from_slice(&siren_proto::message::encode_value(&OutboxCommitted {
+                peer: peer.clone(),
+            }));
+            "outbox"
+        }
         Routed::Directory(user) => {
             out.extend_from_slice(&siren_proto::message::encode_value(&DirectoryChange {
                 user: user.clone(),
@@ -272,6 +287,11 @@ fn decode<'a>(subject: &str, payload: &'a [u8]) -> Option<(&'a [u8], Routed)> {
             let update = siren_proto::message::decode_value::<PresenceUpdate>(rest).ok()?;
             Routed::Presence(Box::new((update.from, update.presence)))
         }
+        "outbox" => Routed::Outbox(
+            siren_proto::message::decode_value::<OutboxCommitted>(rest)
+                .ok()?
+                .peer,
+        ),
         "directory" => Routed::Directory(
             siren_proto::message::decode_value::<DirectoryChange>(rest)
                 .ok()?
@@ -390,6 +410,9 @@ pub async fn join(config: &ClusterSection, shared: Arc<Shared>) -> anyhow::Resul
                         Some((_, Routed::Signal(env))) => {
                             here.signals.hand_over(*env, None);
                         }
+                        Some((_, Routed::Outbox(peer))) => {
+                            crate::federation::outbox::ensure_worker(&here, &peer);
+                        }
                         Some((_, Routed::Directory(user))) => {
                             here.directory.forget(&user);
                             crate::session::tell_watchers(&here, &user).await;
@@ -445,12 +468,16 @@ pub async fn join(config: &ClusterSection, shared: Arc<Shared>) -> anyhow::Resul
     let every = Duration::from_secs(config.poll_secs);
     let mut stop = shared.shutdown.clone();
     let hub = shared.hub.clone();
+    let adopter = shared.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = tick.tick() => hub.poll_all(),
+                _ = tick.tick() => {
+                    hub.poll_all();
+                    crate::federation::outbox::adopt(&adopter).await;
+                }
                 _ = stop.changed() => break,
             }
         }
@@ -512,6 +539,7 @@ mod tests {
                 },
             ))),
             Routed::Directory(Username::parse("bob").unwrap()),
+            Routed::Outbox(ServerName::parse("beta.test").unwrap()),
         ] {
             let (subject, payload) = encode(&routed, "alpha.test", "node-2");
             assert!(subject.starts_with("siren.alpha.test."), "{subject}");

@@ -640,14 +640,6 @@ impl Config {
                 ),
             ));
         }
-        if self.federation.enabled {
-            return Err((
-                "federation.enabled",
-                "a cluster does not federate yet (each node would run its own outbox workers): \
-                 set `[federation] enabled = false`"
-                    .into(),
-            ));
-        }
         Ok(())
     }
 

@@ -78,6 +78,9 @@ pub enum Routed {
     /// A local user's devices changed (an entry was appended to their chain): other nodes
     /// forget what they cached of it and tell the users who looked it up there.
     Directory(Username),
+    /// Envelopes were committed to this peer's outbox and another node drains it (holds its
+    /// lease): that node's worker should look (or, if it just stopped, one starts).
+    Outbox(siren_api::ServerName),
 }
 
 /// How the hub tells a live session to close, and why.
@@ -255,6 +258,14 @@ impl Hub {
     /// Where what concerns other nodes goes, in a cluster.
     pub fn remote(&self) -> Option<&mpsc::Sender<Routed>> {
         self.remote.get()
+    }
+
+    /// Tells the other nodes, in a cluster, that envelopes were committed for `peer` while
+    /// another node holds its outbox (never blocks; a lost one waits for the next `adopt`).
+    pub fn outbox_committed(&self, peer: &siren_api::ServerName) {
+        if let Some(remote) = self.remote.get() {
+            let _ = remote.try_send(Routed::Outbox(peer.clone()));
+        }
     }
 
     /// Tells the other nodes, in a cluster, that `user`'s devices changed (never blocks; a

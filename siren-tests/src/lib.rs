@@ -1143,6 +1143,25 @@ pub mod raw {
             }
         }
 
+        /// This session's device logged in again, on `server` (another node of its cluster):
+        /// a second session of the same device, ready.
+        pub async fn again_on(&self, server: &Server, password: &str) -> Session {
+            let dek = DekSecret::from_bytes(*self.dek.to_bytes());
+            let usk = UskSecret::from_bytes(&self.usk.to_bytes());
+            let (conn, next) =
+                login_on(open(server, &dek).await, self.uid.user().as_str(), password)
+                    .await
+                    .unwrap_or_else(|code| panic!("login failed: {code}"));
+            assert_eq!(next, NextStep::Ready, "the device is registered");
+            Session {
+                conn,
+                uid: self.uid.clone(),
+                dek,
+                usk,
+                next_rid: 1,
+            }
+        }
+
         /// An envelope from this session's device to `to`'s device, with counter `ctr`.
         pub fn seal_to(
             &self,

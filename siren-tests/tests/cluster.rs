@@ -3,11 +3,15 @@
 
 use std::time::{Duration, Instant};
 
+use siren_api::ErrorCode;
 use siren_api::Uid;
+use siren_proto::envelope::Envelope;
+use siren_proto::ids::MessageId;
 use siren_proto::keys::DekSecret;
-use siren_proto::message::{ClientMessage, NextStep, ServerMessage};
+use siren_proto::message::{ClientMessage, LinkMessage, NextStep, ServerMessage};
 use siren_proto::plaintext::Plaintext;
 use siren_proto::records::{DeviceRecordDraft, DeviceRevocation, DirectoryEntry};
+use siren_tests::fake_peer::{self, FakePeer};
 use siren_tests::hostile::with_client;
 use siren_tests::raw;
 use siren_tests::{Cli, Dns, Listener, Nats, Options, Server, postgres_database, second_device};
@@ -457,6 +461,135 @@ fn bobs_node_killed_mid_stream_his_client_moves_on_and_nothing_is_lost() {
             "{line:?} in {got:?}"
         );
     }
+}
+
+/// The `deliver` a scripted peer received next: its request id and the envelopes' ids.
+async fn deliver_request(link: &mut fake_peer::PeerLink) -> (u32, Vec<MessageId>) {
+    match link.next_request(Duration::from_secs(60)).await {
+        Some(LinkMessage::Deliver { rid, msgs }) => (rid, msgs.iter().map(|e| e.id).collect()),
+        other => panic!("expected a deliver, got {other:?}"),
+    }
+}
+
+/// Answers the next `deliver` on `link` with a transient refusal (the peer is busy).
+async fn refuse_busy(link: &mut fake_peer::PeerLink) {
+    let (rid, _) = deliver_request(link).await;
+    link.send(&LinkMessage::Error {
+        rid: Some(rid),
+        code: ErrorCode::Unavailable.as_u16(),
+        msg: "busy".into(),
+    })
+    .await;
+}
+
+/// Accepts the next link to `peer` (within 30 s) and acknowledges what it delivers until every
+/// one of `ids` came; the link.
+async fn accept_all(peer: &FakePeer, ids: &[MessageId]) -> fake_peer::PeerLink {
+    let mut link = peer.accept(1 << 20, Duration::from_secs(30)).await;
+    let mut got: Vec<MessageId> = Vec::new();
+    while !ids.iter().all(|id| got.contains(id)) {
+        let (rid, delivered) = deliver_request(&mut link).await;
+        got.extend(delivered.iter().copied());
+        link.send(&LinkMessage::DeliverAck {
+            rid,
+            ids: delivered,
+        })
+        .await;
+    }
+    link
+}
+
+/// Sends `env` on `session`; panics unless the server acknowledges it.
+async fn send_one(session: &mut raw::Session, env: Envelope) {
+    let rid = session
+        .request(|rid| ClientMessage::Send {
+            rid,
+            msgs: vec![env],
+        })
+        .await;
+    match session.next_answer().await {
+        ServerMessage::SendAck { rid: r, .. } if r == rid => {}
+        other => panic!("send: {other:?}"),
+    }
+}
+
+/// Federation in a cluster. beta.test (a scripted peer) is busy: the envelopes alice commits
+/// for it on both nodes wait in its one outbox, which exactly one node drains (node 2's worker
+/// finds the lease taken: no second link reaches beta). That node is killed (`kill -9`) with
+/// the outbox full; the surviving node takes the outbox over within seconds (the lease lapses
+/// 6 s after its last renewal) and beta receives every envelope.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_federated_peers_outbox_moves_to_a_surviving_node_and_nothing_is_lost() {
+    let nats = Nats::start();
+    let beta = FakePeer::bind("beta.test", None).await;
+    let dns = Dns::start(&beta.records());
+    let db = postgres_database();
+    let federated = |node: &str| {
+        let mut options = node_options(node, &nats, &db, 1);
+        options.extra = options.extra.replace("[federation]\nenabled = false\n", "");
+        options
+    };
+    let mut one = Server::new(federated("node-1"));
+    one.add_user("alice", "alice-1");
+    dns.federate(&one, "");
+    one.start();
+    let mut two = Server::node_of(&one, federated("node-2"));
+    dns.federate(&two, "");
+    two.start();
+
+    let mut on_one = raw::Session::create(&one, "alice", "alice-1").await;
+    let mut on_two = on_one.again_on(&two, "alice-1").await;
+    let bob = Uid::parse("bob@beta.test").unwrap();
+    let bob_dek = DekSecret::generate(&mut siren_proto::os_rng()).public();
+    let mut sent = Vec::new();
+    // From node 1 first: node 1's worker takes beta's outbox, and beta says it is busy.
+    for ctr in 1..=5 {
+        let env = on_one.seal_to(&bob, &bob_dek, ctr, b"from node 1");
+        sent.push(env.id);
+        send_one(&mut on_one, env).await;
+    }
+    let mut link = beta.accept(1 << 20, Duration::from_secs(30)).await;
+    refuse_busy(&mut link).await;
+    // Then from node 2: into the same outbox, which node 2 leaves to node 1.
+    for ctr in 6..=10 {
+        let env = on_two.seal_to(&bob, &bob_dek, ctr, b"from node 2");
+        sent.push(env.id);
+        send_one(&mut on_two, env).await;
+    }
+    assert!(
+        !beta.connection_within(Duration::from_secs(3)).await,
+        "a second node linked to beta: two workers drain one outbox"
+    );
+    assert!(
+        one.log_lines()
+            .iter()
+            .any(|l| l.contains("this node drains the outbox"))
+    );
+
+    one.kill();
+    let killed = Instant::now();
+    let mut link = accept_all(&beta, &sent).await;
+    eprintln!(
+        "node 2 delivered node 1's outbox {:?} after node 1 was killed",
+        killed.elapsed()
+    );
+    let log = two.wait_for_log("outbox empty; its worker stopped");
+    assert!(log.contains("this node drains the outbox"), "{log}");
+
+    // Node 1 comes back, knowing nothing of beta. The next envelopes go through node 2, which
+    // dies in turn while beta is busy: node 1 finds the lapsed lease and takes the outbox over.
+    one.start();
+    let mut more = Vec::new();
+    for ctr in 11..=15 {
+        let env = on_two.seal_to(&bob, &bob_dek, ctr, b"from node 2 again");
+        more.push(env.id);
+        send_one(&mut on_two, env).await;
+    }
+    refuse_busy(&mut link).await;
+    two.kill();
+    accept_all(&beta, &more).await;
+    let log = one.wait_for_log("outbox empty; its worker stopped");
+    assert!(log.contains("this node drains the outbox"), "{log}");
 }
 
 /// A cluster node needs a shared store: `check-config` refuses RocksDB (and memory) there,

@@ -14,6 +14,14 @@
 //! * **Workers** exit when their outbox is empty, and are started again by the next commit for
 //!   that peer (after the commit, so no envelope is left without a worker) and at start-up for
 //!   non-empty outboxes.
+//! * **In a cluster** (`[cluster]`) one worker per peer runs in the whole cluster: a worker
+//!   first takes the store's lease `outbox:<peer>` ([`siren_api::storage::Storage::lease`],
+//!   [`LEASE_TTL`], renewed every [`LEASE_RENEW`]) and stops at once if another node has it,
+//!   telling that node over NATS that envelopes were committed. A worker that empties its
+//!   outbox ends the lease; one that stops with envelopes left (shutdown) leaves it expired, and
+//!   a node that dies leaves it to lapse. Every `poll_secs` each node starts a worker for the
+//!   expired leases and for the peers it committed envelopes for whose worker runs nowhere
+//!   ([`adopt`]): the first to take the lease drains the outbox from its head.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -236,6 +244,160 @@ async fn dead_letter(
         .map(drop)
 }
 
+/// How long a node's hold on a peer's outbox lasts unless renewed (in a cluster): a surviving
+/// node takes the outbox of a dead one over this long after its last renewal, at most.
+pub const LEASE_TTL: Duration = Duration::from_secs(6);
+/// How often a worker renews its lease.
+pub const LEASE_RENEW: Duration = Duration::from_secs(2);
+
+/// The lease that says which node drains `peer`'s outbox.
+fn lease_name(peer: &ServerName) -> String {
+    format!("outbox:{peer}")
+}
+
+/// A node's hold on one peer's outbox, renewed in the background while the worker runs.
+struct Lease {
+    shared: Arc<Shared>,
+    name: String,
+    node: String,
+    /// Set (and `lost_wake` notified) when a renewal found another holder, or the store could
+    /// not be reached for longer than the lease lasts.
+    lost: Arc<std::sync::atomic::AtomicBool>,
+    lost_wake: Arc<Notify>,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+/// Whether a worker may drain a peer's outbox here.
+enum Hold {
+    /// Not a cluster: this process is the only one.
+    Alone,
+    /// This node has the lease.
+    Here(Lease),
+    /// Another node has it (or the store could not say).
+    Elsewhere,
+}
+
+impl Lease {
+    async fn take(shared: &Arc<Shared>, peer: &ServerName) -> Hold {
+        let cluster = &shared.config().cluster;
+        if !cluster.enabled {
+            return Hold::Alone;
+        }
+        let (name, node) = (lease_name(peer), cluster.node_id.clone());
+        match shared.storage.lease(&name, &node, LEASE_TTL).await {
+            Ok(true) => {}
+            Ok(false) => return Hold::Elsewhere,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "cannot take the lease of an outbox; tried again later");
+                return Hold::Elsewhere;
+            }
+        }
+        let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let lost_wake = Arc::new(Notify::new());
+        let renewer = tokio::spawn(renew(
+            shared.clone(),
+            name.clone(),
+            node.clone(),
+            lost.clone(),
+            lost_wake.clone(),
+        ));
+        Hold::Here(Lease {
+            shared: shared.clone(),
+            name,
+            node,
+            lost,
+            lost_wake,
+            renewer,
+        })
+    }
+
+    fn is_lost(&self) -> bool {
+        self.lost.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Ends the lease: forgotten if the outbox is `done` (empty, or held by the policy),
+    /// otherwise left expired for another node to take over at once.
+    async fn end(self, done: bool) {
+        self.renewer.abort();
+        if self.is_lost() {
+            return;
+        }
+        if let Err(e) = self
+            .shared
+            .storage
+            .end_lease(&self.name, &self.node, done)
+            .await
+        {
+            tracing::warn!(lease = %self.name, error = %e, "cannot end a lease; it lapses by itself");
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.renewer.abort();
+    }
+}
+
+/// Renews lease `name` every [`LEASE_RENEW`] until it is lost (another holder has it, or no
+/// renewal succeeded for [`LEASE_TTL`]): then sets `lost` and wakes the worker.
+async fn renew(
+    shared: Arc<Shared>,
+    name: String,
+    node: String,
+    lost: Arc<std::sync::atomic::AtomicBool>,
+    lost_wake: Arc<Notify>,
+) {
+    let mut renewed = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(LEASE_RENEW).await;
+        match shared.storage.lease(&name, &node, LEASE_TTL).await {
+            Ok(true) => renewed = tokio::time::Instant::now(),
+            Ok(false) => break,
+            Err(e) if renewed.elapsed() + LEASE_RENEW >= LEASE_TTL => {
+                tracing::warn!(lease = %name, error = %e, "cannot renew a lease");
+                break;
+            }
+            Err(e) => {
+                tracing::info!(lease = %name, error = %e, "cannot renew a lease; trying again")
+            }
+        }
+    }
+    tracing::warn!(lease = %name, "lease lost: another node drains this outbox now");
+    lost.store(true, std::sync::atomic::Ordering::Relaxed);
+    lost_wake.notify_one();
+}
+
+/// In a cluster, every `poll_secs`: starts a worker for each outbox whose lease expired (its
+/// node died or stopped before emptying it) and for each peer this node committed envelopes for
+/// whose worker runs nowhere (its node emptied the outbox, stopped, and missed this node's
+/// notice). A worker that cannot take the lease stops at once.
+pub async fn adopt(shared: &Arc<Shared>) {
+    if !shared.config().federation.enabled {
+        return;
+    }
+    let mut peers: Vec<ServerName> = shared
+        .outboxes
+        .peers()
+        .into_iter()
+        .filter(|(_, running)| !running)
+        .map(|(peer, _)| peer)
+        .collect();
+    match shared.storage.expired_leases("outbox:").await {
+        Ok(names) => peers.extend(
+            names
+                .iter()
+                .filter_map(|n| ServerName::parse(n.strip_prefix("outbox:")?).ok()),
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot list expired outbox leases"),
+    }
+    peers.sort();
+    peers.dedup();
+    for peer in peers {
+        ensure_worker(shared, &peer);
+    }
+}
+
 /// Drains `peer`'s outbox: reads the stored envelopes in order, delivers them in batches (up to
 /// [`IN_FLIGHT`] sent before the oldest is answered), and removes each batch only after the peer
 /// acknowledged its commit. While the peer is unreachable it retries with exponential backoff
@@ -243,6 +405,37 @@ async fn dead_letter(
 /// Stops when the outbox is empty, when the policy no longer allows the peer (the envelopes are
 /// held) and at shutdown.
 async fn run_outbox(shared: Arc<Shared>, peer: ServerName, wake: Arc<Notify>) {
+    let lease = match Lease::take(&shared, &peer).await {
+        Hold::Alone => None,
+        Hold::Here(lease) => {
+            tracing::info!(%peer, "this node drains the outbox");
+            Some(lease)
+        }
+        Hold::Elsewhere => {
+            // Its worker runs on another node: it is told envelopes came.
+            shared.outboxes.unclaim(&peer);
+            shared.hub.outbox_committed(&peer);
+            tracing::debug!(%peer, "another node drains the outbox");
+            return;
+        }
+    };
+    let done = drain(shared.clone(), peer.clone(), wake, lease.as_ref()).await;
+    if !done {
+        shared.outboxes.unclaim(&peer);
+    }
+    if let Some(lease) = lease {
+        lease.end(done).await;
+    }
+}
+
+/// Runs `peer`'s worker: `true` once there is nothing left for it (the outbox is empty, or the
+/// policy holds it), `false` when it stopped with work left (shutdown, or the lease lost).
+async fn drain(
+    shared: Arc<Shared>,
+    peer: ServerName,
+    wake: Arc<Notify>,
+    lease: Option<&Lease>,
+) -> bool {
     let mut worker = Worker {
         key: outbox_key(&peer),
         wake,
@@ -254,16 +447,19 @@ async fn run_outbox(shared: Arc<Shared>, peer: ServerName, wake: Arc<Notify>) {
     };
     let mut backoff = MIN_BACKOFF;
     let mut shutdown = worker.shared.shutdown.clone();
+    let lost = || lease.is_some_and(Lease::is_lost);
+    let never = Arc::new(Notify::new());
+    let lost_wake = lease.map_or(never, |l| l.lost_wake.clone());
     loop {
-        if *shutdown.borrow() {
-            return;
+        if *shutdown.borrow() || lost() {
+            return false;
         }
         let wait = match worker.step().await {
             Step::Continue => {
                 backoff = MIN_BACKOFF;
                 continue;
             }
-            Step::Stop => return,
+            Step::Stop => return true,
             Step::Retry => {
                 // Whatever was in flight is read and sent again from the head.
                 worker.restart();
@@ -274,7 +470,8 @@ async fn run_outbox(shared: Arc<Shared>, peer: ServerName, wake: Arc<Notify>) {
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => return false,
+            _ = lost_wake.notified() => return false,
         }
     }
 }

@@ -100,6 +100,7 @@ mod batch;
 mod directory;
 mod error;
 mod export;
+mod leases;
 mod migrate;
 mod queue;
 mod roster;
@@ -436,6 +437,23 @@ impl Storage for PgStorage {
             .await
             .map_err(|e| self.db_error("flush", &e))?;
         Ok(())
+    }
+
+    async fn lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, Error> {
+        leases::take(self, name, holder, ttl).await
+    }
+
+    async fn end_lease(&self, name: &str, holder: &str, done: bool) -> Result<(), Error> {
+        leases::end(self, name, holder, done).await
+    }
+
+    async fn expired_leases(&self, prefix: &str) -> Result<Vec<String>, Error> {
+        leases::expired(self, prefix).await
     }
 
     /// PostgreSQL is backed up with its own tools, which do it better than a copy through this

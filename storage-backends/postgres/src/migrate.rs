@@ -24,10 +24,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "credential_stamps",
         sql: include_str!("../migrations/0002_credential_stamps.sql"),
     },
+    Migration {
+        version: 3,
+        name: "leases",
+        sql: include_str!("../migrations/0003_leases.sql"),
+    },
 ];
 
 /// The schema version this build brings a database to (the last migration's).
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// The key of the transaction-scoped advisory lock held while migrating (`pg_advisory_xact_lock`):
 /// the bytes of `"siren"` and the schema's purpose, so it does not collide with another

@@ -67,6 +67,7 @@ async fn migrations_are_idempotent() {
         [
             "accounts",
             "directory_entries",
+            "leases",
             "queue_counters",
             "queue_items",
             "rosters",
