@@ -10,6 +10,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 mod client;
+mod cluster;
 mod drain;
 mod groups;
 mod handshakes;
@@ -86,6 +87,9 @@ enum Part {
     /// One message to a group of 50 members with two devices each: the sender's sealing and
     /// the server's acceptance beside a 1:1 message.
     Groups,
+    /// Three nodes of one domain (PostgreSQL, nats-server): relay within a node beside across
+    /// nodes, and the same pairs over one, two and three nodes.
+    Cluster,
 }
 
 /// Sizes of one benchmark run.
@@ -234,11 +238,21 @@ fn real_main(cli: &Cli) -> anyhow::Result<()> {
         if wants(Part::Web) {
             web::measure(&bin, if cli.quick { 5 } else { 50 }, &mut report).await?;
         }
+        let url = cli
+            .postgres
+            .clone()
+            .or_else(|| std::env::var("SIREN_BENCH_POSTGRES_URL").ok());
+        if wants(Part::Cluster) {
+            match &url {
+                Some(url) if cluster::available() => {
+                    cluster::measure(&bin, cli.quick, &sizes.load, url, &mut report).await?
+                }
+                Some(_) => report.note("cluster: skipped (no nats-server on the PATH)"),
+                None => report
+                    .note("cluster: skipped (give --postgres URL or SIREN_BENCH_POSTGRES_URL)"),
+            }
+        }
         if wants(Part::Stores) {
-            let url = cli
-                .postgres
-                .clone()
-                .or_else(|| std::env::var("SIREN_BENCH_POSTGRES_URL").ok());
             match url {
                 Some(url) => compare_stores(&url, cli.quick, &mut report).await?,
                 None => {

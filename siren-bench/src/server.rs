@@ -158,6 +158,39 @@ listen = "127.0.0.1:0"     # several bench servers run at once, each on a port o
         std::fs::write(self.config(), config).context("cannot write sirend.toml")
     }
 
+    /// Makes this server a node of a cluster (before it starts): the store becomes the
+    /// PostgreSQL database at `url`, shared with the other nodes, and `[cluster]` names the node
+    /// and the NATS server. The first node's key is the cluster's (see [`Server::share_key`]).
+    pub fn cluster_node(&self, url: &str, node: &str, nats: &str) -> anyhow::Result<()> {
+        let config = std::fs::read_to_string(self.config()).context("cannot read sirend.toml")?;
+        let rocksdb = "[storage]\nbackend = \"rocksdb\"\n";
+        if !config.contains(rocksdb) {
+            bail!("sirend.toml has no RocksDB store to replace");
+        }
+        let postgres = format!(
+            "[storage]\nbackend = \"postgres\"\n\n[storage.options]\nurl = \"{url}\"\npool_size = 8\n"
+        );
+        std::fs::write(self.config(), config.replace(rocksdb, &postgres))
+            .context("cannot write sirend.toml")?;
+        self.append_config(&format!(
+            "\n[cluster]\nenabled = true\nnode_id = \"{node}\"\nnats = [\"{nats}\"]\n"
+        ))
+    }
+
+    /// Takes `first`'s key (SEK): the nodes of a cluster share it, and its name.
+    pub fn share_key(&mut self, first: &Server) -> anyhow::Result<()> {
+        if self.name != first.name {
+            bail!("the nodes of a cluster share its name");
+        }
+        std::fs::copy(
+            first.dir.path().join("sek.key"),
+            self.dir.path().join("sek.key"),
+        )
+        .context("cannot copy the cluster's key")?;
+        self.sek = first.sek;
+        Ok(())
+    }
+
     fn config(&self) -> PathBuf {
         self.dir.path().join("sirend.toml")
     }
