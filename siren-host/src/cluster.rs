@@ -17,9 +17,16 @@
 //!   copy of the chain and tells the users who looked the user up on that node. A lost one
 //!   leaves the copy at most `poll_secs` old ([`crate::directory::Directory::set_shared`]); a
 //!   login and an append always read the store.
+//! * `login_failed` — a login to a local user failed and counted towards the account's limit
+//!   (the username, CBOR): each node counts it, so `failures_per_account_per_minute` holds for
+//!   the cluster, not per node (a lost one is not counted elsewhere).
 //! * `outbox` — envelopes were committed for a federated peer whose outbox another node
 //!   drains (holds its lease, [`crate::federation::outbox`]): the peer's name, CBOR; that node's
 //!   worker looks again, or one starts.
+//!
+//! Every `poll_secs` each node also forgets the queue usage it counted (the quotas: other nodes
+//! add and acknowledge too, so each node reads the store's counts again) and starts a worker
+//! for federated outboxes left without one ([`crate::federation::outbox::adopt`]).
 //!
 //! Every node also says `hello` every 2 seconds (its listener and how many sessions it holds):
 //! `sirend status` and the `siren_cluster_nodes` metric show the nodes heard from in the last 10.
@@ -95,9 +102,10 @@ struct PresenceUpdate {
     presence: Presence,
 }
 
-/// A `directory` message: whose devices changed (a map in Siren's CBOR profile).
+/// A `directory` or `login_failed` message: the local user it is about (a map in Siren's CBOR
+/// profile).
 #[derive(serde::Serialize, serde::Deserialize)]
-struct DirectoryChange {
+struct AboutUser {
     user: Username,
 }
 
@@ -246,10 +254,16 @@ fn encode(routed: &Routed, name: &str, node: &str) -> (String, Vec<u8>) {
             "outbox"
         }
         Routed::Directory(user) => {
-            out.extend_from_slice(&siren_proto::message::encode_value(&DirectoryChange {
+            out.extend_from_slice(&siren_proto::message::encode_value(&AboutUser {
                 user: user.clone(),
             }));
             "directory"
+        }
+        Routed::LoginFailed(user) => {
+            out.extend_from_slice(&siren_proto::message::encode_value(&AboutUser {
+                user: user.clone(),
+            }));
+            "login_failed"
         }
     };
     (format!("siren.{name}.{kind}"), out)
@@ -292,8 +306,13 @@ fn decode<'a>(subject: &str, payload: &'a [u8]) -> Option<(&'a [u8], Routed)> {
                 .ok()?
                 .peer,
         ),
+        "login_failed" => Routed::LoginFailed(
+            siren_proto::message::decode_value::<AboutUser>(rest)
+                .ok()?
+                .user,
+        ),
         "directory" => Routed::Directory(
-            siren_proto::message::decode_value::<DirectoryChange>(rest)
+            siren_proto::message::decode_value::<AboutUser>(rest)
                 .ok()?
                 .user,
         ),
@@ -317,7 +336,20 @@ pub async fn join(config: &ClusterSection, shared: Arc<Shared>) -> anyhow::Resul
         .collect::<anyhow::Result<Vec<_>>>()?;
     let name = shared.config().server.name.to_string();
     let node = config.node_id.clone();
-    let client = async_nats::ConnectOptions::new()
+    let mut options = async_nats::ConnectOptions::new();
+    if let Some(path) = &config.nats_token_file {
+        let token = std::fs::read_to_string(path)
+            .with_context(|| format!("`cluster.nats_token_file`: cannot read {}", path.display()))?
+            .trim()
+            .to_owned();
+        anyhow::ensure!(
+            !token.is_empty(),
+            "`cluster.nats_token_file`: {} is empty",
+            path.display()
+        );
+        options = options.token(token);
+    }
+    let client = options
         .name(format!("sirend {name} {node}"))
         .retry_on_initial_connect()
         .event_callback(|event| async move {
@@ -410,6 +442,9 @@ pub async fn join(config: &ClusterSection, shared: Arc<Shared>) -> anyhow::Resul
                         Some((_, Routed::Signal(env))) => {
                             here.signals.hand_over(*env, None);
                         }
+                        Some((_, Routed::LoginFailed(user))) => {
+                            here.auth.limits.failed_elsewhere(&user);
+                        }
                         Some((_, Routed::Outbox(peer))) => {
                             crate::federation::outbox::ensure_worker(&here, &peer);
                         }
@@ -476,6 +511,9 @@ pub async fn join(config: &ClusterSection, shared: Arc<Shared>) -> anyhow::Resul
             tokio::select! {
                 _ = tick.tick() => {
                     hub.poll_all();
+                    // Other nodes commit to and acknowledge from the same queues: the quota is
+                    // checked against the store's counts, read again at most this long after.
+                    adopter.queue.usage.forget_all();
                     crate::federation::outbox::adopt(&adopter).await;
                 }
                 _ = stop.changed() => break,
@@ -540,6 +578,7 @@ mod tests {
             ))),
             Routed::Directory(Username::parse("bob").unwrap()),
             Routed::Outbox(ServerName::parse("beta.test").unwrap()),
+            Routed::LoginFailed(Username::parse("carol").unwrap()),
         ] {
             let (subject, payload) = encode(&routed, "alpha.test", "node-2");
             assert!(subject.starts_with("siren.alpha.test."), "{subject}");

@@ -447,6 +447,9 @@ pub struct ClusterSection {
     /// The nodes as DNS lists them (`sirend dns-records` prints one SRV record each); clients
     /// try them in priority order and, at `siren init`, keep the others to fall back on.
     pub nodes: Vec<ClusterNode>,
+    /// A file holding the token NATS requires (`nats-server --auth`, `authorization { token
+    /// }`), if it requires one; relative to the configuration file.
+    pub nats_token_file: Option<PathBuf>,
 }
 
 /// A node of a cluster as its SRV record names it.
@@ -482,6 +485,7 @@ impl Default for ClusterSection {
             nats: Vec::new(),
             poll_secs: 5,
             nodes: Vec::new(),
+            nats_token_file: None,
         }
     }
 }
@@ -561,6 +565,9 @@ impl Config {
         };
         fix(&mut self.server.key_file);
         fix(&mut self.server.data_dir);
+        if let Some(p) = self.cluster.nats_token_file.as_mut() {
+            fix(p);
+        }
         self.server.retired_key_files.iter_mut().for_each(fix);
         for plugin in &mut self.plugins {
             if let Some(p) = plugin.native.as_mut() {

@@ -81,6 +81,9 @@ pub enum Routed {
     /// Envelopes were committed to this peer's outbox and another node drains it (holds its
     /// lease): that node's worker should look (or, if it just stopped, one starts).
     Outbox(siren_api::ServerName),
+    /// A login to this local user failed and counted towards the account's limit: the other
+    /// nodes count it too.
+    LoginFailed(Username),
 }
 
 /// How the hub tells a live session to close, and why.
@@ -265,6 +268,13 @@ impl Hub {
     pub fn outbox_committed(&self, peer: &siren_api::ServerName) {
         if let Some(remote) = self.remote.get() {
             let _ = remote.try_send(Routed::Outbox(peer.clone()));
+        }
+    }
+
+    /// Tells the other nodes, in a cluster, that a login to `user` failed (never blocks).
+    pub fn login_failed(&self, user: &Username) {
+        if let Some(remote) = self.remote.get() {
+            let _ = remote.try_send(Routed::LoginFailed(user.clone()));
         }
     }
 

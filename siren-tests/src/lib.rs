@@ -628,6 +628,8 @@ pub struct Nats {
     child: Option<Child>,
     /// Its port.
     pub port: u16,
+    /// The token it requires, and the file holding it (for `[cluster] nats_token_file`).
+    token: Option<(String, tempfile::TempDir)>,
 }
 
 impl Nats {
@@ -636,6 +638,21 @@ impl Nats {
         let mut nats = Nats {
             child: None,
             port: free_port(),
+            token: None,
+        };
+        nats.spawn();
+        nats
+    }
+
+    /// [`Nats::start`], requiring a (random) token of every client.
+    pub fn start_with_token() -> Nats {
+        let token = siren_proto::ids::MessageId::random(&mut siren_proto::os_rng()).to_hex();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("nats.token"), format!("{token}\n")).unwrap();
+        let mut nats = Nats {
+            child: None,
+            port: free_port(),
+            token: Some((token, dir)),
         };
         nats.spawn();
         nats
@@ -646,9 +663,30 @@ impl Nats {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    /// The `[cluster]` lines that reach it: `nats`, and `nats_token_file` if it wants a token.
+    pub fn config_lines(&self) -> String {
+        let mut lines = format!("nats = [\"{}\"]\n", self.url());
+        if let Some((_, dir)) = &self.token {
+            lines.push_str(&format!(
+                "nats_token_file = \"{}\"\n",
+                dir.path().join("nats.token").display()
+            ));
+        }
+        lines
+    }
+
     fn spawn(&mut self) {
+        let mut args = vec![
+            "-a".to_owned(),
+            "127.0.0.1".to_owned(),
+            "-p".to_owned(),
+            self.port.to_string(),
+        ];
+        if let Some((token, _)) = &self.token {
+            args.extend(["--auth".to_owned(), token.clone()]);
+        }
         let child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -23,8 +23,8 @@ fn node_options(node: &str, nats: &Nats, db: &str, poll_secs: u64) -> Options {
         extra: format!(
             "\n[storage.options]\nurl = \"{db}\"\npool_size = 4\n\n[federation]\nenabled = false\n\n\
              [roster]\nnon_contacts = \"accept\"\n\n\
-             [cluster]\nenabled = true\nnode_id = \"{node}\"\nnats = [\"{}\"]\npoll_secs = {poll_secs}\n",
-            nats.url()
+             [cluster]\nenabled = true\nnode_id = \"{node}\"\n{}poll_secs = {poll_secs}\n",
+            nats.config_lines()
         ),
         ..Options::default()
     }
@@ -85,10 +85,11 @@ fn wait_line(listener: &Listener, line: &str, limit: Duration) -> Vec<String> {
 }
 
 /// alice on node 1 and bob on node 2 chat live. The re-read is every 5 minutes here, so a
-/// message arriving within seconds came by a wake-up over NATS.
+/// message arriving within seconds came by a wake-up over NATS — which requires a token here
+/// (`[cluster] nats_token_file`).
 #[test]
 fn alice_on_one_node_and_bob_on_another_chat_live() {
-    let nats = Nats::start();
+    let nats = Nats::start_with_token();
     let (one, two) = two_nodes(&nats, 300);
     let alice = logged_in(&one, "alice@alpha.test", "alice-1");
     let bob = logged_in(&two, "bob@alpha.test", "bob-1");
@@ -280,6 +281,43 @@ async fn a_device_revoked_on_one_node_cannot_log_in_on_another_with_a_stale_cach
         Ok((_, other)) => panic!("the revoked device logged in on node 2: {other:?}"),
         Err(code) => panic!("login refused with {code}"),
     }
+}
+
+/// The limit on failed logins per account holds for the cluster, not per node: two failures
+/// on node 1 and two on node 2 reach the limit of four, and a login from an address the
+/// account never used is then refused on node 1 whatever the password (alone, node 1 counted
+/// two).
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_logins_to_one_account_add_up_across_nodes() {
+    let nats = Nats::start();
+    let db = postgres_database();
+    let limited = |node: &str| Options {
+        auth_lines: "failures_per_account_per_minute = 4\n\
+                     failures_per_address_and_account_per_minute = 3\n"
+            .into(),
+        ..node_options(node, &nats, &db, 300)
+    };
+    let mut one = Server::new(limited("node-1"));
+    one.add_user("alice", "alice-1");
+    one.start();
+    let mut two = Server::node_of(&one, limited("node-2"));
+    two.start();
+    for (node, from) in [(&one, 2), (&two, 3)] {
+        for _ in 0..2 {
+            let from = std::net::IpAddr::from([127, 0, 0, from]);
+            let (_, answer) = raw::login_from(node, from, "alice", "wrong").await;
+            assert_eq!(answer.err(), Some(ErrorCode::AuthFailed.as_u16()));
+        }
+    }
+    // (Node 2's count crosses over NATS on loopback: well within this.)
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let from = std::net::IpAddr::from([127, 0, 0, 4]);
+    let (_, answer) = raw::login_from(&one, from, "alice", "alice-1").await;
+    assert_eq!(
+        answer.err(),
+        Some(ErrorCode::RateLimited.as_u16()),
+        "node 1 let a fifth try in"
+    );
 }
 
 /// Presence crosses nodes: alice, subscribing on node 1, starts from the state bob published on

@@ -214,19 +214,27 @@ impl LoginLimits {
     /// The attempt failed: the address keeps its count; the account named (if any) gets one,
     /// unless this address is already over its limit for that account — so one address adds at
     /// most `per_address_and_account` failures a minute to the account's count, and cannot push
-    /// it over the account's limit alone.
-    pub fn failed(&self, attempt: Attempt, user: Option<&Username>) {
+    /// it over the account's limit alone. Returns whether the account got one (in a cluster the
+    /// other nodes are then told: [`LoginLimits::failed_elsewhere`]).
+    pub fn failed(&self, attempt: Attempt, user: Option<&Username>) -> bool {
         let now = Instant::now();
-        let Some(user) = user else { return };
+        let Some(user) = user else { return false };
         if let Some(a) = attempt.addr {
             let mut pairs = lock(&self.by_pair);
             let pair = (a, user.clone());
             if pairs.blocked(&pair, now) {
-                return;
+                return false;
             }
             pairs.record(pair, now);
         }
         lock(&self.by_account).record(user.clone(), now);
+        true
+    }
+
+    /// Another node of the cluster counted a failed login to `user`: the account's limit holds
+    /// across the nodes (its per-address limits stay each node's own).
+    pub fn failed_elsewhere(&self, user: &Username) {
+        lock(&self.by_account).record(user.clone(), Instant::now());
     }
 
     /// The attempt ended without a verdict (the mechanism asked for another round, or its

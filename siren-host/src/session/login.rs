@@ -257,8 +257,10 @@ impl Session {
                 let locked = attempted
                     .as_ref()
                     .is_some_and(|u| limits.account_blocked(addr, u));
-                if let Some(a) = attempt {
-                    limits.failed(a, attempted.as_ref());
+                if let (Some(a), Some(user)) = (attempt, attempted.as_ref())
+                    && limits.failed(a, Some(user))
+                {
+                    self.shared.hub.login_failed(user);
                 }
                 tracing::info!(peer = %self.peer, user = ?attempted.as_ref().map(|u| u.to_string()), "login failed");
                 let result = if locked {
@@ -278,9 +280,11 @@ impl Session {
             }
             AuthStep::Success(user) => {
                 if limits.account_blocked(addr, &user) {
-                    if let Some(a) = attempt {
-                        // Counted like a failure: the right password here is indistinguishable.
-                        limits.failed(a, Some(&user));
+                    // Counted like a failure: the right password here is indistinguishable.
+                    if let Some(a) = attempt
+                        && limits.failed(a, Some(&user))
+                    {
+                        self.shared.hub.login_failed(&user);
                     }
                     self.shared.metrics.login(&self.mechanism, "rate_limited");
                     self.shared.metrics.limit_refused("login_failures");
