@@ -24,12 +24,12 @@ const EVENTS: usize = 16;
 /// A session's end of its subscriptions.
 pub struct Inbox {
     /// Events for this session.
-    pub rx: mpsc::Receiver<ServerMessage>,
+    pub rx: mpsc::Receiver<Box<ServerMessage>>,
 }
 
 struct Subscriber {
     uid: Uid,
-    tx: mpsc::Sender<ServerMessage>,
+    tx: mpsc::Sender<Box<ServerMessage>>,
 }
 
 #[derive(Default)]
@@ -39,7 +39,7 @@ struct State {
     /// Connection → the publishers it subscribed to.
     by_conn: HashMap<u64, BTreeSet<Uid>>,
     /// Connection → its sender, created on its first subscription.
-    senders: HashMap<u64, mpsc::Sender<ServerMessage>>,
+    senders: HashMap<u64, mpsc::Sender<Box<ServerMessage>>>,
     /// Ready sessions per local user.
     online: HashMap<Username, usize>,
     /// What each local user with a ready session last published (not `offline`).
@@ -125,7 +125,7 @@ impl PubSub {
     }
 
     /// The sessions subscribed to `publisher` right now, by subscriber UID.
-    pub fn subscribers(&self, publisher: &Uid) -> Vec<(Uid, mpsc::Sender<ServerMessage>)> {
+    pub fn subscribers(&self, publisher: &Uid) -> Vec<(Uid, mpsc::Sender<Box<ServerMessage>>)> {
         self.state()
             .subs
             .get(publisher)
@@ -134,14 +134,14 @@ impl PubSub {
     }
 
     /// Sends an event to one subscriber; drops it if the session is not keeping up.
-    pub fn deliver(tx: &mpsc::Sender<ServerMessage>, publisher: &Uid, presence: &Presence) {
-        let _ = tx.try_send(ServerMessage::Event {
+    pub fn deliver(tx: &mpsc::Sender<Box<ServerMessage>>, publisher: &Uid, presence: &Presence) {
+        let _ = tx.try_send(Box::new(ServerMessage::Event {
             topic: Topic::Presence {
                 uid: publisher.clone(),
             },
             from: publisher.clone(),
             presence: presence.clone(),
-        });
+        }));
     }
 
     /// Sends `publisher`'s presence, `presence`, to connection `conn` alone (the current state
@@ -250,7 +250,7 @@ mod tests {
             PubSub::deliver(&tx, &alice, &presence);
         }
         assert!(matches!(
-            inbox.rx.recv().await,
+            inbox.rx.recv().await.as_deref(),
             Some(ServerMessage::Event { .. })
         ));
         assert!(ps.is_subscribed(1, &alice) && !ps.is_subscribed(2, &alice));

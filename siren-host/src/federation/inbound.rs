@@ -428,7 +428,7 @@ async fn subscribe_remote(
                     topic,
                     from,
                     presence,
-                }) = inbox.rx.recv().await
+                }) = inbox.rx.recv().await.map(|event| *event)
                 {
                     let event = LinkMessage::Event {
                         to: vec![to.clone()],

@@ -231,14 +231,14 @@ async fn next_offer(
 
 async fn next_signal(
     inbox: &mut Option<crate::signals::Inbox>,
-) -> Option<siren_proto::envelope::Envelope> {
+) -> Option<Box<siren_proto::envelope::Envelope>> {
     match inbox {
         Some(i) => i.rx.recv().await,
         None => std::future::pending().await,
     }
 }
 
-async fn next_pubsub(inbox: &mut Option<crate::pubsub::Inbox>) -> Option<ServerMessage> {
+async fn next_pubsub(inbox: &mut Option<crate::pubsub::Inbox>) -> Option<Box<ServerMessage>> {
     match inbox {
         Some(i) => i.rx.recv().await,
         None => std::future::pending().await,
@@ -352,8 +352,8 @@ impl Session {
                 _ = notified(wake) => Event::Wake,
                 done = committed(&mut self.commits) => Event::Committed(done),
                 () = numbered(&mut self.numbering) => Event::Numbered,
-                ev = next_pubsub(&mut self.inbox) => Event::PubSub(ev.map(Box::new)),
-                env = next_signal(&mut self.signals) => Event::Signal(env.map(Box::new)),
+                ev = next_pubsub(&mut self.inbox) => Event::PubSub(ev),
+                env = next_signal(&mut self.signals) => Event::Signal(env),
                 answer = self.remote.next() => Event::Remote(answer.map(Box::new)),
                 offer = next_offer(&mut self.offers) => Event::Offer(offer),
                 frame = self.inp.recv_plain(), if reading => Event::Frame(frame),
