@@ -62,7 +62,9 @@ pub async fn serve(
     mut ticket: Ticket,
 ) {
     let transport = connection.transport;
-    match handshake::handshake(&shared, connection, peer, &mut ticket).await {
+    // Boxed, as the session's close below: the handshake's state is freed when it is done
+    // instead of sizing the task of every idle session.
+    match Box::pin(handshake::handshake(&shared, connection, peer, &mut ticket)).await {
         Ok(Some((dek, request, sender, receiver, hash))) => {
             let mut session = Session {
                 shared: shared.clone(),
@@ -101,7 +103,7 @@ pub async fn serve(
                 ticket,
             };
             let outcome = session.run().await;
-            session.close(outcome).await;
+            Box::pin(session.close(outcome)).await;
         }
         Ok(None) => {}
         Err(e) => {
@@ -322,11 +324,16 @@ impl Session {
     }
 
     async fn run_inner(&mut self) -> Result<Outcome, Outcome> {
-        let limits = self.shared.config().limits.clone();
+        let (auth_timeout, idle) = {
+            let limits = &self.shared.config().limits;
+            (limits.auth_timeout_secs, limits.idle_timeout_secs)
+        };
         let mut shutdown = self.shared.shutdown.clone();
-        let auth_deadline = Instant::now() + Duration::from_secs(limits.auth_timeout_secs);
-        let idle = Duration::from_secs(limits.idle_timeout_secs);
-        let mut live = match self.start().await? {
+        let auth_deadline = Instant::now() + Duration::from_secs(auth_timeout);
+        let idle = Duration::from_secs(idle);
+        // The task of an idle session holds the largest state of its loop: boxed, the start
+        // and the handlers of requests take their room only while they run.
+        let mut live = match Box::pin(self.start()).await? {
             Flow::Ready => self.user.clone().map(|u| self.go_live(&u)),
             Flow::Continue => None,
             Flow::Close(o) => return Ok(o),
@@ -422,7 +429,7 @@ impl Session {
                             };
                             self.error(e.rid, &Error::new(e.code(), text)).await?;
                         }
-                        Ok(msg) => match self.handle(msg).await? {
+                        Ok(msg) => match Box::pin(self.handle(msg)).await? {
                             Flow::Continue => {}
                             Flow::Ready => {
                                 if live.is_none() {
