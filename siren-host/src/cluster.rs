@@ -440,7 +440,7 @@ pub async fn join(config: &ClusterSection, shared: Arc<Shared>) -> anyhow::Resul
                         }
                         Some((_, Routed::Kick(dek))) => here.hub.kick_local(&dek),
                         Some((_, Routed::Signal(env))) => {
-                            here.signals.hand_over(*env, None);
+                            here.hub.signal_local(*env);
                         }
                         Some((_, Routed::LoginFailed(user))) => {
                             here.auth.limits.failed_elsewhere(&user);

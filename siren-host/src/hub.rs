@@ -4,35 +4,36 @@
 //! online device gets a message without the store being polled. A push never blocks and carries
 //! no data: it lowers the session's mark (`lag`, the lowest sequence number committed since the
 //! session last looked) and wakes it; the session then reads from the store from that number on.
-//! The store is the source of truth; an idle session costs the hub a few small `Arc`s.
+//! The store is the source of truth. Everything for one live session goes through its
+//! [`Mailbox`] (one small allocation: the mark, offers, signals, the order to close, one
+//! wake-up).
 //!
 //! **The online fast path** (PROTOCOL.md §13): a store that numbers items before its durable
 //! write announces the numbers, and the queue then *offers* each item to its device's live
-//! session through the hub ([`Hub::offer`]): a bounded channel per session carrying the number
+//! session through the hub ([`Hub::offer`]): a bounded queue per session carrying the number
 //! and a shared reference to the item's bytes (no copy). The session may deliver it at once,
 //! while the write proceeds. After the commit, the push of an item its device has not already
-//! acknowledged (`crate::deferred`) sends a note through the same channel that the item is
-//! durable (or, if the channel is full, lowers the session's mark so that it reads the store);
-//! see `session::delivery`. An offer that does not fit the channel is dropped: the item comes
+//! acknowledged (`crate::deferred`) queues a note behind the offer that the item is
+//! durable (or, if the queue is full, lowers the session's mark so that it reads the store);
+//! see `session::delivery`. An offer that does not fit is dropped: the item comes
 //! the slow way, through the store.
+//!
+//! Ephemeral signals (PROTOCOL.md §14, [`Hub::signal`]) go to the same mailbox; one for a
+//! session that does not keep up is dropped.
 //!
 //! The hub also knows as whom each session is logged in (the user and the credential stamp of
 //! its login), so that the server can end every live session of an account that was deleted or
 //! whose password changed ([`Hub::end`], used by [`crate::accounts`]).
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use siren_api::{Error, Username};
+use siren_proto::envelope::Envelope;
 use siren_proto::keys::DekPublic;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
-/// No lag recorded.
-pub const NO_LAG: u64 = u64::MAX;
-
-/// Offers one session can hold before it reads them (beyond this they are dropped).
-const OFFERS: usize = 512;
+pub use crate::mailbox::{Mailbox, NO_LAG};
 
 /// Items of one enqueue, shared by the store write and the offers to live sessions.
 pub type OfferedItems = Arc<[siren_api::storage::NewQueueItem]>;
@@ -86,47 +87,11 @@ pub enum Routed {
     LoginFailed(Username),
 }
 
-/// How the hub tells a live session to close, and why.
-#[derive(Default)]
-pub struct Kick {
-    notify: Notify,
-    ending: Mutex<Option<Error>>,
-}
-
-impl Kick {
-    /// Resolves once the session must close (at once if it was told before anyone waited).
-    pub async fn notified(&self) {
-        self.notify.notified().await;
-    }
-
-    /// The error to send before closing when the session is ended (its account changed, an
-    /// administrator revoked it), rather than replaced by a newer connection; such a session
-    /// must not stay resumable.
-    pub fn ending(&self) -> Option<Error> {
-        self.ending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    fn fire(&self, ending: Option<Error>) {
-        if ending.is_some() {
-            *self.ending.lock().unwrap_or_else(|p| p.into_inner()) = ending;
-        }
-        self.notify.notify_one();
-    }
-}
-
 struct Entry {
-    lag: Arc<AtomicU64>,
-    kick: Arc<Kick>,
-    wake: Arc<Notify>,
+    mailbox: Arc<Mailbox>,
     conn: u64,
-    /// Where offers go (client sessions only).
-    offers: Option<mpsc::Sender<Offered>>,
-    /// For a client's session: who is logged in, and the credential stamp of that login
-    /// (`None`: not checked). `None` for the server's own registrations (outboxes).
-    account: Option<(Username, Option<u64>)>,
+    /// Who is logged in, and the credential stamp of that login (`None`: not checked).
+    account: (Username, Option<u64>),
 }
 
 /// Live sessions by DEK.
@@ -138,19 +103,6 @@ pub struct Hub {
     remote: std::sync::OnceLock<mpsc::Sender<Routed>>,
 }
 
-/// What a session gets when it registers.
-pub struct Registration {
-    /// Lowest seq committed since the session last looked, or [`NO_LAG`].
-    pub lag: Arc<AtomicU64>,
-    /// Notified after `lag` was lowered.
-    pub wake: Arc<Notify>,
-    /// Notified when the session must close (replaced by a resumption, its DEK revoked, or
-    /// ended by [`Hub::end`]).
-    pub kick: Arc<Kick>,
-    /// Items offered before they are durable (client sessions only).
-    pub offers: Option<mpsc::Receiver<Offered>>,
-}
-
 impl Hub {
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<DekPublic, Entry>> {
         // A panic while holding this lock cannot leave the map inconsistent (single inserts and
@@ -158,59 +110,29 @@ impl Hub {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers connection `conn` as the live session of `dek`, kicking any earlier one.
-    pub fn register(&self, dek: DekPublic, conn: u64) -> Registration {
-        self.insert(dek, conn, None)
-    }
-
-    /// Registers a client's session: [`Hub::register`] for a session logged in as `user` with
-    /// the credential stamp `stamp`, which [`Hub::end`] can then select.
+    /// Registers connection `conn`, logged in as `user` with the credential stamp `stamp`
+    /// (which [`Hub::end`] can select), as the live session of `dek`, kicking any earlier one.
+    /// The session waits on the mailbox returned.
     pub fn register_session(
         &self,
         dek: DekPublic,
         conn: u64,
         user: Username,
         stamp: Option<u64>,
-    ) -> Registration {
-        self.insert(dek, conn, Some((user, stamp)))
-    }
-
-    fn insert(
-        &self,
-        dek: DekPublic,
-        conn: u64,
-        account: Option<(Username, Option<u64>)>,
-    ) -> Registration {
-        let lag = Arc::new(AtomicU64::new(NO_LAG));
-        let kick = Arc::new(Kick::default());
-        let wake = Arc::new(Notify::new());
-        let (offers, offered) = match account {
-            Some(_) => {
-                let (tx, rx) = mpsc::channel(OFFERS);
-                (Some(tx), Some(rx))
-            }
-            None => (None, None),
-        };
+    ) -> Arc<Mailbox> {
+        let mailbox = Arc::new(Mailbox::default());
         let old = self.sessions().insert(
             dek,
             Entry {
-                lag: lag.clone(),
-                kick: kick.clone(),
-                wake: wake.clone(),
+                mailbox: mailbox.clone(),
                 conn,
-                offers,
-                account,
+                account: (user, stamp),
             },
         );
         if let Some(old) = old {
-            old.kick.fire(None);
+            old.mailbox.kick(None);
         }
-        Registration {
-            lag,
-            kick,
-            wake,
-            offers: offered,
-        }
+        mailbox
     }
 
     /// Removes `conn`'s registration (if it is still the current one for `dek`).
@@ -242,13 +164,9 @@ impl Hub {
         let Some(entry) = sessions.get(dek) else {
             return false;
         };
-        if let Some(tx) = &entry.offers
-            && tx.try_send(Offered::Durable(seq)).is_ok()
-        {
-            return true;
+        if !entry.mailbox.offer(Offered::Durable(seq)) {
+            entry.mailbox.lower_lag(seq);
         }
-        entry.lag.fetch_min(seq, Ordering::Relaxed);
-        entry.wake.notify_one();
         true
     }
 
@@ -290,17 +208,14 @@ impl Hub {
     /// periodic re-read: what a lost wake-up left behind is found).
     pub fn poll_all(&self) {
         for entry in self.sessions().values() {
-            if entry.offers.is_some() {
-                entry.lag.fetch_min(1, Ordering::Relaxed);
-                entry.wake.notify_one();
-            }
+            entry.mailbox.lower_lag(1);
         }
     }
 
     /// Whether every one of `devices` has a live client session (to offer items to).
     pub fn all_live<'a>(&self, mut devices: impl Iterator<Item = &'a DekPublic>) -> bool {
         let sessions = self.sessions();
-        devices.all(|dek| sessions.get(dek).is_some_and(|e| e.offers.is_some()))
+        devices.all(|dek| sessions.contains_key(dek))
     }
 
     /// Offers items being enqueued (`items[i]` numbered `seqs[i]`) to the live sessions of
@@ -309,8 +224,8 @@ impl Hub {
         let sessions = self.sessions();
         for (index, (item, &seq)) in items.iter().zip(seqs).enumerate() {
             let dek = DekPublic::from_bytes(item.device);
-            if let Some(tx) = sessions.get(&dek).and_then(|e| e.offers.as_ref()) {
-                let _ = tx.try_send(Offered::Item(Offer {
+            if let Some(entry) = sessions.get(&dek) {
+                let _ = entry.mailbox.offer(Offered::Item(Offer {
                     seq,
                     items: items.clone(),
                     index,
@@ -332,7 +247,7 @@ impl Hub {
     /// [`Hub::kick`] on this node only (another node's revocation).
     pub fn kick_local(&self, dek: &DekPublic) {
         if let Some(entry) = self.sessions().remove(dek) {
-            entry.kick.fire(Some(Error::new(
+            entry.mailbox.kick(Some(Error::new(
                 siren_api::ErrorCode::DeviceRevoked,
                 "this device was revoked by another device of the account",
             )));
@@ -349,16 +264,12 @@ impl Hub {
         let mut sessions = self.sessions();
         let ended: Vec<DekPublic> = sessions
             .iter()
-            .filter(|(dek, e)| {
-                e.account
-                    .as_ref()
-                    .is_some_and(|(user, stamp)| which(dek, user, *stamp))
-            })
+            .filter(|(dek, e)| which(dek, &e.account.0, e.account.1))
             .map(|(dek, _)| *dek)
             .collect();
         for dek in &ended {
             if let Some(entry) = sessions.remove(dek) {
-                entry.kick.fire(Some(error.clone()));
+                entry.mailbox.kick(Some(error.clone()));
             }
         }
         ended.len()
@@ -369,17 +280,38 @@ impl Hub {
     pub fn accounts(&self) -> BTreeSet<(Username, Option<u64>)> {
         self.sessions()
             .values()
-            .filter_map(|e| e.account.clone())
+            .map(|e| e.account.clone())
             .collect()
     }
 
-    /// The live sessions of clients (not the server's own registrations): each DEK and the
-    /// user it is logged in as.
+    /// The live sessions: each DEK and the user it is logged in as.
     pub fn live(&self) -> Vec<(DekPublic, Username)> {
         self.sessions()
             .iter()
-            .filter_map(|(dek, e)| Some((*dek, e.account.as_ref()?.0.clone())))
+            .map(|(dek, e)| (*dek, e.account.0.clone()))
             .collect()
+    }
+
+    /// Hands the ephemeral signal `env` to the live session of its `to_dek`
+    /// (PROTOCOL.md §14); in a cluster, one not live here goes to the other nodes. Returns
+    /// whether a session here took it (false: none is live here, or it is not keeping up).
+    pub fn signal(&self, env: Envelope) -> bool {
+        let mailbox = match self.sessions().get(&env.to_dek) {
+            Some(entry) => entry.mailbox.clone(),
+            None => {
+                if let Some(remote) = self.remote.get() {
+                    let _ = remote.try_send(Routed::Signal(Box::new(env)));
+                }
+                return false;
+            }
+        };
+        mailbox.signal(Box::new(env))
+    }
+
+    /// [`Hub::signal`] to this node's sessions only (a signal from another node).
+    pub fn signal_local(&self, env: Envelope) -> bool {
+        let mailbox = self.sessions().get(&env.to_dek).map(|e| e.mailbox.clone());
+        mailbox.is_some_and(|m| m.signal(Box::new(env)))
     }
 
     /// How many sessions are live.
@@ -405,19 +337,28 @@ mod tests {
         Username::parse(name).unwrap()
     }
 
+    async fn woken(mailbox: &Mailbox) -> bool {
+        tokio::time::timeout(std::time::Duration::from_secs(1), mailbox.changed())
+            .await
+            .is_ok()
+    }
+
     #[tokio::test]
-    async fn push_lowers_the_mark_and_wakes_the_registered_session() {
+    async fn push_notes_durability_behind_the_offer_or_lowers_the_mark_and_wakes_the_session() {
         let hub = Hub::default();
-        let reg = hub.register(dek(1), 7);
+        let reg = hub.register_session(dek(1), 7, user("alice"), None);
         hub.push(&dek(2), 6); // nobody there: nothing happens
-        assert_eq!(reg.lag.load(Ordering::Relaxed), NO_LAG);
+        assert_eq!(reg.lag(), NO_LAG);
+        hub.push(&dek(1), 9);
+        assert!(woken(&reg).await);
+        assert!(matches!(reg.next_offer(), Some(Offered::Durable(9))));
+        // Once the queue is full, pushes lower the mark instead.
+        while reg.offer(Offered::Durable(0)) {}
         hub.push(&dek(1), 9);
         hub.push(&dek(1), 5);
         hub.push(&dek(1), 8);
-        assert_eq!(reg.lag.load(Ordering::Relaxed), 5);
-        tokio::time::timeout(std::time::Duration::from_secs(1), reg.wake.notified())
-            .await
-            .unwrap();
+        assert_eq!(reg.lag(), 5);
+        assert!(woken(&reg).await);
     }
 
     #[tokio::test]
@@ -426,26 +367,52 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(16);
         hub.set_remote(tx);
         let here = hub.register_session(dek(1), 1, user("alice"), None);
-        let outbox = hub.register(dek(3), 2);
         hub.push(&dek(2), 7);
         assert_eq!(rx.try_recv().ok(), Some(Routed::Wake(dek(2), 7)));
         // A device live here is pushed here only.
-        let mut offers = here.offers.unwrap();
         hub.push(&dek(1), 9);
         assert!(rx.try_recv().is_err());
-        assert!(matches!(offers.try_recv(), Ok(Offered::Durable(9))));
+        assert!(matches!(here.next_offer(), Some(Offered::Durable(9))));
         // From another node: here only, never sent on again.
         assert!(!hub.push_local(&dek(2), 8));
         assert!(rx.try_recv().is_err());
-        // The periodic re-read marks every client session (not the server's own).
+        // The periodic re-read marks every session.
         hub.poll_all();
-        assert_eq!(here.lag.load(Ordering::Relaxed), 1);
-        assert_eq!(outbox.lag.load(Ordering::Relaxed), NO_LAG);
+        assert_eq!(here.lag(), 1);
         // A revocation closes the session here and is told to the other nodes.
         hub.kick(&dek(1));
         assert_eq!(rx.try_recv().ok(), Some(Routed::Kick(dek(1))));
-        assert!(here.kick.ending().is_some());
+        assert!(matches!(here.kicked(), Some(Some(_))));
         hub.kick_local(&dek(4));
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn signals_reach_the_live_session_only_and_are_dropped_when_it_lags() {
+        let hub = Hub::default();
+        let env = |to: u8| crate::testing::envelope("a.test", to, 20);
+        assert!(!hub.signal(env(3)), "nobody is live");
+        let old = hub.register_session(dek(3), 1, user("alice"), None);
+        let new = hub.register_session(dek(3), 2, user("alice"), None);
+        // The old connection's unregister leaves the new one in place.
+        hub.unregister(&dek(3), 1);
+        assert!(hub.signal(env(3)));
+        assert_eq!(new.next_signal().map(|e| *e), Some(env(3)));
+        assert!(old.next_signal().is_none());
+        // A session that does not read loses what does not fit.
+        let taken = (0..crate::mailbox::SIGNALS + 5)
+            .filter(|_| hub.signal(env(3)))
+            .count();
+        assert_eq!(taken, crate::mailbox::SIGNALS);
+        assert!(!hub.signal(env(9)), "another device: nobody there");
+        assert!(!hub.signal_local(env(9)));
+        // In a cluster, one for a device not live here goes to the other nodes; one from
+        // another node is never sent on.
+        let (tx, mut rx) = mpsc::channel(4);
+        hub.set_remote(tx);
+        assert!(!hub.signal(env(9)));
+        assert_eq!(rx.try_recv().ok(), Some(Routed::Signal(Box::new(env(9)))));
+        assert!(!hub.signal_local(env(9)));
         assert!(rx.try_recv().is_err());
     }
 
@@ -454,11 +421,9 @@ mod tests {
         let hub = Hub::default();
         let old = hub.register_session(dek(1), 1, user("alice"), None);
         let _new = hub.register_session(dek(1), 2, user("alice"), None);
-        // The kick is stored as a permit, so it is seen even though nobody was waiting.
-        tokio::time::timeout(std::time::Duration::from_secs(1), old.kick.notified())
-            .await
-            .unwrap();
-        assert_eq!(old.kick.ending(), None, "replaced, not ended");
+        // The kick stays, so it is seen even though nobody was waiting.
+        assert!(woken(&old).await);
+        assert_eq!(old.kicked(), Some(None), "replaced, not ended");
         // The old connection's unregister does not remove the new one.
         hub.unregister(&dek(1), 1);
         assert_eq!(hub.len(), 1);
@@ -472,7 +437,6 @@ mod tests {
         let alice_old = hub.register_session(dek(1), 1, user("alice"), Some(5));
         let alice_new = hub.register_session(dek(2), 2, user("alice"), Some(6));
         let _bob = hub.register_session(dek(3), 3, user("bob"), Some(5));
-        let _outbox = hub.register(dek(4), 4);
         assert_eq!(
             hub.accounts().into_iter().collect::<Vec<_>>(),
             [
@@ -485,11 +449,9 @@ mod tests {
         let ended = hub.end(|_, u, stamp| *u == user("alice") && stamp == Some(5), &why);
         assert_eq!(ended, 1);
         assert_eq!(hub.end(|_, _, _| false, &why), 0);
-        tokio::time::timeout(std::time::Duration::from_secs(1), alice_old.kick.notified())
-            .await
-            .unwrap();
-        assert_eq!(alice_old.kick.ending(), Some(why));
-        assert_eq!(alice_new.kick.ending(), None);
-        assert_eq!(hub.len(), 3, "the outbox is no client's session");
+        assert!(woken(&alice_old).await);
+        assert_eq!(alice_old.kicked(), Some(Some(why)));
+        assert_eq!(alice_new.kicked(), None);
+        assert_eq!(hub.len(), 2);
     }
 }

@@ -21,6 +21,7 @@
 //! | [`quota`] | per-device queue quotas, per-sender send rates |
 //! | [`rate`] | keyed token buckets |
 //! | [`hub`] | live sessions, for pushing committed items |
+//! | [`mailbox`] | what other tasks tell one live session: offers, the mark, signals, the order to close |
 //! | [`cluster`] | one node of several serving one domain: wake-ups over NATS, the periodic re-read |
 //! | [`pubsub`] | presence subscriptions of live sessions |
 //! | [`signals`] | ephemeral signals (typing): only to live sessions, never stored |
@@ -57,6 +58,7 @@ pub mod filemodes;
 pub mod hub;
 pub mod keyfile;
 pub mod links;
+pub mod mailbox;
 pub mod metrics;
 pub mod migrate;
 pub mod pubsub;

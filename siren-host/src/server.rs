@@ -126,7 +126,6 @@ pub async fn run(config: Config, reloader: Arc<crate::reload::Reloader>) -> anyh
         hub,
         rosters: Rosters::new(storage.clone(), config.roster.non_contacts),
         pubsub: PubSub::default(),
-        signals: crate::signals::Signals::default(),
         approvals: Approvals::new(
             config.limits.pending_approvals_per_account,
             config.limits.pending_approvals_per_address,

@@ -48,8 +48,6 @@ pub struct Shared {
     pub rosters: Rosters,
     /// Presence subscriptions.
     pub pubsub: PubSub,
-    /// Live sessions that ephemeral signals can reach.
-    pub signals: crate::signals::Signals,
     /// New devices waiting for approval.
     pub approvals: Approvals,
     /// Links to peer servers (and which peers this server may talk to).

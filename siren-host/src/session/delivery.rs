@@ -6,7 +6,7 @@
 //! no earlier offer was dropped, and the item's number is the one after the last delivered
 //! (numbers of one device are consecutive, so a gap means an item is missing and everything
 //! waits for the store). Such an item is *early* until it is known durable: the queue
-//! tells the session when its commit is done (through the same channel, after the offer); if
+//! tells the session when its commit is done (through the same mailbox, after the offer); if
 //! that note does not fit, the push lowers the session's mark instead and a store read, whose
 //! items are all written, confirms it. A device's `ack` of an early item frees its place in
 //! flight at once but is applied to the store only once the item's write is: at once if the
@@ -19,7 +19,6 @@
 //! id is dropped as a duplicate by the device.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use siren_api::hooks::{FilterDecision, RoutingMeta};
@@ -30,9 +29,9 @@ use siren_proto::ids::MessageId;
 use siren_proto::message::{self, Notice, QueueItem, RequestId, ServerMessage};
 use siren_proto::records::UserDirectory;
 
-use super::{Live, Outcome, Session, short};
+use super::{Outcome, Session, short};
 use crate::deferred::Acknowledged;
-use crate::hub::{NO_LAG, Registration};
+use crate::hub::{Mailbox, NO_LAG};
 use crate::roster::Admission;
 
 /// Most early items acknowledged by the device and not yet seen durable (a safety bound: past
@@ -140,25 +139,18 @@ impl Session {
     }
 
     /// Registers the (logged-in) session in the hub and starts reading its backlog.
-    pub(super) fn go_live(&mut self, user: &Username) -> Live {
-        let Registration {
-            lag,
-            kick,
-            wake,
-            offers,
-        } = self.shared.hub.register_session(
+    pub(super) fn go_live(&mut self, user: &Username) -> std::sync::Arc<Mailbox> {
+        let mailbox = self.shared.hub.register_session(
             self.dek,
             self.conn,
             user.clone(),
             self.credential_stamp,
         );
         self.count_ready();
-        self.signals = Some(self.shared.signals.register(self.dek, self.conn));
-        self.offers = offers;
         self.early = Early::default();
         self.cursor = Some(0);
         self.drained_sent = false;
-        Live { lag, kick, wake }
+        mailbox
     }
 
     /// Counts this session as one of its user's ready sessions (for presence), once registered.
@@ -174,8 +166,8 @@ impl Session {
     }
 
     /// Delivers from the stored backlog while there is room in flight.
-    pub(super) async fn pump(&mut self, live: &Live) -> Result<(), Outcome> {
-        let lag = live.lag.swap(NO_LAG, Ordering::Relaxed);
+    pub(super) async fn pump(&mut self, mailbox: &Mailbox) -> Result<(), Outcome> {
+        let lag = mailbox.take_lag();
         if lag != NO_LAG {
             let from = lag.saturating_sub(1);
             self.cursor = Some(self.cursor.map_or(from, |c| c.min(from)));
@@ -479,10 +471,10 @@ impl Session {
     /// they are durable, delivered when that keeps the order, and commits, which confirm early
     /// items durable (and apply their held acks) or, for an item not delivered early, start a
     /// store read from it.
-    pub(super) async fn offered(&mut self, first: crate::hub::Offered) -> Result<(), Outcome> {
+    pub(super) async fn offered(&mut self, mailbox: &Mailbox) -> Result<(), Outcome> {
         let mut frames = Vec::new();
         let mut confirmed: Vec<(u64, u64)> = Vec::new();
-        let mut next = Some(first);
+        let mut next = mailbox.next_offer();
         while let Some(told) = next {
             let early = &mut self.early;
             match told {
@@ -517,9 +509,10 @@ impl Session {
                     }
                 }
             }
-            next = match &mut self.offers {
-                Some(rx) if frames.len() < OFFER_BATCH => rx.try_recv().ok(),
-                _ => None,
+            next = if frames.len() < OFFER_BATCH {
+                mailbox.next_offer()
+            } else {
+                None
             };
         }
         self.write_deliveries(&confirmed, &frames).await?;

@@ -49,6 +49,7 @@ use siren_proto::message::{
 use tokio::time::Instant;
 
 use crate::admission::Ticket;
+use crate::hub::{Mailbox, NO_LAG};
 use crate::shared::Shared;
 
 pub use connection::{Connection, Transport};
@@ -64,52 +65,53 @@ pub async fn serve(
     let transport = connection.transport;
     // Boxed, as the session's close below: the handshake's state is freed when it is done
     // instead of sizing the task of every idle session.
-    match Box::pin(handshake::handshake(&shared, connection, peer, &mut ticket)).await {
-        Ok(Some((dek, request, sender, receiver, hash))) => {
-            let mut session = Session {
-                shared: shared.clone(),
-                peer,
-                transport,
-                conn,
-                dek,
-                id: SessionId::from_bytes([0; 16]),
-                user: None,
-                credential_stamp: None,
-                last_seen_stored: 0,
-                usk_registered: false,
-                channel_binding: *hash.as_bytes(),
-                out: sender,
-                inp: receiver,
-                exchange: None,
-                mechanism: String::new(),
-                inflight: BTreeMap::new(),
-                early: delivery::Early::default(),
-                offers: None,
-                cursor: None,
-                drained_sent: false,
-                last_activity: Instant::now(),
-                request,
-                batch: Vec::new(),
-                batch_rids: Vec::new(),
-                batch_reserved: Vec::new(),
-                commits: std::collections::VecDeque::new(),
-                numbering: None,
-                inbox: None,
-                signals: None,
-                signal_rate: signals::session_rate(&shared.config().limits),
-                counted_ready: false,
-                approval: None,
-                remote: remote::Remote::default(),
-                ticket,
-            };
-            let outcome = session.run().await;
-            Box::pin(session.close(outcome)).await;
-        }
-        Ok(None) => {}
+    // Matched in a statement of its own: a scrutinee's temporaries live to the end of its
+    // `match`, and the session's whole life would keep room for the handshake's result.
+    let session = match Box::pin(handshake::handshake(&shared, connection, peer, &mut ticket)).await
+    {
+        Ok(Some((dek, request, sender, receiver, hash))) => Session {
+            shared: shared.clone(),
+            peer,
+            transport,
+            conn,
+            dek,
+            id: SessionId::from_bytes([0; 16]),
+            user: None,
+            credential_stamp: None,
+            last_seen_stored: 0,
+            usk_registered: false,
+            channel_binding: *hash.as_bytes(),
+            out: sender,
+            inp: receiver,
+            exchange: None,
+            mechanism: String::new(),
+            inflight: BTreeMap::new(),
+            early: delivery::Early::default(),
+            cursor: None,
+            drained_sent: false,
+            last_activity: Instant::now(),
+            request,
+            batch: Vec::new(),
+            batch_rids: Vec::new(),
+            batch_reserved: Vec::new(),
+            commits: std::collections::VecDeque::new(),
+            numbering: None,
+            inbox: None,
+            signal_rate: signals::session_rate(&shared.config().limits),
+            counted_ready: false,
+            approval: None,
+            remote: remote::Remote::default(),
+            ticket,
+        },
+        Ok(None) => return,
         Err(e) => {
-            tracing::debug!(%peer, transport = transport.as_str(), error = %e, "handshake failed")
+            tracing::debug!(%peer, transport = transport.as_str(), error = %e, "handshake failed");
+            return;
         }
-    }
+    };
+    let mut session = session;
+    let outcome = session.run().await;
+    Box::pin(session.close(outcome)).await;
 }
 
 /// How a session ended.
@@ -167,8 +169,6 @@ struct Session {
     inflight: BTreeMap<u64, u64>,
     /// What the online fast path delivered before it was durable (see [`delivery`]).
     early: delivery::Early,
-    /// Items offered by the queue before they are durable, once the session is live.
-    offers: Option<tokio::sync::mpsc::Receiver<crate::hub::Offered>>,
     /// Where the next read of the stored backlog starts (`None`: nothing left to read).
     cursor: Option<u64>,
     drained_sent: bool,
@@ -187,8 +187,6 @@ struct Session {
     numbering: Option<tokio::sync::oneshot::Receiver<()>>,
     /// Presence events for this session, once it subscribed to something.
     inbox: Option<crate::pubsub::Inbox>,
-    /// Signals for this session, once it is live.
-    signals: Option<crate::signals::Inbox>,
     /// This session's budget of signal envelopes (one bucket, key `()`).
     signal_rate: crate::rate::Buckets<()>,
     /// Whether this session counts as one of its user's ready sessions.
@@ -210,34 +208,14 @@ type Commit = (
 /// One thing the session loop reacts to.
 enum Event {
     Shutdown,
-    Kicked,
-    Wake,
+    /// Something is in the live session's mailbox (or was: a wake-up may find it handled).
+    Mail,
     Frame(Result<Vec<u8>, NetError>),
     Committed(Result<Result<(), Error>, tokio::task::JoinError>),
     Numbered,
     PubSub(Option<Box<ServerMessage>>),
-    Signal(Option<Box<siren_proto::envelope::Envelope>>),
     Remote(Option<Box<ServerMessage>>),
-    Offer(Option<crate::hub::Offered>),
     Timeout,
-}
-
-async fn next_offer(
-    offers: &mut Option<tokio::sync::mpsc::Receiver<crate::hub::Offered>>,
-) -> Option<crate::hub::Offered> {
-    match offers {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn next_signal(
-    inbox: &mut Option<crate::signals::Inbox>,
-) -> Option<Box<siren_proto::envelope::Envelope>> {
-    match inbox {
-        Some(i) => i.rx.recv().await,
-        None => std::future::pending().await,
-    }
 }
 
 async fn next_pubsub(inbox: &mut Option<crate::pubsub::Inbox>) -> Option<Box<ServerMessage>> {
@@ -247,23 +225,10 @@ async fn next_pubsub(inbox: &mut Option<crate::pubsub::Inbox>) -> Option<Box<Ser
     }
 }
 
-/// The live-delivery side of a ready session.
-struct Live {
-    lag: Arc<std::sync::atomic::AtomicU64>,
-    kick: Arc<crate::hub::Kick>,
-    wake: Arc<tokio::sync::Notify>,
-}
-
-async fn notified(n: Option<Arc<tokio::sync::Notify>>) {
-    match n {
-        Some(n) => n.notified().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn kicked(k: Option<Arc<crate::hub::Kick>>) {
-    match k {
-        Some(k) => k.notified().await,
+/// Something is in the mailbox of a live session (never, before it is live).
+async fn mail(mailbox: Option<&Mailbox>) {
+    match mailbox {
+        Some(m) => m.changed().await,
         None => std::future::pending().await,
     }
 }
@@ -331,16 +296,20 @@ impl Session {
         let mut shutdown = self.shared.shutdown.clone();
         let auth_deadline = Instant::now() + Duration::from_secs(auth_timeout);
         let idle = Duration::from_secs(idle);
-        // The task of an idle session holds the largest state of its loop: boxed, the start
-        // and the handlers of requests take their room only while they run.
+        // The task of an idle session holds the largest state of its loop: boxed, the start,
+        // the backlog's reads and the handling of each event take their room only while they
+        // run (one allocation per event), and the loop itself holds little more than what the
+        // `select!` waits on.
         let mut live = match Box::pin(self.start()).await? {
             Flow::Ready => self.user.clone().map(|u| self.go_live(&u)),
             Flow::Continue => None,
             Flow::Close(o) => return Ok(o),
         };
         loop {
-            if let Some(l) = &live {
-                self.pump(l).await?;
+            if let Some(mailbox) = &live
+                && (self.cursor.is_some() || mailbox.lag() != NO_LAG)
+            {
+                Box::pin(self.pump(mailbox)).await?;
             }
             let mut deadline = if self.user.is_some() {
                 self.last_activity + idle
@@ -350,130 +319,145 @@ impl Session {
             if let Some((_, until)) = self.approval {
                 deadline = deadline.min(until);
             }
-            let kick = live.as_ref().map(|l| l.kick.clone());
-            let wake = live.as_ref().map(|l| l.wake.clone());
             let reading = self.batch_rids.len() < delivery::MAX_BATCHED && !self.remote.is_full();
             let event = tokio::select! {
                 _ = shutdown.changed() => Event::Shutdown,
-                _ = kicked(kick) => Event::Kicked,
-                _ = notified(wake) => Event::Wake,
+                () = mail(live.as_deref()) => Event::Mail,
                 done = committed(&mut self.commits) => Event::Committed(done),
                 () = numbered(&mut self.numbering) => Event::Numbered,
                 ev = next_pubsub(&mut self.inbox) => Event::PubSub(ev),
-                env = next_signal(&mut self.signals) => Event::Signal(env),
                 answer = self.remote.next() => Event::Remote(answer.map(Box::new)),
-                offer = next_offer(&mut self.offers) => Event::Offer(offer),
                 frame = self.inp.recv_plain(), if reading => Event::Frame(frame),
                 _ = tokio::time::sleep_until(deadline) => Event::Timeout,
             };
-            match event {
-                Event::Shutdown => {
-                    // Answer the sends already taken: their envelopes may be committed.
-                    while !self.commits.is_empty() {
-                        let done = committed(&mut self.commits).await;
-                        self.finish_commit(done).await?;
+            match Box::pin(self.on_event(event, live.as_deref())).await? {
+                Flow::Continue => {}
+                Flow::Ready => {
+                    if live.is_none() {
+                        live = self.user.clone().map(|u| self.go_live(&u));
                     }
-                    let _ = self
-                        .error(
-                            None,
-                            &Error::new(
-                                ErrorCode::ShuttingDown,
-                                "server is shutting down; resume later",
-                            ),
-                        )
-                        .await;
-                    return Ok(Outcome::Done("server shutting down"));
+                    self.count_ready();
                 }
-                Event::Kicked => {
-                    // Ended (208 and the like) rather than replaced: say why before closing.
-                    if let Some(e) = live.as_ref().and_then(|l| l.kick.ending()) {
-                        let _ = self.error(None, &e).await;
-                        return Ok(Outcome::Ended(e.message));
-                    }
-                    return Ok(Outcome::Replaced);
-                }
-                Event::Wake => {}
-                Event::Committed(done) => self.finish_commit(done).await?,
-                Event::Numbered => {
-                    self.numbering = None;
-                    self.start_commit();
-                }
-                Event::PubSub(Some(ev)) => self.send(&ev).await?,
-                Event::PubSub(None) => self.inbox = None,
-                Event::Signal(Some(env)) => self.send(&ServerMessage::Signal { env: *env }).await?,
-                Event::Signal(None) => self.signals = None,
-                Event::Remote(Some(answer)) => self.send(&answer).await?,
-                Event::Remote(None) => {}
-                Event::Offer(Some(offer)) => self.offered(offer).await?,
-                Event::Offer(None) => self.offers = None,
-                Event::Frame(Err(NetError::Frame(e))) => {
-                    let why = format!("bad frame: {e}");
-                    let _ = self
-                        .error(None, &Error::new(ErrorCode::BadFrame, why.clone()))
-                        .await;
-                    return Ok(Outcome::Failed(why));
-                }
-                Event::Frame(Err(NetError::Io(_))) => {
-                    return Ok(Outcome::Done("connection closed"));
-                }
-                Event::Frame(Err(e)) => return Ok(Outcome::Failed(e.to_string())),
-                Event::Frame(Ok(plain)) => {
-                    self.last_activity = Instant::now();
-                    match message::decode::<ClientMessage>(&plain) {
-                        Err(e) => {
-                            let text = match &e.kind {
-                                DecodeErrorKind::UnknownType(t) => {
-                                    format!("unknown message type {t:?}")
-                                }
-                                other => other.to_string(),
-                            };
-                            self.error(e.rid, &Error::new(e.code(), text)).await?;
-                        }
-                        Ok(msg) => match Box::pin(self.handle(msg)).await? {
-                            Flow::Continue => {}
-                            Flow::Ready => {
-                                if live.is_none() {
-                                    live = self.user.clone().map(|u| self.go_live(&u));
-                                }
-                                self.count_ready();
-                            }
-                            Flow::Close(o) => return Ok(o),
-                        },
-                    }
-                }
-                Event::Timeout
-                    if self
-                        .approval
-                        .is_some_and(|(_, until)| until <= Instant::now()) =>
-                {
-                    if let Some((rid, _)) = self.approval.take() {
-                        self.shared.approvals.close(&self.dek);
-                        let e = Error::new(
-                            ErrorCode::ApprovalTimeout,
-                            "no device of this account approved this one in time",
-                        );
-                        self.error(Some(rid), &e).await?;
-                    }
-                }
-                Event::Timeout => {
-                    let what = if self.user.is_none() {
-                        "login"
-                    } else {
-                        "idle session"
-                    };
-                    let _ = self
-                        .error(
-                            None,
-                            &Error::new(ErrorCode::Timeout, format!("{what} timed out")),
-                        )
-                        .await;
-                    return Ok(Outcome::Done("timed out"));
-                }
+                Flow::Close(o) => return Ok(o),
             }
         }
     }
 
-    /// Starts committing the waiting envelopes, unless a commit is already in flight.
+    /// Handles one event of the loop (`mailbox`: the live session's, once it is live).
+    async fn on_event(&mut self, event: Event, mailbox: Option<&Mailbox>) -> Result<Flow, Outcome> {
+        match event {
+            Event::Shutdown => {
+                // Answer the sends already taken: their envelopes may be committed.
+                while !self.commits.is_empty() {
+                    let done = committed(&mut self.commits).await;
+                    self.finish_commit(done).await?;
+                }
+                let _ = self
+                    .error(
+                        None,
+                        &Error::new(
+                            ErrorCode::ShuttingDown,
+                            "server is shutting down; resume later",
+                        ),
+                    )
+                    .await;
+                return Ok(Flow::Close(Outcome::Done("server shutting down")));
+            }
+            Event::Mail => {
+                if let Some(mailbox) = mailbox
+                    && let Some(outcome) = self.mail(mailbox).await?
+                {
+                    return Ok(Flow::Close(outcome));
+                }
+            }
+            Event::Committed(done) => self.finish_commit(done).await?,
+            Event::Numbered => {
+                self.numbering = None;
+                self.start_commit();
+            }
+            Event::PubSub(Some(ev)) => self.send(&ev).await?,
+            Event::PubSub(None) => self.inbox = None,
+            Event::Remote(Some(answer)) => self.send(&answer).await?,
+            Event::Remote(None) => {}
+            Event::Frame(Err(NetError::Frame(e))) => {
+                let why = format!("bad frame: {e}");
+                let _ = self
+                    .error(None, &Error::new(ErrorCode::BadFrame, why.clone()))
+                    .await;
+                return Ok(Flow::Close(Outcome::Failed(why)));
+            }
+            Event::Frame(Err(NetError::Io(_))) => {
+                return Ok(Flow::Close(Outcome::Done("connection closed")));
+            }
+            Event::Frame(Err(e)) => return Ok(Flow::Close(Outcome::Failed(e.to_string()))),
+            Event::Frame(Ok(plain)) => {
+                self.last_activity = Instant::now();
+                match message::decode::<ClientMessage>(&plain) {
+                    Err(e) => {
+                        let text = match &e.kind {
+                            DecodeErrorKind::UnknownType(t) => {
+                                format!("unknown message type {t:?}")
+                            }
+                            other => other.to_string(),
+                        };
+                        self.error(e.rid, &Error::new(e.code(), text)).await?;
+                    }
+                    Ok(msg) => return self.handle(msg).await,
+                }
+            }
+            Event::Timeout
+                if self
+                    .approval
+                    .is_some_and(|(_, until)| until <= Instant::now()) =>
+            {
+                if let Some((rid, _)) = self.approval.take() {
+                    self.shared.approvals.close(&self.dek);
+                    let e = Error::new(
+                        ErrorCode::ApprovalTimeout,
+                        "no device of this account approved this one in time",
+                    );
+                    self.error(Some(rid), &e).await?;
+                }
+            }
+            Event::Timeout => {
+                let what = if self.user.is_none() {
+                    "login"
+                } else {
+                    "idle session"
+                };
+                let _ = self
+                    .error(
+                        None,
+                        &Error::new(ErrorCode::Timeout, format!("{what} timed out")),
+                    )
+                    .await;
+                return Ok(Flow::Close(Outcome::Done("timed out")));
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Takes what is in the live session's mailbox: the order to close (the outcome), signals
+    /// (at most a mailbox's worth at a time), then offers and notes of the queue.
+    async fn mail(&mut self, mailbox: &Mailbox) -> Result<Option<Outcome>, Outcome> {
+        if let Some(ending) = mailbox.kicked() {
+            // Ended (208 and the like) rather than replaced: say why before closing.
+            if let Some(e) = ending {
+                let _ = self.error(None, &e).await;
+                return Ok(Some(Outcome::Ended(e.message)));
+            }
+            return Ok(Some(Outcome::Replaced));
+        }
+        for _ in 0..crate::mailbox::SIGNALS {
+            let Some(env) = mailbox.next_signal() else {
+                break;
+            };
+            self.send(&ServerMessage::Signal { env: *env }).await?;
+        }
+        self.offered(mailbox).await?;
+        Ok(None)
+    }
+
     async fn handle(&mut self, msg: ClientMessage) -> Result<Flow, Outcome> {
         let logged_in = self.user.clone();
         match (msg, logged_in) {
@@ -611,7 +595,6 @@ impl Session {
 
     async fn close(&mut self, outcome: Outcome) {
         self.shared.hub.unregister(&self.dek, self.conn);
-        self.shared.signals.unregister(&self.dek, self.conn);
         if self.approval.take().is_some() {
             self.shared.approvals.close(&self.dek);
         }
@@ -660,4 +643,30 @@ impl Session {
 /// A short, log-safe form of a device key.
 fn short(dek: &DekPublic) -> String {
     dek.to_base64()[..8].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future `f` returns, without making one.
+    fn future_size<A, B, C, D, E, Fut>(_: impl FnOnce(A, B, C, D, E) -> Fut) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    #[test]
+    fn the_task_of_an_idle_session_stays_small() {
+        // A tokio task holds its future inline, sized by the largest state it can be in: the
+        // handshake, the start, the handling of an event and the close are boxed so that an
+        // idle session's task holds the `Session` and the loop's `select!`, not those. An
+        // `.await` on something large in `serve` or the loop brings the kilobytes back.
+        let task = future_size(serve);
+        let session = std::mem::size_of::<Session>();
+        eprintln!("serve's future: {task} bytes, of which Session {session}");
+        assert!(
+            task <= session + 1024,
+            "serve's future is {task} bytes: something large is awaited inline \
+             (Session is {session})"
+        );
+    }
 }

@@ -13,24 +13,32 @@ use super::Session;
 /// Most requests to other servers one session has running; beyond this it stops reading.
 const MAX_RUNNING: usize = 8;
 
-/// The running requests to other servers, each ending in the answer to send.
+/// The running requests to other servers, each ending in the answer to send. The set is made
+/// when the first starts and dropped when the last ends (a `JoinSet` allocates when made, and
+/// most sessions never ask another server anything).
 #[derive(Default)]
 pub(super) struct Remote {
-    running: JoinSet<ServerMessage>,
+    running: Option<JoinSet<ServerMessage>>,
 }
 
 impl Remote {
     /// Whether the session should wait for answers before reading more requests.
     pub(super) fn is_full(&self) -> bool {
-        self.running.len() >= MAX_RUNNING
+        self.running
+            .as_ref()
+            .is_some_and(|r| r.len() >= MAX_RUNNING)
     }
 
     /// The next answer ready (pending forever while nothing runs, for `select!`).
     pub(super) async fn next(&mut self) -> Option<ServerMessage> {
-        if self.running.is_empty() {
+        let Some(running) = self.running.as_mut().filter(|r| !r.is_empty()) else {
             return std::future::pending().await;
+        };
+        let next = running.join_next().await;
+        if running.is_empty() {
+            self.running = None;
         }
-        match self.running.join_next().await {
+        match next {
             Some(Ok(answer)) => Some(answer),
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "a request to another server failed");
@@ -45,7 +53,8 @@ impl Session {
     /// Starts looking `uid` (a user of another server) up over the link to its server.
     pub(super) fn lookup_remote(&mut self, rid: RequestId, uid: Uid) {
         let shared = self.shared.clone();
-        self.remote.running.spawn(async move {
+        let running = self.remote.running.get_or_insert_with(JoinSet::new);
+        running.spawn(async move {
             let proxied = match shared
                 .remote_allowed(uid.server(), Direction::Outbound)
                 .await
