@@ -64,10 +64,11 @@ pub async fn serve(
 ) {
     let transport = connection.transport;
     // Boxed, as the session's close below: the handshake's state is freed when it is done
-    // instead of sizing the task of every idle session.
-    // Matched in a statement of its own: a scrutinee's temporaries live to the end of its
-    // `match`, and the session's whole life would keep room for the handshake's result.
-    let session = match Box::pin(handshake::handshake(&shared, connection, peer, &mut ticket)).await
+    // instead of sizing the task of every idle session. Matched in a `let` of its own: a
+    // scrutinee's temporaries live to the end of its `match`, and the session's whole life
+    // would keep room for the handshake's result.
+    let mut session = match Box::pin(handshake::handshake(&shared, connection, peer, &mut ticket))
+        .await
     {
         Ok(Some((dek, request, sender, receiver, hash))) => Session {
             shared: shared.clone(),
@@ -109,7 +110,6 @@ pub async fn serve(
             return;
         }
     };
-    let mut session = session;
     let outcome = session.run().await;
     Box::pin(session.close(outcome)).await;
 }
