@@ -525,6 +525,15 @@ pub trait KvEngine: Send + Sync + 'static {
         false
     }
 
+    /// The value of `key` if the engine can tell without waiting for a device (from memory: a
+    /// memtable, a cache of its files' blocks), `None` if it would have to read a file. Lets the
+    /// adapter answer a point read on the async executor and hand only the others to a blocking
+    /// thread. Must never block on IO. Default: `None` (every read goes to a blocking thread).
+    fn get_cached(&self, key: &[u8]) -> Option<Result<Option<Vec<u8>>, Error>> {
+        let _ = key;
+        None
+    }
+
     /// Writes a consistent copy of the database into the directory `dir` (which must not exist
     /// yet), as [`Storage::backup`] describes. Engines that cannot say so (the default).
     fn checkpoint(&self, dir: &std::path::Path) -> Result<(), Error> {

@@ -233,3 +233,34 @@ pub fn engine_flush_and_describe(engine: &dyn KvEngine) {
     ok(engine.flush(), "flush again");
     assert_eq!(ok(engine.get(b"k"), "get"), Some(b"v".to_vec()));
 }
+
+/// `get_cached`, where the engine answers it, says what `get` says: a missing key, a value just
+/// written, a replaced value, a deleted key, and the same after `flush` (values now in files).
+pub fn engine_cached_reads_agree(engine: &dyn KvEngine) {
+    #[track_caller]
+    fn agree(engine: &dyn KvEngine, key: &[u8]) {
+        let read = ok(engine.get(key), "get");
+        if let Some(cached) = engine.get_cached(key) {
+            assert_eq!(
+                ok(cached, "get_cached"),
+                read,
+                "get_cached of {key:?} differs"
+            );
+        }
+    }
+    agree(engine, b"k");
+    put(engine, b"k", b"one");
+    agree(engine, b"k");
+    put(engine, b"k", b"two");
+    agree(engine, b"k");
+    put(engine, b"gone", b"x");
+    let mut batch = WriteBatch::new();
+    batch.delete(b"gone".to_vec());
+    ok(engine.write(&batch, Durability::Buffered), "write a delete");
+    agree(engine, b"gone");
+    ok(engine.flush(), "flush");
+    for key in [&b"k"[..], b"gone", b"never"] {
+        agree(engine, key);
+        agree(engine, key);
+    }
+}

@@ -187,6 +187,7 @@ macro_rules! __engine_checks {
             engine::engine_binary_keys_and_values,
             engine::engine_concurrent_writers,
             engine::engine_flush_and_describe,
+            engine::engine_cached_reads_agree,
         }
     };
 }

@@ -12,8 +12,8 @@ use crate::{KvStorage, delete_existing, lock, put, scan_pages};
 impl<E: KvEngine> AccountStore for KvStorage<E> {
     async fn account(&self, user: &Username) -> Result<Option<Account>, Error> {
         let user = user.clone();
-        self.run("account", move |inner| {
-            let Some(value) = inner.engine.get(&layout::account_key(&user))? else {
+        self.get_with("account", layout::account_key(&user), move |value| {
+            let Some(value) = value else {
                 return Ok(None);
             };
             let (created, credential_stamp, credential) = layout::read_account(&value)?;

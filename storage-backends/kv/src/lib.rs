@@ -10,7 +10,9 @@
 //! returns an [`ErrorCode::Internal`] error instead of panicking. The exception: with an engine
 //! whose buffered writes do not wait for a device ([`KvEngine::quick_buffered_write`]), the
 //! queue's buffered enqueues (of devices whose counter is known) and its acknowledgements run
-//! on the calling task, saving two thread hand-offs per relayed message. The adapter must be the only
+//! on the calling task, saving two thread hand-offs per relayed message; and a point read
+//! (a session, an account, a roster) that the engine can answer from memory
+//! ([`KvEngine::get_cached`]) is answered on the calling task. The adapter must be the only
 //! writer of its engine: the compare-and-set stores (directory, roster) and the queue's sequence
 //! numbers rely on locks and counters held in the adapter.
 //!
@@ -162,6 +164,24 @@ impl<E: KvEngine> KvStorage<E> {
 }
 
 impl<E: KvEngine> KvStorage<E> {
+    /// Reads `key` and decodes what is there with `decode`: on the calling task when the
+    /// engine has it in memory ([`KvEngine::get_cached`]), otherwise on a blocking thread like
+    /// [`KvStorage::run`]. A point read of a hot record (a resuming session's, its account's)
+    /// then costs no thread hand-off.
+    async fn get_with<T, D>(&self, op: &'static str, key: Vec<u8>, decode: D) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        D: FnOnce(Option<Vec<u8>>) -> Result<T, Error> + Send + 'static,
+    {
+        if let Some(found) = self.inner.engine.get_cached(&key) {
+            return found
+                .and_then(decode)
+                .map_err(|e| Error::new(e.code, format!("{op}: {}", e.message)));
+        }
+        self.run(op, move |inner| decode(inner.engine.get(&key)?))
+            .await
+    }
+
     /// Runs `f` at once, on the calling task, if it is `buffered` work (only buffered writes
     /// and reads of what was written lately) and the engine's buffered writes do not wait for a
     /// device ([`KvEngine::quick_buffered_write`]); otherwise like [`KvStorage::run`].

@@ -11,8 +11,8 @@ use crate::{KvStorage, delete_existing, lock, put};
 impl<E: KvEngine> RosterStore for KvStorage<E> {
     async fn roster(&self, user: &Username) -> Result<Option<StoredRoster>, Error> {
         let key = layout::roster_key(user);
-        self.run("roster", move |inner| {
-            let Some(value) = inner.engine.get(&key)? else {
+        self.get_with("roster", key, move |value| {
+            let Some(value) = value else {
                 return Ok(None);
             };
             let (version, bytes) = layout::read_roster(&value)?;

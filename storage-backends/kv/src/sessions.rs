@@ -13,8 +13,8 @@ use crate::{KvStorage, delete_existing, put, scan_pages};
 impl<E: KvEngine> SessionStore for KvStorage<E> {
     async fn session(&self, id: &[u8; 16]) -> Result<Option<SessionRecord>, Error> {
         let id = *id;
-        self.run("session", move |inner| {
-            let Some(value) = inner.engine.get(&layout::session_key(&id))? else {
+        self.get_with("session", layout::session_key(&id), move |value| {
+            let Some(value) = value else {
                 return Ok(None);
             };
             let (device, last_seen, user, credential_stamp) = layout::read_session(&value)?;

@@ -29,6 +29,10 @@ struct State {
     /// Entries returned by scans, in total and by the largest single scan.
     scanned: AtomicUsize,
     largest_scan: AtomicUsize,
+    /// Whether `get_cached` answers (from the map, as an engine with everything in memory);
+    /// how many `get`s (the blocking reads) were made.
+    cached: AtomicBool,
+    gets: AtomicUsize,
 }
 
 #[derive(Clone, Default)]
@@ -68,8 +72,22 @@ impl KvEngine for TestEngine {
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, siren_api::Error> {
+        self.0.gets.fetch_add(1, Ordering::SeqCst);
         self.check("get")?;
         Ok(self.0.map.lock().unwrap().get(key).cloned())
+    }
+
+    fn get_cached(&self, key: &[u8]) -> Option<Result<Option<Vec<u8>>, siren_api::Error>> {
+        if !self.0.cached.load(Ordering::SeqCst) {
+            return None;
+        }
+        if self.0.fail.load(Ordering::SeqCst) {
+            return Some(Err(siren_api::Error::new(
+                ErrorCode::Unavailable,
+                "test engine get_cached: memory gone",
+            )));
+        }
+        Some(Ok(self.0.map.lock().unwrap().get(key).cloned()))
     }
 
     fn scan(
@@ -371,6 +389,61 @@ async fn engine_failures_are_reported_with_the_operation() {
     let seqs = storage.enqueue(&[item(1, 5, b"c")]).await.unwrap();
     assert!(seqs[0] > 1);
     assert_eq!(storage.count(&[1; 32]).await.unwrap(), 2);
+}
+
+/// Point reads (a session, an account, a roster) are answered on the calling task when the
+/// engine has the value in memory, and go to the blocking read only when it has not; the answer
+/// and the errors are the same either way.
+#[tokio::test]
+async fn point_reads_use_the_engines_memory_first() {
+    let engine = TestEngine::default();
+    let storage = KvStorage::new(engine.clone());
+    let session = SessionRecord {
+        id: [7; 16],
+        device: [1; 32],
+        user: Some(user("alice")),
+        last_seen: 5,
+        credential_stamp: Some(2),
+    };
+    storage.put_session(&session).await.unwrap();
+    storage
+        .put_account(&Account {
+            user: user("alice"),
+            created: 1,
+            credential: None,
+            credential_stamp: 0,
+        })
+        .await
+        .unwrap();
+    let roster = StoredRoster {
+        version: 1,
+        bytes: b"r".to_vec(),
+    };
+    storage.put_roster(&user("alice"), &roster).await.unwrap();
+
+    for cached in [true, false] {
+        engine.0.cached.store(cached, Ordering::SeqCst);
+        engine.0.gets.store(0, Ordering::SeqCst);
+        assert_eq!(
+            storage.session(&[7; 16]).await.unwrap(),
+            Some(session.clone())
+        );
+        assert_eq!(storage.session(&[8; 16]).await.unwrap(), None);
+        let account = storage.account(&user("alice")).await.unwrap().unwrap();
+        assert_eq!(account.created, 1);
+        assert_eq!(
+            storage.roster(&user("alice")).await.unwrap(),
+            Some(roster.clone())
+        );
+        let blocking = engine.0.gets.load(Ordering::SeqCst);
+        assert_eq!(blocking, if cached { 0 } else { 4 }, "cached: {cached}");
+
+        engine.0.fail.store(true, Ordering::SeqCst);
+        let e = storage.session(&[7; 16]).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Unavailable);
+        assert!(e.message.starts_with("session: "), "{e}");
+        engine.0.fail.store(false, Ordering::SeqCst);
+    }
 }
 
 /// Stored bytes that do not decode are `Internal` errors naming what was read, never panics.

@@ -84,6 +84,11 @@ impl KvEngine for MemoryEngine {
         Ok(self.read()?.get(key).cloned())
     }
 
+    /// Everything is in memory.
+    fn get_cached(&self, key: &[u8]) -> Option<Result<Option<Vec<u8>>, Error>> {
+        Some(self.get(key))
+    }
+
     fn scan(
         &self,
         range: &KeyRange,

@@ -24,7 +24,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rocksdb::{DB, DBCompressionType, Options, ReadOptions, WriteOptions};
+use rocksdb::{DB, DBCompressionType, Options, ReadOptions, ReadTier, WriteOptions};
 use siren_api::storage::{Durability, KeyRange, KvEngine, WriteBatch, WriteOp};
 use siren_api::{Error, ErrorCode};
 pub use siren_storage_kv::KvStorage;
@@ -106,6 +106,20 @@ impl KvEngine for RocksEngine {
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
         self.db.get(key).map_err(|e| unavailable("get", e))
+    }
+
+    /// A read confined to the memtables and the block cache (`ReadTier::BlockCache`): RocksDB
+    /// answers `Incomplete` instead of reading a file, and the caller then reads on a blocking
+    /// thread. A recently written or recently read key (a resuming session's record, its
+    /// account) is answered here.
+    fn get_cached(&self, key: &[u8]) -> Option<Result<Option<Vec<u8>>, Error>> {
+        let mut options = ReadOptions::default();
+        options.set_read_tier(ReadTier::BlockCache);
+        match self.db.get_opt(key, &options) {
+            Ok(value) => Some(Ok(value)),
+            Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => None,
+            Err(e) => Some(Err(unavailable("get", e))),
+        }
     }
 
     fn scan(

@@ -50,3 +50,39 @@ fn open_creates_directories_and_is_exclusive() {
     drop(engine);
     RocksEngine::open(&path).expect("reopen after closing");
 }
+
+/// `get_cached` never reads a file: after a reopen (an empty block cache) a value that is only
+/// in a table file is not answered from memory, `get` reads it, and from then on its block is
+/// cached and `get_cached` answers. A value still in the memtable is answered at once.
+#[test]
+fn cached_reads_do_not_touch_files() {
+    use siren_api::storage::{Durability, KvEngine, WriteBatch};
+    let dir = temp_dir();
+    let engine = RocksEngine::open(dir.path()).expect("open");
+    let mut batch = WriteBatch::new();
+    batch.put(b"on disk".to_vec(), b"v".to_vec());
+    engine.write(&batch, Durability::Synced).expect("write");
+    engine.flush().expect("flush to a table file");
+    drop(engine);
+
+    let engine = RocksEngine::open(dir.path()).expect("reopen");
+    assert!(
+        engine.get_cached(b"on disk").is_none(),
+        "a value only in a table file was answered without reading it"
+    );
+    assert_eq!(engine.get(b"on disk").expect("get"), Some(b"v".to_vec()));
+    assert_eq!(
+        engine
+            .get_cached(b"on disk")
+            .map(|r| r.expect("cached get")),
+        Some(Some(b"v".to_vec())),
+        "the block just read is not in the cache"
+    );
+    let mut batch = WriteBatch::new();
+    batch.put(b"fresh".to_vec(), b"w".to_vec());
+    engine.write(&batch, Durability::Buffered).expect("write");
+    assert_eq!(
+        engine.get_cached(b"fresh").map(|r| r.expect("cached get")),
+        Some(Some(b"w".to_vec()))
+    );
+}
