@@ -117,6 +117,14 @@ impl Sender {
     pub fn set_max_frame(&mut self, max_frame: usize) {
         self.max_frame = max_frame;
     }
+
+    /// Flushes and closes the writing direction (TCP: a FIN after the last frame); the
+    /// reading direction stays open, e.g. for [`Receiver::drain_before_close`].
+    pub async fn shutdown(&mut self) -> Result<(), NetError> {
+        use tokio::io::AsyncWriteExt as _;
+        self.wr.shutdown().await?;
+        Ok(())
+    }
 }
 
 /// The receiving direction of an established session.
@@ -189,6 +197,36 @@ impl Receiver {
         let plain = self.recv_plain().await?;
         Ok(message::decode(&plain)?)
     }
+
+    /// Reads and drops what the peer still sends, until it closes, `max` bytes have come or
+    /// `limit` has passed (a lingering close). Closing a TCP socket with unread bytes makes the
+    /// kernel reset the connection, and the reset can reach the peer before it has read the
+    /// last frame written to it (an `error` saying why it is closed) or while it is still
+    /// writing (its write then fails): call this after writing that frame and
+    /// [`Sender::shutdown`].
+    pub async fn drain_before_close(&mut self, limit: Duration, max: usize) {
+        drain_before_close(&mut self.rd, limit, max).await;
+    }
+}
+
+/// [`Receiver::drain_before_close`] on a bare reading half (before the handshake is done).
+pub async fn drain_before_close<R: AsyncRead + Unpin + ?Sized>(
+    rd: &mut R,
+    limit: Duration,
+    max: usize,
+) {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut left = max;
+    let drain = async {
+        while left > 0 {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(limit, drain).await;
 }
 
 /// A session opened by [`connect`].

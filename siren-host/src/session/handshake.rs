@@ -141,5 +141,12 @@ pub(crate) async fn read_step(
         write_frame(wr, &frame, handshake::MAX_HANDSHAKE_FRAME),
     )
     .await;
+    if code == ErrorCode::BadFrame {
+        // The refused frame's bytes may still be coming: read them away (briefly) so that
+        // the close is no reset that could discard the error before the client reads it.
+        use tokio::io::AsyncWriteExt as _;
+        let _ = within(Duration::from_secs(1), wr.shutdown()).await;
+        siren_net::drain_before_close(rd, Duration::from_secs(1), 1 << 20).await;
+    }
     Ok(None)
 }
