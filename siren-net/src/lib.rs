@@ -204,29 +204,27 @@ impl Receiver {
     /// last frame written to it (an `error` saying why it is closed) or while it is still
     /// writing (its write then fails): call this after writing that frame and
     /// [`Sender::shutdown`].
-    pub async fn drain_before_close(&mut self, limit: Duration, max: usize) {
+    pub async fn drain_before_close(&mut self, limit: Duration, max: u64) {
         drain_before_close(&mut self.rd, limit, max).await;
     }
 }
 
-/// [`Receiver::drain_before_close`] on a bare reading half (before the handshake is done).
+/// How long a lingering close ([`drain_before_close`]) waits at most for the peer to close
+/// its side after a connection was refused.
+pub const LINGER: Duration = Duration::from_secs(2);
+/// Most bytes a lingering close reads and drops.
+pub const LINGER_BYTES: u64 = 64 << 20;
+
+/// [`Receiver::drain_before_close`] on a bare reading half (before the handshake is done, or
+/// below a WebSocket).
 pub async fn drain_before_close<R: AsyncRead + Unpin + ?Sized>(
     rd: &mut R,
     limit: Duration,
-    max: usize,
+    max: u64,
 ) {
     use tokio::io::AsyncReadExt as _;
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut left = max;
-    let drain = async {
-        while left > 0 {
-            match rd.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => left = left.saturating_sub(n),
-            }
-        }
-    };
-    let _ = tokio::time::timeout(limit, drain).await;
+    let mut sink = tokio::io::sink();
+    let _ = tokio::time::timeout(limit, tokio::io::copy(&mut rd.take(max), &mut sink)).await;
 }
 
 /// A session opened by [`connect`].

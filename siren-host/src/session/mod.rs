@@ -52,11 +52,6 @@ use crate::admission::Ticket;
 use crate::hub::{Mailbox, NO_LAG};
 use crate::shared::Shared;
 
-/// How long a session refused for a bad frame reads away what its client still sends before
-/// closing (a lingering close), and at most how many bytes.
-const LINGER: Duration = Duration::from_secs(2);
-const LINGER_BYTES: usize = 64 << 20;
-
 pub use connection::{Connection, Transport};
 
 /// Serves one accepted connection to the end. Never panics on the client's input.
@@ -392,8 +387,10 @@ impl Session {
                 // The rest of the refused frame is still coming: read it away before closing,
                 // so that the client gets the error instead of a reset (bounded in time and
                 // bytes).
-                let _ = within(LINGER, self.out.shutdown()).await;
-                self.inp.drain_before_close(LINGER, LINGER_BYTES).await;
+                let _ = within(siren_net::LINGER, self.out.shutdown()).await;
+                self.inp
+                    .drain_before_close(siren_net::LINGER, siren_net::LINGER_BYTES)
+                    .await;
                 return Ok(Flow::Close(Outcome::Failed(why)));
             }
             Event::Frame(Err(NetError::Io(_))) => {

@@ -17,19 +17,18 @@
 //!
 //! After its close frame the server stops writing and reads, and drops, whatever the client
 //! still sends — the rest of a refused message, the client's own close frame — until the client
-//! closes its side or [`LINGER`] passes (at most [`LINGER_BYTES`]). Closing a connection with
+//! closes its side or [`siren_net::LINGER`] passes (at most [`siren_net::LINGER_BYTES`]; the same
+//! lingering close a TCP session makes after an `error` 100). Closing a connection with
 //! unread bytes would make the kernel reset it, and a reset destroys the close frame on its way:
 //! a browser then reports 1006 without the reason.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use std::time::Duration;
-
 use futures_util::{SinkExt as _, StreamExt as _};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -41,10 +40,6 @@ use crate::shared::Shared;
 
 /// The bridge's pipe: a few frames' worth, so the session's reading paces the client.
 const PIPE: usize = 64 * 1024;
-/// Longest wait, after the close frame, for the client to close its side.
-pub const LINGER: Duration = Duration::from_secs(2);
-/// Most bytes read and dropped meanwhile.
-pub const LINGER_BYTES: u64 = 64 << 20;
 
 /// An upgraded connection, as a WebSocket.
 pub type WebSocket = WebSocketStream<TokioIo<Upgraded>>;
@@ -158,7 +153,7 @@ async fn bridge(socket: WebSocket, pipe: tokio::io::DuplexStream, max: usize) {
     }
 }
 
-/// Sends the close frame (when the client did not close first), then [lingers](LINGER) until
+/// Sends the close frame (when the client did not close first), then [lingers](siren_net::LINGER) until
 /// the client closes its side, and drops the connection.
 async fn close(mut socket: WebSocket, close: Option<CloseFrame>) {
     if let Some(close) = close {
@@ -169,18 +164,7 @@ async fn close(mut socket: WebSocket, close: Option<CloseFrame>) {
     let _ = socket.flush().await;
     let io = socket.get_mut();
     let _ = io.shutdown().await;
-    drain(io).await;
-}
-
-/// Reads and drops what `io` still brings until it ends, for at most [`LINGER`] and
-/// [`LINGER_BYTES`].
-async fn drain<R: AsyncRead + Unpin>(io: &mut R) {
-    let mut sink = tokio::io::sink();
-    let _ = tokio::time::timeout(
-        LINGER,
-        tokio::io::copy(&mut io.take(LINGER_BYTES), &mut sink),
-    )
-    .await;
+    siren_net::drain_before_close(io, siren_net::LINGER, siren_net::LINGER_BYTES).await;
 }
 
 /// The close for a WebSocket the layer below refused: too large, or not WebSocket.
