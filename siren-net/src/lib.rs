@@ -473,7 +473,7 @@ mod tests {
 
     impl Chunked {
         /// A reader of `bytes`, and the count of its reads that returned data.
-        fn new(bytes: Vec<u8>, chunk: usize, stall: bool) -> (ReadHalf, Arc<AtomicUsize>) {
+        fn reader(bytes: Vec<u8>, chunk: usize, stall: bool) -> (ReadHalf, Arc<AtomicUsize>) {
             let reads = Arc::new(AtomicUsize::new(0));
             let reader = Chunked {
                 bytes,
@@ -571,7 +571,7 @@ mod tests {
             .unwrap();
         }
         let rx = Receiver::new(
-            Chunked::new(bytes, chunk, stall).0,
+            Chunked::reader(bytes, chunk, stall).0,
             opener,
             frame::DEFAULT_MAX_FRAME,
         );
@@ -618,7 +618,7 @@ mod tests {
         for i in 0..50u8 {
             frame::encode_into(&mut bytes, &sealer.seal(&[i; 200]).unwrap(), 1 << 20).unwrap();
         }
-        let (reader, reads) = Chunked::new(bytes, usize::MAX, false);
+        let (reader, reads) = Chunked::reader(bytes, usize::MAX, false);
         let mut rx = Receiver::new(reader, opener, 1 << 20);
         for i in 0..50u8 {
             assert_eq!(rx.recv_plain().await.unwrap(), vec![i; 200]);
@@ -638,7 +638,7 @@ mod tests {
         let (_, opener) = pair();
         let mut bytes = (2_000_000u32).to_be_bytes().to_vec();
         bytes.extend_from_slice(&[0; 100]);
-        let mut rx = Receiver::new(Chunked::new(bytes, usize::MAX, false).0, opener, 1 << 20);
+        let mut rx = Receiver::new(Chunked::reader(bytes, usize::MAX, false).0, opener, 1 << 20);
         assert!(matches!(
             rx.recv_plain().await,
             Err(NetError::Frame(frame::FrameError::TooLarge { .. }))
