@@ -58,8 +58,11 @@ pub(super) struct Early {
 pub(super) const MAX_BATCHED: usize = 64;
 /// Most commits of one session in flight at once: a commit whose items are numbered may still
 /// wait for its devices' acknowledgements (up to 2 ms, `crate::deferred`) while the next ones
-/// proceed; `send_ack`s still go in order.
-pub(super) const MAX_COMMITS: usize = 4;
+/// proceed; `send_ack`s still go in order. Eight rather than four: with four, a sender whose
+/// recipient acknowledges deliveries in batches (every 16, as the bench's receiver does) had all
+/// its commits waiting for those acknowledgements and stopped reading, the CPUs idle
+/// (siren-bench README, "Commits in flight").
+pub(super) const MAX_COMMITS: usize = 8;
 /// Queue items fetched from the store at a time.
 const PAGE: usize = 64;
 
