@@ -152,6 +152,11 @@ pub struct Receiver {
     carry_used: usize,
 }
 
+/// The peer closed the connection in the middle of a frame, or before the next one.
+fn eof() -> NetError {
+    NetError::Io(std::io::ErrorKind::UnexpectedEof.into())
+}
+
 /// Size of the stack buffer one read of a [`Receiver`] goes through. A body that still needs
 /// more than this is read straight into its own buffer.
 pub const SCRATCH: usize = 4096;
@@ -195,7 +200,7 @@ impl Receiver {
                 use tokio::io::AsyncReadExt as _;
                 let n = self.rd.read(&mut body[self.body_len..]).await?;
                 if n == 0 {
-                    return Err(NetError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+                    return Err(eof());
                 }
                 self.body_len += n;
             } else {
@@ -225,9 +230,7 @@ impl Receiver {
                 std::task::Poll::Ready(Ok(())) => {
                     let got = buf.filled();
                     if got.is_empty() {
-                        return std::task::Poll::Ready(Err(NetError::Io(
-                            std::io::ErrorKind::UnexpectedEof.into(),
-                        )));
+                        return std::task::Poll::Ready(Err(eof()));
                     }
                     let done = self.feed(got).map(|used| {
                         if let Some(rest) = got.get(used..)
