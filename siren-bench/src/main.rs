@@ -667,7 +667,8 @@ async fn one_server(
         ));
         report.note(format!(
             "relay load: at most {} messages sent and not yet received; one envelope per send; \
-             receiver acks every 16; {} s warm-up, {} s measured per run",
+             receiver acks what it holds before it waits, at most 16 at once; {} s warm-up, {} s \
+             measured per run",
             load.window,
             load.warmup.as_secs_f64(),
             load.measure.as_secs_f64()

@@ -567,9 +567,10 @@ pub async fn siren(
     })
 }
 
-/// The receiving device: reads each `deliver`, records it, and acknowledges in batches of
-/// `ack_every` (a real client acknowledges what it has whenever it waits for more: with one
-/// message in flight, each at once).
+/// The receiving device: reads each `deliver`, records it, and acknowledges what it holds
+/// whenever the next frame is not already there, as `siren-client` flushes its acknowledgements
+/// before it waits for the server (with one message in flight, each at once), and at the latest
+/// every `ack_every` deliveries.
 async fn receive(
     mut conn: Connected,
     flow: Arc<Flow>,
@@ -579,7 +580,30 @@ async fn receive(
 ) {
     let mut seqs = Vec::with_capacity(ack_every);
     loop {
-        let plain = match conn.receiver.recv_plain().await {
+        // `recv_plain` is cancel-safe: a poll that finds no whole frame loses nothing.
+        let ready = std::future::poll_fn(|cx| {
+            let next = std::pin::pin!(conn.receiver.recv_plain());
+            std::task::Poll::Ready(match std::future::Future::poll(next, cx) {
+                std::task::Poll::Ready(r) => Some(r),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await;
+        let next = match ready {
+            Some(next) => next,
+            None => {
+                if !seqs.is_empty() {
+                    let ack = ClientMessage::Ack {
+                        seqs: std::mem::take(&mut seqs),
+                    };
+                    if let Err(e) = conn.sender.send(&ack).await {
+                        return flow.fail(format!("acknowledging: {e}"));
+                    }
+                }
+                conn.receiver.recv_plain().await
+            }
+        };
+        let plain = match next {
             Ok(p) => p,
             Err(e) => return flow.fail(format!("the receiver's connection: {e}")),
         };
