@@ -436,6 +436,14 @@ async fn drain(
     wake: Arc<Notify>,
     lease: Option<&Lease>,
 ) -> bool {
+    // Where the last worker left off, unless in a cluster: there another node's commits are
+    // not reported to this one (`take_first_committed`), so the read starts at the outbox's
+    // first number.
+    let floor = if lease.is_none() {
+        shared.outboxes.floor(&peer)
+    } else {
+        0
+    };
     let mut worker = Worker {
         key: outbox_key(&peer),
         wake,
@@ -443,35 +451,46 @@ async fn drain(
         peer,
         single: 0,
         sent: VecDeque::new(),
-        floor: 0,
+        floor,
     };
-    let mut backoff = MIN_BACKOFF;
-    let mut shutdown = worker.shared.shutdown.clone();
-    let lost = || lease.is_some_and(Lease::is_lost);
-    let never = Arc::new(Notify::new());
-    let lost_wake = lease.map_or(never, |l| l.lost_wake.clone());
-    loop {
-        if *shutdown.borrow() || lost() {
-            return false;
-        }
-        let wait = match worker.step().await {
-            Step::Continue => {
-                backoff = MIN_BACKOFF;
-                continue;
+    let done = worker.run(lease).await;
+    if lease.is_none() {
+        worker.shared.outboxes.left_at(&worker.peer, worker.floor);
+    }
+    done
+}
+
+impl Worker {
+    /// Steps until the outbox is done (`true`), or the worker must stop with work left.
+    async fn run(&mut self, lease: Option<&Lease>) -> bool {
+        let mut backoff = MIN_BACKOFF;
+        let mut shutdown = self.shared.shutdown.clone();
+        let lost = || lease.is_some_and(Lease::is_lost);
+        let never = Arc::new(Notify::new());
+        let lost_wake = lease.map_or(never, |l| l.lost_wake.clone());
+        loop {
+            if *shutdown.borrow() || lost() {
+                return false;
             }
-            Step::Stop => return true,
-            Step::Retry => {
-                // Whatever was in flight is read and sent again from the head.
-                worker.restart();
-                let wait = backoff;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                wait
+            let wait = match self.step().await {
+                Step::Continue => {
+                    backoff = MIN_BACKOFF;
+                    continue;
+                }
+                Step::Stop => return true,
+                Step::Retry => {
+                    // Whatever was in flight is read and sent again from the head.
+                    self.restart();
+                    let wait = backoff;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    wait
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => return false,
+                _ = lost_wake.notified() => return false,
             }
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.changed() => return false,
-            _ = lost_wake.notified() => return false,
         }
     }
 }

@@ -19,6 +19,10 @@ use crate::config::FederationSection;
 /// How long an admitted envelope counts before its commit (a refused `send` leaves one).
 const RESERVATION: Duration = Duration::from_secs(60);
 
+/// Most peers whose outbox floor is remembered ([`Outboxes::floor`]); past it they are all
+/// forgotten, which costs the next worker of each one read from the outbox's start.
+const MAX_FLOORS: usize = 4096;
+
 /// The outboxes' workers and who has envelopes waiting for which peer.
 pub struct Outboxes {
     state: Mutex<State>,
@@ -32,6 +36,8 @@ struct State {
     workers: HashMap<ServerName, Arc<Notify>>,
     /// Peers with envelopes waiting or about to be committed.
     peers: HashMap<ServerName, Waiting>,
+    /// Where the last worker of each peer left off reading ([`Outboxes::floor`]).
+    floors: HashMap<ServerName, u64>,
 }
 
 /// Who has envelopes waiting for one peer.
@@ -152,6 +158,26 @@ impl Outboxes {
             .and_then(|w| w.first_committed.take())
     }
 
+    /// The number below which `peer`'s outbox holds nothing, as its last worker in this process
+    /// found it (0 if none ran): where the next worker starts reading. Items numbered below it
+    /// but written after that worker looked are reported by
+    /// [`Outboxes::take_first_committed`], which the worker asks before every read. Without
+    /// it each new worker would read from the outbox's first number, over every item removed
+    /// since the store last compacted (RocksDB keeps them as tombstones), which took
+    /// milliseconds once an outbox had carried a few hundred thousand messages.
+    pub fn floor(&self, peer: &ServerName) -> u64 {
+        self.state().floors.get(peer).copied().unwrap_or(0)
+    }
+
+    /// `peer`'s worker stops, having found nothing below `floor` (see [`Outboxes::floor`]).
+    pub fn left_at(&self, peer: &ServerName, floor: u64) {
+        let mut state = self.state();
+        if state.floors.len() >= MAX_FLOORS && !state.floors.contains_key(peer) {
+            state.floors.clear();
+        }
+        state.floors.insert(peer.clone(), floor);
+    }
+
     /// Marks `peer`'s worker as running and returns what wakes it; `None` if it already runs
     /// (it is woken instead: envelopes were committed for it).
     pub fn claim(&self, peer: &ServerName) -> Option<Arc<Notify>> {
@@ -257,6 +283,28 @@ mod tests {
         assert_eq!(outboxes.take_first_committed(&peer(1)), Some(10));
         assert_eq!(outboxes.take_first_committed(&peer(1)), None, "taken");
         assert_eq!(outboxes.take_first_committed(&peer(2)), Some(3));
+    }
+
+    #[test]
+    fn a_worker_starts_where_the_last_one_left_off_and_floors_stay_bounded() {
+        let outboxes = Outboxes::new(&FederationSection::default());
+        let peer = |n: usize| ServerName::parse(&format!("p{n}.test")).unwrap();
+        assert_eq!(outboxes.floor(&peer(1)), 0, "no worker ran yet");
+        outboxes.left_at(&peer(1), 1200);
+        assert_eq!(outboxes.floor(&peer(1)), 1200);
+        // Kept when nothing waits for the peer any more (the next worker needs it most then).
+        let generation = outboxes.unclaim(&peer(1));
+        outboxes.forget(&peer(1), generation);
+        assert_eq!(outboxes.floor(&peer(1)), 1200);
+        // Bounded: past the limit every floor is forgotten (a read from the start, no loss).
+        for n in 2..=MAX_FLOORS {
+            outboxes.left_at(&peer(n), n as u64);
+        }
+        assert_eq!(outboxes.state().floors.len(), MAX_FLOORS);
+        outboxes.left_at(&peer(MAX_FLOORS + 1), 7);
+        assert_eq!(outboxes.state().floors.len(), 1);
+        assert_eq!(outboxes.floor(&peer(1)), 0);
+        assert_eq!(outboxes.floor(&peer(MAX_FLOORS + 1)), 7);
     }
 
     #[test]
