@@ -121,11 +121,20 @@ impl Session {
             Ok(Err(e)) => Some(e.to_string()),
             Err(e) => Some(e.to_string()),
         };
-        for (rid, ids) in rids {
-            match &failure {
-                None => self.send(&ServerMessage::SendAck { rid, ids }).await?,
-                Some(why) => {
-                    tracing::warn!(error = %why, "enqueue failed");
+        match failure {
+            None => {
+                // The commit's `send_ack`s in one write (a commit holds the `send`s that came
+                // while the one before was numbering: several, under load).
+                let acks: Vec<Vec<u8>> = rids
+                    .into_iter()
+                    .map(|(rid, ids)| message::encode(&ServerMessage::SendAck { rid, ids }))
+                    .collect();
+                let limit = Duration::from_secs(self.shared.config().limits.idle_timeout_secs);
+                within(limit, self.out.send_encoded_batch(&acks)).await??;
+            }
+            Some(why) => {
+                tracing::warn!(error = %why, "enqueue failed");
+                for (rid, _) in rids {
                     self.error(
                         Some(rid),
                         &Error::new(
