@@ -164,7 +164,7 @@ impl Outboxes {
     /// [`Outboxes::take_first_committed`], which the worker asks before every read. Without
     /// it each new worker would read from the outbox's first number, over every item removed
     /// since the store last compacted (RocksDB keeps them as tombstones), which took
-    /// milliseconds once an outbox had carried a few hundred thousand messages.
+    /// milliseconds once an outbox had carried some tens of thousands of messages.
     pub fn floor(&self, peer: &ServerName) -> u64 {
         self.state().floors.get(peer).copied().unwrap_or(0)
     }
