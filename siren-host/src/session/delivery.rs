@@ -19,11 +19,9 @@
 //! id is dropped as a duplicate by the device.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use siren_api::hooks::{FilterDecision, RoutingMeta};
 use siren_api::{Error, ErrorCode, Uid, Username};
-use siren_net::within;
 use siren_proto::envelope::Envelope;
 use siren_proto::ids::MessageId;
 use siren_proto::message::{self, Notice, QueueItem, RequestId, ServerMessage};
@@ -59,7 +57,7 @@ pub(super) const MAX_BATCHED: usize = 64;
 /// Most commits of one session in flight at once: a commit whose items are numbered may still
 /// wait for its devices' acknowledgements (up to 2 ms, `crate::deferred`) while the next ones
 /// proceed; `send_ack`s still go in order. Eight rather than four: with four, a sender whose
-/// recipient acknowledges deliveries in batches (every 16, as the bench's receiver does) had all
+/// recipient acknowledges deliveries in batches (every 16, as the bench's receiver then did) had all
 /// its commits waiting for those acknowledgements and stopped reading, the CPUs idle
 /// (siren-bench README, "Commits in flight").
 pub(super) const MAX_COMMITS: usize = 8;
@@ -129,8 +127,7 @@ impl Session {
                     .into_iter()
                     .map(|(rid, ids)| message::encode(&ServerMessage::SendAck { rid, ids }))
                     .collect();
-                let limit = Duration::from_secs(self.shared.config().limits.idle_timeout_secs);
-                within(limit, self.out.send_encoded_batch(&acks)).await??;
+                self.send_encoded_batch(&acks).await?;
             }
             Some(why) => {
                 tracing::warn!(error = %why, "enqueue failed");
@@ -546,8 +543,7 @@ impl Session {
             self.remove_acknowledged(confirmed).await;
         }
         if !frames.is_empty() {
-            let limit = Duration::from_secs(self.shared.config().limits.idle_timeout_secs);
-            within(limit, self.out.send_encoded_batch(frames)).await??;
+            self.send_encoded_batch(frames).await?;
             self.shared
                 .metrics
                 .messages_delivered

@@ -268,6 +268,13 @@ impl Session {
         Ok(())
     }
 
+    /// Several encoded messages in one write, within the same deadline as one.
+    async fn send_encoded_batch(&mut self, plaintexts: &[Vec<u8>]) -> Result<(), Outcome> {
+        let limit = Duration::from_secs(self.shared.config().limits.idle_timeout_secs);
+        within(limit, self.out.send_encoded_batch(plaintexts)).await??;
+        Ok(())
+    }
+
     async fn error(&mut self, rid: Option<RequestId>, e: &Error) -> Result<(), Outcome> {
         self.shared.metrics.error(e);
         self.send(&ServerMessage::Error {
