@@ -534,6 +534,20 @@ pub trait KvEngine: Send + Sync + 'static {
         None
     }
 
+    /// What [`KvEngine::scan`] returns, if the engine can tell without waiting for a device and
+    /// with little work (from memory, skipping few deleted entries), `None` otherwise. Lets the
+    /// adapter read a queue's next items on the async executor and hand only the others to a
+    /// blocking thread. Must never block on IO. Default: `None`.
+    fn scan_cached(
+        &self,
+        range: &KeyRange,
+        limit: usize,
+        reverse: bool,
+    ) -> Option<Result<Vec<KvPair>, Error>> {
+        let _ = (range, limit, reverse);
+        None
+    }
+
     /// Writes a consistent copy of the database into the directory `dir` (which must not exist
     /// yet), as [`Storage::backup`] describes. Engines that cannot say so (the default).
     fn checkpoint(&self, dir: &std::path::Path) -> Result<(), Error> {

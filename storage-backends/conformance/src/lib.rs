@@ -188,6 +188,7 @@ macro_rules! __engine_checks {
             engine::engine_concurrent_writers,
             engine::engine_flush_and_describe,
             engine::engine_cached_reads_agree,
+            engine::engine_cached_scans_agree,
         }
     };
 }

@@ -12,7 +12,9 @@
 //! queue's buffered enqueues (of devices whose counter is known) and its acknowledgements run
 //! on the calling task, saving two thread hand-offs per relayed message; and a point read
 //! (a session, an account, a roster) that the engine can answer from memory
-//! ([`KvEngine::get_cached`]) is answered on the calling task. The adapter must be the only
+//! ([`KvEngine::get_cached`]) is answered on the calling task, and so is a read of a queue's
+//! next items (a session's backlog, a federation outbox) that the engine can answer from memory
+//! over few deleted entries ([`KvEngine::scan_cached`]). The adapter must be the only
 //! writer of its engine: the compare-and-set stores (directory, roster) and the queue's sequence
 //! numbers rely on locks and counters held in the adapter.
 //!

@@ -11,8 +11,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use siren_api::storage::{
-    Announce, DeviceKey, Durability, KeyRange, KvEngine, NewQueueItem, QueueStore, QueuedItem,
-    UnixTime, WriteBatch,
+    Announce, DeviceKey, Durability, KeyRange, KvEngine, KvPair, NewQueueItem, QueueStore,
+    QueuedItem, UnixTime, WriteBatch,
 };
 use siren_api::{Error, ErrorCode};
 
@@ -184,32 +184,8 @@ impl<E: KvEngine> Inner<E> {
             .all(|(device, _, _)| last_seq.contains_key(device))
     }
 
-    fn pending(
-        &self,
-        device: &DeviceKey,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<QueuedItem>, Error> {
-        let Some(first) = after.checked_add(1) else {
-            return Ok(Vec::new());
-        };
-        let range = KeyRange {
-            start: layout::queue_key(device, first),
-            end: KeyRange::prefix(&layout::queue_prefix(device)).end,
-        };
-        self.engine
-            .scan(&range, limit, false)?
-            .into_iter()
-            .map(|(key, value)| {
-                let seq = layout::queue_seq(&key)?;
-                let (expires, bytes) = layout::read_queue_value(&value)?;
-                Ok(QueuedItem {
-                    seq,
-                    expires,
-                    bytes: bytes.to_vec(),
-                })
-            })
-            .collect()
+    fn pending(&self, range: &KeyRange, limit: usize) -> Result<Vec<QueuedItem>, Error> {
+        pending_items(self.engine.scan(range, limit, false)?)
     }
 
     fn ack(&self, device: &DeviceKey, seqs: &[u64]) -> Result<usize, Error> {
@@ -296,6 +272,31 @@ impl<E: KvEngine> Inner<E> {
     }
 }
 
+/// The keys of `device`'s items after `after` (none after the last possible number).
+fn pending_range(device: &DeviceKey, after: u64) -> Option<KeyRange> {
+    let first = after.checked_add(1)?;
+    Some(KeyRange {
+        start: layout::queue_key(device, first),
+        end: KeyRange::prefix(&layout::queue_prefix(device)).end,
+    })
+}
+
+/// Queue items from the entries a scan of [`pending_range`] returned.
+fn pending_items(entries: Vec<KvPair>) -> Result<Vec<QueuedItem>, Error> {
+    entries
+        .into_iter()
+        .map(|(key, value)| {
+            let seq = layout::queue_seq(&key)?;
+            let (expires, bytes) = layout::read_queue_value(&value)?;
+            Ok(QueuedItem {
+                seq,
+                expires,
+                bytes: bytes.to_vec(),
+            })
+        })
+        .collect()
+}
+
 /// Items as `(device, expires, stored value)`, encoded before they go to a blocking task (so
 /// their bytes are copied once).
 fn encoded(items: &[NewQueueItem]) -> Vec<(DeviceKey, UnixTime, Vec<u8>)> {
@@ -375,14 +376,23 @@ impl<E: KvEngine> QueueStore for KvStorage<E> {
         self.run("sync", |inner| inner.engine.sync()).await
     }
 
+    /// On the calling task when the engine has the items in memory ([`KvEngine::scan_cached`]):
+    /// a session's or an outbox's next items were written or read moments ago.
     async fn pending(
         &self,
         device: &DeviceKey,
         after: u64,
         limit: usize,
     ) -> Result<Vec<QueuedItem>, Error> {
-        let device = *device;
-        self.run("pending", move |inner| inner.pending(&device, after, limit))
+        let Some(range) = pending_range(device, after) else {
+            return Ok(Vec::new());
+        };
+        if let Some(found) = self.inner.engine.scan_cached(&range, limit, false) {
+            return found
+                .and_then(pending_items)
+                .map_err(|e| Error::new(e.code, format!("pending: {}", e.message)));
+        }
+        self.run("pending", move |inner| inner.pending(&range, limit))
             .await
     }
 

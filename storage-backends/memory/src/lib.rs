@@ -89,6 +89,16 @@ impl KvEngine for MemoryEngine {
         Some(self.get(key))
     }
 
+    /// Everything is in memory (a scan's work is bounded by its `limit`: no deleted entries).
+    fn scan_cached(
+        &self,
+        range: &KeyRange,
+        limit: usize,
+        reverse: bool,
+    ) -> Option<Result<Vec<(Vec<u8>, Vec<u8>)>, Error>> {
+        Some(self.scan(range, limit, reverse))
+    }
+
     fn scan(
         &self,
         range: &KeyRange,

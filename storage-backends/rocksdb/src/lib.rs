@@ -25,9 +25,14 @@
 use std::path::{Path, PathBuf};
 
 use rocksdb::{DB, DBCompressionType, Options, ReadOptions, ReadTier, WriteOptions};
-use siren_api::storage::{Durability, KeyRange, KvEngine, WriteBatch, WriteOp};
+use siren_api::storage::{Durability, KeyRange, KvEngine, KvPair, WriteBatch, WriteOp};
 use siren_api::{Error, ErrorCode};
 pub use siren_storage_kv::KvStorage;
+
+/// How many deleted or overwritten entries [`RocksEngine::scan_cached`] steps over before it
+/// gives up (and the scan goes to a blocking thread): enough for a queue's recent removals,
+/// little enough that a scan on the async executor stays in the tens of microseconds.
+const MAX_SKIPPED_CACHED: u64 = 1_000;
 
 /// The RocksDB store: every typed store over a [`RocksEngine`].
 pub type RocksStorage = KvStorage<RocksEngine>;
@@ -85,6 +90,54 @@ impl RocksEngine {
         }
         options
     }
+
+    /// Up to `limit` entries of `range` read with `options` (the range's bounds and whatever
+    /// else the caller set), in key order or reverse key order.
+    fn scan_with(
+        &self,
+        options: ReadOptions,
+        range: &KeyRange,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<KvPair>, rocksdb::Error> {
+        let mut entries = Vec::new();
+        if limit == 0 || (!range.end.is_empty() && range.start >= range.end) {
+            return Ok(entries);
+        }
+        // The bounds in the read options keep the iterator inside the range (and let RocksDB
+        // skip what lies outside); the `contains` check below is the contract, whatever the
+        // iterator does at the edges.
+        let mut iter = self.db.raw_iterator_opt(options);
+        if reverse {
+            if range.end.is_empty() {
+                iter.seek_to_last();
+            } else {
+                // The last key at or before `end`; `end` itself is excluded below.
+                iter.seek_for_prev(&range.end);
+            }
+        } else {
+            iter.seek(&range.start);
+        }
+        while let Some((key, value)) = iter.item() {
+            if range.contains(key) {
+                entries.push((key.to_vec(), value.to_vec()));
+                if entries.len() == limit {
+                    break;
+                }
+            } else if reverse == (key < range.start.as_slice()) {
+                // Below the range going down, or above it going up: done. (Reverse scans may
+                // first meet `end` itself, and step past it.)
+                break;
+            }
+            if reverse {
+                iter.prev();
+            } else {
+                iter.next();
+            }
+        }
+        iter.status()?;
+        Ok(entries)
+    }
 }
 
 impl KvEngine for RocksEngine {
@@ -122,49 +175,34 @@ impl KvEngine for RocksEngine {
         }
     }
 
+    /// A scan confined to the memtables and the block cache (`ReadTier::BlockCache`) that gives
+    /// up after stepping over [`MAX_SKIPPED_CACHED`] deleted or overwritten entries: RocksDB
+    /// answers `Incomplete` instead of reading a file or working on, and the caller then scans
+    /// on a blocking thread. A queue's next items, written or read lately, are answered here.
+    fn scan_cached(
+        &self,
+        range: &KeyRange,
+        limit: usize,
+        reverse: bool,
+    ) -> Option<Result<Vec<(Vec<u8>, Vec<u8>)>, Error>> {
+        let mut options = Self::read_options(range);
+        options.set_read_tier(ReadTier::BlockCache);
+        options.set_max_skippable_internal_keys(MAX_SKIPPED_CACHED);
+        match self.scan_with(options, range, limit, reverse) {
+            Ok(entries) => Some(Ok(entries)),
+            Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => None,
+            Err(e) => Some(Err(unavailable("scan", e))),
+        }
+    }
+
     fn scan(
         &self,
         range: &KeyRange,
         limit: usize,
         reverse: bool,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
-        let mut entries = Vec::new();
-        if limit == 0 || (!range.end.is_empty() && range.start >= range.end) {
-            return Ok(entries);
-        }
-        // The bounds in the read options keep the iterator inside the range (and let RocksDB
-        // skip what lies outside); the `contains` check below is the contract, whatever the
-        // iterator does at the edges.
-        let mut iter = self.db.raw_iterator_opt(Self::read_options(range));
-        if reverse {
-            if range.end.is_empty() {
-                iter.seek_to_last();
-            } else {
-                // The last key at or before `end`; `end` itself is excluded below.
-                iter.seek_for_prev(&range.end);
-            }
-        } else {
-            iter.seek(&range.start);
-        }
-        while let Some((key, value)) = iter.item() {
-            if range.contains(key) {
-                entries.push((key.to_vec(), value.to_vec()));
-                if entries.len() == limit {
-                    break;
-                }
-            } else if reverse == (key < range.start.as_slice()) {
-                // Below the range going down, or above it going up: done. (Reverse scans may
-                // first meet `end` itself, and step past it.)
-                break;
-            }
-            if reverse {
-                iter.prev();
-            } else {
-                iter.next();
-            }
-        }
-        iter.status().map_err(|e| unavailable("scan", e))?;
-        Ok(entries)
+        self.scan_with(Self::read_options(range), range, limit, reverse)
+            .map_err(|e| unavailable("scan", e))
     }
 
     fn write(&self, batch: &WriteBatch, durability: Durability) -> Result<(), Error> {

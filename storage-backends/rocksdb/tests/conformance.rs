@@ -86,3 +86,72 @@ fn cached_reads_do_not_touch_files() {
         Some(Some(b"w".to_vec()))
     );
 }
+
+/// `scan_cached` answers a queue's next items from memory, never reads a file, and gives up
+/// over a long run of deleted entries (work the async executor must not do): after a reopen an
+/// item only in a table file is not answered, a scan reads it and from then on it is; items
+/// just written are answered at once; thousands of removed items before the next live one send
+/// the scan to a blocking thread (`None`), and `scan` still finds the item.
+#[test]
+fn cached_scans_stay_in_memory_and_give_up_over_many_deletions() {
+    use siren_api::storage::{Durability, KeyRange, KvEngine, WriteBatch};
+    let key = |i: u32| [b"q/".as_slice(), &i.to_be_bytes()].concat();
+    let range = KeyRange::prefix(b"q/");
+    let dir = temp_dir();
+    let engine = RocksEngine::open(dir.path()).expect("open");
+    let mut batch = WriteBatch::new();
+    batch.put(key(0), b"on disk".to_vec());
+    engine.write(&batch, Durability::Synced).expect("write");
+    engine.flush().expect("flush to a table file");
+    drop(engine);
+
+    let engine = RocksEngine::open(dir.path()).expect("reopen");
+    assert!(
+        engine.scan_cached(&range, 10, false).is_none(),
+        "an item only in a table file was answered without reading it"
+    );
+    let read = engine.scan(&range, 10, false).expect("scan");
+    assert_eq!(read, vec![(key(0), b"on disk".to_vec())]);
+    assert_eq!(
+        engine
+            .scan_cached(&range, 10, false)
+            .map(|r| r.expect("cached scan")),
+        Some(read),
+        "the block just read is not in the cache"
+    );
+
+    // A queue that delivered and removed 5,000 items, its next item behind their tombstones.
+    let mut batch = WriteBatch::new();
+    for i in 1..=5_000 {
+        batch.put(key(i), b"delivered".to_vec());
+    }
+    engine.write(&batch, Durability::Buffered).expect("enqueue");
+    let mut batch = WriteBatch::new();
+    for i in 0..=5_000 {
+        batch.delete(key(i));
+    }
+    engine.write(&batch, Durability::Buffered).expect("remove");
+    let mut batch = WriteBatch::new();
+    batch.put(key(5_001), b"next".to_vec());
+    engine
+        .write(&batch, Durability::Buffered)
+        .expect("enqueue the next");
+    assert!(
+        engine.scan_cached(&range, 10, false).is_none(),
+        "a cached scan stepped over 5,000 removed items on the caller's thread"
+    );
+    let next = vec![(key(5_001), b"next".to_vec())];
+    assert_eq!(engine.scan(&range, 10, false).expect("scan"), next);
+    // Starting after the removed items (as a queue reader that knows where it stopped does),
+    // the same item is answered from memory.
+    let after = KeyRange {
+        start: key(5_001),
+        end: range.end.clone(),
+    };
+    assert_eq!(
+        engine
+            .scan_cached(&after, 10, false)
+            .map(|r| r.expect("cached scan")),
+        Some(next)
+    );
+}
