@@ -9,7 +9,7 @@ use std::time::Duration;
 use siren_api::Uid;
 use siren_client_session::groups::GroupRecord;
 use siren_net::{Connected, Receiver, Sender};
-use siren_proto::handshake::SessionRequest;
+use siren_proto::handshake::{SessionRequest, StaticShared};
 use siren_proto::ids::{GroupId, MessageId};
 use siren_proto::keys::DekSecret;
 use siren_proto::message::{ClientMessage, ServerMessage};
@@ -35,6 +35,7 @@ pub fn open(profile: Profile) -> anyhow::Result<Client> {
     let uid = profile.settings.uid.clone();
     let platform = Tokio {
         settings: profile.settings.clone(),
+        shared: None,
     };
     Ok(Client::with_state(uid, profile, platform, secrets, seen))
 }
@@ -49,6 +50,9 @@ pub async fn history(client: &mut Client) -> anyhow::Result<History> {
 /// tokio, TCP or WebSocket connections to the server the profile names, the system clock.
 pub struct Tokio {
     settings: Settings,
+    /// The DEK's agreement with the server's key, kept across reconnections (computed again
+    /// after a new login's DEK or a new server key).
+    shared: Option<StaticShared>,
 }
 
 impl Platform for Tokio {
@@ -61,6 +65,11 @@ impl Platform for Tokio {
     ) -> anyhow::Result<Opened<NetLink>> {
         let s = &self.settings;
         let sek = s.sek()?;
+        let shared = match self.shared.take() {
+            Some(kept) if kept.is_for(&dek.public(), &sek) => kept,
+            _ => StaticShared::new(dek, &sek)?,
+        };
+        let shared = &*self.shared.insert(shared);
         // `s.server` may be the web listener's `ws://…/ws` (for networks that pass only HTTP):
         // `connect` goes there, and the pinned key authenticates the session as over TCP. When
         // it cannot be reached, the other nodes of the server are tried in order; every one must
@@ -68,7 +77,9 @@ impl Platform for Tokio {
         let mut failed = Vec::new();
         let mut connected = None;
         for address in std::iter::once(&s.server).chain(&s.fallback) {
-            match siren_net::connect(address, s.server_name(), &sek, dek, request, TIMEOUT).await {
+            let connecting =
+                siren_net::connect_with(address, s.server_name(), shared, dek, request, TIMEOUT);
+            match connecting.await {
                 Ok(c) => {
                     connected = Some(c);
                     break;

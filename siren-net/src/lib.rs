@@ -18,7 +18,7 @@ pub mod websocket;
 use std::time::Duration;
 
 use siren_api::ServerName;
-use siren_proto::handshake::{HandshakeError, Initiator, SessionRequest};
+use siren_proto::handshake::{HandshakeError, Initiator, SessionRequest, StaticShared};
 use siren_proto::keys::{DekSecret, SekPublic};
 use siren_proto::message::{self, DecodeError, WireMessage};
 use siren_proto::transcript::Digest;
@@ -341,10 +341,26 @@ pub async fn connect(
     request: SessionRequest,
     step_timeout: Duration,
 ) -> Result<Connected, NetError> {
+    let shared = StaticShared::new(dek, sek)?;
+    connect_with(addr, server, &shared, dek, request, step_timeout).await
+}
+
+/// [`connect`] with the DEK's agreement with the server's key computed earlier
+/// ([`StaticShared`], which names the key): a client that reconnects keeps one and saves an
+/// X25519 multiplication per connection.
+pub async fn connect_with(
+    addr: &str,
+    server: &ServerName,
+    shared: &StaticShared,
+    dek: &DekSecret,
+    request: SessionRequest,
+    step_timeout: Duration,
+) -> Result<Connected, NetError> {
+    let (init, hello) =
+        Initiator::client_with(server, shared, dek, request, &mut siren_proto::os_rng())?;
     if addr.starts_with("ws://") {
-        return websocket::connect(addr, server, sek, dek, request, step_timeout).await;
+        return websocket::connect(addr, init, hello, step_timeout).await;
     }
-    let (init, hello) = Initiator::client(server, sek, dek, request, &mut siren_proto::os_rng())?;
     run_initiator(TcpStream::connect(addr), init, hello, step_timeout).await
 }
 
@@ -400,6 +416,18 @@ pub async fn connect_over(
     step_timeout: Duration,
 ) -> Result<Connected, NetError> {
     let (init, hello) = Initiator::client(server, sek, dek, request, &mut siren_proto::os_rng())?;
+    initiate(rd, wr, init, hello, step_timeout).await
+}
+
+/// Runs the initiator's side of a handshake already started (`init`, whose `hello` is not sent
+/// yet) over a connection the caller opened.
+pub(crate) async fn initiate_over(
+    rd: ReadHalf,
+    wr: WriteHalf,
+    init: Initiator,
+    hello: Vec<u8>,
+    step_timeout: Duration,
+) -> Result<Connected, NetError> {
     initiate(rd, wr, init, hello, step_timeout).await
 }
 

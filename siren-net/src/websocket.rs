@@ -9,9 +9,7 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use siren_api::ServerName;
-use siren_proto::handshake::SessionRequest;
-use siren_proto::keys::{DekSecret, SekPublic};
+use siren_proto::handshake::Initiator;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -25,14 +23,13 @@ const PIPE: usize = 64 * 1024;
 /// `max_frame`, at most 64 MiB).
 const MAX_MESSAGE: usize = 64 << 20;
 
-/// Opens `url` (`ws://host:port/ws`) and runs the device side of the handshake over it. Each
-/// handshake step, and opening the WebSocket, may take at most `step_timeout`.
+/// Opens `url` (`ws://host:port/ws`) and runs the device side of the handshake started in
+/// `init` (its `hello` not sent yet) over it. Each handshake step, and opening the WebSocket, may
+/// take at most `step_timeout`.
 pub async fn connect(
     url: &str,
-    server: &ServerName,
-    sek: &SekPublic,
-    dek: &DekSecret,
-    request: SessionRequest,
+    init: Initiator,
+    hello: Vec<u8>,
     step_timeout: Duration,
 ) -> Result<Connected, NetError> {
     let config = WebSocketConfig::default()
@@ -43,7 +40,7 @@ pub async fn connect(
         .await?
         .map_err(|e| NetError::WebSocket(e.to_string()))?;
     let (rd, wr) = bridge(ws);
-    crate::connect_over(rd, wr, server, sek, dek, request, step_timeout).await
+    crate::initiate_over(rd, wr, init, hello, step_timeout).await
 }
 
 /// The WebSocket as the two directions of a connection carrying frames: each binary message is

@@ -106,6 +106,9 @@ pub enum HandshakeError {
     /// The responder announced a new SEK but could not prove it holds it.
     #[error("the server announced a new key without proving it holds it")]
     BadRotationProof,
+    /// [`Initiator::client_with`] was given the `ss` of another device.
+    #[error("the precomputed static key agreement belongs to another device")]
+    WrongStaticShared,
     /// A server→server hello did not name the initiating server.
     #[error("a server-to-server hello must name the initiating server")]
     MissingInitiatorName,
@@ -379,6 +382,45 @@ fn decode_payload<T: for<'de> Deserialize<'de>>(
 // ---------------------------------------------------------------------------------------------
 // Initiator.
 
+/// The `ss` term of a device's handshakes with one server: X25519 of the device's DEK and the
+/// server's SEK. It depends on the two static keys only, so a client computes it once per DEK
+/// and server key and passes it to [`Initiator::client_with`] on every later connection. It is
+/// as secret as the DEK (zeroized on drop) and never leaves the client. (A server does not keep
+/// one: whether it had one for a DEK would show in how fast it answers a `hello`, telling
+/// anyone who can open a connection that a device connected lately.)
+pub struct StaticShared {
+    dek: DekPublic,
+    sek: SekPublic,
+    ss: Zeroizing<[u8; KEY_LEN]>,
+}
+
+impl StaticShared {
+    /// Computes `ss` for `device` and the server key `server_sek` (refusing an all-zero result,
+    /// as the handshake does).
+    pub fn new(device: &DekSecret, server_sek: &SekPublic) -> Result<Self, HandshakeError> {
+        Ok(StaticShared {
+            dek: device.public(),
+            sek: *server_sek,
+            ss: device.agree(server_sek.as_bytes())?,
+        })
+    }
+
+    /// Whether this was computed for `device` and `server_sek` (a client keeps one and computes
+    /// a new one after a new login or a server key rotation).
+    pub fn is_for(&self, device: &DekPublic, server_sek: &SekPublic) -> bool {
+        self.dek == *device && self.sek == *server_sek
+    }
+}
+
+impl std::fmt::Debug for StaticShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticShared")
+            .field("dek", &self.dek)
+            .field("sek", &self.sek)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The initiator after sending `hello`, waiting for `hello_reply`.
 pub struct Initiator {
     sym: Symmetric,
@@ -409,13 +451,38 @@ impl Initiator {
         request: SessionRequest,
         rng: &mut (impl CryptoRng + ?Sized),
     ) -> Result<(Initiator, Vec<u8>), HandshakeError> {
+        Self::client_with(
+            server,
+            &StaticShared::new(device, server_sek)?,
+            device,
+            request,
+            rng,
+        )
+    }
+
+    /// [`Initiator::client`] with the `ss` term computed earlier ([`StaticShared`]): a device
+    /// reconnecting to its server (a resumption, a reconnect after a network change) saves one
+    /// of its four X25519 scalar multiplications. The messages are the same. `shared` must have
+    /// been computed from `device` (else [`HandshakeError::WrongStaticShared`]); the server's
+    /// SEK is the one it was computed with.
+    pub fn client_with(
+        server: &ServerName,
+        shared: &StaticShared,
+        device: &DekSecret,
+        request: SessionRequest,
+        rng: &mut (impl CryptoRng + ?Sized),
+    ) -> Result<(Initiator, Vec<u8>), HandshakeError> {
+        if !bool::from(shared.dek.as_bytes().ct_eq(device.public().as_bytes())) {
+            return Err(HandshakeError::WrongStaticShared);
+        }
         let s = StaticSecret::from(*device.to_bytes());
         Self::start(
             Role::ClientToServer,
             server,
-            server_sek,
+            &shared.sek,
             s,
             device.public().as_bytes(),
+            Some(&shared.ss),
             Payload1::default(),
             request,
             rng,
@@ -437,6 +504,7 @@ impl Initiator {
             to_sek,
             s,
             own.public().as_bytes(),
+            None,
             Payload1 {
                 from: Some(from.clone()),
             },
@@ -452,6 +520,7 @@ impl Initiator {
         server_sek: &SekPublic,
         s: StaticSecret,
         s_pub: &[u8; KEY_LEN],
+        ss: Option<&[u8; KEY_LEN]>,
         payload: Payload1,
         request: SessionRequest,
         rng: &mut (impl CryptoRng + ?Sized),
@@ -461,7 +530,10 @@ impl Initiator {
         sym.mix_hash(e.public());
         sym.mix_key(e.agree(server_sek.as_bytes())?);
         let c_s = sym.encrypt_and_hash(s_pub);
-        let ss = crate::keys::dh_static(&s, server_sek.as_bytes())?;
+        let ss = match ss {
+            Some(known) => Zeroizing::new(*known),
+            None => crate::keys::dh_static(&s, server_sek.as_bytes())?,
+        };
         sym.mix_key(ss);
         let c_p = sym.encrypt_and_hash(&crate::message::encode_cbor(&payload));
         let s_field: [u8; KEY_LEN + crypto::TAG_LEN] = c_s

@@ -9,7 +9,7 @@ use siren_api::ServerName;
 use siren_client_session::platform::within;
 use siren_client_session::{Link, Opened};
 use siren_proto::frame::DEFAULT_MAX_FRAME;
-use siren_proto::handshake::{Initiator, MAX_HANDSHAKE_FRAME, SessionRequest};
+use siren_proto::handshake::{Initiator, MAX_HANDSHAKE_FRAME, SessionRequest, StaticShared};
 use siren_proto::keys::{DekSecret, SekPublic};
 use siren_proto::message::{self, ClientMessage, DecodeErrorKind, ServerMessage};
 use siren_proto::transport::{Opener, Sealer};
@@ -39,18 +39,20 @@ pub struct WsLink {
     max_frame: usize,
 }
 
-/// Opens a WebSocket to `server` and runs the handshake as device `dek`. Opening and each
+/// Opens a WebSocket to `server` and runs the handshake as device `dek`, whose agreement with
+/// the server's key is `shared` (kept by the caller across reconnections). Opening and each
 /// handshake step may take at most `step` (timed by `sleep`).
 pub async fn open<T: Future<Output = ()>>(
     server: &ServerAddress,
+    shared: &StaticShared,
     dek: &DekSecret,
     request: SessionRequest,
     step: Duration,
     sleep: impl Fn(Duration) -> T,
 ) -> anyhow::Result<Opened<WsLink>> {
-    let (init, hello) = Initiator::client(
+    let (init, hello) = Initiator::client_with(
         &server.name,
-        &server.sek,
+        shared,
         dek,
         request,
         &mut siren_proto::os_rng(),

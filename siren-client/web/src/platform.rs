@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use siren_client_session::{Opened, Platform, TIMEOUT};
-use siren_proto::handshake::SessionRequest;
+use siren_proto::handshake::{SessionRequest, StaticShared};
 use siren_proto::keys::DekSecret;
 
 use crate::link::{self, ServerAddress, WsLink};
@@ -11,12 +11,18 @@ use crate::link::{self, ServerAddress, WsLink};
 /// The browser, talking to one server.
 pub struct Browser {
     server: ServerAddress,
+    /// The DEK's agreement with the server's key, kept across reconnections (computed again
+    /// after a new login's DEK).
+    shared: Option<StaticShared>,
 }
 
 impl Browser {
     /// Sessions with `server`.
     pub fn new(server: ServerAddress) -> Browser {
-        Browser { server }
+        Browser {
+            server,
+            shared: None,
+        }
     }
 
     /// The server it talks to.
@@ -40,7 +46,12 @@ impl Platform for Browser {
         dek: &DekSecret,
         request: SessionRequest,
     ) -> anyhow::Result<Opened<WsLink>> {
-        link::open(&self.server, dek, request, TIMEOUT, sleep).await
+        let shared = match self.shared.take() {
+            Some(kept) if kept.is_for(&dek.public(), &self.server.sek) => kept,
+            _ => StaticShared::new(dek, &self.server.sek)?,
+        };
+        let shared = &*self.shared.insert(shared);
+        link::open(&self.server, shared, dek, request, TIMEOUT, sleep).await
     }
 
     fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + 'static {

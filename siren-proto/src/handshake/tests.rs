@@ -36,13 +36,23 @@ struct Run {
 }
 
 fn run(w: &mut World, request: SessionRequest) -> Run {
-    let (init, hello) = Initiator::client(
-        &w.server.name,
-        &w.server.current.public(),
-        &w.device,
-        request,
-        &mut w.rng,
-    )
+    run_with(w, request, None)
+}
+
+/// [`run`], the client passing `shared` ([`Initiator::client_with`]) if given.
+fn run_with(w: &mut World, request: SessionRequest, shared: Option<&StaticShared>) -> Run {
+    let (init, hello) = match shared {
+        None => Initiator::client(
+            &w.server.name,
+            &w.server.current.public(),
+            &w.device,
+            request,
+            &mut w.rng,
+        ),
+        Some(shared) => {
+            Initiator::client_with(&w.server.name, shared, &w.device, request, &mut w.rng)
+        }
+    }
     .unwrap();
     let received = read_hello(&w.server, Role::ClientToServer, &hello).unwrap();
     let (waiting, reply) = received.reply(&mut w.rng).unwrap();
@@ -249,6 +259,7 @@ fn low_order_points_are_refused_everywhere() {
             &w.server.current.public(),
             StaticSecret::from(*w.device.to_bytes()),
             &point,
+            None,
             Payload1::default(),
             SessionRequest::Open,
             &mut w.rng,
@@ -494,3 +505,62 @@ fn transport_refuses_replay_reflection_and_reordering() {
 }
 
 use crate::transport::TransportError;
+
+/// A device that keeps its `ss` ([`StaticShared`]) sends the same messages as one that computes
+/// it each time: same seed, byte-identical `hello`, `reply` and `finish`, same keys, and the
+/// server (which cannot tell) resumes it.
+#[test]
+fn a_kept_static_agreement_changes_nothing_on_the_wire() {
+    let id = SessionId::from_bytes([7; 16]);
+    let mut plain_world = world(21);
+    let plain = run(&mut plain_world, SessionRequest::Resume(id));
+
+    let mut w = world(21);
+    let shared = StaticShared::new(&w.device, &w.server.current.public()).unwrap();
+    assert!(shared.is_for(&w.device.public(), &w.server.current.public()));
+    let kept = run_with(&mut w, SessionRequest::Resume(id), Some(&shared));
+
+    assert_eq!(kept.hello, plain.hello);
+    assert_eq!(kept.reply, plain.reply);
+    assert_eq!(kept.finish, plain.finish);
+    assert_eq!(kept.client.handshake_hash, plain.client.handshake_hash);
+    assert_eq!(kept.server.handshake_hash, plain.server.handshake_hash);
+    assert_eq!(kept.server.request, SessionRequest::Resume(id));
+    assert_eq!(kept.server.peer, Peer::Device(w.device.public()));
+}
+
+/// Another device's `ss` is refused before anything is sent, and one computed for a server key
+/// the server has since replaced says so (`is_for`), so the client computes a new one.
+#[test]
+fn a_static_agreement_is_only_for_its_device_and_server_key() {
+    let mut w = world(22);
+    let other = DekSecret::generate(&mut w.rng);
+    let shared = StaticShared::new(&other, &w.server.current.public()).unwrap();
+    let refused = Initiator::client_with(
+        &w.server.name,
+        &shared,
+        &w.device,
+        SessionRequest::Open,
+        &mut w.rng,
+    );
+    assert!(matches!(refused, Err(HandshakeError::WrongStaticShared)));
+    assert!(!shared.is_for(&w.device.public(), &w.server.current.public()));
+
+    let mine = StaticShared::new(&w.device, &w.server.current.public()).unwrap();
+    let rotated = SekSecret::generate(&mut w.rng);
+    assert!(!mine.is_for(&w.device.public(), &rotated.public()));
+}
+
+/// A server key that is a low-order point gives an all-zero agreement: refused when the `ss`
+/// is computed, as in the handshake.
+#[test]
+fn a_static_agreement_with_a_low_order_key_is_refused() {
+    let w = world(23);
+    for point in LOW_ORDER_POINTS {
+        let sek = SekPublic::from_bytes(point);
+        assert!(matches!(
+            StaticShared::new(&w.device, &sek),
+            Err(HandshakeError::Key(KeyError::NonContributory))
+        ));
+    }
+}
