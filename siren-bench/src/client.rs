@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use siren_api::{Uid, Username};
-use siren_net::{Connected, connect};
-use siren_proto::handshake::SessionRequest;
+use siren_net::{Connected, connect, connect_with};
+use siren_proto::handshake::{SessionRequest, StaticShared};
 use siren_proto::ids::SessionId;
 use siren_proto::keys::{DekSecret, UskSecret};
 use siren_proto::message::{ClientMessage, NextStep, QueueItem, ServerMessage};
@@ -44,6 +44,9 @@ pub struct Device {
     pub dek: DekSecret,
     /// A session id the server will resume for this DEK without a login.
     pub sid: SessionId,
+    /// The DEK's agreement with the server's key, kept for the device's later connections as
+    /// `siren-client` keeps it.
+    pub shared: StaticShared,
 }
 
 /// Runs the handshake (over TCP, or the server's WebSocket for a `ws://` target address).
@@ -174,20 +177,35 @@ pub async fn enroll(target: &Target, account: &Account) -> anyhow::Result<(Devic
         match recv(&mut conn).await? {
             ServerMessage::Ok { rid: 2 } => break,
             ServerMessage::QueueDrained => was_drained = true,
-            ServerMessage::Deliver { .. } => {}
+            ServerMessage::Deliver { seq, .. } => {
+                conn.sender
+                    .send(&ClientMessage::Ack { seqs: vec![seq] })
+                    .await
+                    .context("acknowledging a notice")?;
+            }
             other => bail!("registering a device of {user} failed: {other:?}"),
         }
     }
     if !was_drained {
         drained(&mut conn).await?;
     }
-    Ok((Device { dek, sid }, conn))
+    let shared = StaticShared::new(&dek, &target.sek)?;
+    Ok((Device { dek, sid, shared }, conn))
 }
 
 /// Resumes `device`'s session; returns the connection right after the `welcome` (queued items
 /// and `queue_drained` follow).
 pub async fn resume(target: &Target, device: &Device) -> anyhow::Result<Connected> {
-    let mut conn = open(target, &device.dek, SessionRequest::Resume(device.sid)).await?;
+    let mut conn = connect_with(
+        &target.addr,
+        &target.name,
+        &device.shared,
+        &device.dek,
+        SessionRequest::Resume(device.sid),
+        ANSWER_TIMEOUT,
+    )
+    .await
+    .with_context(|| format!("cannot resume a session with {}", target.addr))?;
     match welcome(&mut conn).await? {
         (_, true) => Ok(conn),
         (_, false) => bail!("the server did not resume the session"),

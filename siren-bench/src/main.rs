@@ -128,7 +128,7 @@ impl Sizes {
                 },
                 drain_messages: 100_000,
                 handshake_time: Duration::from_secs(3),
-                connectors: 4,
+                connectors: 16,
                 users: 400,
                 devices_per_user: 25,
                 settle: Duration::from_secs(12),
