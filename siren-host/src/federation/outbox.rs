@@ -60,7 +60,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// not have envelopes waiting for too many servers. Counts the peer for the sender.
 pub fn admit(shared: &Arc<Shared>, from: &Uid, env: &Envelope) -> Result<(), Error> {
     let peer = env.to.server();
-    let size = deliver_size(&[env]);
+    let size = deliver_size(message::encode_value(env).len());
     let limit = shared
         .links
         .known_frame_limit(peer)
@@ -120,15 +120,14 @@ pub fn ensure_worker(shared: &Arc<Shared>, peer: &ServerName) {
     }
 }
 
-/// Bytes of a `deliver` frame carrying `msgs`: the message, the array header's longest form and
-/// the transport's tag.
-fn deliver_size(msgs: &[&Envelope]) -> usize {
+/// Bytes of a `deliver` frame carrying envelopes of `envelopes` bytes in all (encoded): the
+/// message, the array header's longest form and the transport's tag.
+fn deliver_size(envelopes: usize) -> usize {
     let empty = message::encode(&LinkMessage::Deliver {
         rid: u32::MAX,
         msgs: Vec::new(),
     })
     .len();
-    let envelopes: usize = msgs.iter().map(|e| message::encode_value(e).len()).sum();
     empty + 8 + envelopes + siren_proto::transport::OVERHEAD
 }
 
@@ -160,39 +159,72 @@ fn permanent(code: u16) -> bool {
 struct Item {
     seq: u64,
     /// `None`: the stored bytes are not an envelope (removed without sending).
-    env: Option<Envelope>,
+    env: Option<Stored>,
+}
+
+/// An envelope as the outbox stored it: sent on as it is, encoded, without a decode (the
+/// server checked it when its sender sent it); decoded only to give it up.
+struct Stored {
+    /// The stored queue item's bytes.
+    bytes: Vec<u8>,
+    /// Where the envelope starts in them.
+    start: usize,
+}
+
+impl Stored {
+    /// The envelope of a stored queue item; `None` if the item is no envelope.
+    fn from_item(bytes: Vec<u8>) -> Option<Stored> {
+        if let Some(env) = message::queued_envelope(&bytes) {
+            let start = bytes.len() - env.len();
+            return Some(Stored { bytes, start });
+        }
+        // Another layout than this server writes (an older one's, say): decoded and encoded.
+        match message::decode_value(&bytes) {
+            Ok(QueueItem::Message { env }) => Some(Stored {
+                bytes: message::encode_value(&env),
+                start: 0,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The envelope, encoded.
+    fn envelope(&self) -> &[u8] {
+        self.bytes.get(self.start..).unwrap_or_default()
+    }
+
+    /// The envelope, decoded (to tell its sender it was given up).
+    fn decode(&self) -> Option<Envelope> {
+        message::decode_value(self.envelope()).ok()
+    }
 }
 
 /// What to do with the head of an outbox.
 enum Next {
     /// Send these envelopes in one `deliver`, then remove these items.
-    Deliver { seqs: Vec<u64>, msgs: Vec<Envelope> },
+    Deliver { seqs: Vec<u64>, msgs: Vec<Stored> },
     /// The first envelope alone is larger than a frame: give it up.
-    TooLarge {
-        seq: u64,
-        env: Box<Envelope>,
-        size: usize,
-    },
+    TooLarge { seq: u64, env: Stored, size: usize },
 }
 
 /// The longest run of items from the head that fits one frame of `limit` bytes (one item only
 /// when `single`).
 fn next_batch(page: Vec<Item>, limit: usize, single: bool) -> Next {
     let mut seqs = Vec::new();
-    let mut msgs: Vec<Envelope> = Vec::new();
-    let mut size = deliver_size(&[]);
+    let mut msgs: Vec<Stored> = Vec::new();
+    let mut size = deliver_size(0);
     for item in page {
         let Some(env) = item.env else {
             seqs.push(item.seq);
             continue;
         };
-        let more = message::encode_value(&env).len();
+        let more = env.envelope().len();
         if size + more > limit {
             if msgs.is_empty() {
                 return Next::TooLarge {
                     seq: item.seq,
                     size: size + more,
-                    env: Box::new(env),
+                    env,
                 };
             }
             break;
@@ -222,21 +254,28 @@ async fn dead_letter(
     shared: &Shared,
     peer: &ServerName,
     seq: u64,
-    env: &Envelope,
+    stored: &Stored,
     code: u16,
     reason: &str,
 ) -> Result<(), Error> {
-    tracing::info!(%peer, id = %env.id.to_hex(), from = %env.from, to = %env.to, code, reason, "a message for another server is given up; its sender is told");
-    let notice = Notice::Undeliverable {
-        id: env.id,
-        to: env.to.clone(),
-        code,
-        reason: printable(reason),
-    };
-    shared
-        .queue
-        .enqueue_to(vec![(env.from_dek, QueueItem::Notice { notice })])
-        .await?;
+    match stored.decode() {
+        Some(env) => {
+            tracing::info!(%peer, id = %env.id.to_hex(), from = %env.from, to = %env.to, code, reason, "a message for another server is given up; its sender is told");
+            let notice = Notice::Undeliverable {
+                id: env.id,
+                to: env.to.clone(),
+                code,
+                reason: printable(reason),
+            };
+            shared
+                .queue
+                .enqueue_to(vec![(env.from_dek, QueueItem::Notice { notice })])
+                .await?;
+        }
+        None => {
+            tracing::warn!(%peer, seq, code, reason, "an outbox item that is no envelope is given up");
+        }
+    }
     shared
         .storage
         .ack(outbox_key(peer).as_bytes(), &[seq])
@@ -510,7 +549,7 @@ struct Sent {
     /// How many envelopes it carries, and the envelope when it is the only one (given up by
     /// itself if the peer refuses it for good).
     count: usize,
-    first: Option<Envelope>,
+    first: Option<Stored>,
     answer: DeliveryAnswer,
 }
 
@@ -648,10 +687,7 @@ impl Worker {
             .into_iter()
             .map(|item| Item {
                 seq: item.seq,
-                env: match message::decode_value(&item.bytes) {
-                    Ok(QueueItem::Message { env }) => Some(env),
-                    _ => None,
-                },
+                env: Stored::from_item(item.bytes),
             })
             .collect();
         match next_batch(items, limit, self.single > 0) {
@@ -675,10 +711,12 @@ impl Worker {
                     step => Sending::Failed(step),
                 }
             }
-            Next::Deliver { seqs, msgs } => {
+            Next::Deliver { seqs, mut msgs } => {
                 let count = msgs.len();
-                let first = msgs.first().filter(|_| count == 1).cloned();
-                match shared.links.send_deliver(peer, msgs).await {
+                let encoded: Vec<&[u8]> = msgs.iter().map(Stored::envelope).collect();
+                let sending = shared.links.send_deliver(peer, &encoded).await;
+                let first = msgs.pop().filter(|_| count == 1);
+                match sending {
                     Ok(answer) => {
                         self.sent.push_back(Sent {
                             seqs,
@@ -835,14 +873,47 @@ mod tests {
         .unwrap()
     }
 
+    /// Outbox items as stored: `QueueItem::Message`s, numbered from 1.
     fn items(envs: &[Envelope]) -> Vec<Item> {
         envs.iter()
             .enumerate()
             .map(|(i, e)| Item {
                 seq: i as u64 + 1,
-                env: Some(e.clone()),
+                env: Stored::from_item(message::encode_value(&QueueItem::Message {
+                    env: e.clone(),
+                })),
             })
             .collect()
+    }
+
+    /// A stored envelope is sent as it was stored and decodes to what was sent; an item of
+    /// another kind is no envelope; one stored in another layout is still found.
+    #[test]
+    fn stored_envelopes_are_sent_as_stored() {
+        let env = envelope(100);
+        let stored = items(std::slice::from_ref(&env))
+            .pop()
+            .and_then(|item| item.env)
+            .unwrap();
+        assert_eq!(stored.envelope(), message::encode_value(&env).as_slice());
+        assert_eq!(stored.decode(), Some(env.clone()));
+        let notice = QueueItem::Notice {
+            notice: Notice::ContactRequest {
+                from: Uid::parse("eve@alpha.test").unwrap(),
+            },
+        };
+        assert!(Stored::from_item(message::encode_value(&notice)).is_none());
+        #[derive(serde::Serialize)]
+        struct Reordered<'a> {
+            env: &'a Envelope,
+            k: &'static str,
+        }
+        let reordered = Reordered {
+            env: &env,
+            k: "message",
+        };
+        let other = Stored::from_item(message::encode_value(&reordered)).unwrap();
+        assert_eq!(other.decode(), Some(env));
     }
 
     #[test]
@@ -853,7 +924,8 @@ mod tests {
         match next_batch(items(&envs), mib, false) {
             Next::Deliver { seqs, msgs } => {
                 assert_eq!(seqs, [1]);
-                assert!(deliver_size(&msgs.iter().collect::<Vec<_>>()) <= mib);
+                let bytes = msgs.iter().map(|m| m.envelope().len()).sum();
+                assert!(deliver_size(bytes) <= mib);
             }
             Next::TooLarge { .. } => panic!("fits"),
         }
@@ -864,7 +936,7 @@ mod tests {
         };
         let framed = message::encode(&one).len() + siren_proto::transport::OVERHEAD;
         assert!(
-            framed <= deliver_size(&[&envs[0]]),
+            framed <= deliver_size(message::encode_value(&envs[0]).len()),
             "the estimate is an upper bound"
         );
         // The small one rides along with what fits before it.

@@ -54,9 +54,22 @@ impl State {
     }
 }
 
+/// What the writer writes: a message, or one encoded already (a `deliver` spliced from the
+/// outbox's stored envelopes, `message::encode_link_deliver`).
+pub(super) enum Outgoing {
+    Message(LinkMessage),
+    Encoded(Vec<u8>),
+}
+
+impl From<LinkMessage> for Outgoing {
+    fn from(message: LinkMessage) -> Outgoing {
+        Outgoing::Message(message)
+    }
+}
+
 /// An open link to one peer.
 pub(super) struct Link {
-    out: mpsc::Sender<LinkMessage>,
+    out: mpsc::Sender<Outgoing>,
     state: Arc<State>,
     next_rid: AtomicU32,
     /// The largest frame the peer accepts (its `link_ready`).
@@ -128,9 +141,9 @@ impl Link {
     /// Queues a request for the writer (waiting for room) and returns what waits for its
     /// answer: requests sent one after another are written in that order, so their answers
     /// can be awaited later, several at a time.
-    pub(super) async fn send(
+    pub(super) async fn send<O: Into<Outgoing>>(
         &self,
-        make: impl FnOnce(u32) -> LinkMessage,
+        make: impl FnOnce(u32) -> O,
     ) -> Result<Answer, LinkClosed> {
         let rid = self.next_rid.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -146,7 +159,7 @@ impl Link {
                 rid,
             },
         };
-        if !self.is_alive() || self.out.send(make(rid)).await.is_err() {
+        if !self.is_alive() || self.out.send(make(rid).into()).await.is_err() {
             return Err(LinkClosed);
         }
         Ok(answer)
@@ -178,7 +191,7 @@ impl Link {
         for batch in signal_batches(msgs, self.max_frame) {
             if self
                 .out
-                .try_send(LinkMessage::Signal { msgs: batch })
+                .try_send(LinkMessage::Signal { msgs: batch }.into())
                 .is_err()
             {
                 return false;
@@ -242,12 +255,16 @@ impl Drop for Forget {
 async fn write_messages(
     peer: ServerName,
     mut sender: Sender,
-    mut queued: mpsc::Receiver<LinkMessage>,
+    mut queued: mpsc::Receiver<Outgoing>,
     deadline: Duration,
     state: Arc<State>,
 ) {
     while let Some(message) = queued.recv().await {
-        match tokio::time::timeout(deadline, sender.send(&message)).await {
+        let encoded = match message {
+            Outgoing::Message(message) => message::encode(&message),
+            Outgoing::Encoded(bytes) => bytes,
+        };
+        match tokio::time::timeout(deadline, sender.send_encoded(&encoded)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::info!(%peer, error = %e, "a link write failed; link closed");
@@ -313,7 +330,7 @@ async fn keepalive(link: Weak<Link>) {
         let rid = link.next_rid.fetch_add(1, Ordering::Relaxed);
         // A full queue means the link is busy, which keeps it alive as well.
         if let Err(mpsc::error::TrySendError::Closed(_)) =
-            link.out.try_send(LinkMessage::Ping { rid })
+            link.out.try_send(LinkMessage::Ping { rid }.into())
         {
             return;
         }

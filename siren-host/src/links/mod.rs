@@ -28,11 +28,11 @@ use siren_api::federation::{Decision, Direction, FederationPolicy};
 use siren_api::{Error, ErrorCode, ServerName, Uid};
 use siren_net::discovery::{self, Resolver, ResolverConfig};
 use siren_proto::keys::{SekPublic, SekSecret};
-use siren_proto::message::LinkMessage;
+use siren_proto::message::{self, LinkMessage};
 use siren_proto::records::DirectoryListing;
 
 pub use dial::MAX_TARGETS;
-use link::Link;
+use link::{Link, Outgoing};
 
 use crate::config::Config;
 
@@ -480,18 +480,19 @@ impl Links {
         }
     }
 
-    /// Sends envelopes over the link to `peer` (opened first if needed) and returns what waits
+    /// Sends envelopes (each encoded already, as the outbox stores it) in one `deliver` over
+    /// the link to `peer` (opened first if needed) and returns what waits
     /// for the peer's commit, each step within the request timeout. Deliveries sent one after
     /// another are written in that order, so several can wait for their answers at once.
     pub async fn send_deliver(
         &self,
         peer: &ServerName,
-        msgs: Vec<siren_proto::envelope::Envelope>,
+        msgs: &[&[u8]],
     ) -> Result<DeliveryAnswer, RequestError> {
         let answer = self
             .within_budget(peer, async {
                 let link = self.link(peer).await.map_err(RequestError::Failed)?;
-                link.send(|rid| LinkMessage::Deliver { rid, msgs })
+                link.send(|rid| Outgoing::Encoded(message::encode_link_deliver(rid, msgs)))
                     .await
                     .map_err(|e| {
                         tracing::info!(%peer, error = %e, "a request to a peer failed");

@@ -156,6 +156,53 @@ pub fn encode_deliver(seq: u64, item: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The start of a queue item holding an envelope as [`encode_value`] writes
+/// `QueueItem::Message { env }`: a map of two, `k` = `message`, then `env`.
+fn queued_message_prefix() -> Vec<u8> {
+    use ciborium_ll::{Encoder, Header};
+    let mut out = Vec::with_capacity(16);
+    let mut enc = Encoder::from(&mut out);
+    // Writing into a Vec cannot fail.
+    let _ = enc.push(Header::Map(Some(2)));
+    let _ = enc.text("k", None);
+    let _ = enc.text("message", None);
+    let _ = enc.text("env", None);
+    out
+}
+
+/// The envelope inside a stored queue item, as encoded bytes, without decoding it: `Some` when
+/// `item` is `QueueItem::Message { env }` as [`encode_value`] writes it (the bytes after its
+/// `env` key are then exactly `encode_value(&env)`), `None` for anything else (another kind of
+/// item, or another layout: decode those). For a server forwarding what it stored itself.
+pub fn queued_envelope(item: &[u8]) -> Option<&[u8]> {
+    item.strip_prefix(queued_message_prefix().as_slice())
+        .filter(|env| !env.is_empty())
+}
+
+/// Encodes a link's `deliver { rid, msgs }` around envelopes that are already encoded (with
+/// [`encode_value`], or found by [`queued_envelope`]) without decoding them. The bytes are the
+/// same as `encode(&LinkMessage::Deliver { rid, msgs })`.
+pub fn encode_link_deliver(rid: RequestId, envelopes: &[&[u8]]) -> Vec<u8> {
+    use ciborium_ll::{Encoder, Header};
+    let body: usize = envelopes.iter().map(|e| e.len()).sum();
+    let mut out = Vec::with_capacity(body + 32);
+    {
+        let mut enc = Encoder::from(&mut out);
+        // Writing into a Vec cannot fail.
+        let _ = enc.push(Header::Map(Some(3)));
+        let _ = enc.text("t", None);
+        let _ = enc.text("deliver", None);
+        let _ = enc.text("rid", None);
+        let _ = enc.push(Header::Positive(u64::from(rid)));
+        let _ = enc.text("msgs", None);
+        let _ = enc.push(Header::Array(Some(envelopes.len())));
+    }
+    for env in envelopes {
+        out.extend_from_slice(env);
+    }
+    out
+}
+
 /// Decodes one message, applying the versioning rules and limits described above.
 pub fn decode<M: WireMessage>(bytes: &[u8]) -> Result<M, DecodeError> {
     let malformed = |e, rid| DecodeError {

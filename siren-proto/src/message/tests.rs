@@ -263,6 +263,54 @@ fn undeliverable_notices_look_as_documented_and_bound_their_reason() {
     );
 }
 
+/// A stored `QueueItem::Message` gives up its envelope's bytes without a decode, and a link
+/// `deliver` spliced from such bytes is the serde encoding, which decodes back; other items and
+/// other layouts are not taken for envelopes.
+#[test]
+fn queued_envelopes_splice_into_link_delivers() {
+    let envs: Vec<_> = [0, 23, 24, 300, 70_000].map(envelope).into();
+    let stored: Vec<Vec<u8>> = envs
+        .iter()
+        .map(|env| encode_value(&QueueItem::Message { env: env.clone() }))
+        .collect();
+    let raw: Vec<&[u8]> = stored
+        .iter()
+        .map(|item| queued_envelope(item).unwrap())
+        .collect();
+    for (env, bytes) in envs.iter().zip(&raw) {
+        assert_eq!(*bytes, encode_value(env).as_slice());
+    }
+    for (rid, count) in [(0u32, 0usize), (1, 1), (23, 2), (24, 5), (u32::MAX, 5)] {
+        let Some(these) = raw.get(..count) else {
+            panic!("{count} envelopes");
+        };
+        let msgs = envs.iter().take(count).cloned().collect::<Vec<_>>();
+        let whole = encode(&LinkMessage::Deliver {
+            rid,
+            msgs: msgs.clone(),
+        });
+        let spliced = encode_link_deliver(rid, these);
+        assert_eq!(spliced, whole);
+        assert_eq!(
+            decode::<LinkMessage>(&spliced).unwrap(),
+            LinkMessage::Deliver { rid, msgs }
+        );
+    }
+    let notice = encode_value(&QueueItem::Notice {
+        notice: Notice::ContactRequest {
+            from: siren_api::Uid::parse("eve@x.test").unwrap(),
+        },
+    });
+    assert_eq!(queued_envelope(&notice), None);
+    // The same item with its keys the other way round (another writer's layout): not spliced.
+    let reordered = cbor(&map(vec![
+        ("env", Value::Bytes(vec![1])),
+        ("k", Value::Text("message".into())),
+    ]));
+    assert_eq!(queued_envelope(&reordered), None);
+    assert_eq!(queued_envelope(&queued_message_prefix()), None);
+}
+
 /// An envelope with fixed fields and `ct_len` bytes of ciphertext.
 fn envelope(ct_len: usize) -> crate::envelope::Envelope {
     use crate::keys::{DekPublic, Signature};
