@@ -98,8 +98,9 @@ struct Sizes {
     drain_messages: usize,
     handshake_time: Duration,
     connectors: usize,
-    /// Connectors for the logins at the real password cost: no more than the server's hashing
-    /// permits (twice the cores), beyond which it turns logins away (error 207).
+    /// Connectors for the logins at the real password cost: as many as a two-core server's
+    /// default concurrent password checks (`max_concurrent_logins` = twice the cores). More
+    /// hashes of 19 MiB at once than that only slow each other (the bench's `sirend` allows 64).
     login_connectors: usize,
     users: usize,
     devices_per_user: usize,

@@ -419,18 +419,6 @@ pub async fn connect_over(
     initiate(rd, wr, init, hello, step_timeout).await
 }
 
-/// Runs the initiator's side of a handshake already started (`init`, whose `hello` is not sent
-/// yet) over a connection the caller opened.
-pub(crate) async fn initiate_over(
-    rd: ReadHalf,
-    wr: WriteHalf,
-    init: Initiator,
-    hello: Vec<u8>,
-    step_timeout: Duration,
-) -> Result<Connected, NetError> {
-    initiate(rd, wr, init, hello, step_timeout).await
-}
-
 /// Connects, then runs the initiator's side of the handshake ([`initiate`]).
 async fn run_initiator(
     connecting: impl Future<Output = std::io::Result<TcpStream>>,
@@ -446,7 +434,7 @@ async fn run_initiator(
 
 /// Sends `hello`, reads the reply, sends `finish`: the initiator's side of the handshake with a
 /// deadline on each step.
-async fn initiate(
+pub(crate) async fn initiate(
     mut rd: ReadHalf,
     mut wr: WriteHalf,
     init: Initiator,

@@ -40,7 +40,7 @@ pub async fn connect(
         .await?
         .map_err(|e| NetError::WebSocket(e.to_string()))?;
     let (rd, wr) = bridge(ws);
-    crate::initiate_over(rd, wr, init, hello, step_timeout).await
+    crate::initiate(rd, wr, init, hello, step_timeout).await
 }
 
 /// The WebSocket as the two directions of a connection carrying frames: each binary message is

@@ -462,7 +462,8 @@ impl Initiator {
 
     /// [`Initiator::client`] with the `ss` term computed earlier ([`StaticShared`]): a device
     /// reconnecting to its server (a resumption, a reconnect after a network change) saves one
-    /// of its four X25519 scalar multiplications. The messages are the same. `shared` must have
+    /// of its four X25519 agreements with another key (its ephemeral key's generation, a fifth
+    /// and cheaper multiplication, remains). The messages are the same. `shared` must have
     /// been computed from `device` (else [`HandshakeError::WrongStaticShared`]); the server's
     /// SEK is the one it was computed with.
     pub fn client_with(

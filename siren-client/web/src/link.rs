@@ -50,6 +50,12 @@ pub async fn open<T: Future<Output = ()>>(
     step: Duration,
     sleep: impl Fn(Duration) -> T,
 ) -> anyhow::Result<Opened<WsLink>> {
+    if !shared.is_for(&dek.public(), &server.sek) {
+        bail!(
+            "the kept key agreement is not this device's with {}'s key",
+            server.name
+        );
+    }
     let (init, hello) = Initiator::client_with(
         &server.name,
         shared,

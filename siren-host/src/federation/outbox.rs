@@ -163,7 +163,9 @@ struct Item {
 }
 
 /// An envelope as the outbox stored it: sent on as it is, encoded, without a decode (the
-/// server checked it when its sender sent it); decoded only to give it up.
+/// server checked it when its sender sent it); decoded only to give it up, and after a failed
+/// delivery (a peer closes the link on a `deliver` it cannot decode, so a stored item damaged
+/// on disk would otherwise be sent again and again, holding up the outbox until it expires).
 struct Stored {
     /// The stored queue item's bytes.
     bytes: Vec<u8>,
@@ -172,11 +174,13 @@ struct Stored {
 }
 
 impl Stored {
-    /// The envelope of a stored queue item; `None` if the item is no envelope.
-    fn from_item(bytes: Vec<u8>) -> Option<Stored> {
+    /// The envelope of a stored queue item; `None` if the item is no envelope (or, when
+    /// `verify`, not one that decodes).
+    fn from_item(bytes: Vec<u8>, verify: bool) -> Option<Stored> {
         if let Some(env) = message::queued_envelope(&bytes) {
             let start = bytes.len() - env.len();
-            return Some(Stored { bytes, start });
+            let stored = Stored { bytes, start };
+            return (!verify || stored.decode().is_some()).then_some(stored);
         }
         // Another layout than this server writes (an older one's, say): decoded and encoded.
         match message::decode_value(&bytes) {
@@ -489,6 +493,7 @@ async fn drain(
         shared,
         peer,
         single: 0,
+        verify: false,
         sent: VecDeque::new(),
         floor,
     };
@@ -562,6 +567,9 @@ struct Worker {
     wake: Arc<Notify>,
     /// After a permanent refusal of a batch: how many envelopes to send one at a time.
     single: usize,
+    /// After a failed delivery, until one is answered: decode what is read before sending it
+    /// ([`Stored`]), removing what does not decode.
+    verify: bool,
     /// Deliveries sent, oldest first.
     sent: VecDeque<Sent>,
     /// No item below this number is in the outbox: reads start here rather than at the head,
@@ -594,6 +602,7 @@ impl Worker {
     /// duplicates its devices drop by id) and reads again from the head of the outbox.
     fn restart(&mut self) {
         self.sent.clear();
+        self.verify = true;
     }
 
     /// One step: send the next batch while there is room in flight and something to send,
@@ -687,7 +696,7 @@ impl Worker {
             .into_iter()
             .map(|item| Item {
                 seq: item.seq,
-                env: Stored::from_item(item.bytes),
+                env: Stored::from_item(item.bytes, self.verify),
             })
             .collect();
         match next_batch(items, limit, self.single > 0) {
@@ -771,6 +780,7 @@ impl Worker {
         } = sent;
         match answer {
             Ok(()) => {
+                self.verify = false;
                 self.single = self.single.saturating_sub(count);
                 remove(&self.shared, peer, &self.key, &seqs).await
             }
@@ -879,9 +889,10 @@ mod tests {
             .enumerate()
             .map(|(i, e)| Item {
                 seq: i as u64 + 1,
-                env: Stored::from_item(message::encode_value(&QueueItem::Message {
-                    env: e.clone(),
-                })),
+                env: Stored::from_item(
+                    message::encode_value(&QueueItem::Message { env: e.clone() }),
+                    false,
+                ),
             })
             .collect()
     }
@@ -902,7 +913,7 @@ mod tests {
                 from: Uid::parse("eve@alpha.test").unwrap(),
             },
         };
-        assert!(Stored::from_item(message::encode_value(&notice)).is_none());
+        assert!(Stored::from_item(message::encode_value(&notice), false).is_none());
         #[derive(serde::Serialize)]
         struct Reordered<'a> {
             env: &'a Envelope,
@@ -912,8 +923,14 @@ mod tests {
             env: &env,
             k: "message",
         };
-        let other = Stored::from_item(message::encode_value(&reordered)).unwrap();
-        assert_eq!(other.decode(), Some(env));
+        let other = Stored::from_item(message::encode_value(&reordered), false).unwrap();
+        assert_eq!(other.decode(), Some(env.clone()));
+        // Damaged on disk after the envelope's key: sent as it is, unless verifying (after a
+        // failed delivery), when it is no envelope and is removed.
+        let mut damaged = message::encode_value(&QueueItem::Message { env });
+        damaged.truncate(damaged.len() - 10);
+        assert!(Stored::from_item(damaged.clone(), false).is_some());
+        assert!(Stored::from_item(damaged, true).is_none());
     }
 
     #[test]

@@ -157,25 +157,16 @@ pub fn encode_deliver(seq: u64, item: &[u8]) -> Vec<u8> {
 }
 
 /// The start of a queue item holding an envelope as [`encode_value`] writes
-/// `QueueItem::Message { env }`: a map of two, `k` = `message`, then `env`.
-fn queued_message_prefix() -> Vec<u8> {
-    use ciborium_ll::{Encoder, Header};
-    let mut out = Vec::with_capacity(16);
-    let mut enc = Encoder::from(&mut out);
-    // Writing into a Vec cannot fail.
-    let _ = enc.push(Header::Map(Some(2)));
-    let _ = enc.text("k", None);
-    let _ = enc.text("message", None);
-    let _ = enc.text("env", None);
-    out
-}
+/// `QueueItem::Message { env }`: a map of two, `k` = `message`, then `env` (a test checks it
+/// against the encoding).
+const QUEUED_MESSAGE_PREFIX: &[u8] = b"\xa2\x61k\x67message\x63env";
 
 /// The envelope inside a stored queue item, as encoded bytes, without decoding it: `Some` when
 /// `item` is `QueueItem::Message { env }` as [`encode_value`] writes it (the bytes after its
 /// `env` key are then exactly `encode_value(&env)`), `None` for anything else (another kind of
 /// item, or another layout: decode those). For a server forwarding what it stored itself.
 pub fn queued_envelope(item: &[u8]) -> Option<&[u8]> {
-    item.strip_prefix(queued_message_prefix().as_slice())
+    item.strip_prefix(QUEUED_MESSAGE_PREFIX)
         .filter(|env| !env.is_empty())
 }
 

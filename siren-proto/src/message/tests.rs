@@ -308,7 +308,7 @@ fn queued_envelopes_splice_into_link_delivers() {
         ("k", Value::Text("message".into())),
     ]));
     assert_eq!(queued_envelope(&reordered), None);
-    assert_eq!(queued_envelope(&queued_message_prefix()), None);
+    assert_eq!(queued_envelope(QUEUED_MESSAGE_PREFIX), None);
 }
 
 /// An envelope with fixed fields and `ct_len` bytes of ciphertext.

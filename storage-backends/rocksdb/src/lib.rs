@@ -29,9 +29,11 @@ use siren_api::storage::{Durability, KeyRange, KvEngine, KvPair, WriteBatch, Wri
 use siren_api::{Error, ErrorCode};
 pub use siren_storage_kv::KvStorage;
 
-/// How many deleted or overwritten entries [`RocksEngine::scan_cached`] steps over before it
-/// gives up (and the scan goes to a blocking thread): enough for a queue's recent removals,
-/// little enough that a scan on the async executor stays in the tens of microseconds.
+/// How many deleted or overwritten entries one step of [`RocksEngine::scan_cached`] (the seek
+/// to the first entry, or the move to the next) may step over before the scan gives up and goes
+/// to a blocking thread: enough for a queue's recent removals, little enough that a step on the
+/// async executor stays short. (RocksDB counts per step, so a scan of `n` entries steps over at
+/// most `n` times this: the queues' reads ask for at most a few hundred.)
 const MAX_SKIPPED_CACHED: u64 = 1_000;
 
 /// The RocksDB store: every typed store over a [`RocksEngine`].
@@ -176,9 +178,10 @@ impl KvEngine for RocksEngine {
     }
 
     /// A scan confined to the memtables and the block cache (`ReadTier::BlockCache`) that gives
-    /// up after stepping over [`MAX_SKIPPED_CACHED`] deleted or overwritten entries: RocksDB
-    /// answers `Incomplete` instead of reading a file or working on, and the caller then scans
-    /// on a blocking thread. A queue's next items, written or read lately, are answered here.
+    /// up when a step would pass over more than [`MAX_SKIPPED_CACHED`] deleted or overwritten
+    /// entries: RocksDB answers `Incomplete` instead of reading a file or working on, and the
+    /// caller then scans on a blocking thread. A queue's next items, written or read lately, are
+    /// answered here.
     fn scan_cached(
         &self,
         range: &KeyRange,
