@@ -65,11 +65,7 @@ impl Platform for Tokio {
     ) -> anyhow::Result<Opened<NetLink>> {
         let s = &self.settings;
         let sek = s.sek()?;
-        let shared = match self.shared.take() {
-            Some(kept) if kept.is_for(&dek.public(), &sek) => kept,
-            _ => StaticShared::new(dek, &sek)?,
-        };
-        let shared = &*self.shared.insert(shared);
+        let shared = StaticShared::keep(&mut self.shared, dek, &sek)?;
         // `s.server` may be the web listener's `ws://…/ws` (for networks that pass only HTTP):
         // `connect` goes there, and the pinned key authenticates the session as over TCP. When
         // it cannot be reached, the other nodes of the server are tried in order; every one must

@@ -410,6 +410,20 @@ impl StaticShared {
     pub fn is_for(&self, device: &DekPublic, server_sek: &SekPublic) -> bool {
         self.dek == *device && self.sek == *server_sek
     }
+
+    /// The one a client keeps in `kept`, for `device` and `server_sek`: the kept one if it is
+    /// for them, otherwise a new one, kept from now on.
+    pub fn keep<'a>(
+        kept: &'a mut Option<StaticShared>,
+        device: &DekSecret,
+        server_sek: &SekPublic,
+    ) -> Result<&'a StaticShared, HandshakeError> {
+        let shared = match kept.take() {
+            Some(shared) if shared.is_for(&device.public(), server_sek) => shared,
+            _ => StaticShared::new(device, server_sek)?,
+        };
+        Ok(kept.insert(shared))
+    }
 }
 
 impl std::fmt::Debug for StaticShared {

@@ -46,11 +46,7 @@ impl Platform for Browser {
         dek: &DekSecret,
         request: SessionRequest,
     ) -> anyhow::Result<Opened<WsLink>> {
-        let shared = match self.shared.take() {
-            Some(kept) if kept.is_for(&dek.public(), &self.server.sek) => kept,
-            _ => StaticShared::new(dek, &self.server.sek)?,
-        };
-        let shared = &*self.shared.insert(shared);
+        let shared = StaticShared::keep(&mut self.shared, dek, &self.server.sek)?;
         link::open(&self.server, shared, dek, request, TIMEOUT, sleep).await
     }
 

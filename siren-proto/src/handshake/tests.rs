@@ -549,6 +549,14 @@ fn a_static_agreement_is_only_for_its_device_and_server_key() {
     let mine = StaticShared::new(&w.device, &w.server.current.public()).unwrap();
     let rotated = SekSecret::generate(&mut w.rng);
     assert!(!mine.is_for(&w.device.public(), &rotated.public()));
+
+    // What a client keeps follows its DEK and the server's key.
+    let mut kept = Some(shared);
+    let now = StaticShared::keep(&mut kept, &w.device, &w.server.current.public()).unwrap();
+    assert!(now.is_for(&w.device.public(), &w.server.current.public()));
+    let now = StaticShared::keep(&mut kept, &w.device, &rotated.public()).unwrap();
+    assert!(now.is_for(&w.device.public(), &rotated.public()));
+    assert!(kept.is_some_and(|k| k.is_for(&w.device.public(), &rotated.public())));
 }
 
 /// A server key that is a low-order point gives an all-zero agreement: refused when the `ss`
