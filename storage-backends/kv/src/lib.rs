@@ -80,7 +80,7 @@ mod sessions;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
-use siren_api::storage::{Durability, KeyRange, KvEngine, Storage, WriteBatch};
+use siren_api::storage::{Durability, KeyRange, KvEngine, KvPair, Storage, WriteBatch};
 use siren_api::{Error, ErrorCode};
 
 /// How many entries a scan of a whole keyspace reads at a time.
@@ -182,6 +182,32 @@ impl<E: KvEngine> KvStorage<E> {
         }
         self.run(op, move |inner| decode(inner.engine.get(&key)?))
             .await
+    }
+
+    /// Scans up to `limit` entries of `range` and decodes them with `decode`: on the calling
+    /// task when the engine has them in memory ([`KvEngine::scan_cached`]), otherwise on a
+    /// blocking thread like [`KvStorage::run`]. A queue's next items, written or read lately,
+    /// then cost no thread hand-off.
+    async fn scan_with<T, D>(
+        &self,
+        op: &'static str,
+        range: KeyRange,
+        limit: usize,
+        decode: D,
+    ) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        D: FnOnce(Vec<KvPair>) -> Result<T, Error> + Send + 'static,
+    {
+        if let Some(found) = self.inner.engine.scan_cached(&range, limit, false) {
+            return found
+                .and_then(decode)
+                .map_err(|e| Error::new(e.code, format!("{op}: {}", e.message)));
+        }
+        self.run(op, move |inner| {
+            decode(inner.engine.scan(&range, limit, false)?)
+        })
+        .await
     }
 
     /// Runs `f` at once, on the calling task, if it is `buffered` work (only buffered writes

@@ -184,10 +184,6 @@ impl<E: KvEngine> Inner<E> {
             .all(|(device, _, _)| last_seq.contains_key(device))
     }
 
-    fn pending(&self, range: &KeyRange, limit: usize) -> Result<Vec<QueuedItem>, Error> {
-        pending_items(self.engine.scan(range, limit, false)?)
-    }
-
     fn ack(&self, device: &DeviceKey, seqs: &[u64]) -> Result<usize, Error> {
         let mut seqs = seqs.to_vec();
         seqs.sort_unstable();
@@ -376,7 +372,7 @@ impl<E: KvEngine> QueueStore for KvStorage<E> {
         self.run("sync", |inner| inner.engine.sync()).await
     }
 
-    /// On the calling task when the engine has the items in memory ([`KvEngine::scan_cached`]):
+    /// On the calling task when the engine has the items in memory ([`KvStorage::scan_with`]):
     /// a session's or an outbox's next items were written or read moments ago.
     async fn pending(
         &self,
@@ -387,13 +383,7 @@ impl<E: KvEngine> QueueStore for KvStorage<E> {
         let Some(range) = pending_range(device, after) else {
             return Ok(Vec::new());
         };
-        if let Some(found) = self.inner.engine.scan_cached(&range, limit, false) {
-            return found
-                .and_then(pending_items)
-                .map_err(|e| Error::new(e.code, format!("pending: {}", e.message)));
-        }
-        self.run("pending", move |inner| inner.pending(&range, limit))
-            .await
+        self.scan_with("pending", range, limit, pending_items).await
     }
 
     async fn ack(&self, device: &DeviceKey, seqs: &[u64]) -> Result<usize, Error> {

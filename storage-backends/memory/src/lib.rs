@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use siren_api::storage::{Durability, KeyRange, KvEngine, WriteBatch, WriteOp};
+use siren_api::storage::{Durability, KeyRange, KvEngine, KvPair, WriteBatch, WriteOp};
 use siren_api::{Error, ErrorCode};
 pub use siren_storage_kv::KvStorage;
 
@@ -95,7 +95,7 @@ impl KvEngine for MemoryEngine {
         range: &KeyRange,
         limit: usize,
         reverse: bool,
-    ) -> Option<Result<Vec<(Vec<u8>, Vec<u8>)>, Error>> {
+    ) -> Option<Result<Vec<KvPair>, Error>> {
         Some(self.scan(range, limit, reverse))
     }
 

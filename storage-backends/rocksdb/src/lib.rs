@@ -187,7 +187,7 @@ impl KvEngine for RocksEngine {
         range: &KeyRange,
         limit: usize,
         reverse: bool,
-    ) -> Option<Result<Vec<(Vec<u8>, Vec<u8>)>, Error>> {
+    ) -> Option<Result<Vec<KvPair>, Error>> {
         let mut options = Self::read_options(range);
         options.set_read_tier(ReadTier::BlockCache);
         options.set_max_skippable_internal_keys(MAX_SKIPPED_CACHED);
