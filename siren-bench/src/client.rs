@@ -88,6 +88,14 @@ pub async fn welcome(conn: &mut Connected) -> anyhow::Result<(SessionId, bool)> 
     }
 }
 
+/// Acknowledges the notice delivered as `seq`.
+async fn ack_notice(conn: &mut Connected, seq: u64) -> anyhow::Result<()> {
+    conn.sender
+        .send(&ClientMessage::Ack { seqs: vec![seq] })
+        .await
+        .context("acknowledging a notice")
+}
+
 /// Waits for `queue_drained` (a device that just became ready, with no message queued; the
 /// notices it may have, such as the directory changes of its user's later devices, are
 /// acknowledged).
@@ -98,12 +106,7 @@ pub async fn drained(conn: &mut Connected) -> anyhow::Result<()> {
             ServerMessage::Deliver {
                 seq,
                 item: QueueItem::Notice { .. },
-            } => {
-                conn.sender
-                    .send(&ClientMessage::Ack { seqs: vec![seq] })
-                    .await
-                    .context("acknowledging a notice")?;
-            }
+            } => ack_notice(conn, seq).await?,
             ServerMessage::Deliver { seq, item } => {
                 bail!("unexpected delivery to an empty queue: item {seq}, {item:?}")
             }
@@ -177,12 +180,7 @@ pub async fn enroll(target: &Target, account: &Account) -> anyhow::Result<(Devic
         match recv(&mut conn).await? {
             ServerMessage::Ok { rid: 2 } => break,
             ServerMessage::QueueDrained => was_drained = true,
-            ServerMessage::Deliver { seq, .. } => {
-                conn.sender
-                    .send(&ClientMessage::Ack { seqs: vec![seq] })
-                    .await
-                    .context("acknowledging a notice")?;
-            }
+            ServerMessage::Deliver { seq, .. } => ack_notice(&mut conn, seq).await?,
             other => bail!("registering a device of {user} failed: {other:?}"),
         }
     }
