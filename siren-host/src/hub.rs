@@ -90,8 +90,9 @@ pub enum Routed {
 struct Entry {
     mailbox: Arc<Mailbox>,
     conn: u64,
-    /// Who is logged in, and the credential stamp of that login (`None`: not checked).
-    account: (Username, Option<u64>),
+    /// Who is logged in, and the credential stamp of that login (`None`: not checked); `None`
+    /// for a peer's outbox worker, which takes offers like a session but is no login.
+    account: Option<(Username, Option<u64>)>,
 }
 
 /// Live sessions by DEK.
@@ -126,13 +127,44 @@ impl Hub {
             Entry {
                 mailbox: mailbox.clone(),
                 conn,
-                account: (user, stamp),
+                account: Some((user, stamp)),
             },
         );
         if let Some(old) = old {
             old.mailbox.kick(None);
         }
         mailbox
+    }
+
+    /// Registers a peer's outbox worker as the live consumer of the outbox queue `key`
+    /// (`crate::federation::outbox`): commits for it are then offered to it before they are
+    /// written, as to a live session. Not a session: no account, never ended or counted as one.
+    pub fn register_outbox(&self, key: DekPublic) -> Arc<Mailbox> {
+        let mailbox = Arc::new(Mailbox::default());
+        let old = self.sessions().insert(
+            key,
+            Entry {
+                mailbox: mailbox.clone(),
+                conn: 0,
+                account: None,
+            },
+        );
+        if let Some(old) = old {
+            old.mailbox.kick(None);
+        }
+        mailbox
+    }
+
+    /// Removes the outbox worker's registration `mailbox` for `key` (if it is still the
+    /// current one).
+    pub fn unregister_outbox(&self, key: &DekPublic, mailbox: &Arc<Mailbox>) {
+        let mut sessions = self.sessions();
+        if sessions
+            .get(key)
+            .is_some_and(|e| Arc::ptr_eq(&e.mailbox, mailbox))
+        {
+            sessions.remove(key);
+        }
     }
 
     /// Removes `conn`'s registration (if it is still the current one for `dek`).
@@ -264,7 +296,11 @@ impl Hub {
         let mut sessions = self.sessions();
         let ended: Vec<DekPublic> = sessions
             .iter()
-            .filter(|(dek, e)| which(dek, &e.account.0, e.account.1))
+            .filter(|(dek, e)| {
+                e.account
+                    .as_ref()
+                    .is_some_and(|(user, stamp)| which(dek, user, *stamp))
+            })
             .map(|(dek, _)| *dek)
             .collect();
         for dek in &ended {
@@ -280,7 +316,7 @@ impl Hub {
     pub fn accounts(&self) -> BTreeSet<(Username, Option<u64>)> {
         self.sessions()
             .values()
-            .map(|e| e.account.clone())
+            .filter_map(|e| e.account.clone())
             .collect()
     }
 
@@ -288,7 +324,7 @@ impl Hub {
     pub fn live(&self) -> Vec<(DekPublic, Username)> {
         self.sessions()
             .iter()
-            .map(|(dek, e)| (*dek, e.account.0.clone()))
+            .filter_map(|(dek, e)| Some((*dek, e.account.as_ref()?.0.clone())))
             .collect()
     }
 
@@ -316,7 +352,10 @@ impl Hub {
 
     /// How many sessions are live.
     pub fn len(&self) -> usize {
-        self.sessions().len()
+        self.sessions()
+            .values()
+            .filter(|e| e.account.is_some())
+            .count()
     }
 
     /// Whether no session is live.

@@ -18,6 +18,7 @@ use tempfile::TempDir;
 pub mod browser;
 pub mod fake_peer;
 pub mod hostile;
+pub mod stream;
 pub mod tmux;
 pub mod web;
 

@@ -4,11 +4,8 @@
 //! (PROTOCOL.md §13).
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use siren_api::Uid;
-use siren_client::profile::Profile;
 use siren_tests::{Cli, Options, Server};
 
 #[derive(Clone, Copy)]
@@ -34,33 +31,10 @@ fn stream_and_stop(stop: Stop, online: bool) {
     let live = online.then(|| bob.listen());
 
     // Alice sends as fast as the server acknowledges, from a library client on another thread.
-    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
-    let sender = {
-        let acked = acked.clone();
-        let profile = alice.profile().to_owned();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let mut client =
-                    siren_client::client::open(Profile::open(&profile, None).unwrap()).unwrap();
-                client.connect().await.unwrap();
-                let bob = Uid::parse("bob@alpha.test").unwrap();
-                for i in 0.. {
-                    let text = format!("message {i}");
-                    match client.send_text(&bob, &text).await {
-                        Ok(_) => acked.lock().unwrap().push(text),
-                        Err(_) => return, // the server went away mid-request: not acknowledged
-                    }
-                }
-            })
-        })
-    };
+    let sender = siren_tests::stream::SendStream::start(alice.profile(), "bob@alpha.test");
     // Let a stream build up, then stop the server in the middle of it.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while acked.lock().unwrap().len() < 40 {
+    while sender.acked() < 40 {
         assert!(
             std::time::Instant::now() < deadline,
             "the stream did not get going"
@@ -93,8 +67,7 @@ fn stream_and_stop(stop: Stop, online: bool) {
         Stop::Graceful => assert!(server.stop(), "graceful shutdown must exit cleanly"),
         Stop::Kill9 => server.kill(),
     }
-    sender.join().unwrap();
-    let acked: Vec<String> = acked.lock().unwrap().clone();
+    let acked = sender.join();
     assert!(acked.len() >= 40);
     let mut received: BTreeSet<String> = BTreeSet::new();
     if let Some(live) = live {

@@ -39,7 +39,21 @@ fn two_servers(
     (b, b_user): (&str, &str),
     a_policy: &str,
 ) -> (Server, Server, Dns) {
-    let mut first = server(a);
+    let first = Options {
+        name: a.into(),
+        ..Options::default()
+    };
+    two_servers_with(first, a_user, (b, b_user), a_policy)
+}
+
+/// [`two_servers`], the first one made with `first`.
+fn two_servers_with(
+    first: Options,
+    a_user: &str,
+    (b, b_user): (&str, &str),
+    a_policy: &str,
+) -> (Server, Server, Dns) {
+    let mut first = Server::new(first);
     let mut second = server(b);
     first.add_user(a_user, "pw-1");
     second.add_user(b_user, "pw-2");
@@ -181,6 +195,62 @@ fn messages_cross_servers_and_wait_while_the_peer_is_down() {
     );
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert!(bob.recv().is_empty(), "nothing twice");
+}
+
+/// The outbox's fast path (PROTOCOL.md §17): while beta answers, alpha sends each envelope on
+/// before writing it and answers its sender once beta has acknowledged it, so most are never
+/// written on alpha at all. `kill -9` of alpha in the middle of a stream to an online bob loses
+/// no message alpha acknowledged.
+#[test]
+fn kill_9_of_the_sending_server_during_a_stream_across_servers_loses_no_acknowledged_message() {
+    let port = siren_tests::free_port();
+    let first = Options {
+        name: "alpha.test".into(),
+        extra: siren_tests::metrics::metrics_on(port),
+        ..Options::default()
+    };
+    let (mut alpha, beta, _dns) = two_servers_with(first, "alice", ("beta.test", "bob"), "");
+    let alice = Cli::init(&alpha, "alice@alpha.test");
+    alice.login("pw-1");
+    let bob = Cli::init(&beta, "bob@beta.test");
+    bob.login("pw-2");
+    let live = bob.listen();
+    let sender = siren_tests::stream::SendStream::start(alice.profile(), "bob@beta.test");
+    // The fast path is in use: outbox items settled by beta's answers, never written here.
+    let at = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, text) = siren_tests::metrics::get(at, "/metrics").expect("metrics");
+        let unsynced =
+            siren_tests::metrics::sample(&text, "siren_messages_acknowledged_unsynced_total");
+        if unsynced.is_some_and(|n| n > 0.0) && sender.acked() >= 40 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no outbox item was settled by the peer's answer ({} sent):\n{text}",
+            sender.acked()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    alpha.kill();
+    let acked = sender.join();
+    alpha.start();
+    let mut received = std::collections::BTreeSet::new();
+    let strip = |line: &str| line.trim_start_matches("alice@alpha.test: ").to_owned();
+    // What alpha wrote before it died goes out once it is back (bob listens all along).
+    while !acked.iter().all(|t| received.contains(t))
+        && let Some(line) = live.next_line(Duration::from_secs(10))
+    {
+        received.insert(strip(&line));
+    }
+    let missing: Vec<&String> = acked.iter().filter(|t| !received.contains(*t)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged messages were lost: {missing:?}",
+        missing.len(),
+        acked.len()
+    );
 }
 
 #[test]
@@ -942,6 +1012,18 @@ fn a_message_too_large_for_the_peer_is_given_up_and_its_sender_told() {
     assert!(bob.recv().is_empty(), "nothing else arrived");
 }
 
+/// Waits for the one `undeliverable` notice `session` gets, and checks it names message `id`
+/// and error `code`.
+async fn given_up(session: &mut Session, id: MessageId, code: ErrorCode) {
+    let items = delivered(session, Duration::from_secs(30), |items| {
+        !undeliverable(items).is_empty()
+    })
+    .await;
+    let notices = undeliverable(&items);
+    assert_eq!(notices.len(), 1, "{items:?}");
+    assert_eq!((notices[0].0, notices[0].1), (id, code.as_u16()));
+}
+
 /// The ids of a `deliver` a fake peer received (answering `ping`s meanwhile).
 async fn deliver_request(link: &mut fake_peer::PeerLink) -> (u32, Vec<MessageId>) {
     match link.next_request(Duration::from_secs(60)).await {
@@ -964,6 +1046,26 @@ async fn alpha_and_far() -> (FakePeer, Dns, Server, Session) {
     );
     let alice = Session::create(&alpha, "alice", "pw-a").await;
     (far, dns, alpha, alice)
+}
+
+/// One envelope from alice to far, delivered and answered: alpha's worker for far takes the fast
+/// path (its outbox then empty). Returns far's link.
+async fn on_the_fast_path(
+    far: &FakePeer,
+    alpha: &Server,
+    alice: &mut Session,
+) -> fake_peer::PeerLink {
+    let first = envelope_to_nowhere(alice, "x@far.test", 10);
+    assert!(matches!(
+        send(alice, vec![first.clone()]).await,
+        ServerMessage::SendAck { .. }
+    ));
+    let mut link = far.accept(1 << 20, Duration::from_secs(30)).await;
+    let (rid, ids) = deliver_request(&mut link).await;
+    assert_eq!(ids, [first.id]);
+    link.send(&LinkMessage::DeliverAck { rid, ids }).await;
+    alpha.wait_for_log("outbox empty; its worker waits for more on the fast path");
+    link
 }
 
 fn refuse(rid: u32, code: ErrorCode, msg: &str) -> LinkMessage {
@@ -1045,16 +1147,7 @@ async fn a_peers_permanent_refusal_gives_a_message_up_and_a_transient_one_is_ret
     let (rid, got) = deliver_request(&mut link).await;
     assert_eq!(got, [b.id], "the next one is not held up");
     link.send(&LinkMessage::DeliverAck { rid, ids: got }).await;
-    let items = delivered(&mut alice, Duration::from_secs(30), |items| {
-        !undeliverable(items).is_empty()
-    })
-    .await;
-    let notices = undeliverable(&items);
-    assert_eq!(notices.len(), 1, "{items:?}");
-    assert_eq!(
-        (notices[0].0, notices[0].1),
-        (a.id, ErrorCode::NotFound.as_u16())
-    );
+    given_up(&mut alice, a.id, ErrorCode::NotFound).await;
 }
 
 /// Several deliveries are in flight on a link at once (PROTOCOL.md §17): the next batch goes
@@ -1087,13 +1180,109 @@ async fn deliveries_to_a_peer_are_pipelined_and_may_be_answered_in_any_order() {
         let (rid, ids) = requests[i].clone();
         link.send(&LinkMessage::DeliverAck { rid, ids }).await;
     }
-    alpha.wait_for_log("outbox empty; its worker stopped");
+    // Stopped, or (on the fast path, once a delivery was answered) waiting for more.
+    alpha.wait_for_log("outbox empty; its worker");
     assert!(
         link.next_request(Duration::from_millis(500))
             .await
             .is_none(),
         "nothing answered is sent again"
     );
+}
+
+/// The outbox's fast path (PROTOCOL.md §17) sends an envelope on before it is written; its
+/// sender's `send_ack` waits until the peer answers or the envelope is durable. Here the peer
+/// takes deliveries and never answers: every acknowledged envelope must still be in alpha's
+/// outbox after `kill -9`, and is sent again once alpha is back.
+#[tokio::test(flavor = "multi_thread")]
+async fn envelopes_sent_on_before_they_are_written_are_acknowledged_only_once_durable() {
+    let (far, _dns, mut alpha, mut alice) = alpha_and_far().await;
+    let mut link = on_the_fast_path(&far, &alpha, &mut alice).await;
+
+    // Unanswered from now on: each `send_ack` comes once the envelope is written and synced.
+    let mut acked = Vec::new();
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        let env = envelope_to_nowhere(&alice, "x@far.test", 10);
+        assert!(matches!(
+            send(&mut alice, vec![env.clone()]).await,
+            ServerMessage::SendAck { .. }
+        ));
+        acked.push(env.id);
+        seen.extend(deliver_request(&mut link).await.1);
+    }
+    assert_eq!(seen, acked, "sent on at once, in order, each once");
+    alpha.kill();
+    drop(link);
+    alpha.start();
+    let mut link = far.accept(1 << 20, Duration::from_secs(30)).await;
+    let mut again = Vec::new();
+    while again.len() < acked.len() {
+        let (rid, ids) = deliver_request(&mut link).await;
+        again.extend(ids.iter().copied());
+        link.send(&LinkMessage::DeliverAck { rid, ids }).await;
+    }
+    assert_eq!(
+        again, acked,
+        "every acknowledged envelope was durable, in order"
+    );
+}
+
+/// An envelope sent on early (the fast path) that the peer refuses for good is given up once,
+/// from the outbox like any other: its sender gets one `undeliverable` notice, and what comes
+/// next is not held up.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_envelope_sent_early_and_refused_for_good_is_given_up_once() {
+    let (far, _dns, alpha, mut alice) = alpha_and_far().await;
+    let mut link = on_the_fast_path(&far, &alpha, &mut alice).await;
+
+    // The peer refuses `refused` each time it comes (early, then from the outbox once
+    // written) and takes everything else.
+    let refused = envelope_to_nowhere(&alice, "x@far.test", 10);
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let peer = tokio::spawn(async move {
+        loop {
+            let (rid, got) = deliver_request(&mut link).await;
+            let answer = if got.contains(&refused.id) {
+                refuse(rid, ErrorCode::Refused, "not from alice")
+            } else {
+                LinkMessage::DeliverAck {
+                    rid,
+                    ids: got.clone(),
+                }
+            };
+            link.send(&answer).await;
+            let _ = seen_tx.send(got);
+        }
+    });
+    assert!(matches!(
+        send(&mut alice, vec![refused.clone()]).await,
+        ServerMessage::SendAck { .. }
+    ));
+    given_up(&mut alice, refused.id, ErrorCode::Refused).await;
+    let early = "a peer refused envelopes sent early";
+    assert!(alpha.wait_for_log(early).contains(early), "it went early");
+    let next = envelope_to_nowhere(&alice, "x@far.test", 10);
+    assert!(matches!(
+        send(&mut alice, vec![next.clone()]).await,
+        ServerMessage::SendAck { .. }
+    ));
+    loop {
+        let got = tokio::time::timeout(Duration::from_secs(30), seen.recv())
+            .await
+            .expect("the next envelope is not held up")
+            .unwrap();
+        if got == [next.id] {
+            break;
+        }
+        assert_eq!(got, [refused.id], "only the refused one before it");
+    }
+    let items = delivered(&mut alice, Duration::from_secs(2), |_| false).await;
+    assert!(
+        undeliverable(&items).is_empty(),
+        "one notice only: {items:?}"
+    );
+    peer.abort();
 }
 
 /// Two senders' streams to another server, sent back to back: each session has several commits

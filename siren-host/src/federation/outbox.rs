@@ -34,6 +34,8 @@ use siren_proto::keys::DekPublic;
 use siren_proto::message::{self, LinkMessage, Notice, QueueItem};
 use tokio::sync::Notify;
 
+use crate::federation::early::{Durable, Early};
+use crate::hub::{Mailbox, NO_LAG, Offer, Offered};
 use crate::links::{DeliveryAnswer, RequestError};
 use crate::shared::Shared;
 
@@ -490,14 +492,20 @@ async fn drain(
     let mut worker = Worker {
         key: outbox_key(&peer),
         wake,
-        shared,
+        shared: shared.clone(),
         peer,
         single: 0,
         verify: false,
         sent: VecDeque::new(),
         floor,
+        fast: lease.is_none() && shared.storage.defers_sync(),
+        mailbox: None,
+        early: Early::default(),
+        held: None,
+        told_idle: false,
     };
     let done = worker.run(lease).await;
+    worker.unregister();
     if lease.is_none() {
         worker.shared.outboxes.left_at(&worker.peer, worker.floor);
     }
@@ -547,6 +555,10 @@ const IN_FLIGHT: usize = 16;
 /// Most envelopes of one outbox in flight at once (the head is read past them each time).
 const ITEMS_IN_FLIGHT: usize = 4 * PAGE;
 
+/// How long a worker on the fast path stays, idle, for the next offer once its outbox is empty
+/// (a conversation's next message then goes early too); then it stops.
+const LINGER: Duration = Duration::from_secs(60);
+
 /// A `deliver` sent and waiting for its answer.
 struct Sent {
     /// The outbox items it removes once answered.
@@ -556,6 +568,8 @@ struct Sent {
     count: usize,
     first: Option<Stored>,
     answer: DeliveryAnswer,
+    /// Its envelopes were offered and sent before they were written ([`crate::federation::early`]).
+    early: bool,
 }
 
 /// The state of the task draining one peer's outbox.
@@ -575,6 +589,18 @@ struct Worker {
     /// No item below this number is in the outbox: reads start here rather than at the head,
     /// over the removed items (a log-structured store keeps them as tombstones for a while).
     floor: u64,
+    /// Whether the fast path may be used: the store syncs later for less, and this is no
+    /// cluster (another node's commits are not offered here).
+    fast: bool,
+    /// While the fast path is on and the peer answers: this worker's registration as the live
+    /// consumer of the outbox queue ([`crate::hub::Hub::register_outbox`]).
+    mailbox: Option<Arc<Mailbox>>,
+    /// What was offered and sent before it was durable.
+    early: Early,
+    /// An offer that did not fit the last `deliver`: the next one starts with it.
+    held: Option<Offer>,
+    /// Whether the log said the outbox is empty since the worker took the fast path.
+    told_idle: bool,
 }
 
 /// What sending the next batch did.
@@ -599,40 +625,212 @@ enum Step {
 
 impl Worker {
     /// Forgets the deliveries in flight (the peer fails those after a failed one, or they are
-    /// duplicates its devices drop by id) and reads again from the head of the outbox.
+    /// duplicates its devices drop by id) and reads again from the head of the outbox; the
+    /// fast path is off until a delivery is answered again.
     fn restart(&mut self) {
         self.sent.clear();
         self.verify = true;
+        self.unregister();
     }
 
-    /// One step: send the next batch while there is room in flight and something to send,
-    /// otherwise wait for the oldest answer (or, with room, for envelopes to be committed).
+    /// Takes the fast path: commits for the peer are offered to this worker from now on.
+    fn register(&mut self) {
+        if self.fast && self.mailbox.is_none() {
+            self.mailbox = Some(self.shared.hub.register_outbox(self.key));
+            self.told_idle = false;
+            // What was committed before is in the store.
+            self.early.read = true;
+        }
+    }
+
+    /// Leaves the fast path: commits for the peer are written, and read from the store (what
+    /// was offered and not answered is written by its commit).
+    fn unregister(&mut self) {
+        if let Some(mailbox) = self.mailbox.take() {
+            self.shared.hub.unregister_outbox(&self.key, &mailbox);
+        }
+        self.held = None;
+        self.early.restart();
+    }
+
+    /// One step: send the next batch while there is room in flight and something to send (read
+    /// from the store, or offered), otherwise wait for the oldest answer (or, with room, for
+    /// envelopes to be committed or offered).
     async fn step(&mut self) -> Step {
         let room = if self.single > 0 {
             self.sent.is_empty()
         } else {
-            self.sent.len() < IN_FLIGHT
-                && self.sent.iter().map(|s| s.seqs.len()).sum::<usize>() < ITEMS_IN_FLIGHT
+            self.sent.len() < IN_FLIGHT && self.items_in_flight() < ITEMS_IN_FLIGHT
         };
+        let mailbox = self.mailbox.clone();
+        // One envelope at a time (to find the one a peer refuses) goes through the store.
+        let offers = mailbox.as_ref().filter(|_| self.single == 0);
         if room {
-            match self.send_next().await {
-                Sending::More => return Step::Continue,
-                Sending::Nothing if self.sent.is_empty() => return self.stop_if_empty().await,
-                Sending::Nothing => {}
-                Sending::Failed(step) => return step,
+            if offers.is_none() || self.early.read {
+                match self.send_next().await {
+                    Sending::More => return Step::Continue,
+                    Sending::Nothing if mailbox.is_none() && self.sent.is_empty() => {
+                        return self.stop_if_empty().await;
+                    }
+                    Sending::Nothing => {
+                        self.early.read = false;
+                        if self.sent.is_empty() && self.single > 0 {
+                            // Nothing left to send one at a time: offers are taken again.
+                            self.single = 0;
+                            return Step::Continue;
+                        }
+                    }
+                    Sending::Failed(step) => return step,
+                }
+            }
+            if let Some(mailbox) = offers {
+                match self.send_offered(mailbox).await {
+                    Sending::More => return Step::Continue,
+                    Sending::Nothing if self.sent.is_empty() && !self.early.read => {
+                        return self.idle(mailbox).await;
+                    }
+                    Sending::Nothing => {}
+                    Sending::Failed(step) => return step,
+                }
             }
         }
         let Some(oldest) = self.sent.front_mut() else {
             return Step::Continue;
         };
+        let offered = async {
+            match offers {
+                Some(mailbox) => mailbox.changed().await,
+                None => std::future::pending().await,
+            }
+        };
         let answer = tokio::select! {
             answer = &mut oldest.answer => answer,
-            () = self.wake.notified(), if room => return Step::Continue,
+            // Registered, commits come as offers and notes instead.
+            () = self.wake.notified(), if room && mailbox.is_none() => return Step::Continue,
+            () = offered, if room && offers.is_some() => return Step::Continue,
         };
         match self.sent.pop_front() {
             Some(sent) => self.answered(sent, answer).await,
             None => Step::Continue,
         }
+    }
+
+    fn items_in_flight(&self) -> usize {
+        self.sent.iter().map(|s| s.seqs.len()).sum()
+    }
+
+    /// Registered, nothing in flight, nothing to read, nothing offered: the outbox is empty.
+    /// Its committed envelopes count no more ([`crate::federation::waiting`]); the worker waits
+    /// for the next offer for [`LINGER`], then leaves the fast path and stops (after one more
+    /// look at the store).
+    async fn idle(&mut self, mailbox: &Mailbox) -> Step {
+        let generation = self.shared.outboxes.generation(&self.peer);
+        self.shared.outboxes.emptied(&self.peer, generation);
+        if !self.told_idle {
+            // Once per registration (a conversation would log a line per message otherwise).
+            self.told_idle = true;
+            tracing::info!(peer = %self.peer, "outbox empty; its worker waits for more on the fast path");
+        }
+        let mut shutdown = self.shared.shutdown.clone();
+        tokio::select! {
+            () = mailbox.changed() => {}
+            // Woken by a commit: what it wrote is noted in the mailbox.
+            () = self.wake.notified() => {}
+            _ = shutdown.changed() => {}
+            () = tokio::time::sleep(LINGER) => self.unregister(),
+        }
+        Step::Continue
+    }
+
+    /// Handles what the mailbox holds: notes that items are durable (removing those the peer
+    /// acknowledged already, or asking for a store read) and offers, of which those that may go
+    /// early (in order, nothing to read first) are sent in one `deliver`. `Nothing` if no
+    /// `deliver` was sent.
+    async fn send_offered(&mut self, mailbox: &Mailbox) -> Sending {
+        if mailbox.kicked().is_some() {
+            // Replaced (never by design: one worker per peer): the store is read instead.
+            self.mailbox = None;
+            self.held = None;
+            self.early.restart();
+            return Sending::More;
+        }
+        if mailbox.take_lag() != NO_LAG {
+            // A note that did not fit the mailbox.
+            self.early.read = true;
+        }
+        let limit = self
+            .shared
+            .links
+            .known_frame_limit(&self.peer)
+            .unwrap_or(siren_proto::frame::DEFAULT_MAX_FRAME);
+        let room = ITEMS_IN_FLIGHT
+            .saturating_sub(self.items_in_flight())
+            .min(PAGE);
+        let mut items: Vec<Item> = Vec::new();
+        let mut remove_now = Vec::new();
+        let mut size = deliver_size(0);
+        while items.len() < room {
+            let Some(told) = self
+                .held
+                .take()
+                .map(Offered::Item)
+                .or_else(|| mailbox.next_offer())
+            else {
+                break;
+            };
+            let offer = match told {
+                Offered::Durable(seq) => {
+                    let in_flight = self.sent.iter().any(|s| s.seqs.contains(&seq));
+                    if self.early.durable(seq, in_flight) == Durable::Remove {
+                        remove_now.push(seq);
+                    }
+                    continue;
+                }
+                Offered::Item(offer) => offer,
+            };
+            let env = offer
+                .bytes()
+                .and_then(|bytes| Stored::from_item(bytes.to_vec(), false));
+            let Some(env) = env else {
+                self.early.pass(offer.seq);
+                continue;
+            };
+            let more = env.envelope().len();
+            if size + more > limit {
+                if items.is_empty() {
+                    // Larger than the peer's frames: given up from the store.
+                    self.early.pass(offer.seq);
+                    continue;
+                }
+                self.held = Some(offer);
+                break;
+            }
+            if self.early.take(offer.seq) {
+                size += more;
+                items.push(Item {
+                    seq: offer.seq,
+                    env: Some(env),
+                });
+            }
+        }
+        if !remove_now.is_empty()
+            && let Step::Retry = remove(&self.shared, &self.peer, &self.key, &remove_now).await
+        {
+            return Sending::Failed(Step::Retry);
+        }
+        if items.is_empty() {
+            return Sending::Nothing;
+        }
+        if let Err(e) = self
+            .shared
+            .links
+            .allowed(&self.peer, Direction::Outbound)
+            .await
+        {
+            return self.denied(&e);
+        }
+        // Every item fits the frame (checked above): one `deliver` carries them all.
+        self.send_batch(items, limit, true).await
     }
 }
 impl Worker {
@@ -648,9 +846,7 @@ impl Worker {
     async fn send_next(&mut self) -> Sending {
         let (shared, peer, key) = (&self.shared, &self.peer, &self.key);
         if let Err(e) = shared.links.allowed(peer, Direction::Outbound).await {
-            tracing::warn!(%peer, error = %e, "federation with this peer is not allowed: its outbox is held until its messages expire");
-            shared.outboxes.stop(peer);
-            return Sending::Failed(Step::Stop);
+            return self.denied(&e);
         }
         let flying: HashSet<u64> = self
             .sent
@@ -668,13 +864,22 @@ impl Worker {
                 PAGE + flying.len(),
             )
             .await;
+        // Items the peer acknowledged when they were sent early, now written: removed.
+        let mut done = Vec::new();
         let page: Vec<_> = match read {
             Ok(page) => {
                 if let Some(head) = page.first() {
                     self.floor = head.seq;
                 }
+                let early = &mut self.early;
                 page.into_iter()
-                    .filter(|item| !flying.contains(&item.seq))
+                    .filter(|item| {
+                        if early.seen(item.seq) {
+                            done.push(item.seq);
+                            return false;
+                        }
+                        !flying.contains(&item.seq)
+                    })
                     .collect()
             }
             Err(e) => {
@@ -682,6 +887,12 @@ impl Worker {
                 return Sending::Failed(Step::Retry);
             }
         };
+        if !done.is_empty() {
+            return match remove(shared, peer, key, &done).await {
+                Step::Continue => Sending::More,
+                step => Sending::Failed(step),
+            };
+        }
         if page.is_empty() {
             return Sending::Nothing;
         }
@@ -699,6 +910,22 @@ impl Worker {
                 env: Stored::from_item(item.bytes, self.verify),
             })
             .collect();
+        self.send_batch(items, limit, false).await
+    }
+
+    /// The policy does not allow the peer (any more): the worker stops, the envelopes held.
+    fn denied(&mut self, e: &Error) -> Sending {
+        let peer = &self.peer;
+        tracing::warn!(%peer, error = %e, "federation with this peer is not allowed: its outbox is held until its messages expire");
+        self.shared.outboxes.stop(peer);
+        Sending::Failed(Step::Stop)
+    }
+
+    /// Sends the longest run of `items` that fits a frame of `limit` bytes in one `deliver`
+    /// (`early`: offered ones), gives up an envelope too large for it, or removes items that
+    /// are not envelopes.
+    async fn send_batch(&mut self, items: Vec<Item>, limit: usize, early: bool) -> Sending {
+        let (shared, peer, key) = (&self.shared, &self.peer, &self.key);
         match next_batch(items, limit, self.single > 0) {
             Next::TooLarge { seq, env, size } => {
                 let reason = format!(
@@ -732,6 +959,7 @@ impl Worker {
                             count,
                             first,
                             answer,
+                            early,
                         });
                         Sending::More
                     }
@@ -776,13 +1004,37 @@ impl Worker {
     async fn answered(&mut self, sent: Sent, answer: Result<(), RequestError>) -> Step {
         let peer = &self.peer.clone();
         let Sent {
-            seqs, count, first, ..
+            seqs,
+            count,
+            first,
+            early,
+            ..
         } = sent;
         match answer {
             Ok(()) => {
                 self.verify = false;
                 self.single = self.single.saturating_sub(count);
-                remove(&self.shared, peer, &self.key, &seqs).await
+                self.register();
+                let deferred = &self.shared.queue.deferred;
+                let mut written = Vec::with_capacity(seqs.len());
+                for seq in seqs {
+                    // Settles the commit that waits for it (if any): its sender is answered.
+                    let acknowledged = deferred.acknowledge(&self.key, seq);
+                    if !early || self.early.answered(seq, acknowledged) {
+                        written.push(seq);
+                    }
+                }
+                if written.is_empty() {
+                    return Step::Continue;
+                }
+                remove(&self.shared, peer, &self.key, &written).await
+            }
+            Err(RequestError::Refused { code, error }) if early && permanent(code) => {
+                // Sent before it was written: its commit writes it, and it is given up (or
+                // found) from the store like any other.
+                tracing::info!(%peer, error = %error, count, "a peer refused envelopes sent early; they are tried again from the outbox");
+                self.restart();
+                Step::Continue
             }
             Err(RequestError::Refused { code, error }) if permanent(code) => {
                 // The peer failed what was sent after it: read again from the head.

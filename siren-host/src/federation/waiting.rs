@@ -207,6 +207,23 @@ impl Outboxes {
         state.peers.get(peer).map_or(0, |w| w.generation)
     }
 
+    /// The generation of `peer`'s entry (counts reservations and commits), for
+    /// [`Outboxes::emptied`].
+    pub fn generation(&self, peer: &ServerName) -> u64 {
+        self.state().peers.get(peer).map_or(0, |w| w.generation)
+    }
+
+    /// `peer`'s worker found its outbox empty and keeps running, idle (it lingers for the next
+    /// offer): its committed envelopes count no more, unless envelopes came since `generation`.
+    pub fn emptied(&self, peer: &ServerName, generation: u64) {
+        let mut state = self.state();
+        if let Some(waiting) = state.peers.get_mut(peer)
+            && waiting.generation == generation
+        {
+            waiting.users.clear();
+        }
+    }
+
     /// `peer`'s outbox stayed empty: its committed envelopes count no more, unless envelopes
     /// came since `generation` or a new worker runs.
     pub fn forget(&self, peer: &ServerName, generation: u64) {

@@ -225,9 +225,10 @@ impl Metrics {
         );
         r.register(
             "messages_acknowledged_unsynced",
-            "Queue items acknowledged by their device before a sync of the store was needed (a \
-             commit to live devices is written unsynced, or not at all, and settles when its \
-             devices acknowledge or a sync makes it durable)",
+            "Queue items acknowledged by their device (or, for an outbox, by the peer server) \
+             before a sync of the store was needed (a commit to live devices or to an outbox on \
+             the fast path is written unsynced, or not at all, and settles when they acknowledge \
+             or a sync makes it durable)",
             m.messages_acknowledged_unsynced.clone(),
         );
         r.register(
