@@ -199,10 +199,19 @@ fn messages_cross_servers_and_wait_while_the_peer_is_down() {
 
 /// The outbox's fast path (PROTOCOL.md §17): while beta answers, alpha sends each envelope on
 /// before writing it and answers its sender once beta has acknowledged it, so most are never
-/// written on alpha at all. `kill -9` of alpha in the middle of a stream to an online bob loses
-/// no message alpha acknowledged.
+/// written on alpha at all. Stopping alpha in the middle of a stream to an online bob, by
+/// `kill -9` or gracefully, loses no message alpha acknowledged.
 #[test]
 fn kill_9_of_the_sending_server_during_a_stream_across_servers_loses_no_acknowledged_message() {
+    stop_alpha_during_a_stream_across_servers(true);
+}
+
+#[test]
+fn a_graceful_restart_of_the_sending_server_during_a_stream_across_servers_loses_nothing() {
+    stop_alpha_during_a_stream_across_servers(false);
+}
+
+fn stop_alpha_during_a_stream_across_servers(kill_9: bool) {
     let port = siren_tests::free_port();
     let first = Options {
         name: "alpha.test".into(),
@@ -233,7 +242,11 @@ fn kill_9_of_the_sending_server_during_a_stream_across_servers_loses_no_acknowle
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    alpha.kill();
+    if kill_9 {
+        alpha.kill();
+    } else {
+        assert!(alpha.stop(), "graceful shutdown must exit cleanly");
+    }
     let acked = sender.join();
     alpha.start();
     let mut received = std::collections::BTreeSet::new();
@@ -1064,7 +1077,11 @@ async fn on_the_fast_path(
     let (rid, ids) = deliver_request(&mut link).await;
     assert_eq!(ids, [first.id]);
     link.send(&LinkMessage::DeliverAck { rid, ids }).await;
-    alpha.wait_for_log("outbox empty; its worker waits for more on the fast path");
+    let idle = "outbox empty; its worker waits for more on the fast path";
+    assert!(
+        alpha.wait_for_log(idle).contains(idle),
+        "not on the fast path"
+    );
     link
 }
 
