@@ -18,6 +18,10 @@
 //! see `session::delivery`. An offer that does not fit is dropped: the item comes
 //! the slow way, through the store.
 //!
+//! A peer's outbox worker registers the same way ([`Hub::register_outbox`]) while it is on the
+//! outbox's fast path (`crate::federation::early`): commits for that peer are then offered to
+//! it like items to a live device, and the peer's acknowledgement settles them.
+//!
 //! Ephemeral signals (PROTOCOL.md §14, [`Hub::signal`]) go to the same mailbox; one for a
 //! session that does not keep up is dropped.
 //!
@@ -468,6 +472,36 @@ mod tests {
         assert_eq!(hub.len(), 1);
         hub.unregister(&dek(1), 2);
         assert!(hub.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_outbox_worker_takes_offers_but_is_no_session() {
+        let hub = Hub::default();
+        let _alice = hub.register_session(dek(1), 1, user("alice"), None);
+        let outbox = hub.register_outbox(dek(9));
+        assert!(hub.all_live([dek(1), dek(9)].iter()));
+        let items: OfferedItems = Arc::from(vec![siren_api::storage::NewQueueItem {
+            device: *dek(9).as_bytes(),
+            expires: 0,
+            bytes: vec![1, 2, 3],
+        }]);
+        hub.offer(&items, &[7]);
+        assert!(woken(&outbox).await);
+        assert!(matches!(outbox.next_offer(), Some(Offered::Item(o)) if o.seq == 7));
+        // Not a session: not counted, listed or ended.
+        assert_eq!(hub.len(), 1);
+        assert_eq!(hub.live(), [(dek(1), user("alice"))]);
+        assert_eq!(hub.accounts().len(), 1);
+        let why = Error::new(siren_api::ErrorCode::Internal, "test");
+        assert_eq!(hub.end(|_, _, _| true, &why), 1);
+        assert_eq!(outbox.kicked(), None);
+        // Only its own registration is removed.
+        let newer = hub.register_outbox(dek(9));
+        assert_eq!(outbox.kicked(), Some(None), "replaced");
+        hub.unregister_outbox(&dek(9), &outbox);
+        assert!(hub.all_live([dek(9)].iter()));
+        hub.unregister_outbox(&dek(9), &newer);
+        assert!(!hub.all_live([dek(9)].iter()));
     }
 
     #[tokio::test]
