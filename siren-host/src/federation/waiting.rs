@@ -51,6 +51,9 @@ struct Waiting {
     generation: u64,
     /// The lowest outbox number committed since the worker last asked.
     first_committed: Option<u64>,
+    /// Its worker found the outbox empty and lingers on the fast path: the peer counts towards
+    /// no limit until envelopes come again.
+    idle: bool,
 }
 
 impl Waiting {
@@ -64,14 +67,18 @@ impl Waiting {
 }
 
 impl State {
-    /// Drops lapsed reservations, and peers nothing waits for any more.
+    /// Drops lapsed reservations, and peers nothing waits for any more (a worker that lingers
+    /// with an empty outbox holds no place: one user writing to many answering servers in turn
+    /// must not fill the server's limit with idle workers).
     fn purge(&mut self, now: Instant) {
         let workers = &self.workers;
         self.peers.retain(|peer, waiting| {
             waiting
                 .reserved
                 .retain(|_, since| now.duration_since(*since) < RESERVATION);
-            !waiting.users.is_empty() || !waiting.reserved.is_empty() || workers.contains_key(peer)
+            !waiting.users.is_empty()
+                || !waiting.reserved.is_empty()
+                || (workers.contains_key(peer) && !waiting.idle)
         });
     }
 }
@@ -133,6 +140,7 @@ impl Outboxes {
         let waiting = state.peers.entry(peer.clone()).or_default();
         waiting.reserved.insert(user.clone(), now);
         waiting.generation += 1;
+        waiting.idle = false;
         Ok(())
     }
 
@@ -145,6 +153,7 @@ impl Outboxes {
         waiting.reserved.remove(user);
         waiting.users.insert(user.clone());
         waiting.generation += 1;
+        waiting.idle = false;
         waiting.first_committed = Some(waiting.first_committed.map_or(first, |f| f.min(first)));
     }
 
@@ -221,6 +230,7 @@ impl Outboxes {
             && waiting.generation == generation
         {
             waiting.users.clear();
+            waiting.idle = true;
         }
     }
 
@@ -285,6 +295,46 @@ mod tests {
         // A peer that may not be talked to counts no more at once.
         outboxes.stop(&peer(4));
         outboxes.reserve(&carol, &peer(5)).unwrap();
+    }
+
+    #[test]
+    fn a_worker_lingering_with_an_empty_outbox_holds_no_place() {
+        let outboxes = Outboxes::new(&FederationSection {
+            max_outbox_peers: 2,
+            max_outbox_peers_per_user: 2,
+            ..FederationSection::default()
+        });
+        let alice = Username::parse("alice").unwrap();
+        let peer = |n: u8| ServerName::parse(&format!("p{n}.test")).unwrap();
+        for n in 1..=2 {
+            outboxes.reserve(&alice, &peer(n)).unwrap();
+            outboxes.committed(&alice, &peer(n), 1);
+            assert!(outboxes.claim(&peer(n)).is_some());
+        }
+        assert!(
+            outboxes.reserve(&alice, &peer(3)).is_err(),
+            "two peers wait"
+        );
+        // p1's worker empties its outbox and stays (the fast path): p1 counts no more.
+        outboxes.emptied(&peer(1), outboxes.generation(&peer(1)));
+        outboxes.reserve(&alice, &peer(3)).unwrap();
+        // Envelopes committed meanwhile keep it counted.
+        let generation = outboxes.generation(&peer(2));
+        outboxes.committed(&alice, &peer(2), 2);
+        outboxes.emptied(&peer(2), generation);
+        assert!(
+            outboxes.reserve(&alice, &peer(4)).is_err(),
+            "p2 and p3 wait"
+        );
+        // The idle worker's peer counts again with its next envelope.
+        outboxes.committed(&alice, &peer(3), 1);
+        assert!(outboxes.claim(&peer(3)).is_some());
+        outboxes.emptied(&peer(3), outboxes.generation(&peer(3)));
+        outboxes.reserve(&alice, &peer(1)).unwrap();
+        assert!(
+            outboxes.reserve(&alice, &peer(4)).is_err(),
+            "p1 and p2 wait"
+        );
     }
 
     #[test]
