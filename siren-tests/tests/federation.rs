@@ -1082,6 +1082,15 @@ async fn on_the_fast_path(
         alpha.wait_for_log(idle).contains(idle),
         "not on the fast path"
     );
+    // The operator sees the worker ready for more, not sending.
+    let links = alpha.admin(&["federation", "links"], "");
+    assert!(links.ok, "{}", links.stderr);
+    let row = links.stdout.lines().find(|l| l.starts_with("far.test"));
+    assert!(
+        row.is_some_and(|r| r.split_whitespace().nth(2) == Some("ready")),
+        "{}",
+        links.stdout
+    );
     link
 }
 

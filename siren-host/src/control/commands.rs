@@ -451,10 +451,10 @@ impl Ops {
                 "{:<32}  {:<7}  {:<7}  {:>8}  {}",
                 peer.as_str(),
                 links.get(peer).map_or("none", |s| s.as_str()),
-                if workers.get(peer).copied().unwrap_or(false) {
-                    "sending"
-                } else {
-                    "idle"
+                match workers.get(peer).copied() {
+                    Some(true) if shared.outboxes.is_idle(peer) => "ready",
+                    Some(true) => "sending",
+                    _ => "idle",
                 },
                 row.items,
                 age(row.oldest)

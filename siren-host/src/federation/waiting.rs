@@ -57,6 +57,12 @@ struct Waiting {
 }
 
 impl Waiting {
+    /// Whether the peer takes one of the server's places (`max_outbox_peers`): envelopes wait
+    /// for it or are about to, or its worker is busy (not lingering with an empty outbox).
+    fn holds_place(&self) -> bool {
+        !self.users.is_empty() || !self.reserved.is_empty() || !self.idle
+    }
+
     fn counts(&self, user: &Username, now: Instant) -> bool {
         self.users.contains(user)
             || self
@@ -67,18 +73,14 @@ impl Waiting {
 }
 
 impl State {
-    /// Drops lapsed reservations, and peers nothing waits for any more (a worker that lingers
-    /// with an empty outbox holds no place: one user writing to many answering servers in turn
-    /// must not fill the server's limit with idle workers).
+    /// Drops lapsed reservations, and peers nothing waits for any more.
     fn purge(&mut self, now: Instant) {
         let workers = &self.workers;
         self.peers.retain(|peer, waiting| {
             waiting
                 .reserved
                 .retain(|_, since| now.duration_since(*since) < RESERVATION);
-            !waiting.users.is_empty()
-                || !waiting.reserved.is_empty()
-                || (workers.contains_key(peer) && !waiting.idle)
+            !waiting.users.is_empty() || !waiting.reserved.is_empty() || workers.contains_key(peer)
         });
     }
 }
@@ -127,7 +129,10 @@ impl Outboxes {
                     ),
                 ));
             }
-            if known.is_none() && state.peers.len() >= self.max_peers {
+            // A worker that lingers with an empty outbox holds no place: one user writing to
+            // many answering servers in turn must not fill the server's limit with idle workers.
+            let taken = state.peers.values().filter(|w| w.holds_place()).count();
+            if !known.is_some_and(Waiting::holds_place) && taken >= self.max_peers {
                 return Err(Error::new(
                     ErrorCode::RateLimited,
                     format!(
@@ -199,6 +204,11 @@ impl Outboxes {
         let wake = Arc::new(Notify::new());
         state.workers.insert(peer.clone(), wake.clone());
         Some(wake)
+    }
+
+    /// Whether `peer`'s worker lingers on the fast path with an empty outbox.
+    pub fn is_idle(&self, peer: &ServerName) -> bool {
+        self.state().peers.get(peer).is_some_and(|w| w.idle)
     }
 
     /// `peer`'s worker stops for good (the peer may not be talked to): nothing counts it.
