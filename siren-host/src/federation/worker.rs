@@ -330,10 +330,9 @@ impl Worker {
     /// `deliver` was sent.
     async fn send_offered(&mut self, mailbox: &Mailbox) -> Sending {
         if mailbox.kicked().is_some() {
-            // Replaced (never by design: one worker per peer): the store is read instead.
-            self.mailbox = None;
-            self.held = None;
-            self.early.restart();
+            // Replaced (never by design: one worker per peer): the store is read instead (the
+            // newer registration stays, `unregister` removes only this one's).
+            self.unregister();
             return Sending::More;
         }
         if mailbox.take_lag() != NO_LAG {
