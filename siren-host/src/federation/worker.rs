@@ -29,8 +29,8 @@ use crate::shared::Shared;
 /// [`IN_FLIGHT`] sent before the oldest is answered), and removes each batch only after the peer
 /// acknowledged its commit. While the peer is unreachable it retries with exponential backoff
 /// (1 s doubling to 30 s); expired envelopes are removed by the sweeper like any queue item.
-/// Stops when the outbox is empty, when the policy no longer allows the peer (the envelopes are
-/// held) and at shutdown.
+/// Stops when the outbox is empty (on the fast path, once it has stayed empty for [`LINGER`]),
+/// when the policy no longer allows the peer (the envelopes are held) and at shutdown.
 pub(super) async fn run_outbox(shared: Arc<Shared>, peer: ServerName, wake: Arc<Notify>) {
     let lease = match Lease::take(&shared, &peer).await {
         Hold::Alone => None,
@@ -316,7 +316,8 @@ impl Worker {
         let mut shutdown = self.shared.shutdown.clone();
         tokio::select! {
             () = mailbox.changed() => {}
-            // Woken by a commit: what it wrote is noted in the mailbox.
+            // Woken by a commit (`ensure_worker`, after its envelopes were answered): its
+            // senders were counted for the peer again, and the next pass here uncounts them.
             () = self.wake.notified() => {}
             _ = shutdown.changed() => {}
             () = tokio::time::sleep(LINGER) => self.unregister(),
